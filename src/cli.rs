@@ -1,0 +1,285 @@
+//! The command line: clap structs as raw input, converted once into validated
+//! configurations of domain types, then run. Terminal concerns (colour, diagnostics
+//! drawing) live here and nowhere else.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::check::report::{HumanReport, HumanSink, JsonReport};
+use crate::check::{CheckError, Checker, Source};
+use crate::exit::ExitCode;
+use crate::manifest::{self, Document, Manifest, ManifestDiagnostic};
+
+/// Contract tests and a sandbox for ATS ⇄ identity-verification integrations.
+#[derive(Debug, Parser)]
+#[command(name = "stagegate", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate release-gate manifests and hiring policies (the format is detected).
+    Validate {
+        /// Manifest files to validate.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Check JSON payloads (JSON Lines, a JSON array, or one object) against the contracts.
+    Check {
+        /// The release-gate manifest whose contracts judge the payloads.
+        #[arg(long, value_name = "MANIFEST")]
+        manifest: PathBuf,
+        /// Report format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
+        format: CheckFormat,
+        /// Violations shown per contract in the human report.
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        max_shown: usize,
+        /// Payload files; `-` reads standard input.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Write JSON Schemas: one per contract of a manifest, or those of the manifest formats.
+    Schema {
+        /// Write `<contract>.schema.json` for every contract of this manifest.
+        #[arg(long, value_name = "MANIFEST", required_unless_present = "formats", conflicts_with = "formats")]
+        manifest: Option<PathBuf>,
+        /// Write the schemas of the manifest formats themselves.
+        #[arg(long)]
+        formats: bool,
+        /// The folder to write into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+/// Report formats of `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    /// A grouped summary for people.
+    Human,
+    /// One JSON document for machines.
+    Json,
+}
+
+/// A `check` run, validated.
+struct CheckRun {
+    manifest: Manifest,
+    sources: Vec<Source>,
+    format: CheckFormat,
+    max_shown: usize,
+}
+
+/// What `schema` writes.
+enum SchemaRun {
+    Contracts { manifest: Manifest, out: PathBuf },
+    Formats { out: PathBuf },
+}
+
+/// Runs a parsed command line and returns its exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let mut stdout = io::stdout().lock();
+    let mut ui = Ui::stderr();
+    let code = match cli.command {
+        Command::Validate { files } => validate(&files, &mut stdout, &mut ui),
+        Command::Check { manifest, format, max_shown, files } => {
+            match load_manifest(&manifest, &mut ui) {
+                Some(manifest) => {
+                    let sources = files
+                        .into_iter()
+                        .map(|f| if f.as_os_str() == "-" { Source::Stdin } else { Source::File(f) })
+                        .collect();
+                    check(CheckRun { manifest, sources, format, max_shown }, &mut stdout, &mut ui)
+                }
+                None => ExitCode::Usage,
+            }
+        }
+        Command::Schema { manifest, formats, out } => {
+            let run = match (manifest, formats) {
+                (Some(path), _) => match load_manifest(&path, &mut ui) {
+                    Some(manifest) => SchemaRun::Contracts { manifest, out },
+                    None => return ExitCode::Usage,
+                },
+                (None, _) => SchemaRun::Formats { out },
+            };
+            schema(run, &mut stdout, &mut ui)
+        }
+    };
+    let _ = stdout.flush();
+    code
+}
+
+/// Where diagnostics and errors go, drawn for a terminal or for a log.
+struct Ui {
+    err: Box<dyn Write>,
+    handler: miette::GraphicalReportHandler,
+}
+
+impl Ui {
+    fn stderr() -> Self {
+        let colour = io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let theme = if colour { miette::GraphicalTheme::unicode() } else { miette::GraphicalTheme::unicode_nocolor() };
+        let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100).with_links(false);
+        Ui { err: Box::new(io::stderr()), handler }
+    }
+
+    fn diagnostic(&mut self, diagnostic: &dyn miette::Diagnostic) {
+        let mut text = String::new();
+        // Rendering into a String cannot fail.
+        let _ = self.handler.render_report(&mut text, diagnostic);
+        let _ = writeln!(self.err, "{text}");
+    }
+
+    fn error(&mut self, error: &dyn std::error::Error) {
+        let mut text = format!("error: {error}");
+        let mut cause = error.source();
+        while let Some(c) = cause {
+            text.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        let _ = writeln!(self.err, "{text}");
+    }
+
+    fn warnings(&mut self, warnings: &[ManifestDiagnostic]) {
+        for warning in warnings {
+            self.diagnostic(warning);
+        }
+    }
+}
+
+fn load_manifest(path: &Path, ui: &mut Ui) -> Option<Manifest> {
+    match Manifest::load(path) {
+        Ok(loaded) => {
+            ui.warnings(&loaded.warnings);
+            Some(loaded.value)
+        }
+        Err(err) => {
+            ui.diagnostic(&err);
+            None
+        }
+    }
+}
+
+fn validate(files: &[PathBuf], out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
+    let mut code = ExitCode::Pass;
+    for file in files {
+        match manifest::load_document(file) {
+            Ok(loaded) => {
+                ui.warnings(&loaded.warnings);
+                let warnings = match loaded.warnings.len() {
+                    0 => String::new(),
+                    1 => ", 1 warning".to_owned(),
+                    n => format!(", {n} warnings"),
+                };
+                let what = match &loaded.value {
+                    Document::ReleaseGate(m) => format!(
+                        "release-gate manifest {}: {} contracts, {} candidates",
+                        m.raw.version,
+                        m.contracts.len(),
+                        m.candidates.len()
+                    ),
+                    Document::HiringPolicy(p) => {
+                        format!("hiring policy {}: {} ATS events", p.policy_version, p.ats_events.len())
+                    }
+                };
+                let _ = writeln!(out, "ok  {}  ({what}{warnings})", file.display());
+            }
+            Err(err) => {
+                ui.diagnostic(&err);
+                let _ = writeln!(out, "invalid  {}", file.display());
+                code = ExitCode::Usage;
+            }
+        }
+    }
+    code
+}
+
+fn check(run: CheckRun, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
+    let mut checker = Checker::new(&run.manifest);
+    let result = match run.format {
+        CheckFormat::Json => {
+            let outcome = JsonReport::start(&mut *out).map_err(CheckError::Write).and_then(|mut report| {
+                for source in &run.sources {
+                    checker.check_source(source, &mut report)?;
+                }
+                report.finish(checker.summary()).map_err(CheckError::Write)?;
+                Ok(())
+            });
+            outcome
+        }
+        CheckFormat::Human => {
+            let mut sink = HumanSink { report: HumanReport::new(run.max_shown), manifest: &run.manifest };
+            let outcome = run.sources.iter().try_for_each(|source| checker.check_source(source, &mut sink));
+            if outcome.is_ok() {
+                let names: Vec<String> = run.sources.iter().map(Source::name).collect();
+                let text = sink.report.render(&run.manifest, &names, checker.summary());
+                if let Err(err) = out.write_all(text.as_bytes()) {
+                    ui.error(&CheckError::Write(err));
+                    return ExitCode::Usage;
+                }
+            }
+            outcome
+        }
+    };
+    match result {
+        Ok(()) => checker.summary().verdict().into(),
+        Err(err) => {
+            ui.error(&err);
+            ExitCode::Usage
+        }
+    }
+}
+
+fn schema(run: SchemaRun, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
+    let (dir, files) = match &run {
+        SchemaRun::Contracts { manifest, out } => (
+            out,
+            manifest
+                .contracts
+                .iter()
+                .map(|c| (format!("{}.schema.json", c.name()), c.schema().clone()))
+                .collect::<Vec<_>>(),
+        ),
+        SchemaRun::Formats { out } => (
+            out,
+            vec![
+                ("release-gate.schema.json".to_owned(), manifest::release_gate_format_schema()),
+                ("hiring-policy.schema.json".to_owned(), manifest::hiring_policy_format_schema()),
+            ],
+        ),
+    };
+    if let Err(err) = std::fs::create_dir_all(dir) {
+        ui.error(&SchemaWriteError { path: dir.clone(), source: err });
+        return ExitCode::Usage;
+    }
+    for (name, schema) in files {
+        let path = dir.join(name);
+        let text = match serde_json::to_string_pretty(&schema) {
+            Ok(text) => text + "\n",
+            Err(err) => {
+                ui.error(&err);
+                return ExitCode::Usage;
+            }
+        };
+        if let Err(err) = std::fs::write(&path, text) {
+            ui.error(&SchemaWriteError { path, source: err });
+            return ExitCode::Usage;
+        }
+        let _ = writeln!(out, "wrote {}", path.display());
+    }
+    ExitCode::Pass
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {}", path.display())]
+struct SchemaWriteError {
+    path: PathBuf,
+    #[source]
+    source: io::Error,
+}

@@ -1,0 +1,37 @@
+//! Exit codes: a documented API that CI release gates depend on.
+//!
+//! | code | meaning |
+//! | --- | --- |
+//! | 0 | pass (warnings allowed) |
+//! | 1 | release blocked: a `block-release` rule failed |
+//! | 2 | usage or manifest error: nothing was judged |
+//! | 3 | the sandbox or the integration under test could not start |
+
+/// The process exit codes of `stagegate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Everything passed, possibly with warnings.
+    Pass = 0,
+    /// A `block-release` rule failed.
+    Blocked = 1,
+    /// The command line or a manifest is wrong; nothing was judged.
+    Usage = 2,
+    /// The sandbox or the integration under test could not start.
+    StartFailure = 3,
+}
+
+impl ExitCode {
+    /// The numeric code.
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+impl From<crate::check::Verdict> for ExitCode {
+    fn from(verdict: crate::check::Verdict) -> Self {
+        match verdict {
+            crate::check::Verdict::Pass | crate::check::Verdict::Warn => ExitCode::Pass,
+            crate::check::Verdict::Blocked => ExitCode::Blocked,
+        }
+    }
+}

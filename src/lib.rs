@@ -1,0 +1,30 @@
+//! stagegate: a contract-testing harness and sandbox simulator for hiring-pipeline
+//! integrations (ATS ⇄ integration ⇄ identity-verification vendor).
+//!
+//! The library does the work; the `stagegate` binary is a thin shell over [`cli`].
+//! The flow, one module a step:
+//!
+//! - [`manifest`] loads release-gate manifests and hiring policies with placed
+//!   diagnostics (file, line, column, key path, hint).
+//! - [`contract`] compiles contracts: dotted field paths, the assertion language,
+//!   JSON Schema generation, the judgement of one payload.
+//! - [`check`] streams payloads from files or stdin through the contracts on every core.
+//! - [`exit`] holds the exit codes a CI release gate relies on.
+//!
+//! ```no_run
+//! use stagegate::manifest::Manifest;
+//! use stagegate::check::{Checker, report::JsonReport};
+//!
+//! let manifest = Manifest::load("manifests/release-gate.yaml".as_ref()).expect("valid").value;
+//! let mut report = JsonReport::start(std::io::stdout()).expect("stdout");
+//! let mut checker = Checker::new(&manifest);
+//! checker.check_reader("payloads.jsonl", std::fs::File::open("payloads.jsonl").expect("exists"), &mut report).expect("readable");
+//! report.finish(checker.summary()).expect("stdout");
+//! ```
+
+pub mod check;
+pub mod cli;
+pub mod contract;
+pub mod exit;
+pub mod manifest;
+pub mod suggest;

@@ -1,0 +1,183 @@
+//! Release-gate manifests and hiring policies: loading, placed diagnostics, validation.
+//!
+//! Loading runs in passes — bytes to UTF-8 text, text to placed YAML, YAML to the typed
+//! model (unknown keys collected, not dropped), semantic checks, then resolution into a
+//! [`Manifest`] whose contracts are compiled. Each pass reports every problem it finds
+//! with file, line, column, key path and a hint, and nothing in it panics on bad input.
+
+pub mod diagnostic;
+mod load;
+pub mod model;
+pub mod policy;
+pub mod span;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use diagnostic::{Level, ManifestDiagnostic, ManifestError, SourceText};
+pub use load::{DocumentKind, Loaded};
+
+use crate::contract::path::FieldPath;
+use crate::contract::lists::ListCatalog;
+use crate::contract::{ContractName, ContractSet};
+use diagnostic::{Code, Reporter, Target, invalid};
+use model::RawManifest;
+use policy::HiringPolicy;
+use span::KeyPath;
+
+/// A sandbox candidate's ATS id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct CandidateId(pub String);
+
+impl fmt::Display for CandidateId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One `expected_sequence` entry: a contract and, optionally, the enum value it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedEvent {
+    /// The contract of the event.
+    pub contract: ContractName,
+    /// The enum field the entry's `:value` sets, and that value.
+    pub outcome: Option<(FieldPath, String)>,
+}
+
+/// A sandbox candidate with its sequence resolved.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The candidate's ATS id.
+    pub id: CandidateId,
+    /// Its risk profile.
+    pub profile: String,
+    /// The events expected to reach the ATS, if the manifest lists them.
+    pub expected_sequence: Option<Vec<ExpectedEvent>>,
+}
+
+/// A validated release-gate manifest with compiled contracts.
+#[derive(Debug)]
+pub struct Manifest {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The model as written (gate settings, observability, …).
+    pub raw: RawManifest,
+    /// The compiled contracts.
+    pub contracts: ContractSet,
+    /// The sandbox candidates, sequences resolved.
+    pub candidates: Vec<Candidate>,
+}
+
+/// A document of either format, as `stagegate validate` loads it.
+#[derive(Debug)]
+pub enum Document {
+    /// A release-gate manifest.
+    ReleaseGate(Box<Manifest>),
+    /// A hiring policy.
+    HiringPolicy(Box<HiringPolicy>),
+}
+
+impl Manifest {
+    /// Loads and validates a release-gate manifest from a file.
+    pub fn load(path: &Path) -> Result<Loaded<Manifest>, ManifestError> {
+        let source = load::read_text(path)?;
+        Manifest::from_source(path, source)
+    }
+
+    /// Loads a release-gate manifest from text; relative list paths start at `path`'s folder.
+    pub fn from_text(path: &Path, text: &str) -> Result<Loaded<Manifest>, ManifestError> {
+        let source = load::text_from_bytes(path, text.as_bytes().to_vec())?;
+        Manifest::from_source(path, source)
+    }
+
+    fn from_source(path: &Path, source: SourceText) -> Result<Loaded<Manifest>, ManifestError> {
+        let parsed = load::parse_yaml(path, source)?;
+        expect_kind(&parsed, DocumentKind::ReleaseGate)?;
+        let mut reporter = Reporter::new(&parsed.source, &parsed.spans);
+        let raw: Option<RawManifest> = load::deserialize(&parsed, &mut reporter);
+        let resolved = raw.as_ref().and_then(|raw| {
+            let lists = ListCatalog::for_manifest(&parsed.path, &raw.lists);
+            validate::release_gate(raw, &lists, &mut reporter)
+        });
+        finish(&parsed.source, reporter.diagnostics, raw.zip(resolved).map(|(raw, resolved)| Manifest {
+            path: parsed.path.clone(),
+            raw,
+            contracts: resolved.contracts,
+            candidates: resolved.candidates,
+        }))
+    }
+
+    /// The candidate with this id.
+    pub fn candidate(&self, id: &str) -> Option<&Candidate> {
+        self.candidates.iter().find(|c| c.id.0 == id)
+    }
+}
+
+/// Loads and validates a hiring policy from a file.
+pub fn load_policy(path: &Path) -> Result<Loaded<HiringPolicy>, ManifestError> {
+    let parsed = load::parse_yaml(path, load::read_text(path)?)?;
+    expect_kind(&parsed, DocumentKind::HiringPolicy)?;
+    policy_from(&parsed)
+}
+
+fn policy_from(parsed: &load::Parsed) -> Result<Loaded<HiringPolicy>, ManifestError> {
+    let mut reporter = Reporter::new(&parsed.source, &parsed.spans);
+    let policy: Option<HiringPolicy> = load::deserialize(parsed, &mut reporter);
+    if let Some(policy) = &policy {
+        validate::hiring_policy(policy, &mut reporter);
+    }
+    finish(&parsed.source, reporter.diagnostics, policy)
+}
+
+/// Loads a file of either format, telling them apart by their top-level keys.
+pub fn load_document(path: &Path) -> Result<Loaded<Document>, ManifestError> {
+    let source = load::read_text(path)?;
+    let parsed = load::parse_yaml(path, source.clone())?;
+    match load::detect_kind(&parsed.spans) {
+        Some(DocumentKind::HiringPolicy) => {
+            let loaded = policy_from(&parsed)?;
+            Ok(Loaded { value: Document::HiringPolicy(Box::new(loaded.value)), warnings: loaded.warnings })
+        }
+        _ => {
+            let loaded = Manifest::from_source(path, source)?;
+            Ok(Loaded { value: Document::ReleaseGate(Box::new(loaded.value)), warnings: loaded.warnings })
+        }
+    }
+}
+
+fn expect_kind(parsed: &load::Parsed, expected: DocumentKind) -> Result<(), ManifestError> {
+    match load::detect_kind(&parsed.spans) {
+        Some(found) if found != expected => {
+            let mut reporter = Reporter::new(&parsed.source, &parsed.spans);
+            reporter
+                .error(Code::Shape, &KeyPath::root(), Target::Value,
+                    format!("this is a {}, but a {} is needed here", found.describe(), expected.describe()), "this document")
+                .help(match expected {
+                    DocumentKind::ReleaseGate => "pass the release-gate manifest (manifests/release-gate.yaml is one)",
+                    DocumentKind::HiringPolicy => "pass the hiring policy (manifests/hiring-policy.yaml is one)",
+                });
+            Err(invalid(&parsed.source, reporter.diagnostics))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn finish<T>(source: &SourceText, diagnostics: Vec<ManifestDiagnostic>, value: Option<T>) -> Result<Loaded<T>, ManifestError> {
+    let has_errors = diagnostics.iter().any(|d| d.level == Level::Error);
+    match value {
+        Some(value) if !has_errors => Ok(Loaded { value, warnings: diagnostics }),
+        _ => Err(invalid(source, diagnostics)),
+    }
+}
+
+/// The JSON Schema of the release-gate manifest format, derived from the types.
+pub fn release_gate_format_schema() -> serde_json::Value {
+    schemars::schema_for!(RawManifest).to_value()
+}
+
+/// The JSON Schema of the hiring-policy format, derived from the types.
+pub fn hiring_policy_format_schema() -> serde_json::Value {
+    schemars::schema_for!(HiringPolicy).to_value()
+}
