@@ -48,7 +48,12 @@ pub enum Command {
     /// Write JSON Schemas: one per contract of a manifest, or those of the manifest formats.
     Schema {
         /// Write `<contract>.schema.json` for every contract of this manifest.
-        #[arg(long, value_name = "MANIFEST", required_unless_present = "formats", conflicts_with = "formats")]
+        #[arg(
+            long,
+            value_name = "MANIFEST",
+            required_unless_present = "formats",
+            conflicts_with = "formats"
+        )]
         manifest: Option<PathBuf>,
         /// Write the schemas of the manifest formats themselves.
         #[arg(long)]
@@ -78,8 +83,13 @@ struct CheckRun {
 
 /// What `schema` writes.
 enum SchemaRun {
-    Contracts { manifest: Manifest, out: PathBuf },
-    Formats { out: PathBuf },
+    Contracts {
+        manifest: Box<Manifest>,
+        out: PathBuf,
+    },
+    Formats {
+        out: PathBuf,
+    },
 }
 
 /// Runs a parsed command line and returns its exit code.
@@ -88,22 +98,47 @@ pub fn run(cli: Cli) -> ExitCode {
     let mut ui = Ui::stderr();
     let code = match cli.command {
         Command::Validate { files } => validate(&files, &mut stdout, &mut ui),
-        Command::Check { manifest, format, max_shown, files } => {
-            match load_manifest(&manifest, &mut ui) {
-                Some(manifest) => {
-                    let sources = files
-                        .into_iter()
-                        .map(|f| if f.as_os_str() == "-" { Source::Stdin } else { Source::File(f) })
-                        .collect();
-                    check(CheckRun { manifest, sources, format, max_shown }, &mut stdout, &mut ui)
-                }
-                None => ExitCode::Usage,
+        Command::Check {
+            manifest,
+            format,
+            max_shown,
+            files,
+        } => match load_manifest(&manifest, &mut ui) {
+            Some(manifest) => {
+                let sources = files
+                    .into_iter()
+                    .map(|f| {
+                        if f.as_os_str() == "-" {
+                            Source::Stdin
+                        } else {
+                            Source::File(f)
+                        }
+                    })
+                    .collect();
+                check(
+                    CheckRun {
+                        manifest,
+                        sources,
+                        format,
+                        max_shown,
+                    },
+                    &mut stdout,
+                    &mut ui,
+                )
             }
-        }
-        Command::Schema { manifest, formats, out } => {
+            None => ExitCode::Usage,
+        },
+        Command::Schema {
+            manifest,
+            formats,
+            out,
+        } => {
             let run = match (manifest, formats) {
                 (Some(path), _) => match load_manifest(&path, &mut ui) {
-                    Some(manifest) => SchemaRun::Contracts { manifest, out },
+                    Some(manifest) => SchemaRun::Contracts {
+                        manifest: Box::new(manifest),
+                        out,
+                    },
                     None => return ExitCode::Usage,
                 },
                 (None, _) => SchemaRun::Formats { out },
@@ -124,9 +159,18 @@ struct Ui {
 impl Ui {
     fn stderr() -> Self {
         let colour = io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        let theme = if colour { miette::GraphicalTheme::unicode() } else { miette::GraphicalTheme::unicode_nocolor() };
-        let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100).with_links(false);
-        Ui { err: Box::new(io::stderr()), handler }
+        let theme = if colour {
+            miette::GraphicalTheme::unicode()
+        } else {
+            miette::GraphicalTheme::unicode_nocolor()
+        };
+        let handler = miette::GraphicalReportHandler::new_themed(theme)
+            .with_width(100)
+            .with_links(false);
+        Ui {
+            err: Box::new(io::stderr()),
+            handler,
+        }
     }
 
     fn diagnostic(&mut self, diagnostic: &dyn miette::Diagnostic) {
@@ -185,7 +229,11 @@ fn validate(files: &[PathBuf], out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
                         m.candidates.len()
                     ),
                     Document::HiringPolicy(p) => {
-                        format!("hiring policy {}: {} ATS events", p.policy_version, p.ats_events.len())
+                        format!(
+                            "hiring policy {}: {} ATS events",
+                            p.policy_version,
+                            p.ats_events.len()
+                        )
                     }
                 };
                 let _ = writeln!(out, "ok  {}  ({what}{warnings})", file.display());
@@ -203,19 +251,26 @@ fn validate(files: &[PathBuf], out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
 fn check(run: CheckRun, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
     let mut checker = Checker::new(&run.manifest);
     let result = match run.format {
-        CheckFormat::Json => {
-            let outcome = JsonReport::start(&mut *out).map_err(CheckError::Write).and_then(|mut report| {
+        CheckFormat::Json => JsonReport::start(&mut *out)
+            .map_err(CheckError::Write)
+            .and_then(|mut report| {
                 for source in &run.sources {
                     checker.check_source(source, &mut report)?;
                 }
-                report.finish(checker.summary()).map_err(CheckError::Write)?;
+                report
+                    .finish(checker.summary())
+                    .map_err(CheckError::Write)?;
                 Ok(())
-            });
-            outcome
-        }
+            }),
         CheckFormat::Human => {
-            let mut sink = HumanSink { report: HumanReport::new(run.max_shown), manifest: &run.manifest };
-            let outcome = run.sources.iter().try_for_each(|source| checker.check_source(source, &mut sink));
+            let mut sink = HumanSink {
+                report: HumanReport::new(run.max_shown),
+                manifest: &run.manifest,
+            };
+            let outcome = run
+                .sources
+                .iter()
+                .try_for_each(|source| checker.check_source(source, &mut sink));
             if outcome.is_ok() {
                 let names: Vec<String> = run.sources.iter().map(Source::name).collect();
                 let text = sink.report.render(&run.manifest, &names, checker.summary());
@@ -249,13 +304,22 @@ fn schema(run: SchemaRun, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
         SchemaRun::Formats { out } => (
             out,
             vec![
-                ("release-gate.schema.json".to_owned(), manifest::release_gate_format_schema()),
-                ("hiring-policy.schema.json".to_owned(), manifest::hiring_policy_format_schema()),
+                (
+                    "release-gate.schema.json".to_owned(),
+                    manifest::release_gate_format_schema(),
+                ),
+                (
+                    "hiring-policy.schema.json".to_owned(),
+                    manifest::hiring_policy_format_schema(),
+                ),
             ],
         ),
     };
     if let Err(err) = std::fs::create_dir_all(dir) {
-        ui.error(&SchemaWriteError { path: dir.clone(), source: err });
+        ui.error(&SchemaWriteError {
+            path: dir.clone(),
+            source: err,
+        });
         return ExitCode::Usage;
     }
     for (name, schema) in files {

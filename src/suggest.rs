@@ -27,7 +27,11 @@ mod tests {
         let keys = ["required_fields", "enums", "assertions", "on_failure"];
         // (typo, expected suggestion, why)
         let rows = [
-            ("required_feilds", Some("required_fields"), "transposed letters"),
+            (
+                "required_feilds",
+                Some("required_fields"),
+                "transposed letters",
+            ),
             ("enum", Some("enums"), "dropped letter"),
             ("Assertions", Some("assertions"), "case differs"),
             ("producer_id", None, "nothing similar"),

@@ -68,7 +68,14 @@ struct ArrayState {
 impl<R: Read> Batcher<R> {
     /// Wraps a reader.
     pub fn new(reader: R) -> Self {
-        Batcher { reader, shape: None, carry: Vec::new(), eof: false, line: 1, array: ArrayState::default() }
+        Batcher {
+            reader,
+            shape: None,
+            carry: Vec::new(),
+            eof: false,
+            line: 1,
+            array: ArrayState::default(),
+        }
     }
 
     /// The next batch, or `None` at the end of the input.
@@ -90,9 +97,16 @@ impl<R: Read> Batcher<R> {
         }
         if data.iter().all(u8::is_ascii_whitespace) && self.eof {
             if self.shape == Some(Shape::Array) && self.array.opened && !self.array.closed {
-                let item = Item { line: self.line, range: 0..0, error: Some("the JSON array is not closed with `]`".into()) };
+                let item = Item {
+                    line: self.line,
+                    range: 0..0,
+                    error: Some("the JSON array is not closed with `]`".into()),
+                };
                 self.array.closed = true;
-                return Ok(Some(Batch { data, items: vec![item] }));
+                return Ok(Some(Batch {
+                    data,
+                    items: vec![item],
+                }));
             }
             return Ok(None);
         }
@@ -153,7 +167,11 @@ impl<R: Read> Batcher<R> {
                 content.end -= 1;
             }
             if !data[content.clone()].iter().all(u8::is_ascii_whitespace) {
-                items.push(Item { line, range: content, error: None });
+                items.push(Item {
+                    line,
+                    range: content,
+                    error: None,
+                });
             }
             line += 1;
             start = end + 1;
@@ -164,18 +182,27 @@ impl<R: Read> Batcher<R> {
 
     fn split_document(&mut self, data: Vec<u8>) -> Batch {
         let mut items = Vec::new();
-        let mut stream = serde_json::Deserializer::from_slice(&data).into_iter::<serde::de::IgnoredAny>();
+        let mut stream =
+            serde_json::Deserializer::from_slice(&data).into_iter::<serde::de::IgnoredAny>();
         let mut start = skip_ws(&data, 0);
         while start < data.len() {
             match stream.next() {
                 Some(Ok(_)) => {
                     let end = stream.byte_offset();
-                    items.push(Item { line: line_of(&data, start), range: start..end, error: None });
+                    items.push(Item {
+                        line: line_of(&data, start),
+                        range: start..end,
+                        error: None,
+                    });
                     start = skip_ws(&data, end);
                 }
                 Some(Err(_)) | None => {
                     // Judged again by the payload parser, which reports the exact problem.
-                    items.push(Item { line: line_of(&data, start), range: start..data.len(), error: None });
+                    items.push(Item {
+                        line: line_of(&data, start),
+                        range: start..data.len(),
+                        error: None,
+                    });
                     break;
                 }
             }
@@ -197,7 +224,10 @@ impl<R: Read> Batcher<R> {
             }
             if state.closed {
                 if !byte.is_ascii_whitespace() && trailing_error.is_none() {
-                    trailing_error = Some((line, "unexpected text after the closing `]` of the array".into()));
+                    trailing_error = Some((
+                        line,
+                        "unexpected text after the closing `]` of the array".into(),
+                    ));
                 }
                 i += 1;
                 continue;
@@ -233,9 +263,17 @@ impl<R: Read> Batcher<R> {
                 b'}' | b']' if state.depth > 1 => state.depth -= 1,
                 b',' | b']' if state.depth == 1 => {
                     if let Some((start, start_line)) = element.take() {
-                        items.push(Item { line: start_line, range: start..trim_end(&data, start, i), error: None });
+                        items.push(Item {
+                            line: start_line,
+                            range: start..trim_end(&data, start, i),
+                            error: None,
+                        });
                     } else if byte == b',' {
-                        items.push(Item { line, range: i..i, error: Some("empty element in the JSON array".into()) });
+                        items.push(Item {
+                            line,
+                            range: i..i,
+                            error: Some("empty element in the JSON array".into()),
+                        });
                     }
                     if byte == b']' {
                         state.closed = true;
@@ -249,11 +287,19 @@ impl<R: Read> Batcher<R> {
             i += 1;
         }
         if let Some((line, message)) = trailing_error {
-            items.push(Item { line, range: 0..0, error: Some(message) });
+            items.push(Item {
+                line,
+                range: 0..0,
+                error: Some(message),
+            });
         }
         if let Some((start, start_line)) = element {
             if self.eof {
-                items.push(Item { line: start_line, range: start..data.len(), error: Some("the JSON array ends inside this element".into()) });
+                items.push(Item {
+                    line: start_line,
+                    range: start..data.len(),
+                    error: Some("the JSON array ends inside this element".into()),
+                });
                 state.closed = true;
             } else {
                 // Re-scan the unfinished element with the next batch.
@@ -280,7 +326,8 @@ fn detect(data: &[u8]) -> Shape {
                 return Shape::Lines;
             }
             // A first value that parses but spans lines is a pretty-printed document.
-            let mut stream = serde_json::Deserializer::from_slice(&data[start..]).into_iter::<serde::de::IgnoredAny>();
+            let mut stream = serde_json::Deserializer::from_slice(&data[start..])
+                .into_iter::<serde::de::IgnoredAny>();
             match stream.next() {
                 Some(Ok(_)) if stream.byte_offset() > line_end - start => Shape::Document,
                 _ => Shape::Lines,
@@ -324,7 +371,11 @@ mod tests {
         let mut out = Vec::new();
         while let Some(batch) = batcher.next_batch().expect("reading from memory") {
             for item in &batch.items {
-                out.push((item.line, String::from_utf8_lossy(batch.bytes(item)).into_owned(), item.error.clone()));
+                out.push((
+                    item.line,
+                    String::from_utf8_lossy(batch.bytes(item)).into_owned(),
+                    item.error.clone(),
+                ));
             }
         }
         out
@@ -347,9 +398,17 @@ mod tests {
     #[test]
     fn unclosed_arrays_and_trailing_text_are_reported() {
         let items = split("[{\"a\": 1},\n{\"b\": 2");
-        assert_eq!(items.last().and_then(|i| i.2.clone()).as_deref(), Some("the JSON array ends inside this element"));
+        assert_eq!(
+            items.last().and_then(|i| i.2.clone()).as_deref(),
+            Some("the JSON array ends inside this element")
+        );
         let items = split("[{\"a\": 1}] x");
-        assert!(items.iter().any(|i| i.2.as_deref() == Some("unexpected text after the closing `]` of the array")));
+        assert!(
+            items
+                .iter()
+                .any(|i| i.2.as_deref()
+                    == Some("unexpected text after the closing `]` of the array"))
+        );
     }
 
     #[test]
@@ -372,11 +431,21 @@ mod tests {
         let count = (BATCH_BYTES / line.len()) * 2 + 7;
         let items = split(&line.repeat(count));
         assert_eq!(items.len(), count);
-        assert!(items.iter().enumerate().all(|(i, item)| item.0 == i + 1 && item.1.len() == line.len() - 1));
+        assert!(
+            items
+                .iter()
+                .enumerate()
+                .all(|(i, item)| item.0 == i + 1 && item.1.len() == line.len() - 1)
+        );
         let array = format!("[{}]", vec![line.trim_end(); count].join(",\n"));
         let items = split(&array);
         assert_eq!(items.len(), count);
-        assert!(items.iter().enumerate().all(|(i, item)| item.0 == i + 1 && item.2.is_none()));
+        assert!(
+            items
+                .iter()
+                .enumerate()
+                .all(|(i, item)| item.0 == i + 1 && item.2.is_none())
+        );
     }
 
     proptest! {

@@ -140,11 +140,16 @@ struct Outcome {
     fingerprints: Vec<(usize, crate::contract::assertion::StableFingerprint)>,
 }
 
+/// Where a payload stood: (source index, line).
+type Origin = (usize, usize);
+
+/// One tracker per stability rule: (contract index, rule index within the contract).
+type RuleTracker = (usize, usize, StableTracker<Origin>);
+
 /// Judges payloads from `sources` against `manifest`, streaming violations to `sink`.
 pub struct Checker<'m> {
     manifest: &'m Manifest,
-    /// One tracker per stability rule: (contract index, rule index within the contract).
-    trackers: Vec<(usize, usize, StableTracker<(usize, usize)>)>,
+    trackers: Vec<RuleTracker>,
     summary: Summary,
     source_names: Vec<String>,
 }
@@ -158,13 +163,25 @@ impl<'m> Checker<'m> {
                 trackers.push((ci, ri, StableTracker::default()));
             }
         }
-        Checker { manifest, trackers, summary: Summary::default(), source_names: Vec::new() }
+        Checker {
+            manifest,
+            trackers,
+            summary: Summary::default(),
+            source_names: Vec::new(),
+        }
     }
 
     /// Judges one source to its end.
-    pub fn check_source(&mut self, source: &Source, sink: &mut dyn ViolationSink) -> Result<(), CheckError> {
+    pub fn check_source(
+        &mut self,
+        source: &Source,
+        sink: &mut dyn ViolationSink,
+    ) -> Result<(), CheckError> {
         let name = source.name();
-        let read_error = |err| CheckError::Read { name: name.clone(), source: err };
+        let read_error = |err| CheckError::Read {
+            name: name.clone(),
+            source: err,
+        };
         match source {
             Source::Stdin => self.check_reader(&name, io::stdin().lock(), sink),
             Source::File(path) => {
@@ -175,14 +192,20 @@ impl<'m> Checker<'m> {
     }
 
     /// Judges every payload a reader yields.
-    pub fn check_reader(&mut self, name: &str, reader: impl Read, sink: &mut dyn ViolationSink) -> Result<(), CheckError> {
+    pub fn check_reader(
+        &mut self,
+        name: &str,
+        reader: impl Read,
+        sink: &mut dyn ViolationSink,
+    ) -> Result<(), CheckError> {
         let source_index = self.source_names.len();
         self.source_names.push(name.to_owned());
         let mut batcher = Batcher::new(reader);
         loop {
-            let batch = batcher
-                .next_batch()
-                .map_err(|source| CheckError::Read { name: name.to_owned(), source })?;
+            let batch = batcher.next_batch().map_err(|source| CheckError::Read {
+                name: name.to_owned(),
+                source,
+            })?;
             let Some(batch) = batch else { break };
             // One clock reading per batch: `now()` moves with a long stream, cheaply.
             let ctx = EvalContext::at_now();
@@ -199,7 +222,11 @@ impl<'m> Checker<'m> {
     }
 
     fn judge(&self, batch: &Batch, item: &Item, ctx: &EvalContext) -> Outcome {
-        let mut outcome = Outcome { contract: None, violations: Vec::new(), fingerprints: Vec::new() };
+        let mut outcome = Outcome {
+            contract: None,
+            violations: Vec::new(),
+            fingerprints: Vec::new(),
+        };
         if let Some(error) = &item.error {
             outcome.violations.push(malformed(error.clone()));
             return outcome;
@@ -207,7 +234,16 @@ impl<'m> Checker<'m> {
         let payload: Value = match serde_json::from_slice(batch.bytes(item)) {
             Ok(value) => value,
             Err(err) => {
-                outcome.violations.push(malformed(format!("not valid JSON: {err}")));
+                // serde_json counts lines from the payload's start; report them from the input's.
+                let text = err.to_string();
+                let what = text
+                    .rfind(" at line ")
+                    .map_or(text.as_str(), |i| &text[..i]);
+                let line = item.line + err.line().saturating_sub(1);
+                outcome.violations.push(malformed(format!(
+                    "not valid JSON: {what} (line {line}, column {})",
+                    err.column()
+                )));
                 return outcome;
             }
         };
@@ -230,17 +266,35 @@ impl<'m> Checker<'m> {
         outcome
     }
 
-    fn merge(&mut self, source: usize, item: &Item, outcome: Outcome, sink: &mut dyn ViolationSink) -> Result<(), CheckError> {
+    fn merge(
+        &mut self,
+        source: usize,
+        item: &Item,
+        outcome: Outcome,
+        sink: &mut dyn ViolationSink,
+    ) -> Result<(), CheckError> {
         self.summary.payloads += 1;
         let contract = outcome.contract.map(|i| self.manifest.contracts.at(i));
         let mut violations = outcome.violations;
         if let Some(ci) = outcome.contract {
             for (ri, fingerprint) in outcome.fingerprints {
-                let Some((_, _, tracker)) = self.trackers.iter_mut().find(|(c, r, _)| *c == ci && *r == ri) else {
+                let Some((_, _, tracker)) = self
+                    .trackers
+                    .iter_mut()
+                    .find(|(c, r, _)| *c == ci && *r == ri)
+                else {
                     continue;
                 };
-                if let Some(&(first_source, first_line)) = tracker.observe(fingerprint, (source, item.line)) {
-                    let (assertion, rule) = self.manifest.contracts.at(ci).stability_rules().nth(ri).expect("rule index from this contract");
+                if let Some(&(first_source, first_line)) =
+                    tracker.observe(fingerprint, (source, item.line))
+                {
+                    let (assertion, rule) = self
+                        .manifest
+                        .contracts
+                        .at(ci)
+                        .stability_rules()
+                        .nth(ri)
+                        .expect("rule index from this contract");
                     let tuple: Vec<&str> = rule.tuple.iter().map(|p| p.as_str()).collect();
                     let first = if first_source == source {
                         format!("line {first_line}")
@@ -288,5 +342,10 @@ impl<'m> Checker<'m> {
 }
 
 fn malformed(message: String) -> Violation {
-    Violation { rule: Rule::Malformed, path: String::new(), message, assertion: None }
+    Violation {
+        rule: Rule::Malformed,
+        path: String::new(),
+        message,
+        assertion: None,
+    }
 }

@@ -40,7 +40,8 @@ impl<W: Write> JsonReport<W> {
 
 impl<W: Write> ViolationSink for JsonReport<W> {
     fn violation(&mut self, violation: PayloadViolation) -> io::Result<()> {
-        self.out.write_all(if self.written == 0 { b"\n  " } else { b",\n  " })?;
+        self.out
+            .write_all(if self.written == 0 { b"\n  " } else { b",\n  " })?;
         serde_json::to_writer(&mut self.out, &violation)?;
         self.written += 1;
         Ok(())
@@ -68,7 +69,10 @@ struct Group {
 impl HumanReport {
     /// A report that shows at most `shown_per_contract` violations of each contract.
     pub fn new(shown_per_contract: usize) -> Self {
-        HumanReport { shown_per_contract, groups: BTreeMap::new() }
+        HumanReport {
+            shown_per_contract,
+            groups: BTreeMap::new(),
+        }
     }
 
     /// Renders the summary.
@@ -88,7 +92,11 @@ impl HumanReport {
         }
         for (key, group) in &self.groups {
             out.push('\n');
-            match key.name.as_deref().and_then(|name| manifest.contracts.get(name)) {
+            match key
+                .name
+                .as_deref()
+                .and_then(|name| manifest.contracts.get(name))
+            {
                 Some(contract) => out.push_str(&format!(
                     "{}  {} · owner {} · {}\n",
                     contract.name(),
@@ -102,8 +110,18 @@ impl HumanReport {
                 )),
             }
             for v in &group.kept {
-                let path = if v.path.is_empty() { String::new() } else { format!("  {}", v.path) };
-                out.push_str(&format!("  {}:{}  {}{}\n", v.file, v.line, v.rule.as_str(), path));
+                let path = if v.path.is_empty() {
+                    String::new()
+                } else {
+                    format!("  {}", v.path)
+                };
+                out.push_str(&format!(
+                    "  {}:{}  {}{}\n",
+                    v.file,
+                    v.line,
+                    v.rule.as_str(),
+                    path
+                ));
                 out.push_str(&format!("      {}\n", v.message));
                 if let Some(assertion) = &v.assertion {
                     out.push_str(&format!("      assertion: {assertion}\n"));
@@ -111,14 +129,19 @@ impl HumanReport {
             }
             let hidden = group.total - group.kept.len() as u64;
             if hidden > 0 {
-                out.push_str(&format!("  … and {hidden} more (`--format json` lists every violation)\n"));
+                out.push_str(&format!(
+                    "  … and {hidden} more (`--format json` lists every violation)\n"
+                ));
             }
         }
         out
     }
 
     fn key(&self, manifest_order: Option<usize>, name: Option<String>) -> GroupKey {
-        GroupKey { order: manifest_order.unwrap_or(usize::MAX), name }
+        GroupKey {
+            order: manifest_order.unwrap_or(usize::MAX),
+            name,
+        }
     }
 }
 
@@ -132,7 +155,10 @@ pub struct HumanSink<'a> {
 
 impl ViolationSink for HumanSink<'_> {
     fn violation(&mut self, violation: PayloadViolation) -> io::Result<()> {
-        let order = violation.contract.as_deref().and_then(|n| self.manifest.contracts.index_of(n));
+        let order = violation
+            .contract
+            .as_deref()
+            .and_then(|n| self.manifest.contracts.index_of(n));
         let key = self.report.key(order, violation.contract.clone());
         let limit = self.report.shown_per_contract;
         let group = self.report.groups.entry(key).or_default();

@@ -188,7 +188,11 @@ impl fmt::Display for Operand {
             Operand::Number(n) => write!(f, "{}", format_number(*n)),
             Operand::Now(offset) if offset.is_zero() => f.write_str("now()"),
             Operand::Now(offset) => {
-                let sign = if *offset < TimeDelta::zero() { '-' } else { '+' };
+                let sign = if *offset < TimeDelta::zero() {
+                    '-'
+                } else {
+                    '+'
+                };
                 write!(f, "now() {sign} {}", format_duration(offset.abs()))
             }
         }
@@ -255,7 +259,10 @@ impl StableFor {
         }
         let mut key = std::collections::hash_map::DefaultHasher::new();
         hash_value(self.key.lookup(payload)?, &mut key);
-        Some(StableFingerprint { tuple: tuple.finish(), key: key.finish() })
+        Some(StableFingerprint {
+            tuple: tuple.finish(),
+            key: key.finish(),
+        })
     }
 
     /// The tuple's values in an event, rendered for a message.
@@ -264,7 +271,10 @@ impl StableFor {
         let values: Vec<String> = self
             .tuple
             .iter()
-            .map(|p| p.lookup(payload).map_or_else(|| "absent".to_owned(), render_value))
+            .map(|p| {
+                p.lookup(payload)
+                    .map_or_else(|| "absent".to_owned(), render_value)
+            })
             .collect();
         format!("({}) = ({})", names.join(", "), values.join(", "))
     }
@@ -293,7 +303,9 @@ pub struct StableTracker<O> {
 
 impl<O> Default for StableTracker<O> {
     fn default() -> Self {
-        StableTracker { first: Default::default() }
+        StableTracker {
+            first: Default::default(),
+        }
     }
 }
 
@@ -352,7 +364,11 @@ pub struct AssertionError {
 
 impl AssertionError {
     fn new(span: Range<usize>, message: impl Into<String>) -> Self {
-        AssertionError { span, message: message.into(), help: None }
+        AssertionError {
+            span,
+            message: message.into(),
+            help: None,
+        }
     }
 
     fn with_help(mut self, help: impl Into<String>) -> Self {
@@ -367,9 +383,16 @@ const PREDICATE_HELP: &str = "a predicate is one of: matches REGEX, is FORMAT, <
 impl Assertion {
     /// Parses an assertion; `lists` resolves `in NAME`.
     pub fn parse(source: &str, lists: &ListCatalog) -> Result<Assertion, AssertionError> {
-        let mut parser = Parser { src: source, pos: 0, lists };
+        let mut parser = Parser {
+            src: source,
+            pos: 0,
+            lists,
+        };
         let kind = parser.assertion()?;
-        Ok(Assertion { source: source.to_owned(), kind })
+        Ok(Assertion {
+            source: source.to_owned(),
+            kind,
+        })
     }
 
     /// The assertion's text as written in the manifest.
@@ -394,9 +417,9 @@ impl Assertion {
                 }
                 paths
             }
-            AssertionKind::StableFor(rule) => {
-                std::iter::once(&rule.key).chain(rule.tuple.iter()).collect()
-            }
+            AssertionKind::StableFor(rule) => std::iter::once(&rule.key)
+                .chain(rule.tuple.iter())
+                .collect(),
         }
     }
 }
@@ -416,27 +439,46 @@ impl Predicate {
         match self {
             Predicate::Matches(pattern) => match value.as_str() {
                 Some(s) if pattern.regex.is_match(s) => None,
-                Some(_) => Some(format!("`{name}` is {shown}, which does not match `{}`", pattern.source)),
+                Some(_) => Some(format!(
+                    "`{name}` is {shown}, which does not match `{}`",
+                    pattern.source
+                )),
                 None => Some(format!(
                     "`{name}` is {shown} ({}), but `matches` needs a string",
                     type_name(value)
                 )),
             },
-            Predicate::Is(format) => {
-                (!format_holds(*format, value)).then(|| format!("`{name}` is {shown}, which is not {}", format_phrase(*format)))
-            }
+            Predicate::Is(format) => (!format_holds(*format, value)).then(|| {
+                format!(
+                    "`{name}` is {shown}, which is not {}",
+                    format_phrase(*format)
+                )
+            }),
             Predicate::Compare(op, Operand::Number(bound)) => match value.as_f64() {
                 Some(n) if op.holds(n.total_cmp(bound)) => None,
-                Some(_) => Some(format!("`{name}` is {shown}, which is not {} {}", op.symbol(), format_number(*bound))),
-                None => Some(format!("`{name}` is {shown} ({}), but `{}` compares numbers", type_name(value), op.symbol())),
-            },
-            Predicate::Compare(op, operand @ Operand::Now(offset)) => match value.as_str().and_then(parse_rfc3339) {
-                Some(t) if op.holds(t.cmp(&(ctx.now + *offset))) => None,
-                Some(_) => Some(format!("`{name}` is {shown}, which is not {} {operand}", op.symbol())),
+                Some(_) => Some(format!(
+                    "`{name}` is {shown}, which is not {} {}",
+                    op.symbol(),
+                    format_number(*bound)
+                )),
                 None => Some(format!(
-                    "`{name}` is {shown}, which is not an RFC3339 timestamp to compare with {operand}"
+                    "`{name}` is {shown} ({}), but `{}` compares numbers",
+                    type_name(value),
+                    op.symbol()
                 )),
             },
+            Predicate::Compare(op, operand @ Operand::Now(offset)) => {
+                match value.as_str().and_then(parse_rfc3339) {
+                    Some(t) if op.holds(t.cmp(&(ctx.now + *offset))) => None,
+                    Some(_) => Some(format!(
+                        "`{name}` is {shown}, which is not {} {operand}",
+                        op.symbol()
+                    )),
+                    None => Some(format!(
+                        "`{name}` is {shown}, which is not an RFC3339 timestamp to compare with {operand}"
+                    )),
+                }
+            }
             Predicate::Between(low, high) => match value.as_f64() {
                 Some(n) if n >= *low && n <= *high => None,
                 Some(_) => Some(format!(
@@ -444,13 +486,21 @@ impl Predicate {
                     format_number(*low),
                     format_number(*high)
                 )),
-                None => Some(format!("`{name}` is {shown} ({}), but `between` needs a number", type_name(value))),
+                None => Some(format!(
+                    "`{name}` is {shown} ({}), but `between` needs a number",
+                    type_name(value)
+                )),
             },
             Predicate::In(list) => {
                 let text = match value {
                     Value::String(s) => s.clone(),
                     Value::Number(_) | Value::Bool(_) => value.to_string(),
-                    _ => return Some(format!("`{name}` is {shown} ({}), but `in` needs a string", type_name(value))),
+                    _ => {
+                        return Some(format!(
+                            "`{name}` is {shown} ({}), but `in` needs a string",
+                            type_name(value)
+                        ));
+                    }
                 };
                 if list.contains(&text) {
                     return None;
@@ -458,7 +508,10 @@ impl Predicate {
                 let hint = did_you_mean(&text, list.values().iter().map(String::as_str))
                     .map(|s| format!(" (did you mean \"{s}\"?)"))
                     .unwrap_or_default();
-                Some(format!("`{name}` is {shown}, which is not in {}{hint}", list.describe()))
+                Some(format!(
+                    "`{name}` is {shown}, which is not in {}{hint}",
+                    list.describe()
+                ))
             }
         }
     }
@@ -466,7 +519,9 @@ impl Predicate {
 
 /// Parses an RFC 3339 timestamp to UTC.
 pub fn parse_rfc3339(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 fn format_holds(format: Format, value: &Value) -> bool {
@@ -545,8 +600,13 @@ fn format_number(n: f64) -> String {
 
 fn format_duration(d: TimeDelta) -> String {
     let ms = d.num_milliseconds();
-    const UNITS: &[(i64, &str)] =
-        &[(604_800_000, "w"), (86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s")];
+    const UNITS: &[(i64, &str)] = &[
+        (604_800_000, "w"),
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1000, "s"),
+    ];
     for (size, unit) in UNITS {
         if ms % size == 0 {
             return format!("{}{unit}", ms / size);
@@ -565,8 +625,9 @@ impl<'s> Parser<'s, '_> {
     fn assertion(&mut self) -> Result<AssertionKind, AssertionError> {
         self.skip_ws();
         if self.at_end() {
-            return Err(AssertionError::new(0..0, "empty assertion")
-                .with_help("write a field path and a predicate, for example `occurred_at is RFC3339`"));
+            return Err(AssertionError::new(0..0, "empty assertion").with_help(
+                "write a field path and a predicate, for example `occurred_at is RFC3339`",
+            ));
         }
         let start = self.pos;
         let subject = self.path("a field path")?;
@@ -581,18 +642,27 @@ impl<'s> Parser<'s, '_> {
             }
             let (word_span, word) = self.peek_word();
             if word != "and" {
-                let found = if word.is_empty() { self.rest_preview() } else { word.to_owned() };
+                let found = if word.is_empty() {
+                    self.rest_preview()
+                } else {
+                    word.to_owned()
+                };
                 return Err(AssertionError::new(
                     word_span.start..word_span.start + found.len().max(1),
                     format!("expected `and` or the end of the assertion, found `{found}`"),
                 )
-                .with_help("join clauses with `and`; a regex with spaces must be quoted: matches '…'"));
+                .with_help(
+                    "join clauses with `and`; a regex with spaces must be quoted: matches '…'",
+                ));
             }
             self.pos = word_span.end;
             self.skip_ws();
             let clause_start = self.pos;
             let subject = if self.at_predicate() {
-                clauses.last().map(|c: &Clause| c.subject.clone()).expect("at least one clause")
+                clauses
+                    .last()
+                    .map(|c: &Clause| c.subject.clone())
+                    .expect("at least one clause")
             } else {
                 self.path("a field path or a predicate after `and`")?
             };
@@ -600,9 +670,17 @@ impl<'s> Parser<'s, '_> {
         }
     }
 
-    fn clause_after_subject(&mut self, subject: FieldPath, start: usize) -> Result<Clause, AssertionError> {
+    fn clause_after_subject(
+        &mut self,
+        subject: FieldPath,
+        start: usize,
+    ) -> Result<Clause, AssertionError> {
         let predicate = self.predicate(&subject)?;
-        Ok(Clause { subject, predicate, span: start..self.pos })
+        Ok(Clause {
+            subject,
+            predicate,
+            span: start..self.pos,
+        })
     }
 
     fn try_stable_for(&mut self, subject: &FieldPath) -> Result<Option<StableFor>, AssertionError> {
@@ -645,7 +723,10 @@ impl<'s> Parser<'s, '_> {
                     break;
                 }
                 _ => {
-                    return Err(AssertionError::new(self.pos..self.pos + 1, "expected `,` or `)` in the tuple"))
+                    return Err(AssertionError::new(
+                        self.pos..self.pos + 1,
+                        "expected `,` or `)` in the tuple",
+                    ));
                 }
             }
         }
@@ -657,7 +738,10 @@ impl<'s> Parser<'s, '_> {
             )
             .with_help("write other clauses as a separate assertion"));
         }
-        Ok(Some(StableFor { key: subject.clone(), tuple }))
+        Ok(Some(StableFor {
+            key: subject.clone(),
+            tuple,
+        }))
     }
 
     fn predicate(&mut self, subject: &FieldPath) -> Result<Predicate, AssertionError> {
@@ -685,7 +769,11 @@ impl<'s> Parser<'s, '_> {
                 if low > high {
                     return Err(AssertionError::new(
                         high_start..self.pos,
-                        format!("empty range: {} is below {}", format_number(high), format_number(low)),
+                        format!(
+                            "empty range: {} is below {}",
+                            format_number(high),
+                            format_number(low)
+                        ),
                     )
                     .with_help("write the smaller bound first"));
                 }
@@ -701,7 +789,11 @@ impl<'s> Parser<'s, '_> {
             )
             .with_help(PREDICATE_HELP)),
             other => {
-                let shown = if other.is_empty() { self.rest_preview() } else { other.to_owned() };
+                let shown = if other.is_empty() {
+                    self.rest_preview()
+                } else {
+                    other.to_owned()
+                };
                 let mut err = AssertionError::new(
                     start..start + shown.len().max(1),
                     format!("expected a predicate after `{subject}`, found `{shown}`"),
@@ -749,7 +841,10 @@ impl<'s> Parser<'s, '_> {
             return Ok(Operand::Now(if sign < 0 { -offset } else { offset }));
         }
         if self.src[self.pos..].starts_with("now") {
-            return Err(AssertionError::new(start..start + 3, "`now` needs parentheses: `now()`"));
+            return Err(AssertionError::new(
+                start..start + 3,
+                "`now` needs parentheses: `now()`",
+            ));
         }
         self.number().map(Operand::Number)
     }
@@ -760,7 +855,10 @@ impl<'s> Parser<'s, '_> {
         let unit = self.take_while(|c| c.is_ascii_alphabetic());
         let span = start..self.pos;
         let amount: i64 = digits.parse().map_err(|_| {
-            AssertionError::new(span.clone(), "expected a duration such as `30d`, `12h` or `5m`")
+            AssertionError::new(
+                span.clone(),
+                "expected a duration such as `30d`, `12h` or `5m`",
+            )
         })?;
         let delta = match unit {
             "ms" => TimeDelta::try_milliseconds(amount),
@@ -770,8 +868,10 @@ impl<'s> Parser<'s, '_> {
             "d" => TimeDelta::try_days(amount),
             "w" => TimeDelta::try_weeks(amount),
             _ => {
-                return Err(AssertionError::new(span, format!("unknown duration unit `{unit}`"))
-                    .with_help("units are ms, s, m, h, d and w, as in `now() - 30d`"))
+                return Err(
+                    AssertionError::new(span, format!("unknown duration unit `{unit}`"))
+                        .with_help("units are ms, s, m, h, d and w, as in `now() - 30d`"),
+                );
             }
         };
         delta.ok_or_else(|| AssertionError::new(span, "duration is too large"))
@@ -779,12 +879,20 @@ impl<'s> Parser<'s, '_> {
 
     fn number(&mut self) -> Result<f64, AssertionError> {
         let start = self.after_ws();
-        let text = self.take_while(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E'));
+        let text =
+            self.take_while(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E'));
         match text.parse::<f64>() {
             Ok(n) if n.is_finite() => Ok(n),
             _ => {
-                let shown = if text.is_empty() { self.rest_preview() } else { text.to_owned() };
-                Err(AssertionError::new(start..start + shown.len().max(1), format!("expected a number, found `{shown}`")))
+                let shown = if text.is_empty() {
+                    self.rest_preview()
+                } else {
+                    text.to_owned()
+                };
+                Err(AssertionError::new(
+                    start..start + shown.len().max(1),
+                    format!("expected a number, found `{shown}`"),
+                ))
             }
         }
     }
@@ -798,15 +906,30 @@ impl<'s> Parser<'s, '_> {
                 (text.to_owned(), start..self.pos)
             }
             None => {
-                return Err(AssertionError::new(start..start, "`matches` needs a regular expression")
-                    .with_help("for example: ats_candidate_id matches ^[A-Za-z0-9_-]{6,64}$"))
+                return Err(AssertionError::new(
+                    start..start,
+                    "`matches` needs a regular expression",
+                )
+                .with_help("for example: ats_candidate_id matches ^[A-Za-z0-9_-]{6,64}$"));
             }
         };
         let regex = Regex::new(&source).map_err(|err| {
             let detail = err.to_string();
-            let last = detail.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("invalid regex");
-            AssertionError::new(span.clone(), format!("invalid regular expression: {}", last.trim_start_matches("error: ")))
-                .with_help("the syntax is that of the Rust regex crate; quote a regex that contains spaces")
+            let last = detail
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid regex");
+            AssertionError::new(
+                span.clone(),
+                format!(
+                    "invalid regular expression: {}",
+                    last.trim_start_matches("error: ")
+                ),
+            )
+            .with_help(
+                "the syntax is that of the Rust regex crate; quote a regex that contains spaces",
+            )
         })?;
         Ok(Pattern { source, regex })
     }
@@ -817,14 +940,14 @@ impl<'s> Parser<'s, '_> {
         let mut out = String::new();
         let mut chars = self.src[self.pos..].char_indices();
         while let Some((i, c)) = chars.next() {
-            if c == '\\' {
-                if let Some((_, next)) = chars.next() {
-                    if next != quote {
-                        out.push('\\');
-                    }
-                    out.push(next);
-                    continue;
+            if c == '\\'
+                && let Some((_, next)) = chars.next()
+            {
+                if next != quote {
+                    out.push('\\');
                 }
+                out.push(next);
+                continue;
             }
             if c == quote {
                 self.pos += i + c.len_utf8();
@@ -832,8 +955,11 @@ impl<'s> Parser<'s, '_> {
             }
             out.push(c);
         }
-        Err(AssertionError::new(start..self.src.len(), format!("unterminated {quote}…{quote}"))
-            .with_help(format!("close it with {quote}")))
+        Err(AssertionError::new(
+            start..self.src.len(),
+            format!("unterminated {quote}…{quote}"),
+        )
+        .with_help(format!("close it with {quote}")))
     }
 
     fn format(&mut self) -> Result<Format, AssertionError> {
@@ -844,8 +970,15 @@ impl<'s> Parser<'s, '_> {
             return Ok(*format);
         }
         let keywords: Vec<&str> = FORMAT_NAMES.iter().map(|(_, f)| f.keyword()).collect();
-        let shown = if word.is_empty() { self.rest_preview() } else { word.to_owned() };
-        let err = AssertionError::new(start..start + shown.len().max(1), format!("unknown format `{shown}`"));
+        let shown = if word.is_empty() {
+            self.rest_preview()
+        } else {
+            word.to_owned()
+        };
+        let err = AssertionError::new(
+            start..start + shown.len().max(1),
+            format!("unknown format `{shown}`"),
+        );
         Err(match did_you_mean(&shown, keywords.iter().copied()) {
             Some(k) => err.with_help(format!("did you mean `{k}`?")),
             None => err.with_help(format!("`is` takes one of: {}", keywords.join(", "))),
@@ -861,10 +994,15 @@ impl<'s> Parser<'s, '_> {
                 let item_start = self.after_ws();
                 let item = match self.peek_char() {
                     Some(quote @ ('\'' | '"')) => self.quoted(quote)?.0,
-                    _ => self.take_while(|c| !c.is_whitespace() && c != ',' && c != ']').to_owned(),
+                    _ => self
+                        .take_while(|c| !c.is_whitespace() && c != ',' && c != ']')
+                        .to_owned(),
                 };
                 if item.is_empty() {
-                    return Err(AssertionError::new(item_start..item_start + 1, "expected a list item"));
+                    return Err(AssertionError::new(
+                        item_start..item_start + 1,
+                        "expected a list item",
+                    ));
                 }
                 values.push(item);
                 self.skip_ws();
@@ -875,15 +1013,21 @@ impl<'s> Parser<'s, '_> {
                         return Ok(ListRef::Literal(values));
                     }
                     _ => {
-                        return Err(AssertionError::new(self.pos..self.pos + 1, "expected `,` or `]` in the list")
-                            .with_help("write literal lists as [a, b, c]"))
+                        return Err(AssertionError::new(
+                            self.pos..self.pos + 1,
+                            "expected `,` or `]` in the list",
+                        )
+                        .with_help("write literal lists as [a, b, c]"));
                     }
                 }
             }
         }
         let name = self.take_while(is_segment_char);
         if name.is_empty() {
-            return Err(AssertionError::new(start..start + 1, "`in` needs a list name or [a, b, c]"));
+            return Err(AssertionError::new(
+                start..start + 1,
+                "`in` needs a list name or [a, b, c]",
+            ));
         }
         match self.lists.get(name) {
             Ok(Some(list)) => Ok(ListRef::Named(list)),
@@ -897,7 +1041,10 @@ impl<'s> Parser<'s, '_> {
                     )),
                 })
             }
-            Err(load) => Err(AssertionError::new(start..self.pos, format!("{load}: {}", load.source))),
+            Err(load) => Err(AssertionError::new(
+                start..self.pos,
+                format!("{load}: {}", load.source),
+            )),
         }
     }
 
@@ -906,7 +1053,10 @@ impl<'s> Parser<'s, '_> {
         let text = self.take_while(|c| is_segment_char(c) || c == '.');
         if text.is_empty() {
             let shown = self.rest_preview();
-            return Err(AssertionError::new(start..start + shown.len().max(1), format!("expected {expected}, found `{shown}`")));
+            return Err(AssertionError::new(
+                start..start + shown.len().max(1),
+                format!("expected {expected}, found `{shown}`"),
+            ));
         }
         FieldPath::parse(text).map_err(|err| {
             AssertionError::new(start + err.offset..start + err.offset + 1, err.reason)
@@ -920,7 +1070,11 @@ impl<'s> Parser<'s, '_> {
             self.pos = span.end;
             return Ok(());
         }
-        let shown = if found.is_empty() { self.rest_preview() } else { found.to_owned() };
+        let shown = if found.is_empty() {
+            self.rest_preview()
+        } else {
+            found.to_owned()
+        };
         Err(AssertionError::new(
             span.start..span.start + shown.len().max(1),
             format!("expected `{word}` in {context}, found `{shown}`"),
@@ -933,7 +1087,10 @@ impl<'s> Parser<'s, '_> {
             self.pos += c.len_utf8();
             return Ok(());
         }
-        Err(AssertionError::new(self.pos..self.pos + 1, format!("expected {what}")))
+        Err(AssertionError::new(
+            self.pos..self.pos + 1,
+            format!("expected {what}"),
+        ))
     }
 
     fn at_predicate(&self) -> bool {
@@ -950,7 +1107,9 @@ impl<'s> Parser<'s, '_> {
 
     fn peek_word(&self) -> (Range<usize>, &'s str) {
         let rest = &self.src[self.pos..];
-        let len = rest.find(|c: char| !c.is_ascii_alphanumeric() && c != '_').unwrap_or(rest.len());
+        let len = rest
+            .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .unwrap_or(rest.len());
         (self.pos..self.pos + len, &rest[..len])
     }
 
@@ -986,8 +1145,16 @@ impl<'s> Parser<'s, '_> {
 
     fn rest_preview(&self) -> String {
         let rest = self.src[self.pos..].trim();
-        let token: String = rest.chars().take_while(|c| !c.is_whitespace()).take(24).collect();
-        if token.is_empty() { "end of assertion".to_owned() } else { token }
+        let token: String = rest
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .take(24)
+            .collect();
+        if token.is_empty() {
+            "end of assertion".to_owned()
+        } else {
+            token
+        }
     }
 }
 
@@ -1002,14 +1169,18 @@ mod tests {
     }
 
     fn ctx() -> EvalContext {
-        EvalContext { now: parse_rfc3339("2026-06-01T12:00:00Z").expect("valid timestamp") }
+        EvalContext {
+            now: parse_rfc3339("2026-06-01T12:00:00Z").expect("valid timestamp"),
+        }
     }
 
     /// Evaluates every clause of a per-event assertion; the first failure message, if any.
     fn judge(assertion: &str, payload: Value) -> Option<String> {
         let parsed = parse(assertion).unwrap_or_else(|e| panic!("{assertion:?} parses: {e}"));
         match parsed.kind() {
-            AssertionKind::Each(clauses) => clauses.iter().find_map(|c| c.evaluate(&payload, &ctx())),
+            AssertionKind::Each(clauses) => {
+                clauses.iter().find_map(|c| c.evaluate(&payload, &ctx()))
+            }
             AssertionKind::StableFor(_) => panic!("{assertion:?} is not a per-event assertion"),
         }
     }
@@ -1031,42 +1202,201 @@ mod tests {
     fn evaluation_table() {
         // (assertion, payload, passes?, why)
         let rows: &[(&str, Value, bool, &str)] = &[
-            ("id matches ^[A-Z]{3}$", json!({"id": "ABC"}), true, "regex matches"),
-            ("id matches ^[A-Z]{3}$", json!({"id": "ABCD"}), false, "anchored regex rejects a longer id"),
-            ("id matches ^[A-Z]{3}$", json!({"id": 123}), false, "numbers are not strings"),
-            ("id matches '^a b$'", json!({"id": "a b"}), true, "quoted regex may hold spaces"),
-            ("id matches ^x$", json!({}), true, "absent fields are left to required_fields"),
-            ("t is RFC3339", json!({"t": "2026-01-01T00:00:00Z"}), true, "Zulu timestamp"),
-            ("t is RFC3339", json!({"t": "2026-01-01T00:00:00+02:00"}), true, "offset timestamp"),
-            ("t is RFC3339", json!({"t": "2026-01-01"}), false, "a date alone is not a date-time"),
-            ("t is RFC3339 and <= now()", json!({"t": "2026-06-01T12:00:00Z"}), true, "now itself is not in the future"),
-            ("t is RFC3339 and <= now()", json!({"t": "2026-06-01T12:00:01Z"}), false, "one second ahead is the future"),
-            ("t >= now() - 30d", json!({"t": "2026-05-02T12:00:00Z"}), true, "exactly 30 days ago"),
-            ("t >= now() - 30d", json!({"t": "2026-05-02T11:59:59Z"}), false, "older than 30 days"),
-            ("t < now() + 1h", json!({"t": "2026-06-01T12:59:00Z"}), true, "positive offsets"),
-            ("t <= now()", json!({"t": "soon"}), false, "time comparisons need a timestamp"),
-            ("s between 0 and 100", json!({"s": 0}), true, "lower bound is inclusive"),
-            ("s between 0 and 100", json!({"s": 100.0}), true, "upper bound is inclusive"),
-            ("s between 0 and 100", json!({"s": 100.5}), false, "above the range"),
-            ("s between 0 and 100", json!({"s": "50"}), false, "a numeric string is not a number"),
-            ("s > 3 and < 5", json!({"s": 4}), true, "second clause reuses the path"),
-            ("s > 3 and < 5", json!({"s": 5}), false, "second clause fails"),
+            (
+                "id matches ^[A-Z]{3}$",
+                json!({"id": "ABC"}),
+                true,
+                "regex matches",
+            ),
+            (
+                "id matches ^[A-Z]{3}$",
+                json!({"id": "ABCD"}),
+                false,
+                "anchored regex rejects a longer id",
+            ),
+            (
+                "id matches ^[A-Z]{3}$",
+                json!({"id": 123}),
+                false,
+                "numbers are not strings",
+            ),
+            (
+                "id matches '^a b$'",
+                json!({"id": "a b"}),
+                true,
+                "quoted regex may hold spaces",
+            ),
+            (
+                "id matches ^x$",
+                json!({}),
+                true,
+                "absent fields are left to required_fields",
+            ),
+            (
+                "t is RFC3339",
+                json!({"t": "2026-01-01T00:00:00Z"}),
+                true,
+                "Zulu timestamp",
+            ),
+            (
+                "t is RFC3339",
+                json!({"t": "2026-01-01T00:00:00+02:00"}),
+                true,
+                "offset timestamp",
+            ),
+            (
+                "t is RFC3339",
+                json!({"t": "2026-01-01"}),
+                false,
+                "a date alone is not a date-time",
+            ),
+            (
+                "t is RFC3339 and <= now()",
+                json!({"t": "2026-06-01T12:00:00Z"}),
+                true,
+                "now itself is not in the future",
+            ),
+            (
+                "t is RFC3339 and <= now()",
+                json!({"t": "2026-06-01T12:00:01Z"}),
+                false,
+                "one second ahead is the future",
+            ),
+            (
+                "t >= now() - 30d",
+                json!({"t": "2026-05-02T12:00:00Z"}),
+                true,
+                "exactly 30 days ago",
+            ),
+            (
+                "t >= now() - 30d",
+                json!({"t": "2026-05-02T11:59:59Z"}),
+                false,
+                "older than 30 days",
+            ),
+            (
+                "t < now() + 1h",
+                json!({"t": "2026-06-01T12:59:00Z"}),
+                true,
+                "positive offsets",
+            ),
+            (
+                "t <= now()",
+                json!({"t": "soon"}),
+                false,
+                "time comparisons need a timestamp",
+            ),
+            (
+                "s between 0 and 100",
+                json!({"s": 0}),
+                true,
+                "lower bound is inclusive",
+            ),
+            (
+                "s between 0 and 100",
+                json!({"s": 100.0}),
+                true,
+                "upper bound is inclusive",
+            ),
+            (
+                "s between 0 and 100",
+                json!({"s": 100.5}),
+                false,
+                "above the range",
+            ),
+            (
+                "s between 0 and 100",
+                json!({"s": "50"}),
+                false,
+                "a numeric string is not a number",
+            ),
+            (
+                "s > 3 and < 5",
+                json!({"s": 4}),
+                true,
+                "second clause reuses the path",
+            ),
+            (
+                "s > 3 and < 5",
+                json!({"s": 5}),
+                false,
+                "second clause fails",
+            ),
             ("s == 2", json!({"s": 2}), true, "equality on numbers"),
-            ("lang in supported_languages", json!({"lang": "rust"}), true, "named list member"),
-            ("lang in supported_languages", json!({"lang": "Rust"}), false, "named lists match exactly"),
-            ("r in [passed, 'needs review']", json!({"r": "needs review"}), true, "quoted literal item"),
-            ("r in [passed, failed]", json!({"r": "pending"}), false, "not a literal member"),
-            ("u is URL", json!({"u": "https://vendor.test/packs/1"}), true, "https URL"),
-            ("u is URL", json!({"u": "file:///etc/passwd"}), false, "only http(s) URLs"),
-            ("u is UUID", json!({"u": "67e55044-10b1-426f-9247-bb680e5fe0c8"}), true, "hyphenated UUID"),
-            ("n is integer", json!({"n": 3.5}), false, "fractions are not integers"),
-            ("x is non-empty", json!({"x": "  "}), false, "blank strings are empty"),
-            ("a is string and b is number", json!({"a": "x", "b": 1}), true, "clauses may name new paths"),
-            ("a is string and b is number", json!({"a": "x", "b": "1"}), false, "second path fails"),
+            (
+                "lang in supported_languages",
+                json!({"lang": "rust"}),
+                true,
+                "named list member",
+            ),
+            (
+                "lang in supported_languages",
+                json!({"lang": "Rust"}),
+                false,
+                "named lists match exactly",
+            ),
+            (
+                "r in [passed, 'needs review']",
+                json!({"r": "needs review"}),
+                true,
+                "quoted literal item",
+            ),
+            (
+                "r in [passed, failed]",
+                json!({"r": "pending"}),
+                false,
+                "not a literal member",
+            ),
+            (
+                "u is URL",
+                json!({"u": "https://vendor.test/packs/1"}),
+                true,
+                "https URL",
+            ),
+            (
+                "u is URL",
+                json!({"u": "file:///etc/passwd"}),
+                false,
+                "only http(s) URLs",
+            ),
+            (
+                "u is UUID",
+                json!({"u": "67e55044-10b1-426f-9247-bb680e5fe0c8"}),
+                true,
+                "hyphenated UUID",
+            ),
+            (
+                "n is integer",
+                json!({"n": 3.5}),
+                false,
+                "fractions are not integers",
+            ),
+            (
+                "x is non-empty",
+                json!({"x": "  "}),
+                false,
+                "blank strings are empty",
+            ),
+            (
+                "a is string and b is number",
+                json!({"a": "x", "b": 1}),
+                true,
+                "clauses may name new paths",
+            ),
+            (
+                "a is string and b is number",
+                json!({"a": "x", "b": "1"}),
+                false,
+                "second path fails",
+            ),
         ];
         for (assertion, payload, passes, why) in rows {
             let failure = judge(assertion, payload.clone());
-            assert_eq!(failure.is_none(), *passes, "{assertion:?} on {payload}: {why} ({failure:?})");
+            assert_eq!(
+                failure.is_none(),
+                *passes,
+                "{assertion:?} on {payload}: {why} ({failure:?})"
+            );
         }
     }
 
@@ -1088,7 +1418,11 @@ mod tests {
             ("x is RFC3339 or <= now()", "or", "only `and` joins clauses"),
             ("k is stable for same ()", ")", "empty tuple"),
             ("k is stable for same (k)", "k", "key inside its own tuple"),
-            ("k is stable for same (a) and x is string", "and x is string", "stability rules stand alone"),
+            (
+                "k is stable for same (a) and x is string",
+                "and x is string",
+                "stability rules stand alone",
+            ),
             ("a..b is string", ".", "malformed path"),
             ("x matches 'abc", "'abc", "unterminated quote"),
         ];
@@ -1106,33 +1440,70 @@ mod tests {
         let err = parse("t is RFC339").expect_err("misspelt");
         assert_eq!(err.help.as_deref(), Some("did you mean `RFC3339`?"));
         let err = parse("l in suported_languages").expect_err("misspelt");
-        assert_eq!(err.help.as_deref(), Some("did you mean `supported_languages`?"));
+        assert_eq!(
+            err.help.as_deref(),
+            Some("did you mean `supported_languages`?")
+        );
     }
 
     #[test]
     fn failure_messages_name_the_value_and_the_rule() {
-        let message = judge("assessment.language in supported_languages", json!({"assessment": {"language": "pyhton"}}))
-            .expect("not a supported language");
-        assert_eq!(message, "`assessment.language` is \"pyhton\", which is not in supported_languages (did you mean \"python\"?)");
-        let message = judge("occurred_at <= now() - 1d", json!({"occurred_at": "2026-06-01T00:00:00Z"}))
-            .expect("within the last day");
-        assert_eq!(message, "`occurred_at` is \"2026-06-01T00:00:00Z\", which is not <= now() - 1d");
+        let message = judge(
+            "assessment.language in supported_languages",
+            json!({"assessment": {"language": "pyhton"}}),
+        )
+        .expect("not a supported language");
+        assert_eq!(
+            message,
+            "`assessment.language` is \"pyhton\", which is not in supported_languages (did you mean \"python\"?)"
+        );
+        let message = judge(
+            "occurred_at <= now() - 1d",
+            json!({"occurred_at": "2026-06-01T00:00:00Z"}),
+        )
+        .expect("within the last day");
+        assert_eq!(
+            message,
+            "`occurred_at` is \"2026-06-01T00:00:00Z\", which is not <= now() - 1d"
+        );
     }
 
     #[test]
     fn stability_tracks_first_key_per_tuple() {
         let parsed = parse("k is stable for same (a, b.c)").expect("parses");
-        let AssertionKind::StableFor(rule) = parsed.kind() else { panic!("a stability rule") };
+        let AssertionKind::StableFor(rule) = parsed.kind() else {
+            panic!("a stability rule")
+        };
         let mut tracker = StableTracker::default();
-        let first = rule.fingerprint(&json!({"k": "1", "a": "x", "b": {"c": 1}})).expect("complete");
-        let same = rule.fingerprint(&json!({"k": "1", "a": "x", "b": {"c": 1}})).expect("complete");
-        let changed = rule.fingerprint(&json!({"k": "2", "a": "x", "b": {"c": 1}})).expect("complete");
-        let other = rule.fingerprint(&json!({"k": "2", "a": "y", "b": {"c": 1}})).expect("complete");
+        let first = rule
+            .fingerprint(&json!({"k": "1", "a": "x", "b": {"c": 1}}))
+            .expect("complete");
+        let same = rule
+            .fingerprint(&json!({"k": "1", "a": "x", "b": {"c": 1}}))
+            .expect("complete");
+        let changed = rule
+            .fingerprint(&json!({"k": "2", "a": "x", "b": {"c": 1}}))
+            .expect("complete");
+        let other = rule
+            .fingerprint(&json!({"k": "2", "a": "y", "b": {"c": 1}}))
+            .expect("complete");
         assert_eq!(tracker.observe(first, 1), None);
         assert_eq!(tracker.observe(same, 2), None, "same key, same tuple");
-        assert_eq!(tracker.observe(changed, 3), Some(&1), "key changed for the tuple first seen at 1");
-        assert_eq!(tracker.observe(other, 4), None, "a different tuple may have its own key");
-        assert_eq!(rule.fingerprint(&json!({"k": "1", "a": "x"})), None, "incomplete tuples are skipped");
+        assert_eq!(
+            tracker.observe(changed, 3),
+            Some(&1),
+            "key changed for the tuple first seen at 1"
+        );
+        assert_eq!(
+            tracker.observe(other, 4),
+            None,
+            "a different tuple may have its own key"
+        );
+        assert_eq!(
+            rule.fingerprint(&json!({"k": "1", "a": "x"})),
+            None,
+            "incomplete tuples are skipped"
+        );
     }
 
     proptest! {

@@ -35,7 +35,12 @@ impl NamedList {
             .map(str::to_owned)
             .collect();
         let lookup = values.iter().cloned().collect();
-        NamedList { name: name.to_owned(), origin: origin.to_owned(), values, lookup }
+        NamedList {
+            name: name.to_owned(),
+            origin: origin.to_owned(),
+            values,
+            lookup,
+        }
     }
 
     /// The list's name as assertions use it.
@@ -90,7 +95,11 @@ impl ListCatalog {
             .map(|(name, file)| (name.clone(), base.join(file)))
             .collect();
         let search_dirs = base.ancestors().map(|dir| dir.join("sandbox")).collect();
-        ListCatalog { explicit, search_dirs, loaded: Default::default() }
+        ListCatalog {
+            explicit,
+            search_dirs,
+            loaded: Default::default(),
+        }
     }
 
     /// A catalog that only knows the built-in lists.
@@ -100,7 +109,10 @@ impl ListCatalog {
 
     /// The list called `name`, loading it on first use; `Ok(None)` if no such list exists.
     pub fn get(&self, name: &str) -> Result<Option<Arc<NamedList>>, ListError> {
-        let mut loaded = self.loaded.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut loaded = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         if let Some(list) = loaded.get(name) {
             return Ok(Some(Arc::clone(list)));
         }
@@ -131,10 +143,10 @@ impl ListCatalog {
             if let Ok(entries) = std::fs::read_dir(dir) {
                 for entry in entries.flatten() {
                     let path = entry.path();
-                    if path.extension().is_some_and(|e| e == "txt") {
-                        if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
-                            names.push(stem.to_owned());
-                        }
+                    if path.extension().is_some_and(|e| e == "txt")
+                        && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+                    {
+                        names.push(stem.to_owned());
                     }
                 }
             }
@@ -173,13 +185,19 @@ mod tests {
             .get("supported_languages")
             .expect("built-in lists never fail to load")
             .expect("supported_languages is built in");
-        assert!(list.values().len() >= 40, "{} languages", list.values().len());
+        assert!(
+            list.values().len() >= 40,
+            "{} languages",
+            list.values().len()
+        );
         assert!(list.values().iter().all(|v| v == &v.to_lowercase()));
     }
 
     #[test]
     fn unknown_lists_are_none() {
-        let found = ListCatalog::built_in().get("no_such_list").expect("lookup succeeds");
+        let found = ListCatalog::built_in()
+            .get("no_such_list")
+            .expect("lookup succeeds");
         assert!(found.is_none());
     }
 }

@@ -101,7 +101,9 @@ pub struct Contract {
 
 impl fmt::Debug for Contract {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Contract").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Contract")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -149,7 +151,10 @@ impl Contract {
         let validator = jsonschema::options()
             .should_validate_formats(true)
             .build(&schema)
-            .map_err(|err| SchemaCompileError { contract: parts.name.clone(), message: err.to_string() })?;
+            .map_err(|err| SchemaCompileError {
+                contract: parts.name.clone(),
+                message: err.to_string(),
+            })?;
         Ok(Contract {
             name: ContractName(parts.name),
             producer: parts.producer,
@@ -231,8 +236,13 @@ impl Contract {
             }
         }
         for (path, values) in &self.enums {
-            let Some(value) = path.lookup(payload) else { continue };
-            if value.as_str().is_some_and(|s| values.iter().any(|v| v == s)) {
+            let Some(value) = path.lookup(payload) else {
+                continue;
+            };
+            if value
+                .as_str()
+                .is_some_and(|s| values.iter().any(|v| v == s))
+            {
                 continue;
             }
             let hint = value
@@ -243,15 +253,22 @@ impl Contract {
             out.push(Violation {
                 rule: Rule::Enum,
                 path: path.json_pointer(),
-                message: format!("`{path}` is {}, expected one of {}{hint}", render_value(value), values.join(", ")),
+                message: format!(
+                    "`{path}` is {}, expected one of {}{hint}",
+                    render_value(value),
+                    values.join(", ")
+                ),
                 assertion: None,
             });
         }
         for assertion in &self.assertions {
-            let AssertionKind::Each(clauses) = assertion.kind() else { continue };
+            let AssertionKind::Each(clauses) = assertion.kind() else {
+                continue;
+            };
             // Report the first failing clause: later ones usually fail for the same reason.
-            if let Some((clause, message)) =
-                clauses.iter().find_map(|c| c.evaluate(payload, ctx).map(|m| (c, m)))
+            if let Some((clause, message)) = clauses
+                .iter()
+                .find_map(|c| c.evaluate(payload, ctx).map(|m| (c, m)))
             {
                 out.push(Violation {
                     rule: Rule::Assertion,
@@ -269,7 +286,8 @@ impl Contract {
         for error in self.validator.iter_errors(payload) {
             let pointer = error.instance_path().as_str().to_owned();
             let covered = native.iter().any(|p| {
-                p == &pointer || (p.starts_with(&pointer) && p.as_bytes().get(pointer.len()) == Some(&b'/'))
+                p == &pointer
+                    || (p.starts_with(&pointer) && p.as_bytes().get(pointer.len()) == Some(&b'/'))
             });
             if !covered {
                 out.push(Violation {
@@ -293,7 +311,11 @@ pub struct ContractSet {
 impl ContractSet {
     /// Builds the set; names are unique (the manifest loader checks that first).
     pub fn new(contracts: Vec<Contract>) -> Self {
-        let by_name = contracts.iter().enumerate().map(|(i, c)| (c.name.0.clone(), i)).collect();
+        let by_name = contracts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.0.clone(), i))
+            .collect();
         ContractSet { contracts, by_name }
     }
 
@@ -333,7 +355,10 @@ impl ContractSet {
             return Err(Violation {
                 rule: Rule::Malformed,
                 path: String::new(),
-                message: format!("a payload is a JSON object, found {}", assertion::type_name(payload)),
+                message: format!(
+                    "a payload is a JSON object, found {}",
+                    assertion::type_name(payload)
+                ),
                 assertion: None,
             });
         };
@@ -349,7 +374,10 @@ impl ContractSet {
             return Err(Violation {
                 rule: Rule::UnknownType,
                 path: "/type".into(),
-                message: format!("\"type\" is {}, expected a contract name", render_value(kind)),
+                message: format!(
+                    "\"type\" is {}, expected a contract name",
+                    render_value(kind)
+                ),
                 assertion: None,
             });
         };
@@ -362,7 +390,10 @@ impl ContractSet {
             Violation {
                 rule: Rule::UnknownType,
                 path: "/type".into(),
-                message: format!("no contract is called \"{name}\"{hint}; the manifest has {}", known.join(", ")),
+                message: format!(
+                    "no contract is called \"{name}\"{hint}; the manifest has {}",
+                    known.join(", ")
+                ),
                 assertion: None,
             }
         })

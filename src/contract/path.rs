@@ -32,7 +32,10 @@ impl FieldPath {
     /// Parses `a.b.c`: non-empty segments of letters, digits, `_` and `-`.
     pub fn parse(text: &str) -> Result<Self, PathError> {
         if text.is_empty() {
-            return Err(PathError { offset: 0, reason: "empty field path".into() });
+            return Err(PathError {
+                offset: 0,
+                reason: "empty field path".into(),
+            });
         }
         let mut segment_start = 0;
         for (i, c) in text.char_indices() {
@@ -59,7 +62,9 @@ impl FieldPath {
                 reason: "field path ends with a dot".into(),
             });
         }
-        Ok(FieldPath { text: text.to_owned() })
+        Ok(FieldPath {
+            text: text.to_owned(),
+        })
     }
 
     /// The path as written in the manifest.

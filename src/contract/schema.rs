@@ -56,10 +56,17 @@ impl Node {
         let mut schema = self.keywords;
         if !self.children.is_empty() {
             schema.insert("type".into(), json!("object"));
-            let required: Vec<Value> =
-                self.children.iter().filter(|(_, c)| c.required).map(|(k, _)| json!(k)).collect();
-            let properties: Map<String, Value> =
-                self.children.into_iter().map(|(k, child)| (k, child.into_schema())).collect();
+            let required: Vec<Value> = self
+                .children
+                .iter()
+                .filter(|(_, c)| c.required)
+                .map(|(k, _)| json!(k))
+                .collect();
+            let properties: Map<String, Value> = self
+                .children
+                .into_iter()
+                .map(|(k, child)| (k, child.into_schema()))
+                .collect();
             schema.insert("properties".into(), Value::Object(properties));
             if !required.is_empty() {
                 schema.insert("required".into(), Value::Array(required));
@@ -111,8 +118,14 @@ pub fn contract_schema(input: &SchemaInput<'_>) -> Value {
     schema.insert("type".into(), json!("object"));
 
     let mut out = Map::new();
-    out.insert("$schema".into(), json!("https://json-schema.org/draft/2020-12/schema"));
-    out.insert("$id".into(), json!(format!("urn:stagegate:contract:{}", input.name)));
+    out.insert(
+        "$schema".into(),
+        json!("https://json-schema.org/draft/2020-12/schema"),
+    );
+    out.insert(
+        "$id".into(),
+        json!(format!("urn:stagegate:contract:{}", input.name)),
+    );
     out.insert("title".into(), json!(input.name));
     out.insert(
         "description".into(),
@@ -197,7 +210,10 @@ mod tests {
     use crate::contract::lists::ListCatalog;
 
     fn paths(items: &[&str]) -> Vec<FieldPath> {
-        items.iter().map(|p| FieldPath::parse(p).expect("valid path")).collect()
+        items
+            .iter()
+            .map(|p| FieldPath::parse(p).expect("valid path"))
+            .collect()
     }
 
     #[test]
@@ -213,7 +229,10 @@ mod tests {
         .map(|a| Assertion::parse(a, &lists).expect("parses"))
         .collect();
         let required = paths(&["id", "s.score", "at", "k"]);
-        let enums = vec![(FieldPath::parse("s.result").expect("valid"), vec!["ok".to_owned(), "bad".to_owned()])];
+        let enums = vec![(
+            FieldPath::parse("s.result").expect("valid"),
+            vec!["ok".to_owned(), "bad".to_owned()],
+        )];
         let schema = contract_schema(&SchemaInput {
             name: "x.done",
             producer: "vendor",
@@ -225,12 +244,23 @@ mod tests {
         assert_eq!(schema["properties"]["type"], json!({"const": "x.done"}));
         assert_eq!(schema["required"], json!(["type", "at", "id", "k", "s"]));
         assert_eq!(schema["properties"]["s"]["required"], json!(["score"]));
-        assert_eq!(schema["properties"]["s"]["properties"]["score"]["maximum"], json!(100.0));
-        assert_eq!(schema["properties"]["s"]["properties"]["result"]["enum"], json!(["ok", "bad"]));
+        assert_eq!(
+            schema["properties"]["s"]["properties"]["score"]["maximum"],
+            json!(100.0)
+        );
+        assert_eq!(
+            schema["properties"]["s"]["properties"]["result"]["enum"],
+            json!(["ok", "bad"])
+        );
         assert_eq!(schema["properties"]["id"]["pattern"], json!("^[a-z]+$"));
         assert_eq!(schema["properties"]["at"]["format"], json!("date-time"));
-        let comment = schema["$comment"].as_str().expect("a comment lists what is not expressible");
-        assert!(comment.contains("<= now()") && comment.contains("stable for same"), "{comment}");
+        let comment = schema["$comment"]
+            .as_str()
+            .expect("a comment lists what is not expressible");
+        assert!(
+            comment.contains("<= now()") && comment.contains("stable for same"),
+            "{comment}"
+        );
         jsonschema::draft202012::meta::validate(&schema).expect("a valid draft 2020-12 schema");
     }
 }

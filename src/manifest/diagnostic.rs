@@ -130,11 +130,14 @@ impl Diagnostic for ManifestDiagnostic {
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        let key_path = format!("at `{}`", self.key_path);
-        Some(Box::new(match &self.help {
-            Some(help) => format!("{help}\n{key_path}"),
-            None => key_path,
-        }))
+        // The key path helps in long files; at the document root it says nothing.
+        let key_path = (!self.key_path.0.is_empty()).then(|| format!("at `{}`", self.key_path));
+        match (&self.help, key_path) {
+            (Some(help), Some(at)) => Some(Box::new(format!("{help}\n{at}"))),
+            (Some(help), None) => Some(Box::new(help.clone())),
+            (None, Some(at)) => Some(Box::new(at)),
+            (None, None) => None,
+        }
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
@@ -142,10 +145,9 @@ impl Diagnostic for ManifestDiagnostic {
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        Some(Box::new(std::iter::once(LabeledSpan::new_primary_with_span(
-            Some(self.label.clone()),
-            self.span,
-        ))))
+        Some(Box::new(std::iter::once(
+            LabeledSpan::new_primary_with_span(Some(self.label.clone()), self.span),
+        )))
     }
 }
 
@@ -169,7 +171,11 @@ pub(crate) enum Target {
 
 impl<'a> Reporter<'a> {
     pub(crate) fn new(source: &'a SourceText, spans: &'a SpanIndex) -> Self {
-        Reporter { source, spans, diagnostics: Vec::new() }
+        Reporter {
+            source,
+            spans,
+            diagnostics: Vec::new(),
+        }
     }
 
     /// Adds a diagnostic at `path`; returns it for further detail.
@@ -188,8 +194,18 @@ impl<'a> Reporter<'a> {
         };
         let (at, span) = match (place, target) {
             (Some(place), Target::Inside(start, len)) => self.inside(place, start, len),
-            (Some(place), _) => (place.start, SourceSpan::new(place.start.offset.into(), place.len)),
-            (None, _) => (Position { line: 1, column: 1, offset: 0 }, SourceSpan::new(0.into(), 0)),
+            (Some(place), _) => (
+                place.start,
+                SourceSpan::new(place.start.offset.into(), place.len),
+            ),
+            (None, _) => (
+                Position {
+                    line: 1,
+                    column: 1,
+                    offset: 0,
+                },
+                SourceSpan::new(0.into(), 0),
+            ),
         };
         self.diagnostics.push(ManifestDiagnostic {
             level,
@@ -219,7 +235,14 @@ impl<'a> Reporter<'a> {
     }
 
     /// A diagnostic at an explicit position (serde and syntax errors).
-    pub(crate) fn at_position(&mut self, code: Code, path: KeyPath, at: Position, message: String, label: &str) -> &mut ManifestDiagnostic {
+    pub(crate) fn at_position(
+        &mut self,
+        code: Code,
+        path: KeyPath,
+        at: Position,
+        message: String,
+        label: &str,
+    ) -> &mut ManifestDiagnostic {
         let at = self.resolve(at);
         self.diagnostics.push(ManifestDiagnostic {
             level: Level::Error,
@@ -239,10 +262,21 @@ impl<'a> Reporter<'a> {
     fn resolve(&self, at: Position) -> Position {
         // Positions from serde_yaml and yaml-rust2 come without byte offsets.
         let text = &*self.source.text;
-        let line_start: usize = text.split_inclusive('\n').take(at.line.saturating_sub(1)).map(str::len).sum();
+        let line_start: usize = text
+            .split_inclusive('\n')
+            .take(at.line.saturating_sub(1))
+            .map(str::len)
+            .sum();
         let line = &text[line_start.min(text.len())..];
-        let offset = line_start + line.char_indices().nth(at.column.saturating_sub(1)).map_or(line.len(), |(i, _)| i);
-        Position { offset: offset.min(text.len()), ..at }
+        let offset = line_start
+            + line
+                .char_indices()
+                .nth(at.column.saturating_sub(1))
+                .map_or(line.len(), |(i, _)| i);
+        Position {
+            offset: offset.min(text.len()),
+            ..at
+        }
     }
 
     fn inside(&self, place: ScalarPlace, start: usize, len: usize) -> (Position, SourceSpan) {
@@ -250,7 +284,11 @@ impl<'a> Reporter<'a> {
         let offset = (content + start).min(self.source.text.len());
         let prefix = &self.source.text[place.start.offset..offset];
         let column = place.start.column + prefix.chars().count();
-        let at = Position { line: place.start.line, column, offset };
+        let at = Position {
+            line: place.start.line,
+            column,
+            offset,
+        };
         (at, SourceSpan::new(offset.into(), len.max(1)))
     }
 
@@ -272,7 +310,10 @@ impl ManifestDiagnostic {
 pub enum ManifestError {
     /// The file could not be read.
     #[error("cannot read manifest {}", path.display())]
-    #[diagnostic(code(stagegate::manifest::read), help("check the path and its permissions"))]
+    #[diagnostic(
+        code(stagegate::manifest::read),
+        help("check the path and its permissions")
+    )]
     Read {
         /// The path given.
         path: PathBuf,
@@ -295,7 +336,9 @@ pub enum ManifestError {
     #[error("manifest {} is empty", path.display())]
     #[diagnostic(
         code(stagegate::manifest::empty),
-        help("a release-gate manifest starts with `version: \"1.3\"` and `release_gate:`; manifests/release-gate.yaml is a complete example")
+        help(
+            "a release-gate manifest starts with `version: \"1.3\"` and `release_gate:`; manifests/release-gate.yaml is a complete example"
+        )
     )]
     Empty {
         /// The path given.
@@ -326,20 +369,31 @@ impl ManifestError {
 }
 
 /// Builds the error for a failed load, errors first in file order, warnings after.
-pub(crate) fn invalid(source: &SourceText, mut diagnostics: Vec<ManifestDiagnostic>) -> ManifestError {
+pub(crate) fn invalid(
+    source: &SourceText,
+    mut diagnostics: Vec<ManifestDiagnostic>,
+) -> ManifestError {
     // Warnings next to errors are mostly echoes of the errors (a misspelt key empties a
     // list that assertions then miss); they come back once the errors are fixed.
     diagnostics.retain(|d| d.level == Level::Error);
     diagnostics.sort_by_key(|d| d.at.offset);
-    let count = diagnostics.iter().filter(|d| d.level == Level::Error).count();
-    ManifestError::Invalid { file: source.name.clone(), count, diagnostics }
+    let count = diagnostics
+        .iter()
+        .filter(|d| d.level == Level::Error)
+        .count();
+    ManifestError::Invalid {
+        file: source.name.clone(),
+        count,
+        diagnostics,
+    }
 }
 
 /// Renders a diagnostic as plain text, for logs and snapshots.
 pub fn render_plain(diagnostic: &dyn Diagnostic) -> String {
-    let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-        .with_width(100)
-        .with_links(false);
+    let handler =
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .with_width(100)
+            .with_links(false);
     let mut out = String::new();
     // Rendering into a String cannot fail.
     let _ = handler.render_report(&mut out, diagnostic);

@@ -10,7 +10,9 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::diagnostic::{Code, ManifestDiagnostic, ManifestError, Reporter, SourceText, Target, invalid};
+use super::diagnostic::{
+    Code, ManifestDiagnostic, ManifestError, Reporter, SourceText, Target, invalid,
+};
 use super::span::{KeyPath, Position, SpanIndex};
 use crate::suggest::did_you_mean;
 
@@ -42,7 +44,10 @@ pub(crate) struct Parsed {
 
 /// Reads a file as UTF-8 text.
 pub(crate) fn read_text(path: &Path) -> Result<SourceText, ManifestError> {
-    let bytes = std::fs::read(path).map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| ManifestError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     text_from_bytes(path, bytes)
 }
 
@@ -52,9 +57,16 @@ pub(crate) fn text_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<SourceText,
         let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
         let column = valid.len() - valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1) + 1;
-        ManifestError::NotUtf8 { path: path.to_owned(), line, column }
+        ManifestError::NotUtf8 {
+            path: path.to_owned(),
+            line,
+            column,
+        }
     })?;
-    Ok(SourceText { name: path.display().to_string(), text: Arc::from(text) })
+    Ok(SourceText {
+        name: path.display().to_string(),
+        text: Arc::from(text),
+    })
 }
 
 /// Parses the YAML and indexes its places; rejects empty and multi-document files.
@@ -65,24 +77,48 @@ pub(crate) fn parse_yaml(path: &Path, source: SourceText) -> Result<Parsed, Mani
             let empty = SpanIndex::default();
             let mut reporter = Reporter::new(&source, &empty);
             reporter
-                .at_position(Code::Syntax, KeyPath::root(), err.at, format!("invalid YAML: {}", err.message), "here")
+                .at_position(
+                    Code::Syntax,
+                    KeyPath::root(),
+                    err.at,
+                    format!("invalid YAML: {}", err.message),
+                    "here",
+                )
                 .help("check the indentation and the quoting around this line");
             let diagnostics = reporter.diagnostics;
             return Err(invalid(&source, diagnostics));
         }
     };
     if spans.documents() == 0 {
-        return Err(ManifestError::Empty { path: path.to_owned() });
+        return Err(ManifestError::Empty {
+            path: path.to_owned(),
+        });
     }
-    let parsed = Parsed { path: path.to_owned(), source, spans };
+    let parsed = Parsed {
+        path: path.to_owned(),
+        source,
+        spans,
+    };
     let mut reporter = Reporter::new(&parsed.source, &parsed.spans);
     if parsed.spans.documents() > 1 {
         reporter
-            .error(Code::Syntax, &KeyPath::root(), Target::Value, "a manifest is one YAML document, found several", "here")
+            .error(
+                Code::Syntax,
+                &KeyPath::root(),
+                Target::Value,
+                "a manifest is one YAML document, found several",
+                "here",
+            )
             .help("remove the `---` separators, or split the documents into files");
     } else if !parsed.spans.root_is_mapping() {
         reporter
-            .error(Code::Shape, &KeyPath::root(), Target::Value, "a manifest is a YAML mapping of keys to values", "not a mapping")
+            .error(
+                Code::Shape,
+                &KeyPath::root(),
+                Target::Value,
+                "a manifest is a YAML mapping of keys to values",
+                "not a mapping",
+            )
             .help("start with `version: \"1.3\"`");
     }
     if reporter.has_errors() {
@@ -95,9 +131,15 @@ pub(crate) fn parse_yaml(path: &Path, source: SourceText) -> Result<Parsed, Mani
 /// Guesses a document's format from its top-level keys.
 pub(crate) fn detect_kind(spans: &SpanIndex) -> Option<DocumentKind> {
     let keys = spans.root_keys();
-    if keys.iter().any(|k| k == "policyVersion" || k == "atsEvents") {
+    if keys
+        .iter()
+        .any(|k| k == "policyVersion" || k == "atsEvents")
+    {
         Some(DocumentKind::HiringPolicy)
-    } else if keys.iter().any(|k| k == "release_gate" || k == "contracts" || k == "version") {
+    } else if keys
+        .iter()
+        .any(|k| k == "release_gate" || k == "contracts" || k == "version")
+    {
         Some(DocumentKind::ReleaseGate)
     } else {
         None
@@ -111,22 +153,39 @@ pub(crate) fn deserialize<T: DeserializeOwned + JsonSchema>(
 ) -> Option<T> {
     let mut unknown: Vec<KeyPath> = Vec::new();
     let deserializer = serde_yaml::Deserializer::from_str(&parsed.source.text);
-    let result: Result<T, _> = serde_ignored::deserialize(deserializer, |path| unknown.push(key_path(&path)));
+    let result: Result<T, _> =
+        serde_ignored::deserialize(deserializer, |path| unknown.push(key_path(&path)));
     let schema = schemars::schema_for!(T);
     for path in &unknown {
         let key = path.last_key().unwrap_or_default().to_owned();
         let parent = path.parent().unwrap_or_default();
         let known = known_keys(schema.as_value(), &parent);
-        let where_ = if parent.0.is_empty() { "at the top level".to_owned() } else { format!("in `{parent}`") };
+        let where_ = if parent.0.is_empty() {
+            "at the top level".to_owned()
+        } else {
+            format!("in `{parent}`")
+        };
         let suggestion = did_you_mean(&key, known.iter().map(String::as_str));
         let label = match suggestion {
             Some(s) => format!("did you mean `{s}`?"),
             None => "unknown key".to_owned(),
         };
-        let diagnostic = reporter.error(Code::UnknownKey, path, Target::Key, format!("unknown key `{key}` {where_}"), label);
-        let keys = known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+        let diagnostic = reporter.error(
+            Code::UnknownKey,
+            path,
+            Target::Key,
+            format!("unknown key `{key}` {where_}"),
+            label,
+        );
+        let keys = known
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
         match suggestion {
-            Some(s) => diagnostic.help(format!("rename it to `{s}`; the keys allowed here are {keys}")),
+            Some(s) => diagnostic.help(format!(
+                "rename it to `{s}`; the keys allowed here are {keys}"
+            )),
             None if known.is_empty() => diagnostic.help("remove it"),
             None => diagnostic.help(format!("remove it; the keys allowed here are {keys}")),
         };
@@ -137,8 +196,16 @@ pub(crate) fn deserialize<T: DeserializeOwned + JsonSchema>(
             let (path, message) = split_serde_message(&err.to_string());
             let at = err
                 .location()
-                .map(|l| Position { line: l.line(), column: l.column(), offset: 0 })
-                .unwrap_or(Position { line: 1, column: 1, offset: 0 });
+                .map(|l| Position {
+                    line: l.line(),
+                    column: l.column(),
+                    offset: 0,
+                })
+                .unwrap_or(Position {
+                    line: 1,
+                    column: 1,
+                    offset: 0,
+                });
             let hint = shape_hint(&message);
             let diagnostic = reporter.at_position(Code::Shape, path, at, message, "here");
             if let Some(hint) = hint {
@@ -155,7 +222,9 @@ fn key_path(path: &serde_ignored::Path<'_>) -> KeyPath {
         P::Root => KeyPath::root(),
         P::Seq { parent, index } => key_path(parent).index(*index),
         P::Map { parent, key } => key_path(parent).key(key),
-        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => key_path(parent),
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            key_path(parent)
+        }
     }
 }
 
@@ -165,10 +234,11 @@ fn split_serde_message(text: &str) -> (KeyPath, String) {
         Some(i) => &text[..i],
         None => text,
     };
-    if let Some((prefix, message)) = text.split_once(": ") {
-        if !prefix.contains(' ') && !prefix.is_empty() {
-            return (parse_display_path(prefix), message.to_owned());
-        }
+    if let Some((prefix, message)) = text.split_once(": ")
+        && !prefix.contains(' ')
+        && !prefix.is_empty()
+    {
+        return (parse_display_path(prefix), message.to_owned());
     }
     (KeyPath::root(), text.to_owned())
 }
@@ -225,15 +295,23 @@ fn known_keys(schema: &Value, path: &KeyPath) -> Vec<String> {
 fn resolve<'s>(root: &'s Value, mut node: &'s Value) -> &'s Value {
     for _ in 0..16 {
         if let Some(reference) = node.get("$ref").and_then(Value::as_str) {
-            let target = reference.strip_prefix('#').and_then(|pointer| root.pointer(pointer));
+            let target = reference
+                .strip_prefix('#')
+                .and_then(|pointer| root.pointer(pointer));
             match target {
                 Some(t) => node = t,
                 None => return node,
             }
             continue;
         }
-        let alternatives = node.get("anyOf").or_else(|| node.get("oneOf")).and_then(Value::as_array);
-        if let Some(alternative) = alternatives.and_then(|alts| alts.iter().find(|a| a.get("type") != Some(&Value::from("null")))) {
+        let alternatives = node
+            .get("anyOf")
+            .or_else(|| node.get("oneOf"))
+            .and_then(Value::as_array);
+        if let Some(alternative) = alternatives.and_then(|alts| {
+            alts.iter()
+                .find(|a| a.get("type") != Some(&Value::from("null")))
+        }) {
             node = alternative;
             continue;
         }

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 pub use diagnostic::{Level, ManifestDiagnostic, ManifestError, SourceText};
 pub use load::{DocumentKind, Loaded};
 
-use crate::contract::path::FieldPath;
 use crate::contract::lists::ListCatalog;
+use crate::contract::path::FieldPath;
 use crate::contract::{ContractName, ContractSet};
 use diagnostic::{Code, Reporter, Target, invalid};
 use model::RawManifest;
@@ -101,12 +101,16 @@ impl Manifest {
             let lists = ListCatalog::for_manifest(&parsed.path, &raw.lists);
             validate::release_gate(raw, &lists, &mut reporter)
         });
-        finish(&parsed.source, reporter.diagnostics, raw.zip(resolved).map(|(raw, resolved)| Manifest {
-            path: parsed.path.clone(),
-            raw,
-            contracts: resolved.contracts,
-            candidates: resolved.candidates,
-        }))
+        finish(
+            &parsed.source,
+            reporter.diagnostics,
+            raw.zip(resolved).map(|(raw, resolved)| Manifest {
+                path: parsed.path.clone(),
+                raw,
+                contracts: resolved.contracts,
+                candidates: resolved.candidates,
+            }),
+        )
     }
 
     /// The candidate with this id.
@@ -138,11 +142,17 @@ pub fn load_document(path: &Path) -> Result<Loaded<Document>, ManifestError> {
     match load::detect_kind(&parsed.spans) {
         Some(DocumentKind::HiringPolicy) => {
             let loaded = policy_from(&parsed)?;
-            Ok(Loaded { value: Document::HiringPolicy(Box::new(loaded.value)), warnings: loaded.warnings })
+            Ok(Loaded {
+                value: Document::HiringPolicy(Box::new(loaded.value)),
+                warnings: loaded.warnings,
+            })
         }
         _ => {
             let loaded = Manifest::from_source(path, source)?;
-            Ok(Loaded { value: Document::ReleaseGate(Box::new(loaded.value)), warnings: loaded.warnings })
+            Ok(Loaded {
+                value: Document::ReleaseGate(Box::new(loaded.value)),
+                warnings: loaded.warnings,
+            })
         }
     }
 }
@@ -152,11 +162,24 @@ fn expect_kind(parsed: &load::Parsed, expected: DocumentKind) -> Result<(), Mani
         Some(found) if found != expected => {
             let mut reporter = Reporter::new(&parsed.source, &parsed.spans);
             reporter
-                .error(Code::Shape, &KeyPath::root(), Target::Value,
-                    format!("this is a {}, but a {} is needed here", found.describe(), expected.describe()), "this document")
+                .error(
+                    Code::Shape,
+                    &KeyPath::root(),
+                    Target::Value,
+                    format!(
+                        "this is a {}, but a {} is needed here",
+                        found.describe(),
+                        expected.describe()
+                    ),
+                    "this document",
+                )
                 .help(match expected {
-                    DocumentKind::ReleaseGate => "pass the release-gate manifest (manifests/release-gate.yaml is one)",
-                    DocumentKind::HiringPolicy => "pass the hiring policy (manifests/hiring-policy.yaml is one)",
+                    DocumentKind::ReleaseGate => {
+                        "pass the release-gate manifest (manifests/release-gate.yaml is one)"
+                    }
+                    DocumentKind::HiringPolicy => {
+                        "pass the hiring policy (manifests/hiring-policy.yaml is one)"
+                    }
                 });
             Err(invalid(&parsed.source, reporter.diagnostics))
         }
@@ -164,10 +187,17 @@ fn expect_kind(parsed: &load::Parsed, expected: DocumentKind) -> Result<(), Mani
     }
 }
 
-fn finish<T>(source: &SourceText, diagnostics: Vec<ManifestDiagnostic>, value: Option<T>) -> Result<Loaded<T>, ManifestError> {
+fn finish<T>(
+    source: &SourceText,
+    diagnostics: Vec<ManifestDiagnostic>,
+    value: Option<T>,
+) -> Result<Loaded<T>, ManifestError> {
     let has_errors = diagnostics.iter().any(|d| d.level == Level::Error);
     match value {
-        Some(value) if !has_errors => Ok(Loaded { value, warnings: diagnostics }),
+        Some(value) if !has_errors => Ok(Loaded {
+            value,
+            warnings: diagnostics,
+        }),
         _ => Err(invalid(source, diagnostics)),
     }
 }

@@ -124,7 +124,12 @@ impl SpanIndex {
     /// Parses `text` and indexes every node.
     pub fn build(text: &str) -> Result<SpanIndex, SyntaxError> {
         let lines = LineTable::new(text);
-        let mut builder = Builder { lines: &lines, text, index: SpanIndex::default(), stack: Vec::new() };
+        let mut builder = Builder {
+            lines: &lines,
+            text,
+            index: SpanIndex::default(),
+            stack: Vec::new(),
+        };
         let mut parser = Parser::new_from_str(text);
         parser.load(&mut builder, true).map_err(|err| SyntaxError {
             at: lines.position(err.marker()),
@@ -150,17 +155,28 @@ impl SpanIndex {
 
     /// Where the key of `path` stands (falling back to its value, then its parents).
     pub fn key_place(&self, path: &KeyPath) -> Option<ScalarPlace> {
-        self.nearest(path).map(|(found, entry)| Self::key_of(&found, entry))
+        self.nearest(path)
+            .map(|(found, entry)| Self::key_of(&found, entry))
     }
 
     /// Where the value of `path` stands (falling back to the key of its nearest parent).
     pub fn value_place(&self, path: &KeyPath) -> Option<ScalarPlace> {
-        self.nearest(path).map(|(found, entry)| if &found == path { entry.value } else { Self::key_of(&found, entry) })
+        self.nearest(path).map(|(found, entry)| {
+            if &found == path {
+                entry.value
+            } else {
+                Self::key_of(&found, entry)
+            }
+        })
     }
 
     fn key_of(found: &KeyPath, entry: &Entry) -> ScalarPlace {
         match entry.key {
-            Some(key) => ScalarPlace { start: key, len: found.last_key().map_or(1, str::len), quoted: false },
+            Some(key) => ScalarPlace {
+                start: key,
+                len: found.last_key().map_or(1, str::len),
+                quoted: false,
+            },
             None => entry.value,
         }
     }
@@ -197,18 +213,32 @@ impl LineTable {
             .char_indices()
             .nth(column.saturating_sub(1))
             .map_or(end, |(i, _)| start + i);
-        Position { line, column: column.max(1), offset }
+        Position {
+            line,
+            column: column.max(1),
+            offset,
+        }
     }
 
     fn position(&self, marker: &Marker) -> Position {
         // Markers carry a 1-based line and a 0-based character column.
-        Position { line: marker.line(), column: marker.col() + 1, offset: 0 }
+        Position {
+            line: marker.line(),
+            column: marker.col() + 1,
+            offset: 0,
+        }
     }
 }
 
 enum Frame {
-    Mapping { path: KeyPath, pending_key: Option<(String, Position)> },
-    Sequence { path: KeyPath, next: usize },
+    Mapping {
+        path: KeyPath,
+        pending_key: Option<(String, Position)>,
+    },
+    Sequence {
+        path: KeyPath,
+        next: usize,
+    },
 }
 
 struct Builder<'a> {
@@ -225,7 +255,11 @@ impl Builder<'_> {
     }
 
     /// The path a new node takes, or `None` when the node is a mapping key.
-    fn next_node_path(&mut self, at: Position, scalar_key: Option<&str>) -> Option<(KeyPath, Option<Position>)> {
+    fn next_node_path(
+        &mut self,
+        at: Position,
+        scalar_key: Option<&str>,
+    ) -> Option<(KeyPath, Option<Position>)> {
         match self.stack.last_mut() {
             None => Some((KeyPath::root(), None)),
             Some(Frame::Sequence { path, next }) => {
@@ -238,7 +272,9 @@ impl Builder<'_> {
                 None => {
                     *pending_key = Some((scalar_key.unwrap_or("").to_owned(), at));
                     if path.0.is_empty() && self.index.documents == 1 {
-                        self.index.root_keys.push(scalar_key.unwrap_or("").to_owned());
+                        self.index
+                            .root_keys
+                            .push(scalar_key.unwrap_or("").to_owned());
                     }
                     None
                 }
@@ -248,7 +284,10 @@ impl Builder<'_> {
 
     fn record(&mut self, path: KeyPath, key: Option<Position>, value: ScalarPlace) {
         // A later document never overwrites the first one's places.
-        self.index.entries.entry(path).or_insert(Entry { key, value });
+        self.index
+            .entries
+            .entry(path)
+            .or_insert(Entry { key, value });
     }
 }
 
@@ -262,17 +301,38 @@ impl MarkedEventReceiver for Builder<'_> {
             Event::Scalar(value, style, ..) => {
                 let at = self.place(marker);
                 if let Some((path, key)) = self.next_node_path(at, Some(&value)) {
-                    let quoted = matches!(style, TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted);
-                    let line_end = self.text[at.offset..].find('\n').map_or(self.text.len(), |i| at.offset + i);
+                    let quoted = matches!(
+                        style,
+                        TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted
+                    );
+                    let line_end = self.text[at.offset..]
+                        .find('\n')
+                        .map_or(self.text.len(), |i| at.offset + i);
                     let written = if quoted { value.len() + 2 } else { value.len() };
                     let len = written.min(line_end - at.offset).max(1);
-                    self.record(path, key, ScalarPlace { start: at, len, quoted });
+                    self.record(
+                        path,
+                        key,
+                        ScalarPlace {
+                            start: at,
+                            len,
+                            quoted,
+                        },
+                    );
                 }
             }
             Event::Alias(_) => {
                 let at = self.place(marker);
                 if let Some((path, key)) = self.next_node_path(at, None) {
-                    self.record(path, key, ScalarPlace { start: at, len: 1, quoted: false });
+                    self.record(
+                        path,
+                        key,
+                        ScalarPlace {
+                            start: at,
+                            len: 1,
+                            quoted: false,
+                        },
+                    );
                 }
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
@@ -285,9 +345,20 @@ impl MarkedEventReceiver for Builder<'_> {
                 if path.0.is_empty() && self.index.documents == 1 {
                     self.index.root_is_mapping = is_mapping;
                 }
-                self.record(path.clone(), key, ScalarPlace { start: at, len: 1, quoted: false });
+                self.record(
+                    path.clone(),
+                    key,
+                    ScalarPlace {
+                        start: at,
+                        len: 1,
+                        quoted: false,
+                    },
+                );
                 self.stack.push(if is_mapping {
-                    Frame::Mapping { path, pending_key: None }
+                    Frame::Mapping {
+                        path,
+                        pending_key: None,
+                    }
                 } else {
                     Frame::Sequence { path, next: 0 }
                 });
@@ -309,7 +380,9 @@ mod tests {
         for part in text.split('.') {
             match part.split_once('[') {
                 Some((key, index)) => {
-                    out = out.key(key).index(index.trim_end_matches(']').parse().expect("index"));
+                    out = out
+                        .key(key)
+                        .index(index.trim_end_matches(']').parse().expect("index"));
                 }
                 None => out = out.key(part),
             }
@@ -319,13 +392,24 @@ mod tests {
 
     #[test]
     fn places_keys_values_and_sequence_items() {
-        let text = "version: \"1.3\"\ncontracts:\n  - name: a\n    assertions:\n      - 'x is string'\n";
+        let text =
+            "version: \"1.3\"\ncontracts:\n  - name: a\n    assertions:\n      - 'x is string'\n";
         let index = SpanIndex::build(text).expect("valid yaml");
-        let key = index.key_place(&path("contracts[0].name")).expect("indexed");
+        let key = index
+            .key_place(&path("contracts[0].name"))
+            .expect("indexed");
         assert_eq!((key.start.line, key.start.column), (3, 5));
-        let item = index.value_place(&path("contracts[0].assertions[0]")).expect("indexed");
-        assert_eq!((item.start.line, item.start.column, item.quoted), (5, 9, true));
-        assert_eq!(&text[item.start.offset..item.start.offset + item.len], "'x is string'");
+        let item = index
+            .value_place(&path("contracts[0].assertions[0]"))
+            .expect("indexed");
+        assert_eq!(
+            (item.start.line, item.start.column, item.quoted),
+            (5, 9, true)
+        );
+        assert_eq!(
+            &text[item.start.offset..item.start.offset + item.len],
+            "'x is string'"
+        );
         assert_eq!(index.root_keys(), ["version", "contracts"]);
     }
 
@@ -341,7 +425,10 @@ mod tests {
         let text = "name: \"Zoë\"\nnext: value\n";
         let index = SpanIndex::build(text).expect("valid yaml");
         let place = index.value_place(&path("next")).expect("indexed");
-        assert_eq!(&text[place.start.offset..place.start.offset + place.len], "value");
+        assert_eq!(
+            &text[place.start.offset..place.start.offset + place.len],
+            "value"
+        );
     }
 
     #[test]

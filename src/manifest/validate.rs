@@ -22,7 +22,11 @@ pub(crate) struct Resolved {
 }
 
 /// Checks a release-gate manifest and compiles its contracts.
-pub(crate) fn release_gate(raw: &RawManifest, lists: &ListCatalog, r: &mut Reporter<'_>) -> Option<Resolved> {
+pub(crate) fn release_gate(
+    raw: &RawManifest,
+    lists: &ListCatalog,
+    r: &mut Reporter<'_>,
+) -> Option<Resolved> {
     let root = KeyPath::root();
     version(&raw.version.0, &root.key("version"), r);
     gate_settings(raw, r);
@@ -30,18 +34,38 @@ pub(crate) fn release_gate(raw: &RawManifest, lists: &ListCatalog, r: &mut Repor
 
     let contracts_path = root.key("contracts");
     if raw.contracts.is_empty() {
-        r.error(Code::Value, &contracts_path, Target::Key, "a manifest needs at least one contract", "empty")
-            .help("describe each event the integration writes to the ATS under `contracts:`");
+        r.error(
+            Code::Value,
+            &contracts_path,
+            Target::Key,
+            "a manifest needs at least one contract",
+            "empty",
+        )
+        .help("describe each event the integration writes to the ATS under `contracts:`");
     }
     let mut seen_names: HashMap<&str, usize> = HashMap::new();
     let mut compiled = Vec::new();
     for (i, def) in raw.contracts.iter().enumerate() {
         let at = contracts_path.index(i);
         if def.name.trim().is_empty() {
-            r.error(Code::Value, &at.key("name"), Target::Value, "contract name is empty", "empty");
+            r.error(
+                Code::Value,
+                &at.key("name"),
+                Target::Value,
+                "contract name is empty",
+                "empty",
+            );
         } else if let Some(first) = seen_names.insert(&def.name, i) {
-            r.error(Code::Duplicate, &at.key("name"), Target::Value, format!("contract `{}` is defined twice", def.name), "second definition")
-                .help(format!("the first is contracts[{first}]; give each contract its own name"));
+            r.error(
+                Code::Duplicate,
+                &at.key("name"),
+                Target::Value,
+                format!("contract `{}` is defined twice", def.name),
+                "second definition",
+            )
+            .help(format!(
+                "the first is contracts[{first}]; give each contract its own name"
+            ));
         }
         compiled.push(contract(def, &at, lists, r));
     }
@@ -55,11 +79,17 @@ pub(crate) fn release_gate(raw: &RawManifest, lists: &ListCatalog, r: &mut Repor
     }
     let set = ContractSet::new(contracts);
     let candidates = candidates(raw, &set, r);
-    (!r.has_errors()).then_some(Resolved { contracts: set, candidates })
+    (!r.has_errors()).then_some(Resolved {
+        contracts: set,
+        candidates,
+    })
 }
 
 fn version(text: &str, at: &KeyPath, r: &mut Reporter<'_>) {
-    let major = text.split('.').next().and_then(|m| m.trim().parse::<u64>().ok());
+    let major = text
+        .split('.')
+        .next()
+        .and_then(|m| m.trim().parse::<u64>().ok());
     if major != Some(1) {
         r.error(Code::Version, at, Target::Value, format!("unsupported format version \"{text}\""), "not 1.x")
             .help("this stagegate reads format 1.x; write \"1.3\", or use the stagegate release that reads this version");
@@ -69,20 +99,37 @@ fn version(text: &str, at: &KeyPath, r: &mut Reporter<'_>) {
 fn gate_settings(raw: &RawManifest, r: &mut Reporter<'_>) {
     let gate = KeyPath::root().key("release_gate");
     if raw.release_gate.change_id.trim().is_empty() {
-        r.error(Code::Value, &gate.key("change_id"), Target::Value, "`change_id` is empty", "empty")
-            .help("name the change being gated, for example \"rls-2026-05-18-il-contracts\"");
+        r.error(
+            Code::Value,
+            &gate.key("change_id"),
+            Target::Value,
+            "`change_id` is empty",
+            "empty",
+        )
+        .help("name the change being gated, for example \"rls-2026-05-18-il-contracts\"");
     }
     let scope = gate.key("canary_scope");
     let canary = &raw.release_gate.canary_scope;
     match canary.strategy {
         CanaryStrategy::RequisitionTag if canary.include_tags.is_empty() => {
-            r.error(Code::Value, &scope.key("include_tags"), Target::Key, "the `requisition_tag` strategy needs at least one tag in `include_tags`", "no tags")
-                .help("list the requisition tags of the canary, for example [\"canary-il\"]");
+            r.error(
+                Code::Value,
+                &scope.key("include_tags"),
+                Target::Key,
+                "the `requisition_tag` strategy needs at least one tag in `include_tags`",
+                "no tags",
+            )
+            .help("list the requisition tags of the canary, for example [\"canary-il\"]");
         }
         CanaryStrategy::RequisitionTag => {}
     }
     non_empty_unique(&canary.include_tags, &scope.key("include_tags"), "tag", r);
-    non_empty_unique(&canary.exclude_locations, &scope.key("exclude_locations"), "location", r);
+    non_empty_unique(
+        &canary.exclude_locations,
+        &scope.key("exclude_locations"),
+        "location",
+        r,
+    );
     for (i, location) in canary.exclude_locations.iter().enumerate() {
         if !(location.len() == 2 && location.chars().all(|c| c.is_ascii_uppercase())) {
             r.push(Level::Warning, Code::Value, &scope.key("exclude_locations").index(i), Target::Value,
@@ -94,7 +141,13 @@ fn gate_settings(raw: &RawManifest, r: &mut Reporter<'_>) {
     let switch = gate.key("kill_switch");
     let ks = &raw.release_gate.kill_switch;
     if ks.name.trim().is_empty() {
-        r.error(Code::Value, &switch.key("name"), Target::Value, "kill switch `name` is empty", "empty");
+        r.error(
+            Code::Value,
+            &switch.key("name"),
+            Target::Value,
+            "kill switch `name` is empty",
+            "empty",
+        );
     }
     let triggers = switch.key("trigger_conditions");
     let rate = ks.trigger_conditions.ats_http_5xx_rate_pct_over_5m;
@@ -105,18 +158,31 @@ fn gate_settings(raw: &RawManifest, r: &mut Reporter<'_>) {
     }
     let count = ks.trigger_conditions.mapping_error_count_over_10m;
     if !(count >= 1.0 && count.fract() == 0.0) {
-        r.error(Code::Value, &triggers.key("mapping_error_count_over_10m"), Target::Value,
-            format!("mapping error threshold {count} is not a whole number of at least 1"), "out of range");
+        r.error(
+            Code::Value,
+            &triggers.key("mapping_error_count_over_10m"),
+            Target::Value,
+            format!("mapping error threshold {count} is not a whole number of at least 1"),
+            "out of range",
+        );
     }
     let channels = switch.key("action").key("notify_channels");
     if ks.action.notify_channels.is_empty() {
-        r.error(Code::Value, &channels, Target::Key, "`notify_channels` is empty: nobody would hear that the switch tripped", "no channels")
-            .help("list at least one channel, for example [\"#recruiting-ops\"]");
+        r.error(
+            Code::Value,
+            &channels,
+            Target::Key,
+            "`notify_channels` is empty: nobody would hear that the switch tripped",
+            "no channels",
+        )
+        .help("list at least one channel, for example [\"#recruiting-ops\"]");
     }
     non_empty_unique(&ks.action.notify_channels, &channels, "channel", r);
 
     if let Some(obs) = &raw.observability {
-        let fields = KeyPath::root().key("observability").key("log_fields_required");
+        let fields = KeyPath::root()
+            .key("observability")
+            .key("log_fields_required");
         non_empty_unique(&obs.log_fields_required, &fields, "log field", r);
     }
 }
@@ -125,10 +191,22 @@ fn non_empty_unique(items: &[String], at: &KeyPath, what: &str, r: &mut Reporter
     let mut seen = HashSet::new();
     for (i, item) in items.iter().enumerate() {
         if item.trim().is_empty() {
-            r.error(Code::Value, &at.index(i), Target::Value, format!("empty {what}"), "empty");
+            r.error(
+                Code::Value,
+                &at.index(i),
+                Target::Value,
+                format!("empty {what}"),
+                "empty",
+            );
         } else if !seen.insert(item.as_str()) {
-            r.error(Code::Duplicate, &at.index(i), Target::Value, format!("{what} \"{item}\" is listed twice"), "duplicate")
-                .help("remove the repetition");
+            r.error(
+                Code::Duplicate,
+                &at.index(i),
+                Target::Value,
+                format!("{what} \"{item}\" is listed twice"),
+                "duplicate",
+            )
+            .help("remove the repetition");
         }
     }
 }
@@ -137,8 +215,14 @@ fn list_files(raw: &RawManifest, lists: &ListCatalog, r: &mut Reporter<'_>) {
     let at = KeyPath::root().key("lists");
     for name in raw.lists.keys() {
         if let Err(err) = lists.get(name) {
-            r.error(Code::Reference, &at.key(name), Target::Value, format!("{err}: {}", err.source), "cannot read")
-                .help("paths under `lists:` are relative to the manifest's folder");
+            r.error(
+                Code::Reference,
+                &at.key(name),
+                Target::Value,
+                format!("{err}: {}", err.source),
+                "cannot read",
+            )
+            .help("paths under `lists:` are relative to the manifest's folder");
         }
     }
 }
@@ -151,14 +235,25 @@ fn field_path(text: &str, at: &KeyPath, target: Target, r: &mut Reporter<'_>) ->
                 Target::Key => Target::Key,
                 _ => Target::Inside(err.offset, 1),
             };
-            r.error(Code::FieldPath, at, target, format!("malformed field path \"{text}\": {err}"), "here")
-                .help("write dotted paths such as `verification.session_id`");
+            r.error(
+                Code::FieldPath,
+                at,
+                target,
+                format!("malformed field path \"{text}\": {err}"),
+                "here",
+            )
+            .help("write dotted paths such as `verification.session_id`");
             None
         }
     }
 }
 
-fn contract(def: &super::model::ContractDef, at: &KeyPath, lists: &ListCatalog, r: &mut Reporter<'_>) -> Option<Contract> {
+fn contract(
+    def: &super::model::ContractDef,
+    at: &KeyPath,
+    lists: &ListCatalog,
+    r: &mut Reporter<'_>,
+) -> Option<Contract> {
     let mut ok = true;
     let mut required = Vec::new();
     let mut seen = HashSet::new();
@@ -166,7 +261,13 @@ fn contract(def: &super::model::ContractDef, at: &KeyPath, lists: &ListCatalog, 
         let item = at.key("required_fields").index(i);
         match field_path(text, &item, Target::Value, r) {
             Some(path) if !seen.insert(path.clone()) => {
-                r.error(Code::Duplicate, &item, Target::Value, format!("required field `{path}` is listed twice"), "duplicate");
+                r.error(
+                    Code::Duplicate,
+                    &item,
+                    Target::Value,
+                    format!("required field `{path}` is listed twice"),
+                    "duplicate",
+                );
             }
             Some(path) => required.push(path),
             None => ok = false,
@@ -180,7 +281,13 @@ fn contract(def: &super::model::ContractDef, at: &KeyPath, lists: &ListCatalog, 
             continue;
         };
         if values.is_empty() {
-            r.error(Code::Value, &entry, Target::Key, format!("enum `{key}` lists no values"), "empty");
+            r.error(
+                Code::Value,
+                &entry,
+                Target::Key,
+                format!("enum `{key}` lists no values"),
+                "empty",
+            );
             ok = false;
         }
         non_empty_unique(values, &entry, "enum value", r);
@@ -200,7 +307,10 @@ fn contract(def: &super::model::ContractDef, at: &KeyPath, lists: &ListCatalog, 
                     format!("assertion does not parse: {}", err.message),
                     "here",
                 );
-                diagnostic.help(err.help.unwrap_or_else(|| "the assertion grammar is in the README".into()));
+                diagnostic.help(
+                    err.help
+                        .unwrap_or_else(|| "the assertion grammar is in the README".into()),
+                );
             }
         }
     }
@@ -238,7 +348,10 @@ fn declared_paths(
     assertions: &[(usize, Assertion)],
     r: &mut Reporter<'_>,
 ) {
-    let declared: Vec<&FieldPath> = required.iter().chain(enums.iter().map(|(p, _)| p)).collect();
+    let declared: Vec<&FieldPath> = required
+        .iter()
+        .chain(enums.iter().map(|(p, _)| p))
+        .collect();
     let declared_text: Vec<&str> = declared.iter().map(|p| p.as_str()).collect();
     for (i, assertion) in assertions {
         let i = *i;
@@ -275,13 +388,22 @@ fn declared_paths(
         }
     }
     for (leaf, _) in &every {
-        if let Some((child, place)) = every.iter().find(|(other, _)| leaf.is_parent_of(other)) {
-            if required.contains(leaf) || enums.iter().any(|(p, _)| p == *leaf) {
-                r.error(Code::FieldPath, place, Target::Value,
-                    format!("`{child}` lies inside `{leaf}`, which the contract also treats as a value"), "conflicting paths")
-                    .help(format!("a field cannot be both a value and an object; keep `{child}` or `{leaf}`"));
-                return;
-            }
+        if let Some((child, place)) = every.iter().find(|(other, _)| leaf.is_parent_of(other))
+            && (required.contains(leaf) || enums.iter().any(|(p, _)| p == *leaf))
+        {
+            r.error(
+                Code::FieldPath,
+                place,
+                Target::Value,
+                format!(
+                    "`{child}` lies inside `{leaf}`, which the contract also treats as a value"
+                ),
+                "conflicting paths",
+            )
+            .help(format!(
+                "a field cannot be both a value and an object; keep `{child}` or `{leaf}`"
+            ));
+            return;
         }
     }
 }
@@ -300,20 +422,45 @@ fn candidates(raw: &RawManifest, contracts: &ContractSet, r: &mut Reporter<'_>) 
         let item = at.index(i);
         let id = candidate.ats_candidate_id.as_str();
         if id.trim().is_empty() {
-            r.error(Code::Value, &item.key("ats_candidate_id"), Target::Value, "candidate id is empty", "empty");
+            r.error(
+                Code::Value,
+                &item.key("ats_candidate_id"),
+                Target::Value,
+                "candidate id is empty",
+                "empty",
+            );
         } else if let Some(first) = seen.insert(id, i) {
-            r.error(Code::Duplicate, &item.key("ats_candidate_id"), Target::Value, format!("candidate `{id}` is listed twice"), "duplicate")
-                .help(format!("the first is candidates[{first}]; candidate ids are unique"));
+            r.error(
+                Code::Duplicate,
+                &item.key("ats_candidate_id"),
+                Target::Value,
+                format!("candidate `{id}` is listed twice"),
+                "duplicate",
+            )
+            .help(format!(
+                "the first is candidates[{first}]; candidate ids are unique"
+            ));
         }
         for (contract, assertion) in &id_rules {
             let payload = serde_json::json!({ "ats_candidate_id": id });
             let ctx = crate::contract::assertion::EvalContext::at_now();
             if let AssertionKind::Each(clauses) = assertion.kind() {
-                let failure = clauses.iter().filter(|c| c.subject.as_str() == "ats_candidate_id").find_map(|c| c.evaluate(&payload, &ctx));
+                let failure = clauses
+                    .iter()
+                    .filter(|c| c.subject.as_str() == "ats_candidate_id")
+                    .find_map(|c| c.evaluate(&payload, &ctx));
                 if let Some(message) = failure {
-                    r.error(Code::Value, &item.key("ats_candidate_id"), Target::Value,
-                        format!("candidate id breaks contract `{contract}`: {message}"), "invalid id")
-                        .help(format!("every event of this candidate would fail `{}`", assertion.source()));
+                    r.error(
+                        Code::Value,
+                        &item.key("ats_candidate_id"),
+                        Target::Value,
+                        format!("candidate id breaks contract `{contract}`: {message}"),
+                        "invalid id",
+                    )
+                    .help(format!(
+                        "every event of this candidate would fail `{}`",
+                        assertion.source()
+                    ));
                 }
             }
         }
@@ -321,7 +468,13 @@ fn candidates(raw: &RawManifest, contracts: &ContractSet, r: &mut Reporter<'_>) 
         if let Some(sequence) = &candidate.expected_sequence {
             let mut events = Vec::new();
             for (j, entry) in sequence.iter().enumerate() {
-                if let Some(event) = expected_event(entry, &item.key("expected_sequence").index(j), contracts, &raw_names, r) {
+                if let Some(event) = expected_event(
+                    entry,
+                    &item.key("expected_sequence").index(j),
+                    contracts,
+                    &raw_names,
+                    r,
+                ) {
                     events.push(event);
                 }
             }
@@ -353,7 +506,13 @@ fn expected_event(
             return None;
         }
         let names: Vec<&str> = contracts.iter().map(|c| c.name().as_str()).collect();
-        let diagnostic = r.error(Code::Reference, at, Target::Inside(0, name.len()), format!("no contract is called `{name}`"), "unknown contract");
+        let diagnostic = r.error(
+            Code::Reference,
+            at,
+            Target::Inside(0, name.len()),
+            format!("no contract is called `{name}`"),
+            "unknown contract",
+        );
         match did_you_mean(name, names.iter().copied()) {
             Some(s) => diagnostic.help(format!("did you mean `{s}`?")),
             None => diagnostic.help(format!("the contracts are {}", names.join(", "))),
@@ -362,21 +521,42 @@ fn expected_event(
     };
     let contract = contracts.at(index);
     let Some(value) = value else {
-        return Some(ExpectedEvent { contract: contract.name().clone(), outcome: None });
+        return Some(ExpectedEvent {
+            contract: contract.name().clone(),
+            outcome: None,
+        });
     };
     let value_offset = entry.find(':').map_or(0, |colon| {
         let raw = &entry[colon + 1..];
         colon + 1 + (raw.len() - raw.trim_start().len())
     });
-    let owners: Vec<&(FieldPath, Vec<String>)> = contract.enums().iter().filter(|(_, values)| values.iter().any(|v| v == value)).collect();
+    let owners: Vec<&(FieldPath, Vec<String>)> = contract
+        .enums()
+        .iter()
+        .filter(|(_, values)| values.iter().any(|v| v == value))
+        .collect();
     match owners.as_slice() {
-        [(path, _)] => Some(ExpectedEvent { contract: contract.name().clone(), outcome: Some((path.clone(), value.to_owned())) }),
+        [(path, _)] => Some(ExpectedEvent {
+            contract: contract.name().clone(),
+            outcome: Some((path.clone(), value.to_owned())),
+        }),
         [] => {
-            let all: Vec<&str> = contract.enums().iter().flat_map(|(_, v)| v.iter().map(String::as_str)).collect();
-            let diagnostic = r.error(Code::Reference, at, Target::Inside(value_offset, value.len().max(1)),
-                format!("`{value}` is not a value of any enum of `{name}`"), "unknown value");
+            let all: Vec<&str> = contract
+                .enums()
+                .iter()
+                .flat_map(|(_, v)| v.iter().map(String::as_str))
+                .collect();
+            let diagnostic = r.error(
+                Code::Reference,
+                at,
+                Target::Inside(value_offset, value.len().max(1)),
+                format!("`{value}` is not a value of any enum of `{name}`"),
+                "unknown value",
+            );
             match (all.is_empty(), did_you_mean(value, all.iter().copied())) {
-                (true, _) => diagnostic.help(format!("`{name}` has no enums; write the entry without `:{value}`")),
+                (true, _) => diagnostic.help(format!(
+                    "`{name}` has no enums; write the entry without `:{value}`"
+                )),
                 (false, Some(s)) => diagnostic.help(format!("did you mean `{s}`?")),
                 (false, None) => diagnostic.help(format!("the values are {}", all.join(", "))),
             };
@@ -397,16 +577,42 @@ pub(crate) fn hiring_policy(policy: &HiringPolicy, r: &mut Reporter<'_>) {
     let root = KeyPath::root();
     version(&policy.policy_version.0, &root.key("policyVersion"), r);
     if policy.owner.is_empty() {
-        r.error(Code::Value, &root.key("owner"), Target::Key, "`owner` names no roles", "empty");
+        r.error(
+            Code::Value,
+            &root.key("owner"),
+            Target::Key,
+            "`owner` names no roles",
+            "empty",
+        );
     }
     let roles: Vec<&str> = policy.owner.keys().map(String::as_str).collect();
-    let assign = root.key("reconciliation").key("onMismatch").key("assignOwner");
-    for (key, role) in [("default", &policy.reconciliation.on_mismatch.assign_owner.default), ("highRisk", &policy.reconciliation.on_mismatch.assign_owner.high_risk)] {
+    let assign = root
+        .key("reconciliation")
+        .key("onMismatch")
+        .key("assignOwner");
+    for (key, role) in [
+        (
+            "default",
+            &policy.reconciliation.on_mismatch.assign_owner.default,
+        ),
+        (
+            "highRisk",
+            &policy.reconciliation.on_mismatch.assign_owner.high_risk,
+        ),
+    ] {
         if !policy.owner.contains_key(role) {
-            let diagnostic = r.error(Code::Reference, &assign.key(key), Target::Value, format!("`{role}` is not an owner role"), "unknown role");
+            let diagnostic = r.error(
+                Code::Reference,
+                &assign.key(key),
+                Target::Value,
+                format!("`{role}` is not an owner role"),
+                "unknown role",
+            );
             match did_you_mean(role, roles.iter().copied()) {
                 Some(s) => diagnostic.help(format!("did you mean `{s}`?")),
-                None => diagnostic.help(format!("the roles under `owner` are {}", roles.join(", "))),
+                None => {
+                    diagnostic.help(format!("the roles under `owner` are {}", roles.join(", ")))
+                }
             };
         }
     }
@@ -414,31 +620,73 @@ pub(crate) fn hiring_policy(policy: &HiringPolicy, r: &mut Reporter<'_>) {
     for (i, event) in policy.ats_events.iter().enumerate() {
         let at = root.key("atsEvents").index(i);
         if !names.insert(event.name.as_str()) {
-            r.error(Code::Duplicate, &at.key("name"), Target::Value, format!("event `{}` is defined twice", event.name), "duplicate");
+            r.error(
+                Code::Duplicate,
+                &at.key("name"),
+                Target::Value,
+                format!("event `{}` is defined twice", event.name),
+                "duplicate",
+            );
         }
-        non_empty_unique(&event.required_fields, &at.key("requiredFields"), "required field", r);
+        non_empty_unique(
+            &event.required_fields,
+            &at.key("requiredFields"),
+            "required field",
+            r,
+        );
         if event.delivery.retry.max_attempts == 0 {
-            r.error(Code::Value, &at.key("delivery").key("retry").key("maxAttempts"), Target::Value, "`maxAttempts` is 0: the event would never be delivered", "zero")
-                .help("count the first attempt: 1 means no retries");
+            r.error(
+                Code::Value,
+                &at.key("delivery").key("retry").key("maxAttempts"),
+                Target::Value,
+                "`maxAttempts` is 0: the event would never be delivered",
+                "zero",
+            )
+            .help("count the first attempt: 1 means no retries");
         }
         if event.idempotency.ttl_hours == 0 {
-            r.error(Code::Value, &at.key("idempotency").key("ttlHours"), Target::Value, "`ttlHours` is 0: duplicates would never be recognised", "zero");
+            r.error(
+                Code::Value,
+                &at.key("idempotency").key("ttlHours"),
+                Target::Value,
+                "`ttlHours` is 0: duplicates would never be recognised",
+                "zero",
+            );
         }
-        key_template(&event.idempotency.key_template, &event.required_fields, &at.key("idempotency").key("keyTemplate"), r);
+        key_template(
+            &event.idempotency.key_template,
+            &event.required_fields,
+            &at.key("idempotency").key("keyTemplate"),
+            r,
+        );
     }
-    non_empty_unique(&policy.logging.must_log_fields, &root.key("logging").key("mustLogFields"), "log field", r);
+    non_empty_unique(
+        &policy.logging.must_log_fields,
+        &root.key("logging").key("mustLogFields"),
+        "log field",
+        r,
+    );
     let slas = root.key("slas");
     let positive: BTreeMap<&str, f64> = [
         ("webhookAckSeconds", policy.slas.webhook_ack_seconds),
         ("triggerFanoutSeconds", policy.slas.trigger_fanout_seconds),
-        ("identityVerificationTargetMinutes", policy.slas.identity_verification_target_minutes),
+        (
+            "identityVerificationTargetMinutes",
+            policy.slas.identity_verification_target_minutes,
+        ),
         ("rubricSubmissionHours", policy.slas.rubric_submission_hours),
     ]
     .into_iter()
     .collect();
     for (key, value) in positive {
         if value <= 0.0 || !value.is_finite() {
-            r.error(Code::Value, &slas.key(key), Target::Value, format!("`{key}` is {value}; a service level must be above 0"), "not positive");
+            r.error(
+                Code::Value,
+                &slas.key(key),
+                Target::Value,
+                format!("`{key}` is {value}; a service level must be above 0"),
+                "not positive",
+            );
         }
     }
 }
@@ -448,15 +696,26 @@ fn key_template(template: &str, fields: &[String], at: &KeyPath, r: &mut Reporte
     let mut offset = 0;
     while let Some(start) = rest.find("${") {
         let Some(len) = rest[start..].find('}') else {
-            r.error(Code::Value, at, Target::Inside(offset + start, 2), "unclosed `${` in the key template", "unclosed")
-                .help("write placeholders as ${fieldName}");
+            r.error(
+                Code::Value,
+                at,
+                Target::Inside(offset + start, 2),
+                "unclosed `${` in the key template",
+                "unclosed",
+            )
+            .help("write placeholders as ${fieldName}");
             return;
         };
         let name = &rest[start + 2..start + len];
         if name != "name" && !fields.iter().any(|f| f == name) {
             let known: Vec<&str> = fields.iter().map(String::as_str).chain(["name"]).collect();
-            let diagnostic = r.error(Code::Reference, at, Target::Inside(offset + start, len + 1),
-                format!("placeholder `${{{name}}}` names no required field of the event"), "unknown field");
+            let diagnostic = r.error(
+                Code::Reference,
+                at,
+                Target::Inside(offset + start, len + 1),
+                format!("placeholder `${{{name}}}` names no required field of the event"),
+                "unknown field",
+            );
             match did_you_mean(name, known.iter().copied()) {
                 Some(s) => diagnostic.help(format!("did you mean `${{{s}}}`?")),
                 None => diagnostic.help(format!("placeholders can name {}", known.join(", "))),

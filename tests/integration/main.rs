@@ -1,0 +1,6 @@
+//! One integration-test binary: the real CLI, driven through `util::Stagegate`.
+
+mod check;
+mod schemas;
+mod util;
+mod validate;
