@@ -202,3 +202,22 @@ fn usage_errors_exit_2() {
     .expect_code(2);
     assert!(out.stderr.contains("invalid value 'xml'"), "{}", out.stderr);
 }
+
+#[test]
+fn help_texts_are_stable() {
+    for args in [
+        vec!["--help"],
+        vec!["check", "--help"],
+        vec!["validate", "--help"],
+        vec!["schema", "--help"],
+    ] {
+        let out = Stagegate::new(&args).run().expect_code(0);
+        snapshot!(
+            format!(
+                "help_{}",
+                args.join("_").trim_start_matches("--").replace("_--", "_")
+            ),
+            out.stdout
+        );
+    }
+}
