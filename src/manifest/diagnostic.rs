@@ -196,7 +196,7 @@ impl<'a> Reporter<'a> {
             (Some(place), Target::Inside(start, len)) => self.inside(place, start, len),
             (Some(place), _) => (
                 place.start,
-                SourceSpan::new(place.start.offset.into(), place.len),
+                span_in(&self.source.text, place.start.offset, place.len),
             ),
             (None, _) => (
                 Position {
@@ -252,7 +252,7 @@ impl<'a> Reporter<'a> {
             help: None,
             key_path: path,
             at,
-            span: SourceSpan::new(at.offset.into(), 1),
+            span: span_in(&self.source.text, at.offset, 1),
             file: self.source.name.clone(),
             named: self.source.named(),
         });
@@ -281,15 +281,19 @@ impl<'a> Reporter<'a> {
 
     fn inside(&self, place: ScalarPlace, start: usize, len: usize) -> (Position, SourceSpan) {
         let content = place.start.offset + usize::from(place.quoted);
-        let offset = (content + start).min(self.source.text.len());
-        let prefix = &self.source.text[place.start.offset..offset];
+        let text = &*self.source.text;
+        let mut offset = (content + start).min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let prefix = text.get(place.start.offset..offset).unwrap_or_default();
         let column = place.start.column + prefix.chars().count();
         let at = Position {
             line: place.start.line,
             column,
             offset,
         };
-        (at, SourceSpan::new(offset.into(), len.max(1)))
+        (at, span_in(text, offset, len.max(1)))
     }
 
     pub(crate) fn has_errors(&self) -> bool {
@@ -303,6 +307,19 @@ impl ManifestDiagnostic {
         self.help = Some(help.into());
         self
     }
+}
+
+/// A span of about `len` bytes at `offset`, moved onto character boundaries inside `text`.
+fn span_in(text: &str, offset: usize, len: usize) -> SourceSpan {
+    let mut start = offset.min(text.len());
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = (start + len).min(text.len());
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
+    SourceSpan::new(start.into(), end - start)
 }
 
 /// Why a manifest could not be loaded.

@@ -211,3 +211,78 @@ pub fn release_gate_format_schema() -> serde_json::Value {
 pub fn hiring_policy_format_schema() -> serde_json::Value {
     schemars::schema_for!(HiringPolicy).to_value()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SEED: &str = include_str!("../../manifests/release-gate.yaml");
+
+    #[test]
+    fn the_seed_resolves_sequences_to_enum_fields() {
+        let manifest = Manifest::from_text(Path::new("manifests/release-gate.yaml"), SEED)
+            .expect("the seed loads")
+            .value;
+        let retake = manifest
+            .candidate("CAND_canary_003")
+            .expect("seeded candidate");
+        let sequence = retake
+            .expected_sequence
+            .as_ref()
+            .expect("the seed lists a sequence");
+        let outcomes: Vec<String> = sequence
+            .iter()
+            .map(|e| {
+                e.outcome
+                    .as_ref()
+                    .map_or_else(String::new, |(path, value)| format!("{path}={value}"))
+            })
+            .collect();
+        assert_eq!(
+            outcomes,
+            ["verification.result=failed", "verification.result=passed"]
+        );
+    }
+
+    fn check_no_panic_and_spans_inside(text: &str) -> Result<(), TestCaseError> {
+        match Manifest::from_text(Path::new("mutated.yaml"), text) {
+            Ok(_) => {}
+            Err(err) => {
+                for d in err.diagnostics() {
+                    prop_assert!(
+                        d.at.offset <= text.len(),
+                        "{} beyond {}",
+                        d.at.offset,
+                        text.len()
+                    );
+                    prop_assert!(d.at.line >= 1 && d.at.column >= 1);
+                    // Rendering must not panic either.
+                    let _ = diagnostic::render_plain(d);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn mutated_manifests_never_panic(cut in 0usize..3000, len in 0usize..40, insert in "\\PC{0,12}") {
+            let start = SEED.char_indices().map(|(i, _)| i).find(|i| *i >= cut.min(SEED.len())).unwrap_or(SEED.len());
+            let end = SEED.char_indices().map(|(i, _)| i).find(|i| *i >= start + len).unwrap_or(SEED.len());
+            let text = format!("{}{}{}", &SEED[..start], insert, &SEED[end..]);
+            check_no_panic_and_spans_inside(&text)?;
+        }
+
+        #[test]
+        fn dropped_lines_never_panic(drop in proptest::collection::vec(any::<bool>(), 80)) {
+            let text: String = SEED.lines().zip(drop.iter().chain(std::iter::repeat(&false)))
+                .filter(|(_, d)| !**d)
+                .map(|(l, _)| format!("{l}\n"))
+                .collect();
+            check_no_panic_and_spans_inside(&text)?;
+        }
+    }
+}
