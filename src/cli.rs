@@ -62,6 +62,23 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Work with observation logs.
+    Log {
+        /// What to do with the log.
+        #[command(subcommand)]
+        command: LogCommand,
+    },
+}
+
+/// Subcommands of `stagegate log`.
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Prove a log's hash chain intact, or name the first broken record (exit 1).
+    Verify {
+        /// The observation log (JSON Lines).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 /// Report formats of `check`.
@@ -145,6 +162,9 @@ pub fn run(cli: Cli) -> ExitCode {
             };
             schema(run, &mut stdout, &mut ui)
         }
+        Command::Log {
+            command: LogCommand::Verify { file },
+        } => log_verify(&file, &mut stdout, &mut ui),
     };
     let _ = stdout.flush();
     code
@@ -338,6 +358,33 @@ fn schema(run: SchemaRun, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
         let _ = writeln!(out, "wrote {}", path.display());
     }
     ExitCode::Pass
+}
+
+fn log_verify(file: &Path, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
+    let records = match crate::observe::read(file) {
+        Ok(records) => records,
+        Err(err) => {
+            ui.error(&err);
+            return ExitCode::Usage;
+        }
+    };
+    match crate::observe::verify(&records) {
+        Ok(()) => {
+            let run = records.first().map_or("no run", |r| r.run_id.as_str());
+            let _ = writeln!(
+                out,
+                "ok  {}: {} records, chain intact (run {run})",
+                file.display(),
+                records.len()
+            );
+            ExitCode::Pass
+        }
+        Err(broken) => {
+            ui.error(&broken);
+            let _ = writeln!(out, "broken  {}", file.display());
+            ExitCode::Blocked
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

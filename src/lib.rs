@@ -9,6 +9,7 @@
 //! - [`contract`] compiles contracts: dotted field paths, the assertion language,
 //!   JSON Schema generation, the judgement of one payload.
 //! - [`check`] streams payloads from files or stdin through the contracts on every core.
+//! - [`observe`] is the hash-chained observation log every exchange of a run goes to.
 //! - [`exit`] holds the exit codes a CI release gate relies on.
 //!
 //! ```no_run
@@ -27,4 +28,6 @@ pub mod cli;
 pub mod contract;
 pub mod exit;
 pub mod manifest;
+pub mod observe;
+pub mod sandbox;
 pub mod suggest;

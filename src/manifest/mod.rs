@@ -55,6 +55,8 @@ pub struct Candidate {
     pub profile: String,
     /// The events expected to reach the ATS, if the manifest lists them.
     pub expected_sequence: Option<Vec<ExpectedEvent>>,
+    /// The requisition, if the manifest pins it.
+    pub requisition: Option<model::RequisitionDef>,
 }
 
 /// A validated release-gate manifest with compiled contracts.

@@ -234,6 +234,25 @@ pub struct SandboxCandidate {
     /// Events expected to reach the ATS, in order: `contract` or `contract:enum-value`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_sequence: Option<Vec<String>>,
+    /// The requisition the candidate applied to; without it the sandbox gives the
+    /// candidate one inside the canary scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requisition: Option<RequisitionDef>,
+}
+
+/// A sandbox candidate's requisition, as a manifest may pin it.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RequisitionDef {
+    /// The requisition's id; generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Its tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Its location (ISO 3166-1 alpha-2); generated inside the scope when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 /// What the integration must log.

@@ -484,6 +484,7 @@ fn candidates(raw: &RawManifest, contracts: &ContractSet, r: &mut Reporter<'_>) 
             id: CandidateId(id.to_owned()),
             profile: candidate.profile.clone(),
             expected_sequence: expected,
+            requisition: candidate.requisition.clone(),
         });
     }
     out

@@ -1,0 +1,502 @@
+//! The observation log: every exchange of a run, appended to JSON Lines, hash-chained.
+//!
+//! Drive and judge are separate: running a scenario only appends [`Record`]s here,
+//! and every check is a pure function over the records. Each record carries the
+//! SHA-256 of its predecessor, so a log can be handed to someone else — or judged
+//! again offline — and any edit, insertion or deletion is detected by
+//! [`verify`]. Records go straight to a buffered file, not to memory, so a long run
+//! or a load test keeps a flat footprint.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The hash a log's first record chains to.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Who produced an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Actor {
+    /// The harness itself (run lifecycle, scenario markers, fault changes).
+    Harness,
+    /// The webhook sender, delivering events to the integration.
+    Sender,
+    /// The mock ATS, answering the integration.
+    Ats,
+    /// The mock verification vendor, answering the integration.
+    Vendor,
+    /// The notification sink (chat channels).
+    Notify,
+    /// The integration under test (its output lines).
+    Integration,
+}
+
+/// One observed exchange or event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The run this record belongs to.
+    pub run_id: String,
+    /// Position in the log, from 0.
+    pub seq: u64,
+    /// Wall-clock time (RFC 3339, microseconds).
+    pub at: String,
+    /// Milliseconds since the log was opened (monotonic).
+    pub elapsed_ms: f64,
+    /// Who produced it.
+    pub actor: Actor,
+    /// What happened, dotted (`ats.request`, `webhook.attempt`, …).
+    pub kind: String,
+    /// The sandbox candidate concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<String>,
+    /// The flow's correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// The event's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// The event's idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// The HTTP status answered, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// How long the exchange took, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    /// Kind-specific detail (method, path, body, webhook id, …).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub detail: Value,
+    /// SHA-256 (hex) of the previous record's line, [`GENESIS`] for the first.
+    pub prev_hash: String,
+    /// SHA-256 (hex) of this record serialised with `hash` empty.
+    pub hash: String,
+}
+
+/// What a caller fills in; the log adds run id, sequence, times and hashes.
+#[derive(Debug, Clone, Default)]
+pub struct Entry {
+    /// The candidate concerned.
+    pub candidate: Option<String>,
+    /// The correlation id.
+    pub correlation_id: Option<String>,
+    /// The event id.
+    pub event_id: Option<String>,
+    /// The idempotency key.
+    pub idempotency_key: Option<String>,
+    /// The HTTP status.
+    pub status: Option<u16>,
+    /// The latency in milliseconds.
+    pub latency_ms: Option<f64>,
+    /// Kind-specific detail.
+    pub detail: Value,
+}
+
+impl Entry {
+    /// An entry with only detail.
+    pub fn detail(detail: Value) -> Self {
+        Entry {
+            detail,
+            ..Entry::default()
+        }
+    }
+}
+
+/// Computes a record's hash: SHA-256 over its JSON with `hash` set to "".
+pub fn record_hash(record: &Record) -> String {
+    let mut unhashed = record.clone();
+    unhashed.hash.clear();
+    // Serialising a struct of plain fields and a BTreeMap-backed Value cannot fail.
+    let bytes = serde_json::to_vec(&unhashed).unwrap_or_default();
+    hex(&Sha256::digest(&bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
+}
+
+struct Inner {
+    out: Box<dyn Write + Send>,
+    seq: u64,
+    last_hash: String,
+    failed: Option<io::ErrorKind>,
+}
+
+/// An append-only, hash-chained log shared by every actor of a run.
+#[derive(Clone)]
+pub struct ObservationLog {
+    run_id: Arc<str>,
+    started: Instant,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl std::fmt::Debug for ObservationLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObservationLog")
+            .field("run_id", &self.run_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the log could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The log file could not be created or written.
+    #[error("cannot write the observation log {}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: io::Error,
+    },
+    /// The log file could not be read.
+    #[error("cannot read the observation log {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl ObservationLog {
+    /// A log written to `path` (created or truncated).
+    pub fn create(path: &Path, run_id: &str) -> Result<Self, LogError> {
+        let file = File::create(path).map_err(|source| LogError::Write {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Self::to_writer(
+            Box::new(BufWriter::with_capacity(1 << 16, file)),
+            run_id,
+        ))
+    }
+
+    /// A log written to any writer (tests use `io::sink()` or a shared buffer).
+    pub fn to_writer(out: Box<dyn Write + Send>, run_id: &str) -> Self {
+        ObservationLog {
+            run_id: Arc::from(run_id),
+            started: Instant::now(),
+            inner: Arc::new(Mutex::new(Inner {
+                out,
+                seq: 0,
+                last_hash: GENESIS.to_owned(),
+                failed: None,
+            })),
+        }
+    }
+
+    /// The run's id.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Appends one record and returns its sequence number.
+    ///
+    /// A write failure is remembered and reported by [`ObservationLog::flush`]; the
+    /// actors keep serving, since a half-written log is judged as broken anyway.
+    pub fn append(&self, actor: Actor, kind: &str, entry: Entry) -> u64 {
+        let at = Utc::now();
+        let elapsed_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let seq = inner.seq;
+        let mut record = Record {
+            run_id: self.run_id.to_string(),
+            seq,
+            at: format_time(at),
+            elapsed_ms: (elapsed_ms * 1000.0).round() / 1000.0,
+            actor,
+            kind: kind.to_owned(),
+            candidate: entry.candidate,
+            correlation_id: entry.correlation_id,
+            event_id: entry.event_id,
+            idempotency_key: entry.idempotency_key,
+            status: entry.status,
+            latency_ms: entry.latency_ms.map(|ms| (ms * 1000.0).round() / 1000.0),
+            detail: entry.detail,
+            prev_hash: std::mem::take(&mut inner.last_hash),
+            hash: String::new(),
+        };
+        record.hash = record_hash(&record);
+        inner.last_hash = record.hash.clone();
+        inner.seq += 1;
+        if inner.failed.is_none() {
+            let written = serde_json::to_writer(&mut inner.out, &record)
+                .map_err(io::Error::from)
+                .and_then(|()| inner.out.write_all(b"\n"));
+            if let Err(err) = written {
+                inner.failed = Some(err.kind());
+            }
+        }
+        seq
+    }
+
+    /// How many records were appended.
+    pub fn len(&self) -> u64 {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .seq
+    }
+
+    /// Whether nothing was appended yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Flushes buffered records; reports any earlier write failure.
+    pub fn flush(&self) -> io::Result<()> {
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Some(kind) = inner.failed {
+            return Err(io::Error::new(
+                kind,
+                "an earlier append to the observation log failed",
+            ));
+        }
+        inner.out.flush()
+    }
+}
+
+/// RFC 3339 with microseconds and `Z`, as every record writes times.
+pub fn format_time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Reads every record of a log file, in order.
+pub fn read(path: &Path) -> Result<Vec<Record>, ReadError> {
+    let file = File::open(path).map_err(|source| ReadError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut records = Vec::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|source| ReadError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record = serde_json::from_str(&line).map_err(|source| ReadError::Parse {
+            path: path.to_owned(),
+            line: i + 1,
+            source,
+        })?;
+        records.push(record);
+    }
+    Ok(records)
+}
+
+/// Why a log could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file could not be read.
+    #[error("cannot read {}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: io::Error,
+    },
+    /// A line is not a record.
+    #[error("{}:{line} is not an observation record", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// The parse failure.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The first place a log's chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainBreak {
+    /// A record's content does not hash to its `hash` (it was edited).
+    #[error(
+        "record {seq} (line {line}) was altered: its content hashes to {actual}, not to the {recorded} it carries"
+    )]
+    Altered {
+        /// 1-based line.
+        line: usize,
+        /// The record's sequence number.
+        seq: u64,
+        /// The hash it carries.
+        recorded: String,
+        /// The hash of its content.
+        actual: String,
+    },
+    /// A record does not point at its predecessor (one was removed, inserted or reordered).
+    #[error(
+        "record {seq} (line {line}) does not follow the record before it: it chains to {prev}, but the previous hash is {expected}"
+    )]
+    Unlinked {
+        /// 1-based line.
+        line: usize,
+        /// The record's sequence number.
+        seq: u64,
+        /// What it chains to.
+        prev: String,
+        /// The previous record's hash.
+        expected: String,
+    },
+    /// Sequence numbers skip or repeat.
+    #[error("record at line {line} has sequence {seq}, expected {expected}")]
+    Sequence {
+        /// 1-based line.
+        line: usize,
+        /// Its sequence number.
+        seq: u64,
+        /// The expected number.
+        expected: u64,
+    },
+}
+
+/// Checks a log's chain: every hash, every link, every sequence number.
+pub fn verify(records: &[Record]) -> Result<(), ChainBreak> {
+    let mut expected_prev = GENESIS.to_owned();
+    for (i, record) in records.iter().enumerate() {
+        let line = i + 1;
+        if record.seq != i as u64 {
+            return Err(ChainBreak::Sequence {
+                line,
+                seq: record.seq,
+                expected: i as u64,
+            });
+        }
+        let actual = record_hash(record);
+        if actual != record.hash {
+            return Err(ChainBreak::Altered {
+                line,
+                seq: record.seq,
+                recorded: record.hash.clone(),
+                actual,
+            });
+        }
+        if record.prev_hash != expected_prev {
+            return Err(ChainBreak::Unlinked {
+                line,
+                seq: record.seq,
+                prev: record.prev_hash.clone(),
+                expected: expected_prev,
+            });
+        }
+        expected_prev = record.hash.clone();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A writer whose bytes the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().expect("not poisoned").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn sample(n: usize) -> Vec<Record> {
+        let buffer = Shared::default();
+        let log = ObservationLog::to_writer(Box::new(buffer.clone()), "run-1");
+        for i in 0..n {
+            let entry = Entry {
+                candidate: Some(format!("CAND_{i}")),
+                status: Some(201),
+                ..Entry::detail(json!({"i": i}))
+            };
+            log.append(Actor::Ats, "ats.request", entry);
+        }
+        log.flush().expect("in-memory flush");
+        let bytes = buffer.0.lock().expect("not poisoned").clone();
+        String::from_utf8(bytes)
+            .expect("utf-8")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a record per line"))
+            .collect()
+    }
+
+    #[test]
+    fn an_untouched_log_verifies() {
+        let records = sample(5);
+        assert_eq!(records.len(), 5);
+        assert_eq!(records[0].prev_hash, GENESIS);
+        verify(&records).expect("intact chain");
+    }
+
+    #[test]
+    fn edits_deletions_and_reorderings_are_named() {
+        // (tamper, expected break, why)
+        type Tamper = fn(&mut Vec<Record>);
+        let rows: [(Tamper, &str, &str); 4] = [
+            (
+                |r| r[2].status = Some(500),
+                "record 2 (line 3) was altered",
+                "a field edited in place",
+            ),
+            (
+                |r| {
+                    r.remove(2);
+                },
+                "line 3 has sequence 3, expected 2",
+                "a record deleted",
+            ),
+            (
+                |r| r.swap(1, 2),
+                "line 2 has sequence 2, expected 1",
+                "two records swapped",
+            ),
+            (
+                |r| {
+                    r.remove(2);
+                    for (i, rec) in r.iter_mut().enumerate() {
+                        rec.seq = i as u64;
+                        rec.hash = record_hash(rec);
+                    }
+                },
+                "record 2 (line 3) does not follow",
+                "a deletion with renumbered, rehashed records",
+            ),
+        ];
+        for (tamper, expected, why) in rows {
+            let mut records = sample(5);
+            tamper(&mut records);
+            let err = verify(&records).expect_err(why).to_string();
+            assert!(err.contains(expected), "{why}: {err}");
+        }
+    }
+}
