@@ -28,6 +28,7 @@ pub mod cli;
 pub mod contract;
 pub mod exit;
 pub mod manifest;
+pub mod mock;
 pub mod observe;
 pub mod sandbox;
 pub mod suggest;

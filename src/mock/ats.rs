@@ -1,0 +1,784 @@
+//! The mock ATS (INTEGRATION-PROTOCOL.md §3): candidate records with revisions,
+//! contract-checked event writes, access grants and the exception queue.
+//!
+//! It is deliberately naive, like most real ATS APIs: it does not deduplicate. Every
+//! accepted event is one more state change (last write wins, in arrival order) and
+//! one more activity entry; idempotency and freshness are the integration's job, and
+//! the observation log keeps the evidence of whether it did it. A body that breaks its
+//! contract is a *mapping error* (422, with the violations).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::faults::{self, FaultState};
+use super::{error, log_exchange, require_bearer};
+use crate::contract::assertion::EvalContext;
+use crate::contract::{Rule, Violation};
+use crate::manifest::Manifest;
+use crate::observe::{Actor, Entry, ObservationLog, format_time};
+use crate::sandbox::model::{Person, Requisition, SandboxCandidate};
+
+/// Activity entries kept per candidate; older ones stay in the observation log only,
+/// so a long load test does not grow the mock's memory.
+pub const ACTIVITY_KEPT: usize = 256;
+
+/// The stage every sandbox candidate starts in.
+pub const INITIAL_STAGE: &str = "application-review";
+
+/// The last event applied for one contract.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppliedEvent {
+    /// The event's id.
+    pub event_id: Option<String>,
+    /// The event's idempotency key.
+    pub idempotency_key: Option<String>,
+    /// When the event occurred.
+    pub occurred_at: Option<String>,
+}
+
+/// One state change in a candidate's activity.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Activity {
+    /// The revision the change produced.
+    pub revision: u64,
+    /// The contract of the event.
+    pub contract: String,
+    /// What was applied.
+    pub event: AppliedEvent,
+    /// The `Idempotency-Key` header sent with the write, if any.
+    pub idempotency_header: Option<String>,
+    /// When the ATS received it.
+    pub received_at: String,
+}
+
+/// One candidate's record and history.
+#[derive(Debug, Clone)]
+pub struct CandidateState {
+    /// The ATS id.
+    pub id: String,
+    /// Personal data.
+    pub person: Person,
+    /// The requisition.
+    pub requisition: Requisition,
+    /// The current stage.
+    pub stage: String,
+    /// Bumped by every accepted write.
+    pub revision: u64,
+    /// Per contract, the last event applied.
+    pub applied: BTreeMap<String, AppliedEvent>,
+    /// The most recent changes, newest last.
+    pub activity: VecDeque<Activity>,
+    /// Every change ever applied, including those no longer kept.
+    pub activity_total: u64,
+}
+
+impl CandidateState {
+    /// The record as `GET /v1/candidates/{id}` returns it.
+    pub fn record(&self) -> Value {
+        json!({
+            "ats_candidate_id": self.id,
+            "name": self.person.name,
+            "email": self.person.email,
+            "revision": self.revision,
+            "stage": self.stage,
+            "requisition": self.requisition,
+            "applied": self.applied,
+            "activity_count": self.activity_total,
+        })
+    }
+}
+
+/// A privileged step granted to a candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccessGrant {
+    /// The grant's id.
+    #[serde(default)]
+    pub grant_id: String,
+    /// The candidate.
+    #[serde(default)]
+    pub ats_candidate_id: String,
+    /// `interview_link` or `assessment`.
+    pub resource: Resource,
+    /// The flow's correlation id.
+    pub correlation_id: String,
+    /// The candidate's revision when granted.
+    #[serde(default)]
+    pub revision: u64,
+}
+
+/// Privileged steps the ATS can grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resource {
+    /// A link to the interview.
+    InterviewLink,
+    /// The start of an assessment.
+    Assessment,
+}
+
+/// An item in the exception queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExceptionItem {
+    /// The item's id.
+    #[serde(default)]
+    pub id: String,
+    /// The candidate concerned.
+    pub ats_candidate_id: String,
+    /// Why it needs a person.
+    pub reason: String,
+    /// The owner role.
+    pub owner: String,
+    /// The flow's correlation id.
+    pub correlation_id: String,
+}
+
+/// The mock ATS's state.
+#[derive(Debug)]
+pub struct AtsState {
+    manifest: Arc<Manifest>,
+    pub(crate) token: Arc<str>,
+    /// The ATS's fault schedule.
+    pub faults: FaultState,
+    log: ObservationLog,
+    candidates: Mutex<HashMap<String, CandidateState>>,
+    grants: Mutex<Vec<AccessGrant>>,
+    exceptions: Mutex<Vec<ExceptionItem>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+impl AtsState {
+    /// An ATS holding `candidates`, judging writes with the manifest's contracts.
+    pub fn new(
+        manifest: Arc<Manifest>,
+        candidates: &[SandboxCandidate],
+        token: &str,
+        seed: u64,
+        log: ObservationLog,
+    ) -> Self {
+        let records = candidates
+            .iter()
+            .map(|c| {
+                let state = CandidateState {
+                    id: c.id.0.clone(),
+                    person: c.person.clone(),
+                    requisition: c.requisition.clone(),
+                    stage: INITIAL_STAGE.to_owned(),
+                    revision: 1,
+                    applied: BTreeMap::new(),
+                    activity: VecDeque::new(),
+                    activity_total: 0,
+                };
+                (c.id.0.clone(), state)
+            })
+            .collect();
+        AtsState {
+            manifest,
+            token: Arc::from(token),
+            faults: FaultState::new(super::mix(seed, 3)),
+            log,
+            candidates: Mutex::new(records),
+            grants: Mutex::new(Vec::new()),
+            exceptions: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A copy of one candidate's state.
+    pub fn candidate(&self, id: &str) -> Option<CandidateState> {
+        lock(&self.candidates).get(id).cloned()
+    }
+
+    /// Every access grant, in order.
+    pub fn grants(&self) -> Vec<AccessGrant> {
+        lock(&self.grants).clone()
+    }
+
+    /// Every exception item, in order.
+    pub fn exceptions(&self) -> Vec<ExceptionItem> {
+        lock(&self.exceptions).clone()
+    }
+
+    /// The whole state as JSON, for dumps.
+    pub fn snapshot(&self) -> Value {
+        let candidates = lock(&self.candidates);
+        let mut ids: Vec<&String> = candidates.keys().collect();
+        ids.sort();
+        let records: Vec<Value> = ids
+            .into_iter()
+            .map(|id| {
+                let c = &candidates[id];
+                let mut record = c.record();
+                record["activity"] = json!(c.activity);
+                record
+            })
+            .collect();
+        json!({"candidates": records, "access_grants": self.grants(), "exceptions": self.exceptions(), "faults": self.faults.windows()})
+    }
+}
+
+/// The mock ATS's routes, layered with logging, faults and authentication.
+pub fn router(state: Arc<AtsState>) -> Router {
+    Router::new()
+        .route("/v1/candidates/{id}", get(get_candidate))
+        .route("/v1/candidates/{id}/events", post(post_event))
+        .route("/v1/candidates/{id}/access-grants", post(post_grant))
+        .route("/v1/exceptions", post(post_exception))
+        .layer(from_fn_with_state(Arc::clone(&state.token), require_bearer))
+        .layer(from_fn_with_state(
+            (state.faults.clone(), state.log.clone(), Actor::Ats),
+            faults::apply,
+        ))
+        .layer(from_fn_with_state(
+            (state.log.clone(), Actor::Ats),
+            log_exchange,
+        ))
+        .with_state(state)
+}
+
+fn unknown_candidate(id: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "unknown candidate",
+        json!({"ats_candidate_id": id}),
+    )
+}
+
+async fn get_candidate(State(state): State<Arc<AtsState>>, Path(id): Path<String>) -> Response {
+    let candidates = lock(&state.candidates);
+    let Some(candidate) = candidates.get(&id) else {
+        return unknown_candidate(&id);
+    };
+    let mut response = axum::Json(candidate.record()).into_response();
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", candidate.revision)) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+/// `If-Match` as a revision: `3`, `"3"` and `W/"3"` all mean revision 3.
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, String> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| "If-Match is not text".to_owned())?;
+    let bare = text.trim().trim_start_matches("W/").trim_matches('"');
+    bare.parse()
+        .map(Some)
+        .map_err(|_| format!("If-Match {text:?} is not a revision number"))
+}
+
+fn text_at<'v>(payload: &'v Value, key: &str) -> Option<&'v str> {
+    payload.get(key).and_then(Value::as_str)
+}
+
+async fn post_event(
+    State(state): State<Arc<AtsState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let payload: Value = match serde_json::from_slice(&body) {
+        Ok(payload) => payload,
+        Err(err) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "malformed JSON",
+                json!({"detail": err.to_string()}),
+            );
+        }
+    };
+    if !lock(&state.candidates).contains_key(&id) {
+        return unknown_candidate(&id);
+    }
+    let contracts = &state.manifest.contracts;
+    let mut violations = Vec::new();
+    let contract = match contracts.resolve(&payload) {
+        Ok(index) => Some(contracts.at(index)),
+        Err(violation) => {
+            violations.push(violation);
+            None
+        }
+    };
+    if let Some(contract) = contract {
+        if contract.consumer() != "ats" {
+            violations.push(Violation {
+                rule: Rule::UnknownType,
+                path: "/type".into(),
+                message: format!(
+                    "contract `{}` is consumed by {}, not by the ATS",
+                    contract.name(),
+                    contract.consumer()
+                ),
+                assertion: None,
+            });
+        }
+        contract.check(&payload, &EvalContext::at_now(), &mut violations);
+    }
+    if let Some(other) = text_at(&payload, "ats_candidate_id").filter(|other| *other != id) {
+        violations.push(Violation {
+            rule: Rule::Assertion,
+            path: "/ats_candidate_id".into(),
+            message: format!("the event is for `{other}` but was written to candidate `{id}`"),
+            assertion: None,
+        });
+    }
+    let idempotency_header = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let entry = |detail: Value| Entry {
+        candidate: Some(id.clone()),
+        correlation_id: text_at(&payload, "correlation_id").map(str::to_owned),
+        event_id: text_at(&payload, "event_id").map(str::to_owned),
+        idempotency_key: text_at(&payload, "idempotency_key").map(str::to_owned),
+        ..Entry::detail(detail)
+    };
+    let contract_name = contract.map(|c| c.name().as_str().to_owned());
+    if !violations.is_empty() {
+        state.log.append(
+            Actor::Ats,
+            "ats.event_rejected",
+            entry(json!({"contract": contract_name, "violations": violations, "body": payload})),
+        );
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "mapping error",
+            json!({"violations": violations}),
+        );
+    }
+    let expected_revision = match if_match(&headers) {
+        Ok(revision) => revision,
+        Err(problem) => return error(StatusCode::BAD_REQUEST, &problem, json!({})),
+    };
+    let contract_name = contract_name.unwrap_or_default();
+    let mut candidates = lock(&state.candidates);
+    let Some(candidate) = candidates.get_mut(&id) else {
+        return unknown_candidate(&id);
+    };
+    if let Some(expected) = expected_revision.filter(|r| *r != candidate.revision) {
+        state.log.append(
+            Actor::Ats,
+            "ats.event_conflict",
+            entry(json!({"contract": contract_name, "if_match": expected, "revision": candidate.revision})),
+        );
+        return error(
+            StatusCode::CONFLICT,
+            "stale revision",
+            json!({"revision": candidate.revision, "if_match": expected}),
+        );
+    }
+    candidate.revision += 1;
+    let applied = AppliedEvent {
+        event_id: text_at(&payload, "event_id").map(str::to_owned),
+        idempotency_key: text_at(&payload, "idempotency_key").map(str::to_owned),
+        occurred_at: text_at(&payload, "occurred_at").map(str::to_owned),
+    };
+    candidate
+        .applied
+        .insert(contract_name.clone(), applied.clone());
+    candidate.activity.push_back(Activity {
+        revision: candidate.revision,
+        contract: contract_name.clone(),
+        event: applied,
+        idempotency_header: idempotency_header.clone(),
+        received_at: format_time(chrono::Utc::now()),
+    });
+    if candidate.activity.len() > ACTIVITY_KEPT {
+        candidate.activity.pop_front();
+    }
+    candidate.activity_total += 1;
+    let revision = candidate.revision;
+    // Logged under the candidates lock so the log's order is the order of application.
+    state.log.append(
+        Actor::Ats,
+        "ats.event_applied",
+        entry(json!({"contract": contract_name, "revision": revision, "idempotency_header": idempotency_header, "body": payload})),
+    );
+    drop(candidates);
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({"revision": revision})),
+    )
+        .into_response()
+}
+
+async fn post_grant(
+    State(state): State<Arc<AtsState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let mut grant: AccessGrant = match serde_json::from_slice(&body) {
+        Ok(grant) => grant,
+        Err(err) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid access grant",
+                json!({"detail": err.to_string(), "expected": {"resource": "interview_link | assessment", "correlation_id": "string"}}),
+            );
+        }
+    };
+    let candidates = lock(&state.candidates);
+    let Some(candidate) = candidates.get(&id) else {
+        return unknown_candidate(&id);
+    };
+    let mut grants = lock(&state.grants);
+    grant.grant_id = format!("grt_{:06}", grants.len() + 1);
+    grant.ats_candidate_id = id.clone();
+    grant.revision = candidate.revision;
+    state.log.append(
+        Actor::Ats,
+        "ats.access_granted",
+        Entry {
+            candidate: Some(id),
+            correlation_id: Some(grant.correlation_id.clone()),
+            ..Entry::detail(json!({"grant": grant, "applied": candidate.applied}))
+        },
+    );
+    grants.push(grant.clone());
+    (StatusCode::CREATED, axum::Json(grant)).into_response()
+}
+
+async fn post_exception(State(state): State<Arc<AtsState>>, body: Bytes) -> Response {
+    let mut item: ExceptionItem = match serde_json::from_slice(&body) {
+        Ok(item) => item,
+        Err(err) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid exception item",
+                json!({"detail": err.to_string(), "expected": {"ats_candidate_id": "string", "reason": "string", "owner": "string", "correlation_id": "string"}}),
+            );
+        }
+    };
+    if !lock(&state.candidates).contains_key(&item.ats_candidate_id) {
+        return unknown_candidate(&item.ats_candidate_id);
+    }
+    let mut exceptions = lock(&state.exceptions);
+    item.id = format!("exc_{:06}", exceptions.len() + 1);
+    state.log.append(
+        Actor::Ats,
+        "ats.exception_created",
+        Entry {
+            candidate: Some(item.ats_candidate_id.clone()),
+            correlation_id: Some(item.correlation_id.clone()),
+            ..Entry::detail(json!({"item": item}))
+        },
+    );
+    exceptions.push(item.clone());
+    (StatusCode::CREATED, axum::Json(item)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use crate::mock::test_support::{candidate, good_event, manifest};
+
+    const TOKEN: &str = "tok";
+
+    fn ats() -> (Arc<AtsState>, Router) {
+        let log = ObservationLog::to_writer(Box::new(std::io::sink()), "test");
+        let state = Arc::new(AtsState::new(
+            manifest(),
+            &[candidate("CAND_canary_001")],
+            TOKEN,
+            1,
+            log,
+        ));
+        (Arc::clone(&state), router(state))
+    }
+
+    fn request(method: &str, path: &str, body: Option<Value>) -> axum::http::request::Builder {
+        let builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
+        if body.is_some() {
+            builder.header(header::CONTENT_TYPE, "application/json")
+        } else {
+            builder
+        }
+    }
+
+    async fn send(router: &Router, req: Request<Body>) -> (StatusCode, HeaderMap, Value) {
+        let response = router
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("the router answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("a body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("JSON body")
+        };
+        (status, headers, body)
+    }
+
+    fn post(path: &str, body: &Value) -> Request<Body> {
+        request("POST", path, Some(body.clone()))
+            .body(Body::from(body.to_string()))
+            .expect("valid request")
+    }
+
+    #[tokio::test]
+    async fn reads_candidates_with_revision_etag() {
+        let (_, router) = ats();
+        let (status, headers, body) = send(
+            &router,
+            request("GET", "/v1/candidates/CAND_canary_001", None)
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::ETAG], "\"1\"");
+        assert_eq!(body["revision"], 1);
+        assert_eq!(body["stage"], INITIAL_STAGE);
+        assert_eq!(body["requisition"]["tags"][0], "canary-il");
+        let (status, _, _) = send(
+            &router,
+            request("GET", "/v1/candidates/nobody", None)
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn every_call_needs_the_bearer_token() {
+        let (_, router) = ats();
+        for token in [None, Some("Bearer wrong"), Some("tok")] {
+            let mut req = Request::builder().uri("/v1/candidates/CAND_canary_001");
+            if let Some(token) = token {
+                req = req.header(header::AUTHORIZATION, token);
+            }
+            let (status, _, _) = send(&router, req.body(Body::empty()).expect("request")).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn accepted_events_bump_the_revision_without_deduplication() {
+        let (state, router) = ats();
+        let event = good_event("CAND_canary_001");
+        for expected in [2, 3] {
+            let (status, _, body) = send(
+                &router,
+                post("/v1/candidates/CAND_canary_001/events", &event),
+            )
+            .await;
+            assert_eq!(status, StatusCode::CREATED);
+            assert_eq!(
+                body["revision"], expected,
+                "the same event applies twice: the ATS does not deduplicate"
+            );
+        }
+        let candidate = state.candidate("CAND_canary_001").expect("seeded");
+        assert_eq!(candidate.activity_total, 2);
+        assert_eq!(
+            candidate.applied["identity.verification.completed"]
+                .event_id
+                .as_deref(),
+            Some("evt_1")
+        );
+    }
+
+    #[tokio::test]
+    async fn contract_breaking_bodies_are_mapping_errors() {
+        let (state, router) = ats();
+        // (mutation, rule expected in the violations, why)
+        type Mutation = fn(&mut Value);
+        let rows: [(Mutation, &str, &str); 4] = [
+            (
+                |e| {
+                    e["verification"]
+                        .as_object_mut()
+                        .map(|v| v.remove("session_id"));
+                },
+                "required_field",
+                "a required field missing",
+            ),
+            (
+                |e| e["verification"]["result"] = json!("pased"),
+                "enum",
+                "an enum value misspelt",
+            ),
+            (
+                |e| e["type"] = json!("identity.verified"),
+                "unknown_type",
+                "no such contract",
+            ),
+            (
+                |e| e["ats_candidate_id"] = json!("CAND_canary_999"),
+                "assertion",
+                "written to another candidate",
+            ),
+        ];
+        for (mutate, rule, why) in rows {
+            let mut event = good_event("CAND_canary_001");
+            mutate(&mut event);
+            let (status, _, body) = send(
+                &router,
+                post("/v1/candidates/CAND_canary_001/events", &event),
+            )
+            .await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{why}");
+            assert_eq!(body["error"], "mapping error", "{why}");
+            let rules: Vec<&str> = body["violations"]
+                .as_array()
+                .expect("violations")
+                .iter()
+                .filter_map(|v| v["rule"].as_str())
+                .collect();
+            assert!(rules.contains(&rule), "{why}: {rules:?}");
+        }
+        assert_eq!(
+            state.candidate("CAND_canary_001").expect("seeded").revision,
+            1,
+            "nothing was applied"
+        );
+        let (status, _, _) = send(
+            &router,
+            request("POST", "/v1/candidates/CAND_canary_001/events", None)
+                .body(Body::from("{nope"))
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "malformed JSON");
+    }
+
+    #[tokio::test]
+    async fn stale_if_match_is_a_conflict() {
+        let (_, router) = ats();
+        let event = good_event("CAND_canary_001");
+        let with_if_match = |value: &str| {
+            request(
+                "POST",
+                "/v1/candidates/CAND_canary_001/events",
+                Some(event.clone()),
+            )
+            .header(header::IF_MATCH, value)
+            .body(Body::from(event.to_string()))
+            .expect("request")
+        };
+        let (status, _, _) = send(&router, with_if_match("\"1\"")).await;
+        assert_eq!(status, StatusCode::CREATED, "current revision");
+        let (status, _, body) = send(&router, with_if_match("1")).await;
+        assert_eq!(status, StatusCode::CONFLICT, "revision 1 is stale now");
+        assert_eq!(body["revision"], 2);
+        let (status, _, _) = send(&router, with_if_match("W/\"2\"")).await;
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "weak validators name the revision too"
+        );
+    }
+
+    #[tokio::test]
+    async fn grants_and_exceptions_are_recorded() {
+        let (state, router) = ats();
+        let (status, _, body) = send(
+            &router,
+            post(
+                "/v1/candidates/CAND_canary_001/access-grants",
+                &json!({"resource": "interview_link", "correlation_id": "c1"}),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(body["grant_id"], "grt_000001");
+        let (status, _, _) = send(
+            &router,
+            post(
+                "/v1/candidates/CAND_canary_001/access-grants",
+                &json!({"resource": "repository", "correlation_id": "c1"}),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "unknown resource");
+        let item = json!({"ats_candidate_id": "CAND_canary_001", "reason": "name_mismatch", "owner": "security", "correlation_id": "c1"});
+        let (status, _, body) = send(&router, post("/v1/exceptions", &item)).await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(body["id"], "exc_000001");
+        assert_eq!(state.grants().len(), 1);
+        assert_eq!(state.exceptions()[0].reason, "name_mismatch");
+    }
+
+    #[tokio::test]
+    async fn faults_answer_before_the_handler() {
+        use super::super::faults::{FaultKind, FaultWindow};
+        let (state, router) = ats();
+        let event = good_event("CAND_canary_001");
+        state
+            .faults
+            .set(vec![FaultWindow::always(FaultKind::Outage)])
+            .expect("valid");
+        let (status, _, _) = send(
+            &router,
+            post("/v1/candidates/CAND_canary_001/events", &event),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        state
+            .faults
+            .set(vec![FaultWindow::always(FaultKind::RateLimit {
+                retry_after_secs: 3,
+            })])
+            .expect("valid");
+        let (status, headers, _) = send(
+            &router,
+            post("/v1/candidates/CAND_canary_001/events", &event),
+        )
+        .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(headers[header::RETRY_AFTER], "3");
+        assert_eq!(
+            state.candidate("CAND_canary_001").expect("seeded").revision,
+            1,
+            "faulted writes are not applied"
+        );
+
+        state
+            .faults
+            .set(vec![FaultWindow::always(FaultKind::CommitThenDrop {
+                rate: 1.0,
+            })])
+            .expect("valid");
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            router
+                .clone()
+                .oneshot(post("/v1/candidates/CAND_canary_001/events", &event)),
+        )
+        .await;
+        assert!(answer.is_err(), "commit-then-drop never answers");
+        assert_eq!(
+            state.candidate("CAND_canary_001").expect("seeded").revision,
+            2,
+            "but the write was applied"
+        );
+    }
+}

@@ -1,0 +1,420 @@
+//! Programmable faults of the mock ATS: outage windows, error rates, rate limiting,
+//! latency, commit-then-drop, hangs and resets.
+//!
+//! Faults are windows on the mock's own clock, so a scenario can say "503 for every
+//! request from 2 s to 7 s" before the traffic starts. Rates are drawn from a seeded
+//! RNG in request order, so a replay with the same seed and the same order injects
+//! the same faults.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::server::ConnectionKill;
+use crate::observe::{Actor, Entry, ObservationLog};
+
+/// One kind of injected fault.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FaultKind {
+    /// Every request is answered 503.
+    Outage,
+    /// A share of requests (0.0–1.0) is answered 503.
+    ErrorRate {
+        /// The share of requests that fail.
+        rate: f64,
+    },
+    /// Every request is answered 429 with `Retry-After`.
+    RateLimit {
+        /// Seconds the client is asked to wait.
+        retry_after_secs: u64,
+    },
+    /// Every request is delayed before it is handled.
+    Latency {
+        /// The delay in milliseconds.
+        millis: u64,
+    },
+    /// A share of successful writes is applied, then the connection is closed unanswered.
+    CommitThenDrop {
+        /// The share of successful requests dropped after committing.
+        rate: f64,
+    },
+    /// Requests are never answered (until the hang limit, then 504).
+    Timeout,
+    /// Connections are closed at once, nothing applied.
+    Reset,
+}
+
+impl FaultKind {
+    /// The fault's name in logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FaultKind::Outage => "outage",
+            FaultKind::ErrorRate { .. } => "error_rate",
+            FaultKind::RateLimit { .. } => "rate_limit",
+            FaultKind::Latency { .. } => "latency",
+            FaultKind::CommitThenDrop { .. } => "commit_then_drop",
+            FaultKind::Timeout => "timeout",
+            FaultKind::Reset => "reset",
+        }
+    }
+}
+
+/// A fault active over a window of the schedule's clock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultWindow {
+    /// What is injected.
+    pub fault: FaultKind,
+    /// Milliseconds after the schedule is set when the window opens.
+    #[serde(default)]
+    pub from_ms: u64,
+    /// How long the window stays open, in milliseconds; open-ended when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_ms: Option<u64>,
+}
+
+impl FaultWindow {
+    /// A window open from now on.
+    pub fn always(fault: FaultKind) -> Self {
+        FaultWindow {
+            fault,
+            from_ms: 0,
+            for_ms: None,
+        }
+    }
+
+    fn covers(&self, elapsed: Duration) -> bool {
+        let from = Duration::from_millis(self.from_ms);
+        elapsed >= from
+            && self
+                .for_ms
+                .is_none_or(|len| elapsed < from + Duration::from_millis(len))
+    }
+}
+
+/// Why a fault schedule was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("fault window {index} ({kind}): {problem}")]
+pub struct FaultError {
+    /// The window's position in the schedule.
+    pub index: usize,
+    /// The fault's name.
+    pub kind: &'static str,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// What the mock does with one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Handle it normally.
+    Pass,
+    /// Answer 503.
+    Unavailable(&'static str),
+    /// Answer 429 with `Retry-After`.
+    RateLimited(u64),
+    /// Handle it, then drop the connection if it succeeded.
+    CommitThenDrop,
+    /// Never answer.
+    Hang,
+    /// Close the connection at once.
+    Reset,
+}
+
+struct Schedule {
+    set_at: Instant,
+    windows: Vec<FaultWindow>,
+    rng: ChaCha8Rng,
+}
+
+/// The fault schedule of one mock, shared by its handlers.
+#[derive(Clone)]
+pub struct FaultState {
+    inner: Arc<Mutex<Schedule>>,
+}
+
+impl std::fmt::Debug for FaultState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultState")
+            .field("windows", &self.windows())
+            .finish()
+    }
+}
+
+/// How long a `timeout` fault holds a request before giving up with 504, so that a
+/// forgotten fault never pins a client forever.
+pub const HANG_LIMIT: Duration = Duration::from_secs(60);
+
+impl FaultState {
+    /// No faults; rates drawn from `seed`.
+    pub fn new(seed: u64) -> Self {
+        FaultState {
+            inner: Arc::new(Mutex::new(Schedule {
+                set_at: Instant::now(),
+                windows: Vec::new(),
+                rng: ChaCha8Rng::seed_from_u64(seed),
+            })),
+        }
+    }
+
+    /// Replaces the schedule; its clock starts now.
+    pub fn set(&self, windows: Vec<FaultWindow>) -> Result<(), FaultError> {
+        for (index, window) in windows.iter().enumerate() {
+            let bad_rate = |rate: f64| !(0.0..=1.0).contains(&rate);
+            let problem = match &window.fault {
+                FaultKind::ErrorRate { rate } | FaultKind::CommitThenDrop { rate }
+                    if bad_rate(*rate) =>
+                {
+                    Some(format!("rate {rate} is not between 0 and 1"))
+                }
+                FaultKind::Latency { millis } if Duration::from_millis(*millis) > HANG_LIMIT => {
+                    Some(format!(
+                        "latency {millis} ms is above the {} s hang limit; use `timeout`",
+                        HANG_LIMIT.as_secs()
+                    ))
+                }
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                return Err(FaultError {
+                    index,
+                    kind: window.fault.name(),
+                    problem,
+                });
+            }
+        }
+        let mut schedule = self.lock();
+        schedule.set_at = Instant::now();
+        schedule.windows = windows;
+        Ok(())
+    }
+
+    /// Removes every fault.
+    pub fn clear(&self) {
+        self.lock().windows.clear();
+    }
+
+    /// The schedule as set.
+    pub fn windows(&self) -> Vec<FaultWindow> {
+        self.lock().windows.clone()
+    }
+
+    /// Decides one request's fate and its added latency.
+    pub fn decide(&self) -> (Decision, Duration) {
+        let mut schedule = self.lock();
+        let elapsed = schedule.set_at.elapsed();
+        let mut latency = Duration::ZERO;
+        let mut decision = Decision::Pass;
+        let active: Vec<FaultKind> = schedule
+            .windows
+            .iter()
+            .filter(|w| w.covers(elapsed))
+            .map(|w| w.fault.clone())
+            .collect();
+        for fault in active {
+            let next = match fault {
+                FaultKind::Outage => Decision::Unavailable("outage"),
+                FaultKind::ErrorRate { rate } if schedule.rng.random_bool(rate) => {
+                    Decision::Unavailable("error_rate")
+                }
+                FaultKind::RateLimit { retry_after_secs } => {
+                    Decision::RateLimited(retry_after_secs)
+                }
+                FaultKind::Latency { millis } => {
+                    latency += Duration::from_millis(millis);
+                    continue;
+                }
+                FaultKind::CommitThenDrop { rate } if schedule.rng.random_bool(rate) => {
+                    Decision::CommitThenDrop
+                }
+                FaultKind::Timeout => Decision::Hang,
+                FaultKind::Reset => Decision::Reset,
+                _ => continue,
+            };
+            // The first fault that acts wins; later windows only add latency.
+            if decision == Decision::Pass {
+                decision = next;
+            }
+        }
+        (decision, latency)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Schedule> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+/// The middleware that applies a mock's faults before its handlers run.
+pub async fn apply(
+    State((faults, log, actor)): State<(FaultState, ObservationLog, Actor)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (decision, latency) = faults.decide();
+    let kill = request.extensions().get::<ConnectionKill>().cloned();
+    let path = request.uri().path().to_owned();
+    let note = |fault: &str, detail: serde_json::Value| {
+        let kind = format!("{}.fault", actor_prefix(actor));
+        log.append(
+            actor,
+            &kind,
+            Entry::detail(json!({"fault": fault, "path": path, "detail": detail})),
+        );
+    };
+    if !latency.is_zero() {
+        note("latency", json!({"millis": latency.as_millis() as u64}));
+        tokio::time::sleep(latency).await;
+    }
+    match decision {
+        Decision::Pass => next.run(request).await,
+        Decision::Unavailable(why) => {
+            note(why, json!({"status": 503}));
+            let body = json!({"error": "service unavailable", "injected": why});
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+        }
+        Decision::RateLimited(secs) => {
+            note(
+                "rate_limit",
+                json!({"status": 429, "retry_after_secs": secs}),
+            );
+            let mut response = (
+                StatusCode::TOO_MANY_REQUESTS,
+                axum::Json(json!({"error": "rate limited"})),
+            )
+                .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+        }
+        Decision::CommitThenDrop => {
+            let response = next.run(request).await;
+            if !response.status().is_success() {
+                return response;
+            }
+            note(
+                "commit_then_drop",
+                json!({"applied_status": response.status().as_u16()}),
+            );
+            drop_connection(kill).await
+        }
+        Decision::Hang => {
+            note("timeout", json!({"hang_limit_secs": HANG_LIMIT.as_secs()}));
+            tokio::time::sleep(HANG_LIMIT).await;
+            (StatusCode::GATEWAY_TIMEOUT, Body::empty()).into_response()
+        }
+        Decision::Reset => {
+            note("reset", json!({}));
+            drop_connection(kill).await
+        }
+    }
+}
+
+/// Closes the connection and never answers (outside a real connection — in router
+/// tests — the request simply never completes).
+async fn drop_connection(kill: Option<ConnectionKill>) -> Response {
+    if let Some(kill) = kill {
+        kill.fire();
+    }
+    std::future::pending().await
+}
+
+/// The log-kind prefix of an actor (`ats`, `vendor`, `notify`).
+pub(crate) fn actor_prefix(actor: Actor) -> &'static str {
+    match actor {
+        Actor::Ats => "ats",
+        Actor::Vendor => "vendor",
+        Actor::Notify => "notify",
+        Actor::Sender => "sender",
+        Actor::Harness => "harness",
+        Actor::Integration => "integration",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_open_and_close_on_the_schedule_clock() {
+        let window = FaultWindow {
+            fault: FaultKind::Outage,
+            from_ms: 100,
+            for_ms: Some(50),
+        };
+        assert!(!window.covers(Duration::from_millis(99)), "not yet open");
+        assert!(window.covers(Duration::from_millis(100)), "opens on time");
+        assert!(window.covers(Duration::from_millis(149)), "still open");
+        assert!(
+            !window.covers(Duration::from_millis(150)),
+            "closed after 50 ms"
+        );
+    }
+
+    #[test]
+    fn error_rates_are_reproducible_from_the_seed() {
+        let draws = |seed| {
+            let faults = FaultState::new(seed);
+            faults
+                .set(vec![FaultWindow::always(FaultKind::ErrorRate {
+                    rate: 0.3,
+                })])
+                .expect("valid rate");
+            (0..200)
+                .map(|_| faults.decide().0 != Decision::Pass)
+                .collect::<Vec<bool>>()
+        };
+        assert_eq!(draws(7), draws(7), "same seed, same faults");
+        assert_ne!(draws(7), draws(8), "another seed, other faults");
+        let failures = draws(7).iter().filter(|f| **f).count();
+        assert!(
+            (30..=90).contains(&failures),
+            "about 30% of 200 requests fail, got {failures}"
+        );
+    }
+
+    #[test]
+    fn bad_schedules_are_refused_with_the_window_named() {
+        let faults = FaultState::new(1);
+        let err = faults
+            .set(vec![
+                FaultWindow::always(FaultKind::Outage),
+                FaultWindow::always(FaultKind::ErrorRate { rate: 1.5 }),
+            ])
+            .expect_err("rate above 1");
+        assert_eq!(
+            err.to_string(),
+            "fault window 1 (error_rate): rate 1.5 is not between 0 and 1"
+        );
+    }
+
+    #[test]
+    fn windows_parse_from_json() {
+        let window: FaultWindow =
+            serde_json::from_str(r#"{"fault": {"kind": "rate_limit", "retry_after_secs": 2}, "from_ms": 10, "for_ms": 500}"#)
+                .expect("valid window");
+        assert_eq!(
+            window.fault,
+            FaultKind::RateLimit {
+                retry_after_secs: 2
+            }
+        );
+        assert!(
+            serde_json::from_str::<FaultWindow>(r#"{"fault": {"kind": "outage"}, "form_ms": 1}"#)
+                .is_err(),
+            "typos are refused"
+        );
+    }
+}

@@ -1,0 +1,333 @@
+//! The world the integration under test lives in: a mock ATS, a mock verification
+//! vendor and a notification sink, each an axum router on its own loopback listener.
+//!
+//! Every mock is built by a router factory over shared state, so tests can drive it
+//! with `tower::ServiceExt::oneshot` and no sockets; [`Mocks::start`] binds all three
+//! (port 0 unless fixed). Every request and its answer is appended to the run's
+//! [`ObservationLog`]; the mocks never judge anything themselves — the checks read
+//! the log afterwards.
+//!
+//! Layers, outermost first: exchange logging → fault injection (ATS only) → bearer
+//! authentication → the handler.
+
+pub mod ats;
+pub mod faults;
+pub mod notify;
+pub mod server;
+pub mod vendor;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::manifest::Manifest;
+use crate::observe::{Actor, Entry, ObservationLog};
+use crate::sandbox::model::SandboxCandidate;
+use faults::actor_prefix;
+pub use server::{BindError, RunningServer};
+
+/// Logs every exchange a mock answers: method, path, status, latency.
+async fn log_exchange(
+    State((log, actor)): State<(ObservationLog, Actor)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let path = request.uri().path().to_owned();
+    let headers = request.headers().clone();
+    let response = next.run(request).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let header_text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let entry = Entry {
+        candidate: candidate_in_path(&path),
+        idempotency_key: header_text("idempotency-key"),
+        status: Some(response.status().as_u16()),
+        latency_ms: Some(latency_ms),
+        detail: json!({
+            "method": method,
+            "path": path,
+            "if_match": header_text("if-match"),
+            "authorized": headers.contains_key(header::AUTHORIZATION),
+        }),
+        ..Entry::default()
+    };
+    log.append(actor, &format!("{}.request", actor_prefix(actor)), entry);
+    response
+}
+
+/// The candidate id in `/v1/candidates/{id}/…`, if the path has one.
+fn candidate_in_path(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/v1/candidates/")?;
+    let id = rest.split('/').next().filter(|id| !id.is_empty())?;
+    Some(id.to_owned())
+}
+
+/// Refuses requests without `Authorization: Bearer TOKEN`.
+async fn require_bearer(State(token): State<Arc<str>>, request: Request, next: Next) -> Response {
+    if bearer_matches(request.headers(), &token) {
+        next.run(request).await
+    } else {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+            json!({"expected": "Authorization: Bearer <token>"}),
+        )
+    }
+}
+
+fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let presented = value.strip_prefix("Bearer ").unwrap_or("");
+    // Tokens are sandbox secrets; compare without early exit anyway, as a real API would.
+    presented.len() == token.len()
+        && presented
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// A JSON error body: `{"error": message, …detail}`.
+fn error(status: StatusCode, message: &str, detail: serde_json::Value) -> Response {
+    let mut body = json!({"error": message});
+    if let (Some(map), serde_json::Value::Object(extra)) = (body.as_object_mut(), detail) {
+        map.extend(extra);
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+/// Addresses and credentials of the three mocks.
+#[derive(Debug, Clone)]
+pub struct MockConfig {
+    /// Where the mock ATS listens (port 0: any free port).
+    pub ats_addr: SocketAddr,
+    /// Where the mock vendor listens.
+    pub vendor_addr: SocketAddr,
+    /// Where the notification sink listens.
+    pub notify_addr: SocketAddr,
+    /// The bearer token the integration must send to the ATS.
+    pub ats_token: String,
+    /// The bearer token the integration must send to the vendor.
+    pub vendor_token: String,
+    /// The seed for fault rates and vendor ids.
+    pub seed: u64,
+}
+
+impl MockConfig {
+    /// Loopback on free ports, with tokens derived from the seed.
+    pub fn loopback(seed: u64) -> Self {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        MockConfig {
+            ats_addr: any,
+            vendor_addr: any,
+            notify_addr: any,
+            ats_token: format!("ats_{:016x}", mix(seed, 1)),
+            vendor_token: format!("vnd_{:016x}", mix(seed, 2)),
+            seed,
+        }
+    }
+}
+
+/// A deterministic 64-bit mix of a seed and a stream number (SplitMix64).
+pub(crate) fn mix(seed: u64, stream: u64) -> u64 {
+    let mut z = seed.wrapping_add(stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The three mocks, running.
+#[derive(Debug)]
+pub struct Mocks {
+    /// The mock ATS's state.
+    pub ats: Arc<ats::AtsState>,
+    /// The mock vendor's state.
+    pub vendor: Arc<vendor::VendorState>,
+    /// The notification sink's state.
+    pub notify: Arc<notify::NotifyState>,
+    servers: Vec<RunningServer>,
+    urls: [String; 3],
+}
+
+impl Mocks {
+    /// Seeds the mocks with the sandbox's candidates and binds them.
+    pub async fn start(
+        manifest: Arc<Manifest>,
+        candidates: &[SandboxCandidate],
+        config: &MockConfig,
+        log: &ObservationLog,
+    ) -> Result<Mocks, BindError> {
+        let ats = Arc::new(ats::AtsState::new(
+            manifest,
+            candidates,
+            &config.ats_token,
+            config.seed,
+            log.clone(),
+        ));
+        let vendor = Arc::new(vendor::VendorState::new(
+            &config.vendor_token,
+            config.seed,
+            log.clone(),
+        ));
+        let notify = Arc::new(notify::NotifyState::new(log.clone()));
+        let ats_server =
+            RunningServer::start(ats::router(Arc::clone(&ats)), config.ats_addr).await?;
+        let vendor_server =
+            RunningServer::start(vendor::router(Arc::clone(&vendor)), config.vendor_addr).await?;
+        let notify_server =
+            RunningServer::start(notify::router(Arc::clone(&notify)), config.notify_addr).await?;
+        let urls = [ats_server.url(), vendor_server.url(), notify_server.url()];
+        Ok(Mocks {
+            ats,
+            vendor,
+            notify,
+            servers: vec![ats_server, vendor_server, notify_server],
+            urls,
+        })
+    }
+
+    /// The mock ATS's base URL.
+    pub fn ats_url(&self) -> &str {
+        &self.urls[0]
+    }
+
+    /// The mock vendor's base URL.
+    pub fn vendor_url(&self) -> &str {
+        &self.urls[1]
+    }
+
+    /// The notification sink's base URL.
+    pub fn notify_url(&self) -> &str {
+        &self.urls[2]
+    }
+
+    /// Stops all three, letting requests in flight finish.
+    pub async fn shutdown(self) {
+        for server in self.servers {
+            server.shutdown().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidate_ids_are_read_from_candidate_paths_only() {
+        assert_eq!(
+            candidate_in_path("/v1/candidates/CAND_1/events").as_deref(),
+            Some("CAND_1")
+        );
+        assert_eq!(
+            candidate_in_path("/v1/candidates/CAND_1").as_deref(),
+            Some("CAND_1")
+        );
+        assert_eq!(candidate_in_path("/v1/candidates/"), None);
+        assert_eq!(candidate_in_path("/v1/exceptions"), None);
+    }
+
+    #[test]
+    fn bearer_tokens_must_match_exactly() {
+        let mut headers = HeaderMap::new();
+        assert!(!bearer_matches(&headers, "t0k"), "no header");
+        headers.insert(
+            header::AUTHORIZATION,
+            "Bearer t0k".parse().expect("valid header"),
+        );
+        assert!(bearer_matches(&headers, "t0k"));
+        assert!(!bearer_matches(&headers, "t0k2"), "prefix of the token");
+        headers.insert(
+            header::AUTHORIZATION,
+            "Basic t0k".parse().expect("valid header"),
+        );
+        assert!(!bearer_matches(&headers, "t0k"), "other scheme");
+    }
+
+    #[test]
+    fn tokens_are_reproducible_from_the_seed() {
+        assert_eq!(
+            MockConfig::loopback(3).ats_token,
+            MockConfig::loopback(3).ats_token
+        );
+        assert_ne!(
+            MockConfig::loopback(3).ats_token,
+            MockConfig::loopback(4).ats_token
+        );
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Fixtures shared by the mocks' router tests.
+
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use serde_json::{Value, json};
+
+    use crate::manifest::{CandidateId, Manifest};
+    use crate::sandbox::model::{Person, Requisition, RiskTier, Role, SandboxCandidate};
+
+    /// The repository's release-gate manifest.
+    pub(crate) fn manifest() -> Arc<Manifest> {
+        let text = include_str!("../../manifests/release-gate.yaml");
+        Arc::new(
+            Manifest::from_text(Path::new("manifests/release-gate.yaml"), text)
+                .expect("the seed loads")
+                .value,
+        )
+    }
+
+    /// A canary candidate with fixed personal data.
+    pub(crate) fn candidate(id: &str) -> SandboxCandidate {
+        SandboxCandidate {
+            id: CandidateId(id.to_owned()),
+            profile: "low-risk-fast-path".into(),
+            risk_tier: RiskTier::Low,
+            person: Person {
+                name: "Zoë Ğürsoy".into(),
+                email: "zoe.gursoy@example.test".into(),
+                phone: "+1 555 0100".into(),
+            },
+            requisition: Requisition {
+                id: "REQ-1".into(),
+                tags: vec!["canary-il".into()],
+                location: "US".into(),
+            },
+            expected_sequence: Vec::new(),
+            role: Role::Seeded,
+        }
+    }
+
+    /// An `identity.verification.completed` event that satisfies its contract.
+    pub(crate) fn good_event(candidate: &str) -> Value {
+        json!({
+            "type": "identity.verification.completed",
+            "event_id": "evt_1",
+            "idempotency_key": "idk_1",
+            "occurred_at": "2026-05-18T09:00:00Z",
+            "correlation_id": "cor_1",
+            "ats_candidate_id": candidate,
+            "verification": {"session_id": "ses_1", "result": "passed", "risk_tier": "low"},
+            "evidence_pack": {"url": "https://vendor.example/v1/evidence-packs/ep_1"}
+        })
+    }
+}
