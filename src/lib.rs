@@ -9,6 +9,8 @@
 //! - [`contract`] compiles contracts: dotted field paths, the assertion language,
 //!   JSON Schema generation, the judgement of one payload.
 //! - [`check`] streams payloads from files or stdin through the contracts on every core.
+//! - [`delivery`] signs webhooks (Standard Webhooks) and sends planned events to the
+//!   integration with retries, backoff and perturbations.
 //! - [`observe`] is the hash-chained observation log every exchange of a run goes to.
 //! - [`exit`] holds the exit codes a CI release gate relies on.
 //!
@@ -26,6 +28,7 @@
 pub mod check;
 pub mod cli;
 pub mod contract;
+pub mod delivery;
 pub mod exit;
 pub mod manifest;
 pub mod mock;

@@ -1,6 +1,7 @@
 //! One integration-test binary: the real CLI, driven through `util::Stagegate`.
 
 mod check;
+mod delivery;
 mod mock;
 mod schemas;
 mod util;
