@@ -2,6 +2,7 @@
 
 mod check;
 mod mock;
+mod openapi;
 mod schemas;
 mod util;
 mod validate;
