@@ -30,5 +30,6 @@ pub mod exit;
 pub mod manifest;
 pub mod mock;
 pub mod observe;
+pub mod run;
 pub mod sandbox;
 pub mod suggest;
