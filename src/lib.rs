@@ -33,5 +33,7 @@ pub mod exit;
 pub mod manifest;
 pub mod mock;
 pub mod observe;
+pub mod relay;
+pub mod run;
 pub mod sandbox;
 pub mod suggest;

@@ -3,6 +3,7 @@
 mod check;
 mod delivery;
 mod mock;
+mod openapi;
 mod schemas;
 mod util;
 mod validate;

@@ -1,0 +1,4 @@
+//! The reference relay: a correct, production-shaped integration, and the default
+//! integration of `stagegate run`.
+
+pub mod store;

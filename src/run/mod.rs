@@ -1,0 +1,3 @@
+//! A gate run: scenarios, the integration's lifecycle, and the run's artifacts.
+
+pub mod sut;
