@@ -62,6 +62,8 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Run the reference relay, configured by the STAGEGATE_* variables (INTEGRATION-PROTOCOL.md §1).
+    Relay,
     /// Work with observation logs.
     Log {
         /// What to do with the log.
@@ -165,6 +167,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Log {
             command: LogCommand::Verify { file },
         } => log_verify(&file, &mut stdout, &mut ui),
+        Command::Relay => relay(&mut ui),
     };
     let _ = stdout.flush();
     code
@@ -358,6 +361,71 @@ fn schema(run: SchemaRun, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
         let _ = writeln!(out, "wrote {}", path.display());
     }
     ExitCode::Pass
+}
+
+fn runtime(ui: &mut Ui) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Some(runtime),
+        Err(err) => {
+            ui.error(&err);
+            None
+        }
+    }
+}
+
+fn relay(ui: &mut Ui) -> ExitCode {
+    use crate::relay::{Relay, config::RelayConfig, log::RelayLog};
+    let config = match RelayConfig::from_env(|name| std::env::var(name).ok()) {
+        Ok(config) => config,
+        Err(err) => {
+            ui.error(&err);
+            return ExitCode::Usage;
+        }
+    };
+    let Some(runtime) = runtime(ui) else {
+        return ExitCode::StartFailure;
+    };
+    let required = config
+        .manifest
+        .raw
+        .observability
+        .as_ref()
+        .map(|o| o.log_fields_required.clone())
+        .unwrap_or_default();
+    let log = RelayLog::new(Box::new(io::stdout()), required);
+    runtime.block_on(async {
+        let relay = match Relay::start(config, log.clone()).await {
+            Ok(relay) => relay,
+            Err(err) => {
+                ui.error(&err);
+                return ExitCode::StartFailure;
+            }
+        };
+        log.note("listening", serde_json::json!({"url": relay.url()}));
+        shutdown_signal().await;
+        log.note("stopping", serde_json::json!({"queued": relay.queued()}));
+        relay.shutdown().await;
+        ExitCode::Pass
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
 }
 
 fn log_verify(file: &Path, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {

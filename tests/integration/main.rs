@@ -4,6 +4,7 @@ mod check;
 mod delivery;
 mod mock;
 mod openapi;
+mod relay;
 mod schemas;
 mod util;
 mod validate;
