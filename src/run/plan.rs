@@ -9,7 +9,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A scenario of `stagegate run`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 #[clap(rename_all = "kebab-case")]
 pub enum Scenario {
@@ -27,8 +39,13 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in run order.
-    pub const ALL: [Scenario; 5] =
-        [Scenario::Clean, Scenario::Duplicates, Scenario::OutOfOrder, Scenario::Signatures, Scenario::Canary];
+    pub const ALL: [Scenario; 5] = [
+        Scenario::Clean,
+        Scenario::Duplicates,
+        Scenario::OutOfOrder,
+        Scenario::Signatures,
+        Scenario::Canary,
+    ];
 
     /// The scenario's name.
     pub fn as_str(self) -> &'static str {

@@ -4,6 +4,7 @@ mod check;
 mod delivery;
 mod mock;
 mod openapi;
+mod python_example;
 mod relay;
 mod schemas;
 mod util;

@@ -17,9 +17,9 @@ use stagegate::relay::config::RelayConfig;
 use stagegate::relay::log::RelayLog;
 use stagegate::sandbox::model::{Person, Requisition, RiskTier, Role, SandboxCandidate};
 
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub(crate) const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-fn candidate(id: &str, name: &str, tags: &[&str], location: &str) -> SandboxCandidate {
+pub(crate) fn candidate(id: &str, name: &str, tags: &[&str], location: &str) -> SandboxCandidate {
     SandboxCandidate {
         id: CandidateId(id.into()),
         profile: "low-risk-fast-path".into(),
@@ -39,7 +39,7 @@ fn candidate(id: &str, name: &str, tags: &[&str], location: &str) -> SandboxCand
     }
 }
 
-fn event(candidate: &str, session: &str, result: &str, at: &str) -> Value {
+pub(crate) fn event(candidate: &str, session: &str, result: &str, at: &str) -> Value {
     json!({
         "type": "identity.verification.completed", "event_id": format!("evt_{session}"),
         "idempotency_key": format!("idk_{candidate}_{session}"), "occurred_at": at,
