@@ -83,6 +83,19 @@ pub struct CandidateState {
 }
 
 impl CandidateState {
+    fn new(candidate: &SandboxCandidate) -> Self {
+        CandidateState {
+            id: candidate.id.0.clone(),
+            person: candidate.person.clone(),
+            requisition: candidate.requisition.clone(),
+            stage: INITIAL_STAGE.to_owned(),
+            revision: 1,
+            applied: BTreeMap::new(),
+            activity: VecDeque::new(),
+            activity_total: 0,
+        }
+    }
+
     /// The record as `GET /v1/candidates/{id}` returns it.
     pub fn record(&self) -> Value {
         json!({
@@ -172,22 +185,7 @@ impl AtsState {
         seed: u64,
         log: ObservationLog,
     ) -> Self {
-        let records = candidates
-            .iter()
-            .map(|c| {
-                let state = CandidateState {
-                    id: c.id.0.clone(),
-                    person: c.person.clone(),
-                    requisition: c.requisition.clone(),
-                    stage: INITIAL_STAGE.to_owned(),
-                    revision: 1,
-                    applied: BTreeMap::new(),
-                    activity: VecDeque::new(),
-                    activity_total: 0,
-                };
-                (c.id.0.clone(), state)
-            })
-            .collect();
+        let records = candidates.iter().map(|c| (c.id.0.clone(), CandidateState::new(c))).collect();
         AtsState {
             manifest,
             token: Arc::from(token),
@@ -198,6 +196,14 @@ impl AtsState {
             exceptions: Mutex::new(Vec::new()),
             applied_ids: Mutex::new(HashMap::new()),
             requests: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Adds candidates (a run seeds the ATS once the plan, which needs the mocks' URLs, exists).
+    pub fn add_candidates(&self, candidates: &[SandboxCandidate]) {
+        let mut records = lock(&self.candidates);
+        for candidate in candidates {
+            records.insert(candidate.id.0.clone(), CandidateState::new(candidate));
         }
     }
 
