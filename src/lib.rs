@@ -9,6 +9,9 @@
 //! - [`contract`] compiles contracts: dotted field paths, the assertion language,
 //!   JSON Schema generation, the judgement of one payload.
 //! - [`check`] streams payloads from files or stdin through the contracts on every core.
+//! - [`sandbox`] enriches the manifest's candidates with fake but realistic people,
+//!   requisitions and risk tiers, synthesizes their contract-valid events, and writes
+//!   the large datasets of `stagegate sandbox generate`, all from one seed.
 //! - [`observe`] is the hash-chained observation log every exchange of a run goes to.
 //! - [`exit`] holds the exit codes a CI release gate relies on.
 //!
