@@ -11,6 +11,9 @@ use crate::check::report::{HumanReport, HumanSink, JsonReport};
 use crate::check::{CheckError, Checker, Source};
 use crate::exit::ExitCode;
 use crate::manifest::{self, Document, Manifest, ManifestDiagnostic};
+use crate::sandbox::dataset::{
+    self, DatasetError, GenerateOptions, RiskMix, RiskMixError, WriteError,
+};
 
 /// Contract tests and a sandbox for ATS ⇄ identity-verification integrations.
 #[derive(Debug, Parser)]
@@ -70,6 +73,36 @@ pub enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Work with sandbox data: fake, risk-tiered candidates.
+    Sandbox {
+        /// What to do.
+        #[command(subcommand)]
+        command: SandboxCommand,
+    },
+}
+
+/// Subcommands of `stagegate sandbox`.
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Write a dataset of candidates for large runs, deterministic from the seed.
+    Generate {
+        /// How many candidates.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        count: u64,
+        /// The seed every name, address and requisition is drawn from.
+        #[arg(long, value_name = "S")]
+        seed: u64,
+        /// Percentages of low, medium and high risk candidates, adding up to 100.
+        #[arg(long, value_name = "MIX", default_value = "low=70,medium=20,high=10")]
+        risk_mix: String,
+        /// The manifest whose canary scope and contracts the candidates follow
+        /// [default: the release-gate manifest shipped with stagegate].
+        #[arg(long, value_name = "MANIFEST")]
+        manifest: Option<PathBuf>,
+        /// The dataset file to write (replaced only once complete).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 /// Subcommands of `stagegate log`.
@@ -99,6 +132,16 @@ struct CheckRun {
     format: CheckFormat,
     max_shown: usize,
 }
+
+/// A `sandbox generate` run, validated.
+struct GenerateRun {
+    manifest: Manifest,
+    options: GenerateOptions,
+    out: PathBuf,
+}
+
+/// The manifest `sandbox generate` follows when none is named.
+const SHIPPED_MANIFEST: &str = include_str!("../manifests/release-gate.yaml");
 
 /// What `schema` writes.
 enum SchemaRun {
@@ -168,6 +211,52 @@ pub fn run(cli: Cli) -> ExitCode {
             command: LogCommand::Verify { file },
         } => log_verify(&file, &mut stdout, &mut ui),
         Command::Relay => relay(&mut ui),
+        Command::Sandbox {
+            command:
+                SandboxCommand::Generate {
+                    count,
+                    seed,
+                    risk_mix,
+                    manifest,
+                    out,
+                },
+        } => {
+            let mix = match risk_mix.parse::<RiskMix>() {
+                Ok(mix) => mix,
+                Err(source) => {
+                    ui.error(&RiskMixArgError {
+                        text: risk_mix,
+                        source,
+                    });
+                    return ExitCode::Usage;
+                }
+            };
+            let manifest = match manifest {
+                Some(path) => load_manifest(&path, &mut ui),
+                None => match Manifest::from_text(
+                    Path::new("manifests/release-gate.yaml"),
+                    SHIPPED_MANIFEST,
+                ) {
+                    Ok(loaded) => Some(loaded.value),
+                    Err(err) => {
+                        ui.diagnostic(&err);
+                        None
+                    }
+                },
+            };
+            match manifest {
+                Some(manifest) => sandbox_generate(
+                    GenerateRun {
+                        manifest,
+                        options: GenerateOptions { count, seed, mix },
+                        out,
+                    },
+                    &mut stdout,
+                    &mut ui,
+                ),
+                None => ExitCode::Usage,
+            }
+        }
     };
     let _ = stdout.flush();
     code
@@ -453,6 +542,77 @@ fn log_verify(file: &Path, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
             ExitCode::Blocked
         }
     }
+}
+
+fn sandbox_generate(run: GenerateRun, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
+    // Written beside the target and renamed at the end, so a failed or interrupted
+    // run never leaves a truncated dataset under the real name.
+    let mut partial = run.out.clone().into_os_string();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let written = std::fs::File::create(&partial)
+        .map_err(|source| GenerateError::Write {
+            path: partial.clone(),
+            source,
+        })
+        .and_then(|file| {
+            let mut writer = io::BufWriter::with_capacity(1 << 20, file);
+            dataset::write(&mut writer, &run.manifest, run.options).map_err(|err| match err {
+                WriteError::Dataset(err) => GenerateError::Dataset(err),
+                WriteError::Io(source) => GenerateError::Write {
+                    path: partial.clone(),
+                    source,
+                },
+            })
+        })
+        .and_then(|summary| {
+            std::fs::rename(&partial, &run.out)
+                .map(|()| summary)
+                .map_err(|source| GenerateError::Write {
+                    path: run.out.clone(),
+                    source,
+                })
+        });
+    match written {
+        Ok(summary) => {
+            let _ = writeln!(
+                out,
+                "wrote {} candidates to {} (seed {}; low {}, medium {}, high {})",
+                summary.total(),
+                run.out.display(),
+                run.options.seed,
+                summary.low,
+                summary.medium,
+                summary.high
+            );
+            ExitCode::Pass
+        }
+        Err(err) => {
+            let _ = std::fs::remove_file(&partial);
+            ui.error(&err);
+            ExitCode::Usage
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid --risk-mix `{text}`")]
+struct RiskMixArgError {
+    text: String,
+    #[source]
+    source: RiskMixError,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum GenerateError {
+    #[error("cannot generate the dataset")]
+    Dataset(#[source] DatasetError),
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
