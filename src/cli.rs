@@ -67,6 +67,8 @@ pub enum Command {
     },
     /// Run the reference relay, configured by the STAGEGATE_* variables (INTEGRATION-PROTOCOL.md §1).
     Relay,
+    /// Serve the sandbox (mock ATS, mock vendor, notify sink) and an admin API until Ctrl-C.
+    Serve(ServeArgs),
     /// Work with observation logs.
     Log {
         /// What to do with the log.
@@ -103,6 +105,78 @@ pub enum SandboxCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+}
+
+/// Where the mocks listen and how they authenticate (`serve`, and `run --sut-url`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct MockArgs {
+    /// Address of the mock ATS [default: 127.0.0.1 on a free port].
+    #[arg(long, value_name = "ADDR")]
+    pub ats_addr: Option<std::net::SocketAddr>,
+    /// Address of the mock vendor [default: 127.0.0.1 on a free port].
+    #[arg(long, value_name = "ADDR")]
+    pub vendor_addr: Option<std::net::SocketAddr>,
+    /// Address of the notification sink [default: 127.0.0.1 on a free port].
+    #[arg(long, value_name = "ADDR")]
+    pub notify_addr: Option<std::net::SocketAddr>,
+    /// Bearer token of the mock ATS [default: derived from the seed].
+    #[arg(
+        long,
+        env = "STAGEGATE_ATS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub ats_token: Option<String>,
+    /// Bearer token of the mock vendor [default: derived from the seed].
+    #[arg(
+        long,
+        env = "STAGEGATE_VENDOR_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub vendor_token: Option<String>,
+}
+
+impl MockArgs {
+    fn config(&self, seed: u64) -> crate::mock::MockConfig {
+        let mut config = crate::mock::MockConfig::loopback(seed);
+        if let Some(addr) = self.ats_addr {
+            config.ats_addr = addr;
+        }
+        if let Some(addr) = self.vendor_addr {
+            config.vendor_addr = addr;
+        }
+        if let Some(addr) = self.notify_addr {
+            config.notify_addr = addr;
+        }
+        if let Some(token) = &self.ats_token {
+            config.ats_token = token.clone();
+        }
+        if let Some(token) = &self.vendor_token {
+            config.vendor_token = token.clone();
+        }
+        config
+    }
+}
+
+/// Arguments of `stagegate serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The release-gate manifest whose candidates and contracts the sandbox holds.
+    #[arg(value_name = "MANIFEST")]
+    pub manifest: PathBuf,
+    /// The seed of every generated value.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where the mocks listen.
+    #[command(flatten)]
+    pub mocks: MockArgs,
+    /// Address of the admin API [default: 127.0.0.1 on a free port].
+    #[arg(long, value_name = "ADDR")]
+    pub admin_addr: Option<std::net::SocketAddr>,
+    /// Where the observation log goes.
+    #[arg(long, value_name = "FILE", default_value = "stagegate-serve.jsonl")]
+    pub log: PathBuf,
 }
 
 /// Subcommands of `stagegate log`.
@@ -257,6 +331,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 None => ExitCode::Usage,
             }
         }
+        Command::Serve(args) => serve(args, &mut stdout, &mut ui),
     };
     let _ = stdout.flush();
     code
@@ -498,6 +573,65 @@ fn relay(ui: &mut Ui) -> ExitCode {
         log.note("stopping", serde_json::json!({"queued": relay.queued()}));
         relay.shutdown().await;
         ExitCode::Pass
+    })
+}
+
+fn serve(args: ServeArgs, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
+    let Some(manifest) = load_manifest(&args.manifest, ui) else {
+        return ExitCode::Usage;
+    };
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = crate::serve::ServeConfig {
+        manifest: std::sync::Arc::new(manifest),
+        seed: args.seed,
+        mocks: args.mocks.config(args.seed),
+        admin_addr: args.admin_addr.unwrap_or(any),
+        log_path: args.log.clone(),
+    };
+    let Some(runtime) = runtime(ui) else {
+        return ExitCode::StartFailure;
+    };
+    runtime.block_on(async {
+        let served = match crate::serve::Served::start(config.clone()).await {
+            Ok(served) => served,
+            Err(err) => {
+                ui.error(&err);
+                return ExitCode::StartFailure;
+            }
+        };
+        let m = &served.mocks;
+        let _ = writeln!(out, "stagegate sandbox, seed {} — Ctrl-C stops it\n", config.seed);
+        let _ = writeln!(out, "  mock ATS      {}  (Bearer {})", m.ats_url(), config.mocks.ats_token);
+        let _ = writeln!(out, "  mock vendor   {}  (Bearer {})", m.vendor_url(), config.mocks.vendor_token);
+        let _ = writeln!(out, "  notify sink   {}", m.notify_url());
+        let _ = writeln!(out, "  admin API     {}  (GET /admin/candidates, /admin/state, /admin/log; PUT /admin/faults; POST /admin/fire)", served.admin_url());
+        let _ = writeln!(out, "  log           {}\n", config.log_path.display());
+        let _ = writeln!(out, "# for the integration under test (INTEGRATION-PROTOCOL.md §1):");
+        for (name, value) in [
+            ("STAGEGATE_ATS_URL", m.ats_url().to_owned()),
+            ("STAGEGATE_ATS_TOKEN", config.mocks.ats_token.clone()),
+            ("STAGEGATE_VENDOR_URL", m.vendor_url().to_owned()),
+            ("STAGEGATE_VENDOR_TOKEN", config.mocks.vendor_token.clone()),
+            ("STAGEGATE_VENDOR_WEBHOOK_SECRET", served.vendor_secret.to_string()),
+            ("STAGEGATE_ATS_WEBHOOK_SECRET", served.ats_secret.to_string()),
+            ("STAGEGATE_NOTIFY_URL", m.notify_url().to_owned()),
+            ("STAGEGATE_MANIFEST", std::path::absolute(&args.manifest).unwrap_or(args.manifest.clone()).display().to_string()),
+        ] {
+            let _ = writeln!(out, "export {name}={value}");
+        }
+        let _ = writeln!(out, "\ncandidates:");
+        for c in &served.sandbox.candidates {
+            let _ = writeln!(out, "  {}  {}  {:?}  {} in {}", c.id, c.profile, c.role, c.requisition.id, c.requisition.location);
+        }
+        let _ = out.flush();
+        shutdown_signal().await;
+        match served.shutdown().await {
+            Ok(()) => ExitCode::Pass,
+            Err(err) => {
+                ui.error(&err);
+                ExitCode::Usage
+            }
+        }
     })
 }
 

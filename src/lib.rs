@@ -39,4 +39,5 @@ pub mod observe;
 pub mod relay;
 pub mod run;
 pub mod sandbox;
+pub mod serve;
 pub mod suggest;

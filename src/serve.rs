@@ -89,15 +89,27 @@ impl Served {
     pub async fn start(config: ServeConfig) -> Result<Served, ServeError> {
         let log = ObservationLog::create(&config.log_path, &format!("serve-{:016x}", config.seed))?;
         let sandbox = crate::sandbox::build(&config.manifest, config.seed)?;
-        let mocks = Mocks::start(Arc::clone(&config.manifest), &sandbox.candidates, &config.mocks, &log).await?;
+        let mocks = Mocks::start(
+            Arc::clone(&config.manifest),
+            &sandbox.candidates,
+            &config.mocks,
+            &log,
+        )
+        .await?;
         let mut rng = ChaCha8Rng::seed_from_u64(crate::mock::mix(config.seed, 7));
         let vendor_secret = WebhookSecret::generate(&mut rng);
         let ats_secret = WebhookSecret::generate(&mut rng);
-        let client = reqwest::Client::builder().no_proxy().build().unwrap_or_default();
-        let vendor_url = mocks.vendor_url().parse().map_err(|_| crate::mock::BindError {
-            addr: config.mocks.vendor_addr,
-            source: std::io::Error::other("the vendor URL does not parse"),
-        })?;
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap_or_default();
+        let vendor_url = mocks
+            .vendor_url()
+            .parse()
+            .map_err(|_| crate::mock::BindError {
+                addr: config.mocks.vendor_addr,
+                source: std::io::Error::other("the vendor URL does not parse"),
+            })?;
         let admin = Admin {
             manifest: Arc::clone(&config.manifest),
             sandbox: sandbox.clone(),
@@ -105,13 +117,26 @@ impl Served {
             mocks_vendor: Arc::clone(&mocks.vendor),
             mocks_notify: Arc::clone(&mocks.notify),
             vendor_url,
-            sender: Sender::new(client, vendor_secret.clone(), RetryPolicy::default(), config.seed, log.clone()),
+            sender: Sender::new(
+                client,
+                vendor_secret.clone(),
+                RetryPolicy::default(),
+                config.seed,
+                log.clone(),
+            ),
             log: log.clone(),
             log_path: config.log_path.clone(),
             seed: config.seed,
         };
         let admin = RunningServer::start(router(Arc::new(admin)), config.admin_addr).await?;
-        Ok(Served { mocks, admin, vendor_secret, ats_secret, sandbox, log })
+        Ok(Served {
+            mocks,
+            admin,
+            vendor_secret,
+            ats_secret,
+            sandbox,
+            log,
+        })
     }
 
     /// The admin API's base URL.
@@ -132,14 +157,21 @@ fn router(admin: Arc<Admin>) -> Router {
     Router::new()
         .route("/admin/candidates", get(candidates))
         .route("/admin/state", get(state))
-        .route("/admin/faults", put(set_faults).delete(clear_faults).get(get_faults))
+        .route(
+            "/admin/faults",
+            put(set_faults).delete(clear_faults).get(get_faults),
+        )
         .route("/admin/log", get(dump_log))
         .route("/admin/fire", post(fire))
         .with_state(admin)
 }
 
 fn bad_request(message: String) -> Response {
-    (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"error": message}))).into_response()
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        axum::Json(json!({"error": message})),
+    )
+        .into_response()
 }
 
 async fn candidates(State(admin): State<Arc<Admin>>) -> Response {
@@ -201,11 +233,19 @@ async fn clear_faults(State(admin): State<Arc<Admin>>) -> Response {
 
 async fn dump_log(State(admin): State<Arc<Admin>>) -> Response {
     if let Err(err) = admin.log.flush() {
-        return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"error": err.to_string()}))).into_response();
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({"error": err.to_string()})),
+        )
+            .into_response();
     }
     match tokio::fs::read(&admin.log_path).await {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/x-ndjson")], bytes).into_response(),
-        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"error": err.to_string()}))).into_response(),
+        Err(err) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({"error": err.to_string()})),
+        )
+            .into_response(),
     }
 }
 
@@ -228,7 +268,9 @@ impl From<FirePerturbation> for Perturbation {
             FirePerturbation::None => Perturbation::None,
             FirePerturbation::ExactDuplicate => Perturbation::ExactDuplicate { copies: 1 },
             FirePerturbation::ReEmit => Perturbation::ReEmit,
-            FirePerturbation::ConcurrentDuplicates => Perturbation::ConcurrentDuplicates { copies: 2 },
+            FirePerturbation::ConcurrentDuplicates => {
+                Perturbation::ConcurrentDuplicates { copies: 2 }
+            }
             FirePerturbation::Unsigned => Perturbation::Unsigned,
             FirePerturbation::WrongSignature => Perturbation::WrongSignature,
             FirePerturbation::StaleTimestamp => Perturbation::StaleTimestamp,
@@ -269,18 +311,27 @@ async fn fire(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
         }
     };
     let Some(candidate) = admin.sandbox.candidate(&request.candidate) else {
-        let known: Vec<&str> = admin.sandbox.candidates.iter().map(|c| c.id.0.as_str()).collect();
+        let known: Vec<&str> = admin
+            .sandbox
+            .candidates
+            .iter()
+            .map(|c| c.id.0.as_str())
+            .collect();
         let hint = crate::suggest::did_you_mean(&request.candidate, known.iter().copied())
             .map(|s| format!(" (did you mean `{s}`?)"))
             .unwrap_or_default();
-        return bad_request(format!("no sandbox candidate `{}`{hint}; GET /admin/candidates lists them", request.candidate));
+        return bad_request(format!(
+            "no sandbox candidate `{}`{hint}; GET /admin/candidates lists them",
+            request.candidate
+        ));
     };
     let synth = SynthConfig {
         seed: admin.seed,
         anchor: chrono::Utc::now() - chrono::TimeDelta::hours(1),
         vendor_base_url: admin.vendor_url.clone(),
     };
-    let events = match Synthesizer::new(&admin.manifest.contracts, synth).synthesize_flow(candidate) {
+    let events = match Synthesizer::new(&admin.manifest.contracts, synth).synthesize_flow(candidate)
+    {
         Ok(events) => events,
         Err(err) => return bad_request(format!("cannot synthesize the flow: {err}")),
     };
@@ -289,8 +340,15 @@ async fn fire(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
         if let Some(pack) = &event.evidence_pack {
             admin.mocks_vendor.register_pack(pack.clone());
         }
-        let event_id = event.event_id.clone().unwrap_or_else(|| format!("event-{index}"));
-        let mut delivery = Delivery::json(format!("msg_{event_id}"), event.contract.as_str(), &event.payload);
+        let event_id = event
+            .event_id
+            .clone()
+            .unwrap_or_else(|| format!("event-{index}"));
+        let mut delivery = Delivery::json(
+            format!("msg_{event_id}"),
+            event.contract.as_str(),
+            &event.payload,
+        );
         delivery.candidate = Some(candidate.id.0.clone());
         delivery.correlation_id = Some(event.correlation_id.clone());
         delivery.event_id = event.event_id.clone();
@@ -308,7 +366,10 @@ async fn fire(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
         FireOrder::Shuffled => Order::Shuffled,
         FireOrder::Concurrent => Order::Concurrent { max_in_flight: 8 },
     };
-    let outcomes = admin.sender.deliver_all(&request.webhook_url, plan, order).await;
+    let outcomes = admin
+        .sender
+        .deliver_all(&request.webhook_url, plan, order)
+        .await;
     let summary: Vec<Value> = outcomes
         .iter()
         .zip(&events)

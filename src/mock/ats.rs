@@ -185,7 +185,10 @@ impl AtsState {
         seed: u64,
         log: ObservationLog,
     ) -> Self {
-        let records = candidates.iter().map(|c| (c.id.0.clone(), CandidateState::new(c))).collect();
+        let records = candidates
+            .iter()
+            .map(|c| (c.id.0.clone(), CandidateState::new(c)))
+            .collect();
         AtsState {
             manifest,
             token: Arc::from(token),
@@ -425,7 +428,9 @@ async fn post_event(
     candidate.activity_total += 1;
     let revision = candidate.revision;
     if let Some(event_id) = text_at(&payload, "event_id") {
-        *lock(&state.applied_ids).entry(event_id.to_owned()).or_default() += 1;
+        *lock(&state.applied_ids)
+            .entry(event_id.to_owned())
+            .or_default() += 1;
     }
     // Logged under the candidates lock so the log's order is the order of application.
     state.log.append(
@@ -622,7 +627,11 @@ mod tests {
         }
         let candidate = state.candidate("CAND_canary_001").expect("seeded");
         assert_eq!(candidate.activity_total, 2);
-        assert_eq!(state.times_applied("evt_1"), 2, "the harness can see the duplicate");
+        assert_eq!(
+            state.times_applied("evt_1"),
+            2,
+            "the harness can see the duplicate"
+        );
         assert_eq!(
             candidate.applied["identity.verification.completed"]
                 .event_id

@@ -62,18 +62,38 @@ pub struct Driver {
 
 impl Driver {
     /// Sends every batch and waits for each to drain; `progress` hears deliveries done.
-    pub async fn drive(&self, batches: Vec<Batch>, plan: &Plan, progress: &(dyn Fn(u64) + Sync)) -> Vec<ScenarioReport> {
+    pub async fn drive(
+        &self,
+        batches: Vec<Batch>,
+        plan: &Plan,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Vec<ScenarioReport> {
         drive(self, batches, plan, progress).await
     }
 }
 
-async fn drive(driver: &Driver, batches: Vec<Batch>, plan: &Plan, progress: &(dyn Fn(u64) + Sync)) -> Vec<ScenarioReport> {
-    let Driver { sender, url, ats, log, drain_deadline } = driver;
+async fn drive(
+    driver: &Driver,
+    batches: Vec<Batch>,
+    plan: &Plan,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Vec<ScenarioReport> {
+    let Driver {
+        sender,
+        url,
+        ats,
+        log,
+        drain_deadline,
+    } = driver;
     let drain_deadline = *drain_deadline;
     let mut reports = Vec::new();
     for batch in batches {
         let scenario = batch.scenario;
-        log.append(Actor::Harness, "scenario.start", Entry::detail(json!({"scenario": scenario})));
+        log.append(
+            Actor::Harness,
+            "scenario.start",
+            Entry::detail(json!({"scenario": scenario})),
+        );
         let started = Instant::now();
         let deliveries: usize = batch.groups.iter().map(|g| g.deliveries.len()).sum();
         let permits = Arc::new(Semaphore::new(CONCURRENT_CANDIDATES));
@@ -99,8 +119,11 @@ async fn drive(driver: &Driver, batches: Vec<Batch>, plan: &Plan, progress: &(dy
             }
         }
         let send_ms = started.elapsed().as_millis() as u64;
-        let expected: HashSet<&str> =
-            plan.events_of(scenario).filter(|e| e.should_land).map(|e| e.event_id.as_str()).collect();
+        let expected: HashSet<&str> = plan
+            .events_of(scenario)
+            .filter(|e| e.should_land)
+            .map(|e| e.event_id.as_str())
+            .collect();
         let (landed, timed_out) = wait_drained(&expected, ats, drain_deadline).await;
         let report = ScenarioReport {
             scenario,
@@ -120,12 +143,19 @@ async fn drive(driver: &Driver, batches: Vec<Batch>, plan: &Plan, progress: &(dy
 
 /// Waits until every expected event was applied and the ATS has been quiet for
 /// [`QUIET`], or the deadline passes. Returns how many landed and whether it timed out.
-async fn wait_drained(expected: &HashSet<&str>, ats: &AtsState, deadline: Duration) -> (usize, bool) {
+async fn wait_drained(
+    expected: &HashSet<&str>,
+    ats: &AtsState,
+    deadline: Duration,
+) -> (usize, bool) {
     let give_up = tokio::time::Instant::now() + deadline;
     let mut last_requests = ats.requests();
     let mut quiet_since = tokio::time::Instant::now();
     loop {
-        let landed = expected.iter().filter(|id| ats.times_applied(id) > 0).count();
+        let landed = expected
+            .iter()
+            .filter(|id| ats.times_applied(id) > 0)
+            .count();
         let now = tokio::time::Instant::now();
         let requests = ats.requests();
         if requests != last_requests {

@@ -6,8 +6,6 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
-
 use super::plan::{Plan, PlannedCandidate, PlannedEvent, Scenario};
 use crate::contract::assertion::{AssertionKind, EvalContext, Predicate};
 use crate::delivery::{Delivery, Perturbation};
@@ -52,7 +50,9 @@ pub struct Prepared {
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
     /// No suffix keeps a copy's id valid for the contracts.
-    #[error("candidate id `{id}` cannot take a scenario suffix and still match the contracts' `ats_candidate_id` rules")]
+    #[error(
+        "candidate id `{id}` cannot take a scenario suffix and still match the contracts' `ats_candidate_id` rules"
+    )]
     Suffix {
         /// The original id.
         id: String,
@@ -82,23 +82,38 @@ fn tag(scenario: Scenario) -> &'static str {
 fn id_is_valid(manifest: &Manifest, id: &str) -> bool {
     let payload = serde_json::json!({ "ats_candidate_id": id });
     let ctx = EvalContext::at_now();
-    manifest.contracts.iter().flat_map(|c| c.assertions()).all(|assertion| match assertion.kind() {
-        AssertionKind::Each(clauses) => clauses
-            .iter()
-            .filter(|c| c.subject.as_str() == "ats_candidate_id" && matches!(c.predicate, Predicate::Matches(_)))
-            .all(|c| c.evaluate(&payload, &ctx).is_none()),
-        AssertionKind::StableFor(_) => true,
-    })
+    manifest
+        .contracts
+        .iter()
+        .flat_map(|c| c.assertions())
+        .all(|assertion| match assertion.kind() {
+            AssertionKind::Each(clauses) => clauses
+                .iter()
+                .filter(|c| {
+                    c.subject.as_str() == "ats_candidate_id"
+                        && matches!(c.predicate, Predicate::Matches(_))
+                })
+                .all(|c| c.evaluate(&payload, &ctx).is_none()),
+            AssertionKind::StableFor(_) => true,
+        })
 }
 
 fn suffixed(manifest: &Manifest, id: &str, suffix: &str) -> Result<String, PrepareError> {
-    [format!("{id}_{suffix}"), format!("{id}-{suffix}"), format!("{id}{suffix}")]
-        .into_iter()
-        .find(|candidate| id_is_valid(manifest, candidate))
-        .ok_or_else(|| PrepareError::Suffix { id: id.to_owned() })
+    [
+        format!("{id}_{suffix}"),
+        format!("{id}-{suffix}"),
+        format!("{id}{suffix}"),
+    ]
+    .into_iter()
+    .find(|candidate| id_is_valid(manifest, candidate))
+    .ok_or_else(|| PrepareError::Suffix { id: id.to_owned() })
 }
 
-fn copy(manifest: &Manifest, candidate: &SandboxCandidate, suffix: &str) -> Result<SandboxCandidate, PrepareError> {
+fn copy(
+    manifest: &Manifest,
+    candidate: &SandboxCandidate,
+    suffix: &str,
+) -> Result<SandboxCandidate, PrepareError> {
     let mut copy = candidate.clone();
     copy.id = CandidateId(suffixed(manifest, &candidate.id.0, suffix)?);
     Ok(copy)
@@ -125,11 +140,24 @@ pub fn prepare(
     let seed = sandbox.seed;
     let scope = &manifest.raw.release_gate.canary_scope;
     let full_rollout = manifest.raw.release_gate.mode == RolloutMode::Full;
-    let seeded: Vec<&SandboxCandidate> = sandbox.candidates.iter().filter(|c| c.role == Role::Seeded).collect();
-    let controls: Vec<&SandboxCandidate> = sandbox.candidates.iter().filter(|c| c.role != Role::Seeded).collect();
+    let seeded: Vec<&SandboxCandidate> = sandbox
+        .candidates
+        .iter()
+        .filter(|c| c.role == Role::Seeded)
+        .collect();
+    let controls: Vec<&SandboxCandidate> = sandbox
+        .candidates
+        .iter()
+        .filter(|c| c.role != Role::Seeded)
+        .collect();
 
     let mut prepared = Prepared {
-        plan: Plan { seed, candidates: Vec::new(), events: Vec::new(), ack_sla_ms },
+        plan: Plan {
+            seed,
+            candidates: Vec::new(),
+            events: Vec::new(),
+            ack_sla_ms,
+        },
         candidates: Vec::new(),
         packs: Vec::new(),
         batches: Vec::new(),
@@ -160,32 +188,50 @@ pub fn prepare(
                 }
             }
         }
-        let mut batch = Batch { scenario, groups: Vec::new() };
+        let mut batch = Batch {
+            scenario,
+            groups: Vec::new(),
+        };
         for (member, forged) in members {
             let in_scope = full_rollout || in_canary_scope(scope, &member.requisition);
-            let events = synthesizer
-                .synthesize_flow(&member)
-                .map_err(|source| PrepareError::Synth { candidate: member.id.0.clone(), source })?;
-            let correlation_id = events.first().map(|e| e.correlation_id.clone()).unwrap_or_default();
+            let events =
+                synthesizer
+                    .synthesize_flow(&member)
+                    .map_err(|source| PrepareError::Synth {
+                        candidate: member.id.0.clone(),
+                        source,
+                    })?;
+            let correlation_id = events
+                .first()
+                .map(|e| e.correlation_id.clone())
+                .unwrap_or_default();
             prepared.plan.candidates.push(PlannedCandidate {
                 scenario,
                 candidate: member.id.0.clone(),
                 correlation_id,
                 in_scope,
-                expected_sequence: member.expected_sequence.iter().map(describe_entry).collect(),
+                expected_sequence: member
+                    .expected_sequence
+                    .iter()
+                    .map(describe_entry)
+                    .collect(),
                 pii: vec![member.person.name.clone(), member.person.email.clone()],
             });
             // The latest occurred_at per contract: older events may be superseded.
             let mut latest: HashMap<&str, chrono::DateTime<chrono::Utc>> = HashMap::new();
             for event in &events {
-                let slot = latest.entry(event.contract.as_str()).or_insert(event.occurred_at);
+                let slot = latest
+                    .entry(event.contract.as_str())
+                    .or_insert(event.occurred_at);
                 *slot = (*slot).max(event.occurred_at);
             }
             let mut deliveries = Vec::new();
             for (index, event) in events.iter().enumerate() {
                 let perturbation = perturbation(scenario, forged, index);
                 let event_id = event.event_id.clone().unwrap_or_default();
-                let superseded = latest.get(event.contract.as_str()).is_some_and(|l| *l > event.occurred_at);
+                let superseded = latest
+                    .get(event.contract.as_str())
+                    .is_some_and(|l| *l > event.occurred_at);
                 prepared.plan.events.push(PlannedEvent {
                     scenario,
                     candidate: member.id.0.clone(),
@@ -195,17 +241,27 @@ pub fn prepare(
                     correlation_id: event.correlation_id.clone(),
                     occurred_at: crate::observe::format_time(event.occurred_at),
                     sequence_index: index,
-                    outcome: member.expected_sequence.get(index).and_then(|e| e.outcome.as_ref()).map(|(_, v)| v.clone()),
+                    outcome: member
+                        .expected_sequence
+                        .get(index)
+                        .and_then(|e| e.outcome.as_ref())
+                        .map(|(_, v)| v.clone()),
                     perturbation: perturbation.name().to_owned(),
                     forged,
                     in_scope,
-                    should_land: in_scope && !forged && (!superseded || scenario == Scenario::Clean),
+                    should_land: in_scope
+                        && !forged
+                        && (!superseded || scenario == Scenario::Clean),
                     payload: event.payload.clone(),
                 });
                 if let Some(pack) = &event.evidence_pack {
                     prepared.packs.push(pack.clone());
                 }
-                let mut delivery = Delivery::json(webhook_id(seed, &event_id), event.contract.as_str(), &event.payload);
+                let mut delivery = Delivery::json(
+                    webhook_id(seed, &event_id),
+                    event.contract.as_str(),
+                    &event.payload,
+                );
                 delivery.candidate = Some(member.id.0.clone());
                 delivery.correlation_id = Some(event.correlation_id.clone());
                 delivery.event_id = event.event_id.clone();
@@ -215,7 +271,10 @@ pub fn prepare(
             if scenario == Scenario::OutOfOrder {
                 deliveries.reverse();
             }
-            batch.groups.push(Group { candidate: member.id.0.clone(), deliveries });
+            batch.groups.push(Group {
+                candidate: member.id.0.clone(),
+                deliveries,
+            });
             prepared.candidates.push(member);
         }
         prepared.batches.push(batch);
@@ -232,20 +291,18 @@ fn describe_entry(entry: &crate::manifest::ExpectedEvent) -> String {
 
 fn perturbation(scenario: Scenario, forged: bool, index: usize) -> Perturbation {
     if forged {
-        return [Perturbation::Unsigned, Perturbation::WrongSignature, Perturbation::StaleTimestamp][index % 3].clone();
+        return [
+            Perturbation::Unsigned,
+            Perturbation::WrongSignature,
+            Perturbation::StaleTimestamp,
+        ][index % 3];
     }
     match scenario {
         Scenario::Duplicates => [
             Perturbation::ExactDuplicate { copies: 1 },
             Perturbation::ReEmit,
             Perturbation::ConcurrentDuplicates { copies: 2 },
-        ][index % 3]
-            .clone(),
+        ][index % 3],
         _ => Perturbation::None,
     }
-}
-
-/// The value at a dotted path of a payload, for summaries.
-pub fn field<'v>(payload: &'v Value, path: &str) -> Option<&'v Value> {
-    path.split('.').try_fold(payload, |v, k| v.get(k))
 }

@@ -8,5 +8,6 @@ mod python_example;
 mod relay;
 mod sandbox;
 mod schemas;
+mod serve;
 mod util;
 mod validate;

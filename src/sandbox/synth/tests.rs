@@ -410,26 +410,6 @@ fn a_flow_refuses_events_beyond_its_plan() {
 }
 
 #[test]
-#[ignore = "prints a run for people to read"]
-fn show_a_run() {
-    for manifest in manifests() {
-        let sandbox = build(manifest, 7).expect("builds");
-        for c in &sandbox.candidates {
-            println!(
-                "{} {:?} {:?} {:?} {:?}",
-                c.id, c.role, c.risk_tier, c.person, c.requisition
-            );
-        }
-        for e in run(manifest, &sandbox, config(7, fixed_anchor())) {
-            println!("{}", e.payload);
-            if let Some(p) = e.evidence_pack {
-                println!("  {}", p.canonical_json());
-            }
-        }
-    }
-}
-
-#[test]
 fn field_names_pick_their_heuristics() {
     // (path, hint, why)
     let rows = [
