@@ -11,6 +11,9 @@ use crate::check::report::{HumanReport, HumanSink, JsonReport};
 use crate::check::{CheckError, Checker, Source};
 use crate::exit::ExitCode;
 use crate::manifest::{self, Document, Manifest, ManifestDiagnostic};
+use crate::sandbox::dataset::{
+    self, DatasetError, GenerateOptions, RiskMix, RiskMixError, WriteError,
+};
 
 /// Contract tests and a sandbox for ATS ⇄ identity-verification integrations.
 #[derive(Debug, Parser)]
@@ -62,12 +65,118 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Run the reference relay, configured by the STAGEGATE_* variables (INTEGRATION-PROTOCOL.md §1).
+    Relay,
+    /// Serve the sandbox (mock ATS, mock vendor, notify sink) and an admin API until Ctrl-C.
+    Serve(ServeArgs),
     /// Work with observation logs.
     Log {
         /// What to do with the log.
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Work with sandbox data: fake, risk-tiered candidates.
+    Sandbox {
+        /// What to do.
+        #[command(subcommand)]
+        command: SandboxCommand,
+    },
+}
+
+/// Subcommands of `stagegate sandbox`.
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Write a dataset of candidates for large runs, deterministic from the seed.
+    Generate {
+        /// How many candidates.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        count: u64,
+        /// The seed every name, address and requisition is drawn from.
+        #[arg(long, value_name = "S")]
+        seed: u64,
+        /// Percentages of low, medium and high risk candidates, adding up to 100.
+        #[arg(long, value_name = "MIX", default_value = "low=70,medium=20,high=10")]
+        risk_mix: String,
+        /// The manifest whose canary scope and contracts the candidates follow
+        /// [default: the release-gate manifest shipped with stagegate].
+        #[arg(long, value_name = "MANIFEST")]
+        manifest: Option<PathBuf>,
+        /// The dataset file to write (replaced only once complete).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+/// Where the mocks listen and how they authenticate (`serve`, and `run --sut-url`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct MockArgs {
+    /// Address of the mock ATS [default: 127.0.0.1 on a free port].
+    #[arg(long, value_name = "ADDR")]
+    pub ats_addr: Option<std::net::SocketAddr>,
+    /// Address of the mock vendor [default: 127.0.0.1 on a free port].
+    #[arg(long, value_name = "ADDR")]
+    pub vendor_addr: Option<std::net::SocketAddr>,
+    /// Address of the notification sink [default: 127.0.0.1 on a free port].
+    #[arg(long, value_name = "ADDR")]
+    pub notify_addr: Option<std::net::SocketAddr>,
+    /// Bearer token of the mock ATS [default: derived from the seed].
+    #[arg(
+        long,
+        env = "STAGEGATE_ATS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub ats_token: Option<String>,
+    /// Bearer token of the mock vendor [default: derived from the seed].
+    #[arg(
+        long,
+        env = "STAGEGATE_VENDOR_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub vendor_token: Option<String>,
+}
+
+impl MockArgs {
+    fn config(&self, seed: u64) -> crate::mock::MockConfig {
+        let mut config = crate::mock::MockConfig::loopback(seed);
+        if let Some(addr) = self.ats_addr {
+            config.ats_addr = addr;
+        }
+        if let Some(addr) = self.vendor_addr {
+            config.vendor_addr = addr;
+        }
+        if let Some(addr) = self.notify_addr {
+            config.notify_addr = addr;
+        }
+        if let Some(token) = &self.ats_token {
+            config.ats_token = token.clone();
+        }
+        if let Some(token) = &self.vendor_token {
+            config.vendor_token = token.clone();
+        }
+        config
+    }
+}
+
+/// Arguments of `stagegate serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The release-gate manifest whose candidates and contracts the sandbox holds.
+    #[arg(value_name = "MANIFEST")]
+    pub manifest: PathBuf,
+    /// The seed of every generated value.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where the mocks listen.
+    #[command(flatten)]
+    pub mocks: MockArgs,
+    /// Address of the admin API [default: 127.0.0.1 on a free port].
+    #[arg(long, value_name = "ADDR")]
+    pub admin_addr: Option<std::net::SocketAddr>,
+    /// Where the observation log goes.
+    #[arg(long, value_name = "FILE", default_value = "stagegate-serve.jsonl")]
+    pub log: PathBuf,
 }
 
 /// Subcommands of `stagegate log`.
@@ -97,6 +206,16 @@ struct CheckRun {
     format: CheckFormat,
     max_shown: usize,
 }
+
+/// A `sandbox generate` run, validated.
+struct GenerateRun {
+    manifest: Manifest,
+    options: GenerateOptions,
+    out: PathBuf,
+}
+
+/// The manifest `sandbox generate` follows when none is named.
+const SHIPPED_MANIFEST: &str = include_str!("../manifests/release-gate.yaml");
 
 /// What `schema` writes.
 enum SchemaRun {
@@ -165,6 +284,54 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Log {
             command: LogCommand::Verify { file },
         } => log_verify(&file, &mut stdout, &mut ui),
+        Command::Relay => relay(&mut ui),
+        Command::Sandbox {
+            command:
+                SandboxCommand::Generate {
+                    count,
+                    seed,
+                    risk_mix,
+                    manifest,
+                    out,
+                },
+        } => {
+            let mix = match risk_mix.parse::<RiskMix>() {
+                Ok(mix) => mix,
+                Err(source) => {
+                    ui.error(&RiskMixArgError {
+                        text: risk_mix,
+                        source,
+                    });
+                    return ExitCode::Usage;
+                }
+            };
+            let manifest = match manifest {
+                Some(path) => load_manifest(&path, &mut ui),
+                None => match Manifest::from_text(
+                    Path::new("manifests/release-gate.yaml"),
+                    SHIPPED_MANIFEST,
+                ) {
+                    Ok(loaded) => Some(loaded.value),
+                    Err(err) => {
+                        ui.diagnostic(&err);
+                        None
+                    }
+                },
+            };
+            match manifest {
+                Some(manifest) => sandbox_generate(
+                    GenerateRun {
+                        manifest,
+                        options: GenerateOptions { count, seed, mix },
+                        out,
+                    },
+                    &mut stdout,
+                    &mut ui,
+                ),
+                None => ExitCode::Usage,
+            }
+        }
+        Command::Serve(args) => serve(args, &mut stdout, &mut ui),
     };
     let _ = stdout.flush();
     code
@@ -360,6 +527,130 @@ fn schema(run: SchemaRun, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
     ExitCode::Pass
 }
 
+fn runtime(ui: &mut Ui) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Some(runtime),
+        Err(err) => {
+            ui.error(&err);
+            None
+        }
+    }
+}
+
+fn relay(ui: &mut Ui) -> ExitCode {
+    use crate::relay::{Relay, config::RelayConfig, log::RelayLog};
+    let config = match RelayConfig::from_env(|name| std::env::var(name).ok()) {
+        Ok(config) => config,
+        Err(err) => {
+            ui.error(&err);
+            return ExitCode::Usage;
+        }
+    };
+    let Some(runtime) = runtime(ui) else {
+        return ExitCode::StartFailure;
+    };
+    let required = config
+        .manifest
+        .raw
+        .observability
+        .as_ref()
+        .map(|o| o.log_fields_required.clone())
+        .unwrap_or_default();
+    let log = RelayLog::new(Box::new(io::stdout()), required);
+    runtime.block_on(async {
+        let relay = match Relay::start(config, log.clone()).await {
+            Ok(relay) => relay,
+            Err(err) => {
+                ui.error(&err);
+                return ExitCode::StartFailure;
+            }
+        };
+        log.note("listening", serde_json::json!({"url": relay.url()}));
+        shutdown_signal().await;
+        log.note("stopping", serde_json::json!({"queued": relay.queued()}));
+        relay.shutdown().await;
+        ExitCode::Pass
+    })
+}
+
+fn serve(args: ServeArgs, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
+    let Some(manifest) = load_manifest(&args.manifest, ui) else {
+        return ExitCode::Usage;
+    };
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = crate::serve::ServeConfig {
+        manifest: std::sync::Arc::new(manifest),
+        seed: args.seed,
+        mocks: args.mocks.config(args.seed),
+        admin_addr: args.admin_addr.unwrap_or(any),
+        log_path: args.log.clone(),
+    };
+    let Some(runtime) = runtime(ui) else {
+        return ExitCode::StartFailure;
+    };
+    runtime.block_on(async {
+        let served = match crate::serve::Served::start(config.clone()).await {
+            Ok(served) => served,
+            Err(err) => {
+                ui.error(&err);
+                return ExitCode::StartFailure;
+            }
+        };
+        let m = &served.mocks;
+        let _ = writeln!(out, "stagegate sandbox, seed {} — Ctrl-C stops it\n", config.seed);
+        let _ = writeln!(out, "  mock ATS      {}  (Bearer {})", m.ats_url(), config.mocks.ats_token);
+        let _ = writeln!(out, "  mock vendor   {}  (Bearer {})", m.vendor_url(), config.mocks.vendor_token);
+        let _ = writeln!(out, "  notify sink   {}", m.notify_url());
+        let _ = writeln!(out, "  admin API     {}  (GET /admin/candidates, /admin/state, /admin/log; PUT /admin/faults; POST /admin/fire)", served.admin_url());
+        let _ = writeln!(out, "  log           {}\n", config.log_path.display());
+        let _ = writeln!(out, "# for the integration under test (INTEGRATION-PROTOCOL.md §1):");
+        for (name, value) in [
+            ("STAGEGATE_ATS_URL", m.ats_url().to_owned()),
+            ("STAGEGATE_ATS_TOKEN", config.mocks.ats_token.clone()),
+            ("STAGEGATE_VENDOR_URL", m.vendor_url().to_owned()),
+            ("STAGEGATE_VENDOR_TOKEN", config.mocks.vendor_token.clone()),
+            ("STAGEGATE_VENDOR_WEBHOOK_SECRET", served.vendor_secret.to_string()),
+            ("STAGEGATE_ATS_WEBHOOK_SECRET", served.ats_secret.to_string()),
+            ("STAGEGATE_NOTIFY_URL", m.notify_url().to_owned()),
+            ("STAGEGATE_MANIFEST", std::path::absolute(&args.manifest).unwrap_or(args.manifest.clone()).display().to_string()),
+        ] {
+            let _ = writeln!(out, "export {name}={value}");
+        }
+        let _ = writeln!(out, "\ncandidates:");
+        for c in &served.sandbox.candidates {
+            let _ = writeln!(out, "  {}  {}  {:?}  {} in {}", c.id, c.profile, c.role, c.requisition.id, c.requisition.location);
+        }
+        let _ = out.flush();
+        shutdown_signal().await;
+        match served.shutdown().await {
+            Ok(()) => ExitCode::Pass,
+            Err(err) => {
+                ui.error(&err);
+                ExitCode::Usage
+            }
+        }
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
+
 fn log_verify(file: &Path, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
     let records = match crate::observe::read(file) {
         Ok(records) => records,
@@ -385,6 +676,77 @@ fn log_verify(file: &Path, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
             ExitCode::Blocked
         }
     }
+}
+
+fn sandbox_generate(run: GenerateRun, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
+    // Written beside the target and renamed at the end, so a failed or interrupted
+    // run never leaves a truncated dataset under the real name.
+    let mut partial = run.out.clone().into_os_string();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let written = std::fs::File::create(&partial)
+        .map_err(|source| GenerateError::Write {
+            path: partial.clone(),
+            source,
+        })
+        .and_then(|file| {
+            let mut writer = io::BufWriter::with_capacity(1 << 20, file);
+            dataset::write(&mut writer, &run.manifest, run.options).map_err(|err| match err {
+                WriteError::Dataset(err) => GenerateError::Dataset(err),
+                WriteError::Io(source) => GenerateError::Write {
+                    path: partial.clone(),
+                    source,
+                },
+            })
+        })
+        .and_then(|summary| {
+            std::fs::rename(&partial, &run.out)
+                .map(|()| summary)
+                .map_err(|source| GenerateError::Write {
+                    path: run.out.clone(),
+                    source,
+                })
+        });
+    match written {
+        Ok(summary) => {
+            let _ = writeln!(
+                out,
+                "wrote {} candidates to {} (seed {}; low {}, medium {}, high {})",
+                summary.total(),
+                run.out.display(),
+                run.options.seed,
+                summary.low,
+                summary.medium,
+                summary.high
+            );
+            ExitCode::Pass
+        }
+        Err(err) => {
+            let _ = std::fs::remove_file(&partial);
+            ui.error(&err);
+            ExitCode::Usage
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid --risk-mix `{text}`")]
+struct RiskMixArgError {
+    text: String,
+    #[source]
+    source: RiskMixError,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum GenerateError {
+    #[error("cannot generate the dataset")]
+    Dataset(#[source] DatasetError),
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -11,6 +11,9 @@
 //! - [`check`] streams payloads from files or stdin through the contracts on every core.
 //! - [`delivery`] signs webhooks (Standard Webhooks) and sends planned events to the
 //!   integration with retries, backoff and perturbations.
+//! - [`sandbox`] enriches the manifest's candidates with fake but realistic people,
+//!   requisitions and risk tiers, synthesizes their contract-valid events, and writes
+//!   the large datasets of `stagegate sandbox generate`, all from one seed.
 //! - [`observe`] is the hash-chained observation log every exchange of a run goes to.
 //! - [`exit`] holds the exit codes a CI release gate relies on.
 //!
@@ -36,4 +39,5 @@ pub mod observe;
 pub mod relay;
 pub mod run;
 pub mod sandbox;
+pub mod serve;
 pub mod suggest;

@@ -83,6 +83,19 @@ pub struct CandidateState {
 }
 
 impl CandidateState {
+    fn new(candidate: &SandboxCandidate) -> Self {
+        CandidateState {
+            id: candidate.id.0.clone(),
+            person: candidate.person.clone(),
+            requisition: candidate.requisition.clone(),
+            stage: INITIAL_STAGE.to_owned(),
+            revision: 1,
+            applied: BTreeMap::new(),
+            activity: VecDeque::new(),
+            activity_total: 0,
+        }
+    }
+
     /// The record as `GET /v1/candidates/{id}` returns it.
     pub fn record(&self) -> Value {
         json!({
@@ -154,6 +167,9 @@ pub struct AtsState {
     candidates: Mutex<HashMap<String, CandidateState>>,
     grants: Mutex<Vec<AccessGrant>>,
     exceptions: Mutex<Vec<ExceptionItem>>,
+    /// How many times each event id was applied (the harness waits on it).
+    applied_ids: Mutex<HashMap<String, u32>>,
+    requests: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -171,19 +187,7 @@ impl AtsState {
     ) -> Self {
         let records = candidates
             .iter()
-            .map(|c| {
-                let state = CandidateState {
-                    id: c.id.0.clone(),
-                    person: c.person.clone(),
-                    requisition: c.requisition.clone(),
-                    stage: INITIAL_STAGE.to_owned(),
-                    revision: 1,
-                    applied: BTreeMap::new(),
-                    activity: VecDeque::new(),
-                    activity_total: 0,
-                };
-                (c.id.0.clone(), state)
-            })
+            .map(|c| (c.id.0.clone(), CandidateState::new(c)))
             .collect();
         AtsState {
             manifest,
@@ -193,7 +197,27 @@ impl AtsState {
             candidates: Mutex::new(records),
             grants: Mutex::new(Vec::new()),
             exceptions: Mutex::new(Vec::new()),
+            applied_ids: Mutex::new(HashMap::new()),
+            requests: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Adds candidates (a run seeds the ATS once the plan, which needs the mocks' URLs, exists).
+    pub fn add_candidates(&self, candidates: &[SandboxCandidate]) {
+        let mut records = lock(&self.candidates);
+        for candidate in candidates {
+            records.insert(candidate.id.0.clone(), CandidateState::new(candidate));
+        }
+    }
+
+    /// How many times the event with this id was applied.
+    pub fn times_applied(&self, event_id: &str) -> u32 {
+        lock(&self.applied_ids).get(event_id).copied().unwrap_or(0)
+    }
+
+    /// Requests received so far, answered or not (the harness waits for quiet).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A copy of one candidate's state.
@@ -403,6 +427,11 @@ async fn post_event(
     }
     candidate.activity_total += 1;
     let revision = candidate.revision;
+    if let Some(event_id) = text_at(&payload, "event_id") {
+        *lock(&state.applied_ids)
+            .entry(event_id.to_owned())
+            .or_default() += 1;
+    }
     // Logged under the candidates lock so the log's order is the order of application.
     state.log.append(
         Actor::Ats,
@@ -598,6 +627,11 @@ mod tests {
         }
         let candidate = state.candidate("CAND_canary_001").expect("seeded");
         assert_eq!(candidate.activity_total, 2);
+        assert_eq!(
+            state.times_applied("evt_1"),
+            2,
+            "the harness can see the duplicate"
+        );
         assert_eq!(
             candidate.applied["identity.verification.completed"]
                 .event_id

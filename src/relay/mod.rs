@@ -1,4 +1,251 @@
 //! The reference relay: a correct, production-shaped integration, and the default
 //! integration of `stagegate run`.
+//!
+//! It is written only against INTEGRATION-PROTOCOL.md, like any team's integration:
+//! configured by the `STAGEGATE_*` variables, it verifies Standard Webhooks
+//! signatures, commits each event to a durable SQLite queue before acknowledging
+//! (milliseconds), and a worker writes the queue to the ATS: reading the candidate
+//! first, dropping stale events, skipping candidates outside the canary scope,
+//! retrying with exponential backoff, one event per candidate at a time so order
+//! holds. Every processed event is one JSON log line with the manifest's
+//! `log_fields_required` and no personal data.
 
+pub mod config;
+pub mod log;
 pub mod store;
+mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::delivery::signature::{self, WebhookSecret};
+use crate::mock::RunningServer;
+use config::RelayConfig;
+use log::RelayLog;
+use store::{Accepted, Store};
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The configuration is incomplete or wrong.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The state store could not be opened.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// The listener could not be bound.
+    #[error(transparent)]
+    Bind(#[from] crate::mock::BindError),
+}
+
+struct Shared {
+    config: RelayConfig,
+    store: Store,
+    log: RelayLog,
+    wake: Notify,
+    deliveries: std::sync::atomic::AtomicU64,
+}
+
+/// A running relay: its HTTP server and its worker.
+pub struct Relay {
+    server: RunningServer,
+    worker: tokio::task::JoinHandle<()>,
+    shared: Arc<Shared>,
+}
+
+impl Relay {
+    /// Opens the store, binds the listener and starts the worker.
+    pub async fn start(config: RelayConfig, log: RelayLog) -> Result<Relay, RelayError> {
+        std::fs::create_dir_all(&config.state_dir)
+            .map_err(config::ConfigError::state_dir(&config.state_dir))?;
+        let store = Store::open(&config.state_dir.join("relay.sqlite3"))?;
+        let listen = config.listen;
+        let shared = Arc::new(Shared {
+            config,
+            store,
+            log,
+            wake: Notify::new(),
+            deliveries: Default::default(),
+        });
+        let server = RunningServer::start(router(Arc::clone(&shared)), listen).await?;
+        let worker = tokio::spawn(worker::run(Arc::clone(&shared)));
+        Ok(Relay {
+            server,
+            worker,
+            shared,
+        })
+    }
+
+    /// The relay's base URL.
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// Events still waiting to be written.
+    pub fn queued(&self) -> u64 {
+        self.shared.store.queued().unwrap_or(0)
+    }
+
+    /// Stops accepting webhooks, then stops the worker (queued events stay queued).
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
+        self.worker.abort();
+        let _ = self.worker.await;
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/webhooks/vendor", post(vendor_webhook))
+        .route("/webhooks/ats", post(ats_webhook))
+        .with_state(shared)
+}
+
+fn reject(status: StatusCode, reason: String) -> Response {
+    (status, axum::Json(json!({"error": reason}))).into_response()
+}
+
+/// The 401 for a delivery whose signature does not verify, if it does not.
+fn unverified(secret: &WebhookSecret, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
+    signature::verify_headers(
+        secret,
+        headers,
+        body,
+        signature::unix_now(),
+        signature::TIMESTAMP_TOLERANCE,
+    )
+    .err()
+    .map(|err| {
+        reject(
+            StatusCode::UNAUTHORIZED,
+            format!("signature rejected: {err}"),
+        )
+    })
+}
+
+async fn vendor_webhook(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let received_at = crate::observe::format_time(chrono::Utc::now());
+    let config = &shared.config;
+    if !config.has_fault("no_signature_check")
+        && let Some(response) = unverified(&config.vendor_secret, &headers, &body)
+    {
+        return response;
+    }
+    if config.has_fault("slow_ack") {
+        // Deliberate defect: process before acknowledging, past the ack SLA.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let event: Value = match serde_json::from_slice(&body) {
+        Ok(event @ Value::Object(_)) => event,
+        Ok(_) => {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                "the body is not a JSON object".into(),
+            );
+        }
+        Err(err) => return reject(StatusCode::BAD_REQUEST, format!("malformed JSON: {err}")),
+    };
+    let text = |key: &str| event.get(key).and_then(Value::as_str).map(str::to_owned);
+    let (Some(contract), Some(key), Some(candidate), Some(occurred_at)) = (
+        text("type"),
+        text("idempotency_key"),
+        text("ats_candidate_id"),
+        text("occurred_at"),
+    ) else {
+        return reject(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "an event needs \"type\", \"idempotency_key\", \"ats_candidate_id\" and \"occurred_at\"".into(),
+        );
+    };
+    let webhook_id = headers
+        .get(signature::header::ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    // Deliberate defect `no_dedupe`: every delivery looks new to the store.
+    let store_key = if shared.config.has_fault("no_dedupe") {
+        format!(
+            "{key}#{}",
+            shared
+                .deliveries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        )
+    } else {
+        key.clone()
+    };
+    let stored = {
+        let shared = Arc::clone(&shared);
+        let body = String::from_utf8_lossy(&body).into_owned();
+        let received_at = received_at.clone();
+        tokio::task::spawn_blocking(move || {
+            shared.store.accept(
+                &store_key,
+                &webhook_id,
+                &candidate,
+                &contract,
+                &occurred_at,
+                &body,
+                &received_at,
+            )
+        })
+        .await
+    };
+    let accepted = match stored {
+        Ok(Ok(accepted)) => accepted,
+        Ok(Err(err)) => return reject(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
+        Err(_) => {
+            return reject(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store task failed".into(),
+            );
+        }
+    };
+    let outcome = match accepted {
+        Accepted::Queued(_) => {
+            shared.wake.notify_one();
+            "queued"
+        }
+        Accepted::Duplicate => "duplicate",
+    };
+    shared.log.event(&event, &received_at, None, outcome);
+    (StatusCode::OK, axum::Json(json!({"status": outcome}))).into_response()
+}
+
+async fn ats_webhook(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(response) = unverified(&shared.config.ats_secret, &headers, &body) {
+        return response;
+    }
+    match serde_json::from_slice::<Value>(&body) {
+        // Stage changes are acknowledged; the hiring-policy flow acts on them.
+        Ok(Value::Object(_)) => {
+            (StatusCode::OK, axum::Json(json!({"status": "accepted"}))).into_response()
+        }
+        Ok(_) => reject(
+            StatusCode::BAD_REQUEST,
+            "the body is not a JSON object".into(),
+        ),
+        Err(err) => reject(StatusCode::BAD_REQUEST, format!("malformed JSON: {err}")),
+    }
+}
+
+/// How long the worker sleeps when the queue is empty and nothing wakes it; a
+/// backstop, since every accepted webhook wakes it at once.
+const IDLE_POLL: Duration = Duration::from_millis(500);

@@ -1,3 +1,303 @@
-//! A gate run: scenarios, the integration's lifecycle, and the run's artifacts.
+//! A gate run: build the sandbox and the plan, start the mocks and the integration,
+//! drive every scenario, and keep the artifacts (plan, observation log, the
+//! integration's output) for the judge and for people.
+//!
+//! The run only produces a log; judging it is a separate, pure step, so a recorded
+//! run can be judged again offline.
 
+pub mod drive;
+pub mod plan;
+pub mod scenarios;
 pub mod sut;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+use crate::delivery::{RetryPolicy, Sender, WebhookSecret};
+use crate::manifest::Manifest;
+use crate::mock::{MockConfig, Mocks};
+use crate::observe::{Actor, Entry, ObservationLog, Record};
+use crate::sandbox::synth::SynthConfig;
+use drive::{Driver, ScenarioReport};
+use plan::{Plan, Scenario};
+use sut::{SutEnv, SutProcess};
+
+/// Which integration a run tests.
+#[derive(Debug, Clone)]
+pub enum Integration {
+    /// Started by the harness through `sh -c`, with the protocol environment.
+    Command(String),
+    /// Already running at this base URL; the mocks listen where the config says.
+    Url(url::Url),
+}
+
+/// A validated run configuration.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The manifest, loaded.
+    pub manifest: Arc<Manifest>,
+    /// Its absolute path, for the integration.
+    pub manifest_path: PathBuf,
+    /// What to test.
+    pub integration: Integration,
+    /// The seed of everything random.
+    pub seed: u64,
+    /// Scenarios, in run order.
+    pub scenarios: Vec<Scenario>,
+    /// Where artifacts go.
+    pub out_dir: PathBuf,
+    /// How much faster than real time policy windows pass.
+    pub time_scale: f64,
+    /// How long each scenario may take to drain.
+    pub drain_deadline: Duration,
+    /// How long the integration may take to become ready.
+    pub ready_timeout: Duration,
+    /// Where the mocks listen (port 0: any) and their tokens.
+    pub mocks: MockConfig,
+    /// The webhook acknowledgement deadline.
+    pub ack_sla: Duration,
+}
+
+/// Why a run could not be carried out (as opposed to a run that found defects).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// An artifact could not be written.
+    #[error("cannot write the run's artifacts in {}", path.display())]
+    Artifacts {
+        /// The folder or file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The observation log failed.
+    #[error(transparent)]
+    Log(#[from] crate::observe::LogError),
+    /// The observation log could not be read back.
+    #[error(transparent)]
+    ReadLog(#[from] crate::observe::ReadError),
+    /// The sandbox could not be built.
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
+    /// The plan could not be made.
+    #[error(transparent)]
+    Prepare(#[from] scenarios::PrepareError),
+    /// A mock could not bind its address.
+    #[error("the sandbox could not start")]
+    Mocks(#[source] crate::mock::BindError),
+    /// The integration did not start.
+    #[error("the integration under test could not start")]
+    Integration(#[source] sut::StartError),
+}
+
+impl RunError {
+    /// Whether the failure is the sandbox's or the integration's failure to start.
+    pub fn is_start_failure(&self) -> bool {
+        matches!(self, RunError::Mocks(_) | RunError::Integration(_))
+    }
+}
+
+/// What a run produced, before judging.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// The run's id.
+    pub run_id: String,
+    /// The plan.
+    pub plan: Plan,
+    /// Per scenario, what was sent and what landed.
+    pub scenarios: Vec<ScenarioReport>,
+    /// Every record of the observation log.
+    pub records: Vec<Record>,
+    /// The artifacts folder.
+    pub out_dir: PathBuf,
+    /// A description of the integration (command or URL).
+    pub integration: String,
+    /// Wall time of the whole run.
+    pub elapsed: Duration,
+}
+
+/// Carries out a run; `progress` hears the number of deliveries done, and gets the
+/// total first through `total`.
+pub async fn execute(
+    config: &RunConfig,
+    total: &dyn Fn(u64),
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<RunOutput, RunError> {
+    let started = Instant::now();
+    let out = &config.out_dir;
+    std::fs::create_dir_all(out).map_err(|source| RunError::Artifacts {
+        path: out.clone(),
+        source,
+    })?;
+    let run_id = format!(
+        "run-{:016x}-{}",
+        config.seed,
+        chrono::Utc::now().format("%Y%m%dT%H%M%S")
+    );
+    let log = ObservationLog::create(&out.join("observation.jsonl"), &run_id)?;
+    log.append(
+        Actor::Harness,
+        "run.start",
+        Entry::detail(json!({"seed": config.seed, "scenarios": config.scenarios, "manifest": config.manifest_path})),
+    );
+
+    let sandbox = crate::sandbox::build(&config.manifest, config.seed)?;
+    let mocks = Mocks::start(Arc::clone(&config.manifest), &[], &config.mocks, &log)
+        .await
+        .map_err(RunError::Mocks)?;
+    let vendor_url = mocks.vendor_url().parse().map_err(|_| {
+        RunError::Mocks(crate::mock::BindError {
+            addr: config.mocks.vendor_addr,
+            source: std::io::Error::other("the vendor URL does not parse"),
+        })
+    })?;
+    // An hour back leaves room for `<= now()` however long the run takes.
+    let anchor = chrono::Utc::now() - chrono::TimeDelta::hours(1);
+    let synth = SynthConfig {
+        seed: config.seed,
+        anchor,
+        vendor_base_url: vendor_url,
+    };
+    let prepared = scenarios::prepare(
+        &config.manifest,
+        &sandbox,
+        &config.scenarios,
+        synth,
+        config.ack_sla.as_millis() as u64,
+    )?;
+    mocks.ats.add_candidates(&prepared.candidates);
+    for pack in &prepared.packs {
+        mocks.vendor.register_pack(pack.clone());
+    }
+    let plan_path = out.join("plan.json");
+    let plan_text = serde_json::to_vec_pretty(&prepared.plan).unwrap_or_default();
+    std::fs::write(&plan_path, plan_text).map_err(|source| RunError::Artifacts {
+        path: plan_path,
+        source,
+    })?;
+
+    let mut rng = ChaCha8Rng::seed_from_u64(crate::mock::mix(config.seed, 7));
+    let vendor_secret = WebhookSecret::generate(&mut rng);
+    let ats_secret = WebhookSecret::generate(&mut rng);
+    let (process, url, integration) = match &config.integration {
+        Integration::Command(command) => {
+            let listen = free_port().map_err(|source| {
+                RunError::Integration(sut::StartError::Spawn {
+                    command: command.clone(),
+                    source,
+                })
+            })?;
+            let state_dir = out.join("integration-state");
+            std::fs::create_dir_all(&state_dir).map_err(|source| RunError::Artifacts {
+                path: state_dir.clone(),
+                source,
+            })?;
+            let env = SutEnv {
+                listen,
+                ats_url: mocks.ats_url().to_owned(),
+                ats_token: config.mocks.ats_token.clone(),
+                vendor_url: mocks.vendor_url().to_owned(),
+                vendor_token: config.mocks.vendor_token.clone(),
+                vendor_webhook_secret: vendor_secret.to_string(),
+                ats_webhook_secret: ats_secret.to_string(),
+                notify_url: mocks.notify_url().to_owned(),
+                manifest: config.manifest_path.clone(),
+                state_dir,
+                time_scale: config.time_scale,
+            };
+            let process = SutProcess::start(
+                command,
+                &env,
+                &out.join("integration.log"),
+                &log,
+                config.ready_timeout,
+            )
+            .await
+            .map_err(RunError::Integration)?;
+            (Some(process), env.url(), command.clone())
+        }
+        Integration::Url(url) => (
+            None,
+            url.as_str().trim_end_matches('/').to_owned(),
+            url.to_string(),
+        ),
+    };
+    let webhook_url = format!("{url}/webhooks/vendor").parse().map_err(|_| {
+        RunError::Integration(sut::StartError::NotReady {
+            url: url.clone(),
+            timeout: Duration::ZERO,
+            last_lines: String::new(),
+        })
+    })?;
+
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap_or_default();
+    let policy = RetryPolicy {
+        ack_timeout: config.ack_sla.max(Duration::from_millis(100)) * 2,
+        ..RetryPolicy::default()
+    };
+    let sender = Arc::new(Sender::new(
+        client,
+        vendor_secret,
+        policy,
+        config.seed,
+        log.clone(),
+    ));
+    let driver = Driver {
+        sender,
+        url: webhook_url,
+        ats: Arc::clone(&mocks.ats),
+        log: log.clone(),
+        drain_deadline: config.drain_deadline,
+    };
+    total(
+        prepared
+            .batches
+            .iter()
+            .flat_map(|b| &b.groups)
+            .map(|g| g.deliveries.len() as u64)
+            .sum(),
+    );
+    let reports = driver
+        .drive(prepared.batches, &prepared.plan, progress)
+        .await;
+
+    if let Some(process) = process {
+        process.stop().await;
+    }
+    mocks.shutdown().await;
+    log.append(
+        Actor::Harness,
+        "run.end",
+        Entry::detail(json!({"elapsed_ms": started.elapsed().as_millis() as u64})),
+    );
+    log.flush().map_err(|source| RunError::Artifacts {
+        path: out.join("observation.jsonl"),
+        source,
+    })?;
+    let records = crate::observe::read(&out.join("observation.jsonl"))?;
+    Ok(RunOutput {
+        run_id,
+        plan: prepared.plan,
+        scenarios: reports,
+        records,
+        out_dir: out.clone(),
+        integration,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// A free loopback port for the integration (bound and released: the integration
+/// binds it a moment later, and nothing else on loopback races for it in practice).
+fn free_port() -> std::io::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    listener.local_addr()
+}

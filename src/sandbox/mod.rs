@@ -1,4 +1,382 @@
 //! The sandbox: risk-tiered candidates enriched with fake but realistic people,
 //! deterministic from the run's seed, and the events they produce.
+//!
+//! The flow, one module a step:
+//!
+//! - [`build`] turns a manifest's `sandbox_dataset` into [`SandboxCandidate`]s: a
+//!   [`Person`] from [`people`], a [`Requisition`] (the manifest's, completed, or one
+//!   inside the canary scope from [`scope`]), a [`RiskTier`] and a default
+//!   `expected_sequence` from [`profiles`]. It adds the out-of-scope control
+//!   candidates the `canary.scope` check needs.
+//! - [`synth`] turns a candidate's expected sequence into contract-valid payloads and
+//!   the evidence packs their `evidence_pack.url`s point to.
+//! - [`dataset`] writes and reads the large generated datasets of
+//!   `stagegate sandbox generate`.
+//!
+//! Everything random comes from the one `u64` seed. Each candidate draws from its own
+//! ChaCha8 generators, keyed through SHA-256 by (seed, stream, candidate index) for its
+//! person and requisition and by (seed, candidate id) for its events, so appending a
+//! candidate changes no other candidate's data, and no generator's output depends on
+//! how many values another one drew. The one deliberate exception is e-mail
+//! uniqueness: a later candidate whose address would repeat an earlier one gets a
+//! numbered address instead.
 
+pub mod dataset;
 pub mod model;
+pub mod people;
+pub mod profiles;
+mod regex_gen;
+pub mod scope;
+pub mod synth;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use sha2::{Digest, Sha256};
+
+use crate::contract::ContractSet;
+use crate::contract::assertion::{AssertionKind, Clause, EvalContext, Predicate};
+use crate::manifest::{CandidateId, ExpectedEvent, Manifest};
+use dataset::Dataset;
+pub use model::{
+    EvidenceCheck, EvidencePack, Person, Requisition, RiskTier, Role, SandboxCandidate,
+};
+use people::PersonGenerator;
+use profiles::ProfileError;
+pub use scope::in_canary_scope;
+
+/// Every sandbox candidate of a run: the manifest's, enriched, then the controls.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    /// The seed everything was generated from.
+    pub seed: u64,
+    /// Seeded candidates in manifest order, then the out-of-scope controls.
+    pub candidates: Vec<SandboxCandidate>,
+}
+
+impl Sandbox {
+    /// The candidate with this id.
+    pub fn candidate(&self, id: &str) -> Option<&SandboxCandidate> {
+        self.candidates.iter().find(|c| c.id.0 == id)
+    }
+}
+
+/// Why a sandbox could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// One or more manifest candidates have no usable profile or requisition.
+    #[error("{0}")]
+    Candidates(CandidateErrors),
+    /// No id for a control candidate satisfies the contracts' `ats_candidate_id` patterns.
+    #[error(
+        "no id for the {role} control candidate satisfies the contracts' `ats_candidate_id` rules (tried {tried})"
+    )]
+    ControlId {
+        /// Which control.
+        role: &'static str,
+        /// The ids tried, comma-separated.
+        tried: String,
+    },
+    /// The control candidates' flow cannot be expressed against the manifest's contracts.
+    #[error("the control candidates cannot be given a flow")]
+    ControlFlow(#[source] ProfileError),
+    /// Every location the sandbox knows is excluded from the canary scope.
+    #[error(
+        "every location the sandbox knows is in `exclude_locations`, so no requisition can be inside the canary scope"
+    )]
+    NoLocation,
+    /// The canary scope names no tag, so no requisition can be inside it.
+    #[error("the canary scope has no `include_tags`, so no requisition can be inside it")]
+    NoIncludedTag,
+}
+
+/// Every per-candidate problem found while building, in manifest order.
+#[derive(Debug)]
+pub struct CandidateErrors(pub Vec<CandidateError>);
+
+impl fmt::Display for CandidateErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.as_slice() {
+            [one] => write!(f, "{one}"),
+            many => {
+                // A generated dataset can have thousands; the first few tell the story.
+                const SHOWN: usize = 5;
+                write!(f, "{} sandbox candidates cannot be built", many.len())?;
+                for problem in many.iter().take(SHOWN) {
+                    write!(f, "; {problem}")?;
+                }
+                if many.len() > SHOWN {
+                    write!(f, "; and {} more", many.len() - SHOWN)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One candidate's problem.
+#[derive(Debug, thiserror::Error)]
+#[error("candidate `{candidate}`: {problem}")]
+pub struct CandidateError {
+    /// The candidate.
+    pub candidate: CandidateId,
+    /// What is wrong (shown in the message, as the list of problems has no chain).
+    pub problem: ProfileError,
+}
+
+/// Builds every sandbox candidate of a manifest, deterministically from `seed`.
+///
+/// A manifest candidate keeps its id, profile, expected sequence and (completed)
+/// requisition; one without an `expected_sequence` takes its profile's default. Two
+/// control candidates outside the canary scope follow, when the scope allows them.
+pub fn build(manifest: &Manifest, seed: u64) -> Result<Sandbox, SandboxError> {
+    let scope = &manifest.raw.release_gate.canary_scope;
+    let mut people = PersonGenerator::new(seed);
+    let mut candidates = Vec::with_capacity(manifest.candidates.len() + 2);
+    let mut problems = Vec::new();
+    for (index, candidate) in manifest.candidates.iter().enumerate() {
+        let index = index as u64;
+        let profile = profiles::find(&candidate.profile);
+        let expected_sequence = match (&candidate.expected_sequence, profile) {
+            (Some(sequence), _) => sequence.clone(),
+            (None, Some(profile)) => match profile.expected_sequence(&manifest.contracts) {
+                Ok(sequence) => sequence,
+                Err(problem) => {
+                    problems.push(CandidateError {
+                        candidate: candidate.id.clone(),
+                        problem,
+                    });
+                    continue;
+                }
+            },
+            (None, None) => {
+                problems.push(CandidateError {
+                    candidate: candidate.id.clone(),
+                    problem: ProfileError::unknown(&candidate.profile),
+                });
+                continue;
+            }
+        };
+        let mut rng = derive_rng(seed, "requisition/seeded", index);
+        let requisition = match &candidate.requisition {
+            Some(def) => scope::complete(def, scope, &mut rng)?,
+            None => scope::inside(scope, &mut rng)?,
+        };
+        candidates.push(SandboxCandidate {
+            id: candidate.id.clone(),
+            profile: candidate.profile.clone(),
+            // A profile the sandbox does not know still needs a tier; medium claims least.
+            risk_tier: profile.map_or(RiskTier::Medium, |p| p.risk_tier),
+            person: people.person(people::Stream::Seeded, index),
+            requisition,
+            expected_sequence,
+            role: Role::Seeded,
+        });
+    }
+    if !problems.is_empty() {
+        return Err(SandboxError::Candidates(CandidateErrors(problems)));
+    }
+    let controls = controls(manifest, seed, &mut people, &candidates)?;
+    candidates.extend(controls);
+    Ok(Sandbox { seed, candidates })
+}
+
+/// The sandbox of a generated dataset: its candidates with their profiles' default
+/// sequences, then the same controls [`build`] adds.
+pub fn from_dataset(manifest: &Manifest, dataset: &Dataset) -> Result<Sandbox, SandboxError> {
+    let mut sequences: HashMap<&str, Result<Vec<ExpectedEvent>, ProfileError>> = HashMap::new();
+    let mut people = PersonGenerator::new(dataset.seed);
+    let mut candidates = Vec::with_capacity(dataset.candidates.len() + 2);
+    let mut problems = Vec::new();
+    for row in &dataset.candidates {
+        // The controls' addresses must not repeat a dataset's.
+        people.reserve(&row.email);
+        let sequence =
+            sequences.entry(row.profile.as_str()).or_insert_with(|| {
+                match profiles::find(&row.profile) {
+                    Some(profile) => profile.expected_sequence(&manifest.contracts),
+                    None => Err(ProfileError::unknown(&row.profile)),
+                }
+            });
+        match sequence {
+            Ok(sequence) => candidates.push(SandboxCandidate {
+                id: CandidateId(row.ats_candidate_id.clone()),
+                profile: row.profile.clone(),
+                risk_tier: row.risk_tier,
+                person: Person {
+                    name: row.name.clone(),
+                    email: row.email.clone(),
+                    phone: row.phone.clone(),
+                },
+                requisition: row.requisition.clone(),
+                expected_sequence: sequence.clone(),
+                role: Role::Seeded,
+            }),
+            Err(problem) => problems.push(CandidateError {
+                candidate: CandidateId(row.ats_candidate_id.clone()),
+                problem: problem.clone(),
+            }),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(SandboxError::Candidates(CandidateErrors(problems)));
+    }
+    let controls = controls(manifest, dataset.seed, &mut people, &candidates)?;
+    candidates.extend(controls);
+    Ok(Sandbox {
+        seed: dataset.seed,
+        candidates,
+    })
+}
+
+/// The out-of-scope control candidates: untagged, and in an excluded location.
+fn controls(
+    manifest: &Manifest,
+    seed: u64,
+    people: &mut PersonGenerator,
+    seeded: &[SandboxCandidate],
+) -> Result<Vec<SandboxCandidate>, SandboxError> {
+    let scope = &manifest.raw.release_gate.canary_scope;
+    let low = profiles::LOW_RISK_FAST_PATH;
+    let sequence = match low.expected_sequence(&manifest.contracts) {
+        Ok(sequence) => sequence,
+        // A manifest whose contracts cannot express the fast path still gets controls:
+        // they replay the first seeded candidate's flow instead.
+        Err(err) => match seeded.first() {
+            Some(first) => first.expected_sequence.clone(),
+            None => return Err(SandboxError::ControlFlow(err)),
+        },
+    };
+    let mut out = Vec::with_capacity(2);
+    let mut wanted = vec![(Role::ControlUntagged, "untagged", "CAND_control_untagged")];
+    if !scope.exclude_locations.is_empty() {
+        wanted.push((
+            Role::ControlExcludedLocation,
+            "excluded-location",
+            "CAND_control_excluded_location",
+        ));
+    }
+    for (index, (role, label, preferred)) in wanted.into_iter().enumerate() {
+        let index = index as u64;
+        let mut rng = derive_rng(seed, "control", index);
+        let id = control_id(&manifest.contracts, seeded, preferred, label, &mut rng)?;
+        let mut rng = derive_rng(seed, "requisition/control", index);
+        let requisition = match role {
+            Role::ControlExcludedLocation => scope::excluded_location(scope, &mut rng)?,
+            _ => scope::untagged(scope, &mut rng)?,
+        };
+        out.push(SandboxCandidate {
+            id,
+            profile: low.name.to_owned(),
+            risk_tier: low.risk_tier,
+            person: people.person(people::Stream::Control, index),
+            requisition,
+            expected_sequence: sequence.clone(),
+            role,
+        });
+    }
+    Ok(out)
+}
+
+/// A control id that no seeded candidate uses and every `ats_candidate_id` rule accepts.
+fn control_id(
+    contracts: &ContractSet,
+    seeded: &[SandboxCandidate],
+    preferred: &str,
+    label: &'static str,
+    rng: &mut ChaCha8Rng,
+) -> Result<CandidateId, SandboxError> {
+    let acceptable = |id: &str| {
+        !seeded.iter().any(|c| c.id.0 == id) && id_rule_violation(contracts, id).is_none()
+    };
+    let mut tried = Vec::new();
+    for n in 1..=4 {
+        let id = match n {
+            1 => preferred.to_owned(),
+            n => format!("{preferred}_{n}"),
+        };
+        if acceptable(&id) {
+            return Ok(CandidateId(id));
+        }
+        tried.push(id);
+    }
+    // The conventional names break the manifest's id pattern: sample from the pattern.
+    for (clause, _) in id_clauses(contracts) {
+        if let Predicate::Matches(pattern) = &clause.predicate
+            && let Ok(sampler) = regex_gen::RegexSampler::new(&pattern.source)
+        {
+            for _ in 0..64 {
+                if let Some(id) = sampler.sample(rng)
+                    && acceptable(&id)
+                {
+                    return Ok(CandidateId(id));
+                }
+            }
+            tried.push(format!("samples of `{}`", pattern.source));
+        }
+    }
+    Err(SandboxError::ControlId {
+        role: label,
+        tried: tried.join(", "),
+    })
+}
+
+/// Every clause on `ats_candidate_id`, with its contract's name.
+fn id_clauses(contracts: &ContractSet) -> impl Iterator<Item = (&Clause, &str)> {
+    contracts.iter().flat_map(|contract| {
+        contract
+            .assertions()
+            .iter()
+            .filter_map(|a| match a.kind() {
+                AssertionKind::Each(clauses) => Some(clauses),
+                AssertionKind::StableFor(_) => None,
+            })
+            .flatten()
+            .filter(|c| c.subject.as_str() == "ats_candidate_id")
+            .map(move |c| (c, contract.name().as_str()))
+    })
+}
+
+/// Why events carrying `id` as their `ats_candidate_id` would break a contract, if they would.
+pub(crate) fn id_rule_violation(contracts: &ContractSet, id: &str) -> Option<String> {
+    let value = serde_json::Value::String(id.to_owned());
+    let ctx = EvalContext::at_now();
+    id_clauses(contracts).find_map(|(clause, contract)| {
+        clause
+            .predicate
+            .evaluate("ats_candidate_id", &value, &ctx)
+            .map(|message| format!("contract `{contract}`: {message}"))
+    })
+}
+
+/// A generator keyed by (seed, stream, index): independent of every other key's draws.
+pub(crate) fn derive_rng(seed: u64, stream: &str, index: u64) -> ChaCha8Rng {
+    derive_rng_bytes(seed, stream, &index.to_le_bytes())
+}
+
+/// A generator keyed by (seed, stream, arbitrary bytes).
+pub(crate) fn derive_rng_bytes(seed: u64, stream: &str, key: &[u8]) -> ChaCha8Rng {
+    let mut hasher = Sha256::new();
+    hasher.update(seed.to_le_bytes());
+    // Length-prefixed so ("ab", "c") and ("a", "bc") never share a key.
+    hasher.update((stream.len() as u64).to_le_bytes());
+    hasher.update(stream.as_bytes());
+    hasher.update(key);
+    ChaCha8Rng::from_seed(hasher.finalize().into())
+}
+
+/// Lowercase hex of some bytes.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

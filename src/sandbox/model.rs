@@ -2,6 +2,7 @@
 //! risk tiers, and the evidence packs the mock vendor serves.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::manifest::{CandidateId, ExpectedEvent};
 
@@ -96,6 +97,60 @@ pub struct EvidencePack {
     pub checks: Vec<EvidenceCheck>,
     /// SHA-256 (hex) of the pack's canonical JSON without this field.
     pub digest: String,
+}
+
+impl EvidencePack {
+    /// The pack's canonical JSON without its digest: keys sorted, no whitespace.
+    pub fn canonical_json(&self) -> String {
+        // Every field but the digest.
+        let value = serde_json::json!({
+            "ats_candidate_id": self.ats_candidate_id,
+            "checks": self.checks,
+            "id": self.id,
+            "result": self.result,
+            "session_id": self.session_id,
+        });
+        let mut out = String::new();
+        write_canonical(&value, &mut out);
+        out
+    }
+
+    /// SHA-256 (hex) of [`EvidencePack::canonical_json`]: what `digest` must hold.
+    pub fn compute_digest(&self) -> String {
+        let digest = Sha256::digest(self.canonical_json().as_bytes());
+        super::hex(&digest)
+    }
+}
+
+// Sorts keys itself rather than rely on how serde_json's map happens to be built.
+fn write_canonical(value: &serde_json::Value, out: &mut String) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[key], out);
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
 }
 
 /// One check inside an evidence pack.

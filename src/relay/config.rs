@@ -1,0 +1,294 @@
+//! The relay's configuration: the `STAGEGATE_*` variables of INTEGRATION-PROTOCOL.md §1.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::delivery::signature::WebhookSecret;
+use crate::manifest::Manifest;
+
+/// Deliberate defects, for proving that the gate catches them. Never set in
+/// production; `stagegate run` reports them when set.
+pub const FAULTS_VARIABLE: &str = "STAGEGATE_RELAY_FAULTS";
+
+/// The defects the relay can be told to have, by name.
+pub const KNOWN_FAULTS: &[&str] = &[
+    "no_dedupe",
+    "no_signature_check",
+    "slow_ack",
+    "no_stale_check",
+    "ignore_canary",
+    "rewrite_key",
+    "log_pii",
+    "no_log_fields",
+    "drop_events",
+];
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A variable is not set.
+    #[error("{name} is not set (see INTEGRATION-PROTOCOL.md §1 for every STAGEGATE_* variable)")]
+    Missing {
+        /// The variable.
+        name: &'static str,
+    },
+    /// A variable's value is wrong.
+    #[error("{name}={value:?} is invalid: {reason}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// Its value (never a secret's).
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The manifest does not load.
+    #[error("STAGEGATE_MANIFEST: cannot load {}", path.display())]
+    Manifest {
+        /// The manifest.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<crate::manifest::ManifestError>,
+    },
+    /// The state folder cannot be created.
+    #[error("STAGEGATE_STATE_DIR: cannot create {}", path.display())]
+    StateDir {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ConfigError {
+    /// A mapper for `create_dir_all` failures on `path`.
+    pub fn state_dir(path: &Path) -> impl FnOnce(std::io::Error) -> ConfigError + '_ {
+        move |source| ConfigError::StateDir {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Everything the relay needs to run.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The ATS's base URL.
+    pub ats_url: String,
+    /// The ATS's bearer token.
+    pub ats_token: String,
+    /// The vendor's base URL.
+    pub vendor_url: String,
+    /// The vendor's bearer token.
+    pub vendor_token: String,
+    /// The vendor's webhook secret.
+    pub vendor_secret: WebhookSecret,
+    /// The ATS's webhook secret.
+    pub ats_secret: WebhookSecret,
+    /// The notification sink's base URL.
+    pub notify_url: String,
+    /// The manifest (canary scope, kill switch, log fields).
+    pub manifest: Arc<Manifest>,
+    /// The durable state folder.
+    pub state_dir: PathBuf,
+    /// How much faster than real time policy windows pass.
+    pub time_scale: f64,
+    /// Deliberate defects (tests of the gate only).
+    pub faults: BTreeSet<String>,
+}
+
+impl RelayConfig {
+    /// Reads the configuration through `get` (the process environment in production).
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<RelayConfig, ConfigError> {
+        let required = |name: &'static str| {
+            get(name)
+                .filter(|v| !v.is_empty())
+                .ok_or(ConfigError::Missing { name })
+        };
+        let listen_text = match get("STAGEGATE_LISTEN").filter(|v| !v.is_empty()) {
+            Some(listen) => listen,
+            None => format!("127.0.0.1:{}", required("PORT")?),
+        };
+        let listen = listen_text.parse().map_err(|_| ConfigError::Invalid {
+            name: "STAGEGATE_LISTEN",
+            value: listen_text.clone(),
+            reason: "expected IP:PORT such as 127.0.0.1:8080".into(),
+        })?;
+        let secret = |name: &'static str| -> Result<WebhookSecret, ConfigError> {
+            required(name)?
+                .parse()
+                .map_err(
+                    |err: crate::delivery::signature::SecretError| ConfigError::Invalid {
+                        name,
+                        value: "(secret not shown)".into(),
+                        reason: err.to_string(),
+                    },
+                )
+        };
+        let manifest_path = PathBuf::from(required("STAGEGATE_MANIFEST")?);
+        let manifest = Manifest::load(&manifest_path)
+            .map_err(|source| ConfigError::Manifest {
+                path: manifest_path.clone(),
+                source: Box::new(source),
+            })?
+            .value;
+        let time_scale = match get("STAGEGATE_TIME_SCALE").filter(|v| !v.is_empty()) {
+            None => 1.0,
+            Some(text) => match text.parse::<f64>() {
+                Ok(scale) if scale.is_finite() && scale > 0.0 => scale,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "STAGEGATE_TIME_SCALE",
+                        value: text,
+                        reason: "expected a number above 0, such as 60".into(),
+                    });
+                }
+            },
+        };
+        let mut faults = BTreeSet::new();
+        for fault in get(FAULTS_VARIABLE)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+        {
+            if !KNOWN_FAULTS.contains(&fault) {
+                return Err(ConfigError::Invalid {
+                    name: FAULTS_VARIABLE,
+                    value: fault.to_owned(),
+                    reason: format!("known faults are {}", KNOWN_FAULTS.join(", ")),
+                });
+            }
+            faults.insert(fault.to_owned());
+        }
+        Ok(RelayConfig {
+            listen,
+            ats_url: required("STAGEGATE_ATS_URL")?
+                .trim_end_matches('/')
+                .to_owned(),
+            ats_token: required("STAGEGATE_ATS_TOKEN")?,
+            vendor_url: required("STAGEGATE_VENDOR_URL")?
+                .trim_end_matches('/')
+                .to_owned(),
+            vendor_token: required("STAGEGATE_VENDOR_TOKEN")?,
+            vendor_secret: secret("STAGEGATE_VENDOR_WEBHOOK_SECRET")?,
+            ats_secret: secret("STAGEGATE_ATS_WEBHOOK_SECRET")?,
+            notify_url: required("STAGEGATE_NOTIFY_URL")?
+                .trim_end_matches('/')
+                .to_owned(),
+            manifest: Arc::new(manifest),
+            state_dir: PathBuf::from(required("STAGEGATE_STATE_DIR")?),
+            time_scale,
+            faults,
+        })
+    }
+
+    /// Whether a deliberate defect is switched on.
+    pub fn has_fault(&self, name: &str) -> bool {
+        self.faults.contains(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(dir: &Path) -> HashMap<&'static str, String> {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/release-gate.yaml");
+        HashMap::from([
+            ("STAGEGATE_LISTEN", "127.0.0.1:0".to_owned()),
+            ("STAGEGATE_ATS_URL", "http://127.0.0.1:1/".to_owned()),
+            ("STAGEGATE_ATS_TOKEN", "a".to_owned()),
+            ("STAGEGATE_VENDOR_URL", "http://127.0.0.1:2".to_owned()),
+            ("STAGEGATE_VENDOR_TOKEN", "v".to_owned()),
+            (
+                "STAGEGATE_VENDOR_WEBHOOK_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned(),
+            ),
+            (
+                "STAGEGATE_ATS_WEBHOOK_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned(),
+            ),
+            ("STAGEGATE_NOTIFY_URL", "http://127.0.0.1:3".to_owned()),
+            ("STAGEGATE_MANIFEST", manifest.display().to_string()),
+            ("STAGEGATE_STATE_DIR", dir.display().to_string()),
+        ])
+    }
+
+    #[test]
+    fn reads_the_protocol_variables() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let vars = env(dir.path());
+        let config = RelayConfig::from_env(|k| vars.get(k).cloned()).expect("complete");
+        assert_eq!(
+            config.ats_url, "http://127.0.0.1:1",
+            "trailing slashes are trimmed"
+        );
+        assert_eq!(config.time_scale, 1.0, "real time when unset");
+        assert!(config.faults.is_empty());
+    }
+
+    #[test]
+    fn problems_name_the_variable() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // (variable, value or None to unset, expected message, why)
+        let rows: [(&str, Option<&str>, &str, &str); 5] = [
+            (
+                "STAGEGATE_ATS_TOKEN",
+                None,
+                "STAGEGATE_ATS_TOKEN is not set",
+                "a missing variable",
+            ),
+            (
+                "STAGEGATE_LISTEN",
+                Some("localhost"),
+                "expected IP:PORT",
+                "not a socket address",
+            ),
+            (
+                "STAGEGATE_VENDOR_WEBHOOK_SECRET",
+                Some("plain"),
+                "(secret not shown)",
+                "a secret is never echoed",
+            ),
+            (
+                "STAGEGATE_TIME_SCALE",
+                Some("0"),
+                "above 0",
+                "time cannot stop",
+            ),
+            (
+                FAULTS_VARIABLE,
+                Some("no_dedup"),
+                "known faults are",
+                "a misspelt defect",
+            ),
+        ];
+        for (name, value, expected, why) in rows {
+            let mut vars = env(dir.path());
+            match value {
+                Some(v) => {
+                    vars.insert(name, v.to_owned());
+                }
+                None => {
+                    vars.remove(name);
+                }
+            }
+            let err = RelayConfig::from_env(|k| vars.get(k).cloned())
+                .expect_err(why)
+                .to_string();
+            assert!(err.contains(expected), "{why}: {err}");
+            assert!(
+                !err.contains("MfKQ9r8G"),
+                "{why}: secrets stay out of messages"
+            );
+        }
+    }
+}
