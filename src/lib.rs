@@ -15,6 +15,8 @@
 //!   requisitions and risk tiers, synthesizes their contract-valid events, and writes
 //!   the large datasets of `stagegate sandbox generate`, all from one seed.
 //! - [`observe`] is the hash-chained observation log every exchange of a run goes to.
+//! - [`run`] carries out a gate run: mocks, the integration, the scenarios' deliveries.
+//! - [`judge`] judges a run's observation log against its plan, one check a function.
 //! - [`exit`] holds the exit codes a CI release gate relies on.
 //!
 //! ```no_run
@@ -33,6 +35,7 @@ pub mod cli;
 pub mod contract;
 pub mod delivery;
 pub mod exit;
+pub mod judge;
 pub mod manifest;
 pub mod mock;
 pub mod observe;

@@ -20,6 +20,7 @@ use serde_json::Value;
     Ord,
     Serialize,
     Deserialize,
+    schemars::JsonSchema,
     clap::ValueEnum,
 )]
 #[serde(rename_all = "kebab-case")]
