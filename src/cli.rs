@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod gate;
+
 use crate::check::report::{HumanReport, HumanSink, JsonReport};
 use crate::check::{CheckError, Checker, Source};
 use crate::exit::ExitCode;
@@ -65,6 +67,8 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Run a release gate: drive every scenario at the integration, judge, report.
+    Run(Box<gate::RunArgs>),
     /// Run the reference relay, configured by the STAGEGATE_* variables (INTEGRATION-PROTOCOL.md §1).
     Relay,
     /// Serve the sandbox (mock ATS, mock vendor, notify sink) and an admin API until Ctrl-C.
@@ -230,7 +234,8 @@ enum SchemaRun {
 
 /// Runs a parsed command line and returns its exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    let mut stdout = io::stdout().lock();
+    // Not locked for the whole command: the relay and the run write from other threads.
+    let mut stdout = io::stdout();
     let mut ui = Ui::stderr();
     let code = match cli.command {
         Command::Validate { files } => validate(&files, &mut stdout, &mut ui),
@@ -332,6 +337,7 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Serve(args) => serve(args, &mut stdout, &mut ui),
+        Command::Run(args) => gate::run(*args, &mut stdout, &mut ui),
     };
     let _ = stdout.flush();
     code
