@@ -50,7 +50,7 @@ pub enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
-    /// Write JSON Schemas: one per contract of a manifest, or those of the manifest formats.
+    /// Write JSON Schemas: one per contract of a manifest, or those of stagegate's formats.
     Schema {
         /// Write `<contract>.schema.json` for every contract of this manifest.
         #[arg(
@@ -60,7 +60,7 @@ pub enum Command {
             conflicts_with = "formats"
         )]
         manifest: Option<PathBuf>,
-        /// Write the schemas of the manifest formats themselves.
+        /// Write the schemas of stagegate's own formats (manifests, run report).
         #[arg(long)]
         formats: bool,
         /// The folder to write into (created if missing).
@@ -504,6 +504,10 @@ fn schema(run: SchemaRun, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
                 (
                     "hiring-policy.schema.json".to_owned(),
                     manifest::hiring_policy_format_schema(),
+                ),
+                (
+                    "run-report.schema.json".to_owned(),
+                    crate::report::run_report_schema(),
                 ),
             ],
         ),

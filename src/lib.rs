@@ -40,6 +40,7 @@ pub mod manifest;
 pub mod mock;
 pub mod observe;
 pub mod relay;
+pub mod report;
 pub mod run;
 pub mod sandbox;
 pub mod serve;

@@ -26,7 +26,7 @@ const QUIET: Duration = Duration::from_millis(150);
 const POLL: Duration = Duration::from_millis(10);
 
 /// What happened in one scenario.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ScenarioReport {
     /// The scenario.
     pub scenario: Scenario,

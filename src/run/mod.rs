@@ -120,6 +120,10 @@ pub struct RunOutput {
     pub integration: String,
     /// Wall time of the whole run.
     pub elapsed: Duration,
+    /// From the start until the mocks and the integration were ready.
+    pub start_time: Duration,
+    /// Driving every scenario until it drained.
+    pub drive_time: Duration,
 }
 
 /// Carries out a run; `progress` hears the number of deliveries done, and gets the
@@ -222,11 +226,14 @@ pub async fn execute(
             .map_err(RunError::Integration)?;
             (Some(process), env.url(), command.clone())
         }
-        Integration::Url(url) => (
-            None,
-            url.as_str().trim_end_matches('/').to_owned(),
-            url.to_string(),
-        ),
+        Integration::Url(url) => {
+            let base = url.as_str().trim_end_matches('/').to_owned();
+            if let Err(err) = sut::wait_url_ready(&base, config.ready_timeout).await {
+                mocks.shutdown().await;
+                return Err(RunError::Integration(err));
+            }
+            (None, base, url.to_string())
+        }
     };
     let webhook_url = format!("{url}/webhooks/vendor").parse().map_err(|_| {
         RunError::Integration(sut::StartError::NotReady {
@@ -266,9 +273,11 @@ pub async fn execute(
             .map(|g| g.deliveries.len() as u64)
             .sum(),
     );
+    let start_time = started.elapsed();
     let reports = driver
         .drive(prepared.batches, &prepared.plan, progress)
         .await;
+    let drive_time = started.elapsed() - start_time;
 
     if let Some(process) = process {
         process.stop().await;
@@ -292,6 +301,8 @@ pub async fn execute(
         out_dir: out.clone(),
         integration,
         elapsed: started.elapsed(),
+        start_time,
+        drive_time,
     })
 }
 

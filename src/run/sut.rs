@@ -86,6 +86,39 @@ impl SutEnv {
     }
 }
 
+fn health_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap_or_default()
+}
+
+/// Waits until an integration the harness did not start (`--sut-url`) answers
+/// `GET /healthz` with 200.
+pub async fn wait_url_ready(url: &str, timeout: Duration) -> Result<(), StartError> {
+    let client = health_client();
+    let health = format!("{url}/healthz");
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Ok(response) = client.get(&health).send().await
+            && response.status().as_u16() == 200
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StartError::NotReady {
+                url: url.to_owned(),
+                timeout,
+                last_lines: "  (not started by the harness: its output is wherever it runs)"
+                    .to_owned(),
+            });
+        }
+        // Polling is the protocol here: the integration has no other way to say it is ready.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Why the integration could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -212,10 +245,7 @@ impl SutProcess {
     }
 
     async fn wait_ready(&mut self, timeout: Duration) -> Result<(), StartError> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(500))
-            .build()
-            .unwrap_or_default();
+        let client = health_client();
         let health = format!("{}/healthz", self.url);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {

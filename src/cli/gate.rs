@@ -1,0 +1,362 @@
+//! `stagegate run`: the release gate. Arguments are validated into a
+//! [`RunConfig`] before anything starts; then the run, the judge and the reports.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{MockArgs, Ui, load_manifest, runtime};
+use crate::exit::ExitCode;
+use crate::manifest::Manifest;
+use crate::report::{
+    self, Artifacts, IntegrationInfo, IntegrationKind, REPORT_FORMAT, ReportFormat, ReportTarget,
+    RunReport, Timings,
+};
+use crate::run::plan::Scenario;
+use crate::run::{Integration, RunConfig, RunError, RunOutput};
+
+/// Arguments of `stagegate run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The release-gate manifest.
+    #[arg(value_name = "MANIFEST")]
+    pub manifest: PathBuf,
+    /// Start this integration (`sh -c`, with the STAGEGATE_* environment of the
+    /// protocol) [default: the built-in reference relay].
+    #[arg(long, value_name = "CMD", conflicts_with = "sut_url")]
+    pub sut_cmd: Option<String>,
+    /// Test an integration already running at this base URL.
+    #[arg(long, value_name = "URL")]
+    pub sut_url: Option<url::Url>,
+    /// The seed of everything random; the report prints it for replays.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Run only these scenarios (repeatable) [default: all].
+    #[arg(long = "scenario", value_enum, value_name = "NAME")]
+    pub scenarios: Vec<Scenario>,
+    /// Write a report: json=PATH, junit=PATH or markdown=PATH (repeatable).
+    #[arg(long = "report", value_name = "FORMAT=PATH")]
+    pub reports: Vec<ReportTarget>,
+    /// Keep the artifacts here: reports, observation log, plan, the integration's output.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// How much faster than real time the policy windows pass (passed to the
+    /// integration as STAGEGATE_TIME_SCALE).
+    #[arg(long, default_value_t = 60.0, value_name = "FACTOR")]
+    pub time_scale: f64,
+    /// How long a scenario may take for everything to land, in seconds.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub drain_deadline: f64,
+    /// How long the integration may take to answer GET /healthz, in seconds.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub ready_timeout: f64,
+    /// The hiring policy whose `slas.webhookAckSeconds` is the ack SLA [default: 1 s].
+    #[arg(long, value_name = "POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Failed-check findings shown in the terminal summary.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub max_shown: usize,
+    /// Where the mocks listen and their tokens (for `--sut-url` integrations).
+    #[command(flatten)]
+    pub mocks: MockArgs,
+}
+
+/// A validated `run`: the library's configuration plus what the CLI does around it.
+struct GateRun {
+    config: RunConfig,
+    kind: IntegrationKind,
+    reports: Vec<ReportTarget>,
+    /// Holds the artifacts folder of a run without `--out` until the run ends.
+    _scratch: Option<tempfile::TempDir>,
+    keep: bool,
+    replay: String,
+    manifest_display: String,
+    max_shown: usize,
+}
+
+/// Why the arguments cannot make a run.
+#[derive(Debug, thiserror::Error)]
+enum ArgsError {
+    #[error("--{name} must be a positive number of seconds, got {value}")]
+    Seconds { name: &'static str, value: f64 },
+    #[error("--time-scale must be at least 1 (1 is real time), got {0}")]
+    TimeScale(f64),
+    #[error("cannot make a scratch folder for the run's artifacts")]
+    Scratch(#[source] io::Error),
+    #[error("cannot find the stagegate executable to start the reference relay")]
+    CurrentExe(#[source] io::Error),
+    #[error("cannot resolve the manifest path {}", path.display())]
+    ManifestPath {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("two reports would be written to {}", .0.display())]
+    SameReportPath(PathBuf),
+}
+
+fn seconds(name: &'static str, value: f64) -> Result<Duration, ArgsError> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or(ArgsError::Seconds { name, value })
+}
+
+/// Quotes for `sh -c`; text with a NUL (which no shell can take) is left as is.
+fn quote(text: &str) -> String {
+    shlex::try_quote(text).map_or_else(|_| text.to_owned(), |q| q.into_owned())
+}
+
+impl GateRun {
+    fn new(args: RunArgs, manifest: Manifest, ack_sla: Duration) -> Result<Self, ArgsError> {
+        if !(args.time_scale >= 1.0 && args.time_scale.is_finite()) {
+            return Err(ArgsError::TimeScale(args.time_scale));
+        }
+        let drain_deadline = seconds("drain-deadline", args.drain_deadline)?;
+        let ready_timeout = seconds("ready-timeout", args.ready_timeout)?;
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = args.reports.iter().find(|r| !seen.insert(r.path.clone())) {
+            return Err(ArgsError::SameReportPath(dup.path.clone()));
+        }
+        let manifest_path =
+            std::path::absolute(&args.manifest).map_err(|source| ArgsError::ManifestPath {
+                path: args.manifest.clone(),
+                source,
+            })?;
+        let (integration, kind) = match (&args.sut_cmd, &args.sut_url) {
+            (Some(cmd), _) => (Integration::Command(cmd.clone()), IntegrationKind::Command),
+            (None, Some(url)) => (Integration::Url(url.clone()), IntegrationKind::Url),
+            (None, None) => {
+                let exe = std::env::current_exe().map_err(ArgsError::CurrentExe)?;
+                let command = format!("{} relay", quote(&exe.to_string_lossy()));
+                (
+                    Integration::Command(command),
+                    IntegrationKind::ReferenceRelay,
+                )
+            }
+        };
+        let scenarios = if args.scenarios.is_empty() {
+            Scenario::ALL.to_vec()
+        } else {
+            let mut chosen = args.scenarios.clone();
+            chosen.sort();
+            chosen.dedup();
+            chosen
+        };
+        let (out_dir, scratch) = match &args.out {
+            Some(dir) => (dir.clone(), None),
+            None => {
+                let scratch = tempfile::Builder::new()
+                    .prefix("stagegate-run-")
+                    .tempdir()
+                    .map_err(ArgsError::Scratch)?;
+                (scratch.path().to_owned(), Some(scratch))
+            }
+        };
+        let replay = replay_command(&args, &scenarios);
+        Ok(GateRun {
+            config: RunConfig {
+                manifest: Arc::new(manifest),
+                manifest_path,
+                integration,
+                seed: args.seed,
+                scenarios,
+                out_dir,
+                time_scale: args.time_scale,
+                drain_deadline,
+                ready_timeout,
+                mocks: args.mocks.config(args.seed),
+                ack_sla,
+            },
+            kind,
+            reports: args.reports,
+            keep: scratch.is_none(),
+            _scratch: scratch,
+            replay,
+            manifest_display: args.manifest.display().to_string(),
+            max_shown: args.max_shown,
+        })
+    }
+}
+
+/// The command line that replays a run: same manifest, seed, scenarios and integration.
+fn replay_command(args: &RunArgs, scenarios: &[Scenario]) -> String {
+    let mut words = vec![
+        "stagegate".to_owned(),
+        "run".to_owned(),
+        quote(&args.manifest.to_string_lossy()),
+        "--seed".to_owned(),
+        args.seed.to_string(),
+    ];
+    if scenarios != Scenario::ALL {
+        for s in scenarios {
+            words.push(format!("--scenario {s}"));
+        }
+    }
+    if let Some(cmd) = &args.sut_cmd {
+        words.push(format!("--sut-cmd {}", quote(cmd)));
+    }
+    if let Some(url) = &args.sut_url {
+        words.push(format!("--sut-url {url}"));
+    }
+    if args.time_scale != 60.0 {
+        words.push(format!("--time-scale {}", args.time_scale));
+    }
+    words.join(" ")
+}
+
+/// The ack SLA: the policy's `webhookAckSeconds`, or the protocol's 1 s.
+fn ack_sla(policy: Option<&Path>, ui: &mut Ui) -> Option<Duration> {
+    let Some(path) = policy else {
+        return Some(Duration::from_secs(1));
+    };
+    match crate::manifest::load_policy(path) {
+        Ok(loaded) => {
+            ui.warnings(&loaded.warnings);
+            Some(Duration::from_secs_f64(
+                loaded.value.slas.webhook_ack_seconds,
+            ))
+        }
+        Err(err) => {
+            ui.diagnostic(&err);
+            None
+        }
+    }
+}
+
+/// `stagegate run`.
+pub(super) fn run(args: RunArgs, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
+    let Some(manifest) = load_manifest(&args.manifest, ui) else {
+        return ExitCode::Usage;
+    };
+    let Some(ack) = ack_sla(args.policy.as_deref(), ui) else {
+        return ExitCode::Usage;
+    };
+    let gate = match GateRun::new(args, manifest, ack) {
+        Ok(gate) => gate,
+        Err(err) => {
+            ui.error(&err);
+            return ExitCode::Usage;
+        }
+    };
+    let Some(runtime) = runtime(ui) else {
+        return ExitCode::StartFailure;
+    };
+    let bar = progress_bar();
+    let started = Instant::now();
+    let output = runtime.block_on(crate::run::execute(
+        &gate.config,
+        &|total| bar.set_length(total),
+        &|done| bar.inc(done),
+    ));
+    bar.finish_and_clear();
+    let output = match output {
+        Ok(output) => output,
+        Err(err) => {
+            ui.error(&err);
+            return start_failure_code(&err);
+        }
+    };
+    let judged = Instant::now();
+    let judgement = crate::judge::judge(&gate.config.manifest, &output.plan, &output.records);
+    let judge_ms = judged.elapsed().as_millis() as u64;
+    let report =
+        build_report(&gate, &output, judge_ms, started.elapsed()).with_judgement(judgement);
+
+    let mut failed_writes = false;
+    let mut targets = gate.reports.clone();
+    if gate.keep {
+        for (name, format) in [
+            ("report.json", ReportFormat::Json),
+            ("junit.xml", ReportFormat::Junit),
+            ("summary.md", ReportFormat::Markdown),
+        ] {
+            let path = gate.config.out_dir.join(name);
+            if !targets.iter().any(|t| t.path == path) {
+                targets.push(ReportTarget { format, path });
+            }
+        }
+    }
+    for target in &targets {
+        if let Err(err) = report::write(&report, target) {
+            ui.error(&err);
+            failed_writes = true;
+        }
+    }
+    let _ = out.write_all(report::human::render(&report, gate.max_shown).as_bytes());
+    let _ = out.flush();
+    if failed_writes {
+        // A gate whose reports were lost must not look green to CI.
+        return match report.verdict {
+            crate::check::Verdict::Blocked => ExitCode::Blocked,
+            _ => ExitCode::Usage,
+        };
+    }
+    report.verdict.into()
+}
+
+fn start_failure_code(err: &RunError) -> ExitCode {
+    if err.is_start_failure() {
+        ExitCode::StartFailure
+    } else {
+        ExitCode::Usage
+    }
+}
+
+fn progress_bar() -> indicatif::ProgressBar {
+    if !io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} driving {bar:40} {pos}/{len} deliveries, {elapsed}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn build_report(gate: &GateRun, output: &RunOutput, judge_ms: u64, total: Duration) -> RunReport {
+    let landed: u64 = output.scenarios.iter().map(|s| s.landed as u64).sum();
+    let drive_secs = output.drive_time.as_secs_f64();
+    let dir = &gate.config.out_dir;
+    let file = |name: &str| dir.join(name).display().to_string();
+    RunReport {
+        format: REPORT_FORMAT.to_owned(),
+        verdict: crate::check::Verdict::Pass,
+        seed: gate.config.seed,
+        run_id: output.run_id.clone(),
+        change_id: gate.config.manifest.raw.release_gate.change_id.clone(),
+        manifest: gate.manifest_display.clone(),
+        integration: IntegrationInfo {
+            kind: gate.kind,
+            target: match gate.kind {
+                IntegrationKind::ReferenceRelay => "stagegate relay".to_owned(),
+                _ => output.integration.clone(),
+            },
+        },
+        scenarios: output.scenarios.clone(),
+        checks: Vec::new(),
+        timings: Timings {
+            total_ms: total.as_millis() as u64,
+            start_ms: output.start_time.as_millis() as u64,
+            drive_ms: output.drive_time.as_millis() as u64,
+            judge_ms,
+            events_landed: landed,
+            landed_per_second: if drive_secs > 0.0 {
+                (landed as f64 / drive_secs * 10.0).round() / 10.0
+            } else {
+                0.0
+            },
+        },
+        replay: gate.replay.clone(),
+        artifacts: gate.keep.then(|| Artifacts {
+            dir: dir.display().to_string(),
+            observation_log: file("observation.jsonl"),
+            plan: file("plan.json"),
+            integration_output: matches!(gate.config.integration, Integration::Command(_))
+                .then(|| file("integration.log")),
+        }),
+    }
+}

@@ -1,0 +1,213 @@
+//! The terminal summary of a run: scenarios, every check on one line, then each failed
+//! check's findings grouped under it with the exchanges that led there, and the seed
+//! to replay it. Plain text: colour is the CLI's business.
+
+use std::fmt::Write as _;
+
+use super::RunReport;
+use crate::judge::{CheckResult, Finding, Status};
+
+/// Exchanges shown per finding; the JSON report has them all.
+const EXCHANGES_SHOWN: usize = 6;
+
+/// Renders the summary, showing at most `max_findings` findings per failed check.
+pub fn render(report: &RunReport, max_findings: usize) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_report(&mut out, report, max_findings);
+    out
+}
+
+fn write_report(out: &mut String, report: &RunReport, max_findings: usize) -> std::fmt::Result {
+    writeln!(
+        out,
+        "stagegate run: change {}, seed {}, integration {}",
+        report.change_id, report.seed, report.integration.target
+    )?;
+    writeln!(out)?;
+    writeln!(out, "scenarios")?;
+    for s in &report.scenarios {
+        writeln!(
+            out,
+            "  {:<13} {:>6} deliveries {:>6} acked {:>6}/{} landed {:>8.2} s{}",
+            s.scenario.as_str(),
+            s.deliveries,
+            s.acked,
+            s.landed,
+            s.should_land,
+            s.total_ms as f64 / 1000.0,
+            if s.timed_out {
+                "  drain deadline passed"
+            } else {
+                ""
+            }
+        )?;
+    }
+    writeln!(out)?;
+    writeln!(out, "checks")?;
+    let width = report.checks.iter().map(|c| c.id.len()).max().unwrap_or(0);
+    for check in &report.checks {
+        let status = match check.status {
+            Status::Pass => "pass",
+            Status::Fail => "FAIL",
+            Status::Skip => "skip",
+        };
+        write!(out, "  {status}  {:<width$}  {}", check.id, check.severity)?;
+        if check.overridden {
+            write!(out, " (set by the manifest)")?;
+        }
+        if check.status == Status::Fail {
+            write!(
+                out,
+                "  {} finding{}",
+                check.findings_total,
+                plural(check.findings_total)
+            )?;
+        }
+        if let Some(reason) = check
+            .reason
+            .as_deref()
+            .filter(|_| check.status == Status::Skip)
+        {
+            write!(out, "  {reason}")?;
+        }
+        writeln!(out)?;
+    }
+    for check in report.failed() {
+        write_failure(out, check, max_findings)?;
+    }
+    writeln!(out)?;
+    let t = &report.timings;
+    writeln!(
+        out,
+        "{} events landed in {:.2} s of driving ({:.0}/s); whole run {:.2} s",
+        t.events_landed,
+        t.drive_ms as f64 / 1000.0,
+        t.landed_per_second,
+        t.total_ms as f64 / 1000.0
+    )?;
+    match &report.artifacts {
+        Some(a) => writeln!(
+            out,
+            "artifacts: {} (observation log, plan, integration output, reports)",
+            a.dir
+        )?,
+        None => writeln!(
+            out,
+            "artifacts: not kept (add --out DIR to keep the observation log)"
+        )?,
+    }
+    writeln!(out, "replay: {}", report.replay)?;
+    writeln!(
+        out,
+        "verdict: {} ({} passed, {} failed, {} skipped)",
+        report.verdict.as_str().to_uppercase(),
+        report.count(Status::Pass),
+        report.count(Status::Fail),
+        report.count(Status::Skip)
+    )
+}
+
+fn write_failure(out: &mut String, check: &CheckResult, max_findings: usize) -> std::fmt::Result {
+    writeln!(out)?;
+    writeln!(out, "FAIL {} [{}]", check.id, check.severity)?;
+    writeln!(out, "  passes when {}", check.passes_when)?;
+    if let Some(reason) = &check.reason {
+        writeln!(out, "  manifest: {reason}")?;
+    }
+    for finding in check.findings.iter().take(max_findings) {
+        write_finding(out, finding)?;
+    }
+    let shown = check.findings.len().min(max_findings);
+    if check.findings_total > shown {
+        let more = check.findings_total - shown;
+        writeln!(
+            out,
+            "  … and {more} more finding{} (the JSON report and the observation log have them)",
+            plural(more)
+        )?;
+    }
+    // Which scenarios the failures came from, so a reader knows what to replay.
+    let failing: Vec<&str> = check
+        .scenarios
+        .iter()
+        .filter(|s| check.findings.iter().any(|f| f.scenario == Some(**s)))
+        .map(|s| s.as_str())
+        .collect();
+    if !failing.is_empty() {
+        writeln!(out, "  seen in: {}", failing.join(", "))?;
+    }
+    Ok(())
+}
+
+fn write_finding(out: &mut String, finding: &Finding) -> std::fmt::Result {
+    let mut place = Vec::new();
+    if let Some(s) = finding.scenario {
+        place.push(format!("[{s}]"));
+    }
+    if let Some(c) = &finding.candidate {
+        place.push(format!("candidate {c}"));
+    }
+    if let Some(c) = &finding.correlation_id {
+        place.push(format!("correlation {c}"));
+    }
+    writeln!(out, "  - {}", place.join("  "))?;
+    writeln!(out, "      expected: {}", finding.expected)?;
+    writeln!(out, "      seen:     {}", finding.seen)?;
+    for e in finding.exchanges.iter().take(EXCHANGES_SHOWN) {
+        writeln!(
+            out,
+            "      #{:<6} +{:>8.1} ms  {:<11} {}",
+            e.seq,
+            e.elapsed_ms,
+            format!("{:?}", e.actor).to_lowercase(),
+            e.summary
+        )?;
+    }
+    if finding.exchanges.len() > EXCHANGES_SHOWN {
+        writeln!(
+            out,
+            "      … {} more exchanges",
+            finding.exchanges.len() - EXCHANGES_SHOWN
+        )?;
+    }
+    Ok(())
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixture;
+
+    #[test]
+    fn a_blocked_run_tells_the_whole_story() {
+        let text = render(&fixture::blocked(), 20);
+        insta::with_settings!({snapshot_path => "../../snapshots", prepend_module_to_snapshot => false}, {
+            insta::assert_snapshot!("report_human_blocked", text);
+        });
+    }
+
+    #[test]
+    fn findings_beyond_the_limit_are_counted_not_shown() {
+        let text = render(&fixture::blocked(), 0);
+        assert!(
+            text.contains("… and 3 more findings (the JSON report"),
+            "{text}"
+        );
+        assert!(!text.contains("expected:"), "{text}");
+    }
+
+    #[test]
+    fn a_passing_run_is_short() {
+        let text = render(&fixture::passed(), 20);
+        assert!(!text.contains("FAIL"), "{text}");
+        assert!(
+            text.contains("verdict: PASS (3 passed, 0 failed, 1 skipped)"),
+            "{text}"
+        );
+    }
+}

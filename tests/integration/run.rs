@@ -1,0 +1,210 @@
+//! `stagegate run` end to end: the real binary, the real mocks on loopback, the
+//! reference relay as a child process, every report, and every exit code.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::util::{Stagegate, fixture, repo_root};
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn the_reference_relay_passes_and_every_report_is_written() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("artifacts");
+    let json = dir.path().join("reports/gate.json");
+    let junit = dir.path().join("reports/gate.xml");
+    let markdown = dir.path().join("reports/gate.md");
+    let arg = |format: &str, path: &Path| format!("{format}={}", path.display());
+    let run = Stagegate::new([
+        "run".to_owned(),
+        "manifests/release-gate.yaml".to_owned(),
+        "--seed".to_owned(),
+        "7".to_owned(),
+        "--out".to_owned(),
+        out.display().to_string(),
+        "--report".to_owned(),
+        arg("json", &json),
+        "--report".to_owned(),
+        arg("junit", &junit),
+        "--report".to_owned(),
+        arg("markdown", &markdown),
+    ])
+    .run()
+    .expect_code(0);
+    assert!(run.stdout.contains("verdict: PASS"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("replay: stagegate run manifests/release-gate.yaml --seed 7"),
+        "{}",
+        run.stdout
+    );
+
+    // The JSON report obeys its committed schema and tells the story of the run.
+    let report: Value = serde_json::from_str(&read(&json)).expect("JSON report");
+    let schema: Value =
+        serde_json::from_str(&read(&repo_root().join("schemas/run-report.schema.json")))
+            .expect("committed schema");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&report)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_eq!(report["verdict"], "pass");
+    assert_eq!(report["seed"], 7);
+    assert_eq!(report["integration"]["kind"], "reference-relay");
+    let scenarios: Vec<&str> = report["scenarios"]
+        .as_array()
+        .expect("scenarios")
+        .iter()
+        .map(|s| s["scenario"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        scenarios,
+        [
+            "clean",
+            "duplicates",
+            "out-of-order",
+            "signatures",
+            "canary"
+        ]
+    );
+    for scenario in report["scenarios"].as_array().expect("scenarios") {
+        assert_eq!(scenario["landed"], scenario["should_land"], "{scenario}");
+    }
+    let checks = report["checks"].as_array().expect("checks");
+    assert!(checks.len() >= 14, "every check is reported");
+    for check in checks {
+        assert_ne!(check["status"], "fail", "{check:#}");
+    }
+    assert!(report["timings"]["events_landed"].as_u64().expect("count") > 0);
+
+    // JUnit parses; Markdown says pass.
+    let xml = quick_junit::Report::deserialize_from_str(&read(&junit)).expect("JUnit XML");
+    assert!(xml.tests > 0 && xml.failures == 0, "{xml:?}");
+    assert!(read(&markdown).contains("## stagegate: ✅ pass"));
+
+    // The artifacts: the log verifies, and --out also got the reports.
+    for name in [
+        "observation.jsonl",
+        "plan.json",
+        "integration.log",
+        "report.json",
+        "junit.xml",
+        "summary.md",
+    ] {
+        assert!(out.join(name).is_file(), "{name} is kept");
+    }
+    Stagegate::new([
+        "log".to_owned(),
+        "verify".to_owned(),
+        out.join("observation.jsonl").display().to_string(),
+    ])
+    .run()
+    .expect_code(0);
+}
+
+#[test]
+fn an_integration_that_exits_before_it_is_ready_is_a_start_failure() {
+    let run = Stagegate::new([
+        "run",
+        "manifests/release-gate.yaml",
+        "--sut-cmd",
+        "echo booting; echo 'cannot bind: address in use' >&2; exit 4",
+    ])
+    .run()
+    .expect_code(3);
+    assert!(
+        run.stderr.contains("exited") && run.stderr.contains("cannot bind: address in use"),
+        "the error shows the integration's last lines: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_integration_that_never_answers_healthz_is_a_start_failure() {
+    let run = Stagegate::new([
+        "run",
+        "manifests/release-gate.yaml",
+        "--sut-cmd",
+        "echo waiting forever; exec sleep 60",
+        "--ready-timeout",
+        "1",
+    ])
+    .run()
+    .expect_code(3);
+    assert!(
+        run.stderr.contains("/healthz") && run.stderr.contains("waiting forever"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_unreachable_sut_url_is_a_start_failure() {
+    // A port that was free a moment ago: nothing answers there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let run = Stagegate::new([
+        "run".to_owned(),
+        "manifests/release-gate.yaml".to_owned(),
+        "--sut-url".to_owned(),
+        format!("http://127.0.0.1:{port}"),
+        "--ready-timeout".to_owned(),
+        "1".to_owned(),
+    ])
+    .run()
+    .expect_code(3);
+    assert!(run.stderr.contains("/healthz"), "{}", run.stderr);
+}
+
+#[test]
+fn usage_and_manifest_errors_exit_2_before_anything_starts() {
+    let bad = fixture("manifests/misspelt-key.yaml");
+    let run = Stagegate::new(["run", bad.to_str().expect("utf-8")])
+        .run()
+        .expect_code(2);
+    assert!(run.stderr.contains("did you mean"), "{}", run.stderr);
+
+    let run = Stagegate::new([
+        "run",
+        "manifests/release-gate.yaml",
+        "--report",
+        "xml=gate.xml",
+    ])
+    .run()
+    .expect_code(2);
+    assert!(
+        run.stderr
+            .contains("unknown report format `xml`: expected one of json, junit, markdown"),
+        "{}",
+        run.stderr
+    );
+
+    let run = Stagegate::new(["run", "manifests/release-gate.yaml", "--time-scale", "0.5"])
+        .run()
+        .expect_code(2);
+    assert!(
+        run.stderr.contains("--time-scale must be at least 1"),
+        "{}",
+        run.stderr
+    );
+
+    let run = Stagegate::new([
+        "run",
+        "manifests/release-gate.yaml",
+        "--sut-cmd",
+        "true",
+        "--sut-url",
+        "http://127.0.0.1:1",
+    ])
+    .run()
+    .expect_code(2);
+    assert!(run.stderr.contains("cannot be used with"), "{}", run.stderr);
+}
