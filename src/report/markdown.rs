@@ -92,10 +92,11 @@ fn write_report(out: &mut String, report: &RunReport) -> std::fmt::Result {
                 let last = f.exchanges.last().unwrap_or(first);
                 writeln!(
                     out,
-                    "  - exchanges: #{}…#{} ({} records)",
+                    "  - exchanges: #{}…#{} ({} record{})",
                     first.seq,
                     last.seq,
-                    f.exchanges.len()
+                    f.exchanges.len(),
+                    if f.exchanges.len() == 1 { "" } else { "s" }
                 )?;
             }
         }

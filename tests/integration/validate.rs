@@ -210,6 +210,7 @@ fn help_texts_are_stable() {
         vec!["check", "--help"],
         vec!["validate", "--help"],
         vec!["schema", "--help"],
+        vec!["run", "--help"],
     ] {
         let out = Stagegate::new(&args).run().expect_code(0);
         snapshot!(
