@@ -54,6 +54,16 @@ pub struct RunArgs {
     /// The hiring policy whose `slas.webhookAckSeconds` is the ack SLA [default: 1 s].
     #[arg(long, value_name = "POLICY")]
     pub policy: Option<PathBuf>,
+    /// The vendor webhook secret (`whsec_…`) the integration verifies with; needed
+    /// with `--sut-url` [default: generated from the seed and passed to started
+    /// integrations as STAGEGATE_VENDOR_WEBHOOK_SECRET].
+    #[arg(
+        long,
+        env = "STAGEGATE_VENDOR_WEBHOOK_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<crate::delivery::WebhookSecret>,
     /// Failed-check findings shown in the terminal summary.
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub max_shown: usize,
@@ -168,6 +178,7 @@ impl GateRun {
                 ready_timeout,
                 mocks: args.mocks.config(args.seed),
                 ack_sla,
+                vendor_secret: args.webhook_secret.clone(),
             },
             kind,
             reports: args.reports,

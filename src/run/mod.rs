@@ -62,6 +62,9 @@ pub struct RunConfig {
     pub mocks: MockConfig,
     /// The webhook acknowledgement deadline.
     pub ack_sla: Duration,
+    /// The vendor's webhook secret; generated from the seed when absent (an
+    /// integration reached with `--sut-url` must be given the one it holds).
+    pub vendor_secret: Option<WebhookSecret>,
 }
 
 /// Why a run could not be carried out (as opposed to a run that found defects).
@@ -187,7 +190,8 @@ pub async fn execute(
     })?;
 
     let mut rng = ChaCha8Rng::seed_from_u64(crate::mock::mix(config.seed, 7));
-    let vendor_secret = WebhookSecret::generate(&mut rng);
+    let generated = WebhookSecret::generate(&mut rng);
+    let vendor_secret = config.vendor_secret.clone().unwrap_or(generated);
     let ats_secret = WebhookSecret::generate(&mut rng);
     let (process, url, integration) = match &config.integration {
         Integration::Command(command) => {
