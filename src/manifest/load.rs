@@ -277,7 +277,11 @@ fn known_keys(schema: &Value, path: &KeyPath) -> Vec<String> {
     let mut node = resolve(schema, schema);
     for segment in &path.0 {
         let next = match segment {
-            Segment::Key(k) => node.get("properties").and_then(|p| p.get(k)),
+            // A map's keys are free (`checks:`), its values share one schema.
+            Segment::Key(k) => node
+                .get("properties")
+                .and_then(|p| p.get(k))
+                .or_else(|| node.get("additionalProperties").filter(|a| a.is_object())),
             Segment::Index(_) => node.get("items"),
         };
         match next {

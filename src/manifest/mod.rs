@@ -247,6 +247,64 @@ mod tests {
         );
     }
 
+    #[test]
+    fn check_settings_load_and_no_op_entries_warn() {
+        let text = format!(
+            "{SEED}checks:\n  delivery.ack_sla: {{severity: warn, reason: \"slow runners\"}}\n  \
+             privacy.no_pii_in_logs: {{enabled: false, reason: \"names on purpose\"}}\n  \
+             canary.scope: {{}}\n"
+        );
+        let loaded = Manifest::from_text(Path::new("manifests/release-gate.yaml"), &text)
+            .expect("valid settings load");
+        let checks = &loaded.value.raw.checks;
+        assert_eq!(
+            checks["delivery.ack_sla"].severity,
+            Some(model::Severity::Warn)
+        );
+        assert!(checks["privacy.no_pii_in_logs"].disabled());
+        let warnings: Vec<String> = loaded.warnings.iter().map(|w| w.message.clone()).collect();
+        assert_eq!(warnings, ["`checks.canary.scope` changes nothing"]);
+        let seed = Manifest::from_text(Path::new("manifests/release-gate.yaml"), SEED)
+            .expect("the seed loads");
+        assert!(
+            seed.value.raw.checks.is_empty(),
+            "the seed has no `checks:`"
+        );
+    }
+
+    #[test]
+    fn check_settings_need_real_ids_and_reasons() {
+        // (entry, message expected, why)
+        let rows = [
+            (
+                "contract.enum: {severity: warn}",
+                "no check is called `contract.enum`",
+                "a misspelt id",
+            ),
+            (
+                "contract.enums: {enabled: false}",
+                "check `contract.enums` is turned off without a `reason`",
+                "off without a reason",
+            ),
+            (
+                "contract.enums: {enabled: false, reason: \" \"}",
+                "the reason for adjusting `contract.enums` is empty",
+                "a blank reason",
+            ),
+        ];
+        for (entry, message, why) in rows {
+            let text = format!("{SEED}checks:\n  {entry}\n");
+            let err = Manifest::from_text(Path::new("manifests/release-gate.yaml"), &text)
+                .expect_err(why);
+            let messages: Vec<&str> = err
+                .diagnostics()
+                .iter()
+                .map(|d| d.message.as_str())
+                .collect();
+            assert_eq!(messages, [message], "{why}");
+        }
+    }
+
     fn check_no_panic_and_spans_inside(text: &str) -> Result<(), TestCaseError> {
         match Manifest::from_text(Path::new("mutated.yaml"), text) {
             Ok(_) => {}

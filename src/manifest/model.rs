@@ -69,6 +69,11 @@ pub struct RawManifest {
     /// What the integration must log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observability: Option<Observability>,
+    /// Per check id, how the judge treats that check: another severity, or turned
+    /// off with a reason.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "check_settings_schema")]
+    pub checks: BTreeMap<String, CheckSetting>,
     /// Files of named lists for `PATH in NAME`, relative to the manifest.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub lists: BTreeMap<String, String>,
@@ -265,4 +270,48 @@ pub struct Observability {
     /// Questions the logs must be able to answer, for people.
     #[serde(default)]
     pub trace_query_examples: Vec<String>,
+}
+
+/// How a manifest adjusts one check of the judge.
+///
+/// `{severity: warn}` or `{severity: block-release}`: the check runs and a failure
+/// has that severity. `{enabled: false, reason: "…"}`: the check is skipped, and
+/// reports say why. A `reason` may accompany a severity too; reports print it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[schemars(
+    deny_unknown_fields,
+    extend(
+        "if" = {"properties": {"enabled": {"const": false}}, "required": ["enabled"]},
+        "then" = {"required": ["reason"]}
+    )
+)]
+pub struct CheckSetting {
+    /// The severity a failure of this check has instead of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    /// `false` turns the check off; a `reason` is then required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Why the check is adjusted, for the people reading the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl CheckSetting {
+    /// Whether the manifest turns the check off.
+    pub fn disabled(&self) -> bool {
+        self.enabled == Some(false)
+    }
+}
+
+/// The schema of `checks:`: only the judge's check ids as keys, so editors flag a
+/// misspelt id as the validator does.
+fn check_settings_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let ids: Vec<&str> = crate::judge::CHECKS.iter().map(|c| c.id).collect();
+    let setting = generator.subschema_for::<CheckSetting>();
+    schemars::json_schema!({
+        "type": "object",
+        "propertyNames": {"enum": ids},
+        "additionalProperties": setting,
+    })
 }

@@ -31,6 +31,7 @@ pub(crate) fn release_gate(
     version(&raw.version.0, &root.key("version"), r);
     gate_settings(raw, r);
     list_files(raw, lists, r);
+    check_settings(raw, r);
 
     let contracts_path = root.key("contracts");
     if raw.contracts.is_empty() {
@@ -207,6 +208,71 @@ fn non_empty_unique(items: &[String], at: &KeyPath, what: &str, r: &mut Reporter
                 "duplicate",
             )
             .help("remove the repetition");
+        }
+    }
+}
+
+/// `checks:` names real checks, and a check turned off says why.
+fn check_settings(raw: &RawManifest, r: &mut Reporter<'_>) {
+    let at = KeyPath::root().key("checks");
+    let ids: Vec<&str> = crate::judge::CHECKS.iter().map(|c| c.id).collect();
+    for (id, setting) in &raw.checks {
+        let entry = at.key(id);
+        if crate::judge::check_info(id).is_none() {
+            let diagnostic = r.error(
+                Code::Reference,
+                &entry,
+                Target::Key,
+                format!("no check is called `{id}`"),
+                "unknown check",
+            );
+            match did_you_mean(id, ids.iter().copied()) {
+                Some(s) => diagnostic.help(format!("did you mean `{s}`?")),
+                None => diagnostic.help(format!("the checks are {}", ids.join(", "))),
+            };
+        }
+        let reason = setting.reason.as_deref().map(str::trim);
+        if reason == Some("") {
+            r.error(
+                Code::Value,
+                &entry.key("reason"),
+                Target::Value,
+                format!("the reason for adjusting `{id}` is empty"),
+                "empty",
+            )
+            .help("say why, in words the people reading the report will understand");
+        } else if setting.disabled() && reason.is_none() {
+            r.error(
+                Code::Value,
+                &entry.key("enabled"),
+                Target::Value,
+                format!("check `{id}` is turned off without a `reason`"),
+                "no reason given",
+            )
+            .help("add `reason: \"…\"` beside `enabled: false`; every report prints it");
+        }
+        if setting.disabled() && setting.severity.is_some() {
+            r.push(
+                Level::Warning,
+                Code::Value,
+                &entry.key("severity"),
+                Target::Value,
+                format!("`severity` has no effect: check `{id}` is turned off"),
+                "ignored",
+            )
+            .help(
+                "remove `severity`, or remove `enabled: false` to run the check at that severity",
+            );
+        } else if !setting.disabled() && setting.severity.is_none() {
+            r.push(
+                Level::Warning,
+                Code::Value,
+                &entry,
+                Target::Key,
+                format!("`checks.{id}` changes nothing"),
+                "no effect",
+            )
+            .help("set `severity: warn` or `severity: block-release`, or `enabled: false` with a `reason`");
         }
     }
 }

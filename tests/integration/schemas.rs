@@ -119,6 +119,12 @@ fn the_format_schema_rejects_bad_fixtures_too() {
             "/contracts/1/on_failure/severity",
             "severity is an enum",
         ),
+        ("unknown-check", "/checks", "check ids are an enum"),
+        (
+            "check-off-without-reason",
+            "/checks/privacy.no_pii_in_logs",
+            "a check turned off says why",
+        ),
     ];
     let gate = format_validator("release-gate.schema.json");
     for (fixture, pointer, why) in rows {

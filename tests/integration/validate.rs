@@ -108,6 +108,16 @@ fn bad_manifests_are_rejected_with_placed_diagnostics() {
             "did you mean `${occurredAt}`?",
             "a policy key template naming no field",
         ),
+        (
+            "unknown-check",
+            "did you mean `idempotency.exactly_once`?",
+            "a `checks:` entry naming no check",
+        ),
+        (
+            "check-off-without-reason",
+            "is turned off without a `reason`",
+            "a check turned off must say why",
+        ),
     ];
     for (fixture, needle, why) in rows {
         let path = format!("tests/fixtures/manifests/{fixture}.yaml");
@@ -131,6 +141,7 @@ fn diagnostics_render_with_file_line_column_and_hint() {
         "malformed",
         "unknown-enum-value",
         "policy-unknown-role",
+        "unknown-check",
     ] {
         let path = format!("tests/fixtures/manifests/{fixture}.yaml");
         let out = Stagegate::new(["validate", path.as_str()])

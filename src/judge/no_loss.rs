@@ -1,0 +1,175 @@
+//! `delivery.no_loss`: every planned event that should land was applied at the ATS
+//! before its scenario's `scenario.end` record, which the driver writes once every
+//! such event landed or the drain deadline passed.
+//!
+//! An event applied after that record still landed, only late: it is a finding that
+//! says so, as a release gate cannot tell "slow" from "lost" at the deadline. A
+//! scenario without an end record (a log cut short) has no deadline to miss.
+
+use std::collections::BTreeMap;
+
+use super::run::{Outcome, Run, times};
+use crate::observe::Record;
+
+/// `200 ×2, no answer ×1`.
+pub(crate) fn statuses(records: &[&Record]) -> String {
+    let mut counts: BTreeMap<Option<u16>, usize> = BTreeMap::new();
+    for record in records {
+        *counts.entry(record.status).or_default() += 1;
+    }
+    let parts: Vec<String> = counts
+        .into_iter()
+        .map(|(status, n)| {
+            let status = status.map_or_else(|| "no answer".to_owned(), |s| s.to_string());
+            format!("{status} ×{n}")
+        })
+        .collect();
+    parts.join(", ")
+}
+
+/// `delivery.no_loss`.
+pub(crate) fn check(run: &Run<'_>) -> Outcome {
+    let mut outcome = Outcome::default();
+    let mut any = false;
+    for event in run.plan.events.iter().filter(|e| e.should_land) {
+        any = true;
+        outcome.judged(Some(event.scenario));
+        let applied = run.applied_of(&event.event_id);
+        let end = run.scenario_end(event.scenario);
+        let expected = format!(
+            "{} ({}) is applied at the ATS before the {} scenario ends (its drain deadline)",
+            event.event_id, event.contract, event.scenario
+        );
+        match (applied.first(), end) {
+            (Some(&first), Some(end)) if first.seq > end.seq => outcome.findings.add(|| {
+                run.finding(
+                    Some(&event.candidate),
+                    Some(&event.correlation_id),
+                    expected,
+                    format!(
+                        "{} landed late: first applied {} ms after the {} scenario ended",
+                        event.event_id,
+                        (first.elapsed_ms - end.elapsed_ms).round(),
+                        event.scenario
+                    ),
+                    run.attempts_of(&event.event_id)
+                        .iter()
+                        .copied()
+                        .chain([end, first]),
+                )
+            }),
+            (Some(_), _) => {}
+            (None, _) => outcome.findings.add(|| {
+                let attempts = run.attempts_of(&event.event_id);
+                let rejected = run.rejected_of(&event.event_id);
+                let delivered = if attempts.is_empty() {
+                    "the log holds no delivery of it".to_owned()
+                } else {
+                    format!(
+                        "it was delivered {} (answers {})",
+                        times(attempts.len()),
+                        statuses(attempts)
+                    )
+                };
+                let refused = if rejected.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " and the ATS refused it {} as a mapping error (422)",
+                        times(rejected.len())
+                    )
+                };
+                run.finding(
+                    Some(&event.candidate),
+                    Some(&event.correlation_id),
+                    expected,
+                    format!(
+                        "{} was never applied at the ATS: {delivered}{refused}",
+                        event.event_id
+                    ),
+                    attempts.iter().chain(rejected.iter()).copied().chain(end),
+                )
+            }),
+        }
+    }
+    if !any {
+        return Outcome::skip("no planned event should land (no in-scope, unforged event)");
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::judge::test_support::{CANDIDATE, PlanBuilder, clean, manifest};
+    use crate::run::plan::Scenario;
+
+    #[test]
+    fn every_event_landed_in_time_passes() {
+        let manifest = manifest();
+        let clean = clean();
+        let run = Run::new(&manifest, &clean.plan, clean.log.records());
+        let outcome = check(&run);
+        assert_eq!(outcome.findings.total(), 0);
+        assert_eq!(outcome.scenarios.len(), 1);
+    }
+
+    #[test]
+    fn a_lost_event_says_what_became_of_it() {
+        let manifest = manifest();
+        let mut clean = clean();
+        // The second write is refused instead of applied.
+        let seq = clean.applied[1];
+        let record = clean.log.record_mut(seq);
+        record.kind = "ats.event_rejected".into();
+        record.detail["violations"] = json!([]);
+        let run = Run::new(&manifest, &clean.plan, clean.log.records());
+        let outcome = check(&run);
+        assert_eq!(outcome.findings.total(), 1);
+        let finding = &outcome.findings.kept()[0];
+        assert_eq!(
+            finding.seen,
+            "evt_CAND_003_cl_2 was never applied at the ATS: it was delivered 1 time (answers 200 ×1) \
+             and the ATS refused it 1 time as a mapping error (422)"
+        );
+        assert_eq!(
+            finding.expected,
+            "evt_CAND_003_cl_2 (identity.verification.completed) is applied at the ATS before the clean scenario ends (its drain deadline)"
+        );
+        assert_eq!(finding.candidate.as_deref(), Some(CANDIDATE));
+        let kinds: Vec<&str> = finding.exchanges.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["webhook.attempt", "ats.event_rejected", "scenario.end"]
+        );
+    }
+
+    #[test]
+    fn an_event_applied_after_the_scenario_ended_landed_late() {
+        let manifest = manifest();
+        let mut clean = clean();
+        let event = clean.events[1].clone();
+        clean.log.record_mut(clean.applied[1]).kind = "ats.event_rejected".into();
+        clean.log.applied(CANDIDATE, &event.payload);
+        let run = Run::new(&manifest, &clean.plan, clean.log.records());
+        let outcome = check(&run);
+        assert_eq!(outcome.findings.total(), 1);
+        let seen = &outcome.findings.kept()[0].seen;
+        assert_eq!(
+            seen,
+            "evt_CAND_003_cl_2 landed late: first applied 20 ms after the clean scenario ended"
+        );
+    }
+
+    #[test]
+    fn nothing_that_should_land_is_a_skip() {
+        let manifest = manifest();
+        let mut plan = PlanBuilder::default();
+        plan.candidate(Scenario::Canary, "CAND_900_cn", false, &[]);
+        plan.event("CAND_900_cn", 1, "passed");
+        let run = Run::new(&manifest, &plan.plan, &[]);
+        assert!(check(&run).skipped.is_some());
+    }
+}

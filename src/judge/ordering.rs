@@ -1,0 +1,181 @@
+//! `ordering.no_regression`: per candidate and contract, the `occurred_at` of what
+//! the ATS applied never goes backwards, and the last event applied is the latest of
+//! the planned events that should land.
+//!
+//! The mock ATS applies every write (last write wins), so an integration that lets a
+//! stale event through after a newer one leaves the candidate in an older state;
+//! both the step back and the wrong final state are findings. Pairs the ATS never
+//! wrote are left to `delivery.no_loss`.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use super::run::{Outcome, Run, body_event_id, body_text, detail_text};
+use crate::contract::assertion::parse_rfc3339;
+use crate::observe::Record;
+use crate::run::plan::PlannedEvent;
+
+fn occurred(record: &Record) -> Option<DateTime<Utc>> {
+    body_text(record, "occurred_at").and_then(parse_rfc3339)
+}
+
+fn contract_of(record: &Record) -> Option<&str> {
+    detail_text(record, "contract").or_else(|| body_text(record, "type"))
+}
+
+/// `ordering.no_regression`.
+pub(crate) fn check(run: &Run<'_>) -> Outcome {
+    if run.applied.is_empty() {
+        return Outcome::skip("no event was applied at the ATS");
+    }
+    // The latest planned event that should land, per (candidate, contract).
+    let mut latest: HashMap<(&str, &str), (DateTime<Utc>, &PlannedEvent)> = HashMap::new();
+    for event in run.plan.events.iter().filter(|e| e.should_land) {
+        let Some(at) = parse_rfc3339(&event.occurred_at) else {
+            continue;
+        };
+        let slot = latest
+            .entry((event.candidate.as_str(), event.contract.as_str()))
+            .or_insert((at, event));
+        if at > slot.0 {
+            *slot = (at, event);
+        }
+    }
+    let mut order: Vec<(&str, &str)> = Vec::new();
+    let mut groups: HashMap<(&str, &str), Vec<&Record>> = HashMap::new();
+    for &record in &run.applied {
+        let (Some(candidate), Some(contract)) = (record.candidate.as_deref(), contract_of(record))
+        else {
+            continue;
+        };
+        let group = groups.entry((candidate, contract)).or_default();
+        if group.is_empty() {
+            order.push((candidate, contract));
+        }
+        group.push(record);
+    }
+    let mut outcome = Outcome::default();
+    for pair @ (candidate, contract) in order {
+        outcome.judged(run.scenario_of(Some(candidate)));
+        let Some(applied) = groups.get(&pair) else {
+            continue;
+        };
+        let mut newest: Option<(DateTime<Utc>, &Record)> = None;
+        for &record in applied {
+            let Some(at) = occurred(record) else {
+                continue;
+            };
+            match newest {
+                Some((max, before)) if at < max => outcome.findings.add(|| {
+                    run.finding(
+                        Some(candidate),
+                        record.correlation_id.as_deref(),
+                        format!("{candidate}'s {contract} events are applied in occurred_at order: one older than an event already applied is dropped, never applied after it"),
+                        format!(
+                            "{} (occurred_at {}) was applied after {} (occurred_at {}): the ATS went back in time",
+                            body_event_id(record).unwrap_or("an event"),
+                            body_text(record, "occurred_at").unwrap_or("?"),
+                            body_event_id(before).unwrap_or("an event"),
+                            body_text(before, "occurred_at").unwrap_or("?"),
+                        ),
+                        [before, record],
+                    )
+                }),
+                Some((max, _)) if at == max => {}
+                _ => newest = Some((at, record)),
+            }
+        }
+        let (Some(&last), Some(&(want_at, want))) = (applied.last(), latest.get(&pair)) else {
+            continue;
+        };
+        if occurred(last).is_some_and(|at| at >= want_at) {
+            continue;
+        }
+        outcome.findings.add(|| {
+            let fate = match run.applied_of(&want.event_id) {
+                [] => "which was never applied".to_owned(),
+                _ => "which was applied earlier and then overwritten".to_owned(),
+            };
+            let mut records: Vec<&Record> = run.applied_of(&want.event_id).to_vec();
+            records.push(last);
+            run.finding(
+                Some(candidate),
+                Some(&want.correlation_id),
+                format!(
+                    "the ATS's final {contract} state of {candidate} is its latest event, {}",
+                    want.event_id
+                ),
+                format!(
+                    "the last {contract} applied for {candidate} is {} (occurred_at {}), not {} (occurred_at {}), {fate}",
+                    body_event_id(last).unwrap_or("an event"),
+                    body_text(last, "occurred_at").unwrap_or("?"),
+                    want.event_id,
+                    want.occurred_at
+                ),
+                records,
+            )
+        });
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::judge::test_support::{CANDIDATE, clean, manifest};
+
+    #[test]
+    fn events_applied_in_order_pass() {
+        let manifest = manifest();
+        let clean = clean();
+        let run = Run::new(&manifest, &clean.plan, clean.log.records());
+        let outcome = check(&run);
+        assert_eq!(outcome.findings.total(), 0);
+    }
+
+    #[test]
+    fn a_stale_event_applied_last_is_a_step_back_and_a_wrong_final_state() {
+        let manifest = manifest();
+        let mut clean = clean();
+        let stale = clean.events[0].clone();
+        let again = clean.log.applied(CANDIDATE, &stale.payload);
+        let run = Run::new(&manifest, &clean.plan, clean.log.records());
+        let outcome = check(&run);
+        assert_eq!(outcome.findings.total(), 2);
+        let [back, last] = outcome.findings.kept() else {
+            panic!("two findings")
+        };
+        assert_eq!(
+            back.seen,
+            "evt_CAND_003_cl_1 (occurred_at 2026-05-18T09:01:00Z) was applied after \
+             evt_CAND_003_cl_2 (occurred_at 2026-05-18T09:02:00Z): the ATS went back in time"
+        );
+        let seqs: Vec<u64> = back.exchanges.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [clean.applied[1], again]);
+        assert_eq!(
+            last.seen,
+            "the last identity.verification.completed applied for CAND_003_cl is evt_CAND_003_cl_1 \
+             (occurred_at 2026-05-18T09:01:00Z), not evt_CAND_003_cl_2 (occurred_at 2026-05-18T09:02:00.000000Z), \
+             which was applied earlier and then overwritten"
+        );
+        assert_eq!(last.candidate.as_deref(), Some(CANDIDATE));
+    }
+
+    #[test]
+    fn a_final_state_missing_the_latest_event_is_a_finding() {
+        let manifest = manifest();
+        let mut clean = clean();
+        clean.log.record_mut(clean.applied[1]).kind = "ats.event_rejected".into();
+        let run = Run::new(&manifest, &clean.plan, clean.log.records());
+        let outcome = check(&run);
+        assert_eq!(outcome.findings.total(), 1);
+        assert!(
+            outcome.findings.kept()[0]
+                .seen
+                .ends_with("which was never applied"),
+            "{}",
+            outcome.findings.kept()[0].seen
+        );
+    }
+}

@@ -1,0 +1,306 @@
+//! `privacy.no_pii_in_logs`: no candidate's name or e-mail address appears in
+//! anything the integration printed.
+//!
+//! Each personal string is searched as written, lower-cased, JSON-escaped (`\"`,
+//! `\\`) and with every non-ASCII character as a `\u00e9` escape (what a JSON logger
+//! that escapes non-ASCII writes), ASCII case ignored. All the variants of all the
+//! candidates go into one Aho-Corasick automaton, so the output is scanned once,
+//! whatever the number of candidates. Findings quote the line with the personal data
+//! masked: a report must not spread what the check protects.
+
+use std::collections::{BTreeSet, HashMap};
+
+use aho_corasick::{AhoCorasick, MatchKind};
+
+use super::exchange::quote;
+use super::run::{Outcome, Run, detail_text};
+use super::{Exchange, Finding};
+use crate::observe::Record;
+
+/// Personal strings shorter than this (in characters) are not searched: they would
+/// match everywhere.
+const MIN_CHARS: usize = 3;
+
+/// How a personal string was written in the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Form {
+    AsWritten,
+    LowerCased,
+    JsonEscaped,
+    UnicodeEscaped,
+}
+
+impl Form {
+    fn describe(self) -> &'static str {
+        match self {
+            Form::AsWritten => "as written",
+            Form::LowerCased => "lower-cased",
+            Form::JsonEscaped => "JSON-escaped",
+            Form::UnicodeEscaped => "with \\u escapes",
+        }
+    }
+}
+
+/// JSON string content: `"` and `\` and control characters escaped.
+fn json_escaped(text: &str) -> String {
+    let quoted = serde_json::Value::String(text.to_owned()).to_string();
+    quoted[1..quoted.len() - 1].to_owned()
+}
+
+/// JSON string content with every non-ASCII character as `\uXXXX` (UTF-16).
+fn unicode_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for c in json_escaped(text).chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+/// `Z…y (10 characters)`: enough to recognise, not enough to leak.
+fn masked(text: &str) -> String {
+    let count = text.chars().count();
+    let first = text.chars().next().unwrap_or('?');
+    let last = text.chars().last().unwrap_or('?');
+    format!("{first}…{last} ({count} characters)")
+}
+
+/// One personal string and the candidates it belongs to.
+struct Personal<'a> {
+    text: &'a str,
+    owners: Vec<&'a str>,
+}
+
+/// `privacy.no_pii_in_logs`.
+pub(crate) fn check(run: &Run<'_>) -> Outcome {
+    if !run.output_visible {
+        return Outcome::skip(
+            "the harness did not start the integration, so what it printed is not in the log",
+        );
+    }
+    let mut personal: Vec<Personal<'_>> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for candidate in &run.plan.candidates {
+        for text in &candidate.pii {
+            let text = text.trim();
+            if text.chars().count() < MIN_CHARS {
+                continue;
+            }
+            let i = *index.entry(text).or_insert_with(|| {
+                personal.push(Personal {
+                    text,
+                    owners: Vec::new(),
+                });
+                personal.len() - 1
+            });
+            personal[i].owners.push(&candidate.candidate);
+        }
+    }
+    if personal.is_empty() {
+        return Outcome::skip("no planned candidate has personal data to look for");
+    }
+    let mut patterns: Vec<String> = Vec::new();
+    let mut meaning: Vec<(usize, Form)> = Vec::new();
+    for (i, p) in personal.iter().enumerate() {
+        let mut forms: Vec<(String, Form)> = vec![
+            (p.text.to_owned(), Form::AsWritten),
+            (p.text.to_lowercase(), Form::LowerCased),
+            (json_escaped(p.text), Form::JsonEscaped),
+            (json_escaped(&p.text.to_lowercase()), Form::JsonEscaped),
+            (unicode_escaped(p.text), Form::UnicodeEscaped),
+            (
+                unicode_escaped(&p.text.to_lowercase()),
+                Form::UnicodeEscaped,
+            ),
+        ];
+        // The plainest form of each distinct spelling names it.
+        forms.sort();
+        forms.dedup_by(|a, b| a.0 == b.0);
+        for (pattern, form) in forms {
+            patterns.push(pattern);
+            meaning.push((i, form));
+        }
+    }
+    let automaton = match AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::LeftmostLongest)
+        .build(&patterns)
+    {
+        Ok(automaton) => automaton,
+        Err(err) => {
+            return Outcome::skip(format!(
+                "the personal data could not be compiled into a search: {err}"
+            ));
+        }
+    };
+    let mut outcome = Outcome::default();
+    for candidate in &run.plan.candidates {
+        outcome.judged(Some(candidate.scenario));
+    }
+    for &line in &run.output {
+        let text = detail_text(line, "line").unwrap_or_default();
+        let mut hits: Vec<(usize, usize, usize, Form)> = Vec::new();
+        for found in automaton.find_iter(text) {
+            let (person, form) = meaning[found.pattern().as_usize()];
+            hits.push((found.start(), found.end(), person, form));
+        }
+        if hits.is_empty() {
+            continue;
+        }
+        outcome
+            .findings
+            .add(|| finding(run, line, text, &hits, &personal));
+    }
+    outcome
+}
+
+fn finding(
+    run: &Run<'_>,
+    line: &Record,
+    text: &str,
+    hits: &[(usize, usize, usize, Form)],
+    personal: &[Personal<'_>],
+) -> Finding {
+    let stream = line.kind.trim_start_matches("integration.");
+    let mut described: BTreeSet<String> = BTreeSet::new();
+    for &(_, _, person, form) in hits {
+        let p = &personal[person];
+        let kind = if p.text.contains('@') {
+            "e-mail address"
+        } else {
+            "name"
+        };
+        let owner = p.owners.first().copied().unwrap_or("?");
+        let copies = match p.owners.len() {
+            0 | 1 => String::new(),
+            n => format!(" (and {} other scenario copies)", n - 1),
+        };
+        described.insert(format!(
+            "{owner}'s {kind} {}{copies}, {}",
+            masked(p.text),
+            form.describe()
+        ));
+    }
+    let owner = hits
+        .first()
+        .and_then(|&(_, _, person, _)| personal[person].owners.first().copied());
+    let mut finding = run.finding(
+        owner,
+        None,
+        "nothing the integration prints holds a candidate's name or e-mail address (log ids instead)",
+        format!(
+            "a line on {stream} holds {}",
+            described.into_iter().collect::<Vec<_>>().join("; ")
+        ),
+        [],
+    );
+    let mut redacted = String::with_capacity(text.len());
+    let mut from = 0;
+    for &(start, end, _, _) in hits {
+        redacted.push_str(&text[from..start]);
+        redacted.push_str("[redacted]");
+        from = end;
+    }
+    redacted.push_str(&text[from..]);
+    finding.exchanges = vec![Exchange {
+        summary: format!("{stream}: {}", quote(&redacted)),
+        ..Exchange::from_record(line)
+    }];
+    finding
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::judge::test_support::{CANDIDATE, clean, manifest};
+
+    #[test]
+    fn escapes_cover_json_and_unicode_forms() {
+        assert_eq!(json_escaped("Zoë \"Z\" Ğürsoy"), "Zoë \\\"Z\\\" Ğürsoy");
+        assert_eq!(unicode_escaped("Zoë"), "Zo\\u00eb");
+        assert_eq!(
+            unicode_escaped("a😀"),
+            "a\\ud83d\\ude00",
+            "astral: a surrogate pair"
+        );
+    }
+
+    #[test]
+    fn ids_only_output_passes() {
+        let manifest = manifest();
+        let clean = clean();
+        let run = Run::new(&manifest, &clean.plan, clean.log.records());
+        let outcome = check(&run);
+        assert!(outcome.skipped.is_none());
+        assert_eq!(outcome.findings.total(), 0);
+    }
+
+    #[test]
+    fn names_and_emails_are_found_in_every_form_and_masked() {
+        let manifest = manifest();
+        // (printed line, text the finding must contain, why)
+        let rows = [
+            (
+                "processing Zoë Ğürsoy",
+                "name Z…y (10 characters), as written",
+                "plain text",
+            ),
+            ("name=zoë ğürsoy", "lower-cased", "lower-cased non-ASCII"),
+            (
+                r#"{"name":"Zo\u00eb \u011e\u00fcrsoy"}"#,
+                "with \\u escapes",
+                "a JSON logger escaping non-ASCII",
+            ),
+            (
+                "{\"to\":\"ZOE.GURSOY@EXAMPLE.TEST\"}",
+                "e-mail address z…t (23 characters), as written",
+                "ASCII case ignored",
+            ),
+        ];
+        for (printed, needle, why) in rows {
+            let mut clean = clean();
+            let seq = clean.log.line("stderr", printed);
+            let run = Run::new(&manifest, &clean.plan, clean.log.records());
+            let outcome = check(&run);
+            assert_eq!(outcome.findings.total(), 1, "{why}");
+            let finding = &outcome.findings.kept()[0];
+            assert!(
+                finding
+                    .seen
+                    .starts_with("a line on stderr holds CAND_003_cl's"),
+                "{why}: {}",
+                finding.seen
+            );
+            assert!(finding.seen.contains(needle), "{why}: {}", finding.seen);
+            assert_eq!(finding.candidate.as_deref(), Some(CANDIDATE), "{why}");
+            assert_eq!(finding.exchanges.len(), 1);
+            assert_eq!(finding.exchanges[0].seq, seq);
+            let summary = &finding.exchanges[0].summary;
+            assert!(summary.contains("[redacted]"), "{why}: {summary}");
+            for leak in ["rsoy", "RSOY", "u00fcrsoy"] {
+                assert!(!summary.contains(leak), "{why}: {summary}");
+            }
+        }
+    }
+
+    #[test]
+    fn output_the_harness_cannot_see_is_a_skip() {
+        let manifest = manifest();
+        let clean = clean();
+        let records: Vec<_> = clean
+            .log
+            .records()
+            .iter()
+            .filter(|r| r.kind != "integration.ready")
+            .cloned()
+            .collect();
+        let run = Run::new(&manifest, &clean.plan, &records);
+        assert!(check(&run).skipped.is_some());
+    }
+}

@@ -1,0 +1,203 @@
+//! `sequence.expected`: in the clean scenario, each in-scope candidate's events
+//! reached the ATS as its `expected_sequence` says.
+//!
+//! Applied events are read in application order as `contract` or `contract:value`.
+//! The value comes from the body, not from the plan: the planned outcome (or the
+//! expected entry at that position) only says which enum field to read, so an
+//! integration that maps `review_required` to `passed` shows up here even though
+//! `passed` is a valid enum value.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::run::{Outcome, Run, body, body_event_id, body_text, detail_text};
+use crate::observe::Record;
+use crate::run::plan::Scenario;
+
+/// How an applied event reads in a sequence.
+fn read(run: &Run<'_>, record: &Record, expected_here: Option<&str>) -> String {
+    let Some(contract) = detail_text(record, "contract").or_else(|| body_text(record, "type"))
+    else {
+        return "(an event naming no contract)".to_owned();
+    };
+    let planned_outcome = body_event_id(record)
+        .and_then(|id| run.event(id))
+        .and_then(|e| e.outcome.as_deref());
+    let hinted = expected_here
+        .and_then(|entry| entry.split_once(':'))
+        .filter(|(c, _)| c.trim() == contract)
+        .map(|(_, v)| v.trim());
+    let Some(value) = planned_outcome.or(hinted) else {
+        return contract.to_owned();
+    };
+    let field = run.manifest.contracts.get(contract).and_then(|c| {
+        c.enums()
+            .iter()
+            .find(|(_, values)| values.iter().any(|v| v == value))
+            .map(|(path, _)| path)
+    });
+    match (field, body(record)) {
+        (Some(path), Some(payload)) => match path.lookup(payload) {
+            Some(Value::String(read)) => format!("{contract}:{read}"),
+            Some(other) => format!("{contract}:{other}"),
+            None => format!("{contract}:(no {path})"),
+        },
+        _ => format!("{contract}:{value}"),
+    }
+}
+
+fn arrows(items: &[String]) -> String {
+    if items.is_empty() {
+        "nothing".to_owned()
+    } else {
+        items.join(" → ")
+    }
+}
+
+/// `sequence.expected`.
+pub(crate) fn check(run: &Run<'_>) -> Outcome {
+    let clean: Vec<_> = run
+        .plan
+        .candidates
+        .iter()
+        .filter(|c| c.scenario == Scenario::Clean)
+        .collect();
+    if clean.is_empty() {
+        return Outcome::skip("no clean scenario in this run");
+    }
+    let judged: Vec<_> = clean.into_iter().filter(|c| c.in_scope).collect();
+    if judged.is_empty() {
+        return Outcome::skip("no candidate of the clean scenario is inside the canary scope");
+    }
+    let mut by_candidate: HashMap<&str, Vec<&Record>> = judged
+        .iter()
+        .map(|c| (c.candidate.as_str(), Vec::new()))
+        .collect();
+    for &record in &run.applied {
+        if let Some(list) = record
+            .candidate
+            .as_deref()
+            .and_then(|c| by_candidate.get_mut(c))
+        {
+            list.push(record);
+        }
+    }
+    let mut outcome = Outcome::default();
+    outcome.judged(Some(Scenario::Clean));
+    for candidate in judged {
+        let applied = by_candidate
+            .get(candidate.candidate.as_str())
+            .map_or(&[][..], Vec::as_slice);
+        let seen: Vec<String> = applied
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                read(
+                    run,
+                    r,
+                    candidate.expected_sequence.get(i).map(String::as_str),
+                )
+            })
+            .collect();
+        if seen == candidate.expected_sequence {
+            continue;
+        }
+        outcome.findings.add(|| {
+            let expected = &candidate.expected_sequence;
+            let at = expected
+                .iter()
+                .zip(&seen)
+                .position(|(e, s)| e != s)
+                .unwrap_or(expected.len().min(seen.len()));
+            let difference = match (expected.get(at), seen.get(at)) {
+                (Some(e), Some(s)) => format!("event {} is {s}, not {e}", at + 1),
+                (Some(e), None) => format!("{e} (event {}) never came", at + 1),
+                (None, Some(s)) => format!("{s} (event {}) is one too many", at + 1),
+                (None, None) => "the sequences differ".to_owned(),
+            };
+            run.finding(
+                Some(&candidate.candidate),
+                Some(&candidate.correlation_id),
+                format!(
+                    "the ATS receives {}'s events as its expected_sequence says: {}",
+                    candidate.candidate,
+                    arrows(expected)
+                ),
+                format!("the ATS applied {}: {difference}", arrows(&seen)),
+                applied.iter().copied(),
+            )
+        });
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::judge::test_support::{CANDIDATE, clean, manifest};
+
+    #[test]
+    fn the_expected_sequence_applied_passes() {
+        let manifest = manifest();
+        let clean = clean();
+        let run = Run::new(&manifest, &clean.plan, clean.log.records());
+        let outcome = check(&run);
+        assert!(outcome.skipped.is_none());
+        assert_eq!(outcome.findings.total(), 0);
+    }
+
+    #[test]
+    fn a_remapped_outcome_is_read_from_the_body() {
+        let manifest = manifest();
+        let mut clean = clean();
+        clean.log.record_mut(clean.applied[0]).detail["body"]["verification"]["result"] =
+            json!("passed");
+        let run = Run::new(&manifest, &clean.plan, clean.log.records());
+        let outcome = check(&run);
+        assert_eq!(outcome.findings.total(), 1);
+        let finding = &outcome.findings.kept()[0];
+        assert_eq!(
+            finding.expected,
+            "the ATS receives CAND_003_cl's events as its expected_sequence says: \
+             identity.verification.completed:failed → identity.verification.completed:passed"
+        );
+        assert_eq!(
+            finding.seen,
+            "the ATS applied identity.verification.completed:passed → identity.verification.completed:passed: \
+             event 1 is identity.verification.completed:passed, not identity.verification.completed:failed"
+        );
+        assert_eq!(finding.candidate.as_deref(), Some(CANDIDATE));
+        assert_eq!(finding.exchanges.len(), 2);
+    }
+
+    #[test]
+    fn a_missing_event_is_named() {
+        let manifest = manifest();
+        let mut clean = clean();
+        clean.log.record_mut(clean.applied[1]).kind = "ats.event_rejected".into();
+        let run = Run::new(&manifest, &clean.plan, clean.log.records());
+        let outcome = check(&run);
+        assert!(
+            outcome.findings.kept()[0]
+                .seen
+                .ends_with("identity.verification.completed:passed (event 2) never came"),
+            "{}",
+            outcome.findings.kept()[0].seen
+        );
+    }
+
+    #[test]
+    fn without_a_clean_scenario_there_is_nothing_to_judge() {
+        let manifest = manifest();
+        let mut clean = clean();
+        clean.plan.candidates[0].scenario = Scenario::Duplicates;
+        let run = Run::new(&manifest, &clean.plan, clean.log.records());
+        assert_eq!(
+            check(&run).skipped.as_deref(),
+            Some("no clean scenario in this run")
+        );
+    }
+}
