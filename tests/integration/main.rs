@@ -10,5 +10,6 @@ mod run;
 mod sandbox;
 mod schemas;
 mod serve;
+mod teeth;
 mod util;
 mod validate;
