@@ -230,7 +230,8 @@ enum SchemaRun {
 
 /// Runs a parsed command line and returns its exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    let mut stdout = io::stdout().lock();
+    // Not locked for the whole command: the relay and the run write from other threads.
+    let mut stdout = io::stdout();
     let mut ui = Ui::stderr();
     let code = match cli.command {
         Command::Validate { files } => validate(&files, &mut stdout, &mut ui),
