@@ -6,6 +6,7 @@ mod mock;
 mod openapi;
 mod python_example;
 mod relay;
+mod relay_breaker;
 mod run;
 mod sandbox;
 mod schemas;
