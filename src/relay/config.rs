@@ -33,6 +33,11 @@ pub const KNOWN_FAULTS: &[&str] = &[
     "drop_undeliverable",
     "trip_low",
     "volatile_queue",
+    "flip_outcome",
+    "shadow_missing_field",
+    "shadow_bad_enum",
+    "shadow_future_time",
+    "shadow_unknown_type",
 ];
 
 /// Why the configuration is unusable.

@@ -232,13 +232,15 @@ fn log_outcome(
         );
         return;
     }
-    let mut line = event.clone();
-    if let (Some(pii), Some(map)) = (pii, line.as_object_mut()) {
+    if let Some(pii) = pii {
         // Deliberate defect `log_pii`: the relay echoes what it read from the ATS.
-        map.insert("candidate_record".into(), pii);
+        shared.log.note(
+            "candidate_record",
+            serde_json::json!({"event_id": event.get("event_id"), "candidate_record": pii}),
+        );
     }
     shared.log.event(
-        &line,
+        event,
         &job.received_at,
         Some(processed_at),
         outcome.as_str(),
@@ -316,6 +318,9 @@ async fn attempt(
         }
     }
     let mut body = event.clone();
+    if config.has_fault("flip_outcome") {
+        flip_result(&mut body);
+    }
     if config.has_fault("rewrite_key")
         && let Some(map) = body.as_object_mut()
     {
@@ -335,13 +340,23 @@ async fn attempt(
         client
             .post(format!("{candidate_url}/events"))
             .bearer_auth(&config.ats_token)
-            .header("Idempotency-Key", &job.idempotency_key)
+            // The vendor's key, not the store's (which a `no_dedupe` relay makes unique).
+            .header(
+                "Idempotency-Key",
+                event
+                    .get("idempotency_key")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&job.idempotency_key),
+            )
             .header("If-Match", format!("\"{revision}\""))
             .json(&body),
     )
     .await?;
     match response.status() {
-        StatusCode::CREATED | StatusCode::OK => Ok(Done::with(Outcome::Applied, pii)),
+        StatusCode::CREATED | StatusCode::OK => {
+            shadow_write(shared, client, &candidate_url, &body).await;
+            Ok(Done::with(Outcome::Applied, pii))
+        }
         StatusCode::CONFLICT => Err(Retry::Conflict),
         status @ (StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST) => {
             let answer = response.text().await.unwrap_or_default();
@@ -364,6 +379,66 @@ async fn attempt(
         }
         status => Err(retry_for(status, response.headers())),
     }
+}
+
+/// Deliberate defect `flip_outcome`: a mapping that confuses verification results
+/// (every value stays a valid enum member, so only the sequence shows it).
+fn flip_result(body: &mut Value) {
+    if let Some(result) = body.pointer_mut("/verification/result") {
+        let flipped = match result.as_str() {
+            Some("passed") => "review_required",
+            Some("review_required") => "failed",
+            _ => "passed",
+        };
+        *result = Value::from(flipped);
+    }
+}
+
+/// The test-only defects that post a second, contract-breaking copy of each written
+/// event (a half-migrated mapping running beside the new one). The ATS refuses the
+/// copy, so only the contract checks can tell; the copy bypasses the kill switch so
+/// the refusals do not trip it.
+const SHADOW_FAULTS: [&str; 4] = [
+    "shadow_missing_field",
+    "shadow_bad_enum",
+    "shadow_future_time",
+    "shadow_unknown_type",
+];
+
+async fn shadow_write(
+    shared: &Shared,
+    client: &reqwest::Client,
+    candidate_url: &str,
+    body: &Value,
+) {
+    let config = &shared.config;
+    let Some(fault) = SHADOW_FAULTS.iter().find(|f| config.has_fault(f)) else {
+        return;
+    };
+    // Only verification events: each defect below breaks exactly one rule of theirs.
+    if body.pointer("/verification/risk_tier").is_none() {
+        return;
+    }
+    let mut copy = body.clone();
+    match *fault {
+        "shadow_missing_field" => {
+            if let Some(map) = copy.as_object_mut() {
+                map.remove("correlation_id");
+            }
+        }
+        "shadow_bad_enum" => copy["verification"]["risk_tier"] = Value::from("unknown"),
+        "shadow_future_time" => {
+            let future = chrono::Utc::now() + chrono::TimeDelta::days(1);
+            copy["occurred_at"] = Value::from(crate::observe::format_time(future));
+        }
+        _ => copy["type"] = Value::from("identity.verification.completed.v2"),
+    }
+    let _ = client
+        .post(format!("{candidate_url}/events"))
+        .bearer_auth(&config.ats_token)
+        .json(&copy)
+        .send()
+        .await;
 }
 
 /// Files the exception item for an event the ATS refused (INTEGRATION-PROTOCOL.md §3),

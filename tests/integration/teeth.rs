@@ -110,6 +110,17 @@ teeth! {
     silent_drops: "drop_events" in &["duplicates", "out-of-order", "signatures", "canary"] => ["delivery.no_loss"]
         because "every third event is reported applied but never written (in `clean` a drop \
                  would also break the candidate's sequence, which the next row proves on its own)";
+    results_confused: "flip_outcome" in ALL => ["sequence.expected"]
+        because "the mapping writes a valid but different verification result";
+    required_field_dropped: "shadow_missing_field" in ALL => ["contract.required_fields"]
+        because "a second mapping posts copies of verification events without `correlation_id`";
+    enum_value_invented: "shadow_bad_enum" in ALL => ["contract.enums"]
+        because "a second mapping posts copies with `risk_tier: unknown`";
+    assertion_broken: "shadow_future_time" in ALL => ["contract.assertions"]
+        because "a second mapping posts copies dated tomorrow (`occurred_at <= now()`)";
+    payload_drift: "shadow_unknown_type" in ALL => ["contract.schema"]
+        because "a second mapping posts copies under a drifted type name no contract judges; \
+                 the schema check owns what the native rules cannot see";
 }
 
 #[test]
