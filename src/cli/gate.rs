@@ -102,6 +102,10 @@ enum ArgsError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "the `restart` scenario kills and restarts the integration, so it needs --sut-cmd (or the built-in relay), not --sut-url"
+    )]
+    RestartNeedsCommand,
     #[error("two reports would be written to {}", .0.display())]
     SameReportPath(PathBuf),
 }
@@ -147,7 +151,13 @@ impl GateRun {
             }
         };
         let scenarios = if args.scenarios.is_empty() {
-            Scenario::ALL.to_vec()
+            // An integration the harness did not start cannot be restarted by it.
+            Scenario::ALL
+                .into_iter()
+                .filter(|s| args.sut_url.is_none() || *s != Scenario::Restart)
+                .collect()
+        } else if args.sut_url.is_some() && args.scenarios.contains(&Scenario::Restart) {
+            return Err(ArgsError::RestartNeedsCommand);
         } else {
             let mut chosen = args.scenarios.clone();
             chosen.sort();
@@ -200,7 +210,7 @@ fn replay_command(args: &RunArgs, scenarios: &[Scenario]) -> String {
         "--seed".to_owned(),
         args.seed.to_string(),
     ];
-    if scenarios != Scenario::ALL {
+    if scenarios != Scenario::ALL.as_slice() {
         for s in scenarios {
             words.push(format!("--scenario {s}"));
         }

@@ -20,7 +20,7 @@ use crate::contract::assertion::EvalContext;
 use crate::contract::{Rule, Violation};
 use crate::manifest::model::Severity;
 use crate::observe::Record;
-use crate::run::plan::{PlannedEvent, Scenario};
+use crate::run::plan::{DRIFTED, PlannedEvent, Scenario};
 
 /// Which of the four checks a rule belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +107,14 @@ impl<'a> ContractPass<'a> {
             let Some(payload) = body(record) else {
                 continue;
             };
+            // A payload the harness drifted on purpose (`mapping-errors`) is the ATS's
+            // to refuse and the kill switch's to count, not a contract defect.
+            if body_event_id(record)
+                .and_then(|id| run.event(id))
+                .is_some_and(|e| e.perturbation == DRIFTED)
+            {
+                continue;
+            }
             let ctx = record_time(record).map_or(end, |now| EvalContext { now });
             let mut violations = Vec::new();
             let (contract, severity) = judge_payload(run, payload, &ctx, &mut violations);
@@ -119,7 +127,7 @@ impl<'a> ContractPass<'a> {
             }
             pass.file(Source::Ats(record), contract, severity, violations);
         }
-        for event in &run.plan.events {
+        for event in run.plan.events.iter().filter(|e| e.perturbation != DRIFTED) {
             let mut violations = Vec::new();
             let (contract, severity) = judge_payload(run, &event.payload, &end, &mut violations);
             pass.judged += 1;
