@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::plan::{Plan, Scenario, marks};
-use super::scenarios::{Batch, Group, Stress};
+use super::scenarios::{Batch, Group, OutageKind, Stress};
 use crate::delivery::Sender;
 use crate::mock::ats::AtsState;
 use crate::mock::faults::{FaultKind, FaultWindow};
@@ -154,8 +154,12 @@ async fn stress(
     let faults = &driver.ats.faults;
     match batch.stress {
         Stress::None => send(driver, batch.groups, progress).await,
-        Stress::Outage { hold, restart } => {
-            let windows = outage_windows(hold);
+        Stress::Outage {
+            hold,
+            kind,
+            restart,
+        } => {
+            let windows = outage_windows(hold, kind);
             mark_start(driver, scenario, "outage", true, &windows);
             let _ = faults.set(windows);
             let down = Instant::now();
@@ -214,18 +218,23 @@ async fn stress(
 
 /// The outage's fault windows: 503s, then connection resets, then hangs at the end
 /// (a hang holds a request until the client gives up, so it comes last and short).
-fn outage_windows(hold: Duration) -> Vec<FaultWindow> {
+fn outage_windows(hold: Duration, kind: OutageKind) -> Vec<FaultWindow> {
     let ms = hold.as_millis() as u64;
     let window = |fault, from_ms: u64, for_ms: u64| FaultWindow {
         fault,
         from_ms,
         for_ms: Some(for_ms),
     };
-    vec![
-        window(FaultKind::Outage, 0, ms * 5 / 10),
-        window(FaultKind::Reset, ms * 5 / 10, ms * 4 / 10),
-        window(FaultKind::Timeout, ms * 9 / 10, ms - ms * 9 / 10),
-    ]
+    match kind {
+        OutageKind::Mixed => vec![
+            window(FaultKind::Outage, 0, ms * 5 / 10),
+            window(FaultKind::Reset, ms * 5 / 10, ms * 4 / 10),
+            window(FaultKind::Timeout, ms * 9 / 10, ms - ms * 9 / 10),
+        ],
+        OutageKind::Unavailable => vec![window(FaultKind::Outage, 0, ms)],
+        OutageKind::Timeout => vec![window(FaultKind::Timeout, 0, ms)],
+        OutageKind::Reset => vec![window(FaultKind::Reset, 0, ms)],
+    }
 }
 
 fn mark_start(

@@ -62,6 +62,8 @@ pub struct RunConfig {
     pub mocks: MockConfig,
     /// The webhook acknowledgement deadline.
     pub ack_sla: Duration,
+    /// The shape of the `outage` and `restart` scenarios.
+    pub outage: scenarios::OutageSettings,
     /// The vendor's webhook secret; generated from the seed when absent (an
     /// integration reached with `--sut-url` must be given the one it holds).
     pub vendor_secret: Option<WebhookSecret>,
@@ -177,6 +179,7 @@ pub async fn execute(
         &config.scenarios,
         synth,
         config.ack_sla.as_millis() as u64,
+        &config.outage,
     )?;
     let mut prepared = prepared;
     prepared.plan.time_scale = config.time_scale;
