@@ -160,8 +160,8 @@ async fn stress(
             restart,
         } => {
             let windows = outage_windows(hold, kind);
+            let _ = faults.set(windows.clone());
             mark_start(driver, scenario, "outage", true, &windows);
-            let _ = faults.set(windows);
             let down = Instant::now();
             let acked = send(driver, batch.groups, progress).await;
             if restart {
@@ -169,8 +169,8 @@ async fn stress(
                 restart_integration(driver, scenario).await;
             }
             tokio::time::sleep_until((down + hold).into()).await;
-            faults.clear();
             mark_end(driver, scenario, "outage");
+            faults.clear();
             acked
         }
         Stress::Brownout { above, below } => {
@@ -187,22 +187,22 @@ async fn stress(
                 .filter(|id| expected.contains(id))
                 .collect();
             let windows = vec![FaultWindow::always(FaultKind::EveryNth { n: above })];
+            let _ = faults.set(windows.clone());
             mark_start(driver, scenario, "brownout-above", true, &windows);
-            let _ = faults.set(windows);
             let mut acked = send(driver, batch.groups, progress).await;
             wait_notified(driver, SwitchState::Tripped, deadline).await;
-            faults.clear();
             mark_end(driver, scenario, "brownout-above");
+            faults.clear();
             // The second phase starts from a closed switch and an empty window.
             wait_notified(driver, SwitchState::Reset, deadline).await;
             wait_drained(&first_wave, &driver.ats, deadline).await;
             let windows = vec![FaultWindow::always(FaultKind::EveryNth { n: below })];
+            let _ = faults.set(windows.clone());
             mark_start(driver, scenario, "brownout-below", false, &windows);
-            let _ = faults.set(windows);
             acked += send(driver, batch.later, progress).await;
             wait_drained(expected, &driver.ats, deadline).await;
-            faults.clear();
             mark_end(driver, scenario, "brownout-below");
+            faults.clear();
             acked
         }
         Stress::MappingErrors => {
@@ -237,6 +237,8 @@ fn outage_windows(hold: Duration, kind: OutageKind) -> Vec<FaultWindow> {
     }
 }
 
+/// Marks a fault window open; called once the fault is in force, so nothing the
+/// checks see after the mark was answered before the fault.
 fn mark_start(
     driver: &Driver,
     scenario: Scenario,
@@ -251,6 +253,7 @@ fn mark_start(
     );
 }
 
+/// Marks a fault window closed; called before the fault is lifted, for the same reason.
 fn mark_end(driver: &Driver, scenario: Scenario, phase: &str) {
     driver.log.append(
         Actor::Harness,
