@@ -260,8 +260,9 @@ impl<'r, 'a> Replay<'r, 'a> {
         }
     }
 
-    /// Every channel hears `reset` after each window, before the next one or the
-    /// scenario's end.
+    /// Every channel hears `reset` after each window in which the switch tripped,
+    /// before the next window or the scenario's end. (A switch that never tripped
+    /// has nothing to reset: `kill_switch.trips` holds that against it.)
     fn resets(&self, outcome: &mut Outcome) {
         let run = self.run;
         let channels = channels(run);
@@ -284,6 +285,14 @@ impl<'r, 'a> Replay<'r, 'a> {
                 });
                 continue;
             };
+            let tripped = self
+                .timeline
+                .notices_between(window.start.seq, end.seq)
+                .iter()
+                .any(|n| n.state == SwitchState::Tripped);
+            if !tripped {
+                continue;
+            }
             let bound = self
                 .windows
                 .get(i + 1)
