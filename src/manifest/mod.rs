@@ -119,6 +119,11 @@ impl Manifest {
     pub fn candidate(&self, id: &str) -> Option<&Candidate> {
         self.candidates.iter().find(|c| c.id.0 == id)
     }
+
+    /// The channels the kill switch must notify.
+    pub fn notify_channels(&self) -> &[String] {
+        &self.raw.release_gate.kill_switch.action.notify_channels
+    }
 }
 
 /// Loads and validates a hiring policy from a file.

@@ -105,14 +105,7 @@ impl Relay {
         let switch = KillSwitch::new(&config, notices, log.clone());
         let channels = notify::Channels {
             base_url: config.notify_url.clone(),
-            channels: config
-                .manifest
-                .raw
-                .release_gate
-                .kill_switch
-                .action
-                .notify_channels
-                .clone(),
+            channels: config.manifest.notify_channels().to_vec(),
             kill_switch: config.manifest.raw.release_gate.kill_switch.name.clone(),
         };
         let notifier = tokio::spawn(notify::run(notices_out, channels, log.clone()));

@@ -278,14 +278,7 @@ pub async fn execute(
         log: log.clone(),
         drain_deadline: config.drain_deadline,
         notify: Arc::clone(&mocks.notify),
-        channels: config
-            .manifest
-            .raw
-            .release_gate
-            .kill_switch
-            .action
-            .notify_channels
-            .clone(),
+        channels: config.manifest.notify_channels().to_vec(),
         restarter: process
             .as_ref()
             .map(|p| Arc::clone(p) as Arc<dyn drive::Restarter>),

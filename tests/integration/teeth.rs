@@ -145,53 +145,15 @@ teeth! {
                  the schema check owns what the native rules cannot see";
 }
 
-/// The correct relay fails nothing in `scenarios` for every seed, and only checks
-/// whose id starts with `may_skip` may skip.
-fn passes_every_check(scenarios: &[&str], seeds: std::ops::RangeInclusive<u64>, may_skip: &str) {
+/// The correct relay fails nothing in `scenarios` for every seed, and only the
+/// checks in `may_skip` may skip.
+fn passes_every_check(scenarios: &[&str], seeds: std::ops::RangeInclusive<u64>, may_skip: &[&str]) {
     for seed in seeds {
         let (code, report) = gate("", scenarios, seed);
         assert_eq!(
             failed(&report),
             BTreeSet::new(),
             "seed {seed}: the correct relay fails nothing: {:#}",
-            report["checks"]
-        );
-        assert_eq!(code, 0, "seed {seed}");
-        let skipped: Vec<&str> = report["checks"]
-            .as_array()
-            .expect("checks")
-            .iter()
-            .filter(|c| c["status"] == "skip")
-            .map(|c| c["id"].as_str().expect("id"))
-            .collect();
-        assert!(
-            skipped.iter().all(|id| id.starts_with(may_skip)),
-            "seed {seed}: only `{may_skip}*` checks may skip; skipped {skipped:?}"
-        );
-    }
-}
-
-#[test]
-fn the_reference_relay_passes_the_delivery_scenarios_for_20_seeds() {
-    passes_every_check(ALL, 1..=20, "kill_switch.");
-}
-
-#[test]
-fn the_reference_relay_passes_the_kill_switch_scenarios_for_10_seeds() {
-    // The kill-switch scenarios judge no signatures, sequences or canary controls,
-    // and no scenario drives the hiring-policy flow that `gates_not_paused` needs.
-    let may_skip = [
-        "sequence.expected",
-        "signature.enforced",
-        "canary.scope",
-        "kill_switch.gates_not_paused",
-    ];
-    for seed in 1..=10 {
-        let (code, report) = gate("", KILL_SWITCH, seed);
-        assert_eq!(
-            failed(&report),
-            BTreeSet::new(),
-            "seed {seed}: {:#}",
             report["checks"]
         );
         assert_eq!(code, 0, "seed {seed}");
@@ -205,4 +167,28 @@ fn the_reference_relay_passes_the_kill_switch_scenarios_for_10_seeds() {
             }
         }
     }
+}
+
+#[test]
+fn the_reference_relay_passes_the_delivery_scenarios_for_20_seeds() {
+    // No delivery scenario stresses the kill switch.
+    let may_skip = [
+        "kill_switch.trips",
+        "kill_switch.queue_replay",
+        "kill_switch.gates_not_paused",
+    ];
+    passes_every_check(ALL, 1..=20, &may_skip);
+}
+
+#[test]
+fn the_reference_relay_passes_the_kill_switch_scenarios_for_10_seeds() {
+    // The kill-switch scenarios judge no signatures, sequences or canary controls,
+    // and no scenario drives the hiring-policy flow that `gates_not_paused` needs.
+    let may_skip = [
+        "sequence.expected",
+        "signature.enforced",
+        "canary.scope",
+        "kill_switch.gates_not_paused",
+    ];
+    passes_every_check(KILL_SWITCH, 1..=10, &may_skip);
 }

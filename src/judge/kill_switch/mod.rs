@@ -289,12 +289,7 @@ fn between<T>(items: &[T], after: u64, before: u64, seq: impl Fn(&T) -> u64) -> 
 
 /// The manifest's `notify_channels`.
 pub(super) fn channels<'r>(run: &'r Run<'_>) -> &'r [String] {
-    &run.manifest
-        .raw
-        .release_gate
-        .kill_switch
-        .action
-        .notify_channels
+    run.manifest.notify_channels()
 }
 
 /// The channels of `channels` that no notice of `state` in `notices` reached.
