@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -22,11 +23,13 @@ use serde_json::{Value, json};
 
 use crate::delivery::{Delivery, Order, Perturbation, RetryPolicy, Sender, WebhookSecret};
 use crate::manifest::Manifest;
+use crate::manifest::model::CanaryScope;
+use crate::mock::ats::Page;
 use crate::mock::faults::FaultWindow;
 use crate::mock::{MockConfig, Mocks, RunningServer};
 use crate::observe::ObservationLog;
 use crate::sandbox::synth::{SynthConfig, Synthesizer};
-use crate::sandbox::{Sandbox, in_canary_scope};
+use crate::sandbox::{Sandbox, SandboxCandidate, in_canary_scope};
 
 /// How `serve` is set up.
 #[derive(Debug, Clone)]
@@ -41,6 +44,9 @@ pub struct ServeConfig {
     pub admin_addr: SocketAddr,
     /// Where the observation log is written.
     pub log_path: PathBuf,
+    /// The candidates to serve, such as a dataset's ([`crate::sandbox::load_dataset`]);
+    /// `None` builds the manifest's `sandbox_dataset` from `seed`.
+    pub sandbox: Option<Sandbox>,
 }
 
 /// Why the sandbox could not start.
@@ -66,14 +72,14 @@ pub struct Served {
     pub vendor_secret: WebhookSecret,
     /// The ATS's webhook secret (`whsec_…`).
     pub ats_secret: WebhookSecret,
-    /// The sandbox's candidates.
-    pub sandbox: Sandbox,
+    /// The sandbox's candidates (shared with the admin API, never copied).
+    pub sandbox: Arc<Sandbox>,
     log: ObservationLog,
 }
 
 struct Admin {
     manifest: Arc<Manifest>,
-    sandbox: Sandbox,
+    sandbox: Arc<Sandbox>,
     mocks_ats: Arc<crate::mock::ats::AtsState>,
     mocks_vendor: Arc<crate::mock::vendor::VendorState>,
     mocks_notify: Arc<crate::mock::notify::NotifyState>,
@@ -87,8 +93,12 @@ struct Admin {
 impl Served {
     /// Starts the mocks and the admin API.
     pub async fn start(config: ServeConfig) -> Result<Served, ServeError> {
+        // The candidates first: a sandbox that cannot be built leaves an older log intact.
+        let sandbox = Arc::new(match config.sandbox {
+            Some(sandbox) => sandbox,
+            None => crate::sandbox::build(&config.manifest, config.seed)?,
+        });
         let log = ObservationLog::create(&config.log_path, &format!("serve-{:016x}", config.seed))?;
-        let sandbox = crate::sandbox::build(&config.manifest, config.seed)?;
         let mocks = Mocks::start(
             Arc::clone(&config.manifest),
             &sandbox.candidates,
@@ -112,7 +122,7 @@ impl Served {
             })?;
         let admin = Admin {
             manifest: Arc::clone(&config.manifest),
-            sandbox: sandbox.clone(),
+            sandbox: Arc::clone(&sandbox),
             mocks_ats: Arc::clone(&mocks.ats),
             mocks_vendor: Arc::clone(&mocks.vendor),
             mocks_notify: Arc::clone(&mocks.notify),
@@ -174,37 +184,151 @@ fn bad_request(message: String) -> Response {
         .into_response()
 }
 
-async fn candidates(State(admin): State<Arc<Admin>>) -> Response {
-    let scope = &admin.manifest.raw.release_gate.canary_scope;
-    let list: Vec<Value> = admin
-        .sandbox
-        .candidates
-        .iter()
-        .map(|c| {
-            json!({
-                "ats_candidate_id": c.id,
-                "profile": c.profile,
-                "risk_tier": c.risk_tier.as_str(),
-                "role": c.role,
-                "requisition": c.requisition,
-                "in_canary_scope": in_canary_scope(scope, &c.requisition),
-                "expected_sequence": c.expected_sequence.iter().map(|e| match &e.outcome {
-                    Some((_, v)) => format!("{}:{v}", e.contract),
-                    None => e.contract.to_string(),
-                }).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    axum::Json(json!({"seed": admin.seed, "candidates": list})).into_response()
+/// A query string the admin API could not read, as a 422 naming what it accepts.
+fn bad_query(rejection: QueryRejection, accepted: &str) -> Response {
+    bad_request(format!(
+        "{}; this route takes {accepted}",
+        rejection.body_text()
+    ))
 }
 
-async fn state(State(admin): State<Arc<Admin>>) -> Response {
-    axum::Json(json!({
-        "ats": admin.mocks_ats.snapshot(),
-        "vendor": admin.mocks_vendor.snapshot(),
-        "notify": admin.mocks_notify.snapshot(),
-    }))
-    .into_response()
+/// `?offset=N&limit=M` on `GET /admin/candidates`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListPage {
+    #[serde(default)]
+    offset: usize,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// One sandbox candidate as `GET /admin/candidates` lists it.
+#[derive(Serialize)]
+struct Listed<'a> {
+    ats_candidate_id: &'a str,
+    profile: &'a str,
+    risk_tier: &'static str,
+    role: crate::sandbox::Role,
+    requisition: &'a crate::sandbox::Requisition,
+    in_canary_scope: bool,
+    expected_sequence: Vec<String>,
+}
+
+/// Candidates serialized per chunk of `GET /admin/candidates`.
+const LIST_CHUNK: usize = 512;
+
+fn listed<'a>(scope: &'a CanaryScope, c: &'a SandboxCandidate) -> Listed<'a> {
+    Listed {
+        ats_candidate_id: &c.id.0,
+        profile: &c.profile,
+        risk_tier: c.risk_tier.as_str(),
+        role: c.role,
+        requisition: &c.requisition,
+        in_canary_scope: in_canary_scope(scope, &c.requisition),
+        expected_sequence: c
+            .expected_sequence
+            .iter()
+            .map(|e| match &e.outcome {
+                Some((_, v)) => format!("{}:{v}", e.contract),
+                None => e.contract.to_string(),
+            })
+            .collect(),
+    }
+}
+
+/// A response body pulled from an iterator of chunks, so a dump of 100,000
+/// candidates is written as it is serialized and never sits in memory whole.
+struct Chunked<I>(I);
+
+impl<I> hyper::body::Body for Chunked<I>
+where
+    I: Iterator<Item = Vec<u8>> + Unpin,
+{
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let next = self.get_mut().0.next();
+        std::task::Poll::Ready(next.map(|chunk| Ok(hyper::body::Frame::data(Bytes::from(chunk)))))
+    }
+}
+
+fn chunked_json<I>(chunks: I) -> Response
+where
+    I: Iterator<Item = Vec<u8>> + Unpin + Send + 'static,
+{
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::new(Chunked(chunks)),
+    )
+        .into_response()
+}
+
+async fn candidates(
+    State(admin): State<Arc<Admin>>,
+    page: Result<Query<ListPage>, QueryRejection>,
+) -> Response {
+    let page = match page {
+        Ok(Query(page)) => page,
+        Err(rejection) => return bad_query(rejection, "`offset` and `limit`"),
+    };
+    let total = admin.sandbox.candidates.len();
+    let start = page.offset.min(total);
+    let end = page
+        .limit
+        .map_or(total, |limit| start.saturating_add(limit).min(total));
+    let head = format!(
+        "{{\"seed\":{},\"total\":{total},\"offset\":{},\"candidates\":[",
+        admin.seed, page.offset
+    );
+    let mut at = start;
+    let items = std::iter::from_fn(move || {
+        if at >= end {
+            return None;
+        }
+        let scope = &admin.manifest.raw.release_gate.canary_scope;
+        let chunk_end = (at + LIST_CHUNK).min(end);
+        let mut out = Vec::new();
+        for (i, c) in admin.sandbox.candidates[at..chunk_end].iter().enumerate() {
+            if at + i > start {
+                out.push(b',');
+            }
+            // Plain fields serialize into memory without failing.
+            let _ = serde_json::to_writer(&mut out, &listed(scope, c));
+        }
+        at = chunk_end;
+        Some(out)
+    });
+    let chunks = std::iter::once(head.into_bytes())
+        .chain(items)
+        .chain(std::iter::once(b"]}".to_vec()));
+    chunked_json(chunks)
+}
+
+async fn state(
+    State(admin): State<Arc<Admin>>,
+    page: Result<Query<Page>, QueryRejection>,
+) -> Response {
+    let page = match page {
+        Ok(Query(page)) => page,
+        Err(rejection) => return bad_query(rejection, "`candidate`, `offset` and `limit`"),
+    };
+    let mut tail = Vec::new();
+    for (name, value) in [
+        ("vendor", admin.mocks_vendor.snapshot()),
+        ("notify", admin.mocks_notify.snapshot()),
+    ] {
+        tail.extend(format!(",\"{name}\":").as_bytes());
+        tail.extend(serde_json::to_vec(&value).unwrap_or_default());
+    }
+    tail.push(b'}');
+    let chunks = std::iter::once(b"{\"ats\":".to_vec())
+        .chain(Arc::clone(&admin.mocks_ats).dump(page))
+        .chain(std::iter::once(tail));
+    chunked_json(chunks)
 }
 
 async fn get_faults(State(admin): State<Arc<Admin>>) -> Response {
