@@ -728,25 +728,23 @@ async fn shutdown_signal() {
 }
 
 fn log_verify(file: &Path, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
-    let records = match crate::observe::read(file) {
-        Ok(records) => records,
-        Err(err) => {
-            ui.error(&err);
-            return ExitCode::Usage;
-        }
-    };
-    match crate::observe::verify(&records) {
-        Ok(()) => {
-            let run = records.first().map_or("no run", |r| r.run_id.as_str());
+    // Streamed: a load test's log runs to gigabytes.
+    match crate::observe::verify_file(file) {
+        Ok(verified) => {
+            let run = verified.run_id.as_deref().unwrap_or("no run");
             let _ = writeln!(
                 out,
                 "ok  {}: {} records, chain intact (run {run})",
                 file.display(),
-                records.len()
+                verified.records
             );
             ExitCode::Pass
         }
-        Err(broken) => {
+        Err(crate::observe::VerifyError::Read(err)) => {
+            ui.error(&err);
+            ExitCode::Usage
+        }
+        Err(crate::observe::VerifyError::Broken(broken)) => {
             ui.error(&broken);
             let _ = writeln!(out, "broken  {}", file.display());
             ExitCode::Blocked

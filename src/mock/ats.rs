@@ -951,4 +951,118 @@ mod tests {
             "but the write was applied"
         );
     }
+
+    #[tokio::test]
+    async fn every_other_fault_acts_through_the_router_too() {
+        use super::super::faults::{FaultKind, FaultWindow};
+        use std::time::{Duration, Instant};
+        let (state, router) = ats();
+        let read = || {
+            request("GET", "/v1/candidates/CAND_canary_001", None)
+                .body(Body::empty())
+                .expect("request")
+        };
+        let set = |fault: FaultKind| {
+            state
+                .faults
+                .set(vec![FaultWindow::always(fault)])
+                .expect("valid")
+        };
+
+        set(FaultKind::ErrorRate { rate: 1.0 });
+        let (status, _, body) = send(&router, read()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "rate 1 fails all");
+        assert_eq!(body["injected"], "error_rate");
+        set(FaultKind::ErrorRate { rate: 0.0 });
+        let (status, _, _) = send(&router, read()).await;
+        assert_eq!(status, StatusCode::OK, "rate 0 fails none");
+
+        set(FaultKind::Latency { millis: 120 });
+        let started = Instant::now();
+        let (status, _, _) = send(&router, read()).await;
+        assert_eq!(status, StatusCode::OK, "slow, but answered");
+        assert!(started.elapsed() >= Duration::from_millis(120), "held back");
+
+        state
+            .faults
+            .set(vec![FaultWindow {
+                fault: FaultKind::Outage,
+                from_ms: 60_000,
+                for_ms: Some(1_000),
+            }])
+            .expect("valid");
+        let (status, _, _) = send(&router, read()).await;
+        assert_eq!(status, StatusCode::OK, "a window not yet open does nothing");
+
+        for fault in [FaultKind::Timeout, FaultKind::Reset] {
+            let why = fault.name();
+            set(fault);
+            let answer = tokio::time::timeout(
+                Duration::from_millis(200),
+                router.clone().oneshot(post(
+                    "/v1/candidates/CAND_canary_001/events",
+                    &good_event("CAND_canary_001"),
+                )),
+            )
+            .await;
+            assert!(answer.is_err(), "{why}: never answers");
+        }
+        state.faults.clear();
+        assert_eq!(
+            state.candidate("CAND_canary_001").expect("seeded").revision,
+            1,
+            "neither a hung nor a reset write is applied"
+        );
+        let (status, _, _) = send(&router, read()).await;
+        assert_eq!(status, StatusCode::OK, "cleared");
+    }
+
+    #[tokio::test]
+    async fn dumps_page_through_candidates_in_id_order() {
+        let log = ObservationLog::to_writer(Box::new(std::io::sink()), "test");
+        let ids = ["CAND_c", "CAND_a", "CAND_b"];
+        let candidates: Vec<SandboxCandidate> = ids.iter().map(|id| candidate(id)).collect();
+        let state = Arc::new(AtsState::new(manifest(), &candidates, TOKEN, 1, log));
+        let dump = |page: Page| -> Value {
+            let text: Vec<u8> = Arc::clone(&state).dump(page).flatten().collect();
+            serde_json::from_slice(&text).expect("a dump is JSON")
+        };
+        let listed = |value: &Value| -> Vec<String> {
+            value["candidates"]
+                .as_array()
+                .expect("a list")
+                .iter()
+                .filter_map(|c| c["ats_candidate_id"].as_str().map(str::to_owned))
+                .collect()
+        };
+        let all = dump(Page::default());
+        assert_eq!(listed(&all), ["CAND_a", "CAND_b", "CAND_c"]);
+        assert_eq!(all["total"], 3);
+        assert_eq!(all["candidates"][0]["activity"], json!([]));
+        assert!(all["access_grants"].is_array() && all["faults"].is_array());
+        let page = dump(Page {
+            offset: 1,
+            limit: Some(1),
+            candidate: None,
+        });
+        assert_eq!(listed(&page), ["CAND_b"]);
+        let past = dump(Page {
+            offset: 9,
+            limit: None,
+            candidate: None,
+        });
+        assert_eq!(listed(&past), Vec::<String>::new());
+        let one = dump(Page {
+            candidate: Some("CAND_c".into()),
+            ..Page::default()
+        });
+        assert_eq!(
+            (listed(&one), &one["total"]),
+            (vec!["CAND_c".to_owned()], &json!(1))
+        );
+        assert_eq!(
+            state.snapshot()["candidates"][2]["ats_candidate_id"],
+            "CAND_c"
+        );
+    }
 }

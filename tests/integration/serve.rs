@@ -129,6 +129,59 @@ async fn fire_delivers_a_sequence_that_lands_and_the_log_verifies() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    // Firing again synthesizes the candidate's next flow, with fresh ids; naming a
+    // flow replays it. Unsigned, so the relay refuses them and the ATS is untouched.
+    let fire_unsigned = |flow: Option<u64>| {
+        let mut body = json!({"candidate": "CAND_canary_003", "webhook_url": format!("{}/webhooks/vendor", relay.url()), "perturbations": ["unsigned"]});
+        if let Some(flow) = flow {
+            body["flow"] = json!(flow);
+        }
+        client
+            .post(format!("{admin}/admin/fire"))
+            .json(&body)
+            .send()
+    };
+    let event_ids = |fired: &Value| -> Vec<String> {
+        fired["deliveries"]
+            .as_array()
+            .expect("deliveries")
+            .iter()
+            .filter_map(|d| d["event_id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let next: Value = fire_unsigned(None)
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(next["flow"], 1, "{next}");
+    let first_ids = event_ids(&fired);
+    let next_ids = event_ids(&next);
+    assert!(
+        first_ids.iter().all(|id| !next_ids.contains(id)),
+        "a new flow has new event ids: {first_ids:?} {next_ids:?}"
+    );
+    let replayed: Value = fire_unsigned(Some(0))
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        (&replayed["flow"], event_ids(&replayed)),
+        (&json!(0), first_ids),
+        "naming a flow replays it"
+    );
+    assert!(
+        replayed["deliveries"]
+            .as_array()
+            .expect("deliveries")
+            .iter()
+            .all(|d| d["acked"] == false && d["statuses"][0] == 401),
+        "the relay refuses unsigned deliveries: {replayed}"
+    );
+
     let bad = client
         .put(format!("{admin}/admin/faults"))
         .body(r#"[{"fault": {"kind": "error_rate", "rate": 2}}]"#)
