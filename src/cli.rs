@@ -234,7 +234,8 @@ enum SchemaRun {
 
 /// Runs a parsed command line and returns its exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    let mut stdout = io::stdout().lock();
+    // Not locked: the relay's log writes to stdout from the runtime's worker threads.
+    let mut stdout = io::stdout();
     let mut ui = Ui::stderr();
     let code = match cli.command {
         Command::Validate { files } => validate(&files, &mut stdout, &mut ui),
