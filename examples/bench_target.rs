@@ -102,7 +102,7 @@ fn candidate(id: &str, name: &str) -> SandboxCandidate {
             tags: vec!["canary-il".into()],
             location: "US".into(),
         },
-        expected_sequence: Vec::new(),
+        expected_sequence: Vec::new().into(),
         role: Role::Seeded,
     }
 }

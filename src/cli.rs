@@ -195,6 +195,10 @@ pub struct ServeArgs {
     /// Where the observation log goes.
     #[arg(long, value_name = "FILE", default_value = "stagegate-serve.jsonl")]
     pub log: PathBuf,
+    /// Serve the candidates of a dataset written by `stagegate sandbox generate`
+    /// instead of the manifest's `sandbox_dataset`.
+    #[arg(long, value_name = "FILE")]
+    pub dataset: Option<PathBuf>,
 }
 
 /// Subcommands of `stagegate log`.
@@ -603,23 +607,61 @@ fn relay(ui: &mut Ui) -> ExitCode {
     })
 }
 
+/// Candidates listed when `serve` starts; the admin API lists them all.
+const SERVE_LISTED: usize = 20;
+
 fn serve(args: ServeArgs, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
     let Some(manifest) = load_manifest(&args.manifest, ui) else {
         return ExitCode::Usage;
     };
+    let sandbox = match &args.dataset {
+        Some(path) => match crate::sandbox::load_dataset(&manifest, path) {
+            Ok(sandbox) => Some(sandbox),
+            Err(err) => {
+                ui.error(&err);
+                return ExitCode::Usage;
+            }
+        },
+        None => None,
+    };
+    if let (Some(path), Some(sandbox)) = (&args.dataset, &sandbox) {
+        let scope = &manifest.raw.release_gate.canary_scope;
+        let seeded = sandbox
+            .candidates
+            .iter()
+            .filter(|c| c.role == crate::sandbox::Role::Seeded);
+        let total = seeded.clone().count();
+        let outside = seeded
+            .filter(|c| !crate::sandbox::in_canary_scope(scope, &c.requisition))
+            .count();
+        if outside > 0 {
+            let _ = writeln!(
+                ui.err,
+                "warning: {outside} of the {total} candidates of {} are outside the canary scope of {}; \
+                 regenerate it with `stagegate sandbox generate --manifest {}`",
+                path.display(),
+                args.manifest.display(),
+                args.manifest.display()
+            );
+        }
+    }
     let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let seed = args.seed;
+    let mocks = args.mocks.config(seed);
+    let (ats_token, vendor_token) = (mocks.ats_token.clone(), mocks.vendor_token.clone());
     let config = crate::serve::ServeConfig {
         manifest: std::sync::Arc::new(manifest),
-        seed: args.seed,
-        mocks: args.mocks.config(args.seed),
+        seed,
+        mocks,
         admin_addr: args.admin_addr.unwrap_or(any),
         log_path: args.log.clone(),
+        sandbox,
     };
     let Some(runtime) = runtime(ui) else {
         return ExitCode::StartFailure;
     };
     runtime.block_on(async {
-        let served = match crate::serve::Served::start(config.clone()).await {
+        let served = match crate::serve::Served::start(config).await {
             Ok(served) => served,
             Err(err) => {
                 ui.error(&err);
@@ -627,28 +669,54 @@ fn serve(args: ServeArgs, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
             }
         };
         let m = &served.mocks;
-        let _ = writeln!(out, "stagegate sandbox, seed {} — Ctrl-C stops it\n", config.seed);
-        let _ = writeln!(out, "  mock ATS      {}  (Bearer {})", m.ats_url(), config.mocks.ats_token);
-        let _ = writeln!(out, "  mock vendor   {}  (Bearer {})", m.vendor_url(), config.mocks.vendor_token);
+        let _ = writeln!(out, "stagegate sandbox, seed {seed} — Ctrl-C stops it\n");
+        let _ = writeln!(out, "  mock ATS      {}  (Bearer {ats_token})", m.ats_url());
+        let _ = writeln!(out, "  mock vendor   {}  (Bearer {vendor_token})", m.vendor_url());
         let _ = writeln!(out, "  notify sink   {}", m.notify_url());
-        let _ = writeln!(out, "  admin API     {}  (GET /admin/candidates, /admin/state, /admin/log; PUT /admin/faults; POST /admin/fire)", served.admin_url());
-        let _ = writeln!(out, "  log           {}\n", config.log_path.display());
+        let _ = writeln!(
+            out,
+            "  admin API     {}  (GET /admin/candidates, /admin/state, /admin/log; GET, PUT, DELETE /admin/faults; POST /admin/fire)",
+            served.admin_url()
+        );
+        let _ = writeln!(out, "  log           {}\n", args.log.display());
         let _ = writeln!(out, "# for the integration under test (INTEGRATION-PROTOCOL.md §1):");
+        let manifest_path = std::path::absolute(&args.manifest).unwrap_or(args.manifest.clone());
         for (name, value) in [
             ("STAGEGATE_ATS_URL", m.ats_url().to_owned()),
-            ("STAGEGATE_ATS_TOKEN", config.mocks.ats_token.clone()),
+            ("STAGEGATE_ATS_TOKEN", ats_token.clone()),
             ("STAGEGATE_VENDOR_URL", m.vendor_url().to_owned()),
-            ("STAGEGATE_VENDOR_TOKEN", config.mocks.vendor_token.clone()),
+            ("STAGEGATE_VENDOR_TOKEN", vendor_token.clone()),
             ("STAGEGATE_VENDOR_WEBHOOK_SECRET", served.vendor_secret.to_string()),
             ("STAGEGATE_ATS_WEBHOOK_SECRET", served.ats_secret.to_string()),
             ("STAGEGATE_NOTIFY_URL", m.notify_url().to_owned()),
-            ("STAGEGATE_MANIFEST", std::path::absolute(&args.manifest).unwrap_or(args.manifest.clone()).display().to_string()),
+            ("STAGEGATE_MANIFEST", manifest_path.display().to_string()),
         ] {
             let _ = writeln!(out, "export {name}={value}");
         }
-        let _ = writeln!(out, "\ncandidates:");
-        for c in &served.sandbox.candidates {
+        let candidates = &served.sandbox.candidates;
+        match &args.dataset {
+            Some(path) => {
+                let _ = writeln!(
+                    out,
+                    "\ncandidates ({} from {}, seed {}, and the controls):",
+                    candidates.len() - controls(candidates),
+                    path.display(),
+                    served.sandbox.seed
+                );
+            }
+            None => {
+                let _ = writeln!(out, "\ncandidates:");
+            }
+        }
+        for c in candidates.iter().take(SERVE_LISTED) {
             let _ = writeln!(out, "  {}  {}  {:?}  {} in {}", c.id, c.profile, c.role, c.requisition.id, c.requisition.location);
+        }
+        if candidates.len() > SERVE_LISTED {
+            let _ = writeln!(
+                out,
+                "  … and {} more (GET /admin/candidates lists them)",
+                candidates.len() - SERVE_LISTED
+            );
         }
         let _ = out.flush();
         shutdown_signal().await;
@@ -660,6 +728,14 @@ fn serve(args: ServeArgs, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
             }
         }
     })
+}
+
+/// How many of the sandbox's candidates are the harness's out-of-scope controls.
+fn controls(candidates: &[crate::sandbox::SandboxCandidate]) -> usize {
+    candidates
+        .iter()
+        .filter(|c| c.role != crate::sandbox::Role::Seeded)
+        .count()
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -679,25 +755,23 @@ async fn shutdown_signal() {
 }
 
 fn log_verify(file: &Path, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
-    let records = match crate::observe::read(file) {
-        Ok(records) => records,
-        Err(err) => {
-            ui.error(&err);
-            return ExitCode::Usage;
-        }
-    };
-    match crate::observe::verify(&records) {
-        Ok(()) => {
-            let run = records.first().map_or("no run", |r| r.run_id.as_str());
+    // Streamed: a load test's log runs to gigabytes.
+    match crate::observe::verify_file(file) {
+        Ok(verified) => {
+            let run = verified.run_id.as_deref().unwrap_or("no run");
             let _ = writeln!(
                 out,
                 "ok  {}: {} records, chain intact (run {run})",
                 file.display(),
-                records.len()
+                verified.records
             );
             ExitCode::Pass
         }
-        Err(broken) => {
+        Err(crate::observe::VerifyError::Read(err)) => {
+            ui.error(&err);
+            ExitCode::Usage
+        }
+        Err(crate::observe::VerifyError::Broken(broken)) => {
             ui.error(&broken);
             let _ = writeln!(out, "broken  {}", file.display());
             ExitCode::Blocked

@@ -235,22 +235,158 @@ impl AtsState {
         lock(&self.exceptions).clone()
     }
 
-    /// The whole state as JSON, for dumps.
-    pub fn snapshot(&self) -> Value {
-        let candidates = lock(&self.candidates);
-        let mut ids: Vec<&String> = candidates.keys().collect();
-        ids.sort();
-        let records: Vec<Value> = ids
-            .into_iter()
-            .map(|id| {
-                let c = &candidates[id];
-                let mut record = c.record();
-                record["activity"] = json!(c.activity);
-                record
-            })
-            .collect();
-        json!({"candidates": records, "access_grants": self.grants(), "exceptions": self.exceptions(), "faults": self.faults.windows()})
+    /// The whole state as JSON, for dumps (every candidate; see [`AtsState::dump`]).
+    pub fn snapshot(self: &Arc<Self>) -> Value {
+        let text: Vec<u8> = Arc::clone(self).dump(Page::default()).flatten().collect();
+        serde_json::from_slice(&text).unwrap_or(Value::Null)
     }
+
+    /// The state as JSON text, in chunks: `{"total", "offset", "candidates": […],
+    /// "access_grants", "exceptions", "faults"}`, the candidates (with their kept
+    /// activity) a page in id order.
+    ///
+    /// A dump of 100,000 candidates is 26 MB of text, and ten times that as a
+    /// `serde_json::Value` tree, most of which the allocator then keeps. So the ids are
+    /// sorted up front and the records serialized [`DUMP_CHUNK`] at a time, each chunk
+    /// under a short hold of the lock: memory holds one chunk, and the mock keeps
+    /// serving while a dump is read. Each record is consistent; a dump taken under
+    /// load is not one instant.
+    pub fn dump(self: Arc<Self>, page: Page) -> Dump {
+        let mut ids: Vec<String> = {
+            let candidates = lock(&self.candidates);
+            match &page.candidate {
+                Some(id) => candidates
+                    .get_key_value(id)
+                    .map(|(k, _)| k.clone())
+                    .into_iter()
+                    .collect(),
+                None => candidates.keys().cloned().collect(),
+            }
+        };
+        ids.sort_unstable();
+        let total = ids.len();
+        let start = page.offset.min(total);
+        let end = page
+            .limit
+            .map_or(total, |limit| start.saturating_add(limit).min(total));
+        ids.truncate(end);
+        ids.drain(..start);
+        let head = format!(
+            "{{\"total\":{total},\"offset\":{},\"candidates\":[",
+            page.offset
+        );
+        Dump {
+            state: self,
+            ids: ids.into_iter(),
+            head: Some(head.into_bytes()),
+            first: true,
+            done: false,
+        }
+    }
+}
+
+/// Candidate records serialized per chunk of a dump.
+pub const DUMP_CHUNK: usize = 512;
+
+/// A dump of the mock ATS's state, chunk by chunk ([`AtsState::dump`]).
+#[derive(Debug)]
+pub struct Dump {
+    state: Arc<AtsState>,
+    ids: std::vec::IntoIter<String>,
+    head: Option<Vec<u8>>,
+    first: bool,
+    done: bool,
+}
+
+impl Iterator for Dump {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        if let Some(head) = self.head.take() {
+            return Some(head);
+        }
+        if self.done {
+            return None;
+        }
+        let mut out = Vec::new();
+        let chunk: Vec<String> = self.ids.by_ref().take(DUMP_CHUNK).collect();
+        if !chunk.is_empty() {
+            let candidates = lock(&self.state.candidates);
+            // A candidate cannot leave the ATS, but a missing one is skipped, not a panic.
+            for record in chunk.iter().filter_map(|id| candidates.get(id)) {
+                if !std::mem::take(&mut self.first) {
+                    out.push(b',');
+                }
+                // Plain fields and string-keyed maps serialize into memory without failing.
+                let _ = serde_json::to_writer(&mut out, &RecordView::of(record));
+            }
+            return Some(out);
+        }
+        self.done = true;
+        #[derive(Serialize)]
+        struct Tail<'a> {
+            access_grants: &'a [AccessGrant],
+            exceptions: &'a [ExceptionItem],
+            faults: Vec<super::faults::FaultWindow>,
+        }
+        let grants = lock(&self.state.grants);
+        let exceptions = lock(&self.state.exceptions);
+        let tail = serde_json::to_vec(&Tail {
+            access_grants: &grants,
+            exceptions: &exceptions,
+            faults: self.state.faults.windows(),
+        })
+        .unwrap_or_else(|_| b"{}".to_vec());
+        // `],` then the tail object's fields, without its opening brace.
+        out.extend_from_slice(b"],");
+        out.extend_from_slice(tail.get(1..).unwrap_or(b"}"));
+        Some(out)
+    }
+}
+
+/// A candidate's record as dumps show it: [`CandidateState::record`] and the activity.
+#[derive(Serialize)]
+struct RecordView<'a> {
+    activity_count: u64,
+    applied: &'a BTreeMap<String, AppliedEvent>,
+    ats_candidate_id: &'a str,
+    email: &'a str,
+    name: &'a str,
+    requisition: &'a Requisition,
+    revision: u64,
+    stage: &'a str,
+    activity: &'a VecDeque<Activity>,
+}
+
+impl<'a> RecordView<'a> {
+    fn of(c: &'a CandidateState) -> Self {
+        RecordView {
+            activity_count: c.activity_total,
+            applied: &c.applied,
+            ats_candidate_id: &c.id,
+            email: &c.person.email,
+            name: &c.person.name,
+            requisition: &c.requisition,
+            revision: c.revision,
+            stage: &c.stage,
+            activity: &c.activity,
+        }
+    }
+}
+
+/// Which candidates a dump shows: one by id, or a page in id order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    /// Only this candidate.
+    #[serde(default)]
+    pub candidate: Option<String>,
+    /// How many candidates, in id order, to skip.
+    #[serde(default)]
+    pub offset: usize,
+    /// How many to show at most; all when absent.
+    #[serde(default)]
+    pub limit: Option<usize>,
 }
 
 /// The mock ATS's routes, layered with logging, faults and authentication.
@@ -831,6 +967,120 @@ mod tests {
             state.candidate("CAND_canary_001").expect("seeded").revision,
             2,
             "but the write was applied"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_other_fault_acts_through_the_router_too() {
+        use super::super::faults::{FaultKind, FaultWindow};
+        use std::time::{Duration, Instant};
+        let (state, router) = ats();
+        let read = || {
+            request("GET", "/v1/candidates/CAND_canary_001", None)
+                .body(Body::empty())
+                .expect("request")
+        };
+        let set = |fault: FaultKind| {
+            state
+                .faults
+                .set(vec![FaultWindow::always(fault)])
+                .expect("valid")
+        };
+
+        set(FaultKind::ErrorRate { rate: 1.0 });
+        let (status, _, body) = send(&router, read()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "rate 1 fails all");
+        assert_eq!(body["injected"], "error_rate");
+        set(FaultKind::ErrorRate { rate: 0.0 });
+        let (status, _, _) = send(&router, read()).await;
+        assert_eq!(status, StatusCode::OK, "rate 0 fails none");
+
+        set(FaultKind::Latency { millis: 120 });
+        let started = Instant::now();
+        let (status, _, _) = send(&router, read()).await;
+        assert_eq!(status, StatusCode::OK, "slow, but answered");
+        assert!(started.elapsed() >= Duration::from_millis(120), "held back");
+
+        state
+            .faults
+            .set(vec![FaultWindow {
+                fault: FaultKind::Outage,
+                from_ms: 60_000,
+                for_ms: Some(1_000),
+            }])
+            .expect("valid");
+        let (status, _, _) = send(&router, read()).await;
+        assert_eq!(status, StatusCode::OK, "a window not yet open does nothing");
+
+        for fault in [FaultKind::Timeout, FaultKind::Reset] {
+            let why = fault.name();
+            set(fault);
+            let answer = tokio::time::timeout(
+                Duration::from_millis(200),
+                router.clone().oneshot(post(
+                    "/v1/candidates/CAND_canary_001/events",
+                    &good_event("CAND_canary_001"),
+                )),
+            )
+            .await;
+            assert!(answer.is_err(), "{why}: never answers");
+        }
+        state.faults.clear();
+        assert_eq!(
+            state.candidate("CAND_canary_001").expect("seeded").revision,
+            1,
+            "neither a hung nor a reset write is applied"
+        );
+        let (status, _, _) = send(&router, read()).await;
+        assert_eq!(status, StatusCode::OK, "cleared");
+    }
+
+    #[tokio::test]
+    async fn dumps_page_through_candidates_in_id_order() {
+        let log = ObservationLog::to_writer(Box::new(std::io::sink()), "test");
+        let ids = ["CAND_c", "CAND_a", "CAND_b"];
+        let candidates: Vec<SandboxCandidate> = ids.iter().map(|id| candidate(id)).collect();
+        let state = Arc::new(AtsState::new(manifest(), &candidates, TOKEN, 1, log));
+        let dump = |page: Page| -> Value {
+            let text: Vec<u8> = Arc::clone(&state).dump(page).flatten().collect();
+            serde_json::from_slice(&text).expect("a dump is JSON")
+        };
+        let listed = |value: &Value| -> Vec<String> {
+            value["candidates"]
+                .as_array()
+                .expect("a list")
+                .iter()
+                .filter_map(|c| c["ats_candidate_id"].as_str().map(str::to_owned))
+                .collect()
+        };
+        let all = dump(Page::default());
+        assert_eq!(listed(&all), ["CAND_a", "CAND_b", "CAND_c"]);
+        assert_eq!(all["total"], 3);
+        assert_eq!(all["candidates"][0]["activity"], json!([]));
+        assert!(all["access_grants"].is_array() && all["faults"].is_array());
+        let page = dump(Page {
+            offset: 1,
+            limit: Some(1),
+            candidate: None,
+        });
+        assert_eq!(listed(&page), ["CAND_b"]);
+        let past = dump(Page {
+            offset: 9,
+            limit: None,
+            candidate: None,
+        });
+        assert_eq!(listed(&past), Vec::<String>::new());
+        let one = dump(Page {
+            candidate: Some("CAND_c".into()),
+            ..Page::default()
+        });
+        assert_eq!(
+            (listed(&one), &one["total"]),
+            (vec!["CAND_c".to_owned()], &json!(1))
+        );
+        assert_eq!(
+            state.snapshot()["candidates"][2]["ats_candidate_id"],
+            "CAND_c"
         );
     }
 }

@@ -312,7 +312,7 @@ pub(crate) mod test_support {
                 tags: vec!["canary-il".into()],
                 location: "US".into(),
             },
-            expected_sequence: Vec::new(),
+            expected_sequence: Vec::new().into(),
             role: Role::Seeded,
         }
     }

@@ -134,6 +134,26 @@ struct Inner {
     seq: u64,
     last_hash: String,
     failed: Option<io::ErrorKind>,
+    /// Bytes of whole records handed to `out`, so a reader knows where they end.
+    bytes: u64,
+}
+
+/// Counts the bytes written through it.
+struct Counting<'a> {
+    out: &'a mut (dyn Write + Send),
+    count: u64,
+}
+
+impl Write for Counting<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// An append-only, hash-chained log shared by every actor of a run.
@@ -198,6 +218,7 @@ impl ObservationLog {
                 seq: 0,
                 last_hash: GENESIS.to_owned(),
                 failed: None,
+                bytes: 0,
             })),
         }
     }
@@ -240,11 +261,17 @@ impl ObservationLog {
         inner.last_hash = record.hash.clone();
         inner.seq += 1;
         if inner.failed.is_none() {
-            let written = serde_json::to_writer(&mut inner.out, &record)
+            let mut out = Counting {
+                out: &mut *inner.out,
+                count: 0,
+            };
+            let written = serde_json::to_writer(&mut out, &record)
                 .map_err(io::Error::from)
-                .and_then(|()| inner.out.write_all(b"\n"));
-            if let Err(err) = written {
-                inner.failed = Some(err.kind());
+                .and_then(|()| out.write_all(b"\n"));
+            let count = out.count;
+            match written {
+                Ok(()) => inner.bytes += count,
+                Err(err) => inner.failed = Some(err.kind()),
             }
         }
         seq
@@ -261,6 +288,24 @@ impl ObservationLog {
     /// Whether nothing was appended yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Flushes buffered records and returns how many bytes of whole records the
+    /// output holds: a reader of a log that is still being appended to reads that
+    /// many and never a half-written line.
+    pub fn flush_len(&self) -> io::Result<u64> {
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Some(kind) = inner.failed {
+            return Err(io::Error::new(
+                kind,
+                "an earlier append to the observation log failed",
+            ));
+        }
+        inner.out.flush()?;
+        Ok(inner.bytes)
     }
 
     /// Flushes buffered records; reports any earlier write failure.
@@ -379,14 +424,38 @@ pub enum ChainBreak {
 
 /// Checks a log's chain: every hash, every link, every sequence number.
 pub fn verify(records: &[Record]) -> Result<(), ChainBreak> {
-    let mut expected_prev = GENESIS.to_owned();
+    let mut chain = Chain::default();
     for (i, record) in records.iter().enumerate() {
-        let line = i + 1;
-        if record.seq != i as u64 {
+        chain.push(i + 1, record)?;
+    }
+    Ok(())
+}
+
+/// A chain checked one record at a time: it holds only the last hash, so a log of
+/// millions of records is verified in constant memory.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    expected_prev: String,
+    next_seq: u64,
+}
+
+impl Default for Chain {
+    fn default() -> Self {
+        Chain {
+            expected_prev: GENESIS.to_owned(),
+            next_seq: 0,
+        }
+    }
+}
+
+impl Chain {
+    /// Checks the next record, found at 1-based `line`.
+    pub fn push(&mut self, line: usize, record: &Record) -> Result<(), ChainBreak> {
+        if record.seq != self.next_seq {
             return Err(ChainBreak::Sequence {
                 line,
                 seq: record.seq,
-                expected: i as u64,
+                expected: self.next_seq,
             });
         }
         let actual = record_hash(record);
@@ -398,17 +467,81 @@ pub fn verify(records: &[Record]) -> Result<(), ChainBreak> {
                 actual,
             });
         }
-        if record.prev_hash != expected_prev {
+        if record.prev_hash != self.expected_prev {
             return Err(ChainBreak::Unlinked {
                 line,
                 seq: record.seq,
                 prev: record.prev_hash.clone(),
-                expected: expected_prev,
+                expected: self.expected_prev.clone(),
             });
         }
-        expected_prev = record.hash.clone();
+        self.expected_prev.clone_from(&record.hash);
+        self.next_seq += 1;
+        Ok(())
     }
-    Ok(())
+
+    /// How many records were checked.
+    pub fn len(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Whether no record was checked.
+    pub fn is_empty(&self) -> bool {
+        self.next_seq == 0
+    }
+}
+
+/// What [`verify_file`] proved: the records' count and the run they belong to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// How many records the chain holds.
+    pub records: u64,
+    /// The first record's run id, if there is a record.
+    pub run_id: Option<String>,
+}
+
+/// Why [`verify_file`] failed: the file is unreadable, or the chain is broken.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The file cannot be read or holds a line that is not a record.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The chain breaks.
+    #[error(transparent)]
+    Broken(#[from] ChainBreak),
+}
+
+/// Verifies a log file's chain reading one line at a time (file line numbers, blank
+/// lines skipped), so a load test's gigabytes of log need no more memory than a line.
+pub fn verify_file(path: &Path) -> Result<Verified, VerifyError> {
+    let file = File::open(path).map_err(|source| ReadError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut chain = Chain::default();
+    let mut run_id = None;
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|source| ReadError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: Record = serde_json::from_str(&line).map_err(|source| ReadError::Parse {
+            path: path.to_owned(),
+            line: i + 1,
+            source,
+        })?;
+        chain.push(i + 1, &record)?;
+        if run_id.is_none() {
+            run_id = Some(record.run_id);
+        }
+    }
+    Ok(Verified {
+        records: chain.len(),
+        run_id,
+    })
 }
 
 #[cfg(test)]
@@ -498,5 +631,47 @@ mod tests {
             let err = verify(&records).expect_err(why).to_string();
             assert!(err.contains(expected), "{why}: {err}");
         }
+    }
+
+    #[test]
+    fn files_are_verified_line_by_line_with_their_line_numbers() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("log.jsonl");
+        let log = ObservationLog::create(&path, "run-f").expect("created");
+        for i in 0..4 {
+            log.append(Actor::Ats, "ats.request", Entry::detail(json!({"i": i})));
+        }
+        let len = log.flush_len().expect("flushed");
+        let text = std::fs::read_to_string(&path).expect("written");
+        assert_eq!(
+            len,
+            text.len() as u64,
+            "every byte written is a whole record"
+        );
+        let verified = verify_file(&path).expect("intact");
+        assert_eq!(
+            verified,
+            Verified {
+                records: 4,
+                run_id: Some("run-f".into())
+            }
+        );
+        // A blank line does not shift the numbers a break is reported at.
+        let lines: Vec<&str> = text.lines().collect();
+        let edited = format!(
+            "{}\n\n{}\n{}\n",
+            lines[0],
+            lines[1],
+            lines[2].replace("\"i\":2", "\"i\":7")
+        );
+        std::fs::write(&path, edited).expect("rewritten");
+        let err = verify_file(&path).expect_err("edited").to_string();
+        assert!(err.contains("record 2 (line 4) was altered"), "{err}");
+        std::fs::write(&path, "not json\n").expect("rewritten");
+        let err = verify_file(&path).expect_err("not a record");
+        assert!(
+            matches!(err, VerifyError::Read(ReadError::Parse { line: 1, .. })),
+            "{err}"
+        );
     }
 }

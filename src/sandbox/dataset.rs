@@ -29,12 +29,19 @@
 //! buffer, so memory holds only the set of e-mail addresses issued (for uniqueness).
 //! It writes every string as a double-quoted scalar with its own escaping rather than
 //! through a YAML serializer: names with quotes, colons or odd Unicode stay exact, and
-//! 100,000 candidates take well under a second. The loader is plain `serde_yaml`.
+//! 100,000 candidates take well under a second. The loader ([`read`]) streams too:
+//! it hands over one candidate at a time, so `stagegate serve --dataset` never holds
+//! the file, or a parse tree of it, in memory. [`check`] then holds each candidate to
+//! the manifest it is served with, as the manifest loader holds `sandbox_dataset`.
 
+mod read;
+
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use rand::RngExt;
 use rand::seq::IndexedRandom;
@@ -44,8 +51,9 @@ use super::model::{Requisition, RiskTier};
 use super::people::{PersonGenerator, Stream};
 use super::profiles::{self, ProfileError};
 use super::{SandboxError, derive_rng, id_rule_violation, scope};
-use crate::manifest::Manifest;
+use crate::manifest::{ExpectedEvent, Manifest};
 use crate::suggest::did_you_mean;
+pub use read::{ParseError, Place};
 
 /// The format version this stagegate writes and reads.
 pub const FORMAT_VERSION: &str = "1";
@@ -214,6 +222,24 @@ pub struct DatasetCandidate {
     pub requisition: Requisition,
 }
 
+/// A dataset file's header: everything but its candidates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetHeader {
+    /// The format version, `"1"`.
+    pub version: String,
+    /// The seed it was generated from.
+    pub seed: u64,
+    /// The stagegate that wrote it.
+    pub generated_by: String,
+    /// The change whose canary scope placed the requisitions.
+    pub change_id: String,
+    /// The mix asked for.
+    pub risk_mix: RiskMix,
+    /// How many candidates follow.
+    pub count: u64,
+}
+
 /// A dataset file, loaded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -253,9 +279,9 @@ pub enum DatasetError {
     Parse {
         /// The file.
         path: PathBuf,
-        /// What serde_yaml found.
+        /// What is wrong, and where.
         #[source]
-        source: serde_yaml::Error,
+        source: ParseError,
     },
     /// The file is of another format version.
     #[error("{} is dataset format \"{found}\"; this stagegate reads \"{FORMAT_VERSION}\"", path.display())]
@@ -289,6 +315,100 @@ pub enum DatasetError {
     /// The canary scope leaves no room for a requisition.
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    /// Candidates of a loaded dataset cannot be served under the manifest.
+    #[error("{} cannot be served with this manifest: {problems}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem, in file order.
+        problems: DatasetProblems,
+    },
+}
+
+/// Every problem [`check`] found in a dataset, in file order.
+#[derive(Debug)]
+pub struct DatasetProblems(pub Vec<DatasetProblem>);
+
+impl fmt::Display for DatasetProblems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A hand-edited dataset can break thousands of rows; the first few tell the story.
+        const SHOWN: usize = 5;
+        match self.0.as_slice() {
+            [one] => write!(f, "{one}"),
+            many => {
+                write!(f, "{} problems:", many.len())?;
+                for problem in many.iter().take(SHOWN) {
+                    write!(f, "\n  {problem}")?;
+                }
+                if many.len() > SHOWN {
+                    write!(f, "\n  and {} more", many.len() - SHOWN)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One candidate's problem, placed by its key path.
+#[derive(Debug, thiserror::Error)]
+#[error("candidates[{index}] (`{id}`): {kind}")]
+pub struct DatasetProblem {
+    /// The candidate's 0-based position in `candidates`.
+    pub index: usize,
+    /// Its id as written.
+    pub id: String,
+    /// What is wrong.
+    pub kind: ProblemKind,
+}
+
+/// What can be wrong with one dataset candidate.
+#[derive(Debug, thiserror::Error)]
+pub enum ProblemKind {
+    /// The id is empty or blank.
+    #[error("the id is empty")]
+    EmptyId,
+    /// The id cannot be a path segment of `/v1/candidates/{id}`.
+    #[error("the id holds `{0}`, which cannot appear in `/v1/candidates/{{id}}`")]
+    UnsafeId(char),
+    /// Another candidate has the same id.
+    #[error("the id repeats candidates[{first}]; candidate ids are unique")]
+    DuplicateId {
+        /// Where the id first appears.
+        first: usize,
+    },
+    /// The id breaks a contract's `ats_candidate_id` rule.
+    #[error("the id breaks {0}, so every event of this candidate would fail it")]
+    IdRule(String),
+    /// No profile has this name.
+    #[error("unknown profile `{profile}`{hint}; the known profiles are {known}")]
+    UnknownProfile {
+        /// The name as written.
+        profile: String,
+        /// ` (did you mean `…`?)`, or nothing.
+        hint: String,
+        /// Every profile name, comma-separated.
+        known: String,
+    },
+    /// The profile's steps name contracts or values the manifest does not have.
+    #[error(
+        "profile `{profile}` cannot be expressed against this manifest's contracts ({problem}); generate the dataset with `--manifest` naming this manifest"
+    )]
+    Unexpressible {
+        /// The profile.
+        profile: &'static str,
+        /// The step that does not resolve.
+        problem: profiles::EntryError,
+    },
+    /// The risk tier is not the profile's.
+    #[error("risk_tier is `{tier}` but profile `{profile}` is `{expected}`")]
+    TierMismatch {
+        /// The profile.
+        profile: String,
+        /// The tier as written.
+        tier: &'static str,
+        /// The profile's tier.
+        expected: &'static str,
+    },
 }
 
 /// What to generate.
@@ -546,35 +666,169 @@ fn needs_escape(c: char) -> bool {
 
 /// Loads a dataset file, checking its version and count.
 pub fn load(path: &Path) -> Result<Dataset, DatasetError> {
-    let file = std::fs::File::open(path).map_err(|source| DatasetError::Io {
-        action: "read",
-        path: path.to_owned(),
-        source,
-    })?;
+    let file = open(path)?;
     from_reader(path, io::BufReader::new(file))
 }
 
 /// Reads a dataset from any reader; `path` names it in errors.
 pub fn from_reader(path: &Path, reader: impl BufRead) -> Result<Dataset, DatasetError> {
-    let dataset: Dataset =
-        serde_yaml::from_reader(reader).map_err(|source| DatasetError::Parse {
-            path: path.to_owned(),
-            source,
-        })?;
-    if dataset.version.split('.').next() != Some(FORMAT_VERSION) {
-        return Err(DatasetError::Version {
-            path: path.to_owned(),
-            found: dataset.version,
-        });
+    let mut candidates = Vec::new();
+    let header = read::read(path, reader, &mut |_, _, candidate| {
+        candidates.push(candidate)
+    })?;
+    Ok(Dataset {
+        version: header.version,
+        seed: header.seed,
+        generated_by: header.generated_by,
+        change_id: header.change_id,
+        risk_mix: header.risk_mix,
+        count: header.count,
+        candidates,
+    })
+}
+
+/// Streams a dataset file: `each` gets every candidate with its index and place as
+/// soon as it is read, and the header comes back once the file is done (with its
+/// version and count checked). Memory holds one candidate, whatever the file's size.
+pub fn read_each(
+    path: &Path,
+    each: &mut dyn FnMut(usize, Place, DatasetCandidate),
+) -> Result<DatasetHeader, DatasetError> {
+    let file = open(path)?;
+    read::read(path, io::BufReader::with_capacity(1 << 16, file), each)
+}
+
+fn open(path: &Path) -> Result<std::fs::File, DatasetError> {
+    std::fs::File::open(path).map_err(|source| DatasetError::Io {
+        action: "read",
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Checks a loaded dataset against the manifest it will be served with; see [`Checker`].
+pub fn check(manifest: &Manifest, dataset: &Dataset, path: &Path) -> Result<(), DatasetError> {
+    let mut checker = Checker::new(manifest);
+    for (index, row) in dataset.candidates.iter().enumerate() {
+        checker.row(index, row);
     }
-    if dataset.count != dataset.candidates.len() as u64 {
-        return Err(DatasetError::Count {
-            path: path.to_owned(),
-            expected: dataset.count,
-            found: dataset.candidates.len(),
-        });
+    checker.finish(path)
+}
+
+/// A profile a dataset may use, with its expected sequence against the manifest.
+type UsableProfile = (&'static profiles::Profile, Arc<[ExpectedEvent]>);
+
+/// Holds dataset candidates, one at a time, to the manifest they are served with,
+/// the way the manifest loader holds `sandbox_dataset`: ids non-empty, usable in a
+/// URL path, unique and accepted by every `ats_candidate_id` rule; profiles known and
+/// expressible against the contracts; each `risk_tier` its profile's. Every problem
+/// is collected, and [`Checker::finish`] reports them with the file's name.
+#[derive(Debug)]
+pub struct Checker<'m> {
+    manifest: &'m Manifest,
+    seen: HashMap<String, usize>,
+    /// One verdict per distinct profile name, not one per candidate; the sequence is
+    /// shared by every candidate of the profile.
+    profiles: HashMap<String, Result<UsableProfile, ProfileError>>,
+    problems: Vec<DatasetProblem>,
+}
+
+impl<'m> Checker<'m> {
+    /// A checker for candidates served with `manifest`.
+    pub fn new(manifest: &'m Manifest) -> Self {
+        Checker {
+            manifest,
+            seen: HashMap::new(),
+            profiles: HashMap::new(),
+            problems: Vec::new(),
+        }
     }
-    Ok(dataset)
+
+    /// Checks the candidate at `index`; returns its profile's expected sequence when
+    /// the profile is usable.
+    pub fn row(&mut self, index: usize, row: &DatasetCandidate) -> Option<Arc<[ExpectedEvent]>> {
+        let id = row.ats_candidate_id.as_str();
+        let mut problems = Vec::new();
+        if id.trim().is_empty() {
+            problems.push(ProblemKind::EmptyId);
+        } else if let Some(c) = id.chars().find(|c| !path_safe(*c)) {
+            problems.push(ProblemKind::UnsafeId(c));
+        } else if let Some(first) = self.seen.get(id) {
+            problems.push(ProblemKind::DuplicateId { first: *first });
+        } else {
+            self.seen.insert(id.to_owned(), index);
+            if let Some(message) = id_rule_violation(&self.manifest.contracts, id) {
+                problems.push(ProblemKind::IdRule(message));
+            }
+        }
+        let contracts = &self.manifest.contracts;
+        let verdict = self.profiles.entry(row.profile.clone()).or_insert_with(|| {
+            let profile =
+                profiles::find(&row.profile).ok_or_else(|| ProfileError::unknown(&row.profile))?;
+            let sequence = profile.expected_sequence(contracts)?;
+            Ok((profile, Arc::from(sequence)))
+        });
+        let sequence = match verdict {
+            Err(err) => {
+                problems.push(match err.clone() {
+                    ProfileError::Unknown {
+                        profile,
+                        hint,
+                        known,
+                    } => ProblemKind::UnknownProfile {
+                        profile,
+                        hint,
+                        known,
+                    },
+                    ProfileError::Unexpressible { profile, problem } => {
+                        ProblemKind::Unexpressible { profile, problem }
+                    }
+                });
+                None
+            }
+            Ok((profile, sequence)) => {
+                if profile.risk_tier != row.risk_tier {
+                    problems.push(ProblemKind::TierMismatch {
+                        profile: profile.name.to_owned(),
+                        tier: row.risk_tier.as_str(),
+                        expected: profile.risk_tier.as_str(),
+                    });
+                }
+                Some(Arc::clone(sequence))
+            }
+        };
+        self.problems
+            .extend(problems.into_iter().map(|kind| DatasetProblem {
+                index,
+                id: id.to_owned(),
+                kind,
+            }));
+        sequence
+    }
+
+    /// Whether every candidate so far passed.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// Every problem found, as one error naming the file.
+    pub fn finish(self, path: &Path) -> Result<(), DatasetError> {
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(DatasetError::Invalid {
+                path: path.to_owned(),
+                problems: DatasetProblems(self.problems),
+            })
+        }
+    }
+}
+
+/// Whether a character may stand in an id that integrations paste into
+/// `/v1/candidates/{id}` without encoding it: not a path or query delimiter, not a
+/// percent sign, not whitespace or a control character.
+fn path_safe(c: char) -> bool {
+    !matches!(c, '/' | '?' | '#' | '%') && !c.is_whitespace() && !c.is_control()
 }
 
 #[cfg(test)]
@@ -745,7 +999,146 @@ mod tests {
             }
             let parsed: Only = serde_yaml::from_slice(&bytes)
                 .unwrap_or_else(|e| panic!("{text:?}: {e}\n{}", String::from_utf8_lossy(&bytes)));
-            assert_eq!(parsed.candidates, [candidate], "{text:?}");
+            assert_eq!(
+                parsed.candidates,
+                std::slice::from_ref(&candidate),
+                "{text:?}"
+            );
+            // And the streaming loader, which stagegate itself reads datasets with.
+            let mut file = HEADER_OF_ONE.as_bytes().to_vec();
+            file.extend_from_slice(&bytes);
+            let loaded = from_reader(Path::new("awkward.yaml"), file.as_slice())
+                .unwrap_or_else(|e| panic!("{text:?}: {e}\n{}", String::from_utf8_lossy(&file)));
+            assert_eq!(loaded.candidates, [candidate], "{text:?}");
+        }
+    }
+
+    /// A dataset header announcing one candidate, for hand-made files.
+    const HEADER_OF_ONE: &str = "version: \"1\"\nseed: 1\ngenerated_by: \"test\"\nchange_id: \"c\"\nrisk_mix: {low: 70, medium: 20, high: 10}\ncount: 1\n";
+
+    #[test]
+    fn the_loader_places_what_is_wrong() {
+        let one = "candidates:\n  - ats_candidate_id: \"CAND_000001\"\n    profile: \"fail\"\n    risk_tier: \"high\"\n    name: \"A\"\n    email: \"a@example.com\"\n    phone: \"1\"\n    requisition: {id: \"R\", tags: [\"canary-il\"], location: \"IL\"}\n";
+        let good = format!("{HEADER_OF_ONE}{one}");
+        let loaded =
+            from_reader(Path::new("d.yaml"), good.as_bytes()).expect("a hand-made file loads");
+        assert_eq!(loaded.candidates[0].requisition.tags, ["canary-il"]);
+        // (text, the error's end, why)
+        let rows: [(String, &str, &str); 11] = [
+            (
+                good.replace("name:", "nme:"),
+                "d.yaml is not a sandbox dataset: candidates[0] at line 8, column 5: unknown field `nme`, expected one of `ats_candidate_id`, `profile`, `risk_tier`, `name`, `email`, `phone`, `requisition`",
+                "a misspelt field",
+            ),
+            (
+                good.replace("\"high\"", "\"hihg\""),
+                "candidates[0] at line 8, column 5: unknown variant `hihg`, expected one of `low`, `medium`, `high`",
+                "an unknown tier",
+            ),
+            (
+                good.replace("count: 1", "count: 2"),
+                "d.yaml says 2 candidates but holds 1; it may be truncated",
+                "a truncated file",
+            ),
+            (
+                good.replace("version: \"1\"", "version: \"2\""),
+                "d.yaml is dataset format \"2\"; this stagegate reads \"1\"",
+                "another version",
+            ),
+            (
+                good.replace("seed: 1\n", ""),
+                "line 1, column 1: missing key `seed`; a dataset is a mapping of",
+                "a missing header field",
+            ),
+            (
+                good.replace("seed: 1", "seed: one"),
+                "seed at line 2, column 1: invalid type: string \"one\", expected u64",
+                "a seed that is not a number",
+            ),
+            (
+                good.replace("change_id:", "change:"),
+                "change at line 4, column 1: unknown key `change` (did you mean `change_id`?)",
+                "a misspelt header key",
+            ),
+            (
+                format!("{good}  - [oops\n"),
+                "d.yaml is not a sandbox dataset: line 16, column 1: while parsing a flow sequence",
+                "broken YAML",
+            ),
+            (
+                HEADER_OF_ONE.to_owned(),
+                "there is no `candidates` list",
+                "no candidates",
+            ),
+            (String::new(), "the file is empty", "an empty file"),
+            (
+                format!("{good}---\nseed: 2\n"),
+                "more than one YAML document",
+                "two documents",
+            ),
+        ];
+        for (text, expected, why) in rows {
+            let err = from_reader(Path::new("d.yaml"), text.as_bytes()).expect_err(why);
+            let mut message = err.to_string();
+            let mut cause = std::error::Error::source(&err);
+            while let Some(c) = cause {
+                message.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            assert!(message.contains(expected), "{why}: {message}");
+        }
+        let err = from_reader(Path::new("d.yaml"), &[b'a', b':', 0xff, b'\n'][..])
+            .expect_err("not UTF-8");
+        assert_eq!(
+            std::error::Error::source(&err)
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("line 1, column 1: the line is not UTF-8 text")
+        );
+    }
+
+    #[test]
+    fn the_checker_collects_every_problem_by_candidate() {
+        let manifest = seed_manifest();
+        let options = GenerateOptions {
+            count: 8,
+            seed: 3,
+            mix: RiskMix::default(),
+        };
+        let mut rows: Vec<DatasetCandidate> = Generator::new(&manifest, options)
+            .expect("fits")
+            .collect::<Result<_, _>>()
+            .expect("generates");
+        let path = Path::new("d.yaml");
+        let dataset = |rows: &[DatasetCandidate]| Dataset {
+            version: "1".into(),
+            seed: 3,
+            generated_by: "test".into(),
+            change_id: "c".into(),
+            risk_mix: RiskMix::default(),
+            count: rows.len() as u64,
+            candidates: rows.to_vec(),
+        };
+        check(&manifest, &dataset(&rows), path).expect("a generated dataset passes");
+        rows[1].ats_candidate_id = rows[0].ats_candidate_id.clone();
+        rows[2].ats_candidate_id = "CAND/3".into();
+        rows[3].ats_candidate_id = "C3".into();
+        rows[4].profile = "low-risk-fastpath".into();
+        rows[5].profile = "fail".into();
+        rows[5].risk_tier = RiskTier::Low;
+        rows[6].ats_candidate_id = " ".into();
+        let err = check(&manifest, &dataset(&rows), path).expect_err("six problems");
+        let message = err.to_string();
+        for expected in [
+            "d.yaml cannot be served with this manifest: 6 problems",
+            "candidates[1] (`CAND_000001`): the id repeats candidates[0]; candidate ids are unique",
+            "candidates[2] (`CAND/3`): the id holds `/`, which cannot appear in `/v1/candidates/{id}`",
+            "candidates[3] (`C3`): the id breaks contract `identity.verification.completed`",
+            "candidates[4] (`CAND_000005`): unknown profile `low-risk-fastpath` (did you mean `low-risk-fast-path`?)",
+            "candidates[5] (`CAND_000006`): risk_tier is `low` but profile `fail` is `high`",
+            "and 1 more",
+        ] {
+            assert!(message.contains(expected), "{expected}\n{message}");
         }
     }
 

@@ -31,6 +31,8 @@ pub mod synth;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -39,7 +41,7 @@ use sha2::{Digest, Sha256};
 use crate::contract::ContractSet;
 use crate::contract::assertion::{AssertionKind, Clause, EvalContext, Predicate};
 use crate::manifest::{CandidateId, ExpectedEvent, Manifest};
-use dataset::Dataset;
+use dataset::{Dataset, DatasetCandidate, DatasetError};
 pub use model::{
     EvidenceCheck, EvidencePack, Person, Requisition, RiskTier, Role, SandboxCandidate,
 };
@@ -136,12 +138,13 @@ pub fn build(manifest: &Manifest, seed: u64) -> Result<Sandbox, SandboxError> {
     let mut people = PersonGenerator::new(seed);
     let mut candidates = Vec::with_capacity(manifest.candidates.len() + 2);
     let mut problems = Vec::new();
+    let mut defaults = ProfileSequences::default();
     for (index, candidate) in manifest.candidates.iter().enumerate() {
         let index = index as u64;
         let profile = profiles::find(&candidate.profile);
-        let expected_sequence = match (&candidate.expected_sequence, profile) {
-            (Some(sequence), _) => sequence.clone(),
-            (None, Some(profile)) => match profile.expected_sequence(&manifest.contracts) {
+        let expected_sequence = match &candidate.expected_sequence {
+            Some(sequence) => Arc::from(sequence.as_slice()),
+            None => match defaults.of(&manifest.contracts, &candidate.profile) {
                 Ok(sequence) => sequence,
                 Err(problem) => {
                     problems.push(CandidateError {
@@ -151,13 +154,6 @@ pub fn build(manifest: &Manifest, seed: u64) -> Result<Sandbox, SandboxError> {
                     continue;
                 }
             },
-            (None, None) => {
-                problems.push(CandidateError {
-                    candidate: candidate.id.clone(),
-                    problem: ProfileError::unknown(&candidate.profile),
-                });
-                continue;
-            }
         };
         let mut rng = derive_rng(seed, "requisition/seeded", index);
         let requisition = match &candidate.requisition {
@@ -183,40 +179,41 @@ pub fn build(manifest: &Manifest, seed: u64) -> Result<Sandbox, SandboxError> {
     Ok(Sandbox { seed, candidates })
 }
 
+/// Profiles' default sequences, resolved once per profile and shared.
+#[derive(Debug, Default)]
+struct ProfileSequences(HashMap<String, Result<Arc<[ExpectedEvent]>, ProfileError>>);
+
+impl ProfileSequences {
+    fn of(
+        &mut self,
+        contracts: &ContractSet,
+        profile: &str,
+    ) -> Result<Arc<[ExpectedEvent]>, ProfileError> {
+        self.0
+            .entry(profile.to_owned())
+            .or_insert_with(|| match profiles::find(profile) {
+                Some(p) => p.expected_sequence(contracts).map(Arc::from),
+                None => Err(ProfileError::unknown(profile)),
+            })
+            .clone()
+    }
+}
+
 /// The sandbox of a generated dataset: its candidates with their profiles' default
 /// sequences, then the same controls [`build`] adds.
 pub fn from_dataset(manifest: &Manifest, dataset: &Dataset) -> Result<Sandbox, SandboxError> {
-    let mut sequences: HashMap<&str, Result<Vec<ExpectedEvent>, ProfileError>> = HashMap::new();
+    let mut sequences = ProfileSequences::default();
     let mut people = PersonGenerator::new(dataset.seed);
     let mut candidates = Vec::with_capacity(dataset.candidates.len() + 2);
     let mut problems = Vec::new();
     for row in &dataset.candidates {
         // The controls' addresses must not repeat a dataset's.
         people.reserve(&row.email);
-        let sequence =
-            sequences.entry(row.profile.as_str()).or_insert_with(|| {
-                match profiles::find(&row.profile) {
-                    Some(profile) => profile.expected_sequence(&manifest.contracts),
-                    None => Err(ProfileError::unknown(&row.profile)),
-                }
-            });
-        match sequence {
-            Ok(sequence) => candidates.push(SandboxCandidate {
-                id: CandidateId(row.ats_candidate_id.clone()),
-                profile: row.profile.clone(),
-                risk_tier: row.risk_tier,
-                person: Person {
-                    name: row.name.clone(),
-                    email: row.email.clone(),
-                    phone: row.phone.clone(),
-                },
-                requisition: row.requisition.clone(),
-                expected_sequence: sequence.clone(),
-                role: Role::Seeded,
-            }),
+        match sequences.of(&manifest.contracts, &row.profile) {
+            Ok(sequence) => candidates.push(seeded(row.clone(), sequence)),
             Err(problem) => problems.push(CandidateError {
                 candidate: CandidateId(row.ats_candidate_id.clone()),
-                problem: problem.clone(),
+                problem,
             }),
         }
     }
@@ -231,6 +228,52 @@ pub fn from_dataset(manifest: &Manifest, dataset: &Dataset) -> Result<Sandbox, S
     })
 }
 
+/// A dataset row as a seeded sandbox candidate, its strings moved, not copied.
+fn seeded(row: DatasetCandidate, expected_sequence: Arc<[ExpectedEvent]>) -> SandboxCandidate {
+    SandboxCandidate {
+        id: CandidateId(row.ats_candidate_id),
+        profile: row.profile,
+        risk_tier: row.risk_tier,
+        person: Person {
+            name: row.name,
+            email: row.email,
+            phone: row.phone,
+        },
+        requisition: row.requisition,
+        expected_sequence,
+        role: Role::Seeded,
+    }
+}
+
+/// The sandbox of a dataset file written by `stagegate sandbox generate`, streamed:
+/// each candidate is checked against the manifest ([`dataset::Checker`]) and moved
+/// into the sandbox as it is read, so memory holds the sandbox and nothing of the
+/// file. The controls [`build`] adds follow. Every error names the file.
+pub fn load_dataset(manifest: &Manifest, path: &Path) -> Result<Sandbox, DatasetError> {
+    let mut checker = dataset::Checker::new(manifest);
+    let mut candidates = Vec::new();
+    let header = dataset::read_each(path, &mut |index, _, row| {
+        let sequence = checker.row(index, &row);
+        // Past the first problem only the checking goes on: the sandbox is lost anyway.
+        if let (Some(sequence), true) = (sequence, checker.is_clean()) {
+            candidates.push(seeded(row, sequence));
+        }
+    })?;
+    checker.finish(path)?;
+    let mut people = PersonGenerator::new(header.seed);
+    for candidate in &candidates {
+        // The controls' addresses must not repeat a dataset's.
+        people.reserve(&candidate.person.email);
+    }
+    let controls = controls(manifest, header.seed, &mut people, &candidates)?;
+    candidates.extend(controls);
+    candidates.shrink_to_fit();
+    Ok(Sandbox {
+        seed: header.seed,
+        candidates,
+    })
+}
+
 /// The out-of-scope control candidates: untagged, and in an excluded location.
 fn controls(
     manifest: &Manifest,
@@ -240,8 +283,8 @@ fn controls(
 ) -> Result<Vec<SandboxCandidate>, SandboxError> {
     let scope = &manifest.raw.release_gate.canary_scope;
     let low = profiles::LOW_RISK_FAST_PATH;
-    let sequence = match low.expected_sequence(&manifest.contracts) {
-        Ok(sequence) => sequence,
+    let sequence: Arc<[ExpectedEvent]> = match low.expected_sequence(&manifest.contracts) {
+        Ok(sequence) => Arc::from(sequence),
         // A manifest whose contracts cannot express the fast path still gets controls:
         // they replay the first seeded candidate's flow instead.
         Err(err) => match seeded.first() {

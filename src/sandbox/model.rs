@@ -1,6 +1,8 @@
 //! The sandbox's data: candidates with fake but realistic people, requisitions and
 //! risk tiers, and the evidence packs the mock vendor serves.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -76,8 +78,10 @@ pub struct SandboxCandidate {
     pub person: Person,
     /// Its requisition.
     pub requisition: Requisition,
-    /// The events expected to reach the ATS, in order (from the manifest or the profile).
-    pub expected_sequence: Vec<ExpectedEvent>,
+    /// The events expected to reach the ATS, in order (from the manifest or the
+    /// profile); shared by every candidate of a profile, as large datasets hold
+    /// hundreds of thousands of candidates and a handful of distinct sequences.
+    pub expected_sequence: Arc<[ExpectedEvent]>,
     /// Why it is in the sandbox.
     pub role: Role,
 }

@@ -49,8 +49,8 @@ fn the_seed_builds_its_candidates_and_two_controls() {
     assert_eq!(tiers, [Low, High, Medium, Low, Low]);
     for (candidate, written) in sandbox.candidates.iter().zip(&manifest.candidates) {
         assert_eq!(
-            Some(&candidate.expected_sequence),
-            written.expected_sequence.as_ref()
+            Some(&*candidate.expected_sequence),
+            written.expected_sequence.as_deref()
         );
         assert_eq!(candidate.role, Role::Seeded);
         assert!(
@@ -92,7 +92,7 @@ fn the_seed_builds_its_candidates_and_two_controls() {
         .expect("resolves");
     for control in [untagged, excluded] {
         assert!(!in_canary_scope(scope, &control.requisition));
-        assert_eq!(control.expected_sequence, fast);
+        assert_eq!(*control.expected_sequence, *fast);
         assert_eq!(control.profile, "low-risk-fast-path");
         assert_eq!(id_rule_violation(&manifest.contracts, &control.id.0), None);
     }

@@ -26,7 +26,7 @@ fn candidate() -> SandboxCandidate {
             tags: vec!["canary-il".into()],
             location: "ES".into(),
         },
-        expected_sequence: Vec::new(),
+        expected_sequence: Vec::new().into(),
         role: Role::Seeded,
     }
 }

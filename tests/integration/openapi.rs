@@ -77,7 +77,7 @@ async fn every_documented_operation_answers_as_documented() {
             tags: vec!["canary-il".into()],
             location: "IE".into(),
         },
-        expected_sequence: Vec::new(),
+        expected_sequence: Vec::new().into(),
         role: Role::Seeded,
     };
     let config = MockConfig::loopback(5);

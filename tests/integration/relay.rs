@@ -34,7 +34,7 @@ pub(crate) fn candidate(id: &str, name: &str, tags: &[&str], location: &str) -> 
             tags: tags.iter().map(|t| (*t).to_owned()).collect(),
             location: location.into(),
         },
-        expected_sequence: Vec::new(),
+        expected_sequence: Vec::new().into(),
         role: Role::Seeded,
     }
 }

@@ -200,7 +200,7 @@ fn assert_run_holds(
             );
             prop_assert_eq!(&pair[0].correlation_id, &pair[1].correlation_id);
         }
-        for (event, entry) in mine.iter().zip(&candidate.expected_sequence) {
+        for (event, entry) in mine.iter().zip(candidate.expected_sequence.iter()) {
             prop_assert_eq!(&event.contract, &entry.contract);
             if let Some((path, value)) = &entry.outcome {
                 prop_assert_eq!(
