@@ -2,6 +2,7 @@
 
 mod check;
 mod delivery;
+mod judge;
 mod mock;
 mod openapi;
 mod python_example;
