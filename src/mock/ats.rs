@@ -269,7 +269,20 @@ pub fn router(state: Arc<AtsState>) -> Router {
             (state.log.clone(), Actor::Ats),
             log_exchange,
         ))
+        .layer(from_fn_with_state(Arc::clone(&state), count_request))
         .with_state(state)
+}
+
+/// Counts every request, faulted or not: the harness waits for the ATS to go quiet.
+async fn count_request(
+    State(state): State<Arc<AtsState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    state
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    next.run(request).await
 }
 
 fn unknown_candidate(id: &str) -> Response {
@@ -598,7 +611,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_call_needs_the_bearer_token() {
-        let (_, router) = ats();
+        let (state, router) = ats();
         for token in [None, Some("Bearer wrong"), Some("tok")] {
             let mut req = Request::builder().uri("/v1/candidates/CAND_canary_001");
             if let Some(token) = token {
@@ -607,6 +620,7 @@ mod tests {
             let (status, _, _) = send(&router, req.body(Body::empty()).expect("request")).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}");
         }
+        assert_eq!(state.requests(), 3, "refused requests count too: the ATS was not quiet");
     }
 
     #[tokio::test]

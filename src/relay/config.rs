@@ -12,7 +12,13 @@ use crate::manifest::Manifest;
 /// production; `stagegate run` reports them when set.
 pub const FAULTS_VARIABLE: &str = "STAGEGATE_RELAY_FAULTS";
 
-/// The defects the relay can be told to have, by name.
+/// The defects the relay can be told to have, by name. Test-only, like the variable;
+/// the kill-switch ones break it in known ways:
+///
+/// - `never_trip`: no breaker; keeps hammering the ATS through an outage, tells nobody;
+/// - `drop_undeliverable`: forgets an event after a few failed attempts;
+/// - `trip_low`: trips at a tenth of the thresholds, on the first failures;
+/// - `volatile_queue`: wipes its state folder at start, losing the queue on restart.
 pub const KNOWN_FAULTS: &[&str] = &[
     "no_dedupe",
     "no_signature_check",
@@ -23,6 +29,15 @@ pub const KNOWN_FAULTS: &[&str] = &[
     "log_pii",
     "no_log_fields",
     "drop_events",
+    "never_trip",
+    "drop_undeliverable",
+    "trip_low",
+    "volatile_queue",
+    "flip_outcome",
+    "shadow_missing_field",
+    "shadow_bad_enum",
+    "shadow_future_time",
+    "shadow_unknown_type",
 ];
 
 /// Why the configuration is unusable.

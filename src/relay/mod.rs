@@ -9,10 +9,19 @@
 //! retrying with exponential backoff, one event per candidate at a time so order
 //! holds. Every processed event is one JSON log line with the manifest's
 //! `log_fields_required` and no personal data.
+//!
+//! It carries the manifest's kill switch ([`breaker`] decides, `switch` runs it):
+//! when the ATS fails too often, or refuses too many bodies, writes stop, webhooks
+//! are still acknowledged and queued, every `notify_channels` channel hears it, and
+//! once probes get through the queue replays in per-candidate order. The queue is
+//! the SQLite store, so a relay killed mid-outage resumes it on the next start.
 
+pub mod breaker;
 pub mod config;
 pub mod log;
+mod notify;
 pub mod store;
+mod switch;
 mod worker;
 
 use std::sync::Arc;
@@ -25,13 +34,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
 use crate::delivery::signature::{self, WebhookSecret};
 use crate::mock::RunningServer;
 use config::RelayConfig;
 use log::RelayLog;
 use store::{Accepted, Store};
+use switch::KillSwitch;
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -53,13 +63,31 @@ struct Shared {
     log: RelayLog,
     wake: Notify,
     deliveries: std::sync::atomic::AtomicU64,
+    switch: KillSwitch,
 }
 
-/// A running relay: its HTTP server and its worker.
+/// A running relay: its HTTP server, its worker and its notifier.
 pub struct Relay {
     server: RunningServer,
     worker: tokio::task::JoinHandle<()>,
+    notifier: tokio::task::JoinHandle<()>,
     shared: Arc<Shared>,
+}
+
+/// The store's file in the state folder.
+const STORE_FILE: &str = "relay.sqlite3";
+
+/// Deletes the store and its WAL files: the `volatile_queue` fault's amnesia.
+fn wipe_store(state_dir: &std::path::Path) -> Result<(), config::ConfigError> {
+    for suffix in ["", "-wal", "-shm"] {
+        let path = state_dir.join(format!("{STORE_FILE}{suffix}"));
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(config::ConfigError::state_dir(state_dir)(err)),
+        }
+    }
+    Ok(())
 }
 
 impl Relay {
@@ -67,20 +95,41 @@ impl Relay {
     pub async fn start(config: RelayConfig, log: RelayLog) -> Result<Relay, RelayError> {
         std::fs::create_dir_all(&config.state_dir)
             .map_err(config::ConfigError::state_dir(&config.state_dir))?;
-        let store = Store::open(&config.state_dir.join("relay.sqlite3"))?;
+        if config.has_fault("volatile_queue") {
+            // Deliberate defect: whatever was queued before a restart is forgotten.
+            wipe_store(&config.state_dir)?;
+        }
+        let store = Store::open(&config.state_dir.join(STORE_FILE))?;
         let listen = config.listen;
+        let (notices, notices_out) = mpsc::unbounded_channel();
+        let switch = KillSwitch::new(&config, notices, log.clone());
+        let channels = notify::Channels {
+            base_url: config.notify_url.clone(),
+            channels: config
+                .manifest
+                .raw
+                .release_gate
+                .kill_switch
+                .action
+                .notify_channels
+                .clone(),
+            kill_switch: config.manifest.raw.release_gate.kill_switch.name.clone(),
+        };
+        let notifier = tokio::spawn(notify::run(notices_out, channels, log.clone()));
         let shared = Arc::new(Shared {
             config,
             store,
             log,
             wake: Notify::new(),
             deliveries: Default::default(),
+            switch,
         });
         let server = RunningServer::start(router(Arc::clone(&shared)), listen).await?;
         let worker = tokio::spawn(worker::run(Arc::clone(&shared)));
         Ok(Relay {
             server,
             worker,
+            notifier,
             shared,
         })
     }
@@ -95,11 +144,24 @@ impl Relay {
         self.shared.store.queued().unwrap_or(0)
     }
 
-    /// Stops accepting webhooks, then stops the worker (queued events stay queued).
+    /// The kill switch's phase now.
+    pub fn kill_switch(&self) -> breaker::Phase {
+        self.shared.switch.phase()
+    }
+
+    /// How many times the kill switch tripped since the relay started.
+    pub fn kill_switch_trips(&self) -> u64 {
+        self.shared.switch.trips()
+    }
+
+    /// Stops accepting webhooks, then stops the worker and the notifier (queued
+    /// events stay queued).
     pub async fn shutdown(self) {
         self.server.shutdown().await;
         self.worker.abort();
         let _ = self.worker.await;
+        self.notifier.abort();
+        let _ = self.notifier.await;
     }
 }
 

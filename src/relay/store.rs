@@ -56,6 +56,9 @@ pub struct Job {
     pub received_at: String,
     /// Attempts made so far.
     pub attempts: u32,
+    /// Why the ATS refused it as a mapping error, when the exception item for that
+    /// is still to be filed.
+    pub rejection: Option<String>,
 }
 
 /// How a job ended.
@@ -69,6 +72,8 @@ pub enum Outcome {
     OutOfScope,
     /// The ATS refused it as a mapping error (422).
     Rejected,
+    /// Given up after failed attempts and forgotten (the `drop_undeliverable` fault only).
+    GaveUp,
 }
 
 impl Outcome {
@@ -79,6 +84,7 @@ impl Outcome {
             Outcome::Stale => "dropped_stale",
             Outcome::OutOfScope => "skipped_out_of_scope",
             Outcome::Rejected => "rejected",
+            Outcome::GaveUp => "dropped_undeliverable",
         }
     }
 }
@@ -114,7 +120,8 @@ impl Store {
                 state TEXT NOT NULL DEFAULT 'queued',
                 outcome TEXT,
                 attempts INTEGER NOT NULL DEFAULT 0,
-                processed_at TEXT
+                processed_at TEXT,
+                rejection TEXT
             );
             CREATE INDEX IF NOT EXISTS events_queued ON events(state, candidate, seq);",
         )
@@ -165,7 +172,7 @@ impl Store {
         let conn = self.lock();
         let mut statement = conn
             .prepare_cached(
-                "SELECT seq, idempotency_key, candidate, contract, occurred_at, body, received_at, attempts
+                "SELECT seq, idempotency_key, candidate, contract, occurred_at, body, received_at, attempts, rejection
                  FROM events e WHERE state = 'queued'
                  AND seq = (SELECT MIN(seq) FROM events f WHERE f.state = 'queued' AND f.candidate = e.candidate)
                  ORDER BY seq",
@@ -182,6 +189,7 @@ impl Store {
                     body: row.get(5)?,
                     received_at: row.get(6)?,
                     attempts: row.get(7)?,
+                    rejection: row.get(8)?,
                 })
             })
             .context("reading the queue")?;
@@ -206,6 +214,18 @@ impl Store {
                 params![seq],
             )
             .context("counting an attempt")?;
+        Ok(())
+    }
+
+    /// Remembers that the ATS refused a job as a mapping error, so that a restart
+    /// files the exception item instead of writing the event again.
+    pub fn reject(&self, seq: i64, reason: &str) -> Result<(), StoreError> {
+        self.lock()
+            .execute(
+                "UPDATE events SET rejection = ?2 WHERE seq = ?1",
+                params![seq, reason],
+            )
+            .context("recording a rejection")?;
         Ok(())
     }
 
@@ -280,6 +300,27 @@ mod tests {
             "the index is durable"
         );
         assert_eq!(store.queued().expect("count"), 1, "the queue is durable");
+    }
+
+    #[test]
+    fn a_rejection_survives_a_restart() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("relay.db");
+        let store = Store::open(&path).expect("opens");
+        accept(&store, "k1", "A");
+        let job = &store.next_jobs(&[], 1).expect("jobs")[0];
+        assert_eq!(job.rejection, None, "a new job was never refused");
+        store
+            .reject(job.seq, "mapping_error: 422")
+            .expect("recorded");
+        drop(store);
+        let store = Store::open(&path).expect("reopens");
+        let job = &store.next_jobs(&[], 1).expect("jobs")[0];
+        assert_eq!(
+            job.rejection.as_deref(),
+            Some("mapping_error: 422"),
+            "a restart files the exception instead of writing the event again"
+        );
     }
 
     #[test]

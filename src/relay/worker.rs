@@ -1,5 +1,12 @@
 //! The relay's worker: writes queued events to the ATS, one event per candidate at a
 //! time (so per-candidate order holds), several candidates at once.
+//!
+//! Every ATS call is admitted by the kill switch and its answer reported to it
+//! ([`super::switch`]). While the switch is open a task keeps its event — failed or
+//! not yet tried — and waits for a probe slot, so nothing is dropped and nothing
+//! behind it overtakes it; only the task holding the probe slot calls the ATS. A
+//! mapping error (422) is not retried: it becomes an item in the ATS's exception
+//! queue, and the event is done.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -9,7 +16,9 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::task::JoinSet;
 
+use super::breaker::Call;
 use super::store::{Job, Outcome};
+use super::switch::Admission;
 use super::{IDLE_POLL, Shared};
 use crate::contract::assertion::parse_rfc3339;
 use crate::manifest::model::RolloutMode;
@@ -21,10 +30,63 @@ const BASE_BACKOFF: Duration = Duration::from_millis(50);
 /// Longest wait between two attempts of one event.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
+/// Failed attempts after which the `drop_undeliverable` fault forgets an event.
+const GIVE_UP_AFTER: u32 = 3;
+/// Characters of the ATS's refusal kept in an exception item's reason.
+const REASON_CHARS: usize = 400;
+
 /// Why an attempt did not finish the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Retry {
-    /// Try again after the usual backoff (or the ATS's `Retry-After`).
-    After(Option<Duration>),
+    /// The ATS failed (5xx, timeout, connection): back off.
+    Failed,
+    /// 429: wait as asked, or the usual backoff.
+    Throttled(Option<Duration>),
+    /// 409: someone wrote in between; read again and decide again, at once.
+    Conflict,
+    /// The switch tripped between the read and the write: wait to be admitted again.
+    Paused,
+}
+
+impl Retry {
+    fn as_str(self) -> &'static str {
+        match self {
+            Retry::Failed => "ats_failed",
+            Retry::Throttled(_) => "ats_throttled",
+            Retry::Conflict => "conflict",
+            Retry::Paused => "paused",
+        }
+    }
+}
+
+/// An attempt that finished the job.
+struct Done {
+    outcome: Outcome,
+    /// What the `log_pii` fault echoes.
+    pii: Option<Value>,
+    /// The ATS refused the event itself with 422 on this attempt.
+    mapping_error: bool,
+}
+
+impl Done {
+    fn with(outcome: Outcome, pii: Option<Value>) -> Self {
+        Done {
+            outcome,
+            pii,
+            mapping_error: false,
+        }
+    }
+}
+
+/// What an ATS call is, for the kill switch's accounting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallKind {
+    /// Reading the candidate.
+    Read,
+    /// Writing the event: its 422 is a mapping error.
+    Write,
+    /// Filing an exception item.
+    Exception,
 }
 
 pub(super) async fn run(shared: Arc<Shared>) {
@@ -65,21 +127,93 @@ pub(super) async fn run(shared: Arc<Shared>) {
 
 async fn process(shared: Arc<Shared>, client: reqwest::Client, job: Job) -> String {
     let mut delay = BASE_BACKOFF;
+    let mut failed = 0u32;
+    let mut rejection = job.rejection.clone();
     let event: Value = serde_json::from_str(&job.body).unwrap_or(Value::Null);
     loop {
+        let admission = shared.switch.admit().await;
         let _ = shared.store.attempted(job.seq);
-        match attempt(&shared, &client, &job, &event).await {
-            Ok((outcome, pii)) => {
+        let result = attempt(&shared, &client, &job, &event, admission, &mut rejection).await;
+        if admission == Admission::Probe {
+            // A probe is good when the ATS took it: not a failure, not throttled, not
+            // another mapping error.
+            let ok = match &result {
+                Ok(done) => !done.mapping_error,
+                Err(retry) => *retry == Retry::Conflict,
+            };
+            let result_name = match &result {
+                Ok(done) => done.outcome.as_str(),
+                Err(retry) => retry.as_str(),
+            };
+            let probe = serde_json::json!({
+                "ats_candidate_id": job.candidate,
+                "event_id": event.get("event_id"),
+                "idempotency_key": job.idempotency_key,
+                "result": result_name,
+            });
+            shared
+                .switch
+                .probe_finished(ok, probe, || shared.store.queued().unwrap_or(0));
+        }
+        match result {
+            Ok(done) => {
                 let processed_at = crate::observe::format_time(chrono::Utc::now());
-                let _ = shared.store.finish(job.seq, outcome, &processed_at);
-                log_outcome(&shared, &event, &job, &processed_at, outcome, pii);
+                let _ = shared.store.finish(job.seq, done.outcome, &processed_at);
+                log_outcome(&shared, &event, &job, &processed_at, done.outcome, done.pii);
+                shared
+                    .switch
+                    .job_finished(|| shared.store.queued().unwrap_or(0));
                 return job.candidate;
             }
-            Err(Retry::After(wait)) => {
+            Err(Retry::Conflict | Retry::Paused) => {}
+            Err(Retry::Throttled(wait)) => {
                 tokio::time::sleep(wait.unwrap_or(delay).min(MAX_BACKOFF)).await;
                 delay = (delay * 2).min(MAX_BACKOFF);
             }
+            Err(Retry::Failed) => {
+                failed += 1;
+                if shared.config.has_fault("drop_undeliverable") && failed >= GIVE_UP_AFTER {
+                    // Deliberate defect: the event is forgotten, never replayed.
+                    let processed_at = crate::observe::format_time(chrono::Utc::now());
+                    let _ = shared.store.finish(job.seq, Outcome::GaveUp, &processed_at);
+                    log_outcome(&shared, &event, &job, &processed_at, Outcome::GaveUp, None);
+                    return job.candidate;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_BACKOFF);
+            }
         }
+    }
+}
+
+/// Sends one ATS call and reports its answer to the kill switch.
+async fn call(
+    shared: &Shared,
+    kind: CallKind,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, Retry> {
+    match request.send().await {
+        Ok(response) => {
+            shared.switch.record(classify(kind, response.status()));
+            Ok(response)
+        }
+        Err(_) => {
+            // A timeout, a refused or reset connection: the ATS failed.
+            shared.switch.record(Call::Failed);
+            Err(Retry::Failed)
+        }
+    }
+}
+
+/// How the kill switch counts an answer: 5xx fail, an event's 422 is a mapping
+/// error, anything else is the ATS working.
+fn classify(kind: CallKind, status: StatusCode) -> Call {
+    if status.is_server_error() {
+        Call::Failed
+    } else if kind == CallKind::Write && status == StatusCode::UNPROCESSABLE_ENTITY {
+        Call::MappingError
+    } else {
+        Call::Answered
     }
 }
 
@@ -98,13 +232,15 @@ fn log_outcome(
         );
         return;
     }
-    let mut line = event.clone();
-    if let (Some(pii), Some(map)) = (pii, line.as_object_mut()) {
+    if let Some(pii) = pii {
         // Deliberate defect `log_pii`: the relay echoes what it read from the ATS.
-        map.insert("candidate_record".into(), pii);
+        shared.log.note(
+            "candidate_record",
+            serde_json::json!({"event_id": event.get("event_id"), "candidate_record": pii}),
+        );
     }
     shared.log.event(
-        &line,
+        event,
         &job.received_at,
         Some(processed_at),
         outcome.as_str(),
@@ -136,45 +272,55 @@ async fn attempt(
     client: &reqwest::Client,
     job: &Job,
     event: &Value,
-) -> Result<(Outcome, Option<Value>), Retry> {
+    admission: Admission,
+    rejection: &mut Option<String>,
+) -> Result<Done, Retry> {
     let config = &shared.config;
+    if let Some(reason) = rejection.as_deref() {
+        // Refused before; only the exception item is still to be filed.
+        file_exception(shared, client, job, event, reason).await?;
+        return Ok(Done::with(Outcome::Rejected, None));
+    }
     let candidate_url = format!("{}/v1/candidates/{}", config.ats_url, job.candidate);
-    let response = client
-        .get(&candidate_url)
-        .bearer_auth(&config.ats_token)
-        .send()
-        .await
-        .map_err(|_| Retry::After(None))?;
+    let response = call(
+        shared,
+        CallKind::Read,
+        client.get(&candidate_url).bearer_auth(&config.ats_token),
+    )
+    .await?;
     match response.status() {
         StatusCode::OK => {}
-        StatusCode::NOT_FOUND => return Ok((Outcome::Rejected, None)),
+        StatusCode::NOT_FOUND => return Ok(Done::with(Outcome::Rejected, None)),
         status => return Err(retry_for(status, response.headers())),
     }
-    let record: Value = response.json().await.map_err(|_| Retry::After(None))?;
+    let record: Value = response.json().await.map_err(|_| Retry::Failed)?;
     let pii = config
         .has_fault("log_pii")
         .then(|| serde_json::json!({"name": record["name"], "email": record["email"]}));
     if !config.has_fault("ignore_canary") && !in_scope(shared, &record) {
-        return Ok((Outcome::OutOfScope, pii));
+        return Ok(Done::with(Outcome::OutOfScope, pii));
     }
     if config.has_fault("drop_events") && job.seq % 3 == 0 {
         // Deliberate defect: a silent drop reported as success.
-        return Ok((Outcome::Applied, pii));
+        return Ok(Done::with(Outcome::Applied, pii));
     }
     let applied = &record["applied"][&job.contract];
     if applied["idempotency_key"].as_str() == Some(job.idempotency_key.as_str()) {
         // Already written: an earlier attempt's answer was lost on the way back.
-        return Ok((Outcome::Applied, pii));
+        return Ok(Done::with(Outcome::Applied, pii));
     }
     if !config.has_fault("no_stale_check") {
         let newer = applied["occurred_at"].as_str().and_then(parse_rfc3339);
         if let (Some(newer), Some(this)) = (newer, parse_rfc3339(&job.occurred_at))
             && newer > this
         {
-            return Ok((Outcome::Stale, pii));
+            return Ok(Done::with(Outcome::Stale, pii));
         }
     }
     let mut body = event.clone();
+    if config.has_fault("flip_outcome") {
+        flip_result(&mut body);
+    }
     if config.has_fault("rewrite_key")
         && let Some(map) = body.as_object_mut()
     {
@@ -183,23 +329,171 @@ async fn attempt(
             Value::from(format!("relay-{}", job.seq)),
         );
     }
+    if !shared.switch.may_write(admission) {
+        // Tripped since this attempt was admitted: the write waits for the switch.
+        return Err(Retry::Paused);
+    }
     let revision = record["revision"].as_u64().unwrap_or(0);
-    let response = client
-        .post(format!("{candidate_url}/events"))
-        .bearer_auth(&config.ats_token)
-        .header("Idempotency-Key", &job.idempotency_key)
-        .header("If-Match", format!("\"{revision}\""))
-        .json(&body)
-        .send()
-        .await
-        .map_err(|_| Retry::After(None))?;
+    let response = call(
+        shared,
+        CallKind::Write,
+        client
+            .post(format!("{candidate_url}/events"))
+            .bearer_auth(&config.ats_token)
+            // The vendor's key, not the store's (which a `no_dedupe` relay makes unique).
+            .header(
+                "Idempotency-Key",
+                event
+                    .get("idempotency_key")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&job.idempotency_key),
+            )
+            .header("If-Match", format!("\"{revision}\""))
+            .json(&body),
+    )
+    .await?;
     match response.status() {
-        StatusCode::CREATED | StatusCode::OK => Ok((Outcome::Applied, pii)),
-        // Someone wrote in between: read again and decide again, at once.
-        StatusCode::CONFLICT => Err(Retry::After(Some(Duration::ZERO))),
-        StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => Ok((Outcome::Rejected, pii)),
+        StatusCode::CREATED | StatusCode::OK => {
+            shadow_write(shared, client, &candidate_url, &body).await;
+            Ok(Done::with(Outcome::Applied, pii))
+        }
+        StatusCode::CONFLICT => Err(Retry::Conflict),
+        status @ (StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST) => {
+            let answer = response.text().await.unwrap_or_default();
+            let answer: String = answer.chars().take(REASON_CHARS).collect();
+            let reason = format!(
+                "mapping_error: the ATS refused event {} ({}) with {}: {answer}",
+                event.get("event_id").and_then(Value::as_str).unwrap_or("?"),
+                job.contract,
+                status.as_u16(),
+            );
+            // Durable first: after a crash the exception is filed, the event not re-sent.
+            let _ = shared.store.reject(job.seq, &reason);
+            let reason = rejection.insert(reason);
+            file_exception(shared, client, job, event, reason).await?;
+            Ok(Done {
+                outcome: Outcome::Rejected,
+                pii,
+                mapping_error: status == StatusCode::UNPROCESSABLE_ENTITY,
+            })
+        }
         status => Err(retry_for(status, response.headers())),
     }
+}
+
+/// Deliberate defect `flip_outcome`: a mapping that confuses verification results
+/// (every value stays a valid enum member, so only the sequence shows it).
+fn flip_result(body: &mut Value) {
+    if let Some(result) = body.pointer_mut("/verification/result") {
+        let flipped = match result.as_str() {
+            Some("passed") => "review_required",
+            Some("review_required") => "failed",
+            _ => "passed",
+        };
+        *result = Value::from(flipped);
+    }
+}
+
+/// The test-only defects that post a second, contract-breaking copy of each written
+/// event (a half-migrated mapping running beside the new one). The ATS refuses the
+/// copy, so only the contract checks can tell; the copy bypasses the kill switch so
+/// the refusals do not trip it.
+const SHADOW_FAULTS: [&str; 4] = [
+    "shadow_missing_field",
+    "shadow_bad_enum",
+    "shadow_future_time",
+    "shadow_unknown_type",
+];
+
+async fn shadow_write(
+    shared: &Shared,
+    client: &reqwest::Client,
+    candidate_url: &str,
+    body: &Value,
+) {
+    let config = &shared.config;
+    let Some(fault) = SHADOW_FAULTS.iter().find(|f| config.has_fault(f)) else {
+        return;
+    };
+    // Only verification events: each defect below breaks exactly one rule of theirs.
+    if body.pointer("/verification/risk_tier").is_none() {
+        return;
+    }
+    let mut copy = body.clone();
+    match *fault {
+        "shadow_missing_field" => {
+            if let Some(map) = copy.as_object_mut() {
+                map.remove("correlation_id");
+            }
+        }
+        "shadow_bad_enum" => copy["verification"]["risk_tier"] = Value::from("unknown"),
+        "shadow_future_time" => {
+            let future = chrono::Utc::now() + chrono::TimeDelta::days(1);
+            copy["occurred_at"] = Value::from(crate::observe::format_time(future));
+        }
+        _ => copy["type"] = Value::from("identity.verification.completed.v2"),
+    }
+    let _ = client
+        .post(format!("{candidate_url}/events"))
+        .bearer_auth(&config.ats_token)
+        .json(&copy)
+        .send()
+        .await;
+}
+
+/// Files the exception item for an event the ATS refused (INTEGRATION-PROTOCOL.md §3),
+/// owned by the contract's `on_failure.ticket_owner`.
+async fn file_exception(
+    shared: &Shared,
+    client: &reqwest::Client,
+    job: &Job,
+    event: &Value,
+    reason: &str,
+) -> Result<(), Retry> {
+    let config = &shared.config;
+    let owner = config
+        .manifest
+        .raw
+        .contracts
+        .iter()
+        .find(|c| c.name == job.contract)
+        .map_or("integration-owner", |c| c.on_failure.ticket_owner.as_str());
+    let correlation_id = event
+        .get("correlation_id")
+        .and_then(Value::as_str)
+        .unwrap_or(&job.idempotency_key);
+    let item = serde_json::json!({
+        "ats_candidate_id": job.candidate,
+        "reason": reason,
+        "owner": owner,
+        "correlation_id": correlation_id,
+    });
+    let response = call(
+        shared,
+        CallKind::Exception,
+        client
+            .post(format!("{}/v1/exceptions", config.ats_url))
+            .bearer_auth(&config.ats_token)
+            .json(&item),
+    )
+    .await?;
+    let status = response.status();
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        return Err(retry_for(status, response.headers()));
+    }
+    // Filed, or refused for good: either way the event is done, not retried forever.
+    shared.log.note(
+        "exception_filed",
+        serde_json::json!({
+            "ats_candidate_id": job.candidate,
+            "event_id": event.get("event_id"),
+            "idempotency_key": job.idempotency_key,
+            "owner": owner,
+            "status": status.as_u16(),
+            "filed": status.is_success(),
+        }),
+    );
+    Ok(())
 }
 
 fn retry_for(status: StatusCode, headers: &reqwest::header::HeaderMap) -> Retry {
@@ -209,7 +503,47 @@ fn retry_for(status: StatusCode, headers: &reqwest::header::HeaderMap) -> Retry 
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_secs);
-        return Retry::After(after);
+        return Retry::Throttled(after);
     }
-    Retry::After(None)
+    Retry::Failed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_counted_as_the_kill_switch_rules_say() {
+        // (kind, status, counted as, why)
+        let rows = [
+            (CallKind::Write, 503, Call::Failed, "an outage"),
+            (CallKind::Read, 500, Call::Failed, "reads fail too"),
+            (CallKind::Write, 504, Call::Failed, "a gateway timeout"),
+            (CallKind::Write, 422, Call::MappingError, "a mapping error"),
+            (
+                CallKind::Exception,
+                422,
+                Call::Answered,
+                "a refused exception item is not a mapping error",
+            ),
+            (
+                CallKind::Write,
+                409,
+                Call::Answered,
+                "a conflict is the ATS working",
+            ),
+            (
+                CallKind::Write,
+                429,
+                Call::Answered,
+                "throttling is not an outage",
+            ),
+            (CallKind::Read, 404, Call::Answered, "an unknown candidate"),
+            (CallKind::Write, 201, Call::Answered, "written"),
+        ];
+        for (kind, status, expected, why) in rows {
+            let status = StatusCode::from_u16(status).expect("valid status");
+            assert_eq!(classify(kind, status), expected, "{why}");
+        }
+    }
 }
