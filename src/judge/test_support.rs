@@ -204,6 +204,7 @@ impl Default for PlanBuilder {
                 candidates: Vec::new(),
                 events: Vec::new(),
                 ack_sla_ms: 1000,
+                time_scale: 60.0,
             },
         }
     }

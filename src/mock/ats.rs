@@ -620,7 +620,11 @@ mod tests {
             let (status, _, _) = send(&router, req.body(Body::empty()).expect("request")).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}");
         }
-        assert_eq!(state.requests(), 3, "refused requests count too: the ATS was not quiet");
+        assert_eq!(
+            state.requests(),
+            3,
+            "refused requests count too: the ATS was not quiet"
+        );
     }
 
     #[tokio::test]

@@ -36,17 +36,46 @@ pub enum Scenario {
     Signatures,
     /// The out-of-scope control candidates.
     Canary,
+    /// The ATS fails every request (503, then timeouts, then resets) for a window,
+    /// then recovers: the kill switch must trip, queue, notify, reset and replay.
+    Outage,
+    /// The ATS fails a share just above the kill switch's 5xx threshold, then, after
+    /// recovery, just below it: it must trip in the first phase and not in the second.
+    Brownout,
+    /// The vendor sends drifted payloads the ATS refuses (422) more often than the
+    /// kill switch's mapping-error count allows.
+    MappingErrors,
+    /// An outage during which the integration is SIGKILLed and started again on the
+    /// same state folder: nothing accepted before the kill may be lost.
+    Restart,
 }
 
 impl Scenario {
     /// Every scenario, in run order.
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Clean,
         Scenario::Duplicates,
         Scenario::OutOfOrder,
         Scenario::Signatures,
         Scenario::Canary,
+        Scenario::Outage,
+        Scenario::Brownout,
+        Scenario::MappingErrors,
+        Scenario::Restart,
     ];
+
+    /// The scenarios that stress the kill switch (INTEGRATION-PROTOCOL.md §5).
+    pub const KILL_SWITCH: [Scenario; 4] = [
+        Scenario::Outage,
+        Scenario::Brownout,
+        Scenario::MappingErrors,
+        Scenario::Restart,
+    ];
+
+    /// Whether this scenario stresses the kill switch.
+    pub fn is_kill_switch(self) -> bool {
+        Scenario::KILL_SWITCH.contains(&self)
+    }
 
     /// The scenario's name.
     pub fn as_str(self) -> &'static str {
@@ -56,6 +85,10 @@ impl Scenario {
             Scenario::OutOfOrder => "out-of-order",
             Scenario::Signatures => "signatures",
             Scenario::Canary => "canary",
+            Scenario::Outage => "outage",
+            Scenario::Brownout => "brownout",
+            Scenario::MappingErrors => "mapping-errors",
+            Scenario::Restart => "restart",
         }
     }
 }
@@ -128,6 +161,32 @@ pub struct Plan {
     pub events: Vec<PlannedEvent>,
     /// The webhook acknowledgement deadline in milliseconds (the policy's `webhookAckSeconds`).
     pub ack_sla_ms: u64,
+    /// How much faster than real time the policy windows passed (`--time-scale`).
+    #[serde(default = "real_time")]
+    pub time_scale: f64,
+}
+
+fn real_time() -> f64 {
+    1.0
+}
+
+/// The `perturbation` of an event whose payload drifted from its contract on purpose
+/// (the `mapping-errors` scenario): the ATS must refuse it, and the contract checks
+/// do not hold it against the integration or the harness.
+pub const DRIFTED: &str = "drifted";
+
+/// Kinds of the harness records that mark what the kill-switch scenarios did, and
+/// when, so the checks can judge the integration against the fault windows.
+pub mod marks {
+    /// A fault window opened. Detail: `{"scenario", "phase", "expect_trip": bool,
+    /// "faults": [FaultWindow…]}`; `phase` is `outage`, `brownout-above`,
+    /// `brownout-below` or `mapping-errors`.
+    pub const FAULT_START: &str = "fault.start";
+    /// The fault window closed (the ATS recovered). Detail: `{"scenario", "phase"}`.
+    pub const FAULT_END: &str = "fault.end";
+    /// The harness SIGKILLed the integration. Detail: `{"scenario"}`; a new
+    /// `integration.ready` record follows once it is back.
+    pub const INTEGRATION_KILLED: &str = "integration.killed";
 }
 
 impl Plan {

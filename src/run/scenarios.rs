@@ -5,6 +5,7 @@
 //! Pure and deterministic from the seed, so a plan can be rebuilt to replay a run.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use super::plan::{Plan, PlannedCandidate, PlannedEvent, Scenario};
 use crate::contract::assertion::{AssertionKind, EvalContext, Predicate};
@@ -24,6 +25,32 @@ pub struct Group {
     pub deliveries: Vec<(Delivery, Perturbation)>,
 }
 
+/// What a scenario does to the world while it sends (the kill-switch scenarios).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stress {
+    /// Nothing: the ATS answers normally.
+    None,
+    /// The ATS fails every request for `hold` (503, then resets, then hangs);
+    /// with `restart`, the integration is SIGKILLed and started again halfway.
+    Outage {
+        /// How long the ATS stays down.
+        hold: Duration,
+        /// Whether the integration is killed and restarted during the outage.
+        restart: bool,
+    },
+    /// Every `above`-th ATS request fails while `groups` are sent; once the switch
+    /// has tripped and reset, every `below`-th while `later` is sent.
+    Brownout {
+        /// One failure every this many requests: just above the threshold.
+        above: u32,
+        /// One failure every this many requests: just below it.
+        below: u32,
+    },
+    /// `groups` carry drifted payloads the ATS refuses; `later` the good events the
+    /// integration must still deliver once its switch resets.
+    MappingErrors,
+}
+
 /// What one scenario sends.
 #[derive(Debug, Clone)]
 pub struct Batch {
@@ -31,6 +58,31 @@ pub struct Batch {
     pub scenario: Scenario,
     /// Per candidate, its deliveries (candidates run concurrently).
     pub groups: Vec<Group>,
+    /// A second wave, sent once the first has done its work (see [`Stress`]).
+    pub later: Vec<Group>,
+    /// What happens to the world meanwhile.
+    pub stress: Stress,
+}
+
+/// How long the `outage` and `restart` scenarios keep the ATS down.
+pub const OUTAGE_HOLD: Duration = Duration::from_millis(2500);
+/// Copies of the seeded candidates in each brownout phase: enough ATS calls for the
+/// rate window (the reference relay wants at least 50 at a 2 % threshold).
+const BROWNOUT_SETS: usize = 10;
+/// Drifted candidates in `mapping-errors`, beyond the manifest's count.
+const EXTRA_DRIFTED: u32 = 2;
+
+/// A member of a scenario: a candidate copy and what kind of traffic it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Traffic {
+    /// Genuine events, delivered in the first wave.
+    Normal,
+    /// Genuine events, in the second wave.
+    Later,
+    /// Forged deliveries (bad, missing or stale signatures).
+    Forged,
+    /// Payloads drifted from the contract, which the ATS must refuse.
+    Drifted,
 }
 
 /// Everything a run needs before the world starts.
@@ -75,6 +127,32 @@ fn tag(scenario: Scenario) -> &'static str {
         Scenario::OutOfOrder => "oo",
         Scenario::Signatures => "sg",
         Scenario::Canary => "cn",
+        Scenario::Outage => "ou",
+        Scenario::Brownout => "bo",
+        Scenario::MappingErrors => "mp",
+        Scenario::Restart => "rs",
+    }
+}
+
+/// Renames one nested required field of the payload's contract (`risk_tier` →
+/// `risk_tier_v2`), the way a vendor's payload drifts: the event still relays, but
+/// the ATS refuses it as a mapping error.
+fn drift(manifest: &Manifest, contract: &str, payload: &mut serde_json::Value) {
+    let Some(contract) = manifest.contracts.get(contract) else {
+        return;
+    };
+    for field in contract.required() {
+        let path = field.as_str();
+        let Some((parent, leaf)) = path.rsplit_once('.') else {
+            continue;
+        };
+        let pointer = format!("/{}", parent.replace('.', "/"));
+        if let Some(serde_json::Value::Object(map)) = payload.pointer_mut(&pointer)
+            && let Some(value) = map.remove(leaf)
+        {
+            map.insert(format!("{leaf}_v2"), value);
+            return;
+        }
     }
 }
 
@@ -157,42 +235,97 @@ pub fn prepare(
             candidates: Vec::new(),
             events: Vec::new(),
             ack_sla_ms,
+            time_scale: 1.0,
         },
         candidates: Vec::new(),
         packs: Vec::new(),
         batches: Vec::new(),
     };
     for &scenario in scenarios {
-        // (candidate copy, forged?)
-        let mut members: Vec<(SandboxCandidate, bool)> = Vec::new();
+        let mut members: Vec<(SandboxCandidate, Traffic)> = Vec::new();
+        let mut stress = Stress::None;
+        let sets = |count: usize, traffic: Traffic, prefix: &str, members: &mut Vec<_>| {
+            for set in 0..count {
+                for candidate in &seeded {
+                    let suffix = format!("{prefix}{set:02}");
+                    members.push((copy(manifest, candidate, &suffix)?, traffic));
+                }
+            }
+            Ok::<(), PrepareError>(())
+        };
         match scenario {
             Scenario::Canary => {
                 for control in &controls {
-                    members.push((copy(manifest, control, tag(scenario))?, false));
+                    members.push((copy(manifest, control, tag(scenario))?, Traffic::Normal));
                 }
             }
             Scenario::Signatures => {
                 for candidate in &seeded {
-                    members.push((copy(manifest, candidate, tag(scenario))?, false));
-                    members.push((copy(manifest, candidate, "sgf")?, true));
+                    members.push((copy(manifest, candidate, tag(scenario))?, Traffic::Normal));
+                    members.push((copy(manifest, candidate, "sgf")?, Traffic::Forged));
                 }
             }
             Scenario::OutOfOrder => {
                 for candidate in seeded.iter().filter(|c| c.expected_sequence.len() > 1) {
-                    members.push((copy(manifest, candidate, tag(scenario))?, false));
+                    members.push((copy(manifest, candidate, tag(scenario))?, Traffic::Normal));
                 }
             }
             Scenario::Clean | Scenario::Duplicates => {
                 for candidate in &seeded {
-                    members.push((copy(manifest, candidate, tag(scenario))?, false));
+                    members.push((copy(manifest, candidate, tag(scenario))?, Traffic::Normal));
                 }
+            }
+            Scenario::Outage | Scenario::Restart => {
+                sets(2, Traffic::Normal, tag(scenario), &mut members)?;
+                stress = Stress::Outage {
+                    hold: OUTAGE_HOLD,
+                    restart: scenario == Scenario::Restart,
+                };
+            }
+            Scenario::Brownout => {
+                sets(BROWNOUT_SETS, Traffic::Normal, "boa", &mut members)?;
+                sets(BROWNOUT_SETS, Traffic::Later, "bob", &mut members)?;
+                let threshold = manifest
+                    .raw
+                    .release_gate
+                    .kill_switch
+                    .trigger_conditions
+                    .ats_http_5xx_rate_pct_over_5m;
+                let (above, below) = brownout_periods(threshold);
+                stress = Stress::Brownout { above, below };
+            }
+            Scenario::MappingErrors => {
+                let count = manifest
+                    .raw
+                    .release_gate
+                    .kill_switch
+                    .trigger_conditions
+                    .mapping_error_count_over_10m
+                    .max(0.0) as u32
+                    + EXTRA_DRIFTED;
+                let mut set = 0;
+                while (members.len() as u32) < count && !seeded.is_empty() {
+                    for candidate in &seeded {
+                        if (members.len() as u32) < count {
+                            let suffix = format!("mpd{set:02}");
+                            members.push((copy(manifest, candidate, &suffix)?, Traffic::Drifted));
+                        }
+                    }
+                    set += 1;
+                }
+                sets(1, Traffic::Later, "mpg", &mut members)?;
+                stress = Stress::MappingErrors;
             }
         }
         let mut batch = Batch {
             scenario,
             groups: Vec::new(),
+            later: Vec::new(),
+            stress,
         };
-        for (member, forged) in members {
+        for (member, traffic) in members {
+            let forged = traffic == Traffic::Forged;
+            let drifted = traffic == Traffic::Drifted;
             let in_scope = full_rollout || in_canary_scope(scope, &member.requisition);
             let events =
                 synthesizer
@@ -228,6 +361,10 @@ pub fn prepare(
             let mut deliveries = Vec::new();
             for (index, event) in events.iter().enumerate() {
                 let perturbation = perturbation(scenario, forged, index);
+                let mut payload = event.payload.clone();
+                if drifted {
+                    drift(manifest, event.contract.as_str(), &mut payload);
+                }
                 let event_id = event.event_id.clone().unwrap_or_default();
                 let superseded = latest
                     .get(event.contract.as_str())
@@ -246,13 +383,18 @@ pub fn prepare(
                         .get(index)
                         .and_then(|e| e.outcome.as_ref())
                         .map(|(_, v)| v.clone()),
-                    perturbation: perturbation.name().to_owned(),
+                    perturbation: if drifted {
+                        super::plan::DRIFTED.to_owned()
+                    } else {
+                        perturbation.name().to_owned()
+                    },
                     forged,
                     in_scope,
                     should_land: in_scope
                         && !forged
+                        && !drifted
                         && (!superseded || scenario == Scenario::Clean),
-                    payload: event.payload.clone(),
+                    payload: payload.clone(),
                 });
                 if let Some(pack) = &event.evidence_pack {
                     prepared.packs.push(pack.clone());
@@ -260,7 +402,7 @@ pub fn prepare(
                 let mut delivery = Delivery::json(
                     webhook_id(seed, &event_id),
                     event.contract.as_str(),
-                    &event.payload,
+                    &payload,
                 );
                 delivery.candidate = Some(member.id.0.clone());
                 delivery.correlation_id = Some(event.correlation_id.clone());
@@ -271,15 +413,29 @@ pub fn prepare(
             if scenario == Scenario::OutOfOrder {
                 deliveries.reverse();
             }
-            batch.groups.push(Group {
+            let group = Group {
                 candidate: member.id.0.clone(),
                 deliveries,
-            });
+            };
+            if traffic == Traffic::Later {
+                batch.later.push(group);
+            } else {
+                batch.groups.push(group);
+            }
             prepared.candidates.push(member);
         }
         prepared.batches.push(batch);
     }
     Ok(prepared)
+}
+
+/// One failure every `above` requests just above a percentage threshold, and every
+/// `below` just below it (3 % and 1.5 % around the seed's 2 %): a deterministic
+/// pattern, since a random rate near the threshold trips or not by luck.
+fn brownout_periods(threshold_pct: f64) -> (u32, u32) {
+    let period = |pct: f64| (100.0 / pct).round().clamp(2.0, 10_000.0) as u32;
+    let threshold = threshold_pct.clamp(0.01, 66.0);
+    (period(threshold * 1.5), period(threshold * 0.75))
 }
 
 fn describe_entry(entry: &crate::manifest::ExpectedEvent) -> String {
