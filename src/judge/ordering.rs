@@ -4,8 +4,9 @@
 //!
 //! The mock ATS applies every write (last write wins), so an integration that lets a
 //! stale event through after a newer one leaves the candidate in an older state;
-//! both the step back and the wrong final state are findings. Pairs the ATS never
-//! wrote are left to `delivery.no_loss`.
+//! both the step back and the wrong final state are findings. A latest event that
+//! never reached the ATS at all is a loss, not a regression: `delivery.no_loss` owns
+//! it, so one defect fails one check.
 
 use std::collections::HashMap;
 
@@ -89,15 +90,12 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
         let (Some(&last), Some(&(want_at, want))) = (applied.last(), latest.get(&pair)) else {
             continue;
         };
-        if occurred(last).is_some_and(|at| at >= want_at) {
+        let overwritten = run.applied_of(&want.event_id);
+        if overwritten.is_empty() || occurred(last).is_some_and(|at| at >= want_at) {
             continue;
         }
         outcome.findings.add(|| {
-            let fate = match run.applied_of(&want.event_id) {
-                [] => "which was never applied".to_owned(),
-                _ => "which was applied earlier and then overwritten".to_owned(),
-            };
-            let mut records: Vec<&Record> = run.applied_of(&want.event_id).to_vec();
+            let mut records: Vec<&Record> = overwritten.to_vec();
             records.push(last);
             run.finding(
                 Some(candidate),
@@ -107,7 +105,7 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
                     want.event_id
                 ),
                 format!(
-                    "the last {contract} applied for {candidate} is {} (occurred_at {}), not {} (occurred_at {}), {fate}",
+                    "the last {contract} applied for {candidate} is {} (occurred_at {}), not {} (occurred_at {}), which was applied earlier and then overwritten",
                     body_event_id(last).unwrap_or("an event"),
                     body_text(last, "occurred_at").unwrap_or("?"),
                     want.event_id,
@@ -167,19 +165,11 @@ mod tests {
     }
 
     #[test]
-    fn a_final_state_missing_the_latest_event_is_a_finding() {
+    fn a_latest_event_that_never_landed_is_left_to_no_loss() {
         let manifest = manifest();
         let mut clean = clean();
         clean.log.record_mut(clean.applied[1]).kind = "ats.event_rejected".into();
         let run = Run::new(&manifest, &clean.plan, clean.log.records());
-        let outcome = check(&run);
-        assert_eq!(outcome.findings.total(), 1);
-        assert!(
-            outcome.findings.kept()[0]
-                .seen
-                .ends_with("which was never applied"),
-            "{}",
-            outcome.findings.kept()[0].seen
-        );
+        assert_eq!(check(&run).findings.total(), 0);
     }
 }
