@@ -69,6 +69,12 @@ pub enum Command {
     },
     /// Run a release gate: drive every scenario at the integration, judge, report.
     Run(Box<gate::RunArgs>),
+    /// Rehearse an incident against the integration and print its timeline.
+    Rehearse {
+        /// Which incident.
+        #[command(subcommand)]
+        command: RehearseCommand,
+    },
     /// Run the reference relay, configured by the STAGEGATE_* variables (INTEGRATION-PROTOCOL.md §1).
     Relay,
     /// Serve the sandbox (mock ATS, mock vendor, notify sink) and an admin API until Ctrl-C.
@@ -85,6 +91,14 @@ pub enum Command {
         #[command(subcommand)]
         command: SandboxCommand,
     },
+}
+
+/// Subcommands of `stagegate rehearse`.
+#[derive(Debug, Subcommand)]
+pub enum RehearseCommand {
+    /// An ATS outage: the kill switch must trip, queue, notify, reset and replay with
+    /// nothing lost; prints the timeline and the same reports as `run`.
+    Outage(Box<gate::RehearseArgs>),
 }
 
 /// Subcommands of `stagegate sandbox`.
@@ -338,6 +352,9 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Serve(args) => serve(args, &mut stdout, &mut ui),
         Command::Run(args) => gate::run(*args, &mut stdout, &mut ui),
+        Command::Rehearse {
+            command: RehearseCommand::Outage(args),
+        } => gate::rehearse(*args, &mut stdout, &mut ui),
     };
     let _ = stdout.flush();
     code

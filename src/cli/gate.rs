@@ -14,6 +14,7 @@ use crate::report::{
     RunReport, Timings,
 };
 use crate::run::plan::Scenario;
+use crate::run::scenarios::{OutageKind, OutageSettings};
 use crate::run::{Integration, RunConfig, RunError, RunOutput};
 
 /// Arguments of `stagegate run`.
@@ -22,6 +23,40 @@ pub struct RunArgs {
     /// The release-gate manifest.
     #[arg(value_name = "MANIFEST")]
     pub manifest: PathBuf,
+    /// Run only these scenarios (repeatable) [default: all].
+    #[arg(long = "scenario", value_enum, value_name = "NAME")]
+    pub scenarios: Vec<Scenario>,
+    /// What to test, how, and what to keep.
+    #[command(flatten)]
+    pub gate: GateArgs,
+}
+
+/// Arguments of `stagegate rehearse outage`.
+#[derive(Debug, clap::Args)]
+pub struct RehearseArgs {
+    /// The release-gate manifest.
+    #[arg(value_name = "MANIFEST")]
+    pub manifest: PathBuf,
+    /// How long the ATS stays down, in seconds of real time.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    pub duration: f64,
+    /// How the ATS fails.
+    #[arg(long, value_enum, default_value_t = OutageKind::Mixed)]
+    pub fault: OutageKind,
+    /// Copies of the sandbox candidates whose events flow into the outage.
+    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub volume: u64,
+    /// Also SIGKILL the integration halfway through the outage and start it again.
+    #[arg(long)]
+    pub restart: bool,
+    /// What to test, how, and what to keep.
+    #[command(flatten)]
+    pub gate: GateArgs,
+}
+
+/// The options `run` and `rehearse` share.
+#[derive(Debug, clap::Args)]
+pub struct GateArgs {
     /// Start this integration (`sh -c`, with the STAGEGATE_* environment of the
     /// protocol) [default: the built-in reference relay].
     #[arg(long, value_name = "CMD", conflicts_with = "sut_url")]
@@ -32,9 +67,6 @@ pub struct RunArgs {
     /// The seed of everything random; the report prints it for replays.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Run only these scenarios (repeatable) [default: all].
-    #[arg(long = "scenario", value_enum, value_name = "NAME")]
-    pub scenarios: Vec<Scenario>,
     /// Write a report: json=PATH, junit=PATH or markdown=PATH (repeatable).
     #[arg(long = "report", value_name = "FORMAT=PATH")]
     pub reports: Vec<ReportTarget>,
@@ -102,6 +134,10 @@ enum ArgsError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "the `restart` scenario kills and restarts the integration, so it needs --sut-cmd (or the built-in relay), not --sut-url"
+    )]
+    RestartNeedsCommand,
     #[error("two reports would be written to {}", .0.display())]
     SameReportPath(PathBuf),
 }
@@ -118,8 +154,22 @@ fn quote(text: &str) -> String {
     shlex::try_quote(text).map_or_else(|_| text.to_owned(), |q| q.into_owned())
 }
 
+/// What a gate run is asked to do, before validation.
+struct Request {
+    manifest: PathBuf,
+    scenarios: Vec<Scenario>,
+    outage: OutageSettings,
+    /// The words that select the run in a replay (`run … --scenario x`, `rehearse outage …`).
+    replay: Vec<String>,
+}
+
 impl GateRun {
-    fn new(args: RunArgs, manifest: Manifest, ack_sla: Duration) -> Result<Self, ArgsError> {
+    fn new(
+        request: Request,
+        args: GateArgs,
+        manifest: Manifest,
+        ack_sla: Duration,
+    ) -> Result<Self, ArgsError> {
         if !(args.time_scale >= 1.0 && args.time_scale.is_finite()) {
             return Err(ArgsError::TimeScale(args.time_scale));
         }
@@ -130,8 +180,8 @@ impl GateRun {
             return Err(ArgsError::SameReportPath(dup.path.clone()));
         }
         let manifest_path =
-            std::path::absolute(&args.manifest).map_err(|source| ArgsError::ManifestPath {
-                path: args.manifest.clone(),
+            std::path::absolute(&request.manifest).map_err(|source| ArgsError::ManifestPath {
+                path: request.manifest.clone(),
                 source,
             })?;
         let (integration, kind) = match (&args.sut_cmd, &args.sut_url) {
@@ -146,10 +196,16 @@ impl GateRun {
                 )
             }
         };
-        let scenarios = if args.scenarios.is_empty() {
-            Scenario::ALL.to_vec()
+        let scenarios = if request.scenarios.is_empty() {
+            // An integration the harness did not start cannot be restarted by it.
+            Scenario::ALL
+                .into_iter()
+                .filter(|s| args.sut_url.is_none() || *s != Scenario::Restart)
+                .collect()
+        } else if args.sut_url.is_some() && request.scenarios.contains(&Scenario::Restart) {
+            return Err(ArgsError::RestartNeedsCommand);
         } else {
-            let mut chosen = args.scenarios.clone();
+            let mut chosen = request.scenarios.clone();
             chosen.sort();
             chosen.dedup();
             chosen
@@ -164,7 +220,7 @@ impl GateRun {
                 (scratch.path().to_owned(), Some(scratch))
             }
         };
-        let replay = replay_command(&args, &scenarios);
+        let replay = replay_command(&request.replay, &args);
         Ok(GateRun {
             config: RunConfig {
                 manifest: Arc::new(manifest),
@@ -179,32 +235,24 @@ impl GateRun {
                 mocks: args.mocks.config(args.seed),
                 ack_sla,
                 vendor_secret: args.webhook_secret.clone(),
+                outage: request.outage,
             },
             kind,
             reports: args.reports,
             keep: scratch.is_none(),
             _scratch: scratch,
             replay,
-            manifest_display: args.manifest.display().to_string(),
+            manifest_display: request.manifest.display().to_string(),
             max_shown: args.max_shown,
         })
     }
 }
 
-/// The command line that replays a run: same manifest, seed, scenarios and integration.
-fn replay_command(args: &RunArgs, scenarios: &[Scenario]) -> String {
-    let mut words = vec![
-        "stagegate".to_owned(),
-        "run".to_owned(),
-        quote(&args.manifest.to_string_lossy()),
-        "--seed".to_owned(),
-        args.seed.to_string(),
-    ];
-    if scenarios != Scenario::ALL {
-        for s in scenarios {
-            words.push(format!("--scenario {s}"));
-        }
-    }
+/// The command line that replays a run: the same selection, seed and integration.
+fn replay_command(selection: &[String], args: &GateArgs) -> String {
+    let mut words = vec!["stagegate".to_owned()];
+    words.extend(selection.iter().cloned());
+    words.push(format!("--seed {}", args.seed));
     if let Some(cmd) = &args.sut_cmd {
         words.push(format!("--sut-cmd {}", quote(cmd)));
     }
@@ -238,13 +286,74 @@ fn ack_sla(policy: Option<&Path>, ui: &mut Ui) -> Option<Duration> {
 
 /// `stagegate run`.
 pub(super) fn run(args: RunArgs, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
-    let Some(manifest) = load_manifest(&args.manifest, ui) else {
+    let mut replay = vec!["run".to_owned(), quote(&args.manifest.to_string_lossy())];
+    let mut scenarios = args.scenarios.clone();
+    scenarios.sort();
+    scenarios.dedup();
+    if !scenarios.is_empty() && scenarios != Scenario::ALL {
+        replay.extend(scenarios.iter().map(|s| format!("--scenario {s}")));
+    }
+    let request = Request {
+        manifest: args.manifest,
+        scenarios,
+        outage: OutageSettings::default(),
+        replay,
+    };
+    gate(request, args.gate, out, ui, false)
+}
+
+/// `stagegate rehearse outage`.
+pub(super) fn rehearse(args: RehearseArgs, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
+    let Ok(hold) = seconds("duration", args.duration) else {
+        ui.error(&ArgsError::Seconds {
+            name: "duration",
+            value: args.duration,
+        });
+        return ExitCode::Usage;
+    };
+    let mut replay = vec![
+        "rehearse outage".to_owned(),
+        quote(&args.manifest.to_string_lossy()),
+        format!("--duration {}", args.duration),
+        format!("--fault {}", args.fault.name()),
+        format!("--volume {}", args.volume),
+    ];
+    if args.restart {
+        replay.push("--restart".to_owned());
+    }
+    let scenario = if args.restart {
+        Scenario::Restart
+    } else {
+        Scenario::Outage
+    };
+    let request = Request {
+        manifest: args.manifest,
+        scenarios: vec![scenario],
+        outage: OutageSettings {
+            hold,
+            kind: args.fault,
+            sets: args.volume as usize,
+        },
+        replay,
+    };
+    gate(request, args.gate, out, ui, true)
+}
+
+/// Validates, runs, judges and reports; `timeline` adds the outage timeline.
+fn gate(
+    request: Request,
+    args: GateArgs,
+    out: &mut dyn Write,
+    ui: &mut Ui,
+    timeline: bool,
+) -> ExitCode {
+    let Some(manifest) = load_manifest(&request.manifest, ui) else {
         return ExitCode::Usage;
     };
     let Some(ack) = ack_sla(args.policy.as_deref(), ui) else {
         return ExitCode::Usage;
     };
-    let gate = match GateRun::new(args, manifest, ack) {
+    let gate = match GateRun::new(request, args, manifest, ack) {
         Ok(gate) => gate,
         Err(err) => {
             ui.error(&err);
@@ -272,8 +381,15 @@ pub(super) fn run(args: RunArgs, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
     let judged = Instant::now();
     let judgement = crate::judge::judge(&gate.config.manifest, &output.plan, &output.records);
     let judge_ms = judged.elapsed().as_millis() as u64;
-    let report =
+    let mut report =
         build_report(&gate, &output, judge_ms, started.elapsed()).with_judgement(judgement);
+    if timeline {
+        report.timeline = gate
+            .config
+            .scenarios
+            .iter()
+            .find_map(|s| report::timeline::outage(&output.plan, &output.records, *s));
+    }
 
     let mut failed_writes = false;
     let mut targets = gate.reports.clone();
@@ -294,6 +410,10 @@ pub(super) fn run(args: RunArgs, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
             ui.error(&err);
             failed_writes = true;
         }
+    }
+    if let Some(timeline) = &report.timeline {
+        let _ = out.write_all(report::timeline::render(timeline).as_bytes());
+        let _ = writeln!(out);
     }
     let _ = out.write_all(report::human::render(&report, gate.max_shown).as_bytes());
     let _ = out.flush();
@@ -362,6 +482,7 @@ fn build_report(gate: &GateRun, output: &RunOutput, judge_ms: u64, total: Durati
             },
         },
         replay: gate.replay.clone(),
+        timeline: None,
         artifacts: gate.keep.then(|| Artifacts {
             dir: dir.display().to_string(),
             observation_log: file("observation.jsonl"),

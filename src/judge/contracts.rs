@@ -109,8 +109,12 @@ impl<'a> ContractPass<'a> {
             let Some(payload) = body(record) else {
                 continue;
             };
-            let planned = body_event_id(record).and_then(|id| run.event(id));
-            if planned.is_some_and(|e| e.perturbation == DRIFTED) {
+            // A payload the harness drifted on purpose (`mapping-errors`) is the ATS's
+            // to refuse and the kill switch's to count, not a contract defect.
+            if body_event_id(record)
+                .and_then(|id| run.event(id))
+                .is_some_and(|e| e.perturbation == DRIFTED)
+            {
                 continue;
             }
             let ctx = record_time(record).map_or(end, |now| EvalContext { now });

@@ -151,6 +151,22 @@ fn summary(record: &Record) -> String {
             "integration ready at {}",
             detail_text(record, "url").unwrap_or("?")
         ),
+        "ats.fault" | "vendor.fault" => format!(
+            "injected {} on {}",
+            detail_text(record, "fault").unwrap_or("fault"),
+            detail_text(record, "path").unwrap_or("?")
+        ),
+        "fault.start" | "fault.end" => format!(
+            "{} {} window {}",
+            scenario_in(record).map_or("?", |s| s.as_str()),
+            detail_text(record, "phase").unwrap_or("fault"),
+            if record.kind == "fault.start" {
+                "opens"
+            } else {
+                "closes (the ATS recovers)"
+            }
+        ),
+        "integration.killed" => "the harness SIGKILLs the integration".to_owned(),
         other => other.to_owned(),
     }
 }

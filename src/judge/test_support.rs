@@ -166,6 +166,61 @@ impl Log {
         })
     }
 
+    /// A `fault.start` mark of a kill-switch scenario.
+    pub(crate) fn fault_start(
+        &mut self,
+        scenario: Scenario,
+        phase: &str,
+        expect_trip: bool,
+    ) -> u64 {
+        self.push(Actor::Harness, crate::run::plan::marks::FAULT_START, |r| {
+            r.detail = json!({
+                "scenario": scenario,
+                "phase": phase,
+                "expect_trip": expect_trip,
+                "faults": [{"fault": {"kind": "outage"}, "from_ms": 0}],
+            });
+        })
+    }
+
+    /// A `fault.end` mark.
+    pub(crate) fn fault_end(&mut self, scenario: Scenario, phase: &str) -> u64 {
+        self.push(Actor::Harness, crate::run::plan::marks::FAULT_END, |r| {
+            r.detail = json!({"scenario": scenario, "phase": phase});
+        })
+    }
+
+    /// The harness SIGKILLed the integration.
+    pub(crate) fn killed(&mut self, scenario: Scenario) -> u64 {
+        self.push(
+            Actor::Harness,
+            crate::run::plan::marks::INTEGRATION_KILLED,
+            |r| {
+                r.detail = json!({"scenario": scenario});
+            },
+        )
+    }
+
+    /// A kill-switch notification the sink accepted (`state`: `tripped` or `reset`).
+    pub(crate) fn notify(&mut self, channel: &str, state: &str) -> u64 {
+        self.push(Actor::Notify, "notify.message", |r| {
+            r.detail = json!({
+                "channel": channel,
+                "text": format!("ATS writes {state}"),
+                "kill_switch": "disable-ats-writeback",
+                "state": state,
+                "received_at": "2026-05-18T10:00:00Z",
+            });
+        })
+    }
+
+    /// The mock ATS's note of a fault it injected on a request (`reset`, `timeout`, …).
+    pub(crate) fn ats_fault(&mut self, fault: &str, path: &str) -> u64 {
+        self.push(Actor::Ats, "ats.fault", |r| {
+            r.detail = json!({"fault": fault, "path": path, "detail": {}});
+        })
+    }
+
     /// The relay's JSON log line for an applied event.
     pub(crate) fn event_line(&mut self, body: &Value) -> u64 {
         let line = json!({

@@ -33,6 +33,12 @@ pub enum FaultKind {
         /// The share of requests that fail.
         rate: f64,
     },
+    /// Exactly one request in `n` is answered 503 (the `n`-th, `2n`-th, …): a
+    /// failure share that does not depend on luck, for brownouts near a threshold.
+    EveryNth {
+        /// The period; at least 2.
+        n: u32,
+    },
     /// Every request is answered 429 with `Retry-After`.
     RateLimit {
         /// Seconds the client is asked to wait.
@@ -60,6 +66,7 @@ impl FaultKind {
         match self {
             FaultKind::Outage => "outage",
             FaultKind::ErrorRate { .. } => "error_rate",
+            FaultKind::EveryNth { .. } => "every_nth",
             FaultKind::RateLimit { .. } => "rate_limit",
             FaultKind::Latency { .. } => "latency",
             FaultKind::CommitThenDrop { .. } => "commit_then_drop",
@@ -90,6 +97,14 @@ impl FaultWindow {
             fault,
             from_ms: 0,
             for_ms: None,
+        }
+    }
+
+    /// How much of the window is left at `elapsed` (open-ended: forever).
+    fn remaining(&self, elapsed: Duration) -> Duration {
+        match self.for_ms {
+            Some(len) => (Duration::from_millis(self.from_ms + len)).saturating_sub(elapsed),
+            None => Duration::MAX,
         }
     }
 
@@ -125,8 +140,8 @@ pub enum Decision {
     RateLimited(u64),
     /// Handle it, then drop the connection if it succeeded.
     CommitThenDrop,
-    /// Never answer.
-    Hang,
+    /// Answer nothing for this long (the client should give up first), then 504.
+    Hang(Duration),
     /// Close the connection at once.
     Reset,
 }
@@ -135,6 +150,8 @@ struct Schedule {
     set_at: Instant,
     windows: Vec<FaultWindow>,
     rng: ChaCha8Rng,
+    /// Requests decided since the schedule was set (for `every_nth`).
+    seen: u64,
 }
 
 /// The fault schedule of one mock, shared by its handlers.
@@ -163,6 +180,7 @@ impl FaultState {
                 set_at: Instant::now(),
                 windows: Vec::new(),
                 rng: ChaCha8Rng::seed_from_u64(seed),
+                seen: 0,
             })),
         }
     }
@@ -177,6 +195,9 @@ impl FaultState {
                 {
                     Some(format!("rate {rate} is not between 0 and 1"))
                 }
+                FaultKind::EveryNth { n } if *n < 2 => Some(format!(
+                    "every_nth needs n of at least 2, got {n}; use `outage`"
+                )),
                 FaultKind::Latency { millis } if Duration::from_millis(*millis) > HANG_LIMIT => {
                     Some(format!(
                         "latency {millis} ms is above the {} s hang limit; use `timeout`",
@@ -195,6 +216,7 @@ impl FaultState {
         }
         let mut schedule = self.lock();
         schedule.set_at = Instant::now();
+        schedule.seen = 0;
         schedule.windows = windows;
         Ok(())
     }
@@ -213,19 +235,24 @@ impl FaultState {
     pub fn decide(&self) -> (Decision, Duration) {
         let mut schedule = self.lock();
         let elapsed = schedule.set_at.elapsed();
+        schedule.seen += 1;
+        let seen = schedule.seen;
         let mut latency = Duration::ZERO;
         let mut decision = Decision::Pass;
-        let active: Vec<FaultKind> = schedule
+        let active: Vec<(FaultKind, Duration)> = schedule
             .windows
             .iter()
             .filter(|w| w.covers(elapsed))
-            .map(|w| w.fault.clone())
+            .map(|w| (w.fault.clone(), w.remaining(elapsed)))
             .collect();
-        for fault in active {
+        for (fault, remaining) in active {
             let next = match fault {
                 FaultKind::Outage => Decision::Unavailable("outage"),
                 FaultKind::ErrorRate { rate } if schedule.rng.random_bool(rate) => {
                     Decision::Unavailable("error_rate")
+                }
+                FaultKind::EveryNth { n } if seen.is_multiple_of(u64::from(n.max(2))) => {
+                    Decision::Unavailable("every_nth")
                 }
                 FaultKind::RateLimit { retry_after_secs } => {
                     Decision::RateLimited(retry_after_secs)
@@ -237,7 +264,8 @@ impl FaultState {
                 FaultKind::CommitThenDrop { rate } if schedule.rng.random_bool(rate) => {
                     Decision::CommitThenDrop
                 }
-                FaultKind::Timeout => Decision::Hang,
+                // A hang ends with its window: the outage is over for held requests too.
+                FaultKind::Timeout => Decision::Hang(remaining.min(HANG_LIMIT)),
                 FaultKind::Reset => Decision::Reset,
                 _ => continue,
             };
@@ -310,9 +338,9 @@ pub async fn apply(
             );
             drop_connection(kill).await
         }
-        Decision::Hang => {
-            note("timeout", json!({"hang_limit_secs": HANG_LIMIT.as_secs()}));
-            tokio::time::sleep(HANG_LIMIT).await;
+        Decision::Hang(hold) => {
+            note("timeout", json!({"hold_ms": hold.as_millis() as u64}));
+            tokio::time::sleep(hold).await;
             (StatusCode::GATEWAY_TIMEOUT, Body::empty()).into_response()
         }
         Decision::Reset => {
@@ -383,6 +411,33 @@ mod tests {
             (30..=90).contains(&failures),
             "about 30% of 200 requests fail, got {failures}"
         );
+    }
+
+    #[test]
+    fn every_nth_fails_exactly_one_request_in_n_from_each_set() {
+        let faults = FaultState::new(1);
+        faults
+            .set(vec![FaultWindow::always(FaultKind::EveryNth { n: 4 })])
+            .expect("valid period");
+        let failed: Vec<usize> = (1..=12)
+            .filter(|_| faults.decide().0 != Decision::Pass)
+            .collect();
+        assert_eq!(failed.len(), 3, "3 of 12");
+        faults
+            .set(vec![FaultWindow::always(FaultKind::EveryNth { n: 4 })])
+            .expect("valid period");
+        let first: Vec<bool> = (0..4)
+            .map(|_| faults.decide().0 != Decision::Pass)
+            .collect();
+        assert_eq!(
+            first,
+            [false, false, false, true],
+            "the count restarts with the schedule"
+        );
+        let err = faults
+            .set(vec![FaultWindow::always(FaultKind::EveryNth { n: 1 })])
+            .expect_err("n below 2");
+        assert!(err.to_string().contains("use `outage`"), "{err}");
     }
 
     #[test]

@@ -164,6 +164,7 @@ pub(crate) fn blocked() -> RunReport {
             plan: "gate-out/plan.json".into(),
             integration_output: Some("gate-out/integration.log".into()),
         }),
+        timeline: None,
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod human;
 pub mod junit;
 pub mod markdown;
+pub mod timeline;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -53,6 +54,9 @@ pub struct RunReport {
     /// Where the run's artifacts were kept, if they were.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifacts: Option<Artifacts>,
+    /// The outage as it happened (`stagegate rehearse outage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<timeline::Timeline>,
 }
 
 /// The integration under test.

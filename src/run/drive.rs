@@ -12,10 +12,12 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::plan::{Plan, Scenario};
-use super::scenarios::Batch;
+use super::plan::{Plan, Scenario, marks};
+use super::scenarios::{Batch, Group, OutageKind, Stress};
 use crate::delivery::Sender;
 use crate::mock::ats::AtsState;
+use crate::mock::faults::{FaultKind, FaultWindow};
+use crate::mock::notify::{NotifyState, SwitchState};
 use crate::observe::{Actor, Entry, ObservationLog};
 
 /// Candidates whose deliveries are in flight at once.
@@ -58,6 +60,27 @@ pub struct Driver {
     pub log: ObservationLog,
     /// How long a scenario may take to drain.
     pub drain_deadline: Duration,
+    /// The notification sink, whose messages say when the kill switch tripped.
+    pub notify: Arc<NotifyState>,
+    /// The channels every kill-switch notification must reach.
+    pub channels: Vec<String>,
+    /// Kills and restarts the integration (`restart`), when the harness started it.
+    pub restarter: Option<Arc<dyn Restarter>>,
+}
+
+/// Kills the integration under test and starts it again on the same state folder.
+pub trait Restarter: Send + Sync {
+    /// SIGKILLs it, starts it again and waits until it is ready.
+    fn restart(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("url", &self.url)
+            .field("drain_deadline", &self.drain_deadline)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Driver {
@@ -78,53 +101,29 @@ async fn drive(
     plan: &Plan,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Vec<ScenarioReport> {
-    let Driver {
-        sender,
-        url,
-        ats,
-        log,
-        drain_deadline,
-    } = driver;
-    let drain_deadline = *drain_deadline;
     let mut reports = Vec::new();
     for batch in batches {
         let scenario = batch.scenario;
-        log.append(
+        driver.log.append(
             Actor::Harness,
             "scenario.start",
             Entry::detail(json!({"scenario": scenario})),
         );
         let started = Instant::now();
-        let deliveries: usize = batch.groups.iter().map(|g| g.deliveries.len()).sum();
-        let permits = Arc::new(Semaphore::new(CONCURRENT_CANDIDATES));
-        let mut tasks = JoinSet::new();
-        for group in batch.groups {
-            let (sender, url, permits) = (Arc::clone(sender), url.clone(), Arc::clone(&permits));
-            tasks.spawn(async move {
-                let _permit = permits.acquire_owned().await.ok();
-                let mut acked = 0;
-                for (delivery, perturbation) in &group.deliveries {
-                    if sender.deliver(&url, delivery, perturbation).await.acked {
-                        acked += 1;
-                    }
-                }
-                (acked, group.deliveries.len() as u64)
-            });
-        }
-        let mut acked = 0;
-        while let Some(done) = tasks.join_next().await {
-            if let Ok((ok, sent)) = done {
-                acked += ok;
-                progress(sent);
-            }
-        }
-        let send_ms = started.elapsed().as_millis() as u64;
+        let deliveries: usize = batch
+            .groups
+            .iter()
+            .chain(&batch.later)
+            .map(|g| g.deliveries.len())
+            .sum();
         let expected: HashSet<&str> = plan
             .events_of(scenario)
             .filter(|e| e.should_land)
             .map(|e| e.event_id.as_str())
             .collect();
-        let (landed, timed_out) = wait_drained(&expected, ats, drain_deadline).await;
+        let acked = stress(driver, batch, &expected, progress).await;
+        let send_ms = started.elapsed().as_millis() as u64;
+        let (landed, timed_out) = wait_drained(&expected, &driver.ats, driver.drain_deadline).await;
         let report = ScenarioReport {
             scenario,
             deliveries,
@@ -135,10 +134,206 @@ async fn drive(
             total_ms: started.elapsed().as_millis() as u64,
             timed_out,
         };
-        log.append(Actor::Harness, "scenario.end", Entry::detail(json!(report)));
+        driver
+            .log
+            .append(Actor::Harness, "scenario.end", Entry::detail(json!(report)));
         reports.push(report);
     }
     reports
+}
+
+/// Sends a batch while doing to the world what its [`Stress`] says; returns how many
+/// deliveries the integration acknowledged.
+async fn stress(
+    driver: &Driver,
+    batch: Batch,
+    expected: &HashSet<&str>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> usize {
+    let scenario = batch.scenario;
+    let faults = &driver.ats.faults;
+    match batch.stress {
+        Stress::None => send(driver, batch.groups, progress).await,
+        Stress::Outage {
+            hold,
+            kind,
+            restart,
+        } => {
+            let windows = outage_windows(hold, kind);
+            let _ = faults.set(windows.clone());
+            mark_start(driver, scenario, "outage", true, &windows);
+            let down = Instant::now();
+            let acked = send(driver, batch.groups, progress).await;
+            if restart {
+                tokio::time::sleep_until((down + hold / 2).into()).await;
+                restart_integration(driver, scenario).await;
+            }
+            tokio::time::sleep_until((down + hold).into()).await;
+            mark_end(driver, scenario, "outage");
+            faults.clear();
+            acked
+        }
+        Stress::Brownout { above, below } => {
+            let deadline = driver.drain_deadline;
+            let first_ids: Vec<String> = batch
+                .groups
+                .iter()
+                .flat_map(|g| &g.deliveries)
+                .filter_map(|(d, _)| d.event_id.clone())
+                .collect();
+            let first_wave: HashSet<&str> = first_ids
+                .iter()
+                .map(String::as_str)
+                .filter(|id| expected.contains(id))
+                .collect();
+            let windows = vec![FaultWindow::always(FaultKind::EveryNth { n: above })];
+            let _ = faults.set(windows.clone());
+            mark_start(driver, scenario, "brownout-above", true, &windows);
+            let mut acked = send(driver, batch.groups, progress).await;
+            wait_notified(driver, SwitchState::Tripped, deadline).await;
+            mark_end(driver, scenario, "brownout-above");
+            faults.clear();
+            // The second phase starts from a closed switch and an empty window.
+            wait_notified(driver, SwitchState::Reset, deadline).await;
+            wait_drained(&first_wave, &driver.ats, deadline).await;
+            let windows = vec![FaultWindow::always(FaultKind::EveryNth { n: below })];
+            let _ = faults.set(windows.clone());
+            mark_start(driver, scenario, "brownout-below", false, &windows);
+            acked += send(driver, batch.later, progress).await;
+            wait_drained(expected, &driver.ats, deadline).await;
+            mark_end(driver, scenario, "brownout-below");
+            faults.clear();
+            acked
+        }
+        Stress::MappingErrors => {
+            mark_start(driver, scenario, "mapping-errors", true, &[]);
+            let mut acked = send(driver, batch.groups, progress).await;
+            wait_notified(driver, SwitchState::Tripped, driver.drain_deadline).await;
+            mark_end(driver, scenario, "mapping-errors");
+            acked += send(driver, batch.later, progress).await;
+            acked
+        }
+    }
+}
+
+/// The outage's fault windows: 503s, then connection resets, then hangs at the end
+/// (a hang holds a request until the client gives up, so it comes last and short).
+fn outage_windows(hold: Duration, kind: OutageKind) -> Vec<FaultWindow> {
+    let ms = hold.as_millis() as u64;
+    let window = |fault, from_ms: u64, for_ms: u64| FaultWindow {
+        fault,
+        from_ms,
+        for_ms: Some(for_ms),
+    };
+    match kind {
+        OutageKind::Mixed => vec![
+            window(FaultKind::Outage, 0, ms * 5 / 10),
+            window(FaultKind::Reset, ms * 5 / 10, ms * 4 / 10),
+            window(FaultKind::Timeout, ms * 9 / 10, ms - ms * 9 / 10),
+        ],
+        OutageKind::Unavailable => vec![window(FaultKind::Outage, 0, ms)],
+        OutageKind::Timeout => vec![window(FaultKind::Timeout, 0, ms)],
+        OutageKind::Reset => vec![window(FaultKind::Reset, 0, ms)],
+    }
+}
+
+/// Marks a fault window open; called once the fault is in force, so nothing the
+/// checks see after the mark was answered before the fault.
+fn mark_start(
+    driver: &Driver,
+    scenario: Scenario,
+    phase: &str,
+    expect_trip: bool,
+    faults: &[FaultWindow],
+) {
+    driver.log.append(
+        Actor::Harness,
+        marks::FAULT_START,
+        Entry::detail(json!({"scenario": scenario, "phase": phase, "expect_trip": expect_trip, "faults": faults})),
+    );
+}
+
+/// Marks a fault window closed; called before the fault is lifted, for the same reason.
+fn mark_end(driver: &Driver, scenario: Scenario, phase: &str) {
+    driver.log.append(
+        Actor::Harness,
+        marks::FAULT_END,
+        Entry::detail(json!({"scenario": scenario, "phase": phase})),
+    );
+}
+
+/// Kills and restarts the integration (a failure to come back is logged: the checks
+/// then see every event it had accepted go missing).
+async fn restart_integration(driver: &Driver, scenario: Scenario) {
+    let Some(restarter) = &driver.restarter else {
+        return;
+    };
+    driver.log.append(
+        Actor::Harness,
+        marks::INTEGRATION_KILLED,
+        Entry::detail(json!({"scenario": scenario})),
+    );
+    if let Err(problem) = restarter.restart().await {
+        driver.log.append(
+            Actor::Harness,
+            "integration.restart_failed",
+            Entry::detail(json!({"scenario": scenario, "problem": problem})),
+        );
+    }
+}
+
+/// Waits until every channel has heard `state` since the last call that saw it, or
+/// the deadline passes.
+async fn wait_notified(driver: &Driver, state: SwitchState, deadline: Duration) {
+    let give_up = tokio::time::Instant::now() + deadline;
+    let heard = |messages: &[crate::mock::notify::Message]| {
+        driver.channels.iter().all(|channel| {
+            // The latest message of the channel decides: a trip followed by a reset
+            // no longer counts as tripped.
+            messages
+                .iter()
+                .rev()
+                .find(|m| &m.channel == channel)
+                .is_some_and(|m| m.state == state)
+        })
+    };
+    while tokio::time::Instant::now() < give_up {
+        if heard(&driver.notify.messages()) {
+            return;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Sends groups, candidates concurrently and each candidate's deliveries in order.
+async fn send(driver: &Driver, groups: Vec<Group>, progress: &(dyn Fn(u64) + Sync)) -> usize {
+    let permits = Arc::new(Semaphore::new(CONCURRENT_CANDIDATES));
+    let mut tasks = JoinSet::new();
+    for group in groups {
+        let (sender, url, permits) = (
+            Arc::clone(&driver.sender),
+            driver.url.clone(),
+            Arc::clone(&permits),
+        );
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await.ok();
+            let mut acked = 0;
+            for (delivery, perturbation) in &group.deliveries {
+                if sender.deliver(&url, delivery, perturbation).await.acked {
+                    acked += 1;
+                }
+            }
+            (acked, group.deliveries.len() as u64)
+        });
+    }
+    let mut acked = 0;
+    while let Some(done) = tasks.join_next().await {
+        if let Ok((ok, sent)) = done {
+            acked += ok;
+            progress(sent);
+        }
+    }
+    acked
 }
 
 /// Waits until every expected event was applied and the ATS has been quiet for

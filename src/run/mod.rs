@@ -62,6 +62,8 @@ pub struct RunConfig {
     pub mocks: MockConfig,
     /// The webhook acknowledgement deadline.
     pub ack_sla: Duration,
+    /// The shape of the `outage` and `restart` scenarios.
+    pub outage: scenarios::OutageSettings,
     /// The vendor's webhook secret; generated from the seed when absent (an
     /// integration reached with `--sut-url` must be given the one it holds).
     pub vendor_secret: Option<WebhookSecret>,
@@ -177,7 +179,10 @@ pub async fn execute(
         &config.scenarios,
         synth,
         config.ack_sla.as_millis() as u64,
+        &config.outage,
     )?;
+    let mut prepared = prepared;
+    prepared.plan.time_scale = config.time_scale;
     mocks.ats.add_candidates(&prepared.candidates);
     for pack in &prepared.packs {
         mocks.vendor.register_pack(pack.clone());
@@ -219,16 +224,20 @@ pub async fn execute(
                 state_dir,
                 time_scale: config.time_scale,
             };
-            let process = SutProcess::start(
-                command,
-                &env,
-                &out.join("integration.log"),
-                &log,
-                config.ready_timeout,
-            )
-            .await
-            .map_err(RunError::Integration)?;
-            (Some(process), env.url(), command.clone())
+            let output = out.join("integration.log");
+            let process = SutProcess::start(command, &env, &output, &log, config.ready_timeout)
+                .await
+                .map_err(RunError::Integration)?;
+            let url = env.url();
+            let started = Arc::new(Started {
+                process: tokio::sync::Mutex::new(Some(process)),
+                command: command.clone(),
+                env,
+                output,
+                log: log.clone(),
+                ready_timeout: config.ready_timeout,
+            });
+            (Some(started), url, command.clone())
         }
         Integration::Url(url) => {
             let base = url.as_str().trim_end_matches('/').to_owned();
@@ -268,6 +277,18 @@ pub async fn execute(
         ats: Arc::clone(&mocks.ats),
         log: log.clone(),
         drain_deadline: config.drain_deadline,
+        notify: Arc::clone(&mocks.notify),
+        channels: config
+            .manifest
+            .raw
+            .release_gate
+            .kill_switch
+            .action
+            .notify_channels
+            .clone(),
+        restarter: process
+            .as_ref()
+            .map(|p| Arc::clone(p) as Arc<dyn drive::Restarter>),
     };
     total(
         prepared
@@ -283,7 +304,9 @@ pub async fn execute(
         .await;
     let drive_time = started.elapsed() - start_time;
 
-    if let Some(process) = process {
+    if let Some(started) = process
+        && let Some(process) = started.process.lock().await.take()
+    {
         process.stop().await;
     }
     mocks.shutdown().await;
@@ -308,6 +331,39 @@ pub async fn execute(
         start_time,
         drive_time,
     })
+}
+
+/// The integration the harness started, which the `restart` scenario kills and
+/// starts again with the same environment and state folder.
+struct Started {
+    process: tokio::sync::Mutex<Option<SutProcess>>,
+    command: String,
+    env: SutEnv,
+    output: PathBuf,
+    log: ObservationLog,
+    ready_timeout: Duration,
+}
+
+impl drive::Restarter for Started {
+    fn restart(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            let mut slot = self.process.lock().await;
+            if let Some(process) = slot.take() {
+                process.kill().await;
+            }
+            let process = SutProcess::start(
+                &self.command,
+                &self.env,
+                &self.output,
+                &self.log,
+                self.ready_timeout,
+            )
+            .await
+            .map_err(|err| err.to_string())?;
+            *slot = Some(process);
+            Ok(())
+        })
+    }
 }
 
 /// A free loopback port for the integration (bound and released: the integration

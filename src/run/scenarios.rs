@@ -30,11 +30,13 @@ pub struct Group {
 pub enum Stress {
     /// Nothing: the ATS answers normally.
     None,
-    /// The ATS fails every request for `hold` (503, then resets, then hangs);
-    /// with `restart`, the integration is SIGKILLed and started again halfway.
+    /// The ATS fails every request for `hold` (503, then resets, then hangs, or one
+    /// kind only); with `restart`, the integration is SIGKILLed and started again halfway.
     Outage {
         /// How long the ATS stays down.
         hold: Duration,
+        /// How it fails.
+        kind: OutageKind,
         /// Whether the integration is killed and restarted during the outage.
         restart: bool,
     },
@@ -64,8 +66,53 @@ pub struct Batch {
     pub stress: Stress,
 }
 
-/// How long the `outage` and `restart` scenarios keep the ATS down.
-pub const OUTAGE_HOLD: Duration = Duration::from_millis(2500);
+/// How the ATS fails during an outage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutageKind {
+    /// 503s, then connection resets, then requests that hang until the window ends.
+    #[default]
+    Mixed,
+    /// Every request answered 503.
+    Unavailable,
+    /// Every request held unanswered until the window ends (then 504).
+    Timeout,
+    /// Every connection closed at once.
+    Reset,
+}
+
+impl OutageKind {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutageKind::Mixed => "mixed",
+            OutageKind::Unavailable => "unavailable",
+            OutageKind::Timeout => "timeout",
+            OutageKind::Reset => "reset",
+        }
+    }
+}
+
+/// The shape of the kill-switch scenarios.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutageSettings {
+    /// How long the `outage` and `restart` scenarios keep the ATS down.
+    pub hold: Duration,
+    /// How the ATS fails meanwhile.
+    pub kind: OutageKind,
+    /// Copies of the seeded candidates sent into the outage (traffic volume).
+    pub sets: usize,
+}
+
+impl Default for OutageSettings {
+    fn default() -> Self {
+        OutageSettings {
+            hold: Duration::from_millis(2500),
+            kind: OutageKind::Mixed,
+            sets: 2,
+        }
+    }
+}
 /// Copies of the seeded candidates in each brownout phase: enough ATS calls for the
 /// rate window (the reference relay wants at least 50 at a 2 % threshold).
 const BROWNOUT_SETS: usize = 10;
@@ -213,6 +260,7 @@ pub fn prepare(
     scenarios: &[Scenario],
     synth: SynthConfig,
     ack_sla_ms: u64,
+    outage: &OutageSettings,
 ) -> Result<Prepared, PrepareError> {
     let synthesizer = Synthesizer::new(&manifest.contracts, synth);
     let seed = sandbox.seed;
@@ -276,9 +324,15 @@ pub fn prepare(
                 }
             }
             Scenario::Outage | Scenario::Restart => {
-                sets(2, Traffic::Normal, tag(scenario), &mut members)?;
+                sets(
+                    outage.sets.max(1),
+                    Traffic::Normal,
+                    tag(scenario),
+                    &mut members,
+                )?;
                 stress = Stress::Outage {
-                    hold: OUTAGE_HOLD,
+                    hold: outage.hold,
+                    kind: outage.kind,
                     restart: scenario == Scenario::Restart,
                 };
             }

@@ -1,0 +1,172 @@
+//! `kill_switch.gates_not_paused`: candidate-facing calls (verification sessions at
+//! the vendor, access grants at the ATS) go on while the switch is tripped, unless
+//! the manifest's `pause_candidate_gates` is true.
+//!
+//! Those calls come from the hiring-policy flow (stage changes from the ATS), which
+//! no scenario drives yet, so in today's runs there is nothing to judge and the check
+//! skips. It never blocks an integration that makes no such calls. When the log does
+//! hold some inside a window where the switch must trip, from the first `tripped`
+//! notification (or the window's start, if none came) to the window's end: with
+//! `pause_candidate_gates: false` going on is right and the check passes; with
+//! `true` each such call is a finding.
+
+use super::{SwitchState, Timeline, Window, nothing_to_judge, window_finding};
+use crate::judge::run::{Outcome, Run};
+use crate::observe::Record;
+
+/// Why there is nothing to judge in a run without the hiring-policy flow.
+pub(crate) const NO_GATE_CALLS: &str = "no scenario drives the hiring-policy flow (stage changes), so there are no candidate-facing calls to judge";
+
+/// `kill_switch.gates_not_paused`.
+pub(crate) fn check(run: &Run<'_>) -> Outcome {
+    let timeline = Timeline::new(run.records);
+    if timeline.windows.is_empty() {
+        return Outcome::skip(nothing_to_judge(run));
+    }
+    let pause = run
+        .manifest
+        .raw
+        .release_gate
+        .kill_switch
+        .action
+        .pause_candidate_gates;
+    let mut outcome = Outcome::default();
+    let mut any = false;
+    for window in timeline.windows.iter().filter(|w| w.expect_trip) {
+        let from = timeline
+            .notices_between(window.start.seq, window.until_seq)
+            .iter()
+            .find(|n| n.state == SwitchState::Tripped)
+            .map_or(window.start, |n| n.record);
+        let calls: Vec<&Record> = timeline
+            .gate_calls
+            .iter()
+            .copied()
+            .filter(|c| c.seq > from.seq && window.holds(c))
+            .collect();
+        if calls.is_empty() {
+            continue;
+        }
+        any = true;
+        outcome.judged(window.scenario);
+        if pause {
+            for &call in &calls {
+                outcome
+                    .findings
+                    .add(|| paused_finding(run, window, from, call));
+            }
+        }
+    }
+    if !any {
+        return Outcome::skip(NO_GATE_CALLS);
+    }
+    outcome
+}
+
+fn paused_finding(
+    run: &Run<'_>,
+    window: &Window<'_>,
+    from: &Record,
+    call: &Record,
+) -> crate::judge::Finding {
+    let expected = format!(
+        "with pause_candidate_gates: true, no candidate-facing call while the switch is tripped in the {} window",
+        window.phase.as_str()
+    );
+    let seen = format!(
+        "a candidate-facing call ({}) {} after the switch tripped",
+        call.kind,
+        super::ms(call.elapsed_ms - from.elapsed_ms)
+    );
+    match call.candidate.as_deref() {
+        Some(candidate) => {
+            let mut finding = run.finding(
+                Some(candidate),
+                call.correlation_id.as_deref(),
+                expected,
+                seen,
+                [from, call],
+            );
+            finding.scenario = finding.scenario.or(window.scenario);
+            finding
+        }
+        None => window_finding(run, window, expected, seen, [from, call]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::judge::kill_switch::fixture::{Defect, KsRun, kill_switch_run};
+    use crate::judge::test_support::{clean, manifest, manifest_edited};
+    use crate::observe::Actor;
+    use crate::run::plan::{Scenario, marks};
+
+    /// The outage run with a vendor session and an access grant after the trip.
+    fn with_gate_calls() -> KsRun {
+        let mut run = kill_switch_run(Scenario::Outage, Defect::None);
+        let end = run
+            .log
+            .records()
+            .iter()
+            .find(|r| r.kind == marks::FAULT_END)
+            .map(|r| r.seq)
+            .expect("a window");
+        // The two probes before `fault.end` become candidate-facing calls.
+        let session = run.log.record_mut(end - 2);
+        session.actor = Actor::Vendor;
+        session.kind = "vendor.request".into();
+        session.candidate = None;
+        session.status = Some(201);
+        session.detail = json!({"method": "POST", "path": "/v1/verifications"});
+        let grant = run.log.record_mut(end - 1);
+        grant.kind = "ats.access_granted".into();
+        grant.detail = json!({"grant": {"resource": "interview_link"}});
+        run
+    }
+
+    #[test]
+    fn no_candidate_facing_calls_is_a_skip_with_the_reason() {
+        let manifest = manifest();
+        let run = kill_switch_run(Scenario::Outage, Defect::None);
+        let outcome = check(&Run::new(&manifest, &run.plan, run.log.records()));
+        assert_eq!(outcome.skipped.as_deref(), Some(NO_GATE_CALLS));
+        let clean = clean();
+        let outcome = check(&Run::new(&manifest, &clean.plan, clean.log.records()));
+        assert!(outcome.skipped.is_some());
+    }
+
+    #[test]
+    fn calls_going_on_pass_when_gates_are_not_paused() {
+        let manifest = manifest();
+        let run = with_gate_calls();
+        let outcome = check(&Run::new(&manifest, &run.plan, run.log.records()));
+        assert!(outcome.skipped.is_none());
+        assert_eq!(outcome.findings.total(), 0);
+        assert_eq!(outcome.scenarios.len(), 1);
+    }
+
+    #[test]
+    fn calls_while_tripped_fail_when_gates_are_paused() {
+        let manifest = manifest_edited(
+            "pause_candidate_gates: false",
+            "pause_candidate_gates: true",
+        );
+        let run = with_gate_calls();
+        let outcome = check(&Run::new(&manifest, &run.plan, run.log.records()));
+        assert_eq!(outcome.findings.total(), 2);
+        let finding = &outcome.findings.kept()[1];
+        assert_eq!(finding.candidate.as_deref(), Some("CAND_001_ou"));
+        assert_eq!(finding.scenario, Some(Scenario::Outage));
+        assert!(
+            finding
+                .seen
+                .starts_with("a candidate-facing call (ats.access_granted)"),
+            "{}",
+            finding.seen
+        );
+        assert_eq!(outcome.findings.kept()[0].scenario, Some(Scenario::Outage));
+    }
+}
