@@ -11,6 +11,7 @@ use stagegate::judge::{Status, judge};
 use stagegate::manifest::Manifest;
 use stagegate::mock::MockConfig;
 use stagegate::run::plan::Scenario;
+use stagegate::run::scenarios::OutageSettings;
 use stagegate::run::{Integration, RunConfig, execute};
 
 use crate::util::repo_root;
@@ -39,6 +40,7 @@ fn the_reference_relay_passes_every_check_it_is_judged_on() {
         mocks: MockConfig::loopback(42),
         ack_sla: Duration::from_secs(1),
         vendor_secret: None,
+        outage: OutageSettings::default(),
     };
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let output = runtime
