@@ -20,11 +20,11 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
     for &attempt in &run.attempts {
         let candidate = attempt.candidate.as_deref();
         outcome.judged(run.scenario_of(candidate));
-        let latency = attempt.latency_ms.unwrap_or(f64::INFINITY);
-        let late = latency > sla as f64;
+        let late = attempt.latency_ms.is_some_and(|ms| ms > sla as f64);
         if attempt.status.is_some() && !late {
             continue;
         }
+        let latency = attempt.latency_ms.unwrap_or_default();
         outcome.findings.add(|| {
             let event = attempt.event_id.as_deref().unwrap_or("an event");
             let seen = match (attempt.status, detail_text(attempt, "error")) {

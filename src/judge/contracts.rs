@@ -8,7 +8,9 @@
 //! reached the ATS (its record's `at` is `now()`), so judging a recorded run again
 //! later gives the same answer. For a body the ATS refused, the violations the ATS
 //! recorded at the time are kept too (a body written to another candidate, a
-//! contract the ATS does not consume).
+//! contract the ATS does not consume). Events the plan drifted on purpose
+//! ([`DRIFTED`], the `mapping-errors` scenario) are left out, in both copies: the ATS
+//! must refuse them, and the kill-switch checks judge what the integration does next.
 
 use std::collections::BTreeSet;
 
@@ -464,6 +466,23 @@ mod tests {
         let seen = &result.findings[0].seen;
         assert!(seen.contains("the harness's own event"), "{seen}");
         assert!(seen.contains("not of the integration"), "{seen}");
+    }
+
+    #[test]
+    fn events_drifted_on_purpose_are_not_held_against_anyone() {
+        let manifest = manifest();
+        let mut clean = clean();
+        clean.plan.events[1].perturbation = DRIFTED.into();
+        let mut drifted = clean.events[1].payload.clone();
+        drifted["verification"]
+            .as_object_mut()
+            .map(|v| v.remove("risk_tier"));
+        clean.plan.events[1].payload = drifted.clone();
+        let seq = clean.applied[1];
+        clean.log.record_mut(seq).kind = "ats.event_rejected".into();
+        clean.log.record_mut(seq).detail["body"] = drifted;
+        let run = Run::new(&manifest, &clean.plan, clean.log.records());
+        assert_eq!(result(&run, Part::RequiredFields).status, Status::Pass);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //!
 //! An event applied after that record still landed, only late: it is a finding that
 //! says so, as a release gate cannot tell "slow" from "lost" at the deadline. A
-//! scenario without an end record (a log cut short) has no deadline to miss.
+//! scenario without an end record (a log cut short) has no deadline to miss. An event
+//! the harness never delivered (no `webhook.attempt`: a wave a scenario did not send)
+//! is not the integration's to lose, and is not judged.
 
 use std::collections::BTreeMap;
 
@@ -32,9 +34,13 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
     let mut outcome = Outcome::default();
     let mut any = false;
     for event in run.plan.events.iter().filter(|e| e.should_land) {
+        let attempts = run.attempts_of(&event.event_id);
+        let applied = run.applied_of(&event.event_id);
+        if attempts.is_empty() && applied.is_empty() {
+            continue;
+        }
         any = true;
         outcome.judged(Some(event.scenario));
-        let applied = run.applied_of(&event.event_id);
         let end = run.scenario_end(event.scenario);
         let expected = format!(
             "{} ({}) is applied at the ATS before the {} scenario ends (its drain deadline)",
@@ -52,25 +58,17 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
                         (first.elapsed_ms - end.elapsed_ms).round(),
                         event.scenario
                     ),
-                    run.attempts_of(&event.event_id)
-                        .iter()
-                        .copied()
-                        .chain([end, first]),
+                    attempts.iter().copied().chain([end, first]),
                 )
             }),
             (Some(_), _) => {}
             (None, _) => outcome.findings.add(|| {
-                let attempts = run.attempts_of(&event.event_id);
                 let rejected = run.rejected_of(&event.event_id);
-                let delivered = if attempts.is_empty() {
-                    "the log holds no delivery of it".to_owned()
-                } else {
-                    format!(
-                        "it was delivered {} (answers {})",
-                        times(attempts.len()),
-                        statuses(attempts)
-                    )
-                };
+                let delivered = format!(
+                    "it was delivered {} (answers {})",
+                    times(attempts.len()),
+                    statuses(attempts)
+                );
                 let refused = if rejected.is_empty() {
                     String::new()
                 } else {
@@ -93,7 +91,9 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
         }
     }
     if !any {
-        return Outcome::skip("no planned event should land (no in-scope, unforged event)");
+        return Outcome::skip(
+            "no event that should land (in scope, not forged, not superseded) was delivered",
+        );
     }
     outcome
 }
@@ -161,6 +161,19 @@ mod tests {
             seen,
             "evt_CAND_003_cl_2 landed late: first applied 20 ms after the clean scenario ended"
         );
+    }
+
+    #[test]
+    fn an_event_the_harness_never_sent_is_not_judged() {
+        let manifest = manifest();
+        let mut clean = clean();
+        let mut plan = PlanBuilder {
+            plan: clean.plan.clone(),
+        };
+        plan.event(CANDIDATE, 3, "passed");
+        clean.plan = plan.plan;
+        let run = Run::new(&manifest, &clean.plan, clean.log.records());
+        assert_eq!(check(&run).findings.total(), 0);
     }
 
     #[test]

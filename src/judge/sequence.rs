@@ -83,6 +83,15 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
             list.push(record);
         }
     }
+    // The deliveries of each candidate's planned events, for the findings' stories.
+    let mut planned: HashMap<&str, Vec<&str>> = HashMap::new();
+    for event in &run.plan.events {
+        if let Some(ids) = planned.get_mut(event.candidate.as_str()) {
+            ids.push(event.event_id.as_str());
+        } else if by_candidate.contains_key(event.candidate.as_str()) {
+            planned.insert(event.candidate.as_str(), vec![event.event_id.as_str()]);
+        }
+    }
     let mut outcome = Outcome::default();
     outcome.judged(Some(Scenario::Clean));
     for candidate in judged {
@@ -125,7 +134,13 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
                     arrows(expected)
                 ),
                 format!("the ATS applied {}: {difference}", arrows(&seen)),
-                applied.iter().copied(),
+                planned
+                    .get(candidate.candidate.as_str())
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|id| run.attempts_of(id))
+                    .chain(applied)
+                    .copied(),
             )
         });
     }
@@ -170,7 +185,17 @@ mod tests {
              event 1 is identity.verification.completed:passed, not identity.verification.completed:failed"
         );
         assert_eq!(finding.candidate.as_deref(), Some(CANDIDATE));
-        assert_eq!(finding.exchanges.len(), 2);
+        let kinds: Vec<&str> = finding.exchanges.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "webhook.attempt",
+                "ats.event_applied",
+                "webhook.attempt",
+                "ats.event_applied"
+            ],
+            "the deliveries and what the ATS applied"
+        );
     }
 
     #[test]

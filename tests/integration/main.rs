@@ -3,6 +3,7 @@
 mod check;
 mod delivery;
 mod fault_schedules;
+mod judge;
 mod mock;
 mod openapi;
 mod python_example;

@@ -1,0 +1,60 @@
+//! The judge on a real run, through the library: the reference relay, started by the
+//! harness as any integration is, goes through every scenario but the kill-switch
+//! ones, and every check is judged and passes — none is skipped for want of records —
+//! except the kill-switch checks, which have no outage to judge. (`teeth.rs` proves the
+//! other direction through the CLI: each deliberate defect fails its check.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stagegate::judge::{Status, judge};
+use stagegate::manifest::Manifest;
+use stagegate::mock::MockConfig;
+use stagegate::run::plan::Scenario;
+use stagegate::run::scenarios::OutageSettings;
+use stagegate::run::{Integration, RunConfig, execute};
+
+use crate::util::repo_root;
+
+#[test]
+fn the_reference_relay_passes_every_check_it_is_judged_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = repo_root().join("manifests/release-gate.yaml");
+    let manifest = Arc::new(Manifest::load(&path).expect("the seed loads").value);
+    let config = RunConfig {
+        manifest: Arc::clone(&manifest),
+        manifest_path: path,
+        integration: Integration::Command(format!(
+            "exec '{}' relay",
+            env!("CARGO_BIN_EXE_stagegate")
+        )),
+        seed: 42,
+        scenarios: Scenario::ALL
+            .into_iter()
+            .filter(|s| !s.is_kill_switch())
+            .collect(),
+        out_dir: dir.path().to_owned(),
+        time_scale: 60.0,
+        drain_deadline: Duration::from_secs(20),
+        ready_timeout: Duration::from_secs(30),
+        mocks: MockConfig::loopback(42),
+        ack_sla: Duration::from_secs(1),
+        vendor_secret: None,
+        outage: OutageSettings::default(),
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let output = runtime
+        .block_on(execute(&config, &|_| {}, &|_| {}))
+        .expect("the run completes");
+    let judgement = judge(&manifest, &output.plan, &output.records);
+    let failed: Vec<_> = judgement.failed().collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    for check in &judgement.checks {
+        let expected = if check.id.starts_with("kill_switch.") {
+            Status::Skip
+        } else {
+            Status::Pass
+        };
+        assert_eq!(check.status, expected, "{}: {:?}", check.id, check.reason);
+    }
+}
