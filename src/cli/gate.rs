@@ -83,6 +83,10 @@ pub struct GateArgs {
     /// How long the integration may take to answer GET /healthz, in seconds.
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub ready_timeout: f64,
+    /// Drive the candidates of this dataset (`stagegate sandbox generate`) instead of
+    /// the manifest's.
+    #[arg(long, value_name = "FILE")]
+    pub dataset: Option<PathBuf>,
     /// The hiring policy whose `slas.webhookAckSeconds` is the ack SLA [default: 1 s].
     #[arg(long, value_name = "POLICY")]
     pub policy: Option<PathBuf>,
@@ -236,6 +240,7 @@ impl GateRun {
                 ack_sla,
                 vendor_secret: args.webhook_secret.clone(),
                 outage: request.outage,
+                dataset: args.dataset.clone(),
             },
             kind,
             reports: args.reports,
@@ -258,6 +263,9 @@ fn replay_command(selection: &[String], args: &GateArgs) -> String {
     }
     if let Some(url) = &args.sut_url {
         words.push(format!("--sut-url {url}"));
+    }
+    if let Some(dataset) = &args.dataset {
+        words.push(format!("--dataset {}", quote(&dataset.to_string_lossy())));
     }
     if args.time_scale != 60.0 {
         words.push(format!("--time-scale {}", args.time_scale));

@@ -30,8 +30,9 @@ const BASE_BACKOFF: Duration = Duration::from_millis(50);
 /// Longest wait between two attempts of one event.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// Failed attempts after which the `drop_undeliverable` fault forgets an event.
-const GIVE_UP_AFTER: u32 = 3;
+/// Failed attempts after which the `drop_undeliverable` fault forgets an event: the
+/// first, so every event an outage touches before the trip is lost, whatever the timing.
+const GIVE_UP_AFTER: u32 = 1;
 /// Characters of the ATS's refusal kept in an exception item's reason.
 const REASON_CHARS: usize = 400;
 

@@ -64,6 +64,8 @@ pub struct RunConfig {
     pub ack_sla: Duration,
     /// The shape of the `outage` and `restart` scenarios.
     pub outage: scenarios::OutageSettings,
+    /// A generated dataset whose candidates replace the manifest's (`--dataset`).
+    pub dataset: Option<PathBuf>,
     /// The vendor's webhook secret; generated from the seed when absent (an
     /// integration reached with `--sut-url` must be given the one it holds).
     pub vendor_secret: Option<WebhookSecret>,
@@ -90,6 +92,9 @@ pub enum RunError {
     /// The sandbox could not be built.
     #[error(transparent)]
     Sandbox(#[from] crate::sandbox::SandboxError),
+    /// The dataset could not be read.
+    #[error(transparent)]
+    Dataset(#[from] crate::sandbox::dataset::DatasetError),
     /// The plan could not be made.
     #[error(transparent)]
     Prepare(#[from] scenarios::PrepareError),
@@ -156,7 +161,10 @@ pub async fn execute(
         Entry::detail(json!({"seed": config.seed, "scenarios": config.scenarios, "manifest": config.manifest_path})),
     );
 
-    let sandbox = crate::sandbox::build(&config.manifest, config.seed)?;
+    let sandbox = match &config.dataset {
+        Some(path) => crate::sandbox::load_dataset(&config.manifest, path)?,
+        None => crate::sandbox::build(&config.manifest, config.seed)?,
+    };
     let mocks = Mocks::start(Arc::clone(&config.manifest), &[], &config.mocks, &log)
         .await
         .map_err(RunError::Mocks)?;

@@ -36,7 +36,7 @@ pub enum Scenario {
     Signatures,
     /// The out-of-scope control candidates.
     Canary,
-    /// The ATS fails every request (503, then timeouts, then resets) for a window,
+    /// The ATS fails every request (503s, then connection resets, then hangs) for a window,
     /// then recovers: the kill switch must trip, queue, notify, reset and replay.
     Outage,
     /// The ATS fails a share just above the kill switch's 5xx threshold, then, after

@@ -116,6 +116,8 @@ impl Default for OutageSettings {
 /// Copies of the seeded candidates in each brownout phase: enough ATS calls for the
 /// rate window (the reference relay wants at least 50 at a 2 % threshold).
 const BROWNOUT_SETS: usize = 10;
+/// Seeded candidates the kill-switch scenarios copy their traffic from.
+const KILL_SWITCH_CANDIDATES: usize = 3;
 /// Drifted candidates in `mapping-errors`, beyond the manifest's count.
 const EXTRA_DRIFTED: u32 = 2;
 
@@ -292,9 +294,12 @@ pub fn prepare(
     for &scenario in scenarios {
         let mut members: Vec<(SandboxCandidate, Traffic)> = Vec::new();
         let mut stress = Stress::None;
+        // The kill-switch scenarios shape traffic from a few candidates, whatever the
+        // size of the dataset: it is the switch under test, not the volume.
+        let stressed = &seeded[..seeded.len().min(KILL_SWITCH_CANDIDATES)];
         let sets = |count: usize, traffic: Traffic, prefix: &str, members: &mut Vec<_>| {
             for set in 0..count {
-                for candidate in &seeded {
+                for candidate in stressed {
                     let suffix = format!("{prefix}{set:02}");
                     members.push((copy(manifest, candidate, &suffix)?, traffic));
                 }
@@ -358,8 +363,8 @@ pub fn prepare(
                     .max(0.0) as u32
                     + EXTRA_DRIFTED;
                 let mut set = 0;
-                while (members.len() as u32) < count && !seeded.is_empty() {
-                    for candidate in &seeded {
+                while (members.len() as u32) < count && !stressed.is_empty() {
+                    for candidate in stressed {
                         if (members.len() as u32) < count {
                             let suffix = format!("mpd{set:02}");
                             members.push((copy(manifest, candidate, &suffix)?, Traffic::Drifted));

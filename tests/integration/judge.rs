@@ -41,6 +41,7 @@ fn the_reference_relay_passes_every_check_it_is_judged_on() {
         ack_sla: Duration::from_secs(1),
         vendor_secret: None,
         outage: OutageSettings::default(),
+        dataset: None,
     };
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let output = runtime

@@ -135,8 +135,8 @@ teeth! {
         because "the relay trips at a fraction of the manifest's 5xx rate, so the brownout's \
                  below-threshold phase trips it";
     gives_up_on_undeliverable: "drop_undeliverable" in &["outage"] => ["kill_switch.queue_replay", "delivery.no_loss"]
-        because "events that failed three times are forgotten: accepted during the outage, never \
-                 replayed, hence also lost";
+        because "an event whose write failed once is forgotten: accepted, never replayed after \
+                 the outage, hence also lost";
     loses_its_queue_on_restart: "volatile_queue" in &["restart"] => ["kill_switch.queue_replay", "delivery.no_loss"]
         because "the relay wipes its state at start, so what it accepted before the SIGKILL is \
                  never replayed, hence lost";

@@ -222,6 +222,7 @@ fn help_texts_are_stable() {
         vec!["validate", "--help"],
         vec!["schema", "--help"],
         vec!["run", "--help"],
+        vec!["rehearse", "outage", "--help"],
     ] {
         let out = Stagegate::new(&args).run().expect_code(0);
         snapshot!(
