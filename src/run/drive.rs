@@ -346,11 +346,11 @@ async fn wait_drained(
     let give_up = tokio::time::Instant::now() + deadline;
     let mut last_requests = ats.requests();
     let mut quiet_since = tokio::time::Instant::now();
+    // Only what has not landed yet is looked at again: a large run polls less each time.
+    let mut waiting: Vec<&str> = expected.iter().copied().collect();
     loop {
-        let landed = expected
-            .iter()
-            .filter(|id| ats.times_applied(id) > 0)
-            .count();
+        waiting.retain(|id| ats.times_applied(id) == 0);
+        let landed = expected.len() - waiting.len();
         let now = tokio::time::Instant::now();
         let requests = ats.requests();
         if requests != last_requests {
