@@ -123,7 +123,10 @@ impl Store {
                 processed_at TEXT,
                 rejection TEXT
             );
-            CREATE INDEX IF NOT EXISTS events_queued ON events(state, candidate, seq);",
+            CREATE INDEX IF NOT EXISTS events_queued ON events(state, candidate, seq);
+            -- The worker takes candidates' heads oldest first: this walks the queue in
+            -- seq order and stops at the first few, where a sort would read it all.
+            CREATE INDEX IF NOT EXISTS events_state_seq ON events(state, seq);",
         )
         .context("creating tables")?;
         Ok(Store {
