@@ -205,16 +205,13 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::judge::test_support::{CANDIDATE, clean, manifest, manifest_edited};
+    use crate::judge::test_support::{
+        CANDIDATE, clean, manifest, manifest_edited, passes_on_clean,
+    };
 
     #[test]
     fn the_vendors_keys_kept_pass() {
-        let manifest = manifest();
-        let clean = clean();
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
-        let outcome = check(&run);
-        assert!(outcome.skipped.is_none());
-        assert_eq!(outcome.findings.total(), 0);
+        passes_on_clean(check);
     }
 
     #[test]

@@ -125,15 +125,11 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::judge::test_support::{CANDIDATE, clean, manifest};
+    use crate::judge::test_support::{CANDIDATE, clean, manifest, passes_on_clean};
 
     #[test]
     fn events_applied_in_order_pass() {
-        let manifest = manifest();
-        let clean = clean();
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
-        let outcome = check(&run);
-        assert_eq!(outcome.findings.total(), 0);
+        passes_on_clean(check);
     }
 
     #[test]

@@ -218,7 +218,7 @@ fn finding(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::judge::test_support::{CANDIDATE, clean, manifest};
+    use crate::judge::test_support::{CANDIDATE, clean, manifest, passes_on_clean};
 
     #[test]
     fn escapes_cover_json_and_unicode_forms() {
@@ -233,12 +233,7 @@ mod tests {
 
     #[test]
     fn ids_only_output_passes() {
-        let manifest = manifest();
-        let clean = clean();
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
-        let outcome = check(&run);
-        assert!(outcome.skipped.is_none());
-        assert_eq!(outcome.findings.total(), 0);
+        passes_on_clean(check);
     }
 
     #[test]

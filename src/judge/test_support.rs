@@ -374,3 +374,19 @@ pub(crate) fn clean() -> Clean {
         applied,
     }
 }
+
+/// Runs `check` over the correct hand-made run of [`clean`]: it must judge something
+/// and find nothing.
+pub(crate) fn passes_on_clean(check: fn(&super::run::Run<'_>) -> super::run::Outcome) {
+    let manifest = manifest();
+    let clean = clean();
+    let run = super::run::Run::new(&manifest, &clean.plan, clean.log.records());
+    let outcome = check(&run);
+    assert!(outcome.skipped.is_none(), "skipped: {:?}", outcome.skipped);
+    assert_eq!(
+        outcome.findings.total(),
+        0,
+        "{:#?}",
+        outcome.findings.kept()
+    );
+}

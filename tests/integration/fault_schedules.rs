@@ -18,9 +18,8 @@
 //! `PROPTEST_CASES=100` runs a longer soak than the default 8 cases.
 
 use std::fmt;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -36,6 +35,7 @@ use stagegate::relay::config::RelayConfig;
 use stagegate::relay::log::RelayLog;
 
 use crate::relay::{SECRET, candidate, event};
+use crate::util::Captured;
 
 const CONTRACT: &str = "identity.verification.completed";
 /// The breaker's 30 s cool-down and probe interval become 0.5 s.
@@ -206,20 +206,6 @@ fn schedule() -> impl Strategy<Value = Schedule> {
                 seed,
             }
         })
-}
-
-/// A shared buffer the relays' logs write into, across restarts.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("not poisoned").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 impl Captured {

@@ -1,12 +1,12 @@
 //! The reference relay against the real mocks on loopback: deduplication, stale
 //! events, the canary scope, signatures, and its log.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::util::Captured;
 use serde_json::{Value, json};
 use stagegate::delivery::{Delivery, Perturbation, RetryPolicy, Sender, WebhookSecret};
 use stagegate::manifest::{CandidateId, Manifest};
@@ -47,19 +47,6 @@ pub(crate) fn event(candidate: &str, session: &str, result: &str, at: &str) -> V
         "verification": {"session_id": session, "result": result, "risk_tier": "low"},
         "evidence_pack": {"url": "https://vendor.example/v1/evidence-packs/ep_1"}
     })
-}
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("not poisoned").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 async fn settle(relay: &Relay) {

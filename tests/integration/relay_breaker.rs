@@ -9,11 +9,10 @@
 //! scale is 60, so the manifest's 5-minute window is 5 s and a probe goes out every
 //! 0.5 s.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -34,6 +33,7 @@ use stagegate::run::sut::{SutEnv, SutProcess};
 use stagegate::sandbox::model::SandboxCandidate;
 
 use crate::relay::{SECRET, candidate, event};
+use crate::util::Captured;
 
 const CONTRACT: &str = "identity.verification.completed";
 const SCALE: f64 = 60.0;
@@ -42,20 +42,6 @@ const DEADLINE: Duration = Duration::from_secs(45);
 /// ATS calls that may still go out when the switch trips: tasks admitted before the
 /// trip (one per candidate in flight, at most 8), the failures that trip it, slack.
 const TRIP_BOUND: usize = 20;
-
-/// A shared buffer that a log writes into.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("not poisoned").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 impl Captured {
     /// Every complete line, as JSON.
