@@ -142,6 +142,10 @@ enum ArgsError {
         "the `restart` scenario kills and restarts the integration, so it needs --sut-cmd (or the built-in relay), not --sut-url"
     )]
     RestartNeedsCommand,
+    #[error(
+        "--sut-url tests an integration that is already running, so the harness cannot choose for it: give {0} (the tokens and secret may also come from STAGEGATE_ATS_TOKEN, STAGEGATE_VENDOR_TOKEN and STAGEGATE_VENDOR_WEBHOOK_SECRET) and configure the integration with the same values"
+    )]
+    SutUrlNeeds(String),
     #[error("two reports would be written to {}", .0.display())]
     SameReportPath(PathBuf),
 }
@@ -190,7 +194,25 @@ impl GateRun {
             })?;
         let (integration, kind) = match (&args.sut_cmd, &args.sut_url) {
             (Some(cmd), _) => (Integration::Command(cmd.clone()), IntegrationKind::Command),
-            (None, Some(url)) => (Integration::Url(url.clone()), IntegrationKind::Url),
+            (None, Some(url)) => {
+                // An integration that is already running was configured before the
+                // harness started: everything it must reach has to be fixed up front.
+                let missing: Vec<&str> = [
+                    ("--ats-addr", args.mocks.ats_addr.is_none()),
+                    ("--vendor-addr", args.mocks.vendor_addr.is_none()),
+                    ("--notify-addr", args.mocks.notify_addr.is_none()),
+                    ("--ats-token", args.mocks.ats_token.is_none()),
+                    ("--vendor-token", args.mocks.vendor_token.is_none()),
+                    ("--webhook-secret", args.webhook_secret.is_none()),
+                ]
+                .into_iter()
+                .filter_map(|(flag, absent)| absent.then_some(flag))
+                .collect();
+                if !missing.is_empty() {
+                    return Err(ArgsError::SutUrlNeeds(missing.join(", ")));
+                }
+                (Integration::Url(url.clone()), IntegrationKind::Url)
+            }
             (None, None) => {
                 let exe = std::env::current_exe().map_err(ArgsError::CurrentExe)?;
                 let command = format!("{} relay", quote(&exe.to_string_lossy()));
@@ -368,6 +390,9 @@ fn gate(
             return ExitCode::Usage;
         }
     };
+    if let Integration::Url(url) = &gate.config.integration {
+        announce(&gate.config, url, ui);
+    }
     let Some(runtime) = runtime(ui) else {
         return ExitCode::StartFailure;
     };
@@ -433,6 +458,42 @@ fn gate(
         };
     }
     report.verdict.into()
+}
+
+/// Prints what an integration reached with `--sut-url` must be configured with
+/// (INTEGRATION-PROTOCOL.md §1), so a mismatch is easy to see.
+fn announce(config: &RunConfig, url: &url::Url, ui: &mut Ui) {
+    let mocks = &config.mocks;
+    let mut text = format!("testing the integration at {url}; it must run with:\n");
+    for (name, value) in [
+        ("STAGEGATE_ATS_URL", format!("http://{}", mocks.ats_addr)),
+        ("STAGEGATE_ATS_TOKEN", mocks.ats_token.clone()),
+        (
+            "STAGEGATE_VENDOR_URL",
+            format!("http://{}", mocks.vendor_addr),
+        ),
+        ("STAGEGATE_VENDOR_TOKEN", mocks.vendor_token.clone()),
+        (
+            "STAGEGATE_VENDOR_WEBHOOK_SECRET",
+            config
+                .vendor_secret
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        ),
+        (
+            "STAGEGATE_NOTIFY_URL",
+            format!("http://{}", mocks.notify_addr),
+        ),
+        (
+            "STAGEGATE_MANIFEST",
+            config.manifest_path.display().to_string(),
+        ),
+        ("STAGEGATE_TIME_SCALE", config.time_scale.to_string()),
+    ] {
+        text.push_str(&format!("  export {name}={value}\n"));
+    }
+    let _ = ui.err.write_all(text.as_bytes());
 }
 
 fn start_failure_code(err: &RunError) -> ExitCode {

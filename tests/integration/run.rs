@@ -154,24 +154,123 @@ fn an_integration_that_never_answers_healthz_is_a_start_failure() {
     );
 }
 
-#[test]
-fn an_unreachable_sut_url_is_a_start_failure() {
-    // A port that was free a moment ago: nothing answers there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+/// A loopback address that was free a moment ago.
+fn free_addr() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
-        .port();
-    let run = Stagegate::new([
+        .to_string()
+}
+
+/// The flags that fix what an integration reached with `--sut-url` was configured with.
+fn fixed_world(ats: &str, vendor: &str, notify: &str) -> Vec<String> {
+    [
+        "--ats-addr",
+        ats,
+        "--vendor-addr",
+        vendor,
+        "--notify-addr",
+        notify,
+        "--ats-token",
+        "ats-secret-token",
+        "--vendor-token",
+        "vendor-secret-token",
+        "--webhook-secret",
+        crate::relay::SECRET,
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
+}
+
+#[test]
+fn an_unreachable_sut_url_is_a_start_failure() {
+    let mut args = vec![
         "run".to_owned(),
         "manifests/release-gate.yaml".to_owned(),
         "--sut-url".to_owned(),
-        format!("http://127.0.0.1:{port}"),
+        format!("http://{}", free_addr()),
         "--ready-timeout".to_owned(),
         "1".to_owned(),
+    ];
+    args.extend(fixed_world(&free_addr(), &free_addr(), &free_addr()));
+    let run = Stagegate::new(args).run().expect_code(3);
+    assert!(run.stderr.contains("/healthz"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("export STAGEGATE_ATS_TOKEN=ats-secret-token"),
+        "the harness says how the integration must be configured: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_sut_url_needs_the_world_fixed_up_front() {
+    let run = Stagegate::new([
+        "run",
+        "manifests/release-gate.yaml",
+        "--sut-url",
+        "http://127.0.0.1:9",
+        "--ats-addr",
+        "127.0.0.1:9001",
     ])
     .run()
-    .expect_code(3);
-    assert!(run.stderr.contains("/healthz"), "{}", run.stderr);
+    .expect_code(2);
+    assert!(
+        run.stderr.contains(
+            "give --vendor-addr, --notify-addr, --ats-token, --vendor-token, --webhook-secret"
+        ),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_integration_already_running_is_judged_through_sut_url() {
+    let (listen, ats, vendor, notify) = (free_addr(), free_addr(), free_addr(), free_addr());
+    let state = tempfile::tempdir().expect("state dir");
+    let manifest = repo_root().join("manifests/release-gate.yaml");
+    let mut relay = std::process::Command::new(env!("CARGO_BIN_EXE_stagegate"))
+        .arg("relay")
+        .env("STAGEGATE_LISTEN", &listen)
+        .env("STAGEGATE_ATS_URL", format!("http://{ats}"))
+        .env("STAGEGATE_ATS_TOKEN", "ats-secret-token")
+        .env("STAGEGATE_VENDOR_URL", format!("http://{vendor}"))
+        .env("STAGEGATE_VENDOR_TOKEN", "vendor-secret-token")
+        .env("STAGEGATE_VENDOR_WEBHOOK_SECRET", crate::relay::SECRET)
+        .env("STAGEGATE_ATS_WEBHOOK_SECRET", crate::relay::SECRET)
+        .env("STAGEGATE_NOTIFY_URL", format!("http://{notify}"))
+        .env("STAGEGATE_MANIFEST", &manifest)
+        .env("STAGEGATE_STATE_DIR", state.path())
+        .env("STAGEGATE_TIME_SCALE", "60")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the relay starts");
+    let mut args = vec![
+        "run".to_owned(),
+        "manifests/release-gate.yaml".to_owned(),
+        "--sut-url".to_owned(),
+        format!("http://{listen}"),
+        "--scenario".to_owned(),
+        "clean".to_owned(),
+        "--scenario".to_owned(),
+        "duplicates".to_owned(),
+        "--scenario".to_owned(),
+        "outage".to_owned(),
+    ];
+    args.extend(fixed_world(&ats, &vendor, &notify));
+    let run = Stagegate::new(args).run();
+    let _ = relay.kill();
+    let _ = relay.wait();
+    let run = run.expect_code(0);
+    assert!(run.stdout.contains("verdict: PASS"), "{}", run.stdout);
+    // Its output is not the harness's to see.
+    assert!(
+        run.stdout.contains("skip  privacy.no_pii_in_logs"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
