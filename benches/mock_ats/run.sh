@@ -30,7 +30,8 @@ BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/bench_target
 WORK=$(mktemp -d -t stagegate-bench.XXXXXX)
 TARGET_PID=
 
-die() { echo "run.sh: $*" >&2; exit 2; }
+# shellcheck source=../lib.sh
+source "$ROOT/benches/lib.sh"
 
 cleanup() {
     if [[ -n $TARGET_PID ]] && kill -0 "$TARGET_PID" 2>/dev/null; then
@@ -43,15 +44,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- prerequisites ---------------------------------------------------------------
-if ! command -v wrk >/dev/null 2>&1; then
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-        echo "wrk is missing; installing it with apt-get" >&2
-        apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-    else
-        die "wrk is not installed (and not root with apt-get): install it, e.g. 'sudo apt-get install wrk'"
-    fi
-fi
-command -v wrk >/dev/null 2>&1 || die "wrk is still not installed"
+ensure_wrk
 
 echo "building: cargo build --release --example bench_target" >&2
 cargo build --release --example bench_target >&2

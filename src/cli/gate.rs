@@ -334,12 +334,12 @@ pub(super) fn run(args: RunArgs, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
 
 /// `stagegate rehearse outage`.
 pub(super) fn rehearse(args: RehearseArgs, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
-    let Ok(hold) = seconds("duration", args.duration) else {
-        ui.error(&ArgsError::Seconds {
-            name: "duration",
-            value: args.duration,
-        });
-        return ExitCode::Usage;
+    let hold = match seconds("duration", args.duration) {
+        Ok(hold) => hold,
+        Err(err) => {
+            ui.error(&err);
+            return ExitCode::Usage;
+        }
     };
     let mut replay = vec![
         "rehearse outage".to_owned(),

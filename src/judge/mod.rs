@@ -488,23 +488,6 @@ mod tests {
         );
     }
 
-    /// `cargo test --lib judge::tests::ten_thousand -- --ignored --nocapture` times a
-    /// 10,000-candidate run (about 80,000 records): linear, a few seconds in debug.
-    #[test]
-    #[ignore = "a timing probe, run by hand"]
-    fn ten_thousand_candidates() {
-        let manifest = manifest();
-        let (plan, log) = many(10_000);
-        let started = std::time::Instant::now();
-        let judgement = judge(&manifest, &plan, log.records());
-        eprintln!(
-            "{} records judged in {:?}",
-            log.records().len(),
-            started.elapsed()
-        );
-        assert_eq!(judgement.verdict, Verdict::Pass);
-    }
-
     #[test]
     fn findings_past_the_kept_ones_are_only_counted() {
         let manifest = manifest();

@@ -285,6 +285,12 @@ impl Findings {
     pub(crate) fn kept(&self) -> &[Finding] {
         &self.kept
     }
+
+    /// What each kept finding saw.
+    #[cfg(test)]
+    pub(crate) fn seen(&self) -> Vec<&str> {
+        self.kept.iter().map(|f| f.seen.as_str()).collect()
+    }
 }
 
 /// What one check concluded, before the manifest's setting is applied.

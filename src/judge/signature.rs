@@ -166,12 +166,7 @@ mod tests {
         });
         let run = Run::new(&manifest, &plan, log.records());
         let outcome = check(&run);
-        let seen: Vec<&str> = outcome
-            .findings
-            .kept()
-            .iter()
-            .map(|f| f.seen.as_str())
-            .collect();
+        let seen = outcome.findings.seen();
         assert_eq!(
             seen,
             [

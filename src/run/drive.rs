@@ -151,7 +151,6 @@ async fn stress(
     progress: &(dyn Fn(u64) + Sync),
 ) -> usize {
     let scenario = batch.scenario;
-    let faults = &driver.ats.faults;
     match batch.stress {
         Stress::None => send(driver, batch.groups, progress).await,
         Stress::Outage {
@@ -160,8 +159,7 @@ async fn stress(
             restart,
         } => {
             let windows = outage_windows(hold, kind);
-            let _ = faults.set(windows.clone());
-            mark_start(driver, scenario, "outage", true, &windows);
+            open_window(driver, scenario, "outage", true, windows);
             let down = Instant::now();
             let acked = send(driver, batch.groups, progress).await;
             if restart {
@@ -169,8 +167,7 @@ async fn stress(
                 restart_integration(driver, scenario).await;
             }
             tokio::time::sleep_until((down + hold).into()).await;
-            mark_end(driver, scenario, "outage");
-            faults.clear();
+            close_window(driver, scenario, "outage");
             acked
         }
         Stress::Brownout { above, below } => {
@@ -187,29 +184,25 @@ async fn stress(
                 .filter(|id| expected.contains(id))
                 .collect();
             let windows = vec![FaultWindow::always(FaultKind::EveryNth { n: above })];
-            let _ = faults.set(windows.clone());
-            mark_start(driver, scenario, "brownout-above", true, &windows);
+            open_window(driver, scenario, "brownout-above", true, windows);
             let mut acked = send(driver, batch.groups, progress).await;
             wait_notified(driver, SwitchState::Tripped, deadline).await;
-            mark_end(driver, scenario, "brownout-above");
-            faults.clear();
+            close_window(driver, scenario, "brownout-above");
             // The second phase starts from a closed switch and an empty window.
             wait_notified(driver, SwitchState::Reset, deadline).await;
             wait_drained(&first_wave, &driver.ats, deadline).await;
             let windows = vec![FaultWindow::always(FaultKind::EveryNth { n: below })];
-            let _ = faults.set(windows.clone());
-            mark_start(driver, scenario, "brownout-below", false, &windows);
+            open_window(driver, scenario, "brownout-below", false, windows);
             acked += send(driver, batch.later, progress).await;
             wait_drained(expected, &driver.ats, deadline).await;
-            mark_end(driver, scenario, "brownout-below");
-            faults.clear();
+            close_window(driver, scenario, "brownout-below");
             acked
         }
         Stress::MappingErrors => {
-            mark_start(driver, scenario, "mapping-errors", true, &[]);
+            open_window(driver, scenario, "mapping-errors", true, Vec::new());
             let mut acked = send(driver, batch.groups, progress).await;
             wait_notified(driver, SwitchState::Tripped, driver.drain_deadline).await;
-            mark_end(driver, scenario, "mapping-errors");
+            close_window(driver, scenario, "mapping-errors");
             acked += send(driver, batch.later, progress).await;
             acked
         }
@@ -237,29 +230,31 @@ fn outage_windows(hold: Duration, kind: OutageKind) -> Vec<FaultWindow> {
     }
 }
 
-/// Marks a fault window open; called once the fault is in force, so nothing the
-/// checks see after the mark was answered before the fault.
-fn mark_start(
+/// Puts `faults` in force on the ATS, then marks the window open: nothing the checks
+/// see after the mark was answered before the fault.
+fn open_window(
     driver: &Driver,
     scenario: Scenario,
     phase: &str,
     expect_trip: bool,
-    faults: &[FaultWindow],
+    faults: Vec<FaultWindow>,
 ) {
-    driver.log.append(
-        Actor::Harness,
-        marks::FAULT_START,
-        Entry::detail(json!({"scenario": scenario, "phase": phase, "expect_trip": expect_trip, "faults": faults})),
-    );
+    let detail =
+        json!({"scenario": scenario, "phase": phase, "expect_trip": expect_trip, "faults": faults});
+    let _ = driver.ats.faults.set(faults);
+    driver
+        .log
+        .append(Actor::Harness, marks::FAULT_START, Entry::detail(detail));
 }
 
-/// Marks a fault window closed; called before the fault is lifted, for the same reason.
-fn mark_end(driver: &Driver, scenario: Scenario, phase: &str) {
+/// Marks the window closed, then lifts its faults (the same guarantee, at the end).
+fn close_window(driver: &Driver, scenario: Scenario, phase: &str) {
     driver.log.append(
         Actor::Harness,
         marks::FAULT_END,
         Entry::detail(json!({"scenario": scenario, "phase": phase})),
     );
+    driver.ats.faults.clear();
 }
 
 /// Kills and restarts the integration (a failure to come back is logged: the checks

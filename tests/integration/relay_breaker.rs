@@ -174,6 +174,13 @@ impl World {
         }
     }
 
+    /// Delivers each body in turn (each until acknowledged).
+    async fn send_all(&self, relay_url: &str, bodies: &[Value]) {
+        for body in bodies {
+            self.send(relay_url, body).await;
+        }
+    }
+
     /// Delivers one event to `relay_url`; it must be acknowledged.
     async fn send(&self, relay_url: &str, body: &Value) {
         let url: url::Url = format!("{relay_url}/webhooks/vendor").parse().expect("url");
@@ -277,6 +284,13 @@ fn canary(prefix: &str, n: usize) -> Vec<SandboxCandidate> {
 }
 
 /// Event `n` of candidate `i`: later `n`, later `occurred_at`; ids unique per test.
+/// Round after round (`rounds`) of one event each for `candidates` candidates.
+fn rounds(prefix: &str, candidates: usize, rounds: std::ops::Range<usize>) -> Vec<Value> {
+    rounds
+        .flat_map(|n| (0..candidates).map(move |i| nth(prefix, i, n)))
+        .collect()
+}
+
 fn nth(prefix: &str, i: usize, n: usize) -> Value {
     event(
         &format!("CAND_{prefix}_{i:02}"),
@@ -340,9 +354,7 @@ async fn an_outage_trips_notifies_probes_slowly_then_replays_once_in_order() {
         )
     };
     let warm_up: Vec<Value> = (0..6).map(|i| nth("out", i, 0)).collect();
-    for body in &warm_up {
-        world.send(&relay.url(), body).await;
-    }
+    world.send_all(&relay.url(), &warm_up).await;
     wait_until("the warm-up lands", context, || {
         world.all_applied_once(&warm_up)
     })
@@ -350,12 +362,8 @@ async fn an_outage_trips_notifies_probes_slowly_then_replays_once_in_order() {
 
     world.set_fault(FaultKind::Outage);
     let before = world.ats_requests();
-    let during: Vec<Value> = (1..4)
-        .flat_map(|n| (0..6).map(move |i| nth("out", i, n)))
-        .collect();
-    for body in &during {
-        world.send(&relay.url(), body).await;
-    }
+    let during: Vec<Value> = rounds("out", 6, 1..4);
+    world.send_all(&relay.url(), &during).await;
     wait_until("every channel hears the trip", context, || {
         heard(&world, SwitchState::Tripped, 1)
     })
@@ -561,12 +569,8 @@ async fn a_brownout_above_the_threshold_trips_and_one_below_does_not() {
         )
     };
     brownout.fail_every(ABOVE);
-    let above: Vec<Value> = (0..4)
-        .flat_map(|n| (0..20).map(move |i| nth("brn", i, n)))
-        .collect();
-    for body in &above {
-        world.send(&relay.url(), body).await;
-    }
+    let above: Vec<Value> = rounds("brn", 20, 0..4);
+    world.send_all(&relay.url(), &above).await;
     wait_until("the brownout above the threshold trips it", context, || {
         heard(&world, SwitchState::Tripped, 1)
     })
@@ -591,12 +595,8 @@ async fn a_brownout_above_the_threshold_trips_and_one_below_does_not() {
         count(&out.lines(), "kill_switch_reset") > resets_before
     })
     .await;
-    let below: Vec<Value> = (4..12)
-        .flat_map(|n| (0..20).map(move |i| nth("brn", i, n)))
-        .collect();
-    for body in &below {
-        world.send(&relay.url(), body).await;
-    }
+    let below: Vec<Value> = rounds("brn", 20, 4..12);
+    world.send_all(&relay.url(), &below).await;
     let all: Vec<Value> = above.iter().chain(&below).cloned().collect();
     wait_until(
         "everything lands through the lighter brownout",
@@ -705,9 +705,7 @@ async fn mapping_errors_become_exceptions_and_trip_the_switch() {
     );
 
     let good: Vec<Value> = (0..12).map(|i| nth("map", i, 1)).collect();
-    for body in &good {
-        world.send(&relay.url(), body).await;
-    }
+    world.send_all(&relay.url(), &good).await;
     wait_until("good events get through and reset it", context, || {
         heard(&world, SwitchState::Reset, 1)
     })
@@ -787,9 +785,7 @@ async fn drop_undeliverable_forgets_what_the_outage_held() {
     };
     world.set_fault(FaultKind::Outage);
     let events: Vec<Value> = (0..6).map(|i| nth("drp", i, 0)).collect();
-    for body in &events {
-        world.send(&relay.url(), body).await;
-    }
+    world.send_all(&relay.url(), &events).await;
     let dropped = |lines: &[Value]| {
         lines
             .iter()
@@ -838,12 +834,8 @@ async fn killed_mid_outage(world: &World, faults: &str) -> (Vec<Value>, Vec<Valu
     };
     world.set_fault(FaultKind::Outage);
     let first = start().await;
-    let before: Vec<Value> = (0..3)
-        .flat_map(|n| (0..4).map(move |i| nth("rst", i, n)))
-        .collect();
-    for body in &before {
-        world.send(&env.url(), body).await;
-    }
+    let before: Vec<Value> = rounds("rst", 4, 0..3);
+    world.send_all(&env.url(), &before).await;
     let context = || {
         format!(
             "printed: {:#?}",
@@ -857,9 +849,7 @@ async fn killed_mid_outage(world: &World, faults: &str) -> (Vec<Value>, Vec<Valu
     first.kill().await;
     let second = start().await;
     let after: Vec<Value> = (0..4).map(|i| nth("rst", i, 3)).collect();
-    for body in &after {
-        world.send(&env.url(), body).await;
-    }
+    world.send_all(&env.url(), &after).await;
     world.mocks.ats.faults.clear();
     wait_until("the restarted relay drains what it holds", context, || {
         after.iter().all(|e| world.applied(e) == 1)

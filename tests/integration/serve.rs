@@ -16,6 +16,32 @@ use stagegate::serve::{ServeConfig, Served};
 
 use crate::util::Stagegate;
 
+/// Sends a request and reads its JSON answer.
+trait SendJson {
+    async fn send_json(self) -> Value;
+}
+
+impl SendJson for reqwest::RequestBuilder {
+    async fn send_json(self) -> Value {
+        self.send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("JSON")
+    }
+}
+
+/// The ids of an `/admin/candidates` page.
+fn candidate_ids(page: &Value) -> Vec<&str> {
+    page["candidates"]
+        .as_array()
+        .expect("a list of candidates")
+        .iter()
+        .filter_map(|c| c["ats_candidate_id"].as_str())
+        .collect()
+}
+
 #[tokio::test]
 async fn fire_delivers_a_sequence_that_lands_and_the_log_verifies() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -63,18 +89,9 @@ async fn fire_delivers_a_sequence_that_lands_and_the_log_verifies() {
 
     let listed: Value = client
         .get(format!("{admin}/admin/candidates"))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("JSON");
-    let ids: Vec<&str> = listed["candidates"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|c| c["ats_candidate_id"].as_str())
-        .collect();
+        .send_json()
+        .await;
+    let ids = candidate_ids(&listed);
     assert!(
         ids.contains(&"CAND_canary_003") && ids.contains(&"CAND_control_untagged"),
         "{ids:?}"
@@ -83,12 +100,8 @@ async fn fire_delivers_a_sequence_that_lands_and_the_log_verifies() {
     let fired: Value = client
         .post(format!("{admin}/admin/fire"))
         .json(&json!({"candidate": "CAND_canary_003", "webhook_url": format!("{}/webhooks/vendor", relay.url()), "perturbations": ["none", "exact_duplicate"]}))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("JSON");
+        .send_json()
+        .await;
     let deliveries = fired["deliveries"].as_array().expect("deliveries");
     assert_eq!(
         deliveries.len(),
@@ -99,14 +112,7 @@ async fn fire_delivers_a_sequence_that_lands_and_the_log_verifies() {
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let state: Value = client
-            .get(format!("{admin}/admin/state"))
-            .send()
-            .await
-            .expect("answers")
-            .json()
-            .await
-            .expect("JSON");
+        let state: Value = client.get(format!("{admin}/admin/state")).send_json().await;
         let retake = state["ats"]["candidates"]
             .as_array()
             .expect("candidates")
@@ -363,12 +369,8 @@ async fn serve_with_a_dataset_lists_twenty_and_serves_every_candidate() {
     let record: Value = client
         .get(format!("{ats}/v1/candidates/{}", last.ats_candidate_id))
         .bearer_auth(token)
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("JSON");
+        .send_json()
+        .await;
     assert_eq!(record["name"], last.name.as_str(), "the dataset's person");
     assert_eq!(record["requisition"]["id"], last.requisition.id.as_str());
 
@@ -379,18 +381,9 @@ async fn serve_with_a_dataset_lists_twenty_and_serves_every_candidate() {
         .expect("the admin URL");
     let page: Value = client
         .get(format!("{admin}/admin/candidates?offset=58&limit=10"))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("JSON");
-    let ids: Vec<&str> = page["candidates"]
-        .as_array()
-        .expect("a list")
-        .iter()
-        .filter_map(|c| c["ats_candidate_id"].as_str())
-        .collect();
+        .send_json()
+        .await;
+    let ids = candidate_ids(&page);
     assert_eq!(page["total"], 62);
     assert_eq!(
         ids,
@@ -403,12 +396,8 @@ async fn serve_with_a_dataset_lists_twenty_and_serves_every_candidate() {
     );
     let state: Value = client
         .get(format!("{admin}/admin/state?candidate=CAND_000007"))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("JSON");
+        .send_json()
+        .await;
     assert_eq!(state["ats"]["total"], 1, "{state}");
     assert_eq!(
         state["ats"]["candidates"][0]["name"],

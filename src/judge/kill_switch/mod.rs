@@ -441,12 +441,7 @@ mod tests {
             .expect("a window");
         run.log.record_mut(end as u64).kind = "test.dropped".into();
         let outcome = queue_replay(&Run::new(&manifest, &run.plan, run.log.records()));
-        let seen: Vec<&str> = outcome
-            .findings
-            .kept()
-            .iter()
-            .map(|f| f.seen.as_str())
-            .collect();
+        let seen = outcome.findings.seen();
         assert!(
             seen.contains(
                 &"the window never closed (the log was cut short), so the replay cannot be judged"

@@ -349,12 +349,7 @@ mod tests {
     }
 
     fn seen(outcome: &Outcome) -> Vec<&str> {
-        outcome
-            .findings
-            .kept()
-            .iter()
-            .map(|f| f.seen.as_str())
-            .collect()
+        outcome.findings.seen()
     }
 
     #[test]

@@ -402,12 +402,7 @@ mod tests {
     #[test]
     fn never_tripping_is_no_notification_and_too_many_requests() {
         let outcome = judge(Scenario::Outage, Defect::NeverTrips);
-        let seen: Vec<&str> = outcome
-            .findings
-            .kept()
-            .iter()
-            .map(|f| f.seen.as_str())
-            .collect();
+        let seen = outcome.findings.seen();
         assert_eq!(
             seen,
             [
@@ -453,12 +448,7 @@ mod tests {
     #[test]
     fn notifying_after_the_fault_ended_is_too_late() {
         let outcome = judge(Scenario::Outage, Defect::TripsLate);
-        let seen: Vec<&str> = outcome
-            .findings
-            .kept()
-            .iter()
-            .map(|f| f.seen.as_str())
-            .collect();
+        let seen = outcome.findings.seen();
         assert_eq!(
             seen,
             [
