@@ -30,6 +30,7 @@
 //! report.finish(checker.summary()).expect("stdout");
 //! ```
 
+pub mod catalog;
 pub mod check;
 pub mod cli;
 pub mod contract;
@@ -45,3 +46,4 @@ pub mod run;
 pub mod sandbox;
 pub mod serve;
 pub mod suggest;
+pub mod verdict;

@@ -6,8 +6,10 @@
 //! the whole stream; [`Contract::stability_rules`] hands them to whoever holds it.
 
 pub mod assertion;
+pub mod ids;
 pub mod lists;
 pub mod path;
+pub(crate) mod regex_gen;
 pub mod schema;
 
 use std::collections::HashMap;

@@ -335,6 +335,7 @@ impl Outcome {
             status,
             severity: self.severity.unwrap_or(default_severity),
             overridden: false,
+            required: false,
             reason: self.skipped,
             scenarios: self.scenarios.into_iter().collect(),
             findings_total: self.findings.total,

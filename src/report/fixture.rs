@@ -9,12 +9,13 @@ use crate::observe::Actor;
 fn check(id: &str, status: Status, scenarios: &[Scenario]) -> CheckResult {
     CheckResult {
         id: id.to_owned(),
-        passes_when: crate::judge::check_info(id)
+        passes_when: crate::catalog::check_info(id)
             .map_or("", |c| c.passes_when)
             .to_owned(),
         status,
         severity: Severity::BlockRelease,
         overridden: false,
+        required: false,
         reason: None,
         scenarios: scenarios.to_vec(),
         findings_total: 0,

@@ -50,6 +50,7 @@ fn write_report(out: &mut String, report: &RunReport, max_findings: usize) -> st
         let status = match check.status {
             Status::Pass => "pass",
             Status::Fail => "FAIL",
+            Status::Skip if check.required => "SKIP",
             Status::Skip => "skip",
         };
         write!(out, "  {status}  {:<width$}  {}", check.id, check.severity)?;
@@ -69,7 +70,11 @@ fn write_report(out: &mut String, report: &RunReport, max_findings: usize) -> st
             .as_deref()
             .filter(|_| check.status == Status::Skip)
         {
-            write!(out, "  {reason}")?;
+            if check.required {
+                write!(out, "  required, not judged: {reason}")?;
+            } else {
+                write!(out, "  not judged: {reason}")?;
+            }
         }
         writeln!(out)?;
     }
@@ -98,13 +103,19 @@ fn write_report(out: &mut String, report: &RunReport, max_findings: usize) -> st
         )?,
     }
     writeln!(out, "replay: {}", report.replay)?;
+    let required = report.checks.iter().filter(|c| c.blocks_as_skip()).count();
     writeln!(
         out,
-        "verdict: {} ({} passed, {} failed, {} skipped)",
+        "verdict: {} ({} passed, {} failed, {} skipped{})",
         report.verdict.as_str().to_uppercase(),
         report.count(Status::Pass),
         report.count(Status::Fail),
-        report.count(Status::Skip)
+        report.count(Status::Skip),
+        if required > 0 {
+            format!(", {required} of them required")
+        } else {
+            String::new()
+        }
     )
 }
 

@@ -51,6 +51,16 @@ fn case(check: &CheckResult, scenario: Option<Scenario>) -> TestCase {
         .filter(|f| scenario.is_none_or(|s| finding_in(f, s)))
         .collect();
     let status = match check.status {
+        // A required check that was not judged fails the gate, so it fails here too.
+        Status::Skip if check.required => {
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            status.set_message(format!(
+                "required but not judged: {}",
+                check.reason.as_deref().unwrap_or("no reason given")
+            ));
+            status.set_type("required-skip");
+            status
+        }
         Status::Skip => {
             let mut status = TestCaseStatus::skipped();
             if let Some(reason) = &check.reason {

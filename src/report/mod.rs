@@ -17,7 +17,7 @@ use std::str::FromStr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::check::Verdict;
+use crate::verdict::Verdict;
 use crate::judge::{CheckResult, Judgement, Status};
 use crate::run::drive::ScenarioReport;
 use crate::run::plan::Scenario;

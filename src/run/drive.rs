@@ -59,7 +59,7 @@ pub struct Driver {
     /// The run's log.
     pub log: ObservationLog,
     /// How long a scenario may take to drain.
-    pub drain_deadline: Duration,
+    pub drain: DrainLimit,
     /// The notification sink, whose messages say when the kill switch tripped.
     pub notify: Arc<NotifyState>,
     /// The channels every kill-switch notification must reach.
@@ -78,7 +78,7 @@ impl std::fmt::Debug for Driver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver")
             .field("url", &self.url)
-            .field("drain_deadline", &self.drain_deadline)
+            .field("drain", &self.drain)
             .finish_non_exhaustive()
     }
 }
@@ -123,7 +123,7 @@ async fn drive(
             .collect();
         let acked = stress(driver, batch, &expected, progress).await;
         let send_ms = started.elapsed().as_millis() as u64;
-        let (landed, timed_out) = wait_drained(&expected, &driver.ats, driver.drain_deadline).await;
+        let (landed, timed_out) = wait_drained(&expected, &driver.ats, driver.drain).await;
         let report = ScenarioReport {
             scenario,
             deliveries,
@@ -171,7 +171,7 @@ async fn stress(
             acked
         }
         Stress::Brownout { above, below } => {
-            let deadline = driver.drain_deadline;
+            let deadline = driver.drain.stall;
             let first_ids: Vec<String> = batch
                 .groups
                 .iter()
@@ -190,18 +190,18 @@ async fn stress(
             close_window(driver, scenario, "brownout-above");
             // The second phase starts from a closed switch and an empty window.
             wait_notified(driver, SwitchState::Reset, deadline).await;
-            wait_drained(&first_wave, &driver.ats, deadline).await;
+            wait_drained(&first_wave, &driver.ats, driver.drain).await;
             let windows = vec![FaultWindow::always(FaultKind::EveryNth { n: below })];
             open_window(driver, scenario, "brownout-below", false, windows);
             acked += send(driver, batch.later, progress).await;
-            wait_drained(expected, &driver.ats, deadline).await;
+            wait_drained(expected, &driver.ats, driver.drain).await;
             close_window(driver, scenario, "brownout-below");
             acked
         }
         Stress::MappingErrors => {
             open_window(driver, scenario, "mapping-errors", true, Vec::new());
             let mut acked = send(driver, batch.groups, progress).await;
-            wait_notified(driver, SwitchState::Tripped, driver.drain_deadline).await;
+            wait_notified(driver, SwitchState::Tripped, driver.drain.stall).await;
             close_window(driver, scenario, "mapping-errors");
             acked += send(driver, batch.later, progress).await;
             acked
@@ -331,22 +331,47 @@ async fn send(driver: &Driver, groups: Vec<Group>, progress: &(dyn Fn(u64) + Syn
     acked
 }
 
+/// How long a scenario may drain: until nothing has landed for `stall` (the
+/// integration stopped making progress), and never past `cap` in all. A large run
+/// that keeps landing events is never cut off by a fixed clock, and a stuck one is
+/// still given up on quickly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainLimit {
+    /// Give up when no expected event has landed for this long.
+    pub stall: Duration,
+    /// Give up after this long whatever happens.
+    pub cap: Duration,
+}
+
+impl DrainLimit {
+    /// The same window for stalls and as the cap: the old fixed deadline.
+    pub fn fixed(deadline: Duration) -> Self {
+        DrainLimit {
+            stall: deadline,
+            cap: deadline,
+        }
+    }
+}
+
 /// Waits until every expected event was applied and the ATS has been quiet for
-/// [`QUIET`], or the deadline passes. Returns how many landed and whether it timed out.
-async fn wait_drained(
-    expected: &HashSet<&str>,
-    ats: &AtsState,
-    deadline: Duration,
-) -> (usize, bool) {
-    let give_up = tokio::time::Instant::now() + deadline;
+/// [`QUIET`], or nothing has landed for the limit's stall window, or its cap passes.
+/// Returns how many landed and whether it gave up.
+async fn wait_drained(expected: &HashSet<&str>, ats: &AtsState, limit: DrainLimit) -> (usize, bool) {
+    let start = tokio::time::Instant::now();
+    let cap = start + limit.cap;
     let mut last_requests = ats.requests();
-    let mut quiet_since = tokio::time::Instant::now();
+    let mut quiet_since = start;
+    let mut progress_at = start;
     // Only what has not landed yet is looked at again: a large run polls less each time.
     let mut waiting: Vec<&str> = expected.iter().copied().collect();
     loop {
+        let before = waiting.len();
         waiting.retain(|id| ats.times_applied(id) == 0);
         let landed = expected.len() - waiting.len();
         let now = tokio::time::Instant::now();
+        if waiting.len() != before {
+            progress_at = now;
+        }
         let requests = ats.requests();
         if requests != last_requests {
             last_requests = requests;
@@ -355,7 +380,7 @@ async fn wait_drained(
         if landed == expected.len() && now.duration_since(quiet_since) >= QUIET {
             return (landed, false);
         }
-        if now >= give_up {
+        if now >= cap || (landed < expected.len() && now.duration_since(progress_at) >= limit.stall) {
             return (landed, true);
         }
         tokio::time::sleep(POLL).await;

@@ -54,8 +54,8 @@ pub struct RunConfig {
     pub out_dir: PathBuf,
     /// How much faster than real time policy windows pass.
     pub time_scale: f64,
-    /// How long each scenario may take to drain.
-    pub drain_deadline: Duration,
+    /// How long each scenario may take to drain: a stall window and a cap.
+    pub drain: drive::DrainLimit,
     /// How long the integration may take to become ready.
     pub ready_timeout: Duration,
     /// Where the mocks listen (port 0: any) and their tokens.
@@ -284,7 +284,7 @@ pub async fn execute(
         url: webhook_url,
         ats: Arc::clone(&mocks.ats),
         log: log.clone(),
-        drain_deadline: config.drain_deadline,
+        drain: config.drain,
         notify: Arc::clone(&mocks.notify),
         channels: config.manifest.notify_channels().to_vec(),
         restarter: process

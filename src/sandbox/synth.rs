@@ -59,7 +59,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::model::{EvidenceCheck, EvidencePack, SandboxCandidate};
-use super::regex_gen::RegexSampler;
+use crate::contract::regex_gen::RegexSampler;
 use super::{derive_rng_bytes, hex};
 use crate::contract::assertion::{
     AssertionKind, CmpOp, EvalContext, Format, Operand, Predicate, render_value,

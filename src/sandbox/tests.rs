@@ -94,7 +94,7 @@ fn the_seed_builds_its_candidates_and_two_controls() {
         assert!(!in_canary_scope(scope, &control.requisition));
         assert_eq!(*control.expected_sequence, *fast);
         assert_eq!(control.profile, "low-risk-fast-path");
-        assert_eq!(id_rule_violation(&manifest.contracts, &control.id.0), None);
+        assert_eq!(manifest.id_rules().violation(&control.id.0), None);
     }
     let emails: std::collections::HashSet<&str> = sandbox
         .candidates

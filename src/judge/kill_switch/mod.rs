@@ -384,7 +384,7 @@ mod tests {
             (trips.status, trips.severity),
             (Status::Fail, Severity::BlockRelease)
         );
-        assert_eq!(judgement.verdict, crate::check::Verdict::Blocked);
+        assert_eq!(judgement.verdict, crate::verdict::Verdict::Blocked);
     }
 
     #[test]
