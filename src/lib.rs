@@ -40,6 +40,7 @@ pub mod judge;
 pub mod manifest;
 pub mod mock;
 pub mod observe;
+pub mod protocol;
 pub mod relay;
 pub mod report;
 pub mod run;

@@ -557,6 +557,7 @@ fn build_report(gate: &GateRun, output: &RunOutput, judge_ms: u64, total: Durati
             },
         },
         scenarios: output.scenarios.clone(),
+        skipped_scenarios: output.plan.skipped.clone(),
         checks: Vec::new(),
         timings: Timings {
             total_ms: total.as_millis() as u64,

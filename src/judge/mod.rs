@@ -123,9 +123,12 @@ pub struct Finding {
     /// The scenario it was seen in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario: Option<Scenario>,
-    /// The candidate concerned (scenario-suffixed id).
+    /// The candidate concerned (the scenario copy's id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidate: Option<String>,
+    /// The sandbox candidate that copy was made from (the manifest's or dataset's id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_candidate: Option<String>,
     /// The flow's correlation id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
@@ -239,7 +242,7 @@ impl Judgement {
 /// with the severities and switches of the manifest's `checks:` section.
 pub fn judge(manifest: &Manifest, plan: &Plan, records: &[Record]) -> Judgement {
     let run = run::Run::new(manifest, plan, records);
-    let checks = CHECKS
+    let mut checks: Vec<CheckResult> = CHECKS
         .iter()
         .map(|info| {
             let judge_fn = JUDGES
@@ -249,6 +252,20 @@ pub fn judge(manifest: &Manifest, plan: &Plan, records: &[Record]) -> Judgement 
             judge_one(info, judge_fn, &run)
         })
         .collect();
+    // Findings name the scenario copy; readers look for the candidate they wrote.
+    let sources: std::collections::HashMap<&str, &str> = plan
+        .candidates
+        .iter()
+        .filter(|c| !c.source.is_empty())
+        .map(|c| (c.candidate.as_str(), c.source.as_str()))
+        .collect();
+    for finding in checks.iter_mut().flat_map(|c| c.findings.iter_mut()) {
+        finding.source_candidate = finding
+            .candidate
+            .as_deref()
+            .and_then(|c| sources.get(c))
+            .map(|s| (*s).to_owned());
+    }
     Judgement::from_checks(checks)
 }
 

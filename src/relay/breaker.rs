@@ -135,6 +135,88 @@ impl BreakerPolicy {
     }
 }
 
+/// Test-only tuning of the breaker (`STAGEGATE_RELAY_TUNING`), so the gate's own
+/// tests can move the reference relay across the protocol's tolerances and show that
+/// the checks judge a breaker by them, not by this relay's defaults. Written as
+/// comma-separated `key=value`: `min_sample=F` (the rate rule waits for F × S calls,
+/// S = ceil(100 / pct); the protocol allows 1 to 2), `run=N` or `run=off` (the
+/// consecutive-failure rule), `probe_secs=N` (real-world seconds between probes),
+/// `probes_to_close=N`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct BreakerTuning {
+    /// The rate rule's minimum sample as a multiple of S.
+    pub min_sample_factor: Option<f64>,
+    /// The consecutive-failure rule: `Some(None)` turns it off.
+    pub failure_run: Option<Option<u32>>,
+    /// Real-world time between probes.
+    pub probe_interval: Option<Duration>,
+    /// Good probes in a row that close the breaker.
+    pub probes_to_close: Option<u32>,
+}
+
+impl std::str::FromStr for BreakerTuning {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut tuning = BreakerTuning::default();
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| format!("`{item}` is not key=value"))?;
+            let number = |what: &str| -> Result<f64, String> {
+                value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite() && *v > 0.0)
+                    .ok_or_else(|| format!("`{key}` needs {what}, got `{value}`"))
+            };
+            match key {
+                "min_sample" => tuning.min_sample_factor = Some(number("a positive factor")?),
+                "run" if value == "off" => tuning.failure_run = Some(None),
+                "run" => tuning.failure_run = Some(Some(number("a whole number or `off`")? as u32)),
+                "probe_secs" => {
+                    tuning.probe_interval =
+                        Some(Duration::from_secs_f64(number("a number of seconds")?));
+                }
+                "probes_to_close" => {
+                    tuning.probes_to_close = Some(number("a whole number")? as u32);
+                }
+                other => {
+                    return Err(format!(
+                        "unknown key `{other}`; the keys are min_sample, run, probe_secs, probes_to_close"
+                    ));
+                }
+            }
+        }
+        Ok(tuning)
+    }
+}
+
+impl BreakerPolicy {
+    /// This policy with `tuning` applied, on a clock `time_scale` times faster.
+    pub fn tuned(self, tuning: &BreakerTuning, time_scale: f64) -> Self {
+        let sample = if self.failure_rate_pct.is_finite() && self.failure_rate_pct > 0.0 {
+            (100.0 / self.failure_rate_pct).ceil()
+        } else {
+            1.0
+        };
+        BreakerPolicy {
+            min_attempts: tuning.min_sample_factor.map_or(self.min_attempts, |f| {
+                (sample * f).ceil().clamp(1.0, f64::from(MIN_ATTEMPTS_CEILING)) as u32
+            }),
+            failure_run: tuning.failure_run.unwrap_or(self.failure_run),
+            probe_interval: tuning
+                .probe_interval
+                .map_or(self.probe_interval, |real| scaled(real, time_scale)),
+            cool_down: tuning
+                .probe_interval
+                .map_or(self.cool_down, |real| scaled(real, time_scale)),
+            probes_to_close: tuning.probes_to_close.unwrap_or(self.probes_to_close).max(1),
+            ..self
+        }
+    }
+}
+
 /// The rate rule's minimum sample: enough calls that one failure alone stays at or
 /// under the threshold.
 fn min_attempts_for(pct: f64) -> u32 {

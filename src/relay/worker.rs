@@ -148,7 +148,7 @@ async fn process(shared: Arc<Shared>, client: reqwest::Client, job: Job) -> Stri
             };
             let probe = serde_json::json!({
                 "ats_candidate_id": job.candidate,
-                "event_id": event.get("event_id"),
+                "event_id": shared.config.manifest.envelope.event_id_of(&event),
                 "idempotency_key": job.idempotency_key,
                 "result": result_name,
             });
@@ -364,7 +364,7 @@ async fn attempt(
             let answer: String = answer.chars().take(REASON_CHARS).collect();
             let reason = format!(
                 "mapping_error: the ATS refused event {} ({}) with {}: {answer}",
-                event.get("event_id").and_then(Value::as_str).unwrap_or("?"),
+                shared.config.manifest.envelope.event_id_of(&event).unwrap_or("?"),
                 job.contract,
                 status.as_u16(),
             );
@@ -406,6 +406,72 @@ const SHADOW_FAULTS: [&str; 4] = [
     "shadow_unknown_type",
 ];
 
+/// The broken copy a shadow defect posts, built from the event's own contract so it
+/// breaks exactly the rule the defect names: a required field outside the envelope
+/// removed, an enum field given a value outside it, the envelope's `occurred_at` a day
+/// in the future, or a drifted `type`. `None` when the contract offers nothing to
+/// break that way, or when the copy would not be refused (so nothing lands twice).
+fn shadow_copy(config: &super::config::RelayConfig, fault: &str, body: &Value) -> Option<Value> {
+    let manifest = &config.manifest;
+    let contract = manifest
+        .contracts
+        .get(body.get("type").and_then(Value::as_str)?)?;
+    let envelope = &manifest.envelope;
+    let tracked = [
+        &envelope.event_id,
+        &envelope.idempotency_key,
+        &envelope.occurred_at,
+        &envelope.candidate_id,
+    ];
+    let mut copy = body.clone();
+    let (path, value) = match fault {
+        "shadow_missing_field" => (
+            contract
+                .required()
+                .iter()
+                .find(|p| !tracked.contains(p) && p.as_str() != "type")?,
+            None,
+        ),
+        "shadow_bad_enum" => (
+            contract.enums().first().map(|(p, _)| p)?,
+            Some(Value::from("unknown")),
+        ),
+        "shadow_future_time" => {
+            let future = chrono::Utc::now() + chrono::TimeDelta::days(1);
+            (
+                &envelope.occurred_at,
+                Some(Value::from(crate::observe::format_time(future))),
+            )
+        }
+        _ => {
+            copy["type"] = Value::from(format!("{}.v2", contract.name()));
+            return Some(copy);
+        }
+    };
+    let segments: Vec<&str> = path.segments().collect();
+    let (leaf, parents) = segments.split_last()?;
+    let mut parent = &mut copy;
+    for segment in parents {
+        parent = parent.get_mut(*segment)?;
+    }
+    let map = parent.as_object_mut()?;
+    match value {
+        Some(value) => {
+            map.insert((*leaf).to_owned(), value);
+        }
+        None => {
+            map.remove(*leaf)?;
+        }
+    }
+    let mut violations = Vec::new();
+    contract.check(
+        &copy,
+        &crate::contract::assertion::EvalContext::at_now(),
+        &mut violations,
+    );
+    (!violations.is_empty()).then_some(copy)
+}
+
 async fn shadow_write(
     shared: &Shared,
     client: &reqwest::Client,
@@ -416,24 +482,9 @@ async fn shadow_write(
     let Some(fault) = SHADOW_FAULTS.iter().find(|f| config.has_fault(f)) else {
         return;
     };
-    // Only verification events: each defect below breaks exactly one rule of theirs.
-    if body.pointer("/verification/risk_tier").is_none() {
+    let Some(copy) = shadow_copy(config, fault, body) else {
         return;
-    }
-    let mut copy = body.clone();
-    match *fault {
-        "shadow_missing_field" => {
-            if let Some(map) = copy.as_object_mut() {
-                map.remove("correlation_id");
-            }
-        }
-        "shadow_bad_enum" => copy["verification"]["risk_tier"] = Value::from("unknown"),
-        "shadow_future_time" => {
-            let future = chrono::Utc::now() + chrono::TimeDelta::days(1);
-            copy["occurred_at"] = Value::from(crate::observe::format_time(future));
-        }
-        _ => copy["type"] = Value::from("identity.verification.completed.v2"),
-    }
+    };
     let _ = client
         .post(format!("{candidate_url}/events"))
         .bearer_auth(&config.ats_token)
@@ -487,7 +538,7 @@ async fn file_exception(
         "exception_filed",
         serde_json::json!({
             "ats_candidate_id": job.candidate,
-            "event_id": event.get("event_id"),
+            "event_id": shared.config.manifest.envelope.event_id_of(&event),
             "idempotency_key": job.idempotency_key,
             "owner": owner,
             "status": status.as_u16(),

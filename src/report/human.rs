@@ -43,6 +43,14 @@ fn write_report(out: &mut String, report: &RunReport, max_findings: usize) -> st
             }
         )?;
     }
+    for skipped in &report.skipped_scenarios {
+        writeln!(
+            out,
+            "  {:<13} not driven: {}",
+            skipped.scenario.as_str(),
+            skipped.reason
+        )?;
+    }
     writeln!(out)?;
     writeln!(out, "checks")?;
     let width = report.checks.iter().map(|c| c.id.len()).max().unwrap_or(0);
@@ -157,7 +165,10 @@ fn write_finding(out: &mut String, finding: &Finding) -> std::fmt::Result {
         place.push(format!("[{s}]"));
     }
     if let Some(c) = &finding.candidate {
-        place.push(format!("candidate {c}"));
+        match &finding.source_candidate {
+            Some(source) if source != c => place.push(format!("candidate {c} (copy of {source})")),
+            _ => place.push(format!("candidate {c}")),
+        }
     }
     if let Some(c) = &finding.correlation_id {
         place.push(format!("correlation {c}"));

@@ -104,8 +104,12 @@ fn description(check: &CheckResult, findings: &[&Finding]) -> String {
     let mut text = format!("passes when {}\n", check.passes_when);
     for f in findings {
         text.push_str(&format!(
-            "\ncandidate {} correlation {}\n  expected: {}\n  seen:     {}\n",
+            "\ncandidate {}{} correlation {}\n  expected: {}\n  seen:     {}\n",
             f.candidate.as_deref().unwrap_or("-"),
+            f.source_candidate
+                .as_deref()
+                .map(|s| format!(" (copy of {s})"))
+                .unwrap_or_default(),
             f.correlation_id.as_deref().unwrap_or("-"),
             f.expected,
             f.seen

@@ -86,8 +86,12 @@ fn write_report(out: &mut String, report: &RunReport) -> std::fmt::Result {
             let scenario = f.scenario.map(|s| format!("[{s}] ")).unwrap_or_default();
             writeln!(
                 out,
-                "- {scenario}candidate `{}`, correlation `{}`\n  - expected: {}\n  - seen: {}",
+                "- {scenario}candidate `{}`{}, correlation `{}`\n  - expected: {}\n  - seen: {}",
                 f.candidate.as_deref().unwrap_or("-"),
+                f.source_candidate
+                    .as_deref()
+                    .map(|s| format!(" (copy of `{s}`)"))
+                    .unwrap_or_default(),
                 f.correlation_id.as_deref().unwrap_or("-"),
                 f.expected,
                 f.seen

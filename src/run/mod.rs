@@ -180,6 +180,7 @@ pub async fn execute(
         seed: config.seed,
         anchor,
         vendor_base_url: vendor_url,
+        envelope: config.manifest.envelope.clone(),
     };
     let prepared = scenarios::prepare(
         &config.manifest,

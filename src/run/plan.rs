@@ -174,7 +174,7 @@ pub struct Plan {
 }
 
 /// A scenario the run could not drive for this manifest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SkippedScenario {
     /// The scenario.
     pub scenario: Scenario,

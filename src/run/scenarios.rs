@@ -11,6 +11,7 @@ use super::plan::{Plan, PlannedCandidate, PlannedEvent, Scenario};
 use crate::contract::assertion::EvalContext;
 use crate::contract::ids::{IdMint, MintError};
 use crate::contract::path::FieldPath;
+use crate::protocol::KillSwitchTolerances;
 use crate::delivery::{Delivery, Perturbation};
 use crate::manifest::model::RolloutMode;
 use crate::manifest::{CandidateId, Manifest};
@@ -115,9 +116,6 @@ impl Default for OutageSettings {
         }
     }
 }
-/// Copies of the seeded candidates in each brownout phase: enough ATS calls for the
-/// rate window (the reference relay wants at least 50 at a 2 % threshold).
-const BROWNOUT_SETS: usize = 10;
 /// Seeded candidates the kill-switch scenarios copy their traffic from.
 const KILL_SWITCH_CANDIDATES: usize = 3;
 /// Drifted candidates in `mapping-errors`, beyond the manifest's count.
@@ -389,6 +387,8 @@ pub fn prepare(
         Ok(copy)
     };
     let drift = Drift::for_manifest(manifest);
+    let tolerances =
+        KillSwitchTolerances::new(&manifest.raw.release_gate.kill_switch.trigger_conditions);
     let scope = &manifest.raw.release_gate.canary_scope;
     let full_rollout = manifest.raw.release_gate.mode == RolloutMode::Full;
     let seeded: Vec<&SandboxCandidate> = sandbox
@@ -421,6 +421,10 @@ pub fn prepare(
         // The kill-switch scenarios shape traffic from a few candidates, whatever the
         // size of the dataset: it is the switch under test, not the volume.
         let stressed = &seeded[..seeded.len().min(KILL_SWITCH_CANDIDATES)];
+        // Enough events in each fault window that any breaker within the protocol's
+        // tolerances gets the calls it may wait for (one ATS call per event at least).
+        let per_set: usize = stressed.iter().map(|c| c.expected_sequence.len()).sum();
+        let window_sets = tolerances.events_per_window().div_ceil(per_set.max(1));
         let sets = |count: usize, traffic: Traffic, prefix: &str, members: &mut Vec<_>| {
             for set in 0..count {
                 for candidate in stressed {
@@ -454,7 +458,7 @@ pub fn prepare(
             }
             Scenario::Outage | Scenario::Restart => {
                 sets(
-                    outage.sets.max(1),
+                    outage.sets.max(window_sets),
                     Traffic::Normal,
                     tag(scenario),
                     &mut members,
@@ -466,15 +470,9 @@ pub fn prepare(
                 };
             }
             Scenario::Brownout => {
-                sets(BROWNOUT_SETS, Traffic::Normal, "boa", &mut members)?;
-                sets(BROWNOUT_SETS, Traffic::Later, "bob", &mut members)?;
-                let threshold = manifest
-                    .raw
-                    .release_gate
-                    .kill_switch
-                    .trigger_conditions
-                    .ats_http_5xx_rate_pct_over_5m;
-                let (above, below) = brownout_periods(threshold);
+                sets(window_sets, Traffic::Normal, "boa", &mut members)?;
+                sets(window_sets, Traffic::Later, "bob", &mut members)?;
+                let (above, below) = tolerances.brownout_periods();
                 stress = Stress::Brownout { above, below };
             }
             Scenario::MappingErrors => {
@@ -640,15 +638,6 @@ pub fn prepare(
         prepared.batches.push(batch);
     }
     Ok(prepared)
-}
-
-/// One failure every `above` requests just above a percentage threshold, and every
-/// `below` just below it (3 % and 1.5 % around the seed's 2 %): a deterministic
-/// pattern, since a random rate near the threshold trips or not by luck.
-fn brownout_periods(threshold_pct: f64) -> (u32, u32) {
-    let period = |pct: f64| (100.0 / pct).round().clamp(2.0, 10_000.0) as u32;
-    let threshold = threshold_pct.clamp(0.01, 66.0);
-    (period(threshold * 1.5), period(threshold * 0.75))
 }
 
 fn describe_entry(entry: &crate::manifest::ExpectedEvent) -> String {
