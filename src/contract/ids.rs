@@ -322,21 +322,23 @@ mod tests {
 
     #[test]
     fn literal_lists_are_used_up_then_refused_naming_the_rule() {
+        // A list long enough to load (a manifest needs 64 spare ids), used up here.
+        let list: Vec<String> = (0..70).map(|i| format!("cand-{i:02}")).collect();
         let rules = rules_with(
-            "ats_candidate_id in [cand-a, cand-b, cand-c, cand-d, cand-e, cand-f]",
-            ["cand-d", "cand-e", "cand-f"],
+            &format!("ats_candidate_id in [{}]", list.join(", ")),
+            ["cand-00", "cand-01", "cand-02"],
         );
         let mut mint = IdMint::new(&rules, 1);
-        for taken in ["cand-a", "cand-d", "cand-e", "cand-f"] {
+        for taken in &list[..3] {
             mint.reserve(taken);
         }
-        let mut got: Vec<String> = (0..2)
-            .map(|i| mint.mint("cand-a", &format!("t{i}")).expect("minted"))
+        let mut got: Vec<String> = (0..67)
+            .map(|i| mint.mint("cand-00", &format!("t{i}")).expect("minted"))
             .collect();
         got.sort();
-        assert_eq!(got, ["cand-b", "cand-c"]);
-        let err = mint.mint("cand-a", "t9").expect_err("exhausted");
-        assert!(err.to_string().contains("ats_candidate_id in [cand-a"), "{err}");
+        assert_eq!(got, list[3..], "every unused member, once");
+        let err = mint.mint("cand-00", "t99").expect_err("exhausted");
+        assert!(err.to_string().contains("ats_candidate_id in [cand-00"), "{err}");
     }
 
     #[test]

@@ -309,7 +309,7 @@ mod tests {
             seen,
             [
                 "no `tripped` notification reached #recruiting-ops, #sec-ops, #eng-oncall while the fault lasted",
-                "the ATS saw 47 requests from when the fault started until the window ended (500 ms later), \
+                "the ATS saw 147 requests from when the fault started until the window ended (1500 ms later), \
                  and no `tripped` notification came",
             ]
         );
@@ -317,7 +317,7 @@ mod tests {
         assert_eq!(finding.scenario, Some(Scenario::Outage));
         assert_eq!(
             finding.expected,
-            "in the outage window the integration trips within 30 ATS requests of when the fault started"
+            "in the outage window the integration trips within 116 ATS requests of when the fault started"
         );
         let kinds: Vec<&str> = finding.exchanges.iter().map(|e| e.kind.as_str()).collect();
         assert_eq!(kinds.first(), Some(&"fault.start"));
@@ -393,7 +393,7 @@ mod tests {
         assert!(
             outcome.findings.kept()[0]
                 .seen
-                .starts_with("the ATS saw 42 requests from when the integration was killed and restarted until the window ended"),
+                .starts_with("the ATS saw 142 requests from when the integration was killed and restarted until the window ended"),
             "{}",
             outcome.findings.kept()[0].seen
         );
