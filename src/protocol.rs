@@ -9,6 +9,22 @@
 
 use crate::manifest::model::TriggerConditions;
 
+/// The manifest's `…_over_5m` rate window, in real-world time.
+pub const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// The manifest's `…_over_10m` mapping-error window, in real-world time.
+pub const MAPPING_WINDOW: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// `real` on a clock `time_scale` times faster, never shorter than a millisecond.
+pub fn scaled(real: std::time::Duration, time_scale: f64) -> std::time::Duration {
+    if !(time_scale.is_finite() && time_scale > 0.0) {
+        return real;
+    }
+    std::time::Duration::try_from_secs_f64(real.as_secs_f64() / time_scale)
+        .unwrap_or(real)
+        .max(std::time::Duration::from_millis(1))
+}
+
 /// Calls in flight when a breaker decides, allowed on top of every budget.
 pub const IN_FLIGHT_ALLOWANCE: usize = 16;
 

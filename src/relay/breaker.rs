@@ -38,10 +38,7 @@ use std::time::{Duration, Instant};
 
 use crate::manifest::model::KillSwitch;
 
-/// The real-world length of the failure-rate window (`…_over_5m`).
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(5 * 60);
-/// The real-world length of the mapping-error window (`…_over_10m`).
-pub const MAPPING_WINDOW: Duration = Duration::from_secs(10 * 60);
+pub use crate::protocol::{MAPPING_WINDOW, RATE_WINDOW as FAILURE_WINDOW, scaled};
 /// Real-world wait between tripping and the first probe.
 pub const OPEN_COOL_DOWN: Duration = Duration::from_secs(30);
 /// Real-world wait between the end of one probe and the next (a modest rate: two a minute).
@@ -57,8 +54,6 @@ pub const RUN_FALSE_ALARM: f64 = 1e-6;
 /// Samples kept per window at most; beyond that the oldest go first, so a flood of
 /// calls costs bounded memory (the window then spans the latest samples only).
 pub const MAX_SAMPLES: usize = 100_000;
-/// The shortest any scaled duration gets, however large the time scale.
-const SHORTEST: Duration = Duration::from_millis(1);
 
 /// How one ATS call ended, as the breaker sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,16 +87,6 @@ pub struct BreakerPolicy {
     pub probe_interval: Duration,
     /// Good probes in a row that close the breaker.
     pub probes_to_close: u32,
-}
-
-/// `real` on a clock `time_scale` times faster, never shorter than a millisecond.
-pub fn scaled(real: Duration, time_scale: f64) -> Duration {
-    if !(time_scale.is_finite() && time_scale > 0.0) {
-        return real;
-    }
-    Duration::try_from_secs_f64(real.as_secs_f64() / time_scale)
-        .unwrap_or(real)
-        .max(SHORTEST)
 }
 
 impl BreakerPolicy {

@@ -320,15 +320,11 @@ async fn attempt(
     }
     let mut body = event.clone();
     if config.has_fault("flip_outcome") {
-        flip_result(&mut body);
+        flip_result(config, &mut body);
     }
-    if config.has_fault("rewrite_key")
-        && let Some(map) = body.as_object_mut()
-    {
-        map.insert(
-            "idempotency_key".into(),
-            Value::from(format!("relay-{}", job.seq)),
-        );
+    if config.has_fault("rewrite_key") {
+        let key = &config.manifest.envelope.idempotency_key;
+        set_at(&mut body, key, Value::from(format!("relay-{}", job.seq)));
     }
     if !shared.switch.may_write(admission) {
         // Tripped since this attempt was admitted: the write waits for the switch.
@@ -382,16 +378,46 @@ async fn attempt(
     }
 }
 
-/// Deliberate defect `flip_outcome`: a mapping that confuses verification results
+/// Deliberate defect `flip_outcome`: a mapping that confuses results: the first enum
+/// of the event's contract with more than one value gets the next value of its list
 /// (every value stays a valid enum member, so only the sequence shows it).
-fn flip_result(body: &mut Value) {
-    if let Some(result) = body.pointer_mut("/verification/result") {
-        let flipped = match result.as_str() {
-            Some("passed") => "review_required",
-            Some("review_required") => "failed",
-            _ => "passed",
-        };
-        *result = Value::from(flipped);
+fn flip_result(config: &super::config::RelayConfig, body: &mut Value) {
+    let Some(contract) = body
+        .get("type")
+        .and_then(Value::as_str)
+        .and_then(|name| config.manifest.contracts.get(name))
+    else {
+        return;
+    };
+    let Some((path, values)) = contract.enums().iter().find(|(_, v)| v.len() > 1) else {
+        return;
+    };
+    let Some(current) = path.lookup(body).and_then(Value::as_str) else {
+        return;
+    };
+    let next = values
+        .iter()
+        .position(|v| v == current)
+        .map_or(0, |i| (i + 1) % values.len());
+    let flipped = Value::from(values[next].clone());
+    set_at(body, path, flipped);
+}
+
+/// Sets the field at a dotted path, if its parents are objects.
+fn set_at(body: &mut Value, path: &crate::contract::path::FieldPath, value: Value) {
+    let segments: Vec<&str> = path.segments().collect();
+    let Some((leaf, parents)) = segments.split_last() else {
+        return;
+    };
+    let mut parent = body;
+    for segment in parents {
+        match parent.get_mut(*segment) {
+            Some(next) => parent = next,
+            None => return,
+        }
+    }
+    if let Some(map) = parent.as_object_mut() {
+        map.insert((*leaf).to_owned(), value);
     }
 }
 

@@ -66,6 +66,64 @@ pub struct Driver {
     pub channels: Vec<String>,
     /// Kills and restarts the integration (`restart`), when the harness started it.
     pub restarter: Option<Arc<dyn Restarter>>,
+    /// Before a fault window that must trip, the ATS calls of earlier scenarios must
+    /// have left the manifest's rate window (5 minutes, scaled).
+    pub settle: Settle,
+    /// Samples of the ATS's request counter over time, for [`Settle`].
+    pub calls: CallHistory,
+}
+
+/// Samples of the mock ATS's request counter, taken while the driver waits, so the
+/// calls inside any recent window can be bounded from above.
+#[derive(Debug, Default)]
+pub struct CallHistory(std::sync::Mutex<std::collections::VecDeque<(tokio::time::Instant, u64)>>);
+
+impl Driver {
+    /// Records the ATS's request count now; forgets samples older than two windows.
+    fn sample_calls(&self) {
+        let now = tokio::time::Instant::now();
+        let mut samples = self
+            .calls
+            .0
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        samples.push_back((now, self.ats.requests()));
+        let keep = self.settle.window * 2;
+        while samples
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > keep)
+        {
+            samples.pop_front();
+        }
+    }
+
+    /// The ATS's request count at `at` or later (an upper bound on the calls before
+    /// it), from the first sample taken at or after it; `None` with no such sample.
+    fn ats_calls_at(&self, at: tokio::time::Instant) -> Option<u64> {
+        let samples = self
+            .calls
+            .0
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        // The last sample at or before `at` undercounts nothing after it.
+        samples
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= at)
+            .map(|(_, count)| *count)
+    }
+}
+
+/// How a fault window that must trip waits for a clean rate window: a breaker that
+/// judges the failure rate over the last 5 minutes would otherwise see the earlier
+/// scenarios' successes dilute the fault's failures, and could rightly not trip within
+/// the protocol's budget, which counts from a clean window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settle {
+    /// The manifest's 5-minute window on the run's clock.
+    pub window: Duration,
+    /// Calls that may remain in that window (half of S: they cannot move the rate).
+    pub calls: u64,
 }
 
 /// Kills the integration under test and starts it again on the same state folder.
@@ -123,7 +181,7 @@ async fn drive(
             .collect();
         let acked = stress(driver, batch, &expected, progress).await;
         let send_ms = started.elapsed().as_millis() as u64;
-        let (landed, timed_out) = wait_drained(&expected, &driver.ats, driver.drain).await;
+        let (landed, timed_out) = wait_drained(driver, &expected, driver.drain).await;
         let report = ScenarioReport {
             scenario,
             deliveries,
@@ -159,6 +217,7 @@ async fn stress(
             restart,
         } => {
             let windows = outage_windows(hold, kind);
+            settle(driver).await;
             open_window(driver, scenario, "outage", true, windows);
             let down = Instant::now();
             let acked = send(driver, batch.groups, progress).await;
@@ -184,17 +243,18 @@ async fn stress(
                 .filter(|id| expected.contains(id))
                 .collect();
             let windows = vec![FaultWindow::always(FaultKind::EveryNth { n: above })];
+            settle(driver).await;
             open_window(driver, scenario, "brownout-above", true, windows);
             let mut acked = send(driver, batch.groups, progress).await;
             wait_notified(driver, SwitchState::Tripped, deadline).await;
             close_window(driver, scenario, "brownout-above");
             // The second phase starts from a closed switch and an empty window.
             wait_notified(driver, SwitchState::Reset, deadline).await;
-            wait_drained(&first_wave, &driver.ats, driver.drain).await;
+            wait_drained(driver, &first_wave, driver.drain).await;
             let windows = vec![FaultWindow::always(FaultKind::EveryNth { n: below })];
             open_window(driver, scenario, "brownout-below", false, windows);
             acked += send(driver, batch.later, progress).await;
-            wait_drained(expected, &driver.ats, driver.drain).await;
+            wait_drained(driver, expected, driver.drain).await;
             close_window(driver, scenario, "brownout-below");
             acked
         }
@@ -206,6 +266,28 @@ async fn stress(
             acked += send(driver, batch.later, progress).await;
             acked
         }
+    }
+}
+
+/// Waits, at most one rate window, until the ATS calls in the last window are few
+/// enough that they cannot dilute the fault about to start ([`Settle`]). The count is
+/// an upper bound from samples of the ATS's request counter, so it may wait a little
+/// longer than needed, never less.
+async fn settle(driver: &Driver) {
+    let Settle { window, calls } = driver.settle;
+    let start = tokio::time::Instant::now();
+    loop {
+        driver.sample_calls();
+        let now = tokio::time::Instant::now();
+        let count = driver.ats.requests();
+        let at_horizon = now
+            .checked_sub(window)
+            .and_then(|horizon| driver.ats_calls_at(horizon))
+            .unwrap_or(0);
+        if count.saturating_sub(at_horizon) <= calls || now.duration_since(start) >= window {
+            return;
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -356,7 +438,8 @@ impl DrainLimit {
 /// Waits until every expected event was applied and the ATS has been quiet for
 /// [`QUIET`], or nothing has landed for the limit's stall window, or its cap passes.
 /// Returns how many landed and whether it gave up.
-async fn wait_drained(expected: &HashSet<&str>, ats: &AtsState, limit: DrainLimit) -> (usize, bool) {
+async fn wait_drained(driver: &Driver, expected: &HashSet<&str>, limit: DrainLimit) -> (usize, bool) {
+    let ats = &driver.ats;
     let start = tokio::time::Instant::now();
     let cap = start + limit.cap;
     let mut last_requests = ats.requests();
@@ -365,6 +448,7 @@ async fn wait_drained(expected: &HashSet<&str>, ats: &AtsState, limit: DrainLimi
     // Only what has not landed yet is looked at again: a large run polls less each time.
     let mut waiting: Vec<&str> = expected.iter().copied().collect();
     loop {
+        driver.sample_calls();
         let before = waiting.len();
         waiting.retain(|id| ats.times_applied(id) == 0);
         let landed = expected.len() - waiting.len();

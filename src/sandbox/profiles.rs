@@ -151,11 +151,11 @@ pub struct UsableProfile {
 /// The profiles a manifest's candidates and generated datasets can use, so that a
 /// manifest of any domain gets datasets of its own contracts:
 ///
-/// 1. profiles its candidates define by example (a candidate's `profile` with an
-///    `expected_sequence`): the first such candidate's sequence; the tier is the
-///    built-in profile's of that name, else a tier value its sequence sets, else
-///    medium;
-/// 2. the built-in profiles its contracts can express;
+/// 1. the built-in profiles, in their order, each with the sequence a candidate of
+///    that profile writes out (the first such candidate's), else its own steps when
+///    the contracts can express them;
+/// 2. profiles only the manifest's candidates define, by example (a `profile` with an
+///    `expected_sequence`); the tier is a tier value the sequence sets, else medium;
 /// 3. for every tier still without a profile, `derived-<tier>`: one event of each
 ///    contract, in manifest order (the synthesizer fills enums and the tier field).
 #[derive(Debug, Clone)]
@@ -168,36 +168,48 @@ pub struct ProfileCatalog {
 impl ProfileCatalog {
     /// The catalog of `manifest`.
     pub fn for_manifest(manifest: &Manifest) -> ProfileCatalog {
-        let mut profiles: Vec<UsableProfile> = Vec::new();
+        // What the manifest's candidates define by example, first definition wins.
+        let mut declared: Vec<(&str, &[ExpectedEvent])> = Vec::new();
         for candidate in &manifest.candidates {
-            let Some(sequence) = &candidate.expected_sequence else {
-                continue;
-            };
-            if profiles.iter().any(|p| p.name == candidate.profile) {
-                continue;
+            if let Some(sequence) = &candidate.expected_sequence
+                && !declared.iter().any(|(name, _)| *name == candidate.profile)
+            {
+                declared.push((candidate.profile.as_str(), sequence.as_slice()));
             }
-            let risk_tier = find(&candidate.profile)
-                .map(|p| p.risk_tier)
-                .or_else(|| tier_in(sequence))
-                .unwrap_or(RiskTier::Medium);
-            profiles.push(UsableProfile {
-                name: candidate.profile.clone(),
-                risk_tier,
-                sequence: Arc::from(sequence.as_slice()),
-            });
         }
+        let example = |name: &str| {
+            declared
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, sequence)| Arc::from(*sequence))
+        };
+        // Built-in names first, in their order, so the seed's datasets stay as they were.
+        let mut profiles: Vec<UsableProfile> = Vec::new();
         let mut unexpressible = Vec::new();
         for builtin in PROFILES {
-            if profiles.iter().any(|p| p.name == builtin.name) {
-                continue;
-            }
-            match builtin.expected_sequence(&manifest.contracts) {
-                Ok(sequence) => profiles.push(UsableProfile {
-                    name: builtin.name.to_owned(),
-                    risk_tier: builtin.risk_tier,
-                    sequence: Arc::from(sequence),
-                }),
-                Err(err) => unexpressible.push((builtin.name, err)),
+            let sequence = match example(builtin.name) {
+                Some(sequence) => sequence,
+                None => match builtin.expected_sequence(&manifest.contracts) {
+                    Ok(sequence) => Arc::from(sequence),
+                    Err(err) => {
+                        unexpressible.push((builtin.name, err));
+                        continue;
+                    }
+                },
+            };
+            profiles.push(UsableProfile {
+                name: builtin.name.to_owned(),
+                risk_tier: builtin.risk_tier,
+                sequence,
+            });
+        }
+        for (name, sequence) in &declared {
+            if find(name).is_none() {
+                profiles.push(UsableProfile {
+                    name: (*name).to_owned(),
+                    risk_tier: tier_in(sequence).unwrap_or(RiskTier::Medium),
+                    sequence: Arc::from(*sequence),
+                });
             }
         }
         let every_contract: Arc<[ExpectedEvent]> = manifest

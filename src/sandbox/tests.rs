@@ -180,8 +180,8 @@ fn unknown_profiles_need_a_sequence() {
     assert_eq!(
         message,
         "candidate `CAND_u_001`: unknown profile `low-risk-fastpath` (did you mean `low-risk-fast-path`?); \
-         the known profiles are bespoke, low-risk-fast-path, medium-risk-pass, step-up-manual-review, \
-         high-risk-step-up-pass, retake-flow, fail; or give the candidate an `expected_sequence`"
+         the known profiles are low-risk-fast-path, medium-risk-pass, step-up-manual-review, \
+         high-risk-step-up-pass, retake-flow, fail, bespoke; or give the candidate an `expected_sequence`"
     );
     let candidates = "    - ats_candidate_id: \"CAND_u_002\"\n      profile: \"bespoke\"\n      expected_sequence: [\"identity.verification.completed:failed\"]\n";
     let manifest = seed_with(candidates, "[\"DE\"]").expect("loads");
