@@ -62,7 +62,11 @@ impl RelayLog {
             };
             match path {
                 Some(path) => path.lookup(event).cloned().unwrap_or(Value::Null),
-                None => event.get(key).cloned().unwrap_or(Value::Null),
+                // A dotted `log_fields_required` name logs the value at that path.
+                None => crate::contract::path::FieldPath::parse(key)
+                    .ok()
+                    .and_then(|path| path.lookup(event).cloned())
+                    .unwrap_or(Value::Null),
             }
         };
         let mut line = Map::new();

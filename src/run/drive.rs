@@ -122,8 +122,30 @@ impl Driver {
 pub struct Settle {
     /// The manifest's 5-minute window on the run's clock.
     pub window: Duration,
-    /// Calls that may remain in that window (half of S: they cannot move the rate).
-    pub calls: u64,
+    /// Calls that may remain in the window before an outage: so few that outweighing
+    /// them takes at most half the in-flight allowance of failures.
+    pub outage_calls: u64,
+    /// Calls that may remain before a brownout: half of S, which a full minimum
+    /// sample of the brownout's rate outweighs.
+    pub brownout_calls: u64,
+}
+
+impl Settle {
+    /// The settling of a manifest's kill switch on a clock `time_scale` times faster.
+    pub fn new(tolerances: &crate::protocol::KillSwitchTolerances, time_scale: f64) -> Self {
+        let pct = tolerances.threshold_pct;
+        let allowance = (crate::protocol::IN_FLIGHT_ALLOWANCE / 2) as f64;
+        let outage_calls = if pct >= 100.0 {
+            u64::MAX
+        } else {
+            (allowance * (100.0 - pct) / pct).floor() as u64
+        };
+        Settle {
+            window: crate::protocol::scaled(crate::protocol::RATE_WINDOW, time_scale),
+            outage_calls,
+            brownout_calls: (tolerances.sample / 2) as u64,
+        }
+    }
 }
 
 /// Kills the integration under test and starts it again on the same state folder.
@@ -217,7 +239,7 @@ async fn stress(
             restart,
         } => {
             let windows = outage_windows(hold, kind);
-            settle(driver).await;
+            settle(driver, driver.settle.outage_calls).await;
             open_window(driver, scenario, "outage", true, windows);
             let down = Instant::now();
             let acked = send(driver, batch.groups, progress).await;
@@ -243,7 +265,7 @@ async fn stress(
                 .filter(|id| expected.contains(id))
                 .collect();
             let windows = vec![FaultWindow::always(FaultKind::EveryNth { n: above })];
-            settle(driver).await;
+            settle(driver, driver.settle.brownout_calls).await;
             open_window(driver, scenario, "brownout-above", true, windows);
             let mut acked = send(driver, batch.groups, progress).await;
             wait_notified(driver, SwitchState::Tripped, deadline).await;
@@ -273,8 +295,8 @@ async fn stress(
 /// enough that they cannot dilute the fault about to start ([`Settle`]). The count is
 /// an upper bound from samples of the ATS's request counter, so it may wait a little
 /// longer than needed, never less.
-async fn settle(driver: &Driver) {
-    let Settle { window, calls } = driver.settle;
+async fn settle(driver: &Driver, calls: u64) {
+    let window = driver.settle.window;
     let start = tokio::time::Instant::now();
     loop {
         driver.sample_calls();

@@ -291,14 +291,12 @@ pub async fn execute(
         restarter: process
             .as_ref()
             .map(|p| Arc::clone(p) as Arc<dyn drive::Restarter>),
-        settle: drive::Settle {
-            window: crate::protocol::scaled(crate::protocol::RATE_WINDOW, config.time_scale),
-            calls: (crate::protocol::KillSwitchTolerances::new(
+        settle: drive::Settle::new(
+            &crate::protocol::KillSwitchTolerances::new(
                 &config.manifest.raw.release_gate.kill_switch.trigger_conditions,
-            )
-            .sample
-                / 2) as u64,
-        },
+            ),
+            config.time_scale,
+        ),
         calls: drive::CallHistory::default(),
     };
     total(
