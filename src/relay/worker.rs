@@ -323,8 +323,16 @@ async fn attempt(
         flip_result(config, &mut body);
     }
     if config.has_fault("rewrite_key") {
-        let key = &config.manifest.envelope.idempotency_key;
-        set_at(&mut body, key, Value::from(format!("relay-{}", job.seq)));
+        // A key of the relay's own, still within the contracts' rules on the key (a
+        // format the vendor's keys follow), so only the key's stability is broken.
+        let path = &config.manifest.envelope.idempotency_key;
+        let rules = crate::contract::ids::IdRules::new(&config.manifest.contracts, path);
+        let mut mint = crate::contract::ids::IdMint::new(&rules, job.seq.unsigned_abs());
+        mint.reserve(&job.idempotency_key);
+        let key = mint
+            .mint(&job.idempotency_key, &format!("relay{}", job.seq))
+            .unwrap_or_else(|_| format!("relay-{}", job.seq));
+        set_at(&mut body, path, Value::from(key));
     }
     if !shared.switch.may_write(admission) {
         // Tripped since this attempt was admitted: the write waits for the switch.
