@@ -614,7 +614,8 @@ fn enough_ids(raw: &RawManifest, rules: &IdRules, r: &mut Reporter<'_>) {
         &place,
         Target::Value,
         format!(
-            "the contracts' candidate-id rules admit only {made} ids beyond the manifest's candidates; a run makes its own (a copy of each candidate per scenario, out-of-scope controls, kill-switch traffic) and needs at least {IDS_CHECKED}"
+            "the contracts' candidate-id rules admit only {made} more id{} beyond the manifest's candidates; a run makes its own (a copy of each candidate per scenario, out-of-scope controls, kill-switch traffic) and needs at least {IDS_CHECKED}",
+            if made == 1 { "" } else { "s" }
         ),
         "too few ids",
     )

@@ -124,3 +124,71 @@ fn defects_are_blocked_on_an_assessment_manifest() {
 fn defects_are_blocked_on_a_numeric_id_ats_manifest() {
     blocks_every_defect(FIXTURES[2], &[]);
 }
+
+/// `sandbox generate --manifest M` writes candidates of M's own profiles with ids
+/// from M's rules; the dataset loads back for `run --dataset` at 10,000 candidates,
+/// and a run over a smaller one passes.
+#[test]
+fn datasets_are_generated_from_each_manifest() {
+    use stagegate::manifest::Manifest;
+    use stagegate::sandbox::dataset::{GenerateOptions, RiskMix, write};
+    for manifest_path in FIXTURES {
+        let path = crate::util::repo_root().join(manifest_path);
+        let manifest = Manifest::load(&path).expect("loads").value;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("dataset.yaml");
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&file).expect("create"));
+        let options = GenerateOptions {
+            count: 10_000,
+            seed: 7,
+            mix: RiskMix::default(),
+        };
+        let summary = write(&mut out, &manifest, options).expect("generates");
+        drop(out);
+        assert_eq!(summary.total(), 10_000, "{manifest_path}");
+        let sandbox = stagegate::sandbox::load_dataset(&manifest, &file)
+            .unwrap_or_else(|e| panic!("{manifest_path}: the dataset loads: {e}"));
+        let rules = manifest.id_rules();
+        let seeded: Vec<_> = sandbox
+            .candidates
+            .iter()
+            .filter(|c| c.role == stagegate::sandbox::Role::Seeded)
+            .collect();
+        assert_eq!(seeded.len(), 10_000);
+        assert!(
+            seeded.iter().all(|c| rules.violation(&c.id.0).is_none()),
+            "{manifest_path}: every id within the rules"
+        );
+        let ids: BTreeSet<&str> = seeded.iter().map(|c| c.id.0.as_str()).collect();
+        assert_eq!(ids.len(), 10_000, "{manifest_path}: unique ids");
+
+        let small = dir.path().join("small.yaml");
+        let out = Stagegate::new([
+            "sandbox",
+            "generate",
+            "--manifest",
+            manifest_path,
+            "--count",
+            "150",
+            "--seed",
+            "3",
+            "--out",
+            small.to_str().expect("utf-8"),
+        ])
+        .run();
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let report = dir.path().join("report.json");
+        let out = Stagegate::new([
+            "run",
+            manifest_path,
+            "--scenario",
+            "clean",
+            "--dataset",
+            small.to_str().expect("utf-8"),
+            "--report",
+            &format!("json={}", report.display()),
+        ])
+        .run();
+        assert_eq!(out.code, 0, "{manifest_path}\n{}\n{}", out.stdout, out.stderr);
+    }
+}
