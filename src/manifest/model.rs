@@ -214,33 +214,9 @@ pub struct OnFailure {
     pub ticket_owner: String,
 }
 
-/// How much a failure matters to the release.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Severity {
-    /// Reported; the release may go ahead.
-    Warn,
-    /// The release is blocked.
-    BlockRelease,
-}
-
-impl Severity {
-    /// The name used in manifests and reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Warn => "warn",
-            Severity::BlockRelease => "block-release",
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// How much a failure matters to the release (a contract's notion; re-exported where
+/// manifests name it).
+pub use crate::contract::Severity;
 
 /// The sandbox candidates of a run.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
