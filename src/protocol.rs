@@ -9,6 +9,37 @@
 
 use crate::manifest::model::TriggerConditions;
 
+/// What a kill-switch notification says (`{"state": "tripped"}` or `"reset"`): one
+/// type for the notify sink that receives it, the relay that sends it and the checks
+/// that read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SwitchState {
+    /// The switch tripped: writes stopped, events queue.
+    Tripped,
+    /// The switch reset: writes resume, the queue replays.
+    Reset,
+}
+
+impl SwitchState {
+    /// The protocol's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SwitchState::Tripped => "tripped",
+            SwitchState::Reset => "reset",
+        }
+    }
+
+    /// The state a notification names, if it names one.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "tripped" => Some(SwitchState::Tripped),
+            "reset" => Some(SwitchState::Reset),
+            _ => None,
+        }
+    }
+}
+
 /// The manifest's `…_over_5m` rate window, in real-world time.
 pub const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 

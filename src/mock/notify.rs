@@ -16,15 +16,7 @@ use serde_json::{Value, json};
 use super::{error, log_exchange};
 use crate::observe::{Actor, Entry, ObservationLog, format_time};
 
-/// What a kill-switch notification says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SwitchState {
-    /// The switch tripped: writes stopped, events queue.
-    Tripped,
-    /// The switch reset: writes resume, the queue replays.
-    Reset,
-}
+pub use crate::protocol::SwitchState;
 
 /// One message posted to a channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

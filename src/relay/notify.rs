@@ -22,24 +22,7 @@ const FIRST_RETRY: Duration = Duration::from_millis(100);
 /// How long one post may take.
 const POST_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What a notice says about the switch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SwitchState {
-    /// Writes stopped; events queue.
-    Tripped,
-    /// Writes resumed; the queue replays.
-    Reset,
-}
-
-impl SwitchState {
-    /// The protocol's name for it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SwitchState::Tripped => "tripped",
-            SwitchState::Reset => "reset",
-        }
-    }
-}
+pub use crate::protocol::SwitchState;
 
 /// One change of the switch, to tell every channel.
 #[derive(Debug, Clone, PartialEq)]

@@ -127,14 +127,7 @@ impl Window<'_> {
     }
 }
 
-/// What a kill-switch notification says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SwitchState {
-    /// Writes stopped.
-    Tripped,
-    /// Writes resumed.
-    Reset,
-}
+use crate::protocol::SwitchState;
 
 /// One `notify.message` the sink accepted.
 #[derive(Debug, Clone, Copy)]
@@ -152,11 +145,7 @@ impl<'a> Notice<'a> {
         if record.actor != Actor::Notify {
             return None;
         }
-        let state = match detail_text(record, "state")? {
-            "tripped" => SwitchState::Tripped,
-            "reset" => SwitchState::Reset,
-            _ => return None,
-        };
+        let state = SwitchState::parse(detail_text(record, "state")?)?;
         Some(Notice {
             record,
             channel: detail_text(record, "channel")?,
