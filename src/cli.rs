@@ -683,14 +683,14 @@ fn serve(args: ServeArgs, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
         let _ = writeln!(out, "# for the integration under test (INTEGRATION-PROTOCOL.md §1):");
         let manifest_path = std::path::absolute(&args.manifest).unwrap_or(args.manifest.clone());
         for (name, value) in [
-            ("STAGEGATE_ATS_URL", m.ats_url().to_owned()),
-            ("STAGEGATE_ATS_TOKEN", ats_token.clone()),
-            ("STAGEGATE_VENDOR_URL", m.vendor_url().to_owned()),
-            ("STAGEGATE_VENDOR_TOKEN", vendor_token.clone()),
-            ("STAGEGATE_VENDOR_WEBHOOK_SECRET", served.vendor_secret.to_string()),
-            ("STAGEGATE_ATS_WEBHOOK_SECRET", served.ats_secret.to_string()),
-            ("STAGEGATE_NOTIFY_URL", m.notify_url().to_owned()),
-            ("STAGEGATE_MANIFEST", manifest_path.display().to_string()),
+            (crate::protocol::env::ATS_URL, m.ats_url().to_owned()),
+            (crate::protocol::env::ATS_TOKEN, ats_token.clone()),
+            (crate::protocol::env::VENDOR_URL, m.vendor_url().to_owned()),
+            (crate::protocol::env::VENDOR_TOKEN, vendor_token.clone()),
+            (crate::protocol::env::VENDOR_WEBHOOK_SECRET, served.vendor_secret.to_string()),
+            (crate::protocol::env::ATS_WEBHOOK_SECRET, served.ats_secret.to_string()),
+            (crate::protocol::env::NOTIFY_URL, m.notify_url().to_owned()),
+            (crate::protocol::env::MANIFEST, manifest_path.display().to_string()),
         ] {
             let _ = writeln!(out, "export {name}={value}");
         }

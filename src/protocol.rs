@@ -9,6 +9,34 @@
 
 use crate::manifest::model::TriggerConditions;
 
+/// The environment an integration under test is started with (the protocol's §1):
+/// one list of names for the harness that sets them, the relay that reads them and
+/// the CLI that prints them.
+pub mod env {
+    /// `STAGEGATE_LISTEN`.
+    pub const LISTEN: &str = "STAGEGATE_LISTEN";
+    /// `STAGEGATE_ATS_URL`.
+    pub const ATS_URL: &str = "STAGEGATE_ATS_URL";
+    /// `STAGEGATE_ATS_TOKEN`.
+    pub const ATS_TOKEN: &str = "STAGEGATE_ATS_TOKEN";
+    /// `STAGEGATE_VENDOR_URL`.
+    pub const VENDOR_URL: &str = "STAGEGATE_VENDOR_URL";
+    /// `STAGEGATE_VENDOR_TOKEN`.
+    pub const VENDOR_TOKEN: &str = "STAGEGATE_VENDOR_TOKEN";
+    /// `STAGEGATE_VENDOR_WEBHOOK_SECRET`.
+    pub const VENDOR_WEBHOOK_SECRET: &str = "STAGEGATE_VENDOR_WEBHOOK_SECRET";
+    /// `STAGEGATE_ATS_WEBHOOK_SECRET`.
+    pub const ATS_WEBHOOK_SECRET: &str = "STAGEGATE_ATS_WEBHOOK_SECRET";
+    /// `STAGEGATE_NOTIFY_URL`.
+    pub const NOTIFY_URL: &str = "STAGEGATE_NOTIFY_URL";
+    /// `STAGEGATE_MANIFEST`.
+    pub const MANIFEST: &str = "STAGEGATE_MANIFEST";
+    /// `STAGEGATE_STATE_DIR`.
+    pub const STATE_DIR: &str = "STAGEGATE_STATE_DIR";
+    /// `STAGEGATE_TIME_SCALE`.
+    pub const TIME_SCALE: &str = "STAGEGATE_TIME_SCALE";
+}
+
 /// What a kill-switch notification says (`{"state": "tripped"}` or `"reset"`): one
 /// type for the notify sink that receives it, the relay that sends it and the checks
 /// that read it.
@@ -83,7 +111,11 @@ impl KillSwitchTolerances {
     /// The tolerances of a manifest's trigger conditions.
     pub fn new(conditions: &TriggerConditions) -> Self {
         let pct = conditions.ats_http_5xx_rate_pct_over_5m;
-        let pct = if pct.is_finite() && pct > 0.0 { pct.min(100.0) } else { 100.0 };
+        let pct = if pct.is_finite() && pct > 0.0 {
+            pct.min(100.0)
+        } else {
+            100.0
+        };
         let sample = ((100.0 / pct).ceil() as usize).clamp(1, BUDGET_CEILING);
         KillSwitchTolerances {
             threshold_pct: pct,

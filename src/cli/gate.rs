@@ -486,15 +486,21 @@ fn announce(config: &RunConfig, url: &url::Url, ui: &mut Ui) {
     let mocks = &config.mocks;
     let mut text = format!("testing the integration at {url}; it must run with:\n");
     for (name, value) in [
-        ("STAGEGATE_ATS_URL", format!("http://{}", mocks.ats_addr)),
-        ("STAGEGATE_ATS_TOKEN", mocks.ats_token.clone()),
         (
-            "STAGEGATE_VENDOR_URL",
+            crate::protocol::env::ATS_URL,
+            format!("http://{}", mocks.ats_addr),
+        ),
+        (crate::protocol::env::ATS_TOKEN, mocks.ats_token.clone()),
+        (
+            crate::protocol::env::VENDOR_URL,
             format!("http://{}", mocks.vendor_addr),
         ),
-        ("STAGEGATE_VENDOR_TOKEN", mocks.vendor_token.clone()),
         (
-            "STAGEGATE_VENDOR_WEBHOOK_SECRET",
+            crate::protocol::env::VENDOR_TOKEN,
+            mocks.vendor_token.clone(),
+        ),
+        (
+            crate::protocol::env::VENDOR_WEBHOOK_SECRET,
             config
                 .vendor_secret
                 .as_ref()
@@ -502,14 +508,17 @@ fn announce(config: &RunConfig, url: &url::Url, ui: &mut Ui) {
                 .unwrap_or_default(),
         ),
         (
-            "STAGEGATE_NOTIFY_URL",
+            crate::protocol::env::NOTIFY_URL,
             format!("http://{}", mocks.notify_addr),
         ),
         (
-            "STAGEGATE_MANIFEST",
+            crate::protocol::env::MANIFEST,
             config.manifest_path.display().to_string(),
         ),
-        ("STAGEGATE_TIME_SCALE", config.time_scale.to_string()),
+        (
+            crate::protocol::env::TIME_SCALE,
+            config.time_scale.to_string(),
+        ),
     ] {
         text.push_str(&format!("  export {name}={value}\n"));
     }

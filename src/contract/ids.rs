@@ -286,7 +286,10 @@ mod tests {
         let manifest = Manifest::from_text(Path::new("manifests/release-gate.yaml"), &text)
             .unwrap_or_else(|e| panic!("{rule}: {e:?}"))
             .value;
-        IdRules::new(&manifest.contracts, &FieldPath::parse("ats_candidate_id").expect("path"))
+        IdRules::new(
+            &manifest.contracts,
+            &FieldPath::parse("ats_candidate_id").expect("path"),
+        )
     }
 
     fn rules(rule: &str) -> IdRules {
@@ -312,7 +315,11 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         let ids = mint_all(3);
-        assert!(ids.iter().all(|id| id.len() == 9 && id.bytes().all(|b| b.is_ascii_digit())), "{ids:?}");
+        assert!(
+            ids.iter()
+                .all(|id| id.len() == 9 && id.bytes().all(|b| b.is_ascii_digit())),
+            "{ids:?}"
+        );
         let unique: HashSet<&String> = ids.iter().collect();
         assert_eq!(unique.len(), ids.len(), "unique");
         assert_eq!(ids, mint_all(3), "deterministic from the seed");
@@ -338,7 +345,10 @@ mod tests {
         got.sort();
         assert_eq!(got, list[3..], "every unused member, once");
         let err = mint.mint("cand-00", "t99").expect_err("exhausted");
-        assert!(err.to_string().contains("ats_candidate_id in [cand-00"), "{err}");
+        assert!(
+            err.to_string().contains("ats_candidate_id in [cand-00"),
+            "{err}"
+        );
     }
 
     #[test]

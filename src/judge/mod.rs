@@ -37,11 +37,11 @@ pub use crate::catalog::{CHECKS, CheckInfo, check_info};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::verdict::Verdict;
 use crate::manifest::Manifest;
 use crate::manifest::model::Severity;
 use crate::observe::{Actor, Record};
 use crate::run::plan::{Plan, Scenario};
+use crate::verdict::Verdict;
 
 /// A check's judge: a pure function of the indexed run.
 type JudgeFn = fn(&run::Run<'_>) -> run::Outcome;

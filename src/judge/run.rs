@@ -15,9 +15,9 @@ use serde_json::Value;
 
 use super::contracts::ContractPass;
 use super::{CheckInfo, CheckResult, Exchange, FINDINGS_KEPT, Finding, Status};
+use crate::contract::path::FieldPath;
 use crate::manifest::Manifest;
 use crate::manifest::model::Severity;
-use crate::contract::path::FieldPath;
 use crate::observe::Record;
 use crate::run::plan::{Plan, PlannedCandidate, PlannedEvent, Scenario};
 

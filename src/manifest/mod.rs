@@ -100,7 +100,11 @@ impl Envelope {
             (
                 "candidate_id",
                 &self.candidate_id,
-                &["canary.scope", "ordering.no_regression", "sequence.expected"],
+                &[
+                    "canary.scope",
+                    "ordering.no_regression",
+                    "sequence.expected",
+                ],
             ),
         ]
     }

@@ -9,8 +9,8 @@ use super::model::{CanaryStrategy, RawManifest};
 use super::policy::HiringPolicy;
 use super::span::KeyPath;
 use super::{Candidate, CandidateId, Envelope, ExpectedEvent};
-use crate::contract::ids::{IdMint, IdRules};
 use crate::contract::assertion::Assertion;
+use crate::contract::ids::{IdMint, IdRules};
 use crate::contract::lists::ListCatalog;
 use crate::contract::path::FieldPath;
 use crate::contract::{Contract, ContractParts, ContractSet};
@@ -276,7 +276,9 @@ fn check_settings(raw: &RawManifest, r: &mut Reporter<'_>) {
                 format!("check `{id}` is both turned off and required"),
                 "contradiction",
             )
-            .help("remove `enabled: false` to require the check, or `required: true` to turn it off");
+            .help(
+                "remove `enabled: false` to require the check, or `required: true` to turn it off",
+            );
         } else if !setting.disabled() && setting.severity.is_none() && setting.required.is_none() {
             r.push(
                 Level::Warning,
@@ -603,10 +605,13 @@ fn enough_ids(raw: &RawManifest, rules: &IdRules, r: &mut Reporter<'_>) {
         .enumerate()
         .find(|(_, c)| c.name == contract)
         .and_then(|(i, c)| {
-            c.assertions
-                .iter()
-                .position(|a| a == assertion)
-                .map(|j| KeyPath::root().key("contracts").index(i).key("assertions").index(j))
+            c.assertions.iter().position(|a| a == assertion).map(|j| {
+                KeyPath::root()
+                    .key("contracts")
+                    .index(i)
+                    .key("assertions")
+                    .index(j)
+            })
         })
         .unwrap_or_else(|| KeyPath::root().key("contracts"));
     r.error(
@@ -635,9 +640,17 @@ fn envelope(raw: &RawManifest, r: &mut Reporter<'_>) -> Envelope {
     let at = KeyPath::root().key("envelope");
     for (key, written, slot) in [
         ("event_id", &def.event_id, &mut envelope.event_id),
-        ("idempotency_key", &def.idempotency_key, &mut envelope.idempotency_key),
+        (
+            "idempotency_key",
+            &def.idempotency_key,
+            &mut envelope.idempotency_key,
+        ),
         ("occurred_at", &def.occurred_at, &mut envelope.occurred_at),
-        ("candidate_id", &def.candidate_id, &mut envelope.candidate_id),
+        (
+            "candidate_id",
+            &def.candidate_id,
+            &mut envelope.candidate_id,
+        ),
     ] {
         let Some(written) = written else {
             continue;
@@ -682,7 +695,10 @@ fn envelope_coverage(
             .iter()
             .map(|(key, path, _)| format!("`{path}` (the envelope's {key})"))
             .collect();
-        let mut checks: Vec<&str> = missing.iter().flat_map(|(_, _, c)| c.iter().copied()).collect();
+        let mut checks: Vec<&str> = missing
+            .iter()
+            .flat_map(|(_, _, c)| c.iter().copied())
+            .collect();
         checks.sort_unstable();
         checks.dedup();
         r.push(

@@ -187,7 +187,9 @@ impl BreakerPolicy {
         };
         BreakerPolicy {
             min_attempts: tuning.min_sample_factor.map_or(self.min_attempts, |f| {
-                (sample * f).ceil().clamp(1.0, f64::from(MIN_ATTEMPTS_CEILING)) as u32
+                (sample * f)
+                    .ceil()
+                    .clamp(1.0, f64::from(MIN_ATTEMPTS_CEILING)) as u32
             }),
             failure_run: tuning.failure_run.unwrap_or(self.failure_run),
             probe_interval: tuning
@@ -196,7 +198,10 @@ impl BreakerPolicy {
             cool_down: tuning
                 .probe_interval
                 .map_or(self.cool_down, |real| scaled(real, time_scale)),
-            probes_to_close: tuning.probes_to_close.unwrap_or(self.probes_to_close).max(1),
+            probes_to_close: tuning
+                .probes_to_close
+                .unwrap_or(self.probes_to_close)
+                .max(1),
             ..self
         }
     }

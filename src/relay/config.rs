@@ -132,12 +132,12 @@ impl RelayConfig {
                 .filter(|v| !v.is_empty())
                 .ok_or(ConfigError::Missing { name })
         };
-        let listen_text = match get("STAGEGATE_LISTEN").filter(|v| !v.is_empty()) {
+        let listen_text = match get(crate::protocol::env::LISTEN).filter(|v| !v.is_empty()) {
             Some(listen) => listen,
             None => format!("127.0.0.1:{}", required("PORT")?),
         };
         let listen = listen_text.parse().map_err(|_| ConfigError::Invalid {
-            name: "STAGEGATE_LISTEN",
+            name: crate::protocol::env::LISTEN,
             value: listen_text.clone(),
             reason: "expected IP:PORT such as 127.0.0.1:8080".into(),
         })?;
@@ -152,20 +152,20 @@ impl RelayConfig {
                     },
                 )
         };
-        let manifest_path = PathBuf::from(required("STAGEGATE_MANIFEST")?);
+        let manifest_path = PathBuf::from(required(crate::protocol::env::MANIFEST)?);
         let manifest = Manifest::load(&manifest_path)
             .map_err(|source| ConfigError::Manifest {
                 path: manifest_path.clone(),
                 source: Box::new(source),
             })?
             .value;
-        let time_scale = match get("STAGEGATE_TIME_SCALE").filter(|v| !v.is_empty()) {
+        let time_scale = match get(crate::protocol::env::TIME_SCALE).filter(|v| !v.is_empty()) {
             None => 1.0,
             Some(text) => match text.parse::<f64>() {
                 Ok(scale) if scale.is_finite() && scale > 0.0 => scale,
                 _ => {
                     return Err(ConfigError::Invalid {
-                        name: "STAGEGATE_TIME_SCALE",
+                        name: crate::protocol::env::TIME_SCALE,
                         value: text,
                         reason: "expected a number above 0, such as 60".into(),
                     });
@@ -189,30 +189,28 @@ impl RelayConfig {
             faults.insert(fault.to_owned());
         }
         let tuning_text = get(TUNING_VARIABLE).unwrap_or_default();
-        let tuning = tuning_text
-            .parse()
-            .map_err(|reason| ConfigError::Invalid {
-                name: TUNING_VARIABLE,
-                value: tuning_text.clone(),
-                reason,
-            })?;
+        let tuning = tuning_text.parse().map_err(|reason| ConfigError::Invalid {
+            name: TUNING_VARIABLE,
+            value: tuning_text.clone(),
+            reason,
+        })?;
         Ok(RelayConfig {
             listen,
-            ats_url: required("STAGEGATE_ATS_URL")?
+            ats_url: required(crate::protocol::env::ATS_URL)?
                 .trim_end_matches('/')
                 .to_owned(),
-            ats_token: required("STAGEGATE_ATS_TOKEN")?,
-            vendor_url: required("STAGEGATE_VENDOR_URL")?
+            ats_token: required(crate::protocol::env::ATS_TOKEN)?,
+            vendor_url: required(crate::protocol::env::VENDOR_URL)?
                 .trim_end_matches('/')
                 .to_owned(),
-            vendor_token: required("STAGEGATE_VENDOR_TOKEN")?,
-            vendor_secret: secret("STAGEGATE_VENDOR_WEBHOOK_SECRET")?,
-            ats_secret: secret("STAGEGATE_ATS_WEBHOOK_SECRET")?,
-            notify_url: required("STAGEGATE_NOTIFY_URL")?
+            vendor_token: required(crate::protocol::env::VENDOR_TOKEN)?,
+            vendor_secret: secret(crate::protocol::env::VENDOR_WEBHOOK_SECRET)?,
+            ats_secret: secret(crate::protocol::env::ATS_WEBHOOK_SECRET)?,
+            notify_url: required(crate::protocol::env::NOTIFY_URL)?
                 .trim_end_matches('/')
                 .to_owned(),
             manifest: Arc::new(manifest),
-            state_dir: PathBuf::from(required("STAGEGATE_STATE_DIR")?),
+            state_dir: PathBuf::from(required(crate::protocol::env::STATE_DIR)?),
             time_scale,
             faults,
             tuning,
@@ -233,22 +231,34 @@ mod tests {
     fn env(dir: &Path) -> HashMap<&'static str, String> {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/release-gate.yaml");
         HashMap::from([
-            ("STAGEGATE_LISTEN", "127.0.0.1:0".to_owned()),
-            ("STAGEGATE_ATS_URL", "http://127.0.0.1:1/".to_owned()),
-            ("STAGEGATE_ATS_TOKEN", "a".to_owned()),
-            ("STAGEGATE_VENDOR_URL", "http://127.0.0.1:2".to_owned()),
-            ("STAGEGATE_VENDOR_TOKEN", "v".to_owned()),
+            (crate::protocol::env::LISTEN, "127.0.0.1:0".to_owned()),
             (
-                "STAGEGATE_VENDOR_WEBHOOK_SECRET",
+                crate::protocol::env::ATS_URL,
+                "http://127.0.0.1:1/".to_owned(),
+            ),
+            (crate::protocol::env::ATS_TOKEN, "a".to_owned()),
+            (
+                crate::protocol::env::VENDOR_URL,
+                "http://127.0.0.1:2".to_owned(),
+            ),
+            (crate::protocol::env::VENDOR_TOKEN, "v".to_owned()),
+            (
+                crate::protocol::env::VENDOR_WEBHOOK_SECRET,
                 "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned(),
             ),
             (
-                "STAGEGATE_ATS_WEBHOOK_SECRET",
+                crate::protocol::env::ATS_WEBHOOK_SECRET,
                 "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned(),
             ),
-            ("STAGEGATE_NOTIFY_URL", "http://127.0.0.1:3".to_owned()),
-            ("STAGEGATE_MANIFEST", manifest.display().to_string()),
-            ("STAGEGATE_STATE_DIR", dir.display().to_string()),
+            (
+                crate::protocol::env::NOTIFY_URL,
+                "http://127.0.0.1:3".to_owned(),
+            ),
+            (
+                crate::protocol::env::MANIFEST,
+                manifest.display().to_string(),
+            ),
+            (crate::protocol::env::STATE_DIR, dir.display().to_string()),
         ])
     }
 
@@ -271,25 +281,25 @@ mod tests {
         // (variable, value or None to unset, expected message, why)
         let rows: [(&str, Option<&str>, &str, &str); 5] = [
             (
-                "STAGEGATE_ATS_TOKEN",
+                crate::protocol::env::ATS_TOKEN,
                 None,
                 "STAGEGATE_ATS_TOKEN is not set",
                 "a missing variable",
             ),
             (
-                "STAGEGATE_LISTEN",
+                crate::protocol::env::LISTEN,
                 Some("localhost"),
                 "expected IP:PORT",
                 "not a socket address",
             ),
             (
-                "STAGEGATE_VENDOR_WEBHOOK_SECRET",
+                crate::protocol::env::VENDOR_WEBHOOK_SECRET,
                 Some("plain"),
                 "(secret not shown)",
                 "a secret is never echoed",
             ),
             (
-                "STAGEGATE_TIME_SCALE",
+                crate::protocol::env::TIME_SCALE,
                 Some("0"),
                 "above 0",
                 "time cannot stop",

@@ -368,7 +368,12 @@ async fn attempt(
             let answer: String = answer.chars().take(REASON_CHARS).collect();
             let reason = format!(
                 "mapping_error: the ATS refused event {} ({}) with {}: {answer}",
-                shared.config.manifest.envelope.event_id_of(&event).unwrap_or("?"),
+                shared
+                    .config
+                    .manifest
+                    .envelope
+                    .event_id_of(&event)
+                    .unwrap_or("?"),
                 job.contract,
                 status.as_u16(),
             );

@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use super::RunReport;
-use crate::verdict::Verdict;
 use crate::judge::Status;
+use crate::verdict::Verdict;
 
 /// Findings shown per failed check.
 const FINDINGS_SHOWN: usize = 5;

@@ -17,10 +17,10 @@ use std::str::FromStr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::verdict::Verdict;
 use crate::judge::{CheckResult, Judgement, Status};
 use crate::run::drive::ScenarioReport;
 use crate::run::plan::Scenario;
+use crate::verdict::Verdict;
 
 /// The format of [`RunReport`]; a reader rejects a major version it does not know.
 pub const REPORT_FORMAT: &str = "stagegate.run-report/1.0";

@@ -460,7 +460,11 @@ impl DrainLimit {
 /// Waits until every expected event was applied and the ATS has been quiet for
 /// [`QUIET`], or nothing has landed for the limit's stall window, or its cap passes.
 /// Returns how many landed and whether it gave up.
-async fn wait_drained(driver: &Driver, expected: &HashSet<&str>, limit: DrainLimit) -> (usize, bool) {
+async fn wait_drained(
+    driver: &Driver,
+    expected: &HashSet<&str>,
+    limit: DrainLimit,
+) -> (usize, bool) {
     let ats = &driver.ats;
     let start = tokio::time::Instant::now();
     let cap = start + limit.cap;
@@ -486,7 +490,8 @@ async fn wait_drained(driver: &Driver, expected: &HashSet<&str>, limit: DrainLim
         if landed == expected.len() && now.duration_since(quiet_since) >= QUIET {
             return (landed, false);
         }
-        if now >= cap || (landed < expected.len() && now.duration_since(progress_at) >= limit.stall) {
+        if now >= cap || (landed < expected.len() && now.duration_since(progress_at) >= limit.stall)
+        {
             return (landed, true);
         }
         tokio::time::sleep(POLL).await;

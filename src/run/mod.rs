@@ -293,7 +293,12 @@ pub async fn execute(
             .map(|p| Arc::clone(p) as Arc<dyn drive::Restarter>),
         settle: drive::Settle::new(
             &crate::protocol::KillSwitchTolerances::new(
-                &config.manifest.raw.release_gate.kill_switch.trigger_conditions,
+                &config
+                    .manifest
+                    .raw
+                    .release_gate
+                    .kill_switch
+                    .trigger_conditions,
             ),
             config.time_scale,
         ),

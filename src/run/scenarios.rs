@@ -11,10 +11,10 @@ use super::plan::{Plan, PlannedCandidate, PlannedEvent, Scenario};
 use crate::contract::assertion::EvalContext;
 use crate::contract::ids::{IdMint, MintError};
 use crate::contract::path::FieldPath;
-use crate::protocol::KillSwitchTolerances;
 use crate::delivery::{Delivery, Perturbation};
 use crate::manifest::model::RolloutMode;
 use crate::manifest::{CandidateId, Manifest};
+use crate::protocol::KillSwitchTolerances;
 use crate::sandbox::model::{EvidencePack, Role, SandboxCandidate};
 use crate::sandbox::synth::{SynthConfig, SynthError, Synthesizer};
 use crate::sandbox::{Sandbox, in_canary_scope};
@@ -378,14 +378,15 @@ pub fn prepare(
     }
     // Which sandbox candidate each copy comes from, for the plan and the reports.
     let sources: std::cell::RefCell<HashMap<String, String>> = Default::default();
-    let copy = |candidate: &SandboxCandidate, tag: &str| -> Result<SandboxCandidate, PrepareError> {
-        let mut copy = candidate.clone();
-        copy.id = CandidateId(mint.borrow_mut().mint(&candidate.id.0, tag)?);
-        sources
-            .borrow_mut()
-            .insert(copy.id.0.clone(), candidate.id.0.clone());
-        Ok(copy)
-    };
+    let copy =
+        |candidate: &SandboxCandidate, tag: &str| -> Result<SandboxCandidate, PrepareError> {
+            let mut copy = candidate.clone();
+            copy.id = CandidateId(mint.borrow_mut().mint(&candidate.id.0, tag)?);
+            sources
+                .borrow_mut()
+                .insert(copy.id.0.clone(), candidate.id.0.clone());
+            Ok(copy)
+        };
     let drift = Drift::for_manifest(manifest);
     let tolerances =
         KillSwitchTolerances::new(&manifest.raw.release_gate.kill_switch.trigger_conditions);
@@ -499,14 +500,21 @@ pub fn prepare(
                         .iter()
                         .filter(|e| drift.apply(e.contract.as_str(), &mut e.payload.clone()))
                         .count();
-                    sample.extend(events.into_iter().map(|e| (e.contract.as_str().to_owned(), e.payload)));
+                    sample.extend(
+                        events
+                            .into_iter()
+                            .map(|e| (e.contract.as_str().to_owned(), e.payload)),
+                    );
                     driftable.push(n);
                 }
                 if driftable.iter().all(|n| *n == 0) {
-                    let reason = drift
-                        .nothing_to_drift(&sample)
-                        .unwrap_or_else(|| "no sandbox candidate sends a payload that can drift".to_owned());
-                    prepared.plan.skipped.push(super::plan::SkippedScenario { scenario, reason });
+                    let reason = drift.nothing_to_drift(&sample).unwrap_or_else(|| {
+                        "no sandbox candidate sends a payload that can drift".to_owned()
+                    });
+                    prepared
+                        .plan
+                        .skipped
+                        .push(super::plan::SkippedScenario { scenario, reason });
                     continue;
                 }
                 let (mut refusals, mut set) = (0, 0);

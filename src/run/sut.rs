@@ -59,24 +59,36 @@ impl SutEnv {
     /// The variables, as `(name, value)` pairs.
     pub fn vars(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("STAGEGATE_LISTEN", self.listen.to_string()),
+            (crate::protocol::env::LISTEN, self.listen.to_string()),
             ("PORT", self.listen.port().to_string()),
-            ("STAGEGATE_ATS_URL", self.ats_url.clone()),
-            ("STAGEGATE_ATS_TOKEN", self.ats_token.clone()),
-            ("STAGEGATE_VENDOR_URL", self.vendor_url.clone()),
-            ("STAGEGATE_VENDOR_TOKEN", self.vendor_token.clone()),
+            (crate::protocol::env::ATS_URL, self.ats_url.clone()),
+            (crate::protocol::env::ATS_TOKEN, self.ats_token.clone()),
+            (crate::protocol::env::VENDOR_URL, self.vendor_url.clone()),
             (
-                "STAGEGATE_VENDOR_WEBHOOK_SECRET",
+                crate::protocol::env::VENDOR_TOKEN,
+                self.vendor_token.clone(),
+            ),
+            (
+                crate::protocol::env::VENDOR_WEBHOOK_SECRET,
                 self.vendor_webhook_secret.clone(),
             ),
             (
-                "STAGEGATE_ATS_WEBHOOK_SECRET",
+                crate::protocol::env::ATS_WEBHOOK_SECRET,
                 self.ats_webhook_secret.clone(),
             ),
-            ("STAGEGATE_NOTIFY_URL", self.notify_url.clone()),
-            ("STAGEGATE_MANIFEST", self.manifest.display().to_string()),
-            ("STAGEGATE_STATE_DIR", self.state_dir.display().to_string()),
-            ("STAGEGATE_TIME_SCALE", self.time_scale.to_string()),
+            (crate::protocol::env::NOTIFY_URL, self.notify_url.clone()),
+            (
+                crate::protocol::env::MANIFEST,
+                self.manifest.display().to_string(),
+            ),
+            (
+                crate::protocol::env::STATE_DIR,
+                self.state_dir.display().to_string(),
+            ),
+            (
+                crate::protocol::env::TIME_SCALE,
+                self.time_scale.to_string(),
+            ),
         ]
     }
 
@@ -399,18 +411,18 @@ mod tests {
             .map(|(name, _)| name)
             .collect();
         for expected in [
-            "STAGEGATE_LISTEN",
+            crate::protocol::env::LISTEN,
             "PORT",
-            "STAGEGATE_ATS_URL",
-            "STAGEGATE_ATS_TOKEN",
-            "STAGEGATE_VENDOR_URL",
-            "STAGEGATE_VENDOR_TOKEN",
-            "STAGEGATE_VENDOR_WEBHOOK_SECRET",
-            "STAGEGATE_ATS_WEBHOOK_SECRET",
-            "STAGEGATE_NOTIFY_URL",
-            "STAGEGATE_MANIFEST",
-            "STAGEGATE_STATE_DIR",
-            "STAGEGATE_TIME_SCALE",
+            crate::protocol::env::ATS_URL,
+            crate::protocol::env::ATS_TOKEN,
+            crate::protocol::env::VENDOR_URL,
+            crate::protocol::env::VENDOR_TOKEN,
+            crate::protocol::env::VENDOR_WEBHOOK_SECRET,
+            crate::protocol::env::ATS_WEBHOOK_SECRET,
+            crate::protocol::env::NOTIFY_URL,
+            crate::protocol::env::MANIFEST,
+            crate::protocol::env::STATE_DIR,
+            crate::protocol::env::TIME_SCALE,
         ] {
             assert!(names.contains(&expected), "{expected}");
         }

@@ -52,9 +52,9 @@ use super::people::{PersonGenerator, Stream};
 use super::profiles::{self, ProfileError};
 use super::{SandboxError, derive_rng, scope};
 use crate::contract::ids::{IdMint, IdRules, path_safe};
-use profiles::{ProfileCatalog, UsableProfile};
 use crate::manifest::{ExpectedEvent, Manifest};
 use crate::suggest::did_you_mean;
+use profiles::{ProfileCatalog, UsableProfile};
 pub use read::{ParseError, Place};
 
 /// The format version this stagegate writes and reads.

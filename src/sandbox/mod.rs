@@ -72,7 +72,9 @@ pub enum SandboxError {
     #[error("no id for an out-of-scope control candidate")]
     ControlId(#[source] MintError),
     /// The manifest has no contract and no candidate, so controls have no flow.
-    #[error("the out-of-scope control candidates cannot be given a flow: the manifest has no contract to send")]
+    #[error(
+        "the out-of-scope control candidates cannot be given a flow: the manifest has no contract to send"
+    )]
     NoControlFlow,
     /// Every location the sandbox knows is excluded from the canary scope.
     #[error(

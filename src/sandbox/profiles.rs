@@ -304,10 +304,7 @@ impl ProfileError {
     }
 
     /// The error for a name none of `names` is, with a suggestion when one is close.
-    pub fn unknown_among<'a>(
-        profile: &str,
-        names: impl Iterator<Item = &'a str> + Clone,
-    ) -> Self {
+    pub fn unknown_among<'a>(profile: &str, names: impl Iterator<Item = &'a str> + Clone) -> Self {
         let hint = did_you_mean(profile, names.clone())
             .map(|s| format!(" (did you mean `{s}`?)"))
             .unwrap_or_default();

@@ -59,12 +59,12 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::model::{EvidenceCheck, EvidencePack, SandboxCandidate};
-use crate::contract::regex_gen::RegexSampler;
 use super::{derive_rng_bytes, hex};
 use crate::contract::assertion::{
     AssertionKind, CmpOp, EvalContext, Format, Operand, Predicate, render_value,
 };
 use crate::contract::path::FieldPath;
+use crate::contract::regex_gen::RegexSampler;
 use crate::contract::{Contract, ContractName, ContractSet};
 use crate::manifest::{CandidateId, Envelope, ExpectedEvent};
 

@@ -47,7 +47,10 @@ fn passes_everything(manifest: &str, seeds: std::ops::RangeInclusive<u64>) {
             );
         }
         for scenario in report["scenarios"].as_array().expect("scenarios") {
-            assert_eq!(scenario["landed"], scenario["should_land"], "{manifest}: {scenario}");
+            assert_eq!(
+                scenario["landed"], scenario["should_land"],
+                "{manifest}: {scenario}"
+            );
         }
         assert!(
             report.get("skipped_scenarios").is_none(),
@@ -110,7 +113,11 @@ fn defects_are_blocked_on_a_background_check_manifest() {
         FIXTURES[0],
         &[(
             "rewrite_key",
-            &["idempotency.key_stable", "delivery.no_loss", "observability.log_fields"],
+            &[
+                "idempotency.key_stable",
+                "delivery.no_loss",
+                "observability.log_fields",
+            ],
         )],
     );
 }
@@ -189,6 +196,10 @@ fn datasets_are_generated_from_each_manifest() {
             &format!("json={}", report.display()),
         ])
         .run();
-        assert_eq!(out.code, 0, "{manifest_path}\n{}\n{}", out.stdout, out.stderr);
+        assert_eq!(
+            out.code, 0,
+            "{manifest_path}\n{}\n{}",
+            out.stdout, out.stderr
+        );
     }
 }

@@ -14,7 +14,13 @@ use crate::util::Stagegate;
 
 /// Runs the gate against the relay with `faults`, returning the report.
 fn gate(faults: &str, scenarios: &[&str], seed: u64) -> (i32, Value) {
-    gate_on(SEED_MANIFEST, &relay_with(faults, ""), faults.is_empty(), scenarios, seed)
+    gate_on(
+        SEED_MANIFEST,
+        &relay_with(faults, ""),
+        faults.is_empty(),
+        scenarios,
+        seed,
+    )
 }
 
 /// The seed manifest, which most rows judge with.

@@ -230,7 +230,9 @@ impl<'r, 'a> Replay<'r, 'a> {
             if !seen.insert(id) {
                 continue;
             }
-            let Some(occurred) = body_at(record, &run.manifest.envelope.occurred_at).and_then(parse_time) else {
+            let Some(occurred) =
+                body_at(record, &run.manifest.envelope.occurred_at).and_then(parse_time)
+            else {
                 continue;
             };
             let key = (event.candidate.as_str(), event.contract.as_str());

@@ -20,10 +20,10 @@ use super::{
     window_finding,
 };
 use crate::judge::run::{Outcome, Run};
+use crate::observe::Record;
 use crate::protocol::{
     KillSwitchTolerances, PROBE_ALLOWANCE, PROBE_CALLS_PER_REAL_MINUTE, probe_limit,
 };
-use crate::observe::Record;
 
 /// `kill_switch.trips`.
 pub(crate) fn check(run: &Run<'_>) -> Outcome {
