@@ -28,7 +28,7 @@ mod run;
 mod sequence;
 mod signature;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
 use std::fmt;
 
@@ -402,6 +402,64 @@ mod tests {
             canary.reason
         );
         assert_eq!(judgement.verdict, Verdict::Warn, "only a warn check failed");
+    }
+
+    #[test]
+    fn a_required_check_that_skips_blocks_and_says_so() {
+        // The clean run has no out-of-scope candidate, so canary.scope cannot be judged.
+        let manifest = manifest_edited(
+            "observability:",
+            "checks:\n  canary.scope: {required: true}\nobservability:",
+        );
+        let clean = clean();
+        let judgement = judge(&manifest, &clean.plan, clean.log.records());
+        let canary = judgement.check("canary.scope").expect("judged");
+        assert_eq!(canary.status, Status::Skip);
+        assert!(canary.required && canary.blocks_as_skip());
+        assert_eq!(
+            judgement.verdict,
+            Verdict::Blocked,
+            "a required skip blocks"
+        );
+        assert_eq!(
+            judgement
+                .required_skips()
+                .map(|c| c.id.as_str())
+                .collect::<Vec<_>>(),
+            ["canary.scope"]
+        );
+
+        // Without the setting the same run passes; --require-all blocks it again.
+        let mut judgement = judge(
+            &super::test_support::manifest(),
+            &clean.plan,
+            clean.log.records(),
+        );
+        assert_eq!(judgement.verdict, Verdict::Pass);
+        judgement.require_all();
+        assert_eq!(judgement.verdict, Verdict::Blocked);
+        assert!(judgement.required_skips().count() >= 1);
+    }
+
+    #[test]
+    fn findings_name_the_candidate_a_copy_was_made_from() {
+        let manifest = manifest();
+        let mut clean = clean();
+        for candidate in &mut clean.plan.candidates {
+            candidate.source = format!("SRC_{}", candidate.candidate);
+        }
+        let event = clean.events[0].clone();
+        clean.log.attempt(&event, 1, Some(200), 4000.0);
+        let judgement = judge(&manifest, &clean.plan, clean.log.records());
+        let finding = &judgement
+            .check("delivery.ack_sla")
+            .expect("judged")
+            .findings[0];
+        let copy = finding.candidate.as_deref().expect("a candidate");
+        assert_eq!(
+            finding.source_candidate.as_deref(),
+            Some(format!("SRC_{copy}").as_str())
+        );
     }
 
     #[test]

@@ -538,6 +538,34 @@ impl Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tuning_parses_and_moves_the_policy_within_reason() {
+        let tuning: BreakerTuning = "min_sample=2, run=off, probe_secs=20, probes_to_close=1"
+            .parse()
+            .expect("parses");
+        let policy = BreakerPolicy::from_kill_switch(&seed_switch(), 60.0).tuned(&tuning, 60.0);
+        assert_eq!(policy.min_attempts, 100, "2 × ceil(100 / 2 %)");
+        assert_eq!(policy.failure_run, None);
+        assert_eq!(policy.probe_interval, Duration::from_secs_f64(20.0 / 60.0));
+        assert_eq!(policy.probes_to_close, 1);
+        let untouched = BreakerPolicy::from_kill_switch(&seed_switch(), 60.0);
+        assert_eq!(
+            untouched.clone().tuned(&BreakerTuning::default(), 60.0),
+            untouched
+        );
+        // (text, what the error says, why)
+        let rows = [
+            ("min_sample", "is not key=value", "no value"),
+            ("min_sample=-1", "needs a positive factor", "negative"),
+            ("run=maybe", "a whole number or `off`", "not a number"),
+            ("speed=2", "unknown key `speed`", "unknown key"),
+        ];
+        for (text, says, why) in rows {
+            let err = text.parse::<BreakerTuning>().expect_err(why);
+            assert!(err.contains(says), "{why}: {err}");
+        }
+    }
     use proptest::prelude::*;
 
     fn policy() -> BreakerPolicy {

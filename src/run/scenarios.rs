@@ -672,3 +672,98 @@ fn perturbation(scenario: Scenario, forged: bool, index: usize) -> Perturbation 
         _ => Perturbation::None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::judge::test_support::{manifest, manifest_edited};
+
+    fn identity_event() -> serde_json::Value {
+        serde_json::json!({
+            "type": "identity.verification.completed",
+            "event_id": "evt_1", "idempotency_key": "idk_1",
+            "occurred_at": "2026-05-18T09:00:00Z", "correlation_id": "cor_1",
+            "ats_candidate_id": "CAND_canary_001",
+            "verification": {"session_id": "ses_1", "result": "passed", "risk_tier": "low"},
+            "evidence_pack": {"url": "https://vendor.example/ep/1"}
+        })
+    }
+
+    #[test]
+    fn drift_prefers_a_nested_rename_and_never_touches_the_envelope() {
+        let manifest = manifest();
+        let drift = Drift::for_manifest(&manifest);
+        let mut payload = identity_event();
+        assert!(drift.apply("identity.verification.completed", &mut payload));
+        assert!(payload.pointer("/verification/session_id").is_none());
+        assert!(payload.pointer("/verification/session_id_v2").is_some());
+        for kept in [
+            "event_id",
+            "idempotency_key",
+            "occurred_at",
+            "ats_candidate_id",
+            "type",
+        ] {
+            assert_eq!(payload[kept], identity_event()[kept], "{kept}");
+        }
+    }
+
+    #[test]
+    fn drift_falls_back_to_flat_renames_enums_and_types_then_gives_up() {
+        // (what the contract requires beyond the envelope, what drifts, why)
+        let envelope = "      - event_id\n      - idempotency_key\n      - occurred_at\n      - ats_candidate_id\n";
+        let manifest = manifest_edited(
+            "      - event_id\n      - idempotency_key\n      - occurred_at\n      - correlation_id\n      - ats_candidate_id\n      - verification.session_id\n      - verification.result\n      - verification.risk_tier\n      - evidence_pack.url\n",
+            &format!("{envelope}      - correlation_id\n"),
+        );
+        let drift = Drift::for_manifest(&manifest);
+        let mut payload = identity_event();
+        assert!(drift.apply("identity.verification.completed", &mut payload));
+        assert!(
+            payload.get("correlation_id").is_none(),
+            "a flat rename: {payload}"
+        );
+        assert!(payload.get("correlation_id_v2").is_some());
+
+        // Nothing but the envelope and an optional field: enums still drift.
+        let only_envelope = manifest_edited(
+            "      - event_id\n      - idempotency_key\n      - occurred_at\n      - correlation_id\n      - ats_candidate_id\n      - verification.session_id\n      - verification.result\n      - verification.risk_tier\n      - evidence_pack.url\n",
+            envelope,
+        );
+        let drift = Drift::for_manifest(&only_envelope);
+        let mut payload = identity_event();
+        assert!(drift.apply("identity.verification.completed", &mut payload));
+        assert_eq!(
+            payload.pointer("/verification/result"),
+            Some(&serde_json::json!("passed_v2"))
+        );
+
+        // A type change turns numbers into strings and strings into numbers.
+        let mut score = serde_json::json!({"assessment": {"score": 80, "language": "rust"}});
+        let path = |p: &str| FieldPath::parse(p).expect("path");
+        assert!(drift_field(
+            &mut score,
+            &path("assessment.score"),
+            DriftKind::TypeChange
+        ));
+        assert!(drift_field(
+            &mut score,
+            &path("assessment.language"),
+            DriftKind::TypeChange
+        ));
+        assert_eq!(
+            score,
+            serde_json::json!({"assessment": {"score": "80", "language": 12345}})
+        );
+        assert!(!drift_field(
+            &mut score,
+            &path("assessment.absent"),
+            DriftKind::TypeChange
+        ));
+
+        // An envelope-only payload of an unknown contract drifts nothing, and says why.
+        let sample = vec![("no.such.contract".to_owned(), serde_json::json!({}))];
+        let reason = drift.nothing_to_drift(&sample).expect("nothing to drift");
+        assert!(reason.starts_with("nothing to drift"), "{reason}");
+    }
+}

@@ -423,6 +423,49 @@ mod tests {
     }
 
     #[test]
+    fn a_manifest_of_another_domain_gets_its_own_and_derived_profiles() {
+        // The seed's contracts renamed: no built-in profile can be expressed.
+        let text = SEED
+            .replace("identity.verification.completed", "report.completed")
+            .replace("assessment.score.posted", "score.ready")
+            .replace("low-risk-fast-path", "clear-fast")
+            .replace("step-up-manual-review", "consider")
+            .replace("retake-flow", "consider-retake");
+        let manifest = Manifest::from_text(Path::new("m.yaml"), &text)
+            .expect("loads")
+            .value;
+        let catalog = ProfileCatalog::for_manifest(&manifest);
+        let names: Vec<&str> = catalog.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "clear-fast",
+                "consider",
+                "consider-retake",
+                "derived-low",
+                "derived-high"
+            ],
+            "the manifest's own, then a derived profile for each tier without one"
+        );
+        let consider = catalog.get("consider").expect("defined by example");
+        assert_eq!(consider.sequence.len(), 1);
+        assert_eq!(
+            consider.risk_tier,
+            RiskTier::Medium,
+            "no tier value in its sequence"
+        );
+        let derived = catalog.get("derived-high").expect("derived");
+        assert_eq!(derived.sequence.len(), 2, "one event of each contract");
+        assert!(matches!(
+            catalog.get("low-risk-fast-path"),
+            Err(ProfileError::Unexpressible { .. })
+        ));
+        for tier in [RiskTier::Low, RiskTier::Medium, RiskTier::High] {
+            assert!(catalog.of_tier(tier).next().is_some(), "{tier:?}");
+        }
+    }
+
+    #[test]
     fn every_tier_has_a_profile_and_names_are_unique() {
         for tier in [RiskTier::Low, RiskTier::Medium, RiskTier::High] {
             assert!(of_tier(tier).next().is_some(), "{tier:?}");
