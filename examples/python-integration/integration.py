@@ -419,6 +419,10 @@ class Breaker:
         self.opened_at, self.next_probe = now, now + self.probe_interval
         return why
 
+    def restore_open(self, now):
+        """Opens it as a restarted process found it announced: probing from now on."""
+        self.opened_at = self.next_probe = now
+
     def probe_wait(self, now):
         """Seconds until the next probe is due (0: now); 0 while closed."""
         return max(0.0, self.next_probe - now) if self.is_open else 0.0
@@ -482,10 +486,26 @@ class Notifier(threading.Thread):
 
 
 class KillSwitch:
-    """The breaker on the real clock, announcing every change in the log and to the channels."""
+    """The breaker on the real clock, announcing every change in the log and to the channels.
 
-    def __init__(self, breaker, notifier, log, clock=time.monotonic):
+    What the channels were last told is kept in the state folder (`store`): a process
+    SIGKILLed while tripped starts again tripped and probing, so that the channels
+    that heard `tripped` also hear `reset`, even if the ATS recovers before the new
+    process sees enough failures to trip on its own.
+    """
+
+    def __init__(self, breaker, notifier, log, store=None, clock=time.monotonic):
         self.breaker, self.notifier, self.log, self.clock = breaker, notifier, log, clock
+        self.store = store
+        if store is not None and store.switch_state() == "tripped":
+            self.breaker.restore_open(self.clock())
+            self.log.write({"ts": now_rfc3339(), "msg": "kill_switch", "state": "tripped",
+                            "reason": "it was tripped when this process last stopped"})
+
+    def announce(self, state, text):
+        if self.store is not None:
+            self.store.set_switch_state(state)  # before the channels hear it
+        self.notifier.send(state, text)
 
     @property
     def is_open(self):
@@ -499,7 +519,7 @@ class KillSwitch:
                     "the ATS recovers.")
             self.log.write({"ts": now_rfc3339(), "msg": "kill_switch", "state": "tripped",
                             "reason": why})
-            self.notifier.send("tripped", text)
+            self.announce("tripped", text)
 
     def probe_wait(self):
         return self.breaker.probe_wait(self.clock())
@@ -510,7 +530,7 @@ class KillSwitch:
                         "status": status, "closed": closed})
         if closed:
             self.log.write({"ts": now_rfc3339(), "msg": "kill_switch", "state": "reset"})
-            self.notifier.send("reset", f"{self.notifier.name_of_switch}: reset, a probe "
+            self.announce("reset", f"{self.notifier.name_of_switch}: reset, a probe "
                                "found the ATS answering. ATS writes resume; the queue "
                                "replays in per-candidate order.")
 
@@ -537,6 +557,8 @@ class Queue:
             candidate TEXT NOT NULL, contract TEXT NOT NULL, body TEXT NOT NULL,
             received_at TEXT NOT NULL, outcome TEXT, processed_at TEXT)""")
         self.db.execute("CREATE INDEX IF NOT EXISTS pending ON events (outcome, seq)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS switch ("
+                        "id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL)")
 
     def accept(self, key, candidate, contract, body, received_at):
         """True when queued, False for a known idempotency key."""
@@ -559,6 +581,16 @@ class Queue:
         with self.lock:
             self.db.execute("UPDATE events SET outcome = ?, processed_at = ? WHERE seq = ?",
                             (outcome, processed_at, seq))
+
+    def switch_state(self):
+        """What the kill switch last announced ("tripped", "reset"), or None."""
+        with self.lock:
+            row = self.db.execute("SELECT state FROM switch WHERE id = 1").fetchone()
+            return row[0] if row else None
+
+    def set_switch_state(self, state):
+        with self.lock:
+            self.db.execute("INSERT OR REPLACE INTO switch (id, state) VALUES (1, ?)", (state,))
 
 
 # --- the worker: queue -> ATS --------------------------------------------------------
@@ -797,7 +829,8 @@ def serve(env):
     http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     notifier = Notifier(config, log, http)
     breaker = Breaker(config["rate_pct"], config["mapping_max"], config["time_scale"])
-    worker = Worker(config, queue, log, stopping, KillSwitch(breaker, notifier, log), http)
+    switch = KillSwitch(breaker, notifier, log, store=queue)
+    worker = Worker(config, queue, log, stopping, switch, http)
     server = Server(config["listen"], Handler)
     server.app = (config, queue, log, worker)
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -370,6 +370,35 @@ class KillSwitchNotices(unittest.TestCase):
                                 ("kill_switch_probe", True), ("kill_switch", "reset")])
 
 
+    def test_a_process_killed_while_tripped_starts_tripped_and_resets(self):
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "q.sqlite3")
+            clock, recorder = [0.0], Recorder()
+            switch = integration.KillSwitch(integration.Breaker(2, 10, 60), recorder, recorder,
+                                            store=integration.Queue(path),
+                                            clock=lambda: clock[0])
+            for _ in range(5):
+                switch.record(integration.FAILED)
+            self.assertEqual(switch.store.switch_state(), "tripped", "kept before it is told")
+            switch.store.db.close()  # SIGKILL: nothing else survives
+
+            restarted, recorder = Recorder(), Recorder()
+            switch = integration.KillSwitch(integration.Breaker(2, 10, 60), recorder, recorder,
+                                            store=integration.Queue(path),
+                                            clock=lambda: clock[0])
+            self.assertTrue(switch.is_open, "it starts as the channels last heard it")
+            self.assertEqual(switch.probe_wait(), 0.0, "and probes at once")
+            self.assertEqual(recorder.sent, [], "the channels already know it tripped")
+            switch.probe_finished(True, 200)
+            self.assertEqual([state for state, _ in recorder.sent], ["reset"])
+            self.assertEqual(switch.store.switch_state(), "reset")
+            switch.store.db.close()
+            fresh = integration.KillSwitch(integration.Breaker(2, 10, 60), restarted, restarted,
+                                           store=integration.Queue(path))
+            self.assertFalse(fresh.is_open, "after a reset, a restart starts closed")
+            fresh.store.db.close()
+
+
 class Times(unittest.TestCase):
     def test_parse_time(self):
         older = integration.parse_time("2026-05-18T09:00:00Z")
