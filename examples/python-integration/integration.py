@@ -22,7 +22,8 @@ would:
   holds 1.5 x ceil(100 / pct) calls, on a run of 5 failed calls, or on more than the
   manifest's count of 422s over 10 minutes; it then writes nothing, probes the ATS
   with one read every 20 s, closes on the first good probe, and tells every
-  notify_channels channel `tripped` and `reset`; the queue replays after the reset;
+  notify_channels channel `tripped` and `reset` (what it said survives a restart);
+  the queue replays after the reset;
 * prints one JSON line per event received and per event processed, with the
   manifest's log_fields_required and never the candidate's name or e-mail.
 
