@@ -19,11 +19,11 @@ would:
   /v1/exceptions, owned by the contract's ticket_owner), never retried forever;
 * a kill switch of its own design (`Breaker`, §6): it counts every ATS call, trips
   on the manifest's failure rate over a sliding 5-minute window once that window
-  holds 1.5 x ceil(100 / pct) calls, on a run of 5 failed calls, or on more than the
-  manifest's count of 422s over 10 minutes; it then writes nothing, probes the ATS
-  with one read every 20 s, closes on the first good probe, and tells every
-  notify_channels channel `tripped` and `reset` (what it said survives a restart);
-  the queue replays after the reset;
+  holds 1.5 x ceil(100 / pct) calls and 4 failures, on a run of 5 failed calls, or
+  on more than the manifest's count of 422s over 10 minutes; it then writes
+  nothing, probes the ATS with one read every 20 s, closes on the first good probe,
+  and tells every notify_channels channel `tripped` and `reset` (what it said
+  survives a restart); the queue replays after the reset;
 * prints one JSON line per event received and per event processed, with the
   manifest's log_fields_required and never the candidate's name or e-mail.
 
@@ -63,7 +63,10 @@ ATS_TIMEOUT = 5.0  # seconds one ATS call may take
 FAILURE_WINDOW = 5 * 60.0  # the manifest's ..._over_5m
 MAPPING_WINDOW = 10 * 60.0  # the manifest's ..._over_10m
 PROBE_INTERVAL = 20.0  # one probe (a read) per 20 s while tripped: 3 calls a minute
-MIN_SAMPLE_FACTOR = 1.5  # the rate rule waits for 1.5 x ceil(100 / pct) calls
+MIN_SAMPLE_FACTOR = 1.5  # the rate rule waits for 1.5 x ceil(100 / pct) calls...
+MIN_FAILURES = 4  # ...and for 4 failures: fewer can top the threshold by where the
+# window happens to start (2 failures 67 calls apart are 2.9 % of 68 calls, while one
+# call in 67 failing is 1.5 %); 4 failures one period apart never do at 0.75 x pct
 SHORTEST_RUN = 5  # failed calls in a row that trip on their own...
 RUN_FALSE_ALARM = 1e-8  # ...or more, while such a run is likelier than this at the threshold
 NOTIFY_ATTEMPTS, NOTIFY_FIRST_RETRY, NOTIFY_TIMEOUT = 4, 0.1, 2.0
@@ -364,8 +367,9 @@ class Breaker:
     Closed, it counts every ATS call in two sliding windows (the failure window, 5
     minutes scaled, and the mapping window, 10 minutes scaled) and trips on the call
     that makes one rule true: the rate (more than rate_pct % of the window's calls
-    failed, once it holds `min_sample` calls), the run (the last `run_length` calls
-    all failed) or the mapping errors (more than `mapping_max` 422s). Open, it counts
+    failed, once it holds `min_sample` calls and MIN_FAILURES failures), the run (the
+    last `run_length` calls all failed) or the mapping errors (more than
+    `mapping_max` 422s). Open, it counts
     nothing: `probe_wait` says when the next probe is due, one per probe interval,
     and the first good probe closes it with empty windows.
     """
@@ -406,7 +410,8 @@ class Breaker:
         if kind == MAPPING_ERROR:
             self.mapping.append(now)
         calls = len(self.calls)
-        if calls >= self.min_sample and self.failures * 100 > self.rate_pct * calls:
+        if (calls >= self.min_sample and self.failures >= MIN_FAILURES
+                and self.failures * 100 > self.rate_pct * calls):
             why = (f"{self.failures} of {calls} ATS calls failed "
                    f"({self.failures * 100 / calls:.1f}%) over the 5-minute window, "
                    f"above the {self.rate_pct:g}% threshold")
@@ -571,7 +576,8 @@ class Queue:
             return cursor.rowcount == 1
 
     def next(self):
-        """The oldest event with work left: (seq, candidate, contract, body, received_at, outcome)."""
+        """The oldest event with work left: (seq, candidate, contract, body, received_at,
+        outcome)."""
         with self.lock:
             return self.db.execute(
                 "SELECT seq, candidate, contract, body, received_at, outcome FROM events"
