@@ -590,7 +590,8 @@ fn relay(ui: &mut Ui) -> ExitCode {
         .as_ref()
         .map(|o| o.log_fields_required.clone())
         .unwrap_or_default();
-    let log = RelayLog::new(Box::new(io::stdout()), required);
+    let log = RelayLog::new(Box::new(io::stdout()), required)
+        .with_envelope(config.manifest.envelope.clone());
     runtime.block_on(async {
         let relay = match Relay::start(config, log.clone()).await {
             Ok(relay) => relay,

@@ -27,11 +27,11 @@ impl ExitCode {
     }
 }
 
-impl From<crate::check::Verdict> for ExitCode {
-    fn from(verdict: crate::check::Verdict) -> Self {
+impl From<crate::verdict::Verdict> for ExitCode {
+    fn from(verdict: crate::verdict::Verdict) -> Self {
         match verdict {
-            crate::check::Verdict::Pass | crate::check::Verdict::Warn => ExitCode::Pass,
-            crate::check::Verdict::Blocked => ExitCode::Blocked,
+            crate::verdict::Verdict::Pass | crate::verdict::Verdict::Warn => ExitCode::Pass,
+            crate::verdict::Verdict::Blocked => ExitCode::Blocked,
         }
     }
 }

@@ -30,6 +30,7 @@
 //! report.finish(checker.summary()).expect("stdout");
 //! ```
 
+pub mod catalog;
 pub mod check;
 pub mod cli;
 pub mod contract;
@@ -39,9 +40,11 @@ pub mod judge;
 pub mod manifest;
 pub mod mock;
 pub mod observe;
+pub mod protocol;
 pub mod relay;
 pub mod report;
 pub mod run;
 pub mod sandbox;
 pub mod serve;
 pub mod suggest;
+pub mod verdict;

@@ -567,6 +567,7 @@ async fn fire(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
         seed: flow_seed(admin.seed, flow),
         anchor: chrono::Utc::now() - chrono::TimeDelta::hours(1),
         vendor_base_url: admin.vendor_url.clone(),
+        envelope: admin.manifest.envelope.clone(),
     };
     let events = match Synthesizer::new(&admin.manifest.contracts, synth).synthesize_flow(candidate)
     {

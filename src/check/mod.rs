@@ -13,7 +13,7 @@ use std::io::{self, Read};
 use std::path::PathBuf;
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::contract::assertion::{EvalContext, StableTracker};
@@ -63,30 +63,7 @@ pub struct PayloadViolation {
     pub assertion: Option<String>,
 }
 
-/// What a release gate does with the result.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Nothing broke.
-    Pass,
-    /// Only `warn` contracts broke.
-    Warn,
-    /// A `block-release` rule broke.
-    Blocked,
-}
-
-impl Verdict {
-    /// The verdict's name in reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Pass => "pass",
-            Verdict::Warn => "warn",
-            Verdict::Blocked => "blocked",
-        }
-    }
-}
+pub use crate::verdict::Verdict;
 
 /// Receives violations in input order.
 pub trait ViolationSink {

@@ -77,9 +77,14 @@ pub struct GateArgs {
     /// integration as STAGEGATE_TIME_SCALE).
     #[arg(long, default_value_t = 60.0, value_name = "FACTOR")]
     pub time_scale: f64,
-    /// How long a scenario may take for everything to land, in seconds.
+    /// A scenario gives up waiting for events to land once none has landed for
+    /// this long, in seconds (it waits as long as events keep landing).
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     pub drain_deadline: f64,
+    /// The most a scenario may take to drain in all, in seconds, however steadily
+    /// events land.
+    #[arg(long, default_value_t = 1800.0, value_name = "SECONDS")]
+    pub drain_cap: f64,
     /// How long the integration may take to answer GET /healthz, in seconds.
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub ready_timeout: f64,
@@ -103,6 +108,10 @@ pub struct GateArgs {
     /// Failed-check findings shown in the terminal summary.
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub max_shown: usize,
+    /// Every check must be judged: a check that skips blocks the release (as
+    /// `checks: {ID: {required: true}}` does for one check).
+    #[arg(long)]
+    pub require_all: bool,
     /// Where the mocks listen and their tokens (for `--sut-url` integrations).
     #[command(flatten)]
     pub mocks: MockArgs,
@@ -119,6 +128,7 @@ struct GateRun {
     replay: String,
     manifest_display: String,
     max_shown: usize,
+    require_all: bool,
 }
 
 /// Why the arguments cannot make a run.
@@ -181,7 +191,10 @@ impl GateRun {
         if !(args.time_scale >= 1.0 && args.time_scale.is_finite()) {
             return Err(ArgsError::TimeScale(args.time_scale));
         }
-        let drain_deadline = seconds("drain-deadline", args.drain_deadline)?;
+        let drain = crate::run::drive::DrainLimit {
+            stall: seconds("drain-deadline", args.drain_deadline)?,
+            cap: seconds("drain-cap", args.drain_cap)?,
+        };
         let ready_timeout = seconds("ready-timeout", args.ready_timeout)?;
         let mut seen = std::collections::HashSet::new();
         if let Some(dup) = args.reports.iter().find(|r| !seen.insert(r.path.clone())) {
@@ -256,7 +269,7 @@ impl GateRun {
                 scenarios,
                 out_dir,
                 time_scale: args.time_scale,
-                drain_deadline,
+                drain,
                 ready_timeout,
                 mocks: args.mocks.config(args.seed),
                 ack_sla,
@@ -271,6 +284,7 @@ impl GateRun {
             replay,
             manifest_display: request.manifest.display().to_string(),
             max_shown: args.max_shown,
+            require_all: args.require_all,
         })
     }
 }
@@ -291,6 +305,9 @@ fn replay_command(selection: &[String], args: &GateArgs) -> String {
     }
     if args.time_scale != 60.0 {
         words.push(format!("--time-scale {}", args.time_scale));
+    }
+    if args.require_all {
+        words.push("--require-all".to_owned());
     }
     words.join(" ")
 }
@@ -412,7 +429,10 @@ fn gate(
         }
     };
     let judged = Instant::now();
-    let judgement = crate::judge::judge(&gate.config.manifest, &output.plan, &output.records);
+    let mut judgement = crate::judge::judge(&gate.config.manifest, &output.plan, &output.records);
+    if gate.require_all {
+        judgement.require_all();
+    }
     let judge_ms = judged.elapsed().as_millis() as u64;
     let mut report =
         build_report(&gate, &output, judge_ms, started.elapsed()).with_judgement(judgement);
@@ -453,7 +473,7 @@ fn gate(
     if failed_writes {
         // A gate whose reports were lost must not look green to CI.
         return match report.verdict {
-            crate::check::Verdict::Blocked => ExitCode::Blocked,
+            crate::verdict::Verdict::Blocked => ExitCode::Blocked,
             _ => ExitCode::Usage,
         };
     }
@@ -524,7 +544,7 @@ fn build_report(gate: &GateRun, output: &RunOutput, judge_ms: u64, total: Durati
     let file = |name: &str| dir.join(name).display().to_string();
     RunReport {
         format: REPORT_FORMAT.to_owned(),
-        verdict: crate::check::Verdict::Pass,
+        verdict: crate::verdict::Verdict::Pass,
         seed: gate.config.seed,
         run_id: output.run_id.clone(),
         change_id: gate.config.manifest.raw.release_gate.change_id.clone(),
@@ -537,6 +557,7 @@ fn build_report(gate: &GateRun, output: &RunOutput, judge_ms: u64, total: Durati
             },
         },
         scenarios: output.scenarios.clone(),
+        skipped_scenarios: output.plan.skipped.clone(),
         checks: Vec::new(),
         timings: Timings {
             total_ms: total.as_millis() as u64,

@@ -6,20 +6,49 @@
 //! the whole stream; [`Contract::stability_rules`] hands them to whoever holds it.
 
 pub mod assertion;
+pub mod ids;
 pub mod lists;
 pub mod path;
+pub(crate) mod regex_gen;
 pub mod schema;
 
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::manifest::model::Severity;
 use crate::suggest::did_you_mean;
 use assertion::{Assertion, AssertionKind, EvalContext, StableFor, render_value};
 use path::FieldPath;
+
+/// How much a failure matters to the release.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Severity {
+    /// Reported; the release may go ahead.
+    Warn,
+    /// The release is blocked.
+    BlockRelease,
+}
+
+impl Severity {
+    /// The name used in manifests and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warn => "warn",
+            Severity::BlockRelease => "block-release",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The name of a contract, as payloads give it in `"type"`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -67,6 +67,14 @@ impl FieldPath {
         })
     }
 
+    /// A single-segment path from a name known to be valid (a built-in default).
+    pub(crate) fn known(text: &'static str) -> Self {
+        debug_assert!(FieldPath::parse(text).is_ok(), "{text}");
+        FieldPath {
+            text: text.to_owned(),
+        }
+    }
+
     /// The path as written in the manifest.
     pub fn as_str(&self) -> &str {
         &self.text

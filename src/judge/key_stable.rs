@@ -13,7 +13,7 @@ use std::collections::hash_map::Entry;
 
 use serde_json::Value;
 
-use super::run::{Outcome, Run, body, body_event_id, detail_text};
+use super::run::{Outcome, Run, body, body_at, body_event_id, detail_text};
 use crate::contract::assertion::render_value;
 use crate::contract::path::FieldPath;
 use crate::observe::Record;
@@ -179,8 +179,8 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
         let Some(header) = detail_text(record, "idempotency_header") else {
             continue;
         };
-        let key = body(record).and_then(|b| b.get("idempotency_key"));
-        if key.and_then(Value::as_str) == Some(header) {
+        let key = body_at(record, &run.manifest.envelope.idempotency_key);
+        if key == Some(header) {
             continue;
         }
         outcome.findings.add(|| {
@@ -191,7 +191,7 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
                 "the Idempotency-Key header of an ATS write, when sent, is the body's idempotency_key",
                 format!(
                     "{event} was written with Idempotency-Key {header:?} but its body's idempotency_key is {}",
-                    key.map_or_else(|| "absent".to_owned(), render_value)
+                    key.map_or_else(|| "absent".to_owned(), |k| format!("{k:?}"))
                 ),
                 run.attempts_of(event).iter().copied().chain([record]),
             )

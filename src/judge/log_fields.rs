@@ -18,8 +18,12 @@ use crate::observe::Record;
 /// How deep a log line is searched for the event's id.
 const MAX_DEPTH: usize = 8;
 
-/// Whether `field` (dotted) is present and not null in `line`.
+/// Whether `field` (dotted) is present and not null in `line`: under that very key
+/// (`"data.object.id": …`), or nested (`{"data": {"object": {"id": …}}}`).
 fn carries(line: &Value, field: &str) -> bool {
+    if line.get(field).is_some_and(|v| !v.is_null()) {
+        return true;
+    }
     let mut node = line;
     for segment in field.split('.') {
         match node.get(segment) {

@@ -32,95 +32,16 @@ mod test_support;
 
 use std::fmt;
 
+pub use crate::catalog::{CHECKS, CheckInfo, check_info};
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::check::Verdict;
+use crate::verdict::Verdict;
 use crate::manifest::Manifest;
 use crate::manifest::model::Severity;
 use crate::observe::{Actor, Record};
 use crate::run::plan::{Plan, Scenario};
-
-/// A check's stable id and what it proves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CheckInfo {
-    /// The stable id (`idempotency.exactly_once`, …).
-    pub id: &'static str,
-    /// When it passes, in one line (the protocol's wording).
-    pub passes_when: &'static str,
-}
-
-/// Every check of the protocol, in report order.
-pub const CHECKS: &[CheckInfo] = &[
-    CheckInfo {
-        id: "contract.required_fields",
-        passes_when: "every event that reached the ATS carries its contract's required fields",
-    },
-    CheckInfo {
-        id: "contract.enums",
-        passes_when: "every enum field of every event that reached the ATS holds an allowed value",
-    },
-    CheckInfo {
-        id: "contract.assertions",
-        passes_when: "every event that reached the ATS satisfies its contract's assertions",
-    },
-    CheckInfo {
-        id: "contract.schema",
-        passes_when: "every event that reached the ATS validates against its contract's JSON Schema",
-    },
-    CheckInfo {
-        id: "delivery.ack_sla",
-        passes_when: "every webhook was answered within the ack SLA",
-    },
-    CheckInfo {
-        id: "idempotency.exactly_once",
-        passes_when: "no idempotency_key reached the ATS twice, whatever was redelivered",
-    },
-    CheckInfo {
-        id: "idempotency.key_stable",
-        passes_when: "the contracts' \"stable for same (…)\" assertions hold across every copy of every event",
-    },
-    CheckInfo {
-        id: "delivery.no_loss",
-        passes_when: "every event that should land, landed, within the drain deadline",
-    },
-    CheckInfo {
-        id: "ordering.no_regression",
-        passes_when: "per candidate and contract, occurred_at never goes backwards at the ATS and the final state is the latest event's",
-    },
-    CheckInfo {
-        id: "sequence.expected",
-        passes_when: "in the clean scenario, each candidate's events reached the ATS as its expected_sequence says",
-    },
-    CheckInfo {
-        id: "signature.enforced",
-        passes_when: "unsigned, wrongly signed and stale deliveries got 4xx and changed nothing in the ATS",
-    },
-    CheckInfo {
-        id: "canary.scope",
-        passes_when: "candidates outside the canary scope got no ATS writes from the new contract path",
-    },
-    CheckInfo {
-        id: "observability.log_fields",
-        passes_when: "each processed event has a JSON log line carrying every log_fields_required field",
-    },
-    CheckInfo {
-        id: "privacy.no_pii_in_logs",
-        passes_when: "no seeded candidate name or e-mail appears in anything the integration printed",
-    },
-    CheckInfo {
-        id: "kill_switch.trips",
-        passes_when: "under an ATS outage the integration stops writing within a bounded number of attempts and notifies every notify_channels channel",
-    },
-    CheckInfo {
-        id: "kill_switch.queue_replay",
-        passes_when: "after recovery, every event accepted during the outage lands exactly once, in per-candidate order, within the drain deadline",
-    },
-    CheckInfo {
-        id: "kill_switch.gates_not_paused",
-        passes_when: "candidate-facing calls go on during an outage unless pause_candidate_gates is true",
-    },
-];
 
 /// A check's judge: a pure function of the indexed run.
 type JudgeFn = fn(&run::Run<'_>) -> run::Outcome;
@@ -148,11 +69,6 @@ const JUDGES: &[(&str, JudgeFn)] = &[
         kill_switch::gates_not_paused,
     ),
 ];
-
-/// The check with this id, if there is one.
-pub fn check_info(id: &str) -> Option<&'static CheckInfo> {
-    CHECKS.iter().find(|c| c.id == id)
-}
 
 /// A check's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -207,9 +123,12 @@ pub struct Finding {
     /// The scenario it was seen in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario: Option<Scenario>,
-    /// The candidate concerned (scenario-suffixed id).
+    /// The candidate concerned (the scenario copy's id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidate: Option<String>,
+    /// The sandbox candidate that copy was made from (the manifest's or dataset's id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_candidate: Option<String>,
     /// The flow's correlation id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
@@ -238,6 +157,10 @@ pub struct CheckResult {
     pub severity: Severity,
     /// Whether the manifest set the severity or turned the check off.
     pub overridden: bool,
+    /// Whether a skip blocks the release (`checks: {ID: {required: true}}` or
+    /// `--require-all`): a required check that could not be judged is not a pass.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
     /// Why the check was skipped, or the manifest's reason for an override.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -247,6 +170,30 @@ pub struct CheckResult {
     pub findings_total: usize,
     /// The first [`FINDINGS_KEPT`] findings.
     pub findings: Vec<Finding>,
+}
+
+impl CheckResult {
+    /// Whether this check was not judged although the release requires it.
+    pub fn blocks_as_skip(&self) -> bool {
+        self.required && self.status == Status::Skip
+    }
+}
+
+/// The verdict that follows from check results: a failed check blocks or warns by its
+/// severity, and a required check that was skipped blocks.
+pub fn verdict_of(checks: &[CheckResult]) -> Verdict {
+    checks
+        .iter()
+        .filter_map(|c| match c.status {
+            Status::Fail => Some(match c.severity {
+                Severity::Warn => Verdict::Warn,
+                Severity::BlockRelease => Verdict::Blocked,
+            }),
+            Status::Skip if c.required => Some(Verdict::Blocked),
+            Status::Skip | Status::Pass => None,
+        })
+        .max()
+        .unwrap_or(Verdict::Pass)
 }
 
 /// The judgement of a whole run.
@@ -261,16 +208,23 @@ pub struct Judgement {
 impl Judgement {
     /// The verdict that follows from a list of check results.
     pub fn from_checks(checks: Vec<CheckResult>) -> Self {
-        let verdict = checks
-            .iter()
-            .filter(|c| c.status == Status::Fail)
-            .map(|c| match c.severity {
-                Severity::Warn => Verdict::Warn,
-                Severity::BlockRelease => Verdict::Blocked,
-            })
-            .max()
-            .unwrap_or(Verdict::Pass);
-        Judgement { verdict, checks }
+        Judgement {
+            verdict: verdict_of(&checks),
+            checks,
+        }
+    }
+
+    /// Makes every check required (`--require-all`): a skip then blocks the release.
+    pub fn require_all(&mut self) {
+        for check in &mut self.checks {
+            check.required = true;
+        }
+        self.verdict = verdict_of(&self.checks);
+    }
+
+    /// The checks that were not judged although they are required.
+    pub fn required_skips(&self) -> impl Iterator<Item = &CheckResult> {
+        self.checks.iter().filter(|c| c.blocks_as_skip())
     }
 
     /// The result of the check with this id.
@@ -288,7 +242,7 @@ impl Judgement {
 /// with the severities and switches of the manifest's `checks:` section.
 pub fn judge(manifest: &Manifest, plan: &Plan, records: &[Record]) -> Judgement {
     let run = run::Run::new(manifest, plan, records);
-    let checks = CHECKS
+    let mut checks: Vec<CheckResult> = CHECKS
         .iter()
         .map(|info| {
             let judge_fn = JUDGES
@@ -298,6 +252,20 @@ pub fn judge(manifest: &Manifest, plan: &Plan, records: &[Record]) -> Judgement 
             judge_one(info, judge_fn, &run)
         })
         .collect();
+    // Findings name the scenario copy; readers look for the candidate they wrote.
+    let sources: std::collections::HashMap<&str, &str> = plan
+        .candidates
+        .iter()
+        .filter(|c| !c.source.is_empty())
+        .map(|c| (c.candidate.as_str(), c.source.as_str()))
+        .collect();
+    for finding in checks.iter_mut().flat_map(|c| c.findings.iter_mut()) {
+        finding.source_candidate = finding
+            .candidate
+            .as_deref()
+            .and_then(|c| sources.get(c))
+            .map(|s| (*s).to_owned());
+    }
     Judgement::from_checks(checks)
 }
 
@@ -316,6 +284,7 @@ fn judge_one(info: &CheckInfo, judge_fn: Option<JudgeFn>, run: &run::Run<'_>) ->
             status: Status::Skip,
             severity: default_severity,
             overridden: true,
+            required: false,
             reason: Some(
                 off.reason
                     .clone()
@@ -329,6 +298,7 @@ fn judge_one(info: &CheckInfo, judge_fn: Option<JudgeFn>, run: &run::Run<'_>) ->
         (None, None) => run::Outcome::skip(format!("`{}` has no judge in this build", info.id))
             .into_result(info, default_severity),
     };
+    result.required = setting.is_some_and(|s| s.required == Some(true));
     if let Some((severity, setting)) =
         setting.and_then(|s| s.severity.filter(|_| !s.disabled()).map(|v| (v, s)))
     {

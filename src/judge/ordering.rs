@@ -12,13 +12,18 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::run::{Outcome, Run, body_event_id, body_text, detail_text};
+use super::run::{Outcome, Run, body_at, body_event_id, body_text, detail_text};
 use crate::contract::assertion::parse_rfc3339;
 use crate::observe::Record;
 use crate::run::plan::PlannedEvent;
 
-fn occurred(record: &Record) -> Option<DateTime<Utc>> {
-    body_text(record, "occurred_at").and_then(parse_rfc3339)
+fn occurred(run: &Run<'_>, record: &Record) -> Option<DateTime<Utc>> {
+    occurred_text(run, record).and_then(parse_rfc3339)
+}
+
+/// The event's time, where the manifest's envelope puts it.
+fn occurred_text<'r>(run: &Run<'_>, record: &'r Record) -> Option<&'r str> {
+    body_at(record, &run.manifest.envelope.occurred_at)
 }
 
 fn contract_of(record: &Record) -> Option<&str> {
@@ -64,7 +69,7 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
         };
         let mut newest: Option<(DateTime<Utc>, &Record)> = None;
         for &record in applied {
-            let Some(at) = occurred(record) else {
+            let Some(at) = occurred(run, record) else {
                 continue;
             };
             match newest {
@@ -76,9 +81,9 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
                         format!(
                             "{} (occurred_at {}) was applied after {} (occurred_at {}): the ATS went back in time",
                             body_event_id(record).unwrap_or("an event"),
-                            body_text(record, "occurred_at").unwrap_or("?"),
+                            occurred_text(run, record).unwrap_or("?"),
                             body_event_id(before).unwrap_or("an event"),
-                            body_text(before, "occurred_at").unwrap_or("?"),
+                            occurred_text(run, before).unwrap_or("?"),
                         ),
                         [before, record],
                     )
@@ -91,7 +96,7 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
             continue;
         };
         let overwritten = run.applied_of(&want.event_id);
-        if overwritten.is_empty() || occurred(last).is_some_and(|at| at >= want_at) {
+        if overwritten.is_empty() || occurred(run, last).is_some_and(|at| at >= want_at) {
             continue;
         }
         outcome.findings.add(|| {
@@ -107,12 +112,12 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
                 format!(
                     "the last {contract} applied for {candidate} is {} (occurred_at {}), not {} (occurred_at {}), which was applied earlier and then overwritten",
                     body_event_id(last).unwrap_or("an event"),
-                    body_text(last, "occurred_at").unwrap_or("?"),
+                    occurred_text(run, last).unwrap_or("?"),
                     want.event_id,
                     // As the event wrote it, like the applied one beside it.
-                    want.payload
-                        .get("occurred_at")
-                        .and_then(serde_json::Value::as_str)
+                    run.manifest
+                        .envelope
+                        .occurred_at_of(&want.payload)
                         .unwrap_or(&want.occurred_at)
                 ),
                 records,

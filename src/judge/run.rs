@@ -17,6 +17,7 @@ use super::contracts::ContractPass;
 use super::{CheckInfo, CheckResult, Exchange, FINDINGS_KEPT, Finding, Status};
 use crate::manifest::Manifest;
 use crate::manifest::model::Severity;
+use crate::contract::path::FieldPath;
 use crate::observe::Record;
 use crate::run::plan::{Plan, PlannedCandidate, PlannedEvent, Scenario};
 
@@ -186,6 +187,7 @@ impl<'a> Run<'a> {
         Finding {
             scenario: planned.map(|c| c.scenario),
             candidate: candidate.map(str::to_owned),
+            source_candidate: None,
             correlation_id: correlation_id
                 .map(str::to_owned)
                 .or_else(|| planned.map(|c| c.correlation_id.clone())),
@@ -218,6 +220,13 @@ pub(crate) fn body(record: &Record) -> Option<&Value> {
 pub(crate) fn body_text<'r>(record: &'r Record, key: &str) -> Option<&'r str> {
     body(record)
         .and_then(|b| b.get(key))
+        .and_then(Value::as_str)
+}
+
+/// The text at a dotted path of a record's body (an envelope field).
+pub(crate) fn body_at<'r>(record: &'r Record, path: &FieldPath) -> Option<&'r str> {
+    body(record)
+        .and_then(|b| path.lookup(b))
         .and_then(Value::as_str)
 }
 
@@ -335,6 +344,7 @@ impl Outcome {
             status,
             severity: self.severity.unwrap_or(default_severity),
             overridden: false,
+            required: false,
             reason: self.skipped,
             scenarios: self.scenarios.into_iter().collect(),
             findings_total: self.findings.total,

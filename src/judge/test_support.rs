@@ -260,6 +260,7 @@ impl Default for PlanBuilder {
                 events: Vec::new(),
                 ack_sla_ms: 1000,
                 time_scale: 60.0,
+                skipped: Vec::new(),
             },
         }
     }
@@ -277,6 +278,7 @@ impl PlanBuilder {
         self.plan.candidates.push(PlannedCandidate {
             scenario,
             candidate: id.to_owned(),
+            source: String::new(),
             correlation_id: format!("cor_{id}"),
             in_scope,
             expected_sequence: expected.iter().map(|s| (*s).to_owned()).collect(),

@@ -59,6 +59,84 @@ pub struct Candidate {
     pub requisition: Option<model::RequisitionDef>,
 }
 
+/// Where the fields every check relies on stand in an event (the manifest's
+/// `envelope:`, defaults filled in).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The event's unique id.
+    pub event_id: FieldPath,
+    /// The key that says what "the same event" means.
+    pub idempotency_key: FieldPath,
+    /// When the event happened (RFC 3339); orders a candidate's events.
+    pub occurred_at: FieldPath,
+    /// The ATS candidate the event is about.
+    pub candidate_id: FieldPath,
+}
+
+impl Envelope {
+    /// Each envelope key, its path, and the checks that rely on it.
+    pub fn fields(&self) -> [(&'static str, &FieldPath, &'static [&'static str]); 4] {
+        [
+            (
+                "event_id",
+                &self.event_id,
+                &[
+                    "delivery.no_loss",
+                    "sequence.expected",
+                    "observability.log_fields",
+                    "kill_switch.queue_replay",
+                ],
+            ),
+            (
+                "idempotency_key",
+                &self.idempotency_key,
+                &["idempotency.exactly_once", "idempotency.key_stable"],
+            ),
+            (
+                "occurred_at",
+                &self.occurred_at,
+                &["ordering.no_regression", "kill_switch.queue_replay"],
+            ),
+            (
+                "candidate_id",
+                &self.candidate_id,
+                &["canary.scope", "ordering.no_regression", "sequence.expected"],
+            ),
+        ]
+    }
+
+    /// The value at the event-id path, when it is a string.
+    pub fn event_id_of<'v>(&self, payload: &'v serde_json::Value) -> Option<&'v str> {
+        self.event_id.lookup(payload)?.as_str()
+    }
+
+    /// The value at the idempotency-key path, when it is a string.
+    pub fn idempotency_key_of<'v>(&self, payload: &'v serde_json::Value) -> Option<&'v str> {
+        self.idempotency_key.lookup(payload)?.as_str()
+    }
+
+    /// The value at the occurred-at path, when it is a string.
+    pub fn occurred_at_of<'v>(&self, payload: &'v serde_json::Value) -> Option<&'v str> {
+        self.occurred_at.lookup(payload)?.as_str()
+    }
+
+    /// The value at the candidate-id path, when it is a string.
+    pub fn candidate_id_of<'v>(&self, payload: &'v serde_json::Value) -> Option<&'v str> {
+        self.candidate_id.lookup(payload)?.as_str()
+    }
+}
+
+impl Default for Envelope {
+    fn default() -> Self {
+        Envelope {
+            event_id: FieldPath::known("event_id"),
+            idempotency_key: FieldPath::known("idempotency_key"),
+            occurred_at: FieldPath::known("occurred_at"),
+            candidate_id: FieldPath::known("ats_candidate_id"),
+        }
+    }
+}
+
 /// A validated release-gate manifest with compiled contracts.
 #[derive(Debug)]
 pub struct Manifest {
@@ -70,6 +148,8 @@ pub struct Manifest {
     pub contracts: ContractSet,
     /// The sandbox candidates, sequences resolved.
     pub candidates: Vec<Candidate>,
+    /// Where the fields the checks rely on stand in an event.
+    pub envelope: Envelope,
 }
 
 /// A document of either format, as `stagegate validate` loads it.
@@ -111,6 +191,7 @@ impl Manifest {
                 raw,
                 contracts: resolved.contracts,
                 candidates: resolved.candidates,
+                envelope: resolved.envelope,
             }),
         )
     }
@@ -118,6 +199,11 @@ impl Manifest {
     /// The candidate with this id.
     pub fn candidate(&self, id: &str) -> Option<&Candidate> {
         self.candidates.iter().find(|c| c.id.0 == id)
+    }
+
+    /// The contracts' rules on the envelope's candidate id.
+    pub fn id_rules(&self) -> crate::contract::ids::IdRules {
+        crate::contract::ids::IdRules::new(&self.contracts, &self.envelope.candidate_id)
     }
 
     /// The channels the kill switch must notify.

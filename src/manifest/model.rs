@@ -77,6 +77,28 @@ pub struct RawManifest {
     /// Files of named lists for `PATH in NAME`, relative to the manifest.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub lists: BTreeMap<String, String>,
+    /// Where the fields the checks rely on stand in an event (defaults: `event_id`,
+    /// `idempotency_key`, `occurred_at`, `ats_candidate_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<EnvelopeDef>,
+}
+
+/// The envelope as written: dotted paths of the fields every check relies on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EnvelopeDef {
+    /// The event's unique id [default: `event_id`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// What "the same event" means to the ATS [default: `idempotency_key`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// When the event happened, RFC 3339 [default: `occurred_at`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<String>,
+    /// The ATS candidate the event is about [default: `ats_candidate_id`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_id: Option<String>,
 }
 
 /// The gated change and its rollout guardrails.
@@ -192,33 +214,9 @@ pub struct OnFailure {
     pub ticket_owner: String,
 }
 
-/// How much a failure matters to the release.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Severity {
-    /// Reported; the release may go ahead.
-    Warn,
-    /// The release is blocked.
-    BlockRelease,
-}
-
-impl Severity {
-    /// The name used in manifests and reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Warn => "warn",
-            Severity::BlockRelease => "block-release",
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// How much a failure matters to the release (a contract's notion; re-exported where
+/// manifests name it).
+pub use crate::contract::Severity;
 
 /// The sandbox candidates of a run.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
@@ -292,6 +290,9 @@ pub struct CheckSetting {
     /// `false` turns the check off; a `reason` is then required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    /// `true`: the check must be judged; a run in which it skips is blocked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required: Option<bool>,
     /// Why the check is adjusted, for the people reading the report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -307,7 +308,7 @@ impl CheckSetting {
 /// The schema of `checks:`: only the judge's check ids as keys, so editors flag a
 /// misspelt id as the validator does.
 fn check_settings_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    let ids: Vec<&str> = crate::judge::CHECKS.iter().map(|c| c.id).collect();
+    let ids: Vec<&str> = crate::catalog::CHECKS.iter().map(|c| c.id).collect();
     let setting = generator.subschema_for::<CheckSetting>();
     schemars::json_schema!({
         "type": "object",

@@ -8,8 +8,9 @@ use super::diagnostic::{Code, Level, Reporter, Target};
 use super::model::{CanaryStrategy, RawManifest};
 use super::policy::HiringPolicy;
 use super::span::KeyPath;
-use super::{Candidate, CandidateId, ExpectedEvent};
-use crate::contract::assertion::{Assertion, AssertionKind, Predicate};
+use super::{Candidate, CandidateId, Envelope, ExpectedEvent};
+use crate::contract::ids::{IdMint, IdRules};
+use crate::contract::assertion::Assertion;
 use crate::contract::lists::ListCatalog;
 use crate::contract::path::FieldPath;
 use crate::contract::{Contract, ContractParts, ContractSet};
@@ -19,6 +20,7 @@ use crate::suggest::did_you_mean;
 pub(crate) struct Resolved {
     pub(crate) contracts: ContractSet,
     pub(crate) candidates: Vec<Candidate>,
+    pub(crate) envelope: Envelope,
 }
 
 /// Checks a release-gate manifest and compiles its contracts.
@@ -71,18 +73,21 @@ pub(crate) fn release_gate(
         compiled.push(contract(def, &at, lists, r));
     }
 
+    let envelope = envelope(raw, r);
     let contracts: Vec<Contract> = compiled.into_iter().flatten().collect();
     if contracts.len() != raw.contracts.len() || r.has_errors() {
         // Sequences are still checked against the contracts that compiled.
         let partial = ContractSet::new(contracts);
-        candidates(raw, &partial, r);
+        candidates(raw, &partial, &envelope, r);
         return None;
     }
     let set = ContractSet::new(contracts);
-    let candidates = candidates(raw, &set, r);
+    envelope_coverage(raw, &set, &envelope, r);
+    let candidates = candidates(raw, &set, &envelope, r);
     (!r.has_errors()).then_some(Resolved {
         contracts: set,
         candidates,
+        envelope,
     })
 }
 
@@ -215,10 +220,10 @@ fn non_empty_unique(items: &[String], at: &KeyPath, what: &str, r: &mut Reporter
 /// `checks:` names real checks, and a check turned off says why.
 fn check_settings(raw: &RawManifest, r: &mut Reporter<'_>) {
     let at = KeyPath::root().key("checks");
-    let ids: Vec<&str> = crate::judge::CHECKS.iter().map(|c| c.id).collect();
+    let ids: Vec<&str> = crate::catalog::CHECKS.iter().map(|c| c.id).collect();
     for (id, setting) in &raw.checks {
         let entry = at.key(id);
-        if crate::judge::check_info(id).is_none() {
+        if crate::catalog::check_info(id).is_none() {
             let diagnostic = r.error(
                 Code::Reference,
                 &entry,
@@ -263,7 +268,16 @@ fn check_settings(raw: &RawManifest, r: &mut Reporter<'_>) {
             .help(
                 "remove `severity`, or remove `enabled: false` to run the check at that severity",
             );
-        } else if !setting.disabled() && setting.severity.is_none() {
+        } else if setting.disabled() && setting.required == Some(true) {
+            r.error(
+                Code::Value,
+                &entry.key("required"),
+                Target::Value,
+                format!("check `{id}` is both turned off and required"),
+                "contradiction",
+            )
+            .help("remove `enabled: false` to require the check, or `required: true` to turn it off");
+        } else if !setting.disabled() && setting.severity.is_none() && setting.required.is_none() {
             r.push(
                 Level::Warning,
                 Code::Value,
@@ -272,7 +286,7 @@ fn check_settings(raw: &RawManifest, r: &mut Reporter<'_>) {
                 format!("`checks.{id}` changes nothing"),
                 "no effect",
             )
-            .help("set `severity: warn` or `severity: block-release`, or `enabled: false` with a `reason`");
+            .help("set `severity: warn` or `severity: block-release`, `required: true`, or `enabled: false` with a `reason`");
         }
     }
 }
@@ -474,13 +488,14 @@ fn declared_paths(
     }
 }
 
-fn candidates(raw: &RawManifest, contracts: &ContractSet, r: &mut Reporter<'_>) -> Vec<Candidate> {
+fn candidates(
+    raw: &RawManifest,
+    contracts: &ContractSet,
+    envelope: &Envelope,
+    r: &mut Reporter<'_>,
+) -> Vec<Candidate> {
     let at = KeyPath::root().key("sandbox_dataset").key("candidates");
-    let id_rules: Vec<(&str, &Assertion)> = contracts
-        .iter()
-        .flat_map(|c| c.assertions().iter().map(move |a| (c.name().as_str(), a)))
-        .filter(|(_, a)| matches!(a.kind(), AssertionKind::Each(clauses) if clauses.iter().any(|c| c.subject.as_str() == "ats_candidate_id" && matches!(c.predicate, Predicate::Matches(_)))))
-        .collect();
+    let id_rules = IdRules::new(contracts, &envelope.candidate_id);
     let raw_names: Vec<&str> = raw.contracts.iter().map(|c| c.name.as_str()).collect();
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut out = Vec::new();
@@ -506,29 +521,31 @@ fn candidates(raw: &RawManifest, contracts: &ContractSet, r: &mut Reporter<'_>) 
             .help(format!(
                 "the first is candidates[{first}]; candidate ids are unique"
             ));
+        } else if let Some(c) = id.chars().find(|c| !crate::contract::ids::path_safe(*c)) {
+            r.error(
+                Code::Value,
+                &item.key("ats_candidate_id"),
+                Target::Value,
+                format!("candidate id `{id}` has {c:?}, which cannot stand in a URL path"),
+                "unsafe character",
+            )
+            .help("integrations put the id in `/v1/candidates/{id}`: use no `/`, `?`, `#`, `%` or whitespace");
         }
-        for (contract, assertion) in &id_rules {
-            let payload = serde_json::json!({ "ats_candidate_id": id });
-            let ctx = crate::contract::assertion::EvalContext::at_now();
-            if let AssertionKind::Each(clauses) = assertion.kind() {
-                let failure = clauses
-                    .iter()
-                    .filter(|c| c.subject.as_str() == "ats_candidate_id")
-                    .find_map(|c| c.evaluate(&payload, &ctx));
-                if let Some(message) = failure {
-                    r.error(
-                        Code::Value,
-                        &item.key("ats_candidate_id"),
-                        Target::Value,
-                        format!("candidate id breaks contract `{contract}`: {message}"),
-                        "invalid id",
-                    )
-                    .help(format!(
-                        "every event of this candidate would fail `{}`",
-                        assertion.source()
-                    ));
-                }
-            }
+        if let Some(violation) = id_rules.violation(id) {
+            r.error(
+                Code::Value,
+                &item.key("ats_candidate_id"),
+                Target::Value,
+                format!(
+                    "candidate id breaks contract `{}`: {}",
+                    violation.contract, violation.message
+                ),
+                "invalid id",
+            )
+            .help(format!(
+                "every event of this candidate would fail `{}`",
+                violation.assertion
+            ));
         }
         let mut expected = None;
         if let Some(sequence) = &candidate.expected_sequence {
@@ -553,7 +570,138 @@ fn candidates(raw: &RawManifest, contracts: &ContractSet, r: &mut Reporter<'_>) 
             requisition: candidate.requisition.clone(),
         });
     }
+    enough_ids(raw, &id_rules, r);
     out
+}
+
+/// Ids a run must be able to make beyond the manifest's own, checked at load time: a
+/// rule that admits fewer (a literal list of three, a fixed id) cannot run at all.
+/// The run's own count depends on its scenarios; it reports a shortfall by rule too.
+const IDS_CHECKED: usize = 64;
+
+/// The contracts' id rules admit enough unused ids for the harness's copies.
+fn enough_ids(raw: &RawManifest, rules: &IdRules, r: &mut Reporter<'_>) {
+    let mut mint = IdMint::new(rules, 0);
+    for candidate in &raw.sandbox_dataset.candidates {
+        mint.reserve(&candidate.ats_candidate_id);
+    }
+    let source = raw
+        .sandbox_dataset
+        .candidates
+        .first()
+        .map_or("CAND", |c| c.ats_candidate_id.as_str());
+    let short = (0..IDS_CHECKED).find(|n| mint.mint(source, &format!("v{n:02}")).is_err());
+    let Some(made) = short else {
+        return;
+    };
+    let Some((contract, assertion)) = rules.first_rule() else {
+        return;
+    };
+    let place = raw
+        .contracts
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.name == contract)
+        .and_then(|(i, c)| {
+            c.assertions
+                .iter()
+                .position(|a| a == assertion)
+                .map(|j| KeyPath::root().key("contracts").index(i).key("assertions").index(j))
+        })
+        .unwrap_or_else(|| KeyPath::root().key("contracts"));
+    r.error(
+        Code::Value,
+        &place,
+        Target::Value,
+        format!(
+            "the contracts' candidate-id rules admit only {made} more id{} beyond the manifest's candidates; a run makes its own (a copy of each candidate per scenario, out-of-scope controls, kill-switch traffic) and needs at least {IDS_CHECKED}",
+            if made == 1 { "" } else { "s" }
+        ),
+        "too few ids",
+    )
+    .help(format!(
+        "widen the rules on `{}`: {}",
+        rules.field(),
+        rules.describe()
+    ));
+}
+
+/// The manifest's `envelope:`, each path parsed, defaults filled in.
+fn envelope(raw: &RawManifest, r: &mut Reporter<'_>) -> Envelope {
+    let mut envelope = Envelope::default();
+    let Some(def) = &raw.envelope else {
+        return envelope;
+    };
+    let at = KeyPath::root().key("envelope");
+    for (key, written, slot) in [
+        ("event_id", &def.event_id, &mut envelope.event_id),
+        ("idempotency_key", &def.idempotency_key, &mut envelope.idempotency_key),
+        ("occurred_at", &def.occurred_at, &mut envelope.occurred_at),
+        ("candidate_id", &def.candidate_id, &mut envelope.candidate_id),
+    ] {
+        let Some(written) = written else {
+            continue;
+        };
+        match FieldPath::parse(written) {
+            Ok(path) => *slot = path,
+            Err(err) => {
+                r.error(
+                    Code::FieldPath,
+                    &at.key(key),
+                    Target::Value,
+                    format!("`{written}` is not a field path: {err}"),
+                    "bad path",
+                )
+                .help("a dotted path such as `data.object.id`: letters, digits, `_` and `-`, joined by `.`");
+            }
+        }
+    }
+    envelope
+}
+
+/// Every contract requires the envelope's fields, or `validate` says which checks
+/// would lose their footing on real traffic (the harness's own events always carry
+/// them, so a run still judges them).
+fn envelope_coverage(
+    raw: &RawManifest,
+    contracts: &ContractSet,
+    envelope: &Envelope,
+    r: &mut Reporter<'_>,
+) {
+    let at = KeyPath::root().key("contracts");
+    for (i, contract) in contracts.iter().enumerate() {
+        let missing: Vec<_> = envelope
+            .fields()
+            .into_iter()
+            .filter(|(_, path, _)| !contract.required().contains(path))
+            .collect();
+        if missing.is_empty() || raw.contracts.get(i).is_none() {
+            continue;
+        }
+        let names: Vec<String> = missing
+            .iter()
+            .map(|(key, path, _)| format!("`{path}` (the envelope's {key})"))
+            .collect();
+        let mut checks: Vec<&str> = missing.iter().flat_map(|(_, _, c)| c.iter().copied()).collect();
+        checks.sort_unstable();
+        checks.dedup();
+        r.push(
+            Level::Warning,
+            Code::Value,
+            &at.index(i).key("required_fields"),
+            Target::Key,
+            format!(
+                "contract `{}` does not require {}",
+                contract.name(),
+                names.join(", ")
+            ),
+            "envelope field not required",
+        )
+        .help(format!(
+            "an event without it cannot be judged by {}; add it to `required_fields`, or name the field the vendor uses under `envelope:`",
+            checks.join(", ")
+        ));
+    }
 }
 
 fn expected_event(

@@ -502,10 +502,14 @@ async fn post_event(
         }
         contract.check(&payload, &EvalContext::at_now(), &mut violations);
     }
-    if let Some(other) = text_at(&payload, "ats_candidate_id").filter(|other| *other != id) {
+    let envelope = &state.manifest.envelope;
+    if let Some(other) = envelope
+        .candidate_id_of(&payload)
+        .filter(|other| *other != id)
+    {
         violations.push(Violation {
             rule: Rule::Assertion,
-            path: "/ats_candidate_id".into(),
+            path: envelope.candidate_id.json_pointer(),
             message: format!("the event is for `{other}` but was written to candidate `{id}`"),
             assertion: None,
         });
@@ -517,8 +521,8 @@ async fn post_event(
     let entry = |detail: Value| Entry {
         candidate: Some(id.clone()),
         correlation_id: text_at(&payload, "correlation_id").map(str::to_owned),
-        event_id: text_at(&payload, "event_id").map(str::to_owned),
-        idempotency_key: text_at(&payload, "idempotency_key").map(str::to_owned),
+        event_id: envelope.event_id_of(&payload).map(str::to_owned),
+        idempotency_key: envelope.idempotency_key_of(&payload).map(str::to_owned),
         ..Entry::detail(detail)
     };
     let contract_name = contract.map(|c| c.name().as_str().to_owned());
@@ -557,9 +561,9 @@ async fn post_event(
     }
     candidate.revision += 1;
     let applied = AppliedEvent {
-        event_id: text_at(&payload, "event_id").map(str::to_owned),
-        idempotency_key: text_at(&payload, "idempotency_key").map(str::to_owned),
-        occurred_at: text_at(&payload, "occurred_at").map(str::to_owned),
+        event_id: envelope.event_id_of(&payload).map(str::to_owned),
+        idempotency_key: envelope.idempotency_key_of(&payload).map(str::to_owned),
+        occurred_at: envelope.occurred_at_of(&payload).map(str::to_owned),
     };
     candidate
         .applied
@@ -576,7 +580,7 @@ async fn post_event(
     }
     candidate.activity_total += 1;
     let revision = candidate.revision;
-    if let Some(event_id) = text_at(&payload, "event_id") {
+    if let Some(event_id) = envelope.event_id_of(&payload) {
         *lock(&state.applied_ids)
             .entry(event_id.to_owned())
             .or_default() += 1;

@@ -38,10 +38,7 @@ use std::time::{Duration, Instant};
 
 use crate::manifest::model::KillSwitch;
 
-/// The real-world length of the failure-rate window (`…_over_5m`).
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(5 * 60);
-/// The real-world length of the mapping-error window (`…_over_10m`).
-pub const MAPPING_WINDOW: Duration = Duration::from_secs(10 * 60);
+pub use crate::protocol::{MAPPING_WINDOW, RATE_WINDOW as FAILURE_WINDOW, scaled};
 /// Real-world wait between tripping and the first probe.
 pub const OPEN_COOL_DOWN: Duration = Duration::from_secs(30);
 /// Real-world wait between the end of one probe and the next (a modest rate: two a minute).
@@ -57,8 +54,6 @@ pub const RUN_FALSE_ALARM: f64 = 1e-6;
 /// Samples kept per window at most; beyond that the oldest go first, so a flood of
 /// calls costs bounded memory (the window then spans the latest samples only).
 pub const MAX_SAMPLES: usize = 100_000;
-/// The shortest any scaled duration gets, however large the time scale.
-const SHORTEST: Duration = Duration::from_millis(1);
 
 /// How one ATS call ended, as the breaker sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,16 +89,6 @@ pub struct BreakerPolicy {
     pub probes_to_close: u32,
 }
 
-/// `real` on a clock `time_scale` times faster, never shorter than a millisecond.
-pub fn scaled(real: Duration, time_scale: f64) -> Duration {
-    if !(time_scale.is_finite() && time_scale > 0.0) {
-        return real;
-    }
-    Duration::try_from_secs_f64(real.as_secs_f64() / time_scale)
-        .unwrap_or(real)
-        .max(SHORTEST)
-}
-
 impl BreakerPolicy {
     /// The policy for the manifest's kill switch on a clock `time_scale` times faster.
     pub fn from_kill_switch(switch: &KillSwitch, time_scale: f64) -> Self {
@@ -130,6 +115,88 @@ impl BreakerPolicy {
             min_attempts: 1,
             failure_run: Some(1),
             mapping_errors_max: self.mapping_errors_max / 10,
+            ..self
+        }
+    }
+}
+
+/// Test-only tuning of the breaker (`STAGEGATE_RELAY_TUNING`), so the gate's own
+/// tests can move the reference relay across the protocol's tolerances and show that
+/// the checks judge a breaker by them, not by this relay's defaults. Written as
+/// comma-separated `key=value`: `min_sample=F` (the rate rule waits for F × S calls,
+/// S = ceil(100 / pct); the protocol allows 1 to 2), `run=N` or `run=off` (the
+/// consecutive-failure rule), `probe_secs=N` (real-world seconds between probes),
+/// `probes_to_close=N`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct BreakerTuning {
+    /// The rate rule's minimum sample as a multiple of S.
+    pub min_sample_factor: Option<f64>,
+    /// The consecutive-failure rule: `Some(None)` turns it off.
+    pub failure_run: Option<Option<u32>>,
+    /// Real-world time between probes.
+    pub probe_interval: Option<Duration>,
+    /// Good probes in a row that close the breaker.
+    pub probes_to_close: Option<u32>,
+}
+
+impl std::str::FromStr for BreakerTuning {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut tuning = BreakerTuning::default();
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| format!("`{item}` is not key=value"))?;
+            let number = |what: &str| -> Result<f64, String> {
+                value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite() && *v > 0.0)
+                    .ok_or_else(|| format!("`{key}` needs {what}, got `{value}`"))
+            };
+            match key {
+                "min_sample" => tuning.min_sample_factor = Some(number("a positive factor")?),
+                "run" if value == "off" => tuning.failure_run = Some(None),
+                "run" => tuning.failure_run = Some(Some(number("a whole number or `off`")? as u32)),
+                "probe_secs" => {
+                    tuning.probe_interval =
+                        Some(Duration::from_secs_f64(number("a number of seconds")?));
+                }
+                "probes_to_close" => {
+                    tuning.probes_to_close = Some(number("a whole number")? as u32);
+                }
+                other => {
+                    return Err(format!(
+                        "unknown key `{other}`; the keys are min_sample, run, probe_secs, probes_to_close"
+                    ));
+                }
+            }
+        }
+        Ok(tuning)
+    }
+}
+
+impl BreakerPolicy {
+    /// This policy with `tuning` applied, on a clock `time_scale` times faster.
+    pub fn tuned(self, tuning: &BreakerTuning, time_scale: f64) -> Self {
+        let sample = if self.failure_rate_pct.is_finite() && self.failure_rate_pct > 0.0 {
+            (100.0 / self.failure_rate_pct).ceil()
+        } else {
+            1.0
+        };
+        BreakerPolicy {
+            min_attempts: tuning.min_sample_factor.map_or(self.min_attempts, |f| {
+                (sample * f).ceil().clamp(1.0, f64::from(MIN_ATTEMPTS_CEILING)) as u32
+            }),
+            failure_run: tuning.failure_run.unwrap_or(self.failure_run),
+            probe_interval: tuning
+                .probe_interval
+                .map_or(self.probe_interval, |real| scaled(real, time_scale)),
+            cool_down: tuning
+                .probe_interval
+                .map_or(self.cool_down, |real| scaled(real, time_scale)),
+            probes_to_close: tuning.probes_to_close.unwrap_or(self.probes_to_close).max(1),
             ..self
         }
     }

@@ -12,6 +12,10 @@ use crate::manifest::Manifest;
 /// production; `stagegate run` reports them when set.
 pub const FAULTS_VARIABLE: &str = "STAGEGATE_RELAY_FAULTS";
 
+/// Moves the relay's breaker across the protocol's tolerances (tests of the gate only);
+/// see [`super::breaker::BreakerTuning`].
+pub const TUNING_VARIABLE: &str = "STAGEGATE_RELAY_TUNING";
+
 /// The defects the relay can be told to have, by name. Test-only, like the variable;
 /// the kill-switch ones break it in known ways:
 ///
@@ -116,6 +120,8 @@ pub struct RelayConfig {
     pub time_scale: f64,
     /// Deliberate defects (tests of the gate only).
     pub faults: BTreeSet<String>,
+    /// The breaker moved off its defaults (tests of the gate only).
+    pub tuning: super::breaker::BreakerTuning,
 }
 
 impl RelayConfig {
@@ -182,6 +188,14 @@ impl RelayConfig {
             }
             faults.insert(fault.to_owned());
         }
+        let tuning_text = get(TUNING_VARIABLE).unwrap_or_default();
+        let tuning = tuning_text
+            .parse()
+            .map_err(|reason| ConfigError::Invalid {
+                name: TUNING_VARIABLE,
+                value: tuning_text.clone(),
+                reason,
+            })?;
         Ok(RelayConfig {
             listen,
             ats_url: required("STAGEGATE_ATS_URL")?
@@ -201,6 +215,7 @@ impl RelayConfig {
             state_dir: PathBuf::from(required("STAGEGATE_STATE_DIR")?),
             time_scale,
             faults,
+            tuning,
         })
     }
 

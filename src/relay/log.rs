@@ -8,11 +8,14 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value, json};
 
+use crate::manifest::Envelope;
+
 /// Where the relay's JSON lines go.
 #[derive(Clone)]
 pub struct RelayLog {
     out: Arc<Mutex<Box<dyn Write + Send>>>,
     required: Arc<Vec<String>>,
+    envelope: Arc<Envelope>,
 }
 
 impl std::fmt::Debug for RelayLog {
@@ -29,7 +32,14 @@ impl RelayLog {
         RelayLog {
             out: Arc::new(Mutex::new(out)),
             required: Arc::new(required),
+            envelope: Arc::new(Envelope::default()),
         }
+    }
+
+    /// The same log, reading event ids from where the manifest's `envelope:` says.
+    pub fn with_envelope(mut self, envelope: Envelope) -> Self {
+        self.envelope = Arc::new(envelope);
+        self
     }
 
     /// Logs an event's progress: `outcome` is `queued`, `duplicate`, `applied`, ….
@@ -40,7 +50,25 @@ impl RelayLog {
         processed_at: Option<&str>,
         outcome: &str,
     ) {
-        let field = |key: &str| event.get(key).cloned().unwrap_or(Value::Null);
+        let envelope = &self.envelope;
+        // The protocol's log names, read from where this manifest's events carry them.
+        let field = |key: &str| {
+            let path = match key {
+                "event_id" => Some(&envelope.event_id),
+                "ats_candidate_id" => Some(&envelope.candidate_id),
+                "idempotency_key" => Some(&envelope.idempotency_key),
+                "occurred_at" => Some(&envelope.occurred_at),
+                _ => None,
+            };
+            match path {
+                Some(path) => path.lookup(event).cloned().unwrap_or(Value::Null),
+                // A dotted `log_fields_required` name logs the value at that path.
+                None => crate::contract::path::FieldPath::parse(key)
+                    .ok()
+                    .and_then(|path| path.lookup(event).cloned())
+                    .unwrap_or(Value::Null),
+            }
+        };
         let mut line = Map::new();
         line.insert(
             "ts".into(),

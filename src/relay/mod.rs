@@ -214,16 +214,20 @@ async fn vendor_webhook(
         }
         Err(err) => return reject(StatusCode::BAD_REQUEST, format!("malformed JSON: {err}")),
     };
-    let text = |key: &str| event.get(key).and_then(Value::as_str).map(str::to_owned);
+    let envelope = &config.manifest.envelope;
+    let owned = |text: Option<&str>| text.map(str::to_owned);
     let (Some(contract), Some(key), Some(candidate), Some(occurred_at)) = (
-        text("type"),
-        text("idempotency_key"),
-        text("ats_candidate_id"),
-        text("occurred_at"),
+        owned(event.get("type").and_then(Value::as_str)),
+        owned(envelope.idempotency_key_of(&event)),
+        owned(envelope.candidate_id_of(&event)),
+        owned(envelope.occurred_at_of(&event)),
     ) else {
         return reject(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "an event needs \"type\", \"idempotency_key\", \"ats_candidate_id\" and \"occurred_at\"".into(),
+            format!(
+                "an event needs \"type\", `{}`, `{}` and `{}` (the manifest's envelope)",
+                envelope.idempotency_key, envelope.candidate_id, envelope.occurred_at
+            ),
         );
     };
     let webhook_id = headers

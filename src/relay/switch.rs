@@ -71,7 +71,8 @@ impl KillSwitch {
         log: RelayLog,
     ) -> Self {
         let switch = &config.manifest.raw.release_gate.kill_switch;
-        let mut policy = BreakerPolicy::from_kill_switch(switch, config.time_scale);
+        let mut policy = BreakerPolicy::from_kill_switch(switch, config.time_scale)
+            .tuned(&config.tuning, config.time_scale);
         if config.has_fault("trip_low") {
             // Deliberate defect: trips at a tenth of the thresholds, on the first failures.
             policy = policy.trip_low();

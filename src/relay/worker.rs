@@ -148,7 +148,7 @@ async fn process(shared: Arc<Shared>, client: reqwest::Client, job: Job) -> Stri
             };
             let probe = serde_json::json!({
                 "ats_candidate_id": job.candidate,
-                "event_id": event.get("event_id"),
+                "event_id": shared.config.manifest.envelope.event_id_of(&event),
                 "idempotency_key": job.idempotency_key,
                 "result": result_name,
             });
@@ -320,15 +320,19 @@ async fn attempt(
     }
     let mut body = event.clone();
     if config.has_fault("flip_outcome") {
-        flip_result(&mut body);
+        flip_result(config, &mut body);
     }
-    if config.has_fault("rewrite_key")
-        && let Some(map) = body.as_object_mut()
-    {
-        map.insert(
-            "idempotency_key".into(),
-            Value::from(format!("relay-{}", job.seq)),
-        );
+    if config.has_fault("rewrite_key") {
+        // A key of the relay's own, still within the contracts' rules on the key (a
+        // format the vendor's keys follow), so only the key's stability is broken.
+        let path = &config.manifest.envelope.idempotency_key;
+        let rules = crate::contract::ids::IdRules::new(&config.manifest.contracts, path);
+        let mut mint = crate::contract::ids::IdMint::new(&rules, job.seq.unsigned_abs());
+        mint.reserve(&job.idempotency_key);
+        let key = mint
+            .mint(&job.idempotency_key, &format!("relay{}", job.seq))
+            .unwrap_or_else(|_| format!("relay-{}", job.seq));
+        set_at(&mut body, path, Value::from(key));
     }
     if !shared.switch.may_write(admission) {
         // Tripped since this attempt was admitted: the write waits for the switch.
@@ -364,7 +368,7 @@ async fn attempt(
             let answer: String = answer.chars().take(REASON_CHARS).collect();
             let reason = format!(
                 "mapping_error: the ATS refused event {} ({}) with {}: {answer}",
-                event.get("event_id").and_then(Value::as_str).unwrap_or("?"),
+                shared.config.manifest.envelope.event_id_of(&event).unwrap_or("?"),
                 job.contract,
                 status.as_u16(),
             );
@@ -382,16 +386,46 @@ async fn attempt(
     }
 }
 
-/// Deliberate defect `flip_outcome`: a mapping that confuses verification results
+/// Deliberate defect `flip_outcome`: a mapping that confuses results: the first enum
+/// of the event's contract with more than one value gets the next value of its list
 /// (every value stays a valid enum member, so only the sequence shows it).
-fn flip_result(body: &mut Value) {
-    if let Some(result) = body.pointer_mut("/verification/result") {
-        let flipped = match result.as_str() {
-            Some("passed") => "review_required",
-            Some("review_required") => "failed",
-            _ => "passed",
-        };
-        *result = Value::from(flipped);
+fn flip_result(config: &super::config::RelayConfig, body: &mut Value) {
+    let Some(contract) = body
+        .get("type")
+        .and_then(Value::as_str)
+        .and_then(|name| config.manifest.contracts.get(name))
+    else {
+        return;
+    };
+    let Some((path, values)) = contract.enums().iter().find(|(_, v)| v.len() > 1) else {
+        return;
+    };
+    let Some(current) = path.lookup(body).and_then(Value::as_str) else {
+        return;
+    };
+    let next = values
+        .iter()
+        .position(|v| v == current)
+        .map_or(0, |i| (i + 1) % values.len());
+    let flipped = Value::from(values[next].clone());
+    set_at(body, path, flipped);
+}
+
+/// Sets the field at a dotted path, if its parents are objects.
+fn set_at(body: &mut Value, path: &crate::contract::path::FieldPath, value: Value) {
+    let segments: Vec<&str> = path.segments().collect();
+    let Some((leaf, parents)) = segments.split_last() else {
+        return;
+    };
+    let mut parent = body;
+    for segment in parents {
+        match parent.get_mut(*segment) {
+            Some(next) => parent = next,
+            None => return,
+        }
+    }
+    if let Some(map) = parent.as_object_mut() {
+        map.insert((*leaf).to_owned(), value);
     }
 }
 
@@ -406,6 +440,72 @@ const SHADOW_FAULTS: [&str; 4] = [
     "shadow_unknown_type",
 ];
 
+/// The broken copy a shadow defect posts, built from the event's own contract so it
+/// breaks exactly the rule the defect names: a required field outside the envelope
+/// removed, an enum field given a value outside it, the envelope's `occurred_at` a day
+/// in the future, or a drifted `type`. `None` when the contract offers nothing to
+/// break that way, or when the copy would not be refused (so nothing lands twice).
+fn shadow_copy(config: &super::config::RelayConfig, fault: &str, body: &Value) -> Option<Value> {
+    let manifest = &config.manifest;
+    let contract = manifest
+        .contracts
+        .get(body.get("type").and_then(Value::as_str)?)?;
+    let envelope = &manifest.envelope;
+    let tracked = [
+        &envelope.event_id,
+        &envelope.idempotency_key,
+        &envelope.occurred_at,
+        &envelope.candidate_id,
+    ];
+    let mut copy = body.clone();
+    let (path, value) = match fault {
+        "shadow_missing_field" => (
+            contract
+                .required()
+                .iter()
+                .find(|p| !tracked.contains(p) && p.as_str() != "type")?,
+            None,
+        ),
+        "shadow_bad_enum" => (
+            contract.enums().first().map(|(p, _)| p)?,
+            Some(Value::from("unknown")),
+        ),
+        "shadow_future_time" => {
+            let future = chrono::Utc::now() + chrono::TimeDelta::days(1);
+            (
+                &envelope.occurred_at,
+                Some(Value::from(crate::observe::format_time(future))),
+            )
+        }
+        _ => {
+            copy["type"] = Value::from(format!("{}.v2", contract.name()));
+            return Some(copy);
+        }
+    };
+    let segments: Vec<&str> = path.segments().collect();
+    let (leaf, parents) = segments.split_last()?;
+    let mut parent = &mut copy;
+    for segment in parents {
+        parent = parent.get_mut(*segment)?;
+    }
+    let map = parent.as_object_mut()?;
+    match value {
+        Some(value) => {
+            map.insert((*leaf).to_owned(), value);
+        }
+        None => {
+            map.remove(*leaf)?;
+        }
+    }
+    let mut violations = Vec::new();
+    contract.check(
+        &copy,
+        &crate::contract::assertion::EvalContext::at_now(),
+        &mut violations,
+    );
+    (!violations.is_empty()).then_some(copy)
+}
+
 async fn shadow_write(
     shared: &Shared,
     client: &reqwest::Client,
@@ -416,24 +516,9 @@ async fn shadow_write(
     let Some(fault) = SHADOW_FAULTS.iter().find(|f| config.has_fault(f)) else {
         return;
     };
-    // Only verification events: each defect below breaks exactly one rule of theirs.
-    if body.pointer("/verification/risk_tier").is_none() {
+    let Some(copy) = shadow_copy(config, fault, body) else {
         return;
-    }
-    let mut copy = body.clone();
-    match *fault {
-        "shadow_missing_field" => {
-            if let Some(map) = copy.as_object_mut() {
-                map.remove("correlation_id");
-            }
-        }
-        "shadow_bad_enum" => copy["verification"]["risk_tier"] = Value::from("unknown"),
-        "shadow_future_time" => {
-            let future = chrono::Utc::now() + chrono::TimeDelta::days(1);
-            copy["occurred_at"] = Value::from(crate::observe::format_time(future));
-        }
-        _ => copy["type"] = Value::from("identity.verification.completed.v2"),
-    }
+    };
     let _ = client
         .post(format!("{candidate_url}/events"))
         .bearer_auth(&config.ats_token)
@@ -487,7 +572,7 @@ async fn file_exception(
         "exception_filed",
         serde_json::json!({
             "ats_candidate_id": job.candidate,
-            "event_id": event.get("event_id"),
+            "event_id": shared.config.manifest.envelope.event_id_of(&event),
             "idempotency_key": job.idempotency_key,
             "owner": owner,
             "status": status.as_u16(),

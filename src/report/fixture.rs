@@ -9,12 +9,13 @@ use crate::observe::Actor;
 fn check(id: &str, status: Status, scenarios: &[Scenario]) -> CheckResult {
     CheckResult {
         id: id.to_owned(),
-        passes_when: crate::judge::check_info(id)
+        passes_when: crate::catalog::check_info(id)
             .map_or("", |c| c.passes_when)
             .to_owned(),
         status,
         severity: Severity::BlockRelease,
         overridden: false,
+        required: false,
         reason: None,
         scenarios: scenarios.to_vec(),
         findings_total: 0,
@@ -47,6 +48,7 @@ pub(crate) fn blocked() -> RunReport {
     exactly_once.findings = vec![Finding {
         scenario: Some(Scenario::Duplicates),
         candidate: Some("CAND_canary_001-dup".into()),
+        source_candidate: None,
         correlation_id: Some("corr_5f1c0e2a".into()),
         expected: "idempotency key `idv:CAND_canary_001-dup:ses_81aa` applied at the ATS once"
             .into(),
@@ -94,6 +96,7 @@ pub(crate) fn blocked() -> RunReport {
     ack.findings = vec![Finding {
         scenario: None,
         candidate: Some("CAND_risk_high_007".into()),
+        source_candidate: None,
         correlation_id: None,
         expected: "an answer within 1000 ms".into(),
         seen: "answered 200 after 1412 ms".into(),
@@ -121,6 +124,7 @@ pub(crate) fn blocked() -> RunReport {
             kind: IntegrationKind::Command,
             target: "python3 examples/python-integration/integration.py".into(),
         },
+        skipped_scenarios: Vec::new(),
         scenarios: vec![
             ScenarioReport {
                 scenario: Scenario::Clean,

@@ -43,6 +43,14 @@ fn write_report(out: &mut String, report: &RunReport, max_findings: usize) -> st
             }
         )?;
     }
+    for skipped in &report.skipped_scenarios {
+        writeln!(
+            out,
+            "  {:<13} not driven: {}",
+            skipped.scenario.as_str(),
+            skipped.reason
+        )?;
+    }
     writeln!(out)?;
     writeln!(out, "checks")?;
     let width = report.checks.iter().map(|c| c.id.len()).max().unwrap_or(0);
@@ -50,6 +58,7 @@ fn write_report(out: &mut String, report: &RunReport, max_findings: usize) -> st
         let status = match check.status {
             Status::Pass => "pass",
             Status::Fail => "FAIL",
+            Status::Skip if check.required => "SKIP",
             Status::Skip => "skip",
         };
         write!(out, "  {status}  {:<width$}  {}", check.id, check.severity)?;
@@ -69,7 +78,11 @@ fn write_report(out: &mut String, report: &RunReport, max_findings: usize) -> st
             .as_deref()
             .filter(|_| check.status == Status::Skip)
         {
-            write!(out, "  {reason}")?;
+            if check.required {
+                write!(out, "  required, not judged: {reason}")?;
+            } else {
+                write!(out, "  not judged: {reason}")?;
+            }
         }
         writeln!(out)?;
     }
@@ -98,13 +111,19 @@ fn write_report(out: &mut String, report: &RunReport, max_findings: usize) -> st
         )?,
     }
     writeln!(out, "replay: {}", report.replay)?;
+    let required = report.checks.iter().filter(|c| c.blocks_as_skip()).count();
     writeln!(
         out,
-        "verdict: {} ({} passed, {} failed, {} skipped)",
+        "verdict: {} ({} passed, {} failed, {} skipped{})",
         report.verdict.as_str().to_uppercase(),
         report.count(Status::Pass),
         report.count(Status::Fail),
-        report.count(Status::Skip)
+        report.count(Status::Skip),
+        if required > 0 {
+            format!(", {required} of them required")
+        } else {
+            String::new()
+        }
     )
 }
 
@@ -146,7 +165,10 @@ fn write_finding(out: &mut String, finding: &Finding) -> std::fmt::Result {
         place.push(format!("[{s}]"));
     }
     if let Some(c) = &finding.candidate {
-        place.push(format!("candidate {c}"));
+        match &finding.source_candidate {
+            Some(source) if source != c => place.push(format!("candidate {c} (copy of {source})")),
+            _ => place.push(format!("candidate {c}")),
+        }
     }
     if let Some(c) = &finding.correlation_id {
         place.push(format!("correlation {c}"));

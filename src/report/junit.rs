@@ -51,6 +51,16 @@ fn case(check: &CheckResult, scenario: Option<Scenario>) -> TestCase {
         .filter(|f| scenario.is_none_or(|s| finding_in(f, s)))
         .collect();
     let status = match check.status {
+        // A required check that was not judged fails the gate, so it fails here too.
+        Status::Skip if check.required => {
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            status.set_message(format!(
+                "required but not judged: {}",
+                check.reason.as_deref().unwrap_or("no reason given")
+            ));
+            status.set_type("required-skip");
+            status
+        }
         Status::Skip => {
             let mut status = TestCaseStatus::skipped();
             if let Some(reason) = &check.reason {
@@ -94,8 +104,12 @@ fn description(check: &CheckResult, findings: &[&Finding]) -> String {
     let mut text = format!("passes when {}\n", check.passes_when);
     for f in findings {
         text.push_str(&format!(
-            "\ncandidate {} correlation {}\n  expected: {}\n  seen:     {}\n",
+            "\ncandidate {}{} correlation {}\n  expected: {}\n  seen:     {}\n",
             f.candidate.as_deref().unwrap_or("-"),
+            f.source_candidate
+                .as_deref()
+                .map(|s| format!(" (copy of {s})"))
+                .unwrap_or_default(),
             f.correlation_id.as_deref().unwrap_or("-"),
             f.expected,
             f.seen

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::RunReport;
-use crate::check::Verdict;
+use crate::verdict::Verdict;
 use crate::judge::Status;
 
 /// Findings shown per failed check.
@@ -49,7 +49,11 @@ fn write_report(out: &mut String, report: &RunReport) -> std::fmt::Result {
         let status = match c.status {
             Status::Pass => "✅ pass".to_owned(),
             Status::Fail => "❌ fail".to_owned(),
-            Status::Skip => format!("⏭️ skip: {}", cell(c.reason.as_deref().unwrap_or(""))),
+            Status::Skip if c.required => format!(
+                "⛔ required, not judged: {}",
+                cell(c.reason.as_deref().unwrap_or(""))
+            ),
+            Status::Skip => format!("⏭️ not judged: {}", cell(c.reason.as_deref().unwrap_or(""))),
         };
         let severity = if c.overridden {
             format!(
@@ -82,8 +86,12 @@ fn write_report(out: &mut String, report: &RunReport) -> std::fmt::Result {
             let scenario = f.scenario.map(|s| format!("[{s}] ")).unwrap_or_default();
             writeln!(
                 out,
-                "- {scenario}candidate `{}`, correlation `{}`\n  - expected: {}\n  - seen: {}",
+                "- {scenario}candidate `{}`{}, correlation `{}`\n  - expected: {}\n  - seen: {}",
                 f.candidate.as_deref().unwrap_or("-"),
+                f.source_candidate
+                    .as_deref()
+                    .map(|s| format!(" (copy of `{s}`)"))
+                    .unwrap_or_default(),
                 f.correlation_id.as_deref().unwrap_or("-"),
                 f.expected,
                 f.seen

@@ -17,7 +17,7 @@ use std::str::FromStr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::check::Verdict;
+use crate::verdict::Verdict;
 use crate::judge::{CheckResult, Judgement, Status};
 use crate::run::drive::ScenarioReport;
 use crate::run::plan::Scenario;
@@ -45,6 +45,9 @@ pub struct RunReport {
     pub integration: IntegrationInfo,
     /// What happened in each scenario.
     pub scenarios: Vec<ScenarioReport>,
+    /// Scenarios asked for but not driven for this manifest, with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_scenarios: Vec<crate::run::plan::SkippedScenario>,
     /// Every check, in the protocol's order.
     pub checks: Vec<CheckResult>,
     /// Where the time went.

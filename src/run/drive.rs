@@ -59,13 +59,93 @@ pub struct Driver {
     /// The run's log.
     pub log: ObservationLog,
     /// How long a scenario may take to drain.
-    pub drain_deadline: Duration,
+    pub drain: DrainLimit,
     /// The notification sink, whose messages say when the kill switch tripped.
     pub notify: Arc<NotifyState>,
     /// The channels every kill-switch notification must reach.
     pub channels: Vec<String>,
     /// Kills and restarts the integration (`restart`), when the harness started it.
     pub restarter: Option<Arc<dyn Restarter>>,
+    /// Before a fault window that must trip, the ATS calls of earlier scenarios must
+    /// have left the manifest's rate window (5 minutes, scaled).
+    pub settle: Settle,
+    /// Samples of the ATS's request counter over time, for [`Settle`].
+    pub calls: CallHistory,
+}
+
+/// Samples of the mock ATS's request counter, taken while the driver waits, so the
+/// calls inside any recent window can be bounded from above.
+#[derive(Debug, Default)]
+pub struct CallHistory(std::sync::Mutex<std::collections::VecDeque<(tokio::time::Instant, u64)>>);
+
+impl Driver {
+    /// Records the ATS's request count now; forgets samples older than two windows.
+    fn sample_calls(&self) {
+        let now = tokio::time::Instant::now();
+        let mut samples = self
+            .calls
+            .0
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        samples.push_back((now, self.ats.requests()));
+        let keep = self.settle.window * 2;
+        while samples
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > keep)
+        {
+            samples.pop_front();
+        }
+    }
+
+    /// The ATS's request count at `at` or later (an upper bound on the calls before
+    /// it), from the first sample taken at or after it; `None` with no such sample.
+    fn ats_calls_at(&self, at: tokio::time::Instant) -> Option<u64> {
+        let samples = self
+            .calls
+            .0
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        // The last sample at or before `at` undercounts nothing after it.
+        samples
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= at)
+            .map(|(_, count)| *count)
+    }
+}
+
+/// How a fault window that must trip waits for a clean rate window: a breaker that
+/// judges the failure rate over the last 5 minutes would otherwise see the earlier
+/// scenarios' successes dilute the fault's failures, and could rightly not trip within
+/// the protocol's budget, which counts from a clean window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settle {
+    /// The manifest's 5-minute window on the run's clock.
+    pub window: Duration,
+    /// Calls that may remain in the window before an outage: so few that outweighing
+    /// them takes at most half the in-flight allowance of failures.
+    pub outage_calls: u64,
+    /// Calls that may remain before a brownout: half of S, which a full minimum
+    /// sample of the brownout's rate outweighs.
+    pub brownout_calls: u64,
+}
+
+impl Settle {
+    /// The settling of a manifest's kill switch on a clock `time_scale` times faster.
+    pub fn new(tolerances: &crate::protocol::KillSwitchTolerances, time_scale: f64) -> Self {
+        let pct = tolerances.threshold_pct;
+        let allowance = (crate::protocol::IN_FLIGHT_ALLOWANCE / 2) as f64;
+        let outage_calls = if pct >= 100.0 {
+            u64::MAX
+        } else {
+            (allowance * (100.0 - pct) / pct).floor() as u64
+        };
+        Settle {
+            window: crate::protocol::scaled(crate::protocol::RATE_WINDOW, time_scale),
+            outage_calls,
+            brownout_calls: (tolerances.sample / 2) as u64,
+        }
+    }
 }
 
 /// Kills the integration under test and starts it again on the same state folder.
@@ -78,7 +158,7 @@ impl std::fmt::Debug for Driver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver")
             .field("url", &self.url)
-            .field("drain_deadline", &self.drain_deadline)
+            .field("drain", &self.drain)
             .finish_non_exhaustive()
     }
 }
@@ -123,7 +203,7 @@ async fn drive(
             .collect();
         let acked = stress(driver, batch, &expected, progress).await;
         let send_ms = started.elapsed().as_millis() as u64;
-        let (landed, timed_out) = wait_drained(&expected, &driver.ats, driver.drain_deadline).await;
+        let (landed, timed_out) = wait_drained(driver, &expected, driver.drain).await;
         let report = ScenarioReport {
             scenario,
             deliveries,
@@ -159,6 +239,7 @@ async fn stress(
             restart,
         } => {
             let windows = outage_windows(hold, kind);
+            settle(driver, driver.settle.outage_calls).await;
             open_window(driver, scenario, "outage", true, windows);
             let down = Instant::now();
             let acked = send(driver, batch.groups, progress).await;
@@ -171,7 +252,7 @@ async fn stress(
             acked
         }
         Stress::Brownout { above, below } => {
-            let deadline = driver.drain_deadline;
+            let deadline = driver.drain.stall;
             let first_ids: Vec<String> = batch
                 .groups
                 .iter()
@@ -184,28 +265,51 @@ async fn stress(
                 .filter(|id| expected.contains(id))
                 .collect();
             let windows = vec![FaultWindow::always(FaultKind::EveryNth { n: above })];
+            settle(driver, driver.settle.brownout_calls).await;
             open_window(driver, scenario, "brownout-above", true, windows);
             let mut acked = send(driver, batch.groups, progress).await;
             wait_notified(driver, SwitchState::Tripped, deadline).await;
             close_window(driver, scenario, "brownout-above");
             // The second phase starts from a closed switch and an empty window.
             wait_notified(driver, SwitchState::Reset, deadline).await;
-            wait_drained(&first_wave, &driver.ats, deadline).await;
+            wait_drained(driver, &first_wave, driver.drain).await;
             let windows = vec![FaultWindow::always(FaultKind::EveryNth { n: below })];
             open_window(driver, scenario, "brownout-below", false, windows);
             acked += send(driver, batch.later, progress).await;
-            wait_drained(expected, &driver.ats, deadline).await;
+            wait_drained(driver, expected, driver.drain).await;
             close_window(driver, scenario, "brownout-below");
             acked
         }
         Stress::MappingErrors => {
             open_window(driver, scenario, "mapping-errors", true, Vec::new());
             let mut acked = send(driver, batch.groups, progress).await;
-            wait_notified(driver, SwitchState::Tripped, driver.drain_deadline).await;
+            wait_notified(driver, SwitchState::Tripped, driver.drain.stall).await;
             close_window(driver, scenario, "mapping-errors");
             acked += send(driver, batch.later, progress).await;
             acked
         }
+    }
+}
+
+/// Waits, at most one rate window, until the ATS calls in the last window are few
+/// enough that they cannot dilute the fault about to start ([`Settle`]). The count is
+/// an upper bound from samples of the ATS's request counter, so it may wait a little
+/// longer than needed, never less.
+async fn settle(driver: &Driver, calls: u64) {
+    let window = driver.settle.window;
+    let start = tokio::time::Instant::now();
+    loop {
+        driver.sample_calls();
+        let now = tokio::time::Instant::now();
+        let count = driver.ats.requests();
+        let at_horizon = now
+            .checked_sub(window)
+            .and_then(|horizon| driver.ats_calls_at(horizon))
+            .unwrap_or(0);
+        if count.saturating_sub(at_horizon) <= calls || now.duration_since(start) >= window {
+            return;
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -331,22 +435,49 @@ async fn send(driver: &Driver, groups: Vec<Group>, progress: &(dyn Fn(u64) + Syn
     acked
 }
 
+/// How long a scenario may drain: until nothing has landed for `stall` (the
+/// integration stopped making progress), and never past `cap` in all. A large run
+/// that keeps landing events is never cut off by a fixed clock, and a stuck one is
+/// still given up on quickly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainLimit {
+    /// Give up when no expected event has landed for this long.
+    pub stall: Duration,
+    /// Give up after this long whatever happens.
+    pub cap: Duration,
+}
+
+impl DrainLimit {
+    /// The same window for stalls and as the cap: the old fixed deadline.
+    pub fn fixed(deadline: Duration) -> Self {
+        DrainLimit {
+            stall: deadline,
+            cap: deadline,
+        }
+    }
+}
+
 /// Waits until every expected event was applied and the ATS has been quiet for
-/// [`QUIET`], or the deadline passes. Returns how many landed and whether it timed out.
-async fn wait_drained(
-    expected: &HashSet<&str>,
-    ats: &AtsState,
-    deadline: Duration,
-) -> (usize, bool) {
-    let give_up = tokio::time::Instant::now() + deadline;
+/// [`QUIET`], or nothing has landed for the limit's stall window, or its cap passes.
+/// Returns how many landed and whether it gave up.
+async fn wait_drained(driver: &Driver, expected: &HashSet<&str>, limit: DrainLimit) -> (usize, bool) {
+    let ats = &driver.ats;
+    let start = tokio::time::Instant::now();
+    let cap = start + limit.cap;
     let mut last_requests = ats.requests();
-    let mut quiet_since = tokio::time::Instant::now();
+    let mut quiet_since = start;
+    let mut progress_at = start;
     // Only what has not landed yet is looked at again: a large run polls less each time.
     let mut waiting: Vec<&str> = expected.iter().copied().collect();
     loop {
+        driver.sample_calls();
+        let before = waiting.len();
         waiting.retain(|id| ats.times_applied(id) == 0);
         let landed = expected.len() - waiting.len();
         let now = tokio::time::Instant::now();
+        if waiting.len() != before {
+            progress_at = now;
+        }
         let requests = ats.requests();
         if requests != last_requests {
             last_requests = requests;
@@ -355,7 +486,7 @@ async fn wait_drained(
         if landed == expected.len() && now.duration_since(quiet_since) >= QUIET {
             return (landed, false);
         }
-        if now >= give_up {
+        if now >= cap || (landed < expected.len() && now.duration_since(progress_at) >= limit.stall) {
             return (landed, true);
         }
         tokio::time::sleep(POLL).await;

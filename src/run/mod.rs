@@ -54,8 +54,8 @@ pub struct RunConfig {
     pub out_dir: PathBuf,
     /// How much faster than real time policy windows pass.
     pub time_scale: f64,
-    /// How long each scenario may take to drain.
-    pub drain_deadline: Duration,
+    /// How long each scenario may take to drain: a stall window and a cap.
+    pub drain: drive::DrainLimit,
     /// How long the integration may take to become ready.
     pub ready_timeout: Duration,
     /// Where the mocks listen (port 0: any) and their tokens.
@@ -180,6 +180,7 @@ pub async fn execute(
         seed: config.seed,
         anchor,
         vendor_base_url: vendor_url,
+        envelope: config.manifest.envelope.clone(),
     };
     let prepared = scenarios::prepare(
         &config.manifest,
@@ -284,12 +285,19 @@ pub async fn execute(
         url: webhook_url,
         ats: Arc::clone(&mocks.ats),
         log: log.clone(),
-        drain_deadline: config.drain_deadline,
+        drain: config.drain,
         notify: Arc::clone(&mocks.notify),
         channels: config.manifest.notify_channels().to_vec(),
         restarter: process
             .as_ref()
             .map(|p| Arc::clone(p) as Arc<dyn drive::Restarter>),
+        settle: drive::Settle::new(
+            &crate::protocol::KillSwitchTolerances::new(
+                &config.manifest.raw.release_gate.kill_switch.trigger_conditions,
+            ),
+            config.time_scale,
+        ),
+        calls: drive::CallHistory::default(),
     };
     total(
         prepared

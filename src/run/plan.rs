@@ -104,7 +104,7 @@ impl fmt::Display for Scenario {
 pub struct PlannedEvent {
     /// The scenario it belongs to.
     pub scenario: Scenario,
-    /// The candidate (scenario-suffixed id).
+    /// The candidate (the scenario copy's id).
     pub candidate: String,
     /// The contract.
     pub contract: String,
@@ -138,8 +138,11 @@ pub struct PlannedEvent {
 pub struct PlannedCandidate {
     /// The scenario it belongs to.
     pub scenario: Scenario,
-    /// The candidate's (scenario-suffixed) id.
+    /// The copy's id, made for this scenario from the contracts' id rules.
     pub candidate: String,
+    /// The sandbox candidate it copies (the manifest's or the dataset's id).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
     /// Its correlation id.
     pub correlation_id: String,
     /// Whether it is inside the canary scope.
@@ -164,6 +167,19 @@ pub struct Plan {
     /// How much faster than real time the policy windows passed (`--time-scale`).
     #[serde(default = "real_time")]
     pub time_scale: f64,
+    /// Scenarios asked for but not driven, with why (a manifest with nothing to drift
+    /// has no `mapping-errors`); reports and the checks say so instead of passing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedScenario>,
+}
+
+/// A scenario the run could not drive for this manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SkippedScenario {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Why it was not driven.
+    pub reason: String,
 }
 
 fn real_time() -> f64 {

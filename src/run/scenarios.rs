@@ -8,7 +8,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::plan::{Plan, PlannedCandidate, PlannedEvent, Scenario};
-use crate::contract::assertion::{AssertionKind, EvalContext, Predicate};
+use crate::contract::assertion::EvalContext;
+use crate::contract::ids::{IdMint, MintError};
+use crate::contract::path::FieldPath;
+use crate::protocol::KillSwitchTolerances;
 use crate::delivery::{Delivery, Perturbation};
 use crate::manifest::model::RolloutMode;
 use crate::manifest::{CandidateId, Manifest};
@@ -113,9 +116,6 @@ impl Default for OutageSettings {
         }
     }
 }
-/// Copies of the seeded candidates in each brownout phase: enough ATS calls for the
-/// rate window (the reference relay wants at least 50 at a 2 % threshold).
-const BROWNOUT_SETS: usize = 10;
 /// Seeded candidates the kill-switch scenarios copy their traffic from.
 const KILL_SWITCH_CANDIDATES: usize = 3;
 /// Drifted candidates in `mapping-errors`, beyond the manifest's count.
@@ -150,14 +150,9 @@ pub struct Prepared {
 /// Why a plan could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
-    /// No suffix keeps a copy's id valid for the contracts.
-    #[error(
-        "candidate id `{id}` cannot take a scenario suffix and still match the contracts' `ats_candidate_id` rules"
-    )]
-    Suffix {
-        /// The original id.
-        id: String,
-    },
+    /// No id for a scenario copy satisfies the contracts' id rules.
+    #[error("cannot make ids for the scenario copies of the candidates")]
+    Id(#[from] MintError),
     /// Synthesis failed.
     #[error("cannot synthesize the events of `{candidate}`")]
     Synth {
@@ -183,67 +178,177 @@ fn tag(scenario: Scenario) -> &'static str {
     }
 }
 
-/// Renames one nested required field of the payload's contract (`risk_tier` →
-/// `risk_tier_v2`), the way a vendor's payload drifts: the event still relays, but
-/// the ATS refuses it as a mapping error.
-fn drift(manifest: &Manifest, contract: &str, payload: &mut serde_json::Value) {
-    let Some(contract) = manifest.contracts.get(contract) else {
-        return;
-    };
-    for field in contract.required() {
-        let path = field.as_str();
-        let Some((parent, leaf)) = path.rsplit_once('.') else {
-            continue;
-        };
-        let pointer = format!("/{}", parent.replace('.', "/"));
-        if let Some(serde_json::Value::Object(map)) = payload.pointer_mut(&pointer)
-            && let Some(value) = map.remove(leaf)
-        {
-            map.insert(format!("{leaf}_v2"), value);
-            return;
+/// How the `mapping-errors` scenario drifts a payload so that the ATS refuses it, the
+/// way vendors' payloads drift: whatever the manifest's contracts offer, tried in this
+/// order on each contract, the first one the contract rejects is used:
+///
+/// 1. a nested required field renamed (`verification.risk_tier` →
+///    `verification.risk_tier_v2`);
+/// 2. a flat required field renamed (`status` → `status_v2`);
+/// 3. an enum field given a value outside the contract (`clear` → `clear_v2`);
+/// 4. a constrained field given another JSON type (a number as a string, a string
+///    as a number).
+///
+/// The envelope's fields and `type` are never drifted: the harness and the checks
+/// track events by them. A contract none of these breaks has nothing to drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DriftKind {
+    RenameNested,
+    RenameFlat,
+    EnumOutside,
+    TypeChange,
+}
+
+/// The drift chosen for each contract of a manifest, found once per run.
+#[derive(Debug)]
+struct Drift<'m> {
+    manifest: &'m Manifest,
+    protected: Vec<&'m FieldPath>,
+}
+
+impl<'m> Drift<'m> {
+    fn for_manifest(manifest: &'m Manifest) -> Self {
+        let envelope = &manifest.envelope;
+        Drift {
+            manifest,
+            protected: vec![
+                &envelope.event_id,
+                &envelope.idempotency_key,
+                &envelope.occurred_at,
+                &envelope.candidate_id,
+            ],
         }
+    }
+
+    /// Drifts `payload` of `contract` so that the contract rejects it; `false` when
+    /// no drift of this contract's fields is refused.
+    fn apply(&self, contract: &str, payload: &mut serde_json::Value) -> bool {
+        let Some(contract) = self.manifest.contracts.get(contract) else {
+            return false;
+        };
+        let ctx = EvalContext::at_now();
+        for kind in [
+            DriftKind::RenameNested,
+            DriftKind::RenameFlat,
+            DriftKind::EnumOutside,
+            DriftKind::TypeChange,
+        ] {
+            for field in self.candidates(contract, kind) {
+                let mut drifted = payload.clone();
+                if !drift_field(&mut drifted, field, kind) {
+                    continue;
+                }
+                let mut violations = Vec::new();
+                contract.check(&drifted, &ctx, &mut violations);
+                if !violations.is_empty() {
+                    *payload = drifted;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    fn candidates<'c>(
+        &'c self,
+        contract: &'c crate::contract::Contract,
+        kind: DriftKind,
+    ) -> Box<dyn Iterator<Item = &'c FieldPath> + 'c> {
+        let free = move |path: &&FieldPath| !self.protected.contains(path);
+        match kind {
+            DriftKind::RenameNested => Box::new(
+                contract
+                    .required()
+                    .iter()
+                    .filter(free)
+                    .filter(|p| p.segments().count() > 1),
+            ),
+            DriftKind::RenameFlat => Box::new(
+                contract
+                    .required()
+                    .iter()
+                    .filter(free)
+                    .filter(|p| p.segments().count() == 1),
+            ),
+            DriftKind::EnumOutside => {
+                Box::new(contract.enums().iter().map(|(path, _)| path).filter(free))
+            }
+            DriftKind::TypeChange => Box::new(
+                contract
+                    .assertions()
+                    .iter()
+                    .flat_map(|a| a.paths())
+                    .chain(contract.required().iter())
+                    .filter(free),
+            ),
+        }
+    }
+
+    /// Why nothing can be drifted, when no contract the candidates send offers a drift
+    /// the contract refuses; `None` when the scenario can run.
+    fn nothing_to_drift(&self, sample: &[(String, serde_json::Value)]) -> Option<String> {
+        if sample.iter().any(|(contract, payload)| {
+            let mut copy = payload.clone();
+            self.apply(contract, &mut copy)
+        }) {
+            return None;
+        }
+        let names: Vec<&str> = sample.iter().map(|(c, _)| c.as_str()).collect();
+        Some(format!(
+            "nothing to drift: no field of {} outside the envelope can be renamed, given a value outside its enum or another type in a way its contract refuses, so no payload would be a mapping error",
+            if names.is_empty() {
+                "the contracts".to_owned()
+            } else {
+                names.join(", ")
+            }
+        ))
     }
 }
 
-/// Whether `id` satisfies every `ats_candidate_id matches …` clause of the contracts.
-fn id_is_valid(manifest: &Manifest, id: &str) -> bool {
-    let payload = serde_json::json!({ "ats_candidate_id": id });
-    let ctx = EvalContext::at_now();
-    manifest
-        .contracts
-        .iter()
-        .flat_map(|c| c.assertions())
-        .all(|assertion| match assertion.kind() {
-            AssertionKind::Each(clauses) => clauses
-                .iter()
-                .filter(|c| {
-                    c.subject.as_str() == "ats_candidate_id"
-                        && matches!(c.predicate, Predicate::Matches(_))
-                })
-                .all(|c| c.evaluate(&payload, &ctx).is_none()),
-            AssertionKind::StableFor(_) => true,
-        })
-}
-
-fn suffixed(manifest: &Manifest, id: &str, suffix: &str) -> Result<String, PrepareError> {
-    [
-        format!("{id}_{suffix}"),
-        format!("{id}-{suffix}"),
-        format!("{id}{suffix}"),
-    ]
-    .into_iter()
-    .find(|candidate| id_is_valid(manifest, candidate))
-    .ok_or_else(|| PrepareError::Suffix { id: id.to_owned() })
-}
-
-fn copy(
-    manifest: &Manifest,
-    candidate: &SandboxCandidate,
-    suffix: &str,
-) -> Result<SandboxCandidate, PrepareError> {
-    let mut copy = candidate.clone();
-    copy.id = CandidateId(suffixed(manifest, &candidate.id.0, suffix)?);
-    Ok(copy)
+/// Applies one drift to the field at `path`; `false` if the payload has no such field.
+fn drift_field(payload: &mut serde_json::Value, path: &FieldPath, kind: DriftKind) -> bool {
+    let segments: Vec<&str> = path.segments().collect();
+    let Some((leaf, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut parent = payload;
+    for segment in parents {
+        match parent.get_mut(*segment) {
+            Some(next) => parent = next,
+            None => return false,
+        }
+    }
+    let Some(map) = parent.as_object_mut() else {
+        return false;
+    };
+    match kind {
+        DriftKind::RenameNested | DriftKind::RenameFlat => match map.remove(*leaf) {
+            Some(value) => {
+                map.insert(format!("{leaf}_v2"), value);
+                true
+            }
+            None => false,
+        },
+        DriftKind::EnumOutside => match map.get_mut(*leaf) {
+            Some(value @ serde_json::Value::String(_)) => {
+                let text = value.as_str().unwrap_or_default();
+                *value = serde_json::Value::String(format!("{text}_v2"));
+                true
+            }
+            _ => false,
+        },
+        DriftKind::TypeChange => match map.get_mut(*leaf) {
+            Some(value @ serde_json::Value::String(_)) => {
+                *value = serde_json::json!(12345);
+                true
+            }
+            Some(value @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => {
+                *value = serde_json::Value::String(value.to_string());
+                true
+            }
+            _ => false,
+        },
+    }
 }
 
 /// A deterministic webhook id for an event (retries and exact duplicates keep it).
@@ -266,6 +371,24 @@ pub fn prepare(
 ) -> Result<Prepared, PrepareError> {
     let synthesizer = Synthesizer::new(&manifest.contracts, synth);
     let seed = sandbox.seed;
+    let rules = manifest.id_rules();
+    let mint = std::cell::RefCell::new(IdMint::new(&rules, seed));
+    for candidate in &sandbox.candidates {
+        mint.borrow_mut().reserve(&candidate.id.0);
+    }
+    // Which sandbox candidate each copy comes from, for the plan and the reports.
+    let sources: std::cell::RefCell<HashMap<String, String>> = Default::default();
+    let copy = |candidate: &SandboxCandidate, tag: &str| -> Result<SandboxCandidate, PrepareError> {
+        let mut copy = candidate.clone();
+        copy.id = CandidateId(mint.borrow_mut().mint(&candidate.id.0, tag)?);
+        sources
+            .borrow_mut()
+            .insert(copy.id.0.clone(), candidate.id.0.clone());
+        Ok(copy)
+    };
+    let drift = Drift::for_manifest(manifest);
+    let tolerances =
+        KillSwitchTolerances::new(&manifest.raw.release_gate.kill_switch.trigger_conditions);
     let scope = &manifest.raw.release_gate.canary_scope;
     let full_rollout = manifest.raw.release_gate.mode == RolloutMode::Full;
     let seeded: Vec<&SandboxCandidate> = sandbox
@@ -286,6 +409,7 @@ pub fn prepare(
             events: Vec::new(),
             ack_sla_ms,
             time_scale: 1.0,
+            skipped: Vec::new(),
         },
         candidates: Vec::new(),
         packs: Vec::new(),
@@ -297,11 +421,15 @@ pub fn prepare(
         // The kill-switch scenarios shape traffic from a few candidates, whatever the
         // size of the dataset: it is the switch under test, not the volume.
         let stressed = &seeded[..seeded.len().min(KILL_SWITCH_CANDIDATES)];
+        // Enough events in each fault window that any breaker within the protocol's
+        // tolerances gets the calls it may wait for (one ATS call per event at least).
+        let per_set: usize = stressed.iter().map(|c| c.expected_sequence.len()).sum();
+        let window_sets = tolerances.events_per_window().div_ceil(per_set.max(1));
         let sets = |count: usize, traffic: Traffic, prefix: &str, members: &mut Vec<_>| {
             for set in 0..count {
                 for candidate in stressed {
                     let suffix = format!("{prefix}{set:02}");
-                    members.push((copy(manifest, candidate, &suffix)?, traffic));
+                    members.push((copy(candidate, &suffix)?, traffic));
                 }
             }
             Ok::<(), PrepareError>(())
@@ -309,28 +437,28 @@ pub fn prepare(
         match scenario {
             Scenario::Canary => {
                 for control in &controls {
-                    members.push((copy(manifest, control, tag(scenario))?, Traffic::Normal));
+                    members.push((copy(control, tag(scenario))?, Traffic::Normal));
                 }
             }
             Scenario::Signatures => {
                 for candidate in &seeded {
-                    members.push((copy(manifest, candidate, tag(scenario))?, Traffic::Normal));
-                    members.push((copy(manifest, candidate, "sgf")?, Traffic::Forged));
+                    members.push((copy(candidate, tag(scenario))?, Traffic::Normal));
+                    members.push((copy(candidate, "sgf")?, Traffic::Forged));
                 }
             }
             Scenario::OutOfOrder => {
                 for candidate in seeded.iter().filter(|c| c.expected_sequence.len() > 1) {
-                    members.push((copy(manifest, candidate, tag(scenario))?, Traffic::Normal));
+                    members.push((copy(candidate, tag(scenario))?, Traffic::Normal));
                 }
             }
             Scenario::Clean | Scenario::Duplicates => {
                 for candidate in &seeded {
-                    members.push((copy(manifest, candidate, tag(scenario))?, Traffic::Normal));
+                    members.push((copy(candidate, tag(scenario))?, Traffic::Normal));
                 }
             }
             Scenario::Outage | Scenario::Restart => {
                 sets(
-                    outage.sets.max(1),
+                    outage.sets.max(window_sets),
                     Traffic::Normal,
                     tag(scenario),
                     &mut members,
@@ -342,15 +470,9 @@ pub fn prepare(
                 };
             }
             Scenario::Brownout => {
-                sets(BROWNOUT_SETS, Traffic::Normal, "boa", &mut members)?;
-                sets(BROWNOUT_SETS, Traffic::Later, "bob", &mut members)?;
-                let threshold = manifest
-                    .raw
-                    .release_gate
-                    .kill_switch
-                    .trigger_conditions
-                    .ats_http_5xx_rate_pct_over_5m;
-                let (above, below) = brownout_periods(threshold);
+                sets(window_sets, Traffic::Normal, "boa", &mut members)?;
+                sets(window_sets, Traffic::Later, "bob", &mut members)?;
+                let (above, below) = tolerances.brownout_periods();
                 stress = Stress::Brownout { above, below };
             }
             Scenario::MappingErrors => {
@@ -360,14 +482,40 @@ pub fn prepare(
                     .kill_switch
                     .trigger_conditions
                     .mapping_error_count_over_10m
-                    .max(0.0) as u32
-                    + EXTRA_DRIFTED;
-                let mut set = 0;
-                while (members.len() as u32) < count && !stressed.is_empty() {
-                    for candidate in stressed {
-                        if (members.len() as u32) < count {
+                    .max(0.0) as usize
+                    + EXTRA_DRIFTED as usize;
+                // How many payloads of each stressed candidate's flow drift into a
+                // mapping error: the scenario needs more refusals than the count.
+                let mut driftable = Vec::with_capacity(stressed.len());
+                let mut sample = Vec::new();
+                for candidate in stressed {
+                    let events = synthesizer.synthesize_flow(candidate).map_err(|source| {
+                        PrepareError::Synth {
+                            candidate: candidate.id.0.clone(),
+                            source,
+                        }
+                    })?;
+                    let n = events
+                        .iter()
+                        .filter(|e| drift.apply(e.contract.as_str(), &mut e.payload.clone()))
+                        .count();
+                    sample.extend(events.into_iter().map(|e| (e.contract.as_str().to_owned(), e.payload)));
+                    driftable.push(n);
+                }
+                if driftable.iter().all(|n| *n == 0) {
+                    let reason = drift
+                        .nothing_to_drift(&sample)
+                        .unwrap_or_else(|| "no sandbox candidate sends a payload that can drift".to_owned());
+                    prepared.plan.skipped.push(super::plan::SkippedScenario { scenario, reason });
+                    continue;
+                }
+                let (mut refusals, mut set) = (0, 0);
+                while refusals < count {
+                    for (candidate, n) in stressed.iter().zip(&driftable) {
+                        if refusals < count && *n > 0 {
                             let suffix = format!("mpd{set:02}");
-                            members.push((copy(manifest, candidate, &suffix)?, Traffic::Drifted));
+                            members.push((copy(candidate, &suffix)?, Traffic::Drifted));
+                            refusals += n;
                         }
                     }
                     set += 1;
@@ -384,7 +532,6 @@ pub fn prepare(
         };
         for (member, traffic) in members {
             let forged = traffic == Traffic::Forged;
-            let drifted = traffic == Traffic::Drifted;
             let in_scope = full_rollout || in_canary_scope(scope, &member.requisition);
             let events =
                 synthesizer
@@ -400,6 +547,11 @@ pub fn prepare(
             prepared.plan.candidates.push(PlannedCandidate {
                 scenario,
                 candidate: member.id.0.clone(),
+                source: sources
+                    .borrow()
+                    .get(&member.id.0)
+                    .cloned()
+                    .unwrap_or_default(),
                 correlation_id,
                 in_scope,
                 expected_sequence: member
@@ -421,9 +573,9 @@ pub fn prepare(
             for (index, event) in events.iter().enumerate() {
                 let perturbation = perturbation(scenario, forged, index);
                 let mut payload = event.payload.clone();
-                if drifted {
-                    drift(manifest, event.contract.as_str(), &mut payload);
-                }
+                // A payload of a contract with nothing to drift goes out as it is.
+                let drifted = traffic == Traffic::Drifted
+                    && drift.apply(event.contract.as_str(), &mut payload);
                 let event_id = event.event_id.clone().unwrap_or_default();
                 let superseded = latest
                     .get(event.contract.as_str())
@@ -486,15 +638,6 @@ pub fn prepare(
         prepared.batches.push(batch);
     }
     Ok(prepared)
-}
-
-/// One failure every `above` requests just above a percentage threshold, and every
-/// `below` just below it (3 % and 1.5 % around the seed's 2 %): a deterministic
-/// pattern, since a random rate near the threshold trips or not by luck.
-fn brownout_periods(threshold_pct: f64) -> (u32, u32) {
-    let period = |pct: f64| (100.0 / pct).round().clamp(2.0, 10_000.0) as u32;
-    let threshold = threshold_pct.clamp(0.01, 66.0);
-    (period(threshold * 1.5), period(threshold * 0.75))
 }
 
 fn describe_entry(entry: &crate::manifest::ExpectedEvent) -> String {

@@ -50,7 +50,9 @@ use serde::{Deserialize, Serialize};
 use super::model::{Requisition, RiskTier};
 use super::people::{PersonGenerator, Stream};
 use super::profiles::{self, ProfileError};
-use super::{SandboxError, derive_rng, id_rule_violation, scope};
+use super::{SandboxError, derive_rng, scope};
+use crate::contract::ids::{IdMint, IdRules, path_safe};
+use profiles::{ProfileCatalog, UsableProfile};
 use crate::manifest::{ExpectedEvent, Manifest};
 use crate::suggest::did_you_mean;
 pub use read::{ParseError, Place};
@@ -301,17 +303,22 @@ pub enum DatasetError {
         /// The candidates found.
         found: usize,
     },
-    /// Generated ids would break the manifest's `ats_candidate_id` rules.
-    #[error("generated ids such as `{id}` break the manifest: {message}")]
+    /// No id the contracts' rules accept is left for a candidate.
+    #[error("cannot make an id for candidate {index} of the dataset")]
     IdRule {
-        /// An offending id.
-        id: String,
-        /// The failed rule.
-        message: String,
+        /// The 0-based index of the candidate.
+        index: u64,
+        /// Which rules ran out.
+        #[source]
+        source: crate::contract::ids::MintError,
     },
-    /// A profile the mix may draw cannot be expressed against the manifest.
-    #[error("the dataset cannot follow this manifest: {0}")]
-    Profile(ProfileError),
+    /// The mix asks for a tier no profile of the manifest has (never with the catalog's
+    /// derived profiles, unless the manifest has no contract).
+    #[error("no profile of this manifest has the `{tier}` tier the risk mix asks for")]
+    NoProfile {
+        /// The tier.
+        tier: &'static str,
+    },
     /// The canary scope leaves no room for a requisition.
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
@@ -376,9 +383,9 @@ pub enum ProblemKind {
         /// Where the id first appears.
         first: usize,
     },
-    /// The id breaks a contract's `ats_candidate_id` rule.
+    /// The id breaks a contract's rule on the candidate id.
     #[error("the id breaks {0}, so every event of this candidate would fail it")]
-    IdRule(String),
+    IdRule(crate::contract::ids::IdViolation),
     /// No profile has this name.
     #[error("unknown profile `{profile}`{hint}; the known profiles are {known}")]
     UnknownProfile {
@@ -446,35 +453,16 @@ pub struct Generator<'m> {
     manifest: &'m Manifest,
     options: GenerateOptions,
     people: PersonGenerator,
+    catalog: ProfileCatalog,
+    rules: IdRules,
+    /// Every id issued, so a sampled id never repeats (a few MB at 100,000).
+    issued: std::collections::HashSet<String>,
     next: u64,
 }
 
 impl<'m> Generator<'m> {
     /// Checks that the options fit the manifest, then prepares generation.
     pub fn new(manifest: &'m Manifest, options: GenerateOptions) -> Result<Self, DatasetError> {
-        for id in [
-            candidate_id(0),
-            candidate_id(options.count.saturating_sub(1)),
-        ] {
-            if let Some(message) = id_rule_violation(&manifest.contracts, &id) {
-                return Err(DatasetError::IdRule { id, message });
-            }
-        }
-        let mix = options.mix;
-        for (tier, share) in [
-            (RiskTier::Low, mix.low),
-            (RiskTier::Medium, mix.medium),
-            (RiskTier::High, mix.high),
-        ] {
-            if share == 0 {
-                continue;
-            }
-            for profile in profiles::of_tier(tier) {
-                profile
-                    .expected_sequence(&manifest.contracts)
-                    .map_err(DatasetError::Profile)?;
-            }
-        }
         // Fail before writing anything if the scope cannot hold a requisition.
         scope::inside(
             &manifest.raw.release_gate.canary_scope,
@@ -484,27 +472,64 @@ impl<'m> Generator<'m> {
             manifest,
             options,
             people: PersonGenerator::new(options.seed),
+            catalog: ProfileCatalog::for_manifest(manifest),
+            rules: manifest.id_rules(),
+            issued: std::collections::HashSet::new(),
             next: 0,
         })
     }
 
-    fn candidate(&mut self, index: u64) -> Result<DatasetCandidate, SandboxError> {
+    /// The id of the candidate at `index`: `CAND_000001`… when the contracts accept
+    /// it, else one minted from their rules (a fixed-width number, a hex object id…).
+    fn id(&mut self, index: u64) -> Result<String, DatasetError> {
+        let conventional = candidate_id(index);
+        let mut mint = IdMint::new(&self.rules, self.options.seed);
+        let id = if mint.acceptable(&conventional) && !self.issued.contains(&conventional) {
+            conventional
+        } else {
+            // The mint keys its samples by the index's conventional id, so the same
+            // seed gives the same ids; a collision with an earlier id draws again.
+            let mut found = None;
+            for attempt in 0..8u32 {
+                let id = mint
+                    .mint(&conventional, &format!("g{attempt}"))
+                    .map_err(|source| DatasetError::IdRule { index, source })?;
+                if !self.issued.contains(&id) {
+                    found = Some(id);
+                    break;
+                }
+            }
+            found.ok_or_else(|| DatasetError::IdRule {
+                index,
+                source: crate::contract::ids::MintError {
+                    source_id: conventional.clone(),
+                    tag: "dataset".to_owned(),
+                    rules: self.rules.describe(),
+                },
+            })?
+        };
+        self.issued.insert(id.clone());
+        Ok(id)
+    }
+
+    fn candidate(&mut self, index: u64) -> Result<DatasetCandidate, DatasetError> {
         let seed = self.options.seed;
         let mut rng = derive_rng(seed, "dataset/profile", index);
         let tier = self.options.mix.tier(rng.random_range(0..100u8));
-        let choices: Vec<&profiles::Profile> = profiles::of_tier(tier).collect();
-        let profile = choices
-            .choose(&mut rng)
-            .copied()
-            .unwrap_or(&profiles::LOW_RISK_FAST_PATH);
+        let choices: Vec<&UsableProfile> = self.catalog.of_tier(tier).collect();
+        let Some(profile) = choices.choose(&mut rng).copied().cloned() else {
+            return Err(DatasetError::NoProfile {
+                tier: tier.as_str(),
+            });
+        };
         let requisition = scope::inside(
             &self.manifest.raw.release_gate.canary_scope,
             &mut derive_rng(seed, "requisition/seeded", index),
         )?;
         let person = self.people.person(Stream::Seeded, index);
         Ok(DatasetCandidate {
-            ats_candidate_id: candidate_id(index),
-            profile: profile.name.to_owned(),
+            ats_candidate_id: self.id(index)?,
+            profile: profile.name,
             risk_tier: profile.risk_tier,
             name: person.name,
             email: person.email,
@@ -515,7 +540,7 @@ impl<'m> Generator<'m> {
 }
 
 impl Iterator for Generator<'_> {
-    type Item = Result<DatasetCandidate, SandboxError>;
+    type Item = Result<DatasetCandidate, DatasetError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.next >= self.options.count {
@@ -527,7 +552,7 @@ impl Iterator for Generator<'_> {
     }
 }
 
-/// The id of the candidate at a 0-based index.
+/// The conventional id of the candidate at a 0-based index.
 pub fn candidate_id(index: u64) -> String {
     format!("CAND_{:06}", index + 1)
 }
@@ -715,32 +740,29 @@ pub fn check(manifest: &Manifest, dataset: &Dataset, path: &Path) -> Result<(), 
     checker.finish(path)
 }
 
-/// A profile a dataset may use, with its expected sequence against the manifest.
-type UsableProfile = (&'static profiles::Profile, Arc<[ExpectedEvent]>);
-
 /// Holds dataset candidates, one at a time, to the manifest they are served with,
 /// the way the manifest loader holds `sandbox_dataset`: ids non-empty, usable in a
-/// URL path, unique and accepted by every `ats_candidate_id` rule; profiles known and
-/// expressible against the contracts; each `risk_tier` its profile's. Every problem
-/// is collected, and [`Checker::finish`] reports them with the file's name.
+/// URL path, unique and accepted by every rule on the candidate id; profiles usable
+/// with the manifest ([`ProfileCatalog`]); each `risk_tier` its profile's. Every
+/// problem is collected, and [`Checker::finish`] reports them with the file's name.
 #[derive(Debug)]
 pub struct Checker<'m> {
-    manifest: &'m Manifest,
     seen: HashMap<String, usize>,
-    /// One verdict per distinct profile name, not one per candidate; the sequence is
-    /// shared by every candidate of the profile.
-    profiles: HashMap<String, Result<UsableProfile, ProfileError>>,
+    catalog: ProfileCatalog,
+    rules: IdRules,
     problems: Vec<DatasetProblem>,
+    _manifest: std::marker::PhantomData<&'m Manifest>,
 }
 
 impl<'m> Checker<'m> {
     /// A checker for candidates served with `manifest`.
     pub fn new(manifest: &'m Manifest) -> Self {
         Checker {
-            manifest,
             seen: HashMap::new(),
-            profiles: HashMap::new(),
+            catalog: ProfileCatalog::for_manifest(manifest),
+            rules: manifest.id_rules(),
             problems: Vec::new(),
+            _manifest: std::marker::PhantomData,
         }
     }
 
@@ -757,20 +779,13 @@ impl<'m> Checker<'m> {
             problems.push(ProblemKind::DuplicateId { first: *first });
         } else {
             self.seen.insert(id.to_owned(), index);
-            if let Some(message) = id_rule_violation(&self.manifest.contracts, id) {
-                problems.push(ProblemKind::IdRule(message));
+            if let Some(violation) = self.rules.violation(id) {
+                problems.push(ProblemKind::IdRule(violation));
             }
         }
-        let contracts = &self.manifest.contracts;
-        let verdict = self.profiles.entry(row.profile.clone()).or_insert_with(|| {
-            let profile =
-                profiles::find(&row.profile).ok_or_else(|| ProfileError::unknown(&row.profile))?;
-            let sequence = profile.expected_sequence(contracts)?;
-            Ok((profile, Arc::from(sequence)))
-        });
-        let sequence = match verdict {
+        let sequence = match self.catalog.get(&row.profile) {
             Err(err) => {
-                problems.push(match err.clone() {
+                problems.push(match err {
                     ProfileError::Unknown {
                         profile,
                         hint,
@@ -786,15 +801,15 @@ impl<'m> Checker<'m> {
                 });
                 None
             }
-            Ok((profile, sequence)) => {
+            Ok(profile) => {
                 if profile.risk_tier != row.risk_tier {
                     problems.push(ProblemKind::TierMismatch {
-                        profile: profile.name.to_owned(),
+                        profile: profile.name.clone(),
                         tier: row.risk_tier.as_str(),
                         expected: profile.risk_tier.as_str(),
                     });
                 }
-                Some(Arc::clone(sequence))
+                Some(Arc::clone(&profile.sequence))
             }
         };
         self.problems
@@ -822,13 +837,6 @@ impl<'m> Checker<'m> {
             })
         }
     }
-}
-
-/// Whether a character may stand in an id that integrations paste into
-/// `/v1/candidates/{id}` without encoding it: not a path or query delimiter, not a
-/// percent sign, not whitespace or a control character.
-fn path_safe(c: char) -> bool {
-    !matches!(c, '/' | '?' | '#' | '%') && !c.is_whitespace() && !c.is_control()
 }
 
 #[cfg(test)]

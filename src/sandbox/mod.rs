@@ -25,11 +25,9 @@ pub mod dataset;
 pub mod model;
 pub mod people;
 pub mod profiles;
-mod regex_gen;
 pub mod scope;
 pub mod synth;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -38,15 +36,14 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 
-use crate::contract::ContractSet;
-use crate::contract::assertion::{AssertionKind, Clause, EvalContext, Predicate};
+use crate::contract::ids::{IdMint, MintError};
 use crate::manifest::{CandidateId, ExpectedEvent, Manifest};
 use dataset::{Dataset, DatasetCandidate, DatasetError};
 pub use model::{
     EvidenceCheck, EvidencePack, Person, Requisition, RiskTier, Role, SandboxCandidate,
 };
 use people::PersonGenerator;
-use profiles::ProfileError;
+use profiles::{ProfileCatalog, ProfileError};
 pub use scope::in_canary_scope;
 
 /// Every sandbox candidate of a run: the manifest's, enriched, then the controls.
@@ -71,19 +68,12 @@ pub enum SandboxError {
     /// One or more manifest candidates have no usable profile or requisition.
     #[error("{0}")]
     Candidates(CandidateErrors),
-    /// No id for a control candidate satisfies the contracts' `ats_candidate_id` patterns.
-    #[error(
-        "no id for the {role} control candidate satisfies the contracts' `ats_candidate_id` rules (tried {tried})"
-    )]
-    ControlId {
-        /// Which control.
-        role: &'static str,
-        /// The ids tried, comma-separated.
-        tried: String,
-    },
-    /// The control candidates' flow cannot be expressed against the manifest's contracts.
-    #[error("the control candidates cannot be given a flow")]
-    ControlFlow(#[source] ProfileError),
+    /// No id for a control candidate satisfies the contracts' id rules.
+    #[error("no id for an out-of-scope control candidate")]
+    ControlId(#[source] MintError),
+    /// The manifest has no contract and no candidate, so controls have no flow.
+    #[error("the out-of-scope control candidates cannot be given a flow: the manifest has no contract to send")]
+    NoControlFlow,
     /// Every location the sandbox knows is excluded from the canary scope.
     #[error(
         "every location the sandbox knows is in `exclude_locations`, so no requisition can be inside the canary scope"
@@ -135,25 +125,23 @@ pub struct CandidateError {
 /// control candidates outside the canary scope follow, when the scope allows them.
 pub fn build(manifest: &Manifest, seed: u64) -> Result<Sandbox, SandboxError> {
     let scope = &manifest.raw.release_gate.canary_scope;
+    let catalog = ProfileCatalog::for_manifest(manifest);
     let mut people = PersonGenerator::new(seed);
     let mut candidates = Vec::with_capacity(manifest.candidates.len() + 2);
     let mut problems = Vec::new();
-    let mut defaults = ProfileSequences::default();
     for (index, candidate) in manifest.candidates.iter().enumerate() {
         let index = index as u64;
-        let profile = profiles::find(&candidate.profile);
-        let expected_sequence = match &candidate.expected_sequence {
-            Some(sequence) => Arc::from(sequence.as_slice()),
-            None => match defaults.of(&manifest.contracts, &candidate.profile) {
-                Ok(sequence) => sequence,
-                Err(problem) => {
-                    problems.push(CandidateError {
-                        candidate: candidate.id.clone(),
-                        problem,
-                    });
-                    continue;
-                }
-            },
+        let profile = catalog.get(&candidate.profile);
+        let expected_sequence = match (&candidate.expected_sequence, &profile) {
+            (Some(sequence), _) => Arc::from(sequence.as_slice()),
+            (None, Ok(profile)) => Arc::clone(&profile.sequence),
+            (None, Err(problem)) => {
+                problems.push(CandidateError {
+                    candidate: candidate.id.clone(),
+                    problem: problem.clone(),
+                });
+                continue;
+            }
         };
         let mut rng = derive_rng(seed, "requisition/seeded", index);
         let requisition = match &candidate.requisition {
@@ -174,43 +162,23 @@ pub fn build(manifest: &Manifest, seed: u64) -> Result<Sandbox, SandboxError> {
     if !problems.is_empty() {
         return Err(SandboxError::Candidates(CandidateErrors(problems)));
     }
-    let controls = controls(manifest, seed, &mut people, &candidates)?;
+    let controls = controls(manifest, &catalog, seed, &mut people, &candidates)?;
     candidates.extend(controls);
     Ok(Sandbox { seed, candidates })
-}
-
-/// Profiles' default sequences, resolved once per profile and shared.
-#[derive(Debug, Default)]
-struct ProfileSequences(HashMap<String, Result<Arc<[ExpectedEvent]>, ProfileError>>);
-
-impl ProfileSequences {
-    fn of(
-        &mut self,
-        contracts: &ContractSet,
-        profile: &str,
-    ) -> Result<Arc<[ExpectedEvent]>, ProfileError> {
-        self.0
-            .entry(profile.to_owned())
-            .or_insert_with(|| match profiles::find(profile) {
-                Some(p) => p.expected_sequence(contracts).map(Arc::from),
-                None => Err(ProfileError::unknown(profile)),
-            })
-            .clone()
-    }
 }
 
 /// The sandbox of a generated dataset: its candidates with their profiles' default
 /// sequences, then the same controls [`build`] adds.
 pub fn from_dataset(manifest: &Manifest, dataset: &Dataset) -> Result<Sandbox, SandboxError> {
-    let mut sequences = ProfileSequences::default();
+    let catalog = ProfileCatalog::for_manifest(manifest);
     let mut people = PersonGenerator::new(dataset.seed);
     let mut candidates = Vec::with_capacity(dataset.candidates.len() + 2);
     let mut problems = Vec::new();
     for row in &dataset.candidates {
         // The controls' addresses must not repeat a dataset's.
         people.reserve(&row.email);
-        match sequences.of(&manifest.contracts, &row.profile) {
-            Ok(sequence) => candidates.push(seeded(row.clone(), sequence)),
+        match catalog.get(&row.profile) {
+            Ok(profile) => candidates.push(seeded(row.clone(), Arc::clone(&profile.sequence))),
             Err(problem) => problems.push(CandidateError {
                 candidate: CandidateId(row.ats_candidate_id.clone()),
                 problem,
@@ -220,7 +188,7 @@ pub fn from_dataset(manifest: &Manifest, dataset: &Dataset) -> Result<Sandbox, S
     if !problems.is_empty() {
         return Err(SandboxError::Candidates(CandidateErrors(problems)));
     }
-    let controls = controls(manifest, dataset.seed, &mut people, &candidates)?;
+    let controls = controls(manifest, &catalog, dataset.seed, &mut people, &candidates)?;
     candidates.extend(controls);
     Ok(Sandbox {
         seed: dataset.seed,
@@ -265,7 +233,8 @@ pub fn load_dataset(manifest: &Manifest, path: &Path) -> Result<Sandbox, Dataset
         // The controls' addresses must not repeat a dataset's.
         people.reserve(&candidate.person.email);
     }
-    let controls = controls(manifest, header.seed, &mut people, &candidates)?;
+    let catalog = ProfileCatalog::for_manifest(manifest);
+    let controls = controls(manifest, &catalog, header.seed, &mut people, &candidates)?;
     candidates.extend(controls);
     candidates.shrink_to_fit();
     Ok(Sandbox {
@@ -277,34 +246,41 @@ pub fn load_dataset(manifest: &Manifest, path: &Path) -> Result<Sandbox, Dataset
 /// The out-of-scope control candidates: untagged, and in an excluded location.
 fn controls(
     manifest: &Manifest,
+    catalog: &ProfileCatalog,
     seed: u64,
     people: &mut PersonGenerator,
     seeded: &[SandboxCandidate],
 ) -> Result<Vec<SandboxCandidate>, SandboxError> {
     let scope = &manifest.raw.release_gate.canary_scope;
-    let low = profiles::LOW_RISK_FAST_PATH;
-    let sequence: Arc<[ExpectedEvent]> = match low.expected_sequence(&manifest.contracts) {
-        Ok(sequence) => Arc::from(sequence),
-        // A manifest whose contracts cannot express the fast path still gets controls:
-        // they replay the first seeded candidate's flow instead.
-        Err(err) => match seeded.first() {
-            Some(first) => first.expected_sequence.clone(),
-            None => return Err(SandboxError::ControlFlow(err)),
+    // Controls take the first low-risk flow the manifest can express (the fast path on
+    // the seed); a catalog without one lends them the first seeded candidate's flow.
+    let (profile, risk_tier, sequence) = match catalog.of_tier(RiskTier::Low).next() {
+        Some(low) => (low.name.clone(), low.risk_tier, Arc::clone(&low.sequence)),
+        None => match seeded.first() {
+            Some(first) => (
+                first.profile.clone(),
+                first.risk_tier,
+                first.expected_sequence.clone(),
+            ),
+            None => return Err(SandboxError::NoControlFlow),
         },
     };
     let mut out = Vec::with_capacity(2);
-    let mut wanted = vec![(Role::ControlUntagged, "untagged", "CAND_control_untagged")];
+    let mut wanted = vec![(Role::ControlUntagged, "untagged")];
     if !scope.exclude_locations.is_empty() {
-        wanted.push((
-            Role::ControlExcludedLocation,
-            "excluded-location",
-            "CAND_control_excluded_location",
-        ));
+        wanted.push((Role::ControlExcludedLocation, "excluded_location"));
     }
-    for (index, (role, label, preferred)) in wanted.into_iter().enumerate() {
+    let rules = manifest.id_rules();
+    let mut mint = IdMint::new(&rules, seed);
+    for candidate in seeded {
+        mint.reserve(&candidate.id.0);
+    }
+    for (index, (role, label)) in wanted.into_iter().enumerate() {
         let index = index as u64;
-        let mut rng = derive_rng(seed, "control", index);
-        let id = control_id(&manifest.contracts, seeded, preferred, label, &mut rng)?;
+        let id = mint
+            .mint("CAND_control", label)
+            .map(CandidateId)
+            .map_err(SandboxError::ControlId)?;
         let mut rng = derive_rng(seed, "requisition/control", index);
         let requisition = match role {
             Role::ControlExcludedLocation => scope::excluded_location(scope, &mut rng)?,
@@ -312,8 +288,8 @@ fn controls(
         };
         out.push(SandboxCandidate {
             id,
-            profile: low.name.to_owned(),
-            risk_tier: low.risk_tier,
+            profile: profile.clone(),
+            risk_tier,
             person: people.person(people::Stream::Control, index),
             requisition,
             expected_sequence: sequence.clone(),
@@ -321,77 +297,6 @@ fn controls(
         });
     }
     Ok(out)
-}
-
-/// A control id that no seeded candidate uses and every `ats_candidate_id` rule accepts.
-fn control_id(
-    contracts: &ContractSet,
-    seeded: &[SandboxCandidate],
-    preferred: &str,
-    label: &'static str,
-    rng: &mut ChaCha8Rng,
-) -> Result<CandidateId, SandboxError> {
-    let acceptable = |id: &str| {
-        !seeded.iter().any(|c| c.id.0 == id) && id_rule_violation(contracts, id).is_none()
-    };
-    let mut tried = Vec::new();
-    for n in 1..=4 {
-        let id = match n {
-            1 => preferred.to_owned(),
-            n => format!("{preferred}_{n}"),
-        };
-        if acceptable(&id) {
-            return Ok(CandidateId(id));
-        }
-        tried.push(id);
-    }
-    // The conventional names break the manifest's id pattern: sample from the pattern.
-    for (clause, _) in id_clauses(contracts) {
-        if let Predicate::Matches(pattern) = &clause.predicate
-            && let Ok(sampler) = regex_gen::RegexSampler::new(&pattern.source)
-        {
-            for _ in 0..64 {
-                if let Some(id) = sampler.sample(rng)
-                    && acceptable(&id)
-                {
-                    return Ok(CandidateId(id));
-                }
-            }
-            tried.push(format!("samples of `{}`", pattern.source));
-        }
-    }
-    Err(SandboxError::ControlId {
-        role: label,
-        tried: tried.join(", "),
-    })
-}
-
-/// Every clause on `ats_candidate_id`, with its contract's name.
-fn id_clauses(contracts: &ContractSet) -> impl Iterator<Item = (&Clause, &str)> {
-    contracts.iter().flat_map(|contract| {
-        contract
-            .assertions()
-            .iter()
-            .filter_map(|a| match a.kind() {
-                AssertionKind::Each(clauses) => Some(clauses),
-                AssertionKind::StableFor(_) => None,
-            })
-            .flatten()
-            .filter(|c| c.subject.as_str() == "ats_candidate_id")
-            .map(move |c| (c, contract.name().as_str()))
-    })
-}
-
-/// Why events carrying `id` as their `ats_candidate_id` would break a contract, if they would.
-pub(crate) fn id_rule_violation(contracts: &ContractSet, id: &str) -> Option<String> {
-    let value = serde_json::Value::String(id.to_owned());
-    let ctx = EvalContext::at_now();
-    id_clauses(contracts).find_map(|(clause, contract)| {
-        clause
-            .predicate
-            .evaluate("ats_candidate_id", &value, &ctx)
-            .map(|message| format!("contract `{contract}`: {message}"))
-    })
 }
 
 /// A generator keyed by (seed, stream, index): independent of every other key's draws.

@@ -7,9 +7,11 @@
 //! configuration, because each one is a scenario the mock vendor must be able to act
 //! out; a manifest that needs another flow writes its `expected_sequence`.
 
+use std::sync::Arc;
+
 use crate::contract::ContractSet;
 use crate::contract::path::FieldPath;
-use crate::manifest::ExpectedEvent;
+use crate::manifest::{ExpectedEvent, Manifest};
 use crate::suggest::did_you_mean;
 
 use super::model::RiskTier;
@@ -135,6 +137,139 @@ impl Profile {
     }
 }
 
+/// A profile one manifest can use: its name, tier and resolved sequence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsableProfile {
+    /// The name candidates and datasets give.
+    pub name: String,
+    /// The tier its candidates carry.
+    pub risk_tier: RiskTier,
+    /// Its expected sequence against the manifest's contracts, shared by its candidates.
+    pub sequence: Arc<[ExpectedEvent]>,
+}
+
+/// The profiles a manifest's candidates and generated datasets can use, so that a
+/// manifest of any domain gets datasets of its own contracts:
+///
+/// 1. the built-in profiles, in their order, each with the sequence a candidate of
+///    that profile writes out (the first such candidate's), else its own steps when
+///    the contracts can express them;
+/// 2. profiles only the manifest's candidates define, by example (a `profile` with an
+///    `expected_sequence`); the tier is a tier value the sequence sets, else medium;
+/// 3. for every tier still without a profile, `derived-<tier>`: one event of each
+///    contract, in manifest order (the synthesizer fills enums and the tier field).
+#[derive(Debug, Clone)]
+pub struct ProfileCatalog {
+    profiles: Vec<UsableProfile>,
+    /// Built-in profiles this manifest cannot express, with why.
+    unexpressible: Vec<(&'static str, ProfileError)>,
+}
+
+impl ProfileCatalog {
+    /// The catalog of `manifest`.
+    pub fn for_manifest(manifest: &Manifest) -> ProfileCatalog {
+        // What the manifest's candidates define by example, first definition wins.
+        let mut declared: Vec<(&str, &[ExpectedEvent])> = Vec::new();
+        for candidate in &manifest.candidates {
+            if let Some(sequence) = &candidate.expected_sequence
+                && !declared.iter().any(|(name, _)| *name == candidate.profile)
+            {
+                declared.push((candidate.profile.as_str(), sequence.as_slice()));
+            }
+        }
+        let example = |name: &str| {
+            declared
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, sequence)| Arc::from(*sequence))
+        };
+        // Built-in names first, in their order, so the seed's datasets stay as they were.
+        let mut profiles: Vec<UsableProfile> = Vec::new();
+        let mut unexpressible = Vec::new();
+        for builtin in PROFILES {
+            let sequence = match example(builtin.name) {
+                Some(sequence) => sequence,
+                None => match builtin.expected_sequence(&manifest.contracts) {
+                    Ok(sequence) => Arc::from(sequence),
+                    Err(err) => {
+                        unexpressible.push((builtin.name, err));
+                        continue;
+                    }
+                },
+            };
+            profiles.push(UsableProfile {
+                name: builtin.name.to_owned(),
+                risk_tier: builtin.risk_tier,
+                sequence,
+            });
+        }
+        for (name, sequence) in &declared {
+            if find(name).is_none() {
+                profiles.push(UsableProfile {
+                    name: (*name).to_owned(),
+                    risk_tier: tier_in(sequence).unwrap_or(RiskTier::Medium),
+                    sequence: Arc::from(*sequence),
+                });
+            }
+        }
+        let every_contract: Arc<[ExpectedEvent]> = manifest
+            .contracts
+            .iter()
+            .map(|c| ExpectedEvent {
+                contract: c.name().clone(),
+                outcome: None,
+            })
+            .collect();
+        for tier in [RiskTier::Low, RiskTier::Medium, RiskTier::High] {
+            if !every_contract.is_empty() && !profiles.iter().any(|p| p.risk_tier == tier) {
+                profiles.push(UsableProfile {
+                    name: format!("derived-{}", tier.as_str()),
+                    risk_tier: tier,
+                    sequence: Arc::clone(&every_contract),
+                });
+            }
+        }
+        ProfileCatalog {
+            profiles,
+            unexpressible,
+        }
+    }
+
+    /// The profile called `name`, or why it cannot be used with this manifest.
+    pub fn get(&self, name: &str) -> Result<&UsableProfile, ProfileError> {
+        if let Some(found) = self.profiles.iter().find(|p| p.name == name) {
+            return Ok(found);
+        }
+        if let Some((_, err)) = self.unexpressible.iter().find(|(n, _)| *n == name) {
+            return Err(err.clone());
+        }
+        Err(ProfileError::unknown_among(
+            name,
+            self.profiles.iter().map(|p| p.name.as_str()),
+        ))
+    }
+
+    /// The usable profiles of one tier, in catalog order.
+    pub fn of_tier(&self, tier: RiskTier) -> impl Iterator<Item = &UsableProfile> {
+        self.profiles.iter().filter(move |p| p.risk_tier == tier)
+    }
+
+    /// Every usable profile, in catalog order.
+    pub fn iter(&self) -> impl Iterator<Item = &UsableProfile> {
+        self.profiles.iter()
+    }
+}
+
+/// The risk tier an expected sequence sets through an enum value, if any.
+fn tier_in(sequence: &[ExpectedEvent]) -> Option<RiskTier> {
+    sequence.iter().find_map(|e| {
+        let (_, value) = e.outcome.as_ref()?;
+        [RiskTier::Low, RiskTier::Medium, RiskTier::High]
+            .into_iter()
+            .find(|t| t.as_str() == value)
+    })
+}
+
 /// Why a candidate's profile gives no sequence.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProfileError {
@@ -165,7 +300,14 @@ pub enum ProfileError {
 impl ProfileError {
     /// The error for an unknown profile name, with a suggestion when one is close.
     pub fn unknown(profile: &str) -> Self {
-        let names = PROFILES.iter().map(|p| p.name);
+        ProfileError::unknown_among(profile, PROFILES.iter().map(|p| p.name))
+    }
+
+    /// The error for a name none of `names` is, with a suggestion when one is close.
+    pub fn unknown_among<'a>(
+        profile: &str,
+        names: impl Iterator<Item = &'a str> + Clone,
+    ) -> Self {
         let hint = did_you_mean(profile, names.clone())
             .map(|s| format!(" (did you mean `{s}`?)"))
             .unwrap_or_default();

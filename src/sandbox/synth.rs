@@ -59,14 +59,14 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::model::{EvidenceCheck, EvidencePack, SandboxCandidate};
-use super::regex_gen::RegexSampler;
+use crate::contract::regex_gen::RegexSampler;
 use super::{derive_rng_bytes, hex};
 use crate::contract::assertion::{
     AssertionKind, CmpOp, EvalContext, Format, Operand, Predicate, render_value,
 };
 use crate::contract::path::FieldPath;
 use crate::contract::{Contract, ContractName, ContractSet};
-use crate::manifest::{CandidateId, ExpectedEvent};
+use crate::manifest::{CandidateId, Envelope, ExpectedEvent};
 
 /// What every flow of a run shares.
 #[derive(Debug, Clone)]
@@ -77,6 +77,9 @@ pub struct SynthConfig {
     pub anchor: DateTime<Utc>,
     /// Base URL of the mock vendor, which serves the evidence packs.
     pub vendor_base_url: Url,
+    /// Where the fields the checks track stand: always synthesized, whatever the
+    /// contracts mention, and read back into [`SynthesizedEvent`].
+    pub envelope: Envelope,
 }
 
 /// One synthesized event and what came with it.
@@ -170,6 +173,21 @@ enum Hint {
     Count { low: i64, high: i64 },
     Bool,
     Text,
+}
+
+/// The hint of an envelope field, which wins over its name's.
+fn envelope_hint(envelope: &Envelope, path: &FieldPath) -> Option<Hint> {
+    if *path == envelope.event_id {
+        Some(Hint::EventId)
+    } else if *path == envelope.idempotency_key {
+        Some(Hint::IdempotencyFromEvent)
+    } else if *path == envelope.occurred_at {
+        Some(Hint::OccurredAt)
+    } else if *path == envelope.candidate_id {
+        Some(Hint::CandidateId)
+    } else {
+        None
+    }
 }
 
 fn hint(path: &FieldPath) -> Hint {
@@ -281,7 +299,7 @@ struct ContractPlan {
 }
 
 impl ContractPlan {
-    fn new(contract: &Contract) -> ContractPlan {
+    fn new(contract: &Contract, envelope: &Envelope) -> ContractPlan {
         let mut paths: Vec<FieldPath> = Vec::new();
         let mut add = |path: &FieldPath| {
             // `type` is the contract's name, whatever a contract says about it.
@@ -289,6 +307,16 @@ impl ContractPlan {
                 paths.push(path.clone());
             }
         };
+        // The envelope first: the checks track every event by these fields, so they
+        // are there even when a contract does not mention them.
+        for path in [
+            &envelope.event_id,
+            &envelope.idempotency_key,
+            &envelope.occurred_at,
+            &envelope.candidate_id,
+        ] {
+            add(path);
+        }
         contract.required().iter().for_each(&mut add);
         contract.enums().iter().for_each(|(p, _)| add(p));
         for assertion in contract.assertions() {
@@ -321,7 +349,7 @@ impl ContractPlan {
                     _ => None,
                 });
                 FieldPlan {
-                    hint: hint(&path),
+                    hint: envelope_hint(envelope, &path).unwrap_or_else(|| hint(&path)),
                     path,
                     values,
                     clauses,
@@ -395,7 +423,10 @@ pub struct Synthesizer<'m> {
 impl<'m> Synthesizer<'m> {
     /// Plans synthesis for every contract of the set.
     pub fn new(contracts: &'m ContractSet, config: SynthConfig) -> Synthesizer<'m> {
-        let plans: Vec<ContractPlan> = contracts.iter().map(ContractPlan::new).collect();
+        let plans: Vec<ContractPlan> = contracts
+            .iter()
+            .map(|c| ContractPlan::new(c, &config.envelope))
+            .collect();
         let end_offset = plans
             .iter()
             .flat_map(|p| &p.fields)
@@ -554,12 +585,12 @@ impl Flow<'_> {
                     .join("; "),
             });
         }
-        let text_at = |path: &str| payload.get(path).and_then(Value::as_str).map(str::to_owned);
+        let envelope = &self.synth.config.envelope;
         Ok(SynthesizedEvent {
             contract: contract.name().clone(),
             candidate: self.candidate.id.clone(),
-            event_id: text_at("event_id"),
-            idempotency_key: text_at("idempotency_key"),
+            event_id: envelope.event_id_of(&payload).map(str::to_owned),
+            idempotency_key: envelope.idempotency_key_of(&payload).map(str::to_owned),
             evidence_pack: pack,
             occurred_at,
             correlation_id: self.correlation_id.clone(),

@@ -94,7 +94,7 @@ fn the_seed_builds_its_candidates_and_two_controls() {
         assert!(!in_canary_scope(scope, &control.requisition));
         assert_eq!(*control.expected_sequence, *fast);
         assert_eq!(control.profile, "low-risk-fast-path");
-        assert_eq!(id_rule_violation(&manifest.contracts, &control.id.0), None);
+        assert_eq!(manifest.id_rules().violation(&control.id.0), None);
     }
     let emails: std::collections::HashSet<&str> = sandbox
         .candidates
@@ -181,7 +181,7 @@ fn unknown_profiles_need_a_sequence() {
         message,
         "candidate `CAND_u_001`: unknown profile `low-risk-fastpath` (did you mean `low-risk-fast-path`?); \
          the known profiles are low-risk-fast-path, medium-risk-pass, step-up-manual-review, \
-         high-risk-step-up-pass, retake-flow, fail; or give the candidate an `expected_sequence`"
+         high-risk-step-up-pass, retake-flow, fail, bespoke; or give the candidate an `expected_sequence`"
     );
     let candidates = "    - ats_candidate_id: \"CAND_u_002\"\n      profile: \"bespoke\"\n      expected_sequence: [\"identity.verification.completed:failed\"]\n";
     let manifest = seed_with(candidates, "[\"DE\"]").expect("loads");

@@ -263,6 +263,7 @@ impl Harness {
             state_dir: self.state.path().join("state"),
             time_scale: SCALE,
             faults: Default::default(),
+            tuning: Default::default(),
         }
     }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use stagegate::judge::{Status, judge};
 use stagegate::manifest::Manifest;
 use stagegate::mock::MockConfig;
+use stagegate::run::drive::DrainLimit;
 use stagegate::run::plan::Scenario;
 use stagegate::run::scenarios::OutageSettings;
 use stagegate::run::{Integration, RunConfig, execute};
@@ -35,7 +36,10 @@ fn the_reference_relay_passes_every_check_it_is_judged_on() {
             .collect(),
         out_dir: dir.path().to_owned(),
         time_scale: 60.0,
-        drain_deadline: Duration::from_secs(20),
+        drain: DrainLimit {
+            stall: Duration::from_secs(20),
+            cap: Duration::from_secs(300),
+        },
         ready_timeout: Duration::from_secs(30),
         mocks: MockConfig::loopback(42),
         ack_sla: Duration::from_secs(1),

@@ -1,5 +1,6 @@
 //! One integration-test binary: the real CLI, driven through `util::Stagegate`.
 
+mod any_manifest;
 mod check;
 mod delivery;
 mod fault_schedules;

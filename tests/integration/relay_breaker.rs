@@ -139,6 +139,7 @@ impl World {
             state_dir: self.dir.path().join("state"),
             time_scale: SCALE,
             faults: faults.iter().map(|f| (*f).to_owned()).collect(),
+            tuning: Default::default(),
         }
     }
 

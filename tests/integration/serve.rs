@@ -76,6 +76,7 @@ async fn fire_delivers_a_sequence_that_lands_and_the_log_verifies() {
             state_dir: dir.path().join("relay"),
             time_scale: 1.0,
             faults: Default::default(),
+            tuning: Default::default(),
         },
         RelayLog::new(Box::new(std::io::sink()), Vec::new()),
     )

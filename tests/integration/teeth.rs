@@ -14,25 +14,46 @@ use crate::util::Stagegate;
 
 /// Runs the gate against the relay with `faults`, returning the report.
 fn gate(faults: &str, scenarios: &[&str], seed: u64) -> (i32, Value) {
+    gate_on(SEED_MANIFEST, &relay_with(faults, ""), faults.is_empty(), scenarios, seed)
+}
+
+/// The seed manifest, which most rows judge with.
+pub(crate) const SEED_MANIFEST: &str = "manifests/release-gate.yaml";
+
+/// The reference relay's command with deliberate `faults` and breaker `tuning`.
+pub(crate) fn relay_with(faults: &str, tuning: &str) -> String {
+    let mut command = String::new();
+    if !faults.is_empty() {
+        command.push_str(&format!("STAGEGATE_RELAY_FAULTS={faults} "));
+    }
+    if !tuning.is_empty() {
+        command.push_str(&format!("STAGEGATE_RELAY_TUNING={tuning} "));
+    }
+    command.push_str(&format!("{} relay", env!("CARGO_BIN_EXE_stagegate")));
+    command
+}
+
+/// Runs the gate on `manifest` against the integration `command`, returning the exit
+/// code and the JSON report. A correct integration gets the default drain deadline,
+/// so a busy machine cannot make it look lossy; a lossy one waits out a shorter one.
+pub(crate) fn gate_on(
+    manifest: &str,
+    command: &str,
+    correct: bool,
+    scenarios: &[&str],
+    seed: u64,
+) -> (i32, Value) {
     let dir = tempfile::tempdir().expect("temp dir");
     let report = dir.path().join("report.json");
-    let relay = format!("{} relay", env!("CARGO_BIN_EXE_stagegate"));
-    let command = if faults.is_empty() {
-        relay
-    } else {
-        format!("STAGEGATE_RELAY_FAULTS={faults} {relay}")
-    };
     let mut args = vec![
         "run".to_owned(),
-        "manifests/release-gate.yaml".to_owned(),
+        manifest.to_owned(),
         "--seed".to_owned(),
         seed.to_string(),
         "--sut-cmd".to_owned(),
-        command,
-        // A lossy integration makes each scenario wait out its deadline; the correct
-        // relay gets the default, so a busy machine cannot make it look lossy.
+        command.to_owned(),
         "--drain-deadline".to_owned(),
-        if faults.is_empty() { "10" } else { "4" }.to_owned(),
+        if correct { "10" } else { "4" }.to_owned(),
         "--report".to_owned(),
         format!("json={}", report.display()),
     ];
@@ -43,7 +64,7 @@ fn gate(faults: &str, scenarios: &[&str], seed: u64) -> (i32, Value) {
     let out = Stagegate::new(args).run();
     assert!(
         out.code == 0 || out.code == 1,
-        "the gate ran to a verdict\n{}\n{}",
+        "the gate ran to a verdict on {manifest}\n{}\n{}",
         out.stdout,
         out.stderr
     );
@@ -54,7 +75,7 @@ fn gate(faults: &str, scenarios: &[&str], seed: u64) -> (i32, Value) {
     )
 }
 
-fn failed(report: &Value) -> BTreeSet<String> {
+pub(crate) fn failed(report: &Value) -> BTreeSet<String> {
     report["checks"]
         .as_array()
         .expect("checks")
@@ -79,7 +100,7 @@ fn blocked_by(faults: &str, scenarios: &[&str], expected: &[&str]) {
 }
 
 /// The delivery scenarios (every one but the kill switch's).
-const ALL: &[&str] = &[
+pub(crate) const ALL: &[&str] = &[
     "clean",
     "duplicates",
     "out-of-order",
@@ -87,7 +108,15 @@ const ALL: &[&str] = &[
     "canary",
 ];
 /// The kill-switch scenarios.
-const KILL_SWITCH: &[&str] = &["outage", "brownout", "mapping-errors", "restart"];
+pub(crate) const KILL_SWITCH: &[&str] = &["outage", "brownout", "mapping-errors", "restart"];
+
+/// A planted defect: the relay's faults, the scenarios that show it, the checks
+/// that must be exactly the failed ones.
+pub(crate) struct Defect {
+    pub(crate) faults: &'static str,
+    pub(crate) scenarios: &'static [&'static str],
+    pub(crate) checks: &'static [&'static str],
+}
 
 macro_rules! teeth {
     ($($name:ident: $faults:literal in $scenarios:expr => [$($check:literal),+] because $why:literal;)+) => {
@@ -98,6 +127,12 @@ macro_rules! teeth {
                 blocked_by($faults, $scenarios, &[$($check),+]);
             }
         )+
+        /// Every row, for the same proof on other manifests.
+        pub(crate) const DEFECTS: &[Defect] = &[$(Defect {
+            faults: $faults,
+            scenarios: $scenarios,
+            checks: &[$($check),+],
+        }),+];
     };
 }
 

@@ -91,6 +91,16 @@ fn bad_manifests_are_rejected_with_placed_diagnostics() {
             "candidate id breaks contract",
             "an id that every event would fail",
         ),
+        (
+            "too-few-ids",
+            "the contracts' candidate-id rules admit only 1 more id beyond",
+            "an id rule no run can make copies within",
+        ),
+        (
+            "bad-envelope",
+            "`data..id` is not a field path",
+            "an envelope path that does not parse",
+        ),
         ("malformed", "invalid YAML", "YAML that does not parse"),
         ("empty", "is empty", "a file with no document"),
         (
@@ -142,6 +152,7 @@ fn diagnostics_render_with_file_line_column_and_hint() {
         "unknown-enum-value",
         "policy-unknown-role",
         "unknown-check",
+        "too-few-ids",
     ] {
         let path = format!("tests/fixtures/manifests/{fixture}.yaml");
         let out = Stagegate::new(["validate", path.as_str()])

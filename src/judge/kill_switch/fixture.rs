@@ -87,7 +87,8 @@ pub(super) fn kill_switch_run(scenario: Scenario, defect: Defect) -> KsRun {
     failing_calls(&mut log, &a, 4);
     log.ats_fault("reset", &format!("/v1/candidates/{a}"));
     if defect == Defect::NeverTrips {
-        failing_calls(&mut log, &a, 40);
+        // Past the seed's outage budget, 2 × 50 + 16 calls.
+        failing_calls(&mut log, &a, 140);
     }
     match defect {
         Defect::NeverTrips | Defect::TripsLate => {}
@@ -103,7 +104,7 @@ pub(super) fn kill_switch_run(scenario: Scenario, defect: Defect) -> KsRun {
         log.ready();
         failing_calls(&mut log, &b, 3);
         if defect == Defect::NeverTripsAfterRestart {
-            failing_calls(&mut log, &b, 37);
+            failing_calls(&mut log, &b, 137);
         } else {
             notify_all(&mut log, "tripped");
         }

@@ -308,7 +308,16 @@ pub(super) fn unheard<'c>(
 /// Why a kill-switch check has nothing to judge: the plan has no kill-switch
 /// scenario, or the log marks no fault window.
 pub(super) fn nothing_to_judge(run: &Run<'_>) -> String {
-    if run
+    let not_driven: Vec<String> = run
+        .plan
+        .skipped
+        .iter()
+        .filter(|s| s.scenario.is_kill_switch())
+        .map(|s| format!("{} was not driven: {}", s.scenario, s.reason))
+        .collect();
+    if !not_driven.is_empty() {
+        not_driven.join("; ")
+    } else if run
         .plan
         .candidates
         .iter()
@@ -384,7 +393,7 @@ mod tests {
             (trips.status, trips.severity),
             (Status::Fail, Severity::BlockRelease)
         );
-        assert_eq!(judgement.verdict, crate::check::Verdict::Blocked);
+        assert_eq!(judgement.verdict, crate::verdict::Verdict::Blocked);
     }
 
     #[test]

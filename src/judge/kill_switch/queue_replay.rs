@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use super::{
     SwitchState, Timeline, Window, channels, list, ms, nothing_to_judge, unheard, window_finding,
 };
-use crate::judge::run::{Outcome, Run, body_event_id, body_text, times};
+use crate::judge::run::{Outcome, Run, body_at, body_event_id, times};
 use crate::observe::Record;
 use crate::run::plan::{PlannedEvent, Scenario, marks};
 
@@ -230,7 +230,7 @@ impl<'r, 'a> Replay<'r, 'a> {
             if !seen.insert(id) {
                 continue;
             }
-            let Some(occurred) = body_text(record, "occurred_at").and_then(parse_time) else {
+            let Some(occurred) = body_at(record, &run.manifest.envelope.occurred_at).and_then(parse_time) else {
                 continue;
             };
             let key = (event.candidate.as_str(), event.contract.as_str());
@@ -246,9 +246,9 @@ impl<'r, 'a> Replay<'r, 'a> {
                         format!(
                             "{} (occurred_at {}) was applied after {} (occurred_at {})",
                             event.event_id,
-                            body_text(record, "occurred_at").unwrap_or("?"),
+                            body_at(record, &run.manifest.envelope.occurred_at).unwrap_or("?"),
                             body_event_id(before).unwrap_or("?"),
-                            body_text(before, "occurred_at").unwrap_or("?")
+                            body_at(before, &run.manifest.envelope.occurred_at).unwrap_or("?")
                         ),
                         [before, record],
                     )

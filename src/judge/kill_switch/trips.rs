@@ -10,40 +10,20 @@
 //! `integration.killed`, as a restarted integration may start closed and has to trip
 //! again within the same budget (or stay quiet).
 //!
-//! The constants are generous on purpose: they separate "stopped" from "kept
-//! hammering", not a good breaker from a slightly slower one.
+//! The budgets come from the manifest's threshold through [`crate::protocol`], the
+//! tolerances the protocol document states, not from the reference relay's breaker:
+//! they separate "stopped" from "kept hammering", not one good breaker design from
+//! another.
 
 use super::{
     Phase, SwitchState, Timeline, Window, channels, list, ms, nothing_to_judge, unheard,
     window_finding,
 };
 use crate::judge::run::{Outcome, Run};
+use crate::protocol::{
+    KillSwitchTolerances, PROBE_ALLOWANCE, PROBE_CALLS_PER_REAL_MINUTE, probe_limit,
+};
 use crate::observe::Record;
-
-/// ATS calls allowed from the start of an outage until the first `tripped`
-/// notification: a few failures to be sure it is an outage (the reference relay
-/// trips on 4 in a row), the calls already in flight at that moment (it writes 8
-/// candidates at once) and room to spare.
-pub(crate) const TRIP_BUDGET: usize = 30;
-
-/// Under a brownout one call in many fails, so no rate rule can trip on a handful of
-/// calls: the budget is this many times the smallest sample in which one failure is
-/// the threshold (`100 / pct` calls, 50 at the seed's 2 %), i.e. 200 calls at 2 %,
-/// where the brownout's rate (1.5 × the threshold) has failed about 6 of them. The
-/// reference relay trips at its 66th call there (a 50-call minimum sample).
-pub(crate) const RATE_SAMPLES: f64 = 4.0;
-
-/// The largest brownout budget, however small the threshold.
-const RATE_BUDGET_CEILING: usize = 10_000;
-
-/// ATS calls per real-world minute allowed once tripped: twice the reference relay's
-/// pace (one probe per 30 s). On a run's clock that is `4 × time_scale / 60` per
-/// second: 4/s at the default scale 60.
-pub(crate) const PROBE_CALLS_PER_REAL_MINUTE: f64 = 4.0;
-
-/// Calls allowed after the trip on top of the probe rate: the ones in flight when it
-/// tripped (logged when answered, after the notification), a probe's read and write.
-pub(crate) const PROBE_ALLOWANCE: usize = 10;
 
 /// `kill_switch.trips`.
 pub(crate) fn check(run: &Run<'_>) -> Outcome {
@@ -59,9 +39,10 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
             continue;
         }
         every_channel_heard(run, &timeline, window, &mut outcome);
+        let tolerances = tolerances(run);
         let budget = match window.phase {
-            Phase::Outage => TRIP_BUDGET,
-            Phase::BrownoutAbove => rate_budget(threshold_pct(run)),
+            Phase::Outage => tolerances.outage_budget(),
+            Phase::BrownoutAbove => tolerances.brownout_budget(),
             Phase::BrownoutBelow | Phase::MappingErrors | Phase::Other => continue,
         };
         for (from, until_seq, until_ms) in window.segments() {
@@ -82,41 +63,9 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
     outcome
 }
 
-/// The manifest's 5xx rate threshold, in percent.
-fn threshold_pct(run: &Run<'_>) -> f64 {
-    run.manifest
-        .raw
-        .release_gate
-        .kill_switch
-        .trigger_conditions
-        .ats_http_5xx_rate_pct_over_5m
-}
-
-/// The calls allowed before tripping in a brownout above `pct` percent.
-pub(crate) fn rate_budget(pct: f64) -> usize {
-    if !(pct.is_finite() && pct > 0.0) {
-        return TRIP_BUDGET;
-    }
-    let samples = (100.0 / pct).ceil() * RATE_SAMPLES;
-    // `as` saturates; the clamp keeps it sane for tiny and huge thresholds.
-    (samples.min(RATE_BUDGET_CEILING as f64) as usize).clamp(TRIP_BUDGET, RATE_BUDGET_CEILING)
-}
-
-/// The calls allowed over `span_ms` of a tripped window on a clock `time_scale`
-/// times faster than real time.
-pub(crate) fn probe_limit(time_scale: f64, span_ms: f64) -> usize {
-    let scale = if time_scale.is_finite() && time_scale > 0.0 {
-        time_scale
-    } else {
-        1.0
-    };
-    let span = if span_ms.is_finite() {
-        span_ms.max(0.0)
-    } else {
-        0.0
-    };
-    let rate = (PROBE_CALLS_PER_REAL_MINUTE * scale / 60_000.0 * span).floor() as usize;
-    rate.saturating_add(PROBE_ALLOWANCE)
+/// The manifest's kill-switch tolerances.
+fn tolerances(run: &Run<'_>) -> KillSwitchTolerances {
+    KillSwitchTolerances::new(&run.manifest.raw.release_gate.kill_switch.trigger_conditions)
 }
 
 /// Every channel hears `tripped` inside the window.
@@ -201,7 +150,7 @@ fn stays_closed(
             format!(
                 "the switch stays closed in the {} window: its failures are below the {} % threshold",
                 window.phase.as_str(),
-                threshold_pct(run)
+                tolerances(run).threshold_pct
             ),
             format!(
                 "tripped below the threshold: `tripped` posted to {} {} into the window",
@@ -325,53 +274,6 @@ mod tests {
     }
 
     #[test]
-    fn the_budgets_follow_the_threshold_and_the_clock() {
-        // (value, expected, why)
-        let rows = [
-            (rate_budget(2.0), 200, "the seed's 2 %: 4 × 50 calls"),
-            (
-                rate_budget(50.0),
-                TRIP_BUDGET,
-                "never below the outage budget",
-            ),
-            (rate_budget(0.001), 10_000, "capped"),
-            (
-                rate_budget(0.0),
-                TRIP_BUDGET,
-                "a zero threshold trips at once",
-            ),
-            (
-                rate_budget(f64::NAN),
-                TRIP_BUDGET,
-                "nonsense is not a panic",
-            ),
-            (
-                probe_limit(60.0, 1000.0),
-                4 + PROBE_ALLOWANCE,
-                "4/s at scale 60",
-            ),
-            (
-                probe_limit(600.0, 1000.0),
-                40 + PROBE_ALLOWANCE,
-                "a faster clock probes faster",
-            ),
-            (
-                probe_limit(1.0, 2500.0),
-                PROBE_ALLOWANCE,
-                "real time: no probe in 2.5 s",
-            ),
-            (
-                probe_limit(-1.0, f64::INFINITY),
-                PROBE_ALLOWANCE,
-                "nonsense is not a panic",
-            ),
-        ];
-        for (value, expected, why) in rows {
-            assert_eq!(value, expected, "{why}");
-        }
-    }
-
-    #[test]
     fn a_correct_integration_passes_every_window() {
         for scenario in [Scenario::Outage, Scenario::Restart] {
             let outcome = judge(scenario, Defect::None);
@@ -407,7 +309,7 @@ mod tests {
             seen,
             [
                 "no `tripped` notification reached #recruiting-ops, #sec-ops, #eng-oncall while the fault lasted",
-                "the ATS saw 47 requests from when the fault started until the window ended (500 ms later), \
+                "the ATS saw 147 requests from when the fault started until the window ended (1500 ms later), \
                  and no `tripped` notification came",
             ]
         );
@@ -415,7 +317,7 @@ mod tests {
         assert_eq!(finding.scenario, Some(Scenario::Outage));
         assert_eq!(
             finding.expected,
-            "in the outage window the integration trips within 30 ATS requests of when the fault started"
+            "in the outage window the integration trips within 116 ATS requests of when the fault started"
         );
         let kinds: Vec<&str> = finding.exchanges.iter().map(|e| e.kind.as_str()).collect();
         assert_eq!(kinds.first(), Some(&"fault.start"));
@@ -491,7 +393,7 @@ mod tests {
         assert!(
             outcome.findings.kept()[0]
                 .seen
-                .starts_with("the ATS saw 42 requests from when the integration was killed and restarted until the window ended"),
+                .starts_with("the ATS saw 142 requests from when the integration was killed and restarted until the window ended"),
             "{}",
             outcome.findings.kept()[0].seen
         );

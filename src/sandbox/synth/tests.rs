@@ -113,6 +113,7 @@ fn config(seed: u64, anchor: DateTime<Utc>) -> SynthConfig {
         seed,
         anchor,
         vendor_base_url: Url::parse("https://vendor.sandbox.test/").expect("valid URL"),
+        envelope: crate::manifest::Envelope::default(),
     }
 }
 
