@@ -68,7 +68,7 @@ MIN_FAILURES = 4  # ...and for 4 failures: fewer can top the threshold by where 
 # window happens to start (2 failures 67 calls apart are 2.9 % of 68 calls, while one
 # call in 67 failing is 1.5 %); 4 failures one period apart never do at 0.75 x pct
 SHORTEST_RUN = 5  # failed calls in a row that trip on their own...
-RUN_FALSE_ALARM = 1e-8  # ...or more, while such a run is likelier than this at the threshold
+RUN_FALSE_ALARM = 1e-6  # ...or more, while such a run is likelier than this at the threshold
 NOTIFY_ATTEMPTS, NOTIFY_FIRST_RETRY, NOTIFY_TIMEOUT = 4, 0.1, 2.0
 
 # What one ATS call says about the ATS.

@@ -255,8 +255,9 @@ class BreakerRules(unittest.TestCase):
         rows = [
             (2, 75, 5, "the seed: 1.5 x 50 calls; five in a row"),
             (1, 150, 5, "1.5 x 100"),
-            (5, 30, 7, "five failures in a row are 3e-7 likely at 5 %: seven are needed"),
-            (50, 3, 27, "a coin flip needs a long run"),
+            (5, 30, 5, "five failures in a row are 3e-7 likely at 5 %"),
+            (10, 15, 6, "five in a row are 1e-5 likely at 10 %: six are needed"),
+            (50, 3, 20, "a coin flip needs a long run"),
             (100, 2, None, "every call may fail: no run rule"),
         ]
         for pct, sample, run, why in rows:
