@@ -8,6 +8,7 @@ mod judge;
 mod mock;
 mod openapi;
 mod python_example;
+mod python_gate;
 mod relay;
 mod relay_breaker;
 mod run;
