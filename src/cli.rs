@@ -75,7 +75,7 @@ pub enum Command {
         #[command(subcommand)]
         command: RehearseCommand,
     },
-    /// Run the reference relay, configured by the STAGEGATE_* variables (INTEGRATION-PROTOCOL.md §1).
+    /// Run the reference relay, configured by the STAGEGATE_* variables (docs/integration-protocol.md §1).
     Relay,
     /// Serve the sandbox (mock ATS, mock vendor, notify sink) and an admin API until Ctrl-C.
     Serve(ServeArgs),
@@ -680,7 +680,7 @@ fn serve(args: ServeArgs, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
             served.admin_url()
         );
         let _ = writeln!(out, "  log           {}\n", args.log.display());
-        let _ = writeln!(out, "# for the integration under test (INTEGRATION-PROTOCOL.md §1):");
+        let _ = writeln!(out, "# for the integration under test (docs/integration-protocol.md §1):");
         let manifest_path = std::path::absolute(&args.manifest).unwrap_or(args.manifest.clone());
         for (name, value) in [
             (crate::protocol::env::ATS_URL, m.ats_url().to_owned()),

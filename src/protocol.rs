@@ -150,9 +150,11 @@ impl KillSwitchTolerances {
     /// and just below it (0.75 × pct): 33 and 67 at 2 %. Deterministic, since a
     /// random rate near the threshold trips or not by luck.
     pub fn brownout_periods(&self) -> (u32, u32) {
-        let period = |pct: f64| (100.0 / pct).round().clamp(2.0, 10_000.0) as u32;
         let threshold = self.threshold_pct.clamp(0.01, 66.0);
-        (period(threshold * 1.5), period(threshold * 0.75))
+        // Floor above and ceiling below, so each rate is strictly on its side.
+        let above = (100.0 / (threshold * 1.5)).floor().clamp(2.0, 10_000.0) as u32;
+        let below = (100.0 / (threshold * 0.75)).ceil().clamp(2.0, 10_000.0) as u32;
+        (above, below)
     }
 }
 

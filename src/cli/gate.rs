@@ -481,7 +481,7 @@ fn gate(
 }
 
 /// Prints what an integration reached with `--sut-url` must be configured with
-/// (INTEGRATION-PROTOCOL.md §1), so a mismatch is easy to see.
+/// (docs/integration-protocol.md §1), so a mismatch is easy to see.
 fn announce(config: &RunConfig, url: &url::Url, ui: &mut Ui) {
     let mocks = &config.mocks;
     let mut text = format!("testing the integration at {url}; it must run with:\n");

@@ -1,6 +1,6 @@
 //! Standard Webhooks signatures: the `whsec_` secret, signing, and verifying.
 //!
-//! The scheme (INTEGRATION-PROTOCOL.md §2) signs `"{webhook-id}.{webhook-timestamp}.{body}"`
+//! The scheme (docs/integration-protocol.md §2) signs `"{webhook-id}.{webhook-timestamp}.{body}"`
 //! with HMAC-SHA256 keyed by the base64-decoded secret, and sends `v1,<base64>`; a
 //! header may carry several space-separated signatures (key rotation) and versions
 //! other than `v1` are ignored. The sender signs with it and the mocks and the

@@ -1,4 +1,4 @@
-//! The judge: every check of INTEGRATION-PROTOCOL.md §5 as a pure function over the
+//! The judge: every check of docs/integration-protocol.md §5 as a pure function over the
 //! manifest, the run's plan and its observation log.
 //!
 //! Judging is separate from driving so a recorded run (its `plan.json` and

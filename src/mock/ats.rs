@@ -1,4 +1,4 @@
-//! The mock ATS (INTEGRATION-PROTOCOL.md §3): candidate records with revisions,
+//! The mock ATS (docs/integration-protocol.md §3): candidate records with revisions,
 //! contract-checked event writes, access grants and the exception queue.
 //!
 //! It is deliberately naive, like most real ATS APIs: it does not deduplicate. Every

@@ -1,4 +1,4 @@
-//! The notification sink (INTEGRATION-PROTOCOL.md §4): chat channels that hear the
+//! The notification sink (docs/integration-protocol.md §4): chat channels that hear the
 //! kill switch trip and reset.
 
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -1,4 +1,4 @@
-//! The mock verification vendor (INTEGRATION-PROTOCOL.md §4): verification sessions
+//! The mock verification vendor (docs/integration-protocol.md §4): verification sessions
 //! and the evidence packs that events' `evidence_pack.url` point to.
 //!
 //! Sessions the integration opens are recorded and announced on a channel, so the

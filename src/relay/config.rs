@@ -1,4 +1,4 @@
-//! The relay's configuration: the `STAGEGATE_*` variables of INTEGRATION-PROTOCOL.md §1.
+//! The relay's configuration: the `STAGEGATE_*` variables of docs/integration-protocol.md §1.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -48,7 +48,9 @@ pub const KNOWN_FAULTS: &[&str] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A variable is not set.
-    #[error("{name} is not set (see INTEGRATION-PROTOCOL.md §1 for every STAGEGATE_* variable)")]
+    #[error(
+        "{name} is not set (see docs/integration-protocol.md §1 for every STAGEGATE_* variable)"
+    )]
     Missing {
         /// The variable.
         name: &'static str,

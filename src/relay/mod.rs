@@ -1,7 +1,7 @@
 //! The reference relay: a correct, production-shaped integration, and the default
 //! integration of `stagegate run`.
 //!
-//! It is written only against INTEGRATION-PROTOCOL.md, like any team's integration:
+//! It is written only against docs/integration-protocol.md, like any team's integration:
 //! configured by the `STAGEGATE_*` variables, it verifies Standard Webhooks
 //! signatures, commits each event to a durable SQLite queue before acknowledging
 //! (milliseconds), and a worker writes the queue to the ATS: reading the candidate

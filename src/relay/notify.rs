@@ -1,4 +1,4 @@
-//! Kill-switch notifications (INTEGRATION-PROTOCOL.md §4): every change of the switch
+//! Kill-switch notifications (docs/integration-protocol.md §4): every change of the switch
 //! is posted to every `notify_channels` channel of the manifest.
 //!
 //! One task posts the notices in the order the switch changed, so a channel never

@@ -348,9 +348,10 @@ async fn attempt(
             // The vendor's key, not the store's (which a `no_dedupe` relay makes unique).
             .header(
                 "Idempotency-Key",
-                event
-                    .get("idempotency_key")
-                    .and_then(Value::as_str)
+                config
+                    .manifest
+                    .envelope
+                    .idempotency_key_of(event)
                     .unwrap_or(&job.idempotency_key),
             )
             .header("If-Match", format!("\"{revision}\""))
@@ -372,7 +373,7 @@ async fn attempt(
                     .config
                     .manifest
                     .envelope
-                    .event_id_of(&event)
+                    .event_id_of(event)
                     .unwrap_or("?"),
                 job.contract,
                 status.as_u16(),
@@ -532,7 +533,7 @@ async fn shadow_write(
         .await;
 }
 
-/// Files the exception item for an event the ATS refused (INTEGRATION-PROTOCOL.md §3),
+/// Files the exception item for an event the ATS refused (docs/integration-protocol.md §3),
 /// owned by the contract's `on_failure.ticket_owner`.
 async fn file_exception(
     shared: &Shared,
@@ -577,7 +578,7 @@ async fn file_exception(
         "exception_filed",
         serde_json::json!({
             "ats_candidate_id": job.candidate,
-            "event_id": shared.config.manifest.envelope.event_id_of(&event),
+            "event_id": shared.config.manifest.envelope.event_id_of(event),
             "idempotency_key": job.idempotency_key,
             "owner": owner,
             "status": status.as_u16(),

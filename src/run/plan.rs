@@ -64,7 +64,7 @@ impl Scenario {
         Scenario::Restart,
     ];
 
-    /// The scenarios that stress the kill switch (INTEGRATION-PROTOCOL.md §5).
+    /// The scenarios that stress the kill switch (docs/integration-protocol.md §5).
     pub const KILL_SWITCH: [Scenario; 4] = [
         Scenario::Outage,
         Scenario::Brownout,

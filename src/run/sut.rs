@@ -1,4 +1,4 @@
-//! Starting, watching and stopping the integration under test (INTEGRATION-PROTOCOL.md §1).
+//! Starting, watching and stopping the integration under test (docs/integration-protocol.md §1).
 //!
 //! `--sut-cmd` runs through `sh -c` in its own process group, so stopping it stops
 //! whatever it spawned too. Everything it prints is kept three ways: a file among the

@@ -567,7 +567,7 @@ pub fn write(
     write_header(out, manifest, options).map_err(WriteError::Io)?;
     let mut summary = GenerateSummary::default();
     for candidate in generator {
-        let candidate = candidate.map_err(|e| WriteError::Dataset(e.into()))?;
+        let candidate = candidate.map_err(WriteError::Dataset)?;
         match candidate.risk_tier {
             RiskTier::Low => summary.low += 1,
             RiskTier::Medium => summary.medium += 1,
