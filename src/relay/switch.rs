@@ -5,8 +5,11 @@
 //! The breaker is pure; this module owns the clock (`Instant::now`) and the waiting.
 //! While the switch is open, tasks wait here, holding their candidate's place in the
 //! queue, so an event that failed keeps its place and nothing behind it overtakes it.
-//! The switch lives in memory: a restarted relay starts closed, as the issue asks,
-//! and trips again at once if the ATS is still down.
+//! The switch lives in memory: a restarted relay starts closed, and trips again at
+//! once if the ATS is still down. What the channels were last told does not: a
+//! marker file in the state folder says a `tripped` went out with no `reset` after
+//! it, so a relay killed while tripped tells the channels `reset` at its first good
+//! ATS call, and nobody is left believing writes are paused.
 //!
 //! Of the manifest's `action`, the relay always queues: an acknowledged webhook is a
 //! promise, so `queue_events: false` is logged but not obeyed; and it opens no
@@ -57,11 +60,18 @@ pub(crate) struct KillSwitch {
     mapping_max: f64,
     replay: Mutex<Option<Replay>>,
     trips: AtomicU64,
+    /// The channels were told `tripped` before a restart and not `reset` since.
+    pending_reset: std::sync::atomic::AtomicBool,
+    /// The file that remembers an unanswered `tripped` across restarts.
+    marker: std::path::PathBuf,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
+
+/// The marker file, in the state folder, of a `tripped` not yet followed by `reset`.
+const TRIPPED_MARKER: &str = "kill-switch-tripped";
 
 impl KillSwitch {
     /// The manifest's switch on the run's clock, announcing through `notices` and `log`.
@@ -78,6 +88,7 @@ impl KillSwitch {
             policy = policy.trip_low();
         }
         let enabled = !config.has_fault("never_trip");
+        let marker = config.state_dir.join(TRIPPED_MARKER);
         log.note(
             "kill_switch_armed",
             json!({
@@ -108,6 +119,8 @@ impl KillSwitch {
             mapping_max: switch.trigger_conditions.mapping_error_count_over_10m,
             replay: Mutex::new(None),
             trips: AtomicU64::new(0),
+            pending_reset: std::sync::atomic::AtomicBool::new(marker.exists()),
+            marker,
         }
     }
 
@@ -125,6 +138,13 @@ impl KillSwitch {
     pub(crate) fn record(&self, call: Call) {
         if !self.enabled {
             return;
+        }
+        if call == Call::Answered && self.pending_reset.swap(false, Ordering::Relaxed) {
+            // Killed while tripped: the ATS answers again, so the channels hear it.
+            self.announce_reset(format!(
+                "{}: reset — the relay restarted after a trip and the ATS answers again. ATS writes resume; queued events replay in per-candidate order.",
+                self.name
+            ));
         }
         let transition = lock(&self.breaker).record(call, Instant::now());
         if let Some(Transition::Tripped(trip)) = transition {
@@ -193,10 +213,7 @@ impl KillSwitch {
                 open_for.as_secs_f64(),
                 lock(&self.breaker).policy().probes_to_close,
             );
-            let _ = self.notices.send(Notice {
-                state: SwitchState::Reset,
-                text,
-            });
+            self.announce_reset(text);
             self.log.note(
                 "replay_started",
                 json!({"kill_switch": self.name, "queued": queued}),
@@ -233,8 +250,20 @@ impl KillSwitch {
         }
     }
 
+    /// Tells every channel `reset`, and forgets that they were told `tripped`.
+    fn announce_reset(&self, text: String) {
+        self.pending_reset.store(false, Ordering::Relaxed);
+        let _ = std::fs::remove_file(&self.marker);
+        let _ = self.notices.send(Notice {
+            state: SwitchState::Reset,
+            text,
+        });
+    }
+
     fn tripped(&self, trip: &Trip) {
         self.trips.fetch_add(1, Ordering::Relaxed);
+        // Written before the notice goes out: a kill after it still owes a reset.
+        let _ = std::fs::write(&self.marker, b"tripped\n");
         if let Some(progress) = lock(&self.replay).take() {
             self.log.note(
                 "replay_paused",
