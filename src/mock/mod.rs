@@ -41,6 +41,15 @@ async fn log_exchange(
     request: Request,
     next: Next,
 ) -> Response {
+    logged(&log, actor, request, |request| next.run(request)).await
+}
+
+/// [`log_exchange`] as a function around `inner`, for a mock that runs its layers as one.
+async fn logged<F, Fut>(log: &ObservationLog, actor: Actor, request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let started = Instant::now();
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
@@ -54,7 +63,7 @@ async fn log_exchange(
     let idempotency_key = header_text("idempotency-key");
     let if_match = header_text("if-match");
     let authorized = headers.contains_key(header::AUTHORIZATION);
-    let response = next.run(request).await;
+    let response = inner(request).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let entry = Entry {
         candidate: candidate_in_path(&path),
@@ -94,8 +103,17 @@ fn candidate_in_path(path: &str) -> Option<String> {
 
 /// Refuses requests without `Authorization: Bearer TOKEN`.
 async fn require_bearer(State(token): State<Arc<str>>, request: Request, next: Next) -> Response {
-    if bearer_matches(request.headers(), &token) {
-        next.run(request).await
+    authorized(&token, request, |request| next.run(request)).await
+}
+
+/// [`require_bearer`] as a function around `inner`, for a mock that runs its layers as one.
+async fn authorized<F, Fut>(token: &str, request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    if bearer_matches(request.headers(), token) {
+        inner(request).await
     } else {
         error(
             StatusCode::UNAUTHORIZED,
