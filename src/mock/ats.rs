@@ -482,7 +482,10 @@ async fn get_candidate(State(state): State<Arc<AtsState>>, Path(id): Path<String
     let etag = HeaderValue::from_str(&format!("\"{}\"", candidate.revision));
     drop(candidates);
     let mut response = (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body,
     )
         .into_response();

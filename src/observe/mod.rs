@@ -732,10 +732,15 @@ mod tests {
         // very bytes a plain serialisation of the finished record gives.
         let buffer = Shared::default();
         let log = ObservationLog::to_writer(Box::new(buffer.clone()), "run-s");
-        log.append(Actor::Harness, "run.start", Entry::detail(json!({"a": [1, "\"x\""]})));
+        log.append(
+            Actor::Harness,
+            "run.start",
+            Entry::detail(json!({"a": [1, "\"x\""]})),
+        );
         log.append(Actor::Ats, "ats.request", Entry::default());
         log.flush().expect("in-memory flush");
-        let text = String::from_utf8(buffer.0.lock().expect("not poisoned").clone()).expect("utf-8");
+        let text =
+            String::from_utf8(buffer.0.lock().expect("not poisoned").clone()).expect("utf-8");
         for line in text.lines() {
             let record: Record = serde_json::from_str(line).expect("a record");
             assert_eq!(serde_json::to_string(&record).expect("serialises"), line);
@@ -754,7 +759,11 @@ mod tests {
                 let log = log.clone();
                 scope.spawn(move || {
                     for i in 0..EACH {
-                        log.append(Actor::Ats, "ats.request", Entry::detail(json!({"t": t, "i": i})));
+                        log.append(
+                            Actor::Ats,
+                            "ats.request",
+                            Entry::detail(json!({"t": t, "i": i})),
+                        );
                     }
                 });
             }
@@ -791,7 +800,8 @@ mod tests {
         }
         drop(other);
         drop(log);
-        let text = String::from_utf8(buffer.0.lock().expect("not poisoned").clone()).expect("utf-8");
+        let text =
+            String::from_utf8(buffer.0.lock().expect("not poisoned").clone()).expect("utf-8");
         assert_eq!(text.lines().count(), 100);
     }
 

@@ -109,7 +109,10 @@ pub enum MergeError {
         second: String,
     },
     /// Shards are missing.
-    #[error("shards {} of {count} are missing: a merged verdict needs every shard", list(missing))]
+    #[error(
+        "shards {} of {count} are missing: a merged verdict needs every shard",
+        list(missing)
+    )]
     Missing {
         /// The missing shard numbers.
         missing: Vec<u32>,
@@ -191,7 +194,10 @@ pub fn merge(reports: &[(String, RunReport)]) -> Result<RunReport, MergeError> {
         same(
             "integration",
             format!("{:?} {}", first.integration.kind, first.integration.target),
-            format!("{:?} {}", report.integration.kind, report.integration.target),
+            format!(
+                "{:?} {}",
+                report.integration.kind, report.integration.target
+            ),
         )?;
         let checks = |r: &RunReport| {
             r.checks
@@ -267,7 +273,10 @@ fn merge_check(all: &[&CheckResult]) -> Option<CheckResult> {
     } else {
         Status::Skip
     };
-    let mut scenarios: Vec<_> = all.iter().flat_map(|c| c.scenarios.iter().copied()).collect();
+    let mut scenarios: Vec<_> = all
+        .iter()
+        .flat_map(|c| c.scenarios.iter().copied())
+        .collect();
     scenarios.sort();
     scenarios.dedup();
     Some(CheckResult {
@@ -401,10 +410,18 @@ mod tests {
         let check = merged.checks.iter().find(|c| c.id == id).expect("kept");
         assert_eq!(check.status, Status::Fail);
         assert_eq!(check.findings_total, 30);
-        assert_eq!(check.findings.len(), FINDINGS_KEPT, "kept findings are capped");
+        assert_eq!(
+            check.findings.len(),
+            FINDINGS_KEPT,
+            "kept findings are capped"
+        );
         assert_eq!(merged.shard, None);
         assert_eq!(merged.replay, "stagegate run m.yaml --seed 42");
-        let runs: Vec<&str> = merged.merged_from.iter().map(|s| s.run_id.as_str()).collect();
+        let runs: Vec<&str> = merged
+            .merged_from
+            .iter()
+            .map(|s| s.run_id.as_str())
+            .collect();
         assert_eq!(runs, ["run-1", "run-2", "run-3"]);
         for (merged, original) in merged.checks.iter().zip(&reports[1].1.checks) {
             if merged.id != id {
@@ -461,7 +478,11 @@ mod tests {
                 "a shard left out",
             ),
             (
-                vec![shard(1, 2, |_| {}), shard(1, 2, |_| {}), shard(2, 2, |_| {})],
+                vec![
+                    shard(1, 2, |_| {}),
+                    shard(1, 2, |_| {}),
+                    shard(2, 2, |_| {}),
+                ],
                 "are both shard 1/2",
                 "a shard given twice",
             ),
@@ -481,7 +502,9 @@ mod tests {
                 "an unsharded report",
             ),
             (
-                vec![shard(1, 1, |r| r.format = "stagegate.run-report/2.0".into())],
+                vec![shard(1, 1, |r| {
+                    r.format = "stagegate.run-report/2.0".into()
+                })],
                 "in format `stagegate.run-report/2.0`",
                 "a format from the future",
             ),

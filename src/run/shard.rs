@@ -180,7 +180,11 @@ mod tests {
         // (input, expected, why)
         let rows: [(&str, Result<Shard, ShardError>, &str); 6] = [
             ("2/4", Ok(Shard { index: 2, count: 4 }), "the plain form"),
-            (" 1 / 1 ", Ok(Shard { index: 1, count: 1 }), "spaces are fine"),
+            (
+                " 1 / 1 ",
+                Ok(Shard { index: 1, count: 1 }),
+                "spaces are fine",
+            ),
             ("2", Err(ShardError::Shape("2".into())), "no slash"),
             ("a/4", Err(ShardError::Number("a".into())), "not a number"),
             (
@@ -210,7 +214,11 @@ mod tests {
             }
             for scenario in Scenario::ALL {
                 let owners = shards.iter().filter(|s| s.owns_scenario(scenario)).count();
-                let expected = if scenario.is_kill_switch() { 1 } else { count as usize };
+                let expected = if scenario.is_kill_switch() {
+                    1
+                } else {
+                    count as usize
+                };
                 assert_eq!(owners, expected, "{scenario} over {count} shards");
             }
         }

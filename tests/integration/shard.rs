@@ -89,15 +89,28 @@ fn plan_events(out: &Path) -> BTreeSet<String> {
         .map(|e| {
             format!(
                 "{} {} {} {} {} {}",
-                e["scenario"], e["candidate"], e["contract"], e["event_id"], e["idempotency_key"], e["should_land"]
+                e["scenario"],
+                e["candidate"],
+                e["contract"],
+                e["event_id"],
+                e["idempotency_key"],
+                e["should_land"]
             )
         })
         .collect()
 }
 
 /// Runs `count` shards one after another (separate processes) and merges them.
-fn sharded(dir: &Path, count: u32, seed: u64, faults: &str, scenarios: &[&str]) -> (Vec<PathBuf>, i32, Value) {
-    let outs: Vec<PathBuf> = (1..=count).map(|k| dir.join(format!("shard-{k}"))).collect();
+fn sharded(
+    dir: &Path,
+    count: u32,
+    seed: u64,
+    faults: &str,
+    scenarios: &[&str],
+) -> (Vec<PathBuf>, i32, Value) {
+    let outs: Vec<PathBuf> = (1..=count)
+        .map(|k| dir.join(format!("shard-{k}")))
+        .collect();
     for (k, out) in (1..=count).zip(&outs) {
         gate(out, seed, faults, scenarios, Some(&format!("{k}/{count}")));
         let report = read_json(&out.join("report.json"));
@@ -108,7 +121,11 @@ fn sharded(dir: &Path, count: u32, seed: u64, faults: &str, scenarios: &[&str]) 
     let junit = dir.join("merged.xml");
     let mut args = vec!["report".to_owned(), "merge".to_owned()];
     // Given out of order: the merge orders shards itself.
-    args.extend(outs.iter().rev().map(|o| o.join("report.json").display().to_string()));
+    args.extend(
+        outs.iter()
+            .rev()
+            .map(|o| o.join("report.json").display().to_string()),
+    );
     args.extend([
         "--out".to_owned(),
         merged.display().to_string(),
@@ -186,7 +203,9 @@ fn a_defective_relay_gets_the_same_findings_sharded() {
         .filter(|(_, status, _)| status == "fail")
         .collect();
     assert!(
-        failed.iter().any(|(id, _, n)| id == "idempotency.exactly_once" && *n > 1),
+        failed
+            .iter()
+            .any(|(id, _, n)| id == "idempotency.exactly_once" && *n > 1),
         "{failed:?}"
     );
 }
@@ -214,5 +233,9 @@ fn merging_refuses_an_incomplete_set_of_shards() {
     let bad = Stagegate::new(["run", "manifests/release-gate.yaml", "--shard", "0/4"])
         .run()
         .expect_code(2);
-    assert!(bad.stderr.contains("K counts from 1 to N"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("K counts from 1 to N"),
+        "{}",
+        bad.stderr
+    );
 }

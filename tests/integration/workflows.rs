@@ -31,7 +31,11 @@ fn workflows() -> Vec<PathBuf> {
 fn map_keys(value: &Value) -> BTreeSet<String> {
     value
         .as_mapping()
-        .map(|m| m.keys().filter_map(|k| k.as_str().map(str::to_owned)).collect())
+        .map(|m| {
+            m.keys()
+                .filter_map(|k| k.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -75,7 +79,9 @@ fn bash_syntax(script: &str, place: &str) {
     let mut text = String::new();
     let mut rest = script;
     while let Some(start) = rest.find("${{") {
-        let end = rest[start..].find("}}").map_or(rest.len(), |e| start + e + 2);
+        let end = rest[start..]
+            .find("}}")
+            .map_or(rest.len(), |e| start + e + 2);
         text.push_str(&rest[..start]);
         text.push_str("EXPR");
         rest = &rest[end..];
@@ -94,7 +100,12 @@ fn bash_syntax(script: &str, place: &str) {
 
 fn check_steps(steps: &Value, place: &str, composite: bool) -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
-    for (i, step) in steps.as_sequence().expect("steps is a list").iter().enumerate() {
+    for (i, step) in steps
+        .as_sequence()
+        .expect("steps is a list")
+        .iter()
+        .enumerate()
+    {
         let place = format!("{place} step {}", i + 1);
         let run = step.get("run").and_then(Value::as_str);
         let uses = step.get("uses").and_then(Value::as_str);
@@ -105,11 +116,17 @@ fn check_steps(steps: &Value, place: &str, composite: bool) -> BTreeSet<String> 
         if let Some(script) = run {
             bash_syntax(script, &place);
             if composite {
-                assert!(step.get("shell").is_some(), "{place}: composite run steps need a shell");
+                assert!(
+                    step.get("shell").is_some(),
+                    "{place}: composite run steps need a shell"
+                );
             }
         }
         if let Some(uses) = uses {
-            assert!(uses.contains('@') || uses.starts_with("./"), "{place}: `{uses}` has no version");
+            assert!(
+                uses.contains('@') || uses.starts_with("./"),
+                "{place}: `{uses}` has no version"
+            );
         }
         if let Some(id) = step.get("id").and_then(Value::as_str) {
             assert!(ids.insert(id.to_owned()), "{place}: step id `{id}` twice");
@@ -125,11 +142,23 @@ fn every_workflow_is_well_formed_and_its_references_resolve() {
         .iter()
         .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
         .collect();
-    for expected in ["ci.yml", "release-gate.yml", "release-gate-sharded.yml", "release.yml"] {
-        assert!(names.iter().any(|n| n == expected), "{expected} in {names:?}");
+    for expected in [
+        "ci.yml",
+        "release-gate.yml",
+        "release-gate-sharded.yml",
+        "release.yml",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
     }
     for path in &files {
-        let place = path.file_name().expect("name").to_string_lossy().into_owned();
+        let place = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
         let text = std::fs::read_to_string(path).expect("readable");
         let workflow = load(path);
         assert!(workflow.get("name").is_some(), "{place}: a name");
@@ -150,7 +179,10 @@ fn every_workflow_is_well_formed_and_its_references_resolve() {
                 _ => Vec::new(),
             };
             for need in &needs {
-                assert!(job_names.contains(need), "{place}: needs unknown job `{need}`");
+                assert!(
+                    job_names.contains(need),
+                    "{place}: needs unknown job `{need}`"
+                );
             }
             let ids = check_steps(job.get("steps").expect("steps"), &place, false);
             let job_text = serde_yaml::to_string(job).expect("serialises");
@@ -166,7 +198,10 @@ fn every_workflow_is_well_formed_and_its_references_resolve() {
             }
             keys.remove("include");
             for used in names_after(&job_text, "matrix.") {
-                assert!(keys.contains(&used), "{place}: matrix.{used} is not in the matrix {keys:?}");
+                assert!(
+                    keys.contains(&used),
+                    "{place}: matrix.{used} is not in the matrix {keys:?}"
+                );
             }
         }
         // Scripts take ${{ }} values through env, not pasted in, except plain names.
@@ -192,15 +227,32 @@ fn the_action_is_a_composite_whose_inputs_resolve() {
     let ids = check_steps(runs.get("steps").expect("steps"), "action.yml", true);
     let inputs = map_keys(action.get("inputs").expect("inputs"));
     for used in names_after(&text, "inputs.") {
-        assert!(inputs.contains(&used), "action.yml: inputs.{used} is not declared");
+        assert!(
+            inputs.contains(&used),
+            "action.yml: inputs.{used} is not declared"
+        );
     }
-    for (name, output) in action.get("outputs").and_then(Value::as_mapping).expect("outputs") {
-        let value = output.get("value").and_then(Value::as_str).expect("an output's value");
+    for (name, output) in action
+        .get("outputs")
+        .and_then(Value::as_mapping)
+        .expect("outputs")
+    {
+        let value = output
+            .get("value")
+            .and_then(Value::as_str)
+            .expect("an output's value");
         for id in names_after(value, "steps.") {
             assert!(ids.contains(&id), "output {name:?} reads unknown step {id}");
         }
     }
-    for input in ["version", "manifest", "sut-cmd", "args", "reports", "install-only"] {
+    for input in [
+        "version",
+        "manifest",
+        "sut-cmd",
+        "args",
+        "reports",
+        "install-only",
+    ] {
         assert!(inputs.contains(input), "action.yml: input {input}");
     }
 }
