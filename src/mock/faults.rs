@@ -312,7 +312,11 @@ where
         return inner(request).await;
     }
     let next = inner;
-    let kill = request.extensions().get::<ConnectionKill>().cloned();
+    let kill = request
+        .extensions()
+        .get::<ConnectionKill>()
+        .cloned()
+        .or_else(ConnectionKill::current);
     let path = request.uri().path().to_owned();
     let note = |fault: &str, detail: serde_json::Value| {
         let kind = format!("{}.fault", actor_prefix(actor));
