@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::util::Stagegate;
+use crate::util::{Stagegate, run_args};
 
 fn read_json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -16,22 +16,8 @@ fn read_json(path: &Path) -> Value {
 
 /// One gate run (a shard when `shard` is given) kept in `out`; returns the exit code.
 fn gate(out: &Path, seed: u64, faults: &str, scenarios: &[&str], shard: Option<&str>) -> i32 {
-    let relay = format!("{} relay", env!("CARGO_BIN_EXE_stagegate"));
-    let command = if faults.is_empty() {
-        relay
-    } else {
-        format!("STAGEGATE_RELAY_FAULTS={faults} {relay}")
-    };
-    let mut args = vec![
-        "run".to_owned(),
-        "manifests/release-gate.yaml".to_owned(),
-        "--seed".to_owned(),
-        seed.to_string(),
-        "--sut-cmd".to_owned(),
-        command,
-        "--out".to_owned(),
-        out.display().to_string(),
-    ];
+    let mut args = run_args(faults, seed);
+    args.extend(["--out".to_owned(), out.display().to_string()]);
     for scenario in scenarios {
         args.extend(["--scenario".to_owned(), (*scenario).to_owned()]);
     }

@@ -10,32 +10,21 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::util::Stagegate;
+use crate::util::{Stagegate, run_args};
 
 /// Runs the gate against the relay with `faults`, returning the report.
 fn gate(faults: &str, scenarios: &[&str], seed: u64) -> (i32, Value) {
     let dir = tempfile::tempdir().expect("temp dir");
     let report = dir.path().join("report.json");
-    let relay = format!("{} relay", env!("CARGO_BIN_EXE_stagegate"));
-    let command = if faults.is_empty() {
-        relay
-    } else {
-        format!("STAGEGATE_RELAY_FAULTS={faults} {relay}")
-    };
-    let mut args = vec![
-        "run".to_owned(),
-        "manifests/release-gate.yaml".to_owned(),
-        "--seed".to_owned(),
-        seed.to_string(),
-        "--sut-cmd".to_owned(),
-        command,
+    let mut args = run_args(faults, seed);
+    args.extend([
         // A lossy integration makes each scenario wait out its deadline; the correct
         // relay gets the default, so a busy machine cannot make it look lossy.
         "--drain-deadline".to_owned(),
         if faults.is_empty() { "10" } else { "4" }.to_owned(),
         "--report".to_owned(),
         format!("json={}", report.display()),
-    ];
+    ]);
     for s in scenarios {
         args.push("--scenario".to_owned());
         args.push((*s).to_owned());
