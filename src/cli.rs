@@ -85,6 +85,12 @@ pub enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Work with run reports.
+    Report {
+        /// What to do.
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Work with sandbox data: fake, risk-tiered candidates.
     Sandbox {
         /// What to do.
@@ -212,6 +218,15 @@ pub enum LogCommand {
     },
 }
 
+/// Subcommands of `stagegate report`.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Merge the JSON reports of every shard of a run (`run --shard K/N`) into the
+    /// unsharded run's report and verdict; exits like `run` (0 pass, 1 blocked, 2 the
+    /// reports do not make one whole run).
+    Merge(gate::MergeArgs),
+}
+
 /// Report formats of `check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CheckFormat {
@@ -307,6 +322,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Log {
             command: LogCommand::Verify { file },
         } => log_verify(&file, &mut stdout, &mut ui),
+        Command::Report {
+            command: ReportCommand::Merge(args),
+        } => gate::merge(args, &mut stdout, &mut ui),
         Command::Relay => relay(&mut ui),
         Command::Sandbox {
             command:

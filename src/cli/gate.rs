@@ -15,6 +15,7 @@ use crate::report::{
 };
 use crate::run::plan::Scenario;
 use crate::run::scenarios::{OutageKind, OutageSettings};
+use crate::run::shard::Shard;
 use crate::run::{Integration, RunConfig, RunError, RunOutput};
 
 /// Arguments of `stagegate run`.
@@ -26,9 +27,34 @@ pub struct RunArgs {
     /// Run only these scenarios (repeatable) [default: all].
     #[arg(long = "scenario", value_enum, value_name = "NAME")]
     pub scenarios: Vec<Scenario>,
+    /// Run only the K-th of N disjoint slices of the candidates (each kill-switch
+    /// scenario runs whole in one shard); `stagegate report merge` combines the N
+    /// reports into the unsharded verdict.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
     /// What to test, how, and what to keep.
     #[command(flatten)]
     pub gate: GateArgs,
+}
+
+/// Arguments of `stagegate report merge`.
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// The shards' JSON reports (`--report json=PATH`, or `report.json` in `--out`), one per shard.
+    #[arg(required = true, value_name = "REPORT")]
+    pub reports: Vec<PathBuf>,
+    /// Where the merged JSON report goes.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Also write the merged JUnit XML here.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Also write the merged Markdown summary here.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Failed-check findings shown in the terminal summary.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub max_shown: usize,
 }
 
 /// Arguments of `stagegate rehearse outage`.
@@ -179,6 +205,8 @@ struct Request {
     outage: OutageSettings,
     /// The words that select the run in a replay (`run … --scenario x`, `rehearse outage …`).
     replay: Vec<String>,
+    /// Only this slice of the run.
+    shard: Option<Shard>,
 }
 
 impl GateRun {
@@ -259,7 +287,11 @@ impl GateRun {
                 (scratch.path().to_owned(), Some(scratch))
             }
         };
-        let replay = replay_command(&request.replay, &args);
+        let mut replay = replay_command(&request.replay, &args);
+        if let Some(shard) = request.shard {
+            // Last, so `report merge` can drop it to replay the whole run.
+            replay.push_str(&format!(" --shard {shard}"));
+        }
         Ok(GateRun {
             config: RunConfig {
                 manifest: Arc::new(manifest),
@@ -276,6 +308,7 @@ impl GateRun {
                 vendor_secret: args.webhook_secret.clone(),
                 outage: request.outage,
                 dataset: args.dataset.clone(),
+                shard: request.shard,
             },
             kind,
             reports: args.reports,
@@ -345,6 +378,7 @@ pub(super) fn run(args: RunArgs, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
         scenarios,
         outage: OutageSettings::default(),
         replay,
+        shard: args.shard,
     };
     gate(request, args.gate, out, ui, false)
 }
@@ -382,6 +416,7 @@ pub(super) fn rehearse(args: RehearseArgs, out: &mut dyn Write, ui: &mut Ui) -> 
             sets: args.volume as usize,
         },
         replay,
+        shard: None,
     };
     gate(request, args.gate, out, ui, true)
 }
@@ -478,6 +513,48 @@ fn gate(
         };
     }
     report.verdict.into()
+}
+
+/// `stagegate report merge`: the shards' reports folded into one, written in the
+/// formats asked for, summarised on the terminal; the exit code is the verdict's.
+pub(super) fn merge(args: MergeArgs, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
+    let mut reports = Vec::with_capacity(args.reports.len());
+    for path in &args.reports {
+        match report::merge::load(path) {
+            Ok(report) => reports.push((path.display().to_string(), report)),
+            Err(err) => {
+                ui.error(&err);
+                return ExitCode::Usage;
+            }
+        }
+    }
+    let merged = match report::merge::merge(&reports) {
+        Ok(merged) => merged,
+        Err(err) => {
+            ui.error(&err);
+            return ExitCode::Usage;
+        }
+    };
+    let targets = [
+        (ReportFormat::Json, Some(args.out)),
+        (ReportFormat::Junit, args.junit),
+        (ReportFormat::Markdown, args.markdown),
+    ];
+    let mut failed_writes = false;
+    for (format, path) in targets {
+        let Some(path) = path else { continue };
+        if let Err(err) = report::write(&merged, &ReportTarget { format, path }) {
+            ui.error(&err);
+            failed_writes = true;
+        }
+    }
+    let _ = out.write_all(report::human::render(&merged, args.max_shown).as_bytes());
+    let _ = out.flush();
+    if failed_writes && merged.verdict != crate::verdict::Verdict::Blocked {
+        // A merge whose reports were lost must not look green to CI.
+        return ExitCode::Usage;
+    }
+    merged.verdict.into()
 }
 
 /// Prints what an integration reached with `--sut-url` must be configured with
@@ -582,6 +659,8 @@ fn build_report(gate: &GateRun, output: &RunOutput, judge_ms: u64, total: Durati
         },
         replay: gate.replay.clone(),
         timeline: None,
+        shard: gate.config.shard,
+        merged_from: Vec::new(),
         artifacts: gate.keep.then(|| Artifacts {
             dir: dir.display().to_string(),
             observation_log: file("observation.jsonl"),

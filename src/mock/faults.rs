@@ -290,8 +290,33 @@ pub async fn apply(
     request: Request,
     next: Next,
 ) -> Response {
+    faulted(&faults, &log, actor, request, |request| next.run(request)).await
+}
+
+/// Applies `faults` to one request, then hands it to `inner` unless a fault answers
+/// instead ([`apply`] as a function, for a mock that runs its layers as one).
+pub(crate) async fn faulted<F, Fut>(
+    faults: &FaultState,
+    log: &ObservationLog,
+    actor: Actor,
+    request: Request,
+    inner: F,
+) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let (decision, latency) = faults.decide();
-    let kill = request.extensions().get::<ConnectionKill>().cloned();
+    if decision == Decision::Pass && latency.is_zero() {
+        // The common case under load: nothing to note.
+        return inner(request).await;
+    }
+    let next = inner;
+    let kill = request
+        .extensions()
+        .get::<ConnectionKill>()
+        .cloned()
+        .or_else(ConnectionKill::current);
     let path = request.uri().path().to_owned();
     let note = |fault: &str, detail: serde_json::Value| {
         let kind = format!("{}.fault", actor_prefix(actor));
@@ -306,7 +331,7 @@ pub async fn apply(
         tokio::time::sleep(latency).await;
     }
     match decision {
-        Decision::Pass => next.run(request).await,
+        Decision::Pass => next(request).await,
         Decision::Unavailable(why) => {
             note(why, json!({"status": 503}));
             let body = json!({"error": "service unavailable", "injected": why});
@@ -328,7 +353,7 @@ pub async fn apply(
             response
         }
         Decision::CommitThenDrop => {
-            let response = next.run(request).await;
+            let response = next(request).await;
             if !response.status().is_success() {
                 return response;
             }

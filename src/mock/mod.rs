@@ -29,42 +29,69 @@ use serde_json::json;
 use crate::manifest::Manifest;
 use crate::observe::{Actor, Entry, ObservationLog};
 use crate::sandbox::model::SandboxCandidate;
-use faults::actor_prefix;
 pub use server::{BindError, RunningServer};
 
 /// Logs every exchange a mock answers: method, path, status, latency.
+///
+/// This runs on every request of a load test, so it copies only the three headers
+/// it records, not the whole header map, and the record itself is hashed and
+/// written off the request path (see [`ObservationLog`]).
 async fn log_exchange(
     State((log, actor)): State<(ObservationLog, Actor)>,
     request: Request,
     next: Next,
 ) -> Response {
+    logged(&log, actor, request, |request| next.run(request)).await
+}
+
+/// [`log_exchange`] as a function around `inner`, for a mock that runs its layers as one.
+async fn logged<F, Fut>(log: &ObservationLog, actor: Actor, request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let started = Instant::now();
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
-    let headers = request.headers().clone();
-    let response = next.run(request).await;
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let headers = request.headers();
     let header_text = |name: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
+    let idempotency_key = header_text("idempotency-key");
+    let if_match = header_text("if-match");
+    let authorized = headers.contains_key(header::AUTHORIZATION);
+    let response = inner(request).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let entry = Entry {
         candidate: candidate_in_path(&path),
-        idempotency_key: header_text("idempotency-key"),
+        idempotency_key,
         status: Some(response.status().as_u16()),
         latency_ms: Some(latency_ms),
         detail: json!({
             "method": method,
             "path": path,
-            "if_match": header_text("if-match"),
-            "authorized": headers.contains_key(header::AUTHORIZATION),
+            "if_match": if_match,
+            "authorized": authorized,
         }),
         ..Entry::default()
     };
-    log.append(actor, &format!("{}.request", actor_prefix(actor)), entry);
+    log.append(actor, request_kind(actor), entry);
     response
+}
+
+/// The kind of a mock's exchange record (`ats.request`, …).
+fn request_kind(actor: Actor) -> &'static str {
+    match actor {
+        Actor::Ats => "ats.request",
+        Actor::Vendor => "vendor.request",
+        Actor::Notify => "notify.request",
+        Actor::Sender => "sender.request",
+        Actor::Harness => "harness.request",
+        Actor::Integration => "integration.request",
+    }
 }
 
 /// The candidate id in `/v1/candidates/{id}/…`, if the path has one.
@@ -76,8 +103,17 @@ fn candidate_in_path(path: &str) -> Option<String> {
 
 /// Refuses requests without `Authorization: Bearer TOKEN`.
 async fn require_bearer(State(token): State<Arc<str>>, request: Request, next: Next) -> Response {
-    if bearer_matches(request.headers(), &token) {
-        next.run(request).await
+    authorized(&token, request, |request| next.run(request)).await
+}
+
+/// [`require_bearer`] as a function around `inner`, for a mock that runs its layers as one.
+async fn authorized<F, Fut>(token: &str, request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    if bearer_matches(request.headers(), token) {
+        inner(request).await
     } else {
         error(
             StatusCode::UNAUTHORIZED,
@@ -229,6 +265,22 @@ impl Mocks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_kinds_are_the_actor_prefix_dot_request() {
+        let actors = [
+            Actor::Ats,
+            Actor::Vendor,
+            Actor::Notify,
+            Actor::Sender,
+            Actor::Harness,
+            Actor::Integration,
+        ];
+        for actor in actors {
+            let prefix = faults::actor_prefix(actor);
+            assert_eq!(request_kind(actor), format!("{prefix}.request"));
+        }
+    }
 
     #[test]
     fn candidate_ids_are_read_from_candidate_paths_only() {

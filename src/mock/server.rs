@@ -3,9 +3,11 @@
 //!
 //! `axum::serve` cannot close one connection without answering, which is exactly the
 //! "commit then drop" fault (the ATS applied the write, the integration never hears
-//! so). So this module runs its own accept loop with hyper: each connection gets a
-//! [`ConnectionKill`] handle in its requests' extensions, and firing it drops the
-//! connection future, closing the socket before any response byte is written.
+//! so). So this module runs its own accept loop with hyper: each connection's task
+//! holds a [`ConnectionKill`] handle (a task-local, [`ConnectionKill::current`], so the
+//! router is shared as is instead of being layered per connection and every request
+//! carrying an extension), and firing it drops the connection future, closing the
+//! socket before any response byte is written.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +25,18 @@ use tokio::task::JoinHandle;
 #[derive(Debug, Clone, Default)]
 pub struct ConnectionKill(Arc<Notify>);
 
+tokio::task_local! {
+    /// The connection whose task polls the current request (set by the accept loop).
+    static CONNECTION: ConnectionKill;
+}
+
 impl ConnectionKill {
+    /// The connection the current request arrived on, when it came through
+    /// [`RunningServer`] (not in a router driven without sockets).
+    pub fn current() -> Option<ConnectionKill> {
+        CONNECTION.try_with(ConnectionKill::clone).ok()
+    }
+
     /// Drops the connection as soon as the accept loop sees it.
     pub fn fire(&self) {
         self.0.notify_one();
@@ -113,18 +126,19 @@ async fn accept_loop(listener: TcpListener, router: Router, mut stopped: oneshot
         };
         let _ = stream.set_nodelay(true);
         let kill = ConnectionKill::default();
-        let service = TowerToHyperService::new(router.clone().layer(axum::Extension(kill.clone())));
+        let service = TowerToHyperService::new(router.clone());
         let connection = hyper::server::conn::http1::Builder::new()
             .keep_alive(true)
             .serve_connection(TokioIo::new(stream), service);
         let watched = graceful.watch(connection);
-        tokio::spawn(async move {
+        let fired = kill.clone();
+        tokio::spawn(CONNECTION.scope(kill, async move {
             tokio::select! {
                 _ = watched => {}
                 // Dropping the connection future closes the socket unanswered.
-                _ = kill.0.notified() => {}
+                _ = fired.0.notified() => {}
             }
-        });
+        }));
     }
     drop(listener);
     let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;

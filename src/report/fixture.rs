@@ -169,6 +169,8 @@ pub(crate) fn blocked() -> RunReport {
             integration_output: Some("gate-out/integration.log".into()),
         }),
         timeline: None,
+        shard: None,
+        merged_from: Vec::new(),
     }
 }
 

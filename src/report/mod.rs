@@ -8,6 +8,7 @@
 pub mod human;
 pub mod junit;
 pub mod markdown;
+pub mod merge;
 pub mod timeline;
 
 use std::fmt;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::judge::{CheckResult, Judgement, Status};
 use crate::run::drive::ScenarioReport;
 use crate::run::plan::Scenario;
+use crate::run::shard::Shard;
 use crate::verdict::Verdict;
 
 /// The format of [`RunReport`]; a reader rejects a major version it does not know.
@@ -60,6 +62,12 @@ pub struct RunReport {
     /// The outage as it happened (`stagegate rehearse outage`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeline: Option<timeline::Timeline>,
+    /// The slice of a sharded run this report covers (`run --shard K/N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+    /// The shards a merged report was made of (`stagegate report merge`), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<merge::ShardRun>,
 }
 
 /// The integration under test.

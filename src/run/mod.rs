@@ -8,6 +8,7 @@
 pub mod drive;
 pub mod plan;
 pub mod scenarios;
+pub mod shard;
 pub mod sut;
 
 use std::net::SocketAddr;
@@ -69,6 +70,8 @@ pub struct RunConfig {
     /// The vendor's webhook secret; generated from the seed when absent (an
     /// integration reached with `--sut-url` must be given the one it holds).
     pub vendor_secret: Option<WebhookSecret>,
+    /// Only this slice of the run (`--shard K/N`; see [`shard`]); `None` runs it all.
+    pub shard: Option<shard::Shard>,
 }
 
 /// Why a run could not be carried out (as opposed to a run that found defects).
@@ -182,7 +185,8 @@ pub async fn execute(
         vendor_base_url: vendor_url,
         envelope: config.manifest.envelope.clone(),
     };
-    let prepared = scenarios::prepare(
+    let prepared = shard::prepare(
+        config.shard,
         &config.manifest,
         &sandbox,
         &config.scenarios,

@@ -44,9 +44,15 @@ fn fast(max_attempts: u32, ack_timeout: Duration) -> RetryPolicy {
 
 /// A log writer the test reads back.
 #[derive(Clone, Default)]
-struct SharedLog(Arc<Mutex<Vec<u8>>>);
+struct Buffer(Arc<Mutex<Vec<u8>>>);
 
-impl Write for SharedLog {
+/// The sender's observation log and the bytes it wrote.
+struct SharedLog {
+    log: ObservationLog,
+    buffer: Buffer,
+}
+
+impl Write for Buffer {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0.lock().expect("not poisoned").extend_from_slice(buf);
         Ok(buf.len())
@@ -58,7 +64,9 @@ impl Write for SharedLog {
 
 impl SharedLog {
     fn records(&self) -> Vec<Record> {
-        let bytes = self.0.lock().expect("not poisoned").clone();
+        // The log's writer thread writes behind the appends: read after a flush.
+        self.log.flush().expect("the observation log flushes");
+        let bytes = self.buffer.0.lock().expect("not poisoned").clone();
         let records: Vec<Record> = String::from_utf8(bytes)
             .expect("utf-8 log")
             .lines()
@@ -77,13 +85,14 @@ impl SharedLog {
 }
 
 fn sender(policy: RetryPolicy) -> (Sender, SharedLog) {
-    let buffer = SharedLog::default();
+    let buffer = Buffer::default();
     let log = ObservationLog::to_writer(Box::new(buffer.clone()), "run-delivery");
     let client = reqwest::Client::builder()
         .no_proxy()
         .build()
         .expect("a plain http client");
-    (Sender::new(client, secret(), policy, 42, log), buffer)
+    let sender = Sender::new(client, secret(), policy, 42, log.clone());
+    (sender, SharedLog { log, buffer })
 }
 
 fn event(id: &str) -> Delivery {

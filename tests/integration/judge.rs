@@ -46,6 +46,7 @@ fn the_reference_relay_passes_every_check_it_is_judged_on() {
         vendor_secret: None,
         outage: OutageSettings::default(),
         dataset: None,
+        shard: None,
     };
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let output = runtime

@@ -15,6 +15,8 @@ mod run;
 mod sandbox;
 mod schemas;
 mod serve;
+mod shard;
 mod teeth;
 mod util;
 mod validate;
+mod workflows;

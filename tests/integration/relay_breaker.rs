@@ -91,6 +91,8 @@ struct World {
     mocks: Mocks,
     mock_config: MockConfig,
     observed: Captured,
+    /// The log writing `observed`: flushed before `observed` is read.
+    log: ObservationLog,
     sender: Sender,
 }
 
@@ -113,13 +115,14 @@ impl World {
             .build()
             .expect("client");
         let secret: WebhookSecret = SECRET.parse().expect("valid secret");
-        let sender = Sender::new(client, secret, RetryPolicy::default(), seed, log);
+        let sender = Sender::new(client, secret, RetryPolicy::default(), seed, log.clone());
         World {
             dir,
             manifest,
             mocks,
             mock_config,
             observed,
+            log,
             sender,
         }
     }
@@ -203,6 +206,7 @@ impl World {
 
     /// Requests the ATS received, answered or cut off by a fault.
     fn ats_requests(&self) -> usize {
+        self.log.flush().expect("the observation log flushes");
         self.observed
             .lines()
             .iter()

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::util::Stagegate;
+use crate::util::{Stagegate, relay_command};
 
 /// Runs the gate against the relay with `faults`, returning the report.
 fn gate(faults: &str, scenarios: &[&str], seed: u64) -> (i32, Value) {
@@ -28,15 +28,11 @@ pub(crate) const SEED_MANIFEST: &str = "manifests/release-gate.yaml";
 
 /// The reference relay's command with deliberate `faults` and breaker `tuning`.
 pub(crate) fn relay_with(faults: &str, tuning: &str) -> String {
-    let mut command = String::new();
-    if !faults.is_empty() {
-        command.push_str(&format!("STAGEGATE_RELAY_FAULTS={faults} "));
+    if tuning.is_empty() {
+        relay_command(faults)
+    } else {
+        format!("STAGEGATE_RELAY_TUNING={tuning} {}", relay_command(faults))
     }
-    if !tuning.is_empty() {
-        command.push_str(&format!("STAGEGATE_RELAY_TUNING={tuning} "));
-    }
-    command.push_str(&format!("{} relay", env!("CARGO_BIN_EXE_stagegate")));
-    command
 }
 
 /// Runs the gate on `manifest` against the integration `command`, returning the exit

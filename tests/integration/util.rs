@@ -14,6 +14,30 @@ pub fn fixture(rel: &str) -> PathBuf {
     repo_root().join("tests/fixtures").join(rel)
 }
 
+/// The `--sut-cmd` that starts the reference relay with `faults`
+/// (`STAGEGATE_RELAY_FAULTS`, comma-separated; empty: the correct relay).
+pub fn relay_command(faults: &str) -> String {
+    let relay = format!("{} relay", env!("CARGO_BIN_EXE_stagegate"));
+    if faults.is_empty() {
+        relay
+    } else {
+        format!("STAGEGATE_RELAY_FAULTS={faults} {relay}")
+    }
+}
+
+/// The arguments of `stagegate run` on the seed manifest against the reference relay
+/// with `faults`, with `seed`.
+pub fn run_args(faults: &str, seed: u64) -> Vec<String> {
+    vec![
+        "run".to_owned(),
+        "manifests/release-gate.yaml".to_owned(),
+        "--seed".to_owned(),
+        seed.to_string(),
+        "--sut-cmd".to_owned(),
+        relay_command(faults),
+    ]
+}
+
 /// One invocation of the binary.
 pub struct Stagegate {
     args: Vec<String>,

@@ -234,6 +234,7 @@ fn help_texts_are_stable() {
         vec!["schema", "--help"],
         vec!["run", "--help"],
         vec!["rehearse", "outage", "--help"],
+        vec!["report", "merge", "--help"],
     ] {
         let out = Stagegate::new(&args).run().expect_code(0);
         snapshot!(

@@ -1,0 +1,237 @@
+//! Sharded runs: `stagegate run … --shard K/N` drives the K-th of N disjoint,
+//! deterministic slices of a run, so N machines (a CI matrix, a Kubernetes Indexed
+//! Job) share one gate and `stagegate report merge` gives the verdict of the whole.
+//!
+//! What makes the slices add up to the unsharded run:
+//! - The slice is taken from the *source* candidates (the sandbox, in its order:
+//!   position `i` belongs to shard `i mod N`, so shards differ in size by at most one),
+//!   before any scenario makes its copies. A candidate's copies, events and ids are
+//!   derived from the seed and the candidate alone, so a shard plans exactly the
+//!   events the unsharded run plans for its candidates.
+//! - The kill-switch scenarios shape their traffic from the first few seeded
+//!   candidates and judge the run as a whole (did the switch trip, reset, replay), so
+//!   each of them runs whole, on the whole sandbox, in one shard: the `j`-th of
+//!   [`Scenario::KILL_SWITCH`] belongs to shard `j mod N`.
+//!
+//! Everything else (starting the mocks and the integration, driving, judging) is the
+//! same as for any run: a shard is a run of fewer things.
+
+use std::fmt;
+use std::str::FromStr;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::plan::Scenario;
+use super::scenarios::{self, OutageSettings, PrepareError, Prepared};
+use crate::manifest::Manifest;
+use crate::sandbox::Sandbox;
+use crate::sandbox::synth::SynthConfig;
+
+/// One slice of a sharded run: the `index`-th (from 1) of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub struct Shard {
+    /// Which slice, from 1 to `count`.
+    pub index: u32,
+    /// How many slices the run is split into.
+    pub count: u32,
+}
+
+/// Why a `--shard` value is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    /// Not `K/N`.
+    #[error("expected K/N (for example `2/4`: the second of four shards), got `{0}`")]
+    Shape(String),
+    /// K or N is not a positive whole number.
+    #[error("`{0}` in the shard is not a positive whole number")]
+    Number(String),
+    /// K is 0 or above N.
+    #[error(
+        "shard {index}/{count} does not exist: K counts from 1 to N (a Kubernetes JOB_COMPLETION_INDEX counts from 0: add 1)"
+    )]
+    OutOfRange {
+        /// K.
+        index: u32,
+        /// N.
+        count: u32,
+    },
+}
+
+impl FromStr for Shard {
+    type Err = ShardError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (index, count) = text
+            .trim()
+            .split_once('/')
+            .ok_or_else(|| ShardError::Shape(text.to_owned()))?;
+        let number = |part: &str| {
+            part.trim()
+                .parse::<u32>()
+                .map_err(|_| ShardError::Number(part.trim().to_owned()))
+        };
+        let (index, count) = (number(index)?, number(count)?);
+        if count == 0 || index == 0 || index > count {
+            return Err(ShardError::OutOfRange { index, count });
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl Shard {
+    /// The shard's position from 0, as the slices are computed.
+    fn slot(self) -> usize {
+        (self.index - 1) as usize
+    }
+
+    /// Whether the source candidate at `position` (in sandbox order) is in this shard.
+    pub fn owns_candidate(self, position: usize) -> bool {
+        position % self.count as usize == self.slot()
+    }
+
+    /// Whether this shard runs `scenario`: every per-candidate scenario runs in every
+    /// shard (on its slice); each kill-switch scenario runs whole in one.
+    pub fn owns_scenario(self, scenario: Scenario) -> bool {
+        match Scenario::KILL_SWITCH.iter().position(|s| *s == scenario) {
+            Some(j) => j % self.count as usize == self.slot(),
+            None => true,
+        }
+    }
+
+    /// The sandbox's candidates that belong to this shard, in their order.
+    pub fn slice(self, sandbox: &Sandbox) -> Sandbox {
+        Sandbox {
+            seed: sandbox.seed,
+            candidates: sandbox
+                .candidates
+                .iter()
+                .enumerate()
+                .filter(|(position, _)| self.owns_candidate(*position))
+                .map(|(_, candidate)| candidate.clone())
+                .collect(),
+        }
+    }
+}
+
+/// The plan of a run, or of one shard of it: per-candidate scenarios over the shard's
+/// slice of the sandbox, kill-switch scenarios whole in the shard that owns them.
+/// Scenarios keep their run order; without a shard this is [`scenarios::prepare`].
+pub fn prepare(
+    shard: Option<Shard>,
+    manifest: &Manifest,
+    sandbox: &Sandbox,
+    chosen: &[Scenario],
+    synth: SynthConfig,
+    ack_sla_ms: u64,
+    outage: &OutageSettings,
+) -> Result<Prepared, PrepareError> {
+    let Some(shard) = shard else {
+        return scenarios::prepare(manifest, sandbox, chosen, synth, ack_sla_ms, outage);
+    };
+    let slice = shard.slice(sandbox);
+    let owned: Vec<Scenario> = chosen
+        .iter()
+        .copied()
+        .filter(|s| shard.owns_scenario(*s))
+        .collect();
+    // Consecutive scenarios over the same sandbox are planned together; the parts are
+    // joined in run order. Planning is per candidate, so the parts are exactly what
+    // one call would have planned for the same members.
+    let mut prepared: Option<Prepared> = None;
+    for part in owned.chunk_by(|a, b| a.is_kill_switch() == b.is_kill_switch()) {
+        let members = if part[0].is_kill_switch() {
+            sandbox
+        } else {
+            &slice
+        };
+        let next = scenarios::prepare(manifest, members, part, synth.clone(), ack_sla_ms, outage)?;
+        prepared = Some(match prepared {
+            None => next,
+            Some(mut joined) => {
+                joined.plan.candidates.extend(next.plan.candidates);
+                joined.plan.events.extend(next.plan.events);
+                joined.candidates.extend(next.candidates);
+                joined.packs.extend(next.packs);
+                joined.batches.extend(next.batches);
+                joined
+            }
+        });
+    }
+    match prepared {
+        Some(prepared) => Ok(prepared),
+        // Nothing of the chosen scenarios falls in this shard: an empty plan.
+        None => scenarios::prepare(manifest, &slice, &[], synth, ack_sla_ms, outage),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_parse_and_explain_mistakes() {
+        // (input, expected, why)
+        let rows: [(&str, Result<Shard, ShardError>, &str); 6] = [
+            ("2/4", Ok(Shard { index: 2, count: 4 }), "the plain form"),
+            (
+                " 1 / 1 ",
+                Ok(Shard { index: 1, count: 1 }),
+                "spaces are fine",
+            ),
+            ("2", Err(ShardError::Shape("2".into())), "no slash"),
+            ("a/4", Err(ShardError::Number("a".into())), "not a number"),
+            (
+                "0/4",
+                Err(ShardError::OutOfRange { index: 0, count: 4 }),
+                "K counts from 1",
+            ),
+            (
+                "5/4",
+                Err(ShardError::OutOfRange { index: 5, count: 4 }),
+                "K above N",
+            ),
+        ];
+        for (input, expected, why) in rows {
+            assert_eq!(input.parse::<Shard>(), expected, "{why}");
+        }
+        assert_eq!(Shard { index: 3, count: 8 }.to_string(), "3/8");
+    }
+
+    #[test]
+    fn every_candidate_and_scenario_has_exactly_one_owner() {
+        for count in 1..=9u32 {
+            let shards: Vec<Shard> = (1..=count).map(|index| Shard { index, count }).collect();
+            for position in 0..50 {
+                let owners = shards.iter().filter(|s| s.owns_candidate(position)).count();
+                assert_eq!(owners, 1, "candidate {position} of {count} shards");
+            }
+            for scenario in Scenario::ALL {
+                let owners = shards.iter().filter(|s| s.owns_scenario(scenario)).count();
+                let expected = if scenario.is_kill_switch() {
+                    1
+                } else {
+                    count as usize
+                };
+                assert_eq!(owners, expected, "{scenario} over {count} shards");
+            }
+        }
+        // Four shards: one kill-switch scenario each.
+        let four: Vec<Vec<Scenario>> = (1..=4)
+            .map(|index| {
+                let shard = Shard { index, count: 4 };
+                Scenario::KILL_SWITCH
+                    .into_iter()
+                    .filter(|s| shard.owns_scenario(*s))
+                    .collect()
+            })
+            .collect();
+        assert!(four.iter().all(|owned| owned.len() == 1), "{four:?}");
+    }
+}
