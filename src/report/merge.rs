@@ -387,6 +387,7 @@ mod tests {
         Finding {
             scenario: Some(Scenario::Duplicates),
             candidate: Some(candidate.into()),
+            source_candidate: None,
             correlation_id: None,
             expected: "once".into(),
             seen: "twice".into(),
