@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod drift;
 pub mod gate;
 
 use crate::check::report::{HumanReport, HumanSink, JsonReport};
@@ -91,6 +92,11 @@ pub enum Command {
         #[command(subcommand)]
         command: SandboxCommand,
     },
+    /// Capture a vendor's real webhooks: verify, fsync, acknowledge, one JSON line each.
+    Record(drift::RecordArgs),
+    /// Infer the shape of captured payloads and classify every change against the
+    /// contracts and a committed baseline (exit 1 on breaking drift).
+    Drift(Box<drift::DriftArgs>),
 }
 
 /// Subcommands of `stagegate rehearse`.
@@ -359,6 +365,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Rehearse {
             command: RehearseCommand::Outage(args),
         } => gate::rehearse(*args, &mut stdout, &mut ui),
+        Command::Record(args) => drift::record(args, &mut stdout, &mut ui),
+        Command::Drift(args) => drift::drift(*args, &mut stdout, &mut ui),
     };
     let _ = stdout.flush();
     code
@@ -529,6 +537,14 @@ fn schema(run: SchemaRun, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
                 (
                     "run-report.schema.json".to_owned(),
                     crate::report::run_report_schema(),
+                ),
+                (
+                    "drift-report.schema.json".to_owned(),
+                    crate::drift::report::drift_report_schema(),
+                ),
+                (
+                    "drift-baseline.schema.json".to_owned(),
+                    crate::drift::baseline::baseline_schema(),
                 ),
             ],
         ),
