@@ -165,7 +165,7 @@ impl Out<'_> {
     }
 }
 
-/// Classifies every change, sorted by severity, event, id and path.
+/// Classifies every change, sorted by event type, then severity, id and path.
 pub fn classify(inputs: &Inputs<'_>) -> Vec<Finding> {
     let mut out = Out {
         inputs,
@@ -281,8 +281,8 @@ pub fn classify(inputs: &Inputs<'_>) -> Vec<Finding> {
         }
     }
     out.findings.sort_by(|a, b| {
-        (a.severity, &a.event, a.id, &a.path, &a.value)
-            .cmp(&(b.severity, &b.event, b.id, &b.path, &b.value))
+        (&a.event, a.severity, a.id, &a.path, &a.value)
+            .cmp(&(&b.event, b.severity, b.id, &b.path, &b.value))
     });
     out.findings
 }
@@ -293,6 +293,11 @@ struct Candidate<'a> {
     types: Vec<JsonType>,
     format: Option<Format>,
     values: Option<Vec<String>>,
+    /// For a new field: how often it was present.
+    present: u64,
+    /// For a field gone from only some payloads: how often it was missing; the new
+    /// field must be present exactly that often (it took the old one's place).
+    complement: Option<u64>,
 }
 
 impl<'a> Candidate<'a> {
@@ -302,6 +307,8 @@ impl<'a> Candidate<'a> {
             types: shape.types.clone(),
             format: shape.format,
             values: shape.values.clone(),
+            present: 0,
+            complement: None,
         }
     }
 
@@ -315,6 +322,8 @@ impl<'a> Candidate<'a> {
                 out.sort_unstable();
                 out
             }),
+            present: field.present,
+            complement: None,
         }
     }
 }
@@ -329,6 +338,9 @@ fn normalise(name: &str) -> String {
 /// How alike a gone field and a new one are; `None` when they cannot be the same field.
 fn rename_score(gone: &Candidate<'_>, new: &Candidate<'_>) -> Option<f64> {
     if !gone.types.is_empty() && !new.types.is_empty() && gone.types != new.types {
+        return None;
+    }
+    if gone.complement.is_some_and(|missing| missing != new.present) {
         return None;
     }
     if let (Some(a), Some(b)) = (gone.format, new.format)
@@ -412,11 +424,17 @@ fn baseline_fields(
         .map(String::as_str)
         .filter(|p| !current.has(p))
         .collect();
-    let gone: Vec<&str> = gone_all
+    let mut gone: Vec<&str> = gone_all
         .iter()
         .copied()
         .filter(|p| !under_any(p, &gone_all) && current.parent_objects(p) > 0)
         .collect();
+    let whole = gone.len();
+    // Required fields missing from some payloads only: a rename rolling out mid-capture.
+    gone.extend(base.fields.iter().filter_map(|(p, shape)| {
+        let field = current.fields.get(p)?;
+        (shape.required && field.present > 0 && field.missing_baseline.count > 0).then_some(p.as_str())
+    }));
     let new_all: BTreeSet<&str> = current
         .fields
         .iter()
@@ -430,7 +448,11 @@ fn baseline_fields(
         .collect();
     let gone_c: Vec<Candidate<'_>> = gone
         .iter()
-        .map(|p| Candidate::of_shape(p, &base.fields[*p]))
+        .enumerate()
+        .map(|(i, p)| Candidate {
+            complement: (i >= whole).then(|| current.fields[*p].missing_baseline.count),
+            ..Candidate::of_shape(p, &base.fields[*p])
+        })
         .collect();
     let new_c: Vec<Candidate<'_>> = new
         .iter()
@@ -441,11 +463,22 @@ fn baseline_fields(
     for &(g, n) in &pairs {
         let (from, to) = (gone[g], new[n]);
         let field = &current.fields[to];
+        let message = if g >= whole {
+            format!(
+                "{} in {} of {} `{}` objects (the rest still carry `{from}`)",
+                rename_message(from, to),
+                field.present,
+                current.parent_objects(to),
+                display_parent(to)
+            )
+        } else {
+            rename_message(from, to)
+        };
         out.push(
             FindingId::FieldRenamed,
             Against::Baseline,
             event,
-            rename_message(from, to),
+            message,
             Extra {
                 path: Some(from.to_owned()),
                 renamed_to: Some(to.to_owned()),
@@ -456,7 +489,7 @@ fn baseline_fields(
         );
         renamed.push(from.to_owned());
     }
-    for (g, path) in gone.iter().enumerate() {
+    for (g, path) in gone.iter().enumerate().take(whole) {
         if pairs.iter().any(|(pg, _)| *pg == g) {
             continue;
         }
@@ -581,6 +614,8 @@ fn contract_renames(
                 .iter()
                 .find(|(e, _)| e == p)
                 .map(|(_, v)| v.clone()),
+            present: 0,
+            complement: None,
         })
         .collect();
     if gone.is_empty() {
@@ -642,6 +677,7 @@ fn baseline_present_fields(
         if was.required
             && missing.count > 0
             && !out.has(FindingId::RequiredFieldMissing, event, path_s)
+            && !out.has(FindingId::FieldRenamed, event, path_s)
         {
             out.push(
                 FindingId::RequiredFieldMissing,

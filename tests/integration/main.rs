@@ -2,6 +2,7 @@
 
 mod check;
 mod delivery;
+mod drift;
 mod fault_schedules;
 mod judge;
 mod mock;

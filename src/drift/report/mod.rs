@@ -51,7 +51,7 @@ pub struct DriftReport {
     pub breaking: usize,
     /// Additive findings.
     pub additive: usize,
-    /// Every finding, breaking first, then by event type, id and path.
+    /// Every finding, by event type, then breaking first, then by id and path.
     pub findings: Vec<Finding>,
     /// The inferred shape, per event type, with payload counts and presence ratios.
     pub shape: BTreeMap<String, EventShape>,
