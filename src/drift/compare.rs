@@ -340,7 +340,10 @@ fn rename_score(gone: &Candidate<'_>, new: &Candidate<'_>) -> Option<f64> {
     if !gone.types.is_empty() && !new.types.is_empty() && gone.types != new.types {
         return None;
     }
-    if gone.complement.is_some_and(|missing| missing != new.present) {
+    if gone
+        .complement
+        .is_some_and(|missing| missing != new.present)
+    {
         return None;
     }
     if let (Some(a), Some(b)) = (gone.format, new.format)
@@ -433,7 +436,8 @@ fn baseline_fields(
     // Required fields missing from some payloads only: a rename rolling out mid-capture.
     gone.extend(base.fields.iter().filter_map(|(p, shape)| {
         let field = current.fields.get(p)?;
-        (shape.required && field.present > 0 && field.missing_baseline.count > 0).then_some(p.as_str())
+        (shape.required && field.present > 0 && field.missing_baseline.count > 0)
+            .then_some(p.as_str())
     }));
     let new_all: BTreeSet<&str> = current
         .fields

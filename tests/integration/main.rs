@@ -8,6 +8,7 @@ mod judge;
 mod mock;
 mod openapi;
 mod python_example;
+mod record;
 mod relay;
 mod relay_breaker;
 mod run;
