@@ -92,10 +92,9 @@ pub enum Command {
         #[command(subcommand)]
         command: SandboxCommand,
     },
-    /// Capture a vendor's real webhooks: verify, fsync, acknowledge, one JSON line each.
+    /// Capture a vendor's webhooks: verify the signature, fsync, then acknowledge.
     Record(drift::RecordArgs),
-    /// Infer the shape of captured payloads and classify every change against the
-    /// contracts and a committed baseline (exit 1 on breaking drift).
+    /// Classify changes in captured vendor payloads against the contracts and a baseline.
     Drift(Box<drift::DriftArgs>),
 }
 

@@ -844,3 +844,11 @@ fn bad_input_is_a_usage_error_that_says_how_to_fix_it() {
     let report: Value = serde_json::from_str(&out.stdout).expect("JSON report");
     assert_eq!(report["counts"]["malformed"], 1);
 }
+
+#[test]
+fn help_texts_are_stable() {
+    for command in ["drift", "record"] {
+        let out = Stagegate::new([command, "--help"]).run().expect_code(0);
+        snapshot!(format!("help_{command}_help"), out.stdout);
+    }
+}

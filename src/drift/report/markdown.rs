@@ -49,7 +49,10 @@ fn write(out: &mut String, report: &DriftReport) -> std::fmt::Result {
     writeln!(out)?;
     writeln!(out, "| severity | id | event | change | first seen |")?;
     writeln!(out, "| --- | --- | --- | --- | --- |")?;
-    for f in &report.findings {
+    // Breaking first: a PR comment is read from the top.
+    let mut rows: Vec<_> = report.findings.iter().collect();
+    rows.sort_by_key(|f| f.severity);
+    for f in rows {
         writeln!(
             out,
             "| {} | `{}` | `{}` | {} | {} |",
