@@ -880,6 +880,8 @@ mod tests {
             types: types.to_vec(),
             format: None,
             values: values.map(|v| v.iter().map(|s| s.to_string()).collect()),
+            present: 4,
+            complement: None,
         }
     }
 
@@ -943,5 +945,11 @@ mod tests {
             [(0, 1)],
             "same values beat a similar name"
         );
+        // Gone from 3 payloads only: the new field must fill exactly those.
+        let partial = Candidate {
+            complement: Some(3),
+            ..cand("result", &[String], Some(&["clear", "consider"]))
+        };
+        assert!(pair(&[partial], &new).is_empty(), "4 new against 3 missing is no rename");
     }
 }

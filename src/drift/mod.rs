@@ -19,11 +19,11 @@ pub mod report;
 pub mod severity;
 pub mod shape;
 
-use std::collections::HashMap;
 use std::io::{self, Read};
 use std::path::PathBuf;
 
 use base64::Engine as _;
+use hashbrown::HashMap;
 use rayon::prelude::*;
 use serde_json::Value;
 

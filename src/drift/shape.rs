@@ -17,7 +17,10 @@
 //! children the baseline always saw (checked in every parent object), and the enum
 //! fields whose out-of-enum values are kept exactly rather than capped away.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use hashbrown::HashMap;
+use hashbrown::hash_map::EntryRef;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -504,23 +507,19 @@ impl ShapeFold {
         expect: Option<&EventExpect>,
     ) {
         self.counts.inferred += 1;
-        if !self.events.contains_key(event) {
-            if self.events.len() >= MAX_EVENTS {
+        let full = self.events.len() >= MAX_EVENTS;
+        let fold = match self.events.entry_ref(event) {
+            EntryRef::Occupied(entry) => entry.into_mut(),
+            EntryRef::Vacant(_) if full => {
                 self.counts.dropped += 1;
                 return;
             }
-            self.events.insert(
-                event.to_owned(),
-                EventFold {
-                    count: 0,
-                    first: seen,
-                    fields: HashMap::new(),
-                    dropped_paths: 0,
-                },
-            );
-        }
-        let Some(fold) = self.events.get_mut(event) else {
-            return;
+            EntryRef::Vacant(entry) => entry.insert(EventFold {
+                count: 0,
+                first: seen,
+                fields: HashMap::new(),
+                dropped_paths: 0,
+            }),
         };
         fold.count += 1;
         fold.first = fold.first.min(seen);
@@ -539,14 +538,15 @@ impl ShapeFold {
 }
 
 fn field_mut<'f>(fold: &'f mut EventFold, path: &str) -> Option<&'f mut FieldFold> {
-    if !fold.fields.contains_key(path) {
-        if fold.fields.len() >= MAX_FIELDS {
+    let full = fold.fields.len() >= MAX_FIELDS;
+    match fold.fields.entry_ref(path) {
+        EntryRef::Occupied(entry) => Some(entry.into_mut()),
+        EntryRef::Vacant(_) if full => {
             fold.dropped_paths += 1;
-            return None;
+            None
         }
-        fold.fields.insert(path.to_owned(), FieldFold::new(path));
+        EntryRef::Vacant(entry) => Some(entry.insert(FieldFold::new(path))),
     }
-    fold.fields.get_mut(path)
 }
 
 /// Records `value`, found at `path`, then its children.
@@ -564,7 +564,9 @@ fn walk(
     field.first = Some(field.first.map_or(seen, |f| f.min(seen)));
     let kind = JsonType::of(value);
     bump(&mut field.types, kind, seen, || example(value));
-    let enum_values = expect.and_then(|e| e.enums.get(path.as_str()));
+    let enum_values = expect
+        .filter(|e| !e.enums.is_empty())
+        .and_then(|e| e.enums.get(path.as_str()));
     if let Some(allowed) = enum_values
         && !value
             .as_str()
@@ -603,7 +605,10 @@ fn walk(
         }
         Value::Object(map) => {
             field.objects += 1;
-            if let Some(required) = expect.and_then(|e| e.baseline_required.get(path.as_str())) {
+            if let Some(required) = expect
+                .filter(|e| !e.baseline_required.is_empty())
+                .and_then(|e| e.baseline_required.get(path.as_str()))
+            {
                 for (key, full) in required {
                     if map.get(key).is_none_or(Value::is_null)
                         && let Some(child) = field_mut(fold, full)
