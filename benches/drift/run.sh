@@ -61,14 +61,15 @@ echo "   $COUNT payloads, $BYTES bytes, average $AVG bytes/payload"
 
 if /usr/bin/time -f %M -o /dev/null true >/dev/null 2>&1; then
   RSS_HOW="GNU time %M"
-  timed() { /usr/bin/time -f %M -o "$1" "${@:2}"; }
+  timed() { /usr/bin/time -f "%U %S %M" -o "$1" "${@:2}"; }
 else
   RSS_HOW="getrusage(RUSAGE_CHILDREN) via python3"
   timed() {
     python3 - "$@" <<'PY'
 import resource, subprocess, sys
 rc = subprocess.call(sys.argv[2:])
-open(sys.argv[1], "w").write("%d\n" % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+u = resource.getrusage(resource.RUSAGE_CHILDREN)
+open(sys.argv[1], "w").write("%.2f %.2f %d\n" % (u.ru_utime, u.ru_stime, u.ru_maxrss))
 sys.exit(rc)
 PY
   }
@@ -104,9 +105,10 @@ if problems:
     sys.exit("drift: " + "; ".join(problems))
 PY
   wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
-  rss=$(tail -n 1 "$base.rss" | tr -dc '0-9')
-  echo "$wall $rss" >"$base.m"
-  echo "== run $i/$RUNS: $wall s, $(awk -v n="$COUNT" -v w="$wall" 'BEGIN { printf "%.0f", n / w }') payloads/s, peak RSS $((rss / 1024)) MiB"
+  read -r user sys rss < <(tail -n 1 "$base.rss")
+  cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
+  echo "$wall $rss $cpu" >"$base.m"
+  echo "== run $i/$RUNS: $wall s wall, $cpu s CPU, $(awk -v n="$COUNT" -v w="$wall" 'BEGIN { printf "%.0f", n / w }') payloads/s, peak RSS $((rss / 1024)) MiB"
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -115,10 +117,12 @@ python3 - "$RUN_DIR" "$RUNS" "$COUNT" "$TARGET" <<'PY' || status=$?
 import sys
 run_dir, runs, count, target = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 rows = [open(f"{run_dir}/{i}.m").read().split() for i in range(1, runs + 1)]
-rates = [count / float(w) for w, _ in rows]
-rss = [int(k) / 1024 for _, k in rows]
+rates = [count / float(w) for w, _, _ in rows]
+rss = [int(k) / 1024 for _, k, _ in rows]
+per_cpu = [count / float(c) for _, _, c in rows]
 print()
 print(f"payloads/s: best {max(rates):,.0f}, range {min(rates):,.0f} – {max(rates):,.0f} over {runs} runs")
+print(f"payloads per CPU-second: {min(per_cpu):,.0f} – {max(per_cpu):,.0f} (what the cores did, whatever else ran)")
 print(f"peak RSS:   {min(rss):.1f} – {max(rss):.1f} MiB")
 ok = max(rates) >= target
 print(f"target {target:,} payloads/s: {'MET' if ok else 'NOT MET'}")

@@ -950,6 +950,9 @@ mod tests {
             complement: Some(3),
             ..cand("result", &[String], Some(&["clear", "consider"]))
         };
-        assert!(pair(&[partial], &new).is_empty(), "4 new against 3 missing is no rename");
+        assert!(
+            pair(&[partial], &new).is_empty(),
+            "4 new against 3 missing is no rename"
+        );
     }
 }

@@ -83,20 +83,17 @@ pub fn of_str(s: &str) -> Format {
         return Format::Plain;
     };
     match bytes.len() {
-        2 if bytes.iter().all(u8::is_ascii_uppercase) => {
-            if celes::Country::from_alpha2(s).is_ok() {
-                return Format::IsoCountry;
-            }
+        2 if bytes.iter().all(u8::is_ascii_uppercase) && celes::Country::from_alpha2(s).is_ok() => {
+            return Format::IsoCountry;
         }
-        10 if first.is_ascii_digit() && bytes[4] == b'-' => {
-            if chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() {
-                return Format::Date;
-            }
+        10 if first.is_ascii_digit()
+            && bytes[4] == b'-'
+            && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() =>
+        {
+            return Format::Date;
         }
-        36 if bytes[8] == b'-' && bytes[13] == b'-' => {
-            if uuid::Uuid::try_parse(s).is_ok() {
-                return Format::Uuid;
-            }
+        36 if bytes[8] == b'-' && bytes[13] == b'-' && uuid::Uuid::try_parse(s).is_ok() => {
+            return Format::Uuid;
         }
         _ => {}
     }
