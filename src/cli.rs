@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod drift;
 pub mod gate;
 
 use crate::check::report::{HumanReport, HumanSink, JsonReport};
@@ -97,6 +98,10 @@ pub enum Command {
         #[command(subcommand)]
         command: SandboxCommand,
     },
+    /// Capture a vendor's webhooks: verify the signature, fsync, then acknowledge.
+    Record(drift::RecordArgs),
+    /// Classify changes in captured vendor payloads against the contracts and a baseline.
+    Drift(Box<drift::DriftArgs>),
 }
 
 /// Subcommands of `stagegate rehearse`.
@@ -377,6 +382,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Rehearse {
             command: RehearseCommand::Outage(args),
         } => gate::rehearse(*args, &mut stdout, &mut ui),
+        Command::Record(args) => drift::record(args, &mut stdout, &mut ui),
+        Command::Drift(args) => drift::drift(*args, &mut stdout, &mut ui),
     };
     let _ = stdout.flush();
     code
@@ -547,6 +554,14 @@ fn schema(run: SchemaRun, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
                 (
                     "run-report.schema.json".to_owned(),
                     crate::report::run_report_schema(),
+                ),
+                (
+                    "drift-report.schema.json".to_owned(),
+                    crate::drift::report::drift_report_schema(),
+                ),
+                (
+                    "drift-baseline.schema.json".to_owned(),
+                    crate::drift::baseline::baseline_schema(),
                 ),
             ],
         ),

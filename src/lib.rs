@@ -17,6 +17,9 @@
 //! - [`observe`] is the hash-chained observation log every exchange of a run goes to.
 //! - [`run`] carries out a gate run: mocks, the integration, the scenarios' deliveries.
 //! - [`judge`] judges a run's observation log against its plan, one check a function.
+//! - [`record`] captures a vendor's real webhooks (signature verified, fsynced before
+//!   the acknowledgement); [`drift`] infers their shape and classifies every change
+//!   against the contracts and a committed baseline.
 //! - [`exit`] holds the exit codes a CI release gate relies on.
 //!
 //! ```no_run
@@ -35,12 +38,14 @@ pub mod check;
 pub mod cli;
 pub mod contract;
 pub mod delivery;
+pub mod drift;
 pub mod exit;
 pub mod judge;
 pub mod manifest;
 pub mod mock;
 pub mod observe;
 pub mod protocol;
+pub mod record;
 pub mod relay;
 pub mod report;
 pub mod run;

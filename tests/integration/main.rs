@@ -3,12 +3,14 @@
 mod any_manifest;
 mod check;
 mod delivery;
+mod drift;
 mod fault_schedules;
 mod judge;
 mod mock;
 mod openapi;
 mod python_example;
 mod python_gate;
+mod record;
 mod relay;
 mod relay_breaker;
 mod run;
