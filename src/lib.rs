@@ -45,3 +45,4 @@ pub mod run;
 pub mod sandbox;
 pub mod serve;
 pub mod suggest;
+pub mod trace;

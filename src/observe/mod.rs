@@ -7,6 +7,8 @@
 //! [`verify`]. Records go straight to a buffered file, not to memory, so a long run
 //! or a load test keeps a flat footprint.
 
+pub mod stream;
+
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
