@@ -34,6 +34,7 @@ pub mod check;
 pub mod cli;
 pub mod contract;
 pub mod delivery;
+pub mod evidence;
 pub mod exit;
 pub mod judge;
 pub mod manifest;

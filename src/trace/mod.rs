@@ -511,8 +511,24 @@ pub struct Traced {
     pub trace: Trace,
     /// The matching records, unmodified, in log order.
     pub records: Vec<Record>,
+    /// Each matching record's place in the chain, in log order.
+    pub links: Vec<Link>,
     /// The chain break that stopped the read, if any.
     pub break_: Option<ChainBreak>,
+}
+
+/// A record's place in the chain: the hashes around it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Link {
+    /// The record's `seq`.
+    pub seq: u64,
+    /// The hash of the record before it (its `prev_hash`).
+    pub prev_hash: String,
+    /// Its own hash.
+    pub hash: String,
+    /// The hash of the record after it, which chains to this one; none for the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_hash: Option<String>,
 }
 
 /// Traces `selector` through the log at `path` in one streamed pass.
@@ -532,9 +548,13 @@ pub fn trace_file(
     }
     let mut matcher = Matcher::new(selector.clone());
     let mut records = Vec::new();
+    let mut links: Vec<Link> = Vec::new();
     let mut read = 0u64;
     let result = stream::stream(path, |line| {
         read += 1;
+        if let Some(last) = links.last_mut().filter(|l| l.seq + 1 == line.head.seq) {
+            last.next_hash = Some(line.head.hash.to_string());
+        }
         let parse = |source| ReadError::Parse {
             path: path.to_owned(),
             line: line.number,
@@ -555,6 +575,12 @@ pub fn trace_file(
                 }
             }
             fold.observe(&record, &marks);
+            links.push(Link {
+                seq: record.seq,
+                prev_hash: record.prev_hash.clone(),
+                hash: record.hash.clone(),
+                next_hash: None,
+            });
             records.push(record);
         }
         Ok::<(), ReadError>(())
@@ -604,6 +630,7 @@ pub fn trace_file(
     Ok(Traced {
         trace,
         records,
+        links,
         break_,
     })
 }
