@@ -623,7 +623,7 @@ pub fn verify_pack(pack: &Path, log: Option<&Path>) -> Result<Verification, Evid
     }
     if v.problems.len() == before {
         v.proved.push(format!(
-            "{} records link into the chain ({} rehashed, {} redacted, proved only against the log)",
+            "{} records link into the chain ({} rehashed here; {} redacted, which only --log can prove)",
             chain.links.len(),
             hashed,
             redacted.len()
