@@ -61,12 +61,19 @@ fn stage_code(stage: Stage) -> Option<usize> {
     MILESTONES.iter().position(|s| *s == stage)
 }
 
-/// The candidate a record concerns: its own field, or the one its output line names.
-fn candidate_of(record: &Record) -> Option<String> {
+/// The candidate a record concerns: its own field, or the one its output line names
+/// (directly, or through a planned event it names).
+fn candidate_of(record: &Record, by_event: &HashMap<&str, &str>) -> Option<String> {
     if let Some(c) = &record.candidate {
         return Some(c.clone());
     }
-    classify::line_ids(record).and_then(|ids| ids.candidate)
+    let ids = classify::line_ids(record)?;
+    ids.candidate.or_else(|| {
+        ids.event_id
+            .as_deref()
+            .and_then(|e| by_event.get(e))
+            .map(|c| (*c).to_owned())
+    })
 }
 
 fn percentiles(values: &mut [f64]) -> Value {
@@ -88,8 +95,13 @@ pub fn build(plan: &Plan, records: &[Record]) -> AuditData {
             .or_default()
             .plan_event(event, &marks);
     }
+    let by_event: HashMap<&str, &str> = plan
+        .events
+        .iter()
+        .map(|e| (e.event_id.as_str(), e.candidate.as_str()))
+        .collect();
     for record in records {
-        if let Some(candidate) = candidate_of(record) {
+        if let Some(candidate) = candidate_of(record, &by_event) {
             folds.entry(candidate).or_default().observe(record, &marks);
         }
     }

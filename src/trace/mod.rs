@@ -74,7 +74,11 @@ struct Matcher {
     candidates: HashSet<String>,
     /// Idempotency keys learned from a traced event's records (event traces).
     keys: HashSet<String>,
+    /// Events learned from a traced candidate's or flow's records: an output line
+    /// that names only the event (`{"event_id": …, "candidate_record": …}`) belongs too.
+    events: HashSet<String>,
     finder: memchr::memmem::Finder<'static>,
+    event_finders: Vec<memchr::memmem::Finder<'static>>,
 }
 
 impl Matcher {
@@ -84,7 +88,9 @@ impl Matcher {
             selector,
             candidates: HashSet::new(),
             keys: HashSet::new(),
+            events: HashSet::new(),
             finder,
+            event_finders: Vec::new(),
         }
     }
 
@@ -114,7 +120,11 @@ impl Matcher {
         let record = if direct {
             line.record()?
         } else if head.kind.starts_with("integration.")
-            && self.finder.find(line.text.as_bytes()).is_some()
+            && (self.finder.find(line.text.as_bytes()).is_some()
+                || self
+                    .event_finders
+                    .iter()
+                    .any(|f| f.find(line.text.as_bytes()).is_some()))
         {
             let record = line.record()?;
             let Some(ids) = classify::line_ids(&record) else {
@@ -124,7 +134,10 @@ impl Matcher {
                 Selector::Candidate(id) => ids.candidate.as_deref() == Some(id),
                 Selector::CorrelationId(id) => ids.correlation_id.as_deref() == Some(id),
                 Selector::EventId(id) => ids.event_id.as_deref() == Some(id),
-            };
+            } || ids
+                .event_id
+                .as_deref()
+                .is_some_and(|e| self.events.contains(e));
             if !named {
                 return Ok(None);
             }
@@ -144,6 +157,13 @@ impl Matcher {
                 }
             }
             _ => {}
+        }
+        if !matches!(self.selector, Selector::EventId(_))
+            && let Some(event) = &record.event_id
+            && self.events.insert(event.clone())
+        {
+            self.event_finders
+                .push(memchr::memmem::Finder::new(event.as_bytes()).into_owned());
         }
         Ok(Some(record))
     }
@@ -331,7 +351,11 @@ impl Fold {
             candidate: record
                 .candidate
                 .clone()
-                .or_else(|| line.as_ref().and_then(|l| l.candidate.clone())),
+                .or_else(|| line.as_ref().and_then(|l| l.candidate.clone()))
+                .or_else(|| {
+                    let event = self.events.get(event_id.as_deref()?)?;
+                    event.candidate.clone()
+                }),
             event_id: event_id.clone(),
             status: record.status,
             latency_ms: record.latency_ms,

@@ -2,7 +2,9 @@
 
 mod check;
 mod delivery;
+mod evidence;
 mod fault_schedules;
+mod html_report;
 mod judge;
 mod mock;
 mod openapi;
@@ -14,5 +16,6 @@ mod sandbox;
 mod schemas;
 mod serve;
 mod teeth;
+mod trace;
 mod util;
 mod validate;
