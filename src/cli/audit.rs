@@ -189,7 +189,11 @@ pub(super) fn evidence(args: EvidenceArgs, out: &mut dyn Write, ui: &mut Ui) -> 
                 m.log.head
             );
             for f in &m.files {
-                let _ = writeln!(out, "  {:<38} {:>7} bytes  sha256 {}", f.path, f.bytes, f.sha256);
+                let _ = writeln!(
+                    out,
+                    "  {:<38} {:>7} bytes  sha256 {}",
+                    f.path, f.bytes, f.sha256
+                );
             }
             ExitCode::Pass
         }

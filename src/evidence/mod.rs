@@ -322,8 +322,10 @@ pub fn write_pack(request: &PackRequest) -> Result<Packed, EvidenceError> {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// Per event: verification outcome, risk tier, signature validity, ATS outcome.
@@ -356,7 +358,10 @@ fn verification(trace: &trace::Trace) -> Value {
 }
 
 /// The run's verdict, every check's status, and the findings about the candidate.
-fn findings(request: &PackRequest, traced: &trace::Traced) -> Result<(Value, usize), EvidenceError> {
+fn findings(
+    request: &PackRequest,
+    traced: &trace::Traced,
+) -> Result<(Value, usize), EvidenceError> {
     let path = match &request.report {
         Some(path) => path.clone(),
         None => {
@@ -371,10 +376,11 @@ fn findings(request: &PackRequest, traced: &trace::Traced) -> Result<(Value, usi
         }
     };
     let text = std::fs::read(&path).map_err(io("read", &path))?;
-    let report: RunReport = serde_json::from_slice(&text).map_err(|source| EvidenceError::Report {
-        path: path.clone(),
-        source,
-    })?;
+    let report: RunReport =
+        serde_json::from_slice(&text).map_err(|source| EvidenceError::Report {
+            path: path.clone(),
+            source,
+        })?;
     let seqs: HashSet<u64> = traced.records.iter().map(|r| r.seq).collect();
     let correlations: HashSet<&str> = traced
         .records
@@ -392,8 +398,7 @@ fn findings(request: &PackRequest, traced: &trace::Traced) -> Result<(Value, usi
                 .iter()
                 .filter(|f| {
                     f.candidate.as_deref() == Some(id)
-                        || f
-                            .correlation_id
+                        || f.correlation_id
                             .as_deref()
                             .is_some_and(|c| correlations.contains(c))
                         || f.exchanges.iter().any(|e| seqs.contains(&e.seq))
@@ -426,7 +431,8 @@ fn findings(request: &PackRequest, traced: &trace::Traced) -> Result<(Value, usi
 /// Digest and version of a file loaded through `load`.
 fn versioned(path: &Path, version: Option<String>, extra: Value) -> Value {
     let digest = std::fs::read(path).ok().map(|b| sha256_hex(&b));
-    let mut value = json!({"file": path.display().to_string(), "sha256": digest, "version": version});
+    let mut value =
+        json!({"file": path.display().to_string(), "sha256": digest, "version": version});
     if let (Value::Object(map), Value::Object(more)) = (&mut value, extra) {
         map.extend(more);
     }
@@ -434,7 +440,10 @@ fn versioned(path: &Path, version: Option<String>, extra: Value) -> Value {
 }
 
 fn versions(request: &PackRequest, run_id: Option<&str>, plan: Option<&(PathBuf, Plan)>) -> Value {
-    let manifest_path = request.manifest.clone().or_else(|| run_manifest(&request.log));
+    let manifest_path = request
+        .manifest
+        .clone()
+        .or_else(|| run_manifest(&request.log));
     let manifest = manifest_path.map(|path| match crate::manifest::Manifest::load(&path) {
         Ok(loaded) => {
             let raw = &loaded.value.raw;
@@ -446,10 +455,17 @@ fn versions(request: &PackRequest, run_id: Option<&str>, plan: Option<&(PathBuf,
         }
         Err(err) => json!({"file": path.display().to_string(), "error": err.to_string()}),
     });
-    let policy = request.policy.as_ref().map(|path| match crate::manifest::load_policy(path) {
-        Ok(loaded) => versioned(path, Some(loaded.value.policy_version.to_string()), json!({})),
-        Err(err) => json!({"file": path.display().to_string(), "error": err.to_string()}),
-    });
+    let policy = request
+        .policy
+        .as_ref()
+        .map(|path| match crate::manifest::load_policy(path) {
+            Ok(loaded) => versioned(
+                path,
+                Some(loaded.value.policy_version.to_string()),
+                json!({}),
+            ),
+            Err(err) => json!({"file": path.display().to_string(), "error": err.to_string()}),
+        });
     json!({
         "stagegate": env!("CARGO_PKG_VERSION"),
         "pack_format": PACK_FORMAT,
@@ -503,7 +519,9 @@ fn read_archive(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, EvidenceError>
             .to_string_lossy()
             .into_owned();
         if entry.size() > MAX_FILE {
-            return Err(not_a_pack(format!("{name} is larger than {MAX_FILE} bytes")));
+            return Err(not_a_pack(format!(
+                "{name} is larger than {MAX_FILE} bytes"
+            )));
         }
         let mut bytes = Vec::with_capacity(entry.size() as usize);
         entry
@@ -530,7 +548,8 @@ pub fn verify_pack(pack: &Path, log: Option<&Path>) -> Result<Verification, Evid
         .map_err(|_| not_a_pack("its MANIFEST.json is not a pack manifest"))?;
     let mut v = Verification::default();
     if manifest.format.split('/').next() != PACK_FORMAT.split('/').next() {
-        v.problems.push(format!("unknown pack format {}", manifest.format));
+        v.problems
+            .push(format!("unknown pack format {}", manifest.format));
     }
 
     // The digests, and nothing unlisted.
@@ -549,11 +568,15 @@ pub fn verify_pack(pack: &Path, log: Option<&Path>) -> Result<Verification, Evid
     }
     for name in files.keys() {
         if !listed.contains(name.as_str()) && !name.ends_with("/MANIFEST.json") {
-            v.problems.push(format!("{name} is in the archive but not in its manifest"));
+            v.problems
+                .push(format!("{name} is in the archive but not in its manifest"));
         }
     }
     if v.problems.is_empty() {
-        v.proved.push(format!("{} files match their SHA-256 digests", manifest.files.len()));
+        v.proved.push(format!(
+            "{} files match their SHA-256 digests",
+            manifest.files.len()
+        ));
     }
 
     // The chain fragments.
@@ -571,13 +594,16 @@ pub fn verify_pack(pack: &Path, log: Option<&Path>) -> Result<Verification, Evid
                 let seq = value.get("seq").and_then(Value::as_u64).unwrap_or(u64::MAX);
                 records.insert(seq, value);
             }
-            Err(_) => v.problems.push(format!("records.jsonl line {} is not JSON", i + 1)),
+            Err(_) => v
+                .problems
+                .push(format!("records.jsonl line {} is not JSON", i + 1)),
         }
     }
     let before = v.problems.len();
     let redacted: HashSet<u64> = chain.redacted.iter().copied().collect();
     if chain.log != manifest.log {
-        v.problems.push("chain.json and MANIFEST.json name different log heads".into());
+        v.problems
+            .push("chain.json and MANIFEST.json name different log heads".into());
     }
     if records.len() != chain.links.len() {
         v.problems.push(format!(
@@ -589,12 +615,14 @@ pub fn verify_pack(pack: &Path, log: Option<&Path>) -> Result<Verification, Evid
     let mut hashed = 0;
     for (i, link) in chain.links.iter().enumerate() {
         let Some(value) = records.get(&link.seq) else {
-            v.problems.push(format!("record {} is linked but not packed", link.seq));
+            v.problems
+                .push(format!("record {} is linked but not packed", link.seq));
             continue;
         };
         let text_of = |key: &str| value.get(key).and_then(Value::as_str).unwrap_or_default();
         if text_of("hash") != link.hash || text_of("prev_hash") != link.prev_hash {
-            v.problems.push(format!("record {}'s hashes differ from its link", link.seq));
+            v.problems
+                .push(format!("record {}'s hashes differ from its link", link.seq));
         }
         if !redacted.contains(&link.seq) {
             match serde_json::from_value::<Record>(value.clone()) {
@@ -603,22 +631,35 @@ pub fn verify_pack(pack: &Path, log: Option<&Path>) -> Result<Verification, Evid
                     "record {} does not hash to {}: it was altered",
                     link.seq, link.hash
                 )),
-                Err(_) => v.problems.push(format!("record {} is not a record", link.seq)),
+                Err(_) => v
+                    .problems
+                    .push(format!("record {} is not a record", link.seq)),
             }
         }
-        if let Some(next) = chain.links.get(i + 1).filter(|n| n.seq == link.seq + 1) {
-            if next.prev_hash != link.hash || link.next_hash.as_deref() != Some(next.hash.as_str()) {
-                v.problems.push(format!("records {} and {} do not chain", link.seq, next.seq));
-            }
+        if let Some(next) = chain.links.get(i + 1).filter(|n| n.seq == link.seq + 1)
+            && (next.prev_hash != link.hash
+                || link.next_hash.as_deref() != Some(next.hash.as_str()))
+        {
+            v.problems.push(format!(
+                "records {} and {} do not chain",
+                link.seq, next.seq
+            ));
         }
         if link.seq + 1 == chain.log.records {
             if link.hash != chain.log.head || link.next_hash.is_some() {
-                v.problems.push(format!("the last record {} is not the log's head", link.seq));
+                v.problems.push(format!(
+                    "the last record {} is not the log's head",
+                    link.seq
+                ));
             }
         } else if link.seq + 1 > chain.log.records {
-            v.problems.push(format!("record {} lies beyond the log's {} records", link.seq, chain.log.records));
+            v.problems.push(format!(
+                "record {} lies beyond the log's {} records",
+                link.seq, chain.log.records
+            ));
         } else if link.next_hash.is_none() {
-            v.problems.push(format!("record {} has no successor's hash", link.seq));
+            v.problems
+                .push(format!("record {} has no successor's hash", link.seq));
         }
     }
     if v.problems.len() == before {
@@ -658,13 +699,12 @@ fn against_log(
             ));
             return Ok(());
         }
-        let original: Value = serde_json::from_str(line.text).map_err(|source| {
-            crate::observe::ReadError::Parse {
+        let original: Value =
+            serde_json::from_str(line.text).map_err(|source| crate::observe::ReadError::Parse {
                 path: log.to_owned(),
                 line: line.number,
                 source,
-            }
-        })?;
+            })?;
         match records.get(&link.seq) {
             Some(packed) if redact::consistent(packed, &original) => matched += 1,
             _ => problems.push(format!(
@@ -698,10 +738,9 @@ fn against_log(
                 ));
             }
         }
-        Err(StreamError::Broken(broken)) => v.problems.push(format!(
-            "{} is not intact: {broken}",
-            log.display()
-        )),
+        Err(StreamError::Broken(broken)) => v
+            .problems
+            .push(format!("{} is not intact: {broken}", log.display())),
         Err(StreamError::Read(err) | StreamError::Visitor(err)) => {
             return Err(EvidenceError::Trace(TraceError::Read(err)));
         }

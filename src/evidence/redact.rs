@@ -61,7 +61,9 @@ impl Redactor {
     /// The text with every name and address replaced by [`MARKER`].
     pub fn text(&self, text: &str) -> Option<String> {
         let mut out = match &self.people {
-            Some(people) if people.is_match(text) => people.replace_all(text, &vec![MARKER; people.patterns_len()]),
+            Some(people) if people.is_match(text) => {
+                people.replace_all(text, &vec![MARKER; people.patterns_len()])
+            }
             _ => text.to_owned(),
         };
         if self.email.is_match(&out) {
@@ -119,8 +121,7 @@ pub fn consistent(redacted: &Value, original: &Value) -> bool {
         }
         (Value::Object(r), Value::Object(o)) => {
             r.len() == o.len()
-                && r
-                    .iter()
+                && r.iter()
                     .all(|(k, v)| o.get(k).is_some_and(|ov| consistent(v, ov)))
         }
         (r, o) => r == o,
@@ -157,10 +158,22 @@ mod tests {
         let r = Redactor::new(Some(&plan));
         // (input, expected, why)
         let rows = [
-            ("Esther Wiegand applied", Some("[redacted] applied"), "a name"),
+            (
+                "Esther Wiegand applied",
+                Some("[redacted] applied"),
+                "a name",
+            ),
             ("esther wiegand", Some("[redacted]"), "lower-cased"),
-            ("mail esther.wiegand@example.net", Some("mail [redacted]"), "an e-mail"),
-            ("x@corp.example.org wrote", Some("[redacted] wrote"), "any e-mail, planned or not"),
+            (
+                "mail esther.wiegand@example.net",
+                Some("mail [redacted]"),
+                "an e-mail",
+            ),
+            (
+                "x@corp.example.org wrote",
+                Some("[redacted] wrote"),
+                "any e-mail, planned or not",
+            ),
             ("CAND_b_du evt_b1", None, "ids are not personal data"),
         ];
         for (input, expected, why) in rows {
@@ -177,8 +190,14 @@ mod tests {
         let redacted = json!({"line": "name [redacted], id CAND_b_du", "status": 200});
         assert!(consistent(&redacted, &original));
         let other = json!({"line": "name Esther Wiegand, id CAND_x_du", "status": 200});
-        assert!(!consistent(&redacted, &other), "text outside the marker differs");
+        assert!(
+            !consistent(&redacted, &other),
+            "text outside the marker differs"
+        );
         let status = json!({"line": "name Esther Wiegand, id CAND_b_du", "status": 500});
-        assert!(!consistent(&redacted, &status), "numbers are never redacted");
+        assert!(
+            !consistent(&redacted, &status),
+            "numbers are never redacted"
+        );
     }
 }

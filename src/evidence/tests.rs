@@ -53,23 +53,37 @@ fn a_pack_holds_the_candidate_redacted_and_verifies() {
         ]
     );
     let text = all_text(&s.pack);
-    assert!(!text.contains(B_NAME), "no personal data without --include-pii");
+    assert!(
+        !text.contains(B_NAME),
+        "no personal data without --include-pii"
+    );
     assert!(text.contains("[redacted]"));
-    assert!(text.contains("\"valid\": false"), "the forged delivery's signature");
+    assert!(
+        text.contains("\"valid\": false"),
+        "the forged delivery's signature"
+    );
 
     let alone = verify_pack(&s.pack, None).expect("a pack");
     assert!(alone.problems.is_empty(), "{:?}", alone.problems);
     let with_log = verify_pack(&s.pack, Some(&s.log)).expect("a pack");
     assert!(with_log.problems.is_empty(), "{:?}", with_log.problems);
     assert!(
-        with_log.proved.iter().any(|p| p.contains("all 2 packed records are the log's")),
+        with_log
+            .proved
+            .iter()
+            .any(|p| p.contains("all 2 packed records are the log's")),
         "{:?}",
         with_log.proved
     );
 
     let (s, _) = pack_fixture(true);
     assert!(all_text(&s.pack).contains(B_NAME), "--include-pii keeps it");
-    assert!(verify_pack(&s.pack, Some(&s.log)).expect("a pack").problems.is_empty());
+    assert!(
+        verify_pack(&s.pack, Some(&s.log))
+            .expect("a pack")
+            .problems
+            .is_empty()
+    );
 }
 
 #[test]
@@ -104,7 +118,11 @@ fn a_tampered_log_or_pack_fails_to_verify() {
             "the same edit with the whole chain rehashed: the pack's hashes no longer match",
         ),
         (
-            original.lines().take(12).map(|l| format!("{l}\n")).collect(),
+            original
+                .lines()
+                .take(12)
+                .map(|l| format!("{l}\n"))
+                .collect(),
             "the log's head is record 11",
             "a truncated log",
         ),
@@ -136,7 +154,8 @@ fn a_tampered_log_or_pack_fails_to_verify() {
     // An edited file inside the pack.
     let mut files = read_archive(&s.pack).expect("tar");
     let key = "stagegate-evidence/verification.json".to_owned();
-    let edited = String::from_utf8_lossy(&files[&key]).replace("\"valid\": false", "\"valid\": true");
+    let edited =
+        String::from_utf8_lossy(&files[&key]).replace("\"valid\": false", "\"valid\": true");
     files.insert(key, edited.into_bytes());
     let mut bytes = Vec::new();
     {
@@ -145,7 +164,9 @@ fn a_tampered_log_or_pack_fails_to_verify() {
             let mut header = tar::Header::new_ustar();
             header.set_size(data.len() as u64);
             header.set_mode(0o644);
-            builder.append_data(&mut header, name, data.as_slice()).expect("tar");
+            builder
+                .append_data(&mut header, name, data.as_slice())
+                .expect("tar");
         }
         builder.finish().expect("tar");
     }

@@ -54,6 +54,14 @@ pub struct AuditData {
     pub outages: Vec<super::timeline::Timeline>,
 }
 
+/// A candidate the report lists: the plan's, or one only the log names.
+struct Listed {
+    id: String,
+    scenario: Option<Scenario>,
+    in_scope: Option<bool>,
+    correlation: Option<String>,
+}
+
 /// Exceptions kept in the file; the rest are counted.
 const EXCEPTIONS_KEPT: usize = 5_000;
 
@@ -105,8 +113,11 @@ pub fn build(plan: &Plan, records: &[Record]) -> AuditData {
             folds.entry(candidate).or_default().observe(record, &marks);
         }
     }
-    let planned_events: HashMap<&str, &crate::run::plan::PlannedEvent> =
-        plan.events.iter().map(|e| (e.event_id.as_str(), e)).collect();
+    let planned_events: HashMap<&str, &crate::run::plan::PlannedEvent> = plan
+        .events
+        .iter()
+        .map(|e| (e.event_id.as_str(), e))
+        .collect();
     let mut contracts: Vec<String> = Vec::new();
     let mut contract_code = |name: Option<&str>| -> Value {
         let Some(name) = name else { return Value::Null };
@@ -117,16 +128,14 @@ pub fn build(plan: &Plan, records: &[Record]) -> AuditData {
         json!(code)
     };
 
-    let mut order: Vec<(String, Option<Scenario>, Option<bool>, Option<String>)> = plan
+    let mut order: Vec<Listed> = plan
         .candidates
         .iter()
-        .map(|c| {
-            (
-                c.candidate.clone(),
-                Some(c.scenario),
-                Some(c.in_scope),
-                Some(c.correlation_id.clone()),
-            )
+        .map(|c| Listed {
+            id: c.candidate.clone(),
+            scenario: Some(c.scenario),
+            in_scope: Some(c.in_scope),
+            correlation: Some(c.correlation_id.clone()),
         })
         .collect();
     let mut unplanned: Vec<&String> = folds
@@ -134,13 +143,24 @@ pub fn build(plan: &Plan, records: &[Record]) -> AuditData {
         .filter(|id| plan.candidate(id).is_none())
         .collect();
     unplanned.sort();
-    order.extend(unplanned.into_iter().map(|id| (id.clone(), None, None, None)));
+    order.extend(unplanned.into_iter().map(|id| Listed {
+        id: id.clone(),
+        scenario: None,
+        in_scope: None,
+        correlation: None,
+    }));
 
     let mut candidates = Vec::with_capacity(order.len());
     let mut exceptions = Vec::new();
     let mut exceptions_total = 0usize;
     let mut samples: BTreeMap<(&'static str, String, String), Vec<f64>> = BTreeMap::new();
-    for (id, scenario, in_scope, correlation) in order {
+    for Listed {
+        id,
+        scenario,
+        in_scope,
+        correlation,
+    } in order
+    {
         let fold = folds.remove(&id).unwrap_or_default();
         let tier = fold
             .events
@@ -162,8 +182,10 @@ pub fn build(plan: &Plan, records: &[Record]) -> AuditData {
             let mut exception = |kind: &str, text: String, ms: Option<f64>| {
                 exceptions_total += 1;
                 if exceptions.len() < EXCEPTIONS_KEPT {
-                    exceptions.push(json!({"candidate": id, "event": e.event_id, "contract": contract,
-                                           "tier": tier, "kind": kind, "text": text, "ms": ms}));
+                    exceptions.push(
+                        json!({"candidate": id, "event": e.event_id, "contract": contract,
+                                           "tier": tier, "kind": kind, "text": text, "ms": ms}),
+                    );
                 }
             };
             if let Some(ack) = e.ack_latency_ms() {
@@ -174,7 +196,10 @@ pub fn build(plan: &Plan, records: &[Record]) -> AuditData {
                 if ack > plan.ack_sla_ms as f64 && plan.ack_sla_ms > 0 {
                     exception(
                         "ack SLA breached",
-                        format!("acknowledged after {ack:.1} ms; the SLA is {} ms", plan.ack_sla_ms),
+                        format!(
+                            "acknowledged after {ack:.1} ms; the SLA is {} ms",
+                            plan.ack_sla_ms
+                        ),
                         Some(ack),
                     );
                 }
@@ -186,20 +211,39 @@ pub fn build(plan: &Plan, records: &[Record]) -> AuditData {
                     .push(applied);
             }
             if should_land == Some(true) && e.applied == 0 {
-                exception("never applied", "should have landed at the ATS and did not".into(), None);
+                exception(
+                    "never applied",
+                    "should have landed at the ATS and did not".into(),
+                    None,
+                );
             }
             if e.applied > 1 {
-                exception("applied twice", format!("applied {} times at the ATS", e.applied), None);
+                exception(
+                    "applied twice",
+                    format!("applied {} times at the ATS", e.applied),
+                    None,
+                );
             }
             if p.is_some_and(|p| p.forged) && (e.acknowledged > 0 || e.applied > 0) {
                 exception(
                     "forgery accepted",
-                    format!("a forged delivery was acknowledged {}× and applied {}×", e.acknowledged, e.applied),
+                    format!(
+                        "a forged delivery was acknowledged {}× and applied {}×",
+                        e.acknowledged, e.applied
+                    ),
                     None,
                 );
             }
-            if should_land == Some(false) && !p.is_some_and(|p| p.forged) && e.applied > 0 && in_scope == Some(false) {
-                exception("out of scope written", "written for a candidate outside the canary scope".into(), None);
+            if should_land == Some(false)
+                && !p.is_some_and(|p| p.forged)
+                && e.applied > 0
+                && in_scope == Some(false)
+            {
+                exception(
+                    "out of scope written",
+                    "written for a candidate outside the canary scope".into(),
+                    None,
+                );
             }
             let flags = [
                 p.is_some_and(|p| p.duplicate),
@@ -210,7 +254,10 @@ pub fn build(plan: &Plan, records: &[Record]) -> AuditData {
                 e.event_id,
                 contract_code(e.contract.as_deref()),
                 p.map(|p| p.name.as_str()).unwrap_or("none"),
-                flags.iter().enumerate().fold(0u8, |acc, (i, f)| acc | (u8::from(*f) << i)),
+                flags
+                    .iter()
+                    .enumerate()
+                    .fold(0u8, |acc, (i, f)| acc | (u8::from(*f) << i)),
                 e.sent_ms,
                 e.acknowledged_ms,
                 e.processed_ms,
@@ -248,7 +295,9 @@ pub fn build(plan: &Plan, records: &[Record]) -> AuditData {
                             rest[..rest.find('"').unwrap_or(rest.len())].to_owned()
                         })
                         .unwrap_or_default(),
-                    _ if nth_write > 1 => format!("applied again (write {nth_write} of the same event)"),
+                    _ if nth_write > 1 => {
+                        format!("applied again (write {nth_write} of the same event)")
+                    }
                     _ => row.mark.clone().unwrap_or_default(),
                 };
                 Some(json!([
@@ -318,7 +367,13 @@ mod tests {
             .collect();
         assert_eq!(
             stages,
-            ["acknowledged", "acknowledged", "processed", "written", "acknowledged"]
+            [
+                "acknowledged",
+                "acknowledged",
+                "processed",
+                "written",
+                "acknowledged"
+            ]
         );
         assert_eq!(a["timeline"][1][5], "duplicate (exact_duplicate), copy 2");
         assert_eq!(a["timeline"][2][5], "queued");
@@ -331,7 +386,12 @@ mod tests {
         let kinds: Vec<(&str, &str)> = data
             .exceptions
             .iter()
-            .map(|e| (e["candidate"].as_str().expect("c"), e["kind"].as_str().expect("k")))
+            .map(|e| {
+                (
+                    e["candidate"].as_str().expect("c"),
+                    e["kind"].as_str().expect("k"),
+                )
+            })
             .collect();
         assert_eq!(kinds, [(fixture::A, "ack SLA breached")]);
         assert!(

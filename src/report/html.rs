@@ -41,12 +41,18 @@ mod tests {
         );
         let page = render(&report, &data);
         assert!(!page.contains("/*STAGEGATE_DATA*/"));
-        assert!(!page.contains("</script><script>alert"), "data cannot close the script");
+        assert!(
+            !page.contains("</script><script>alert"),
+            "data cannot close the script"
+        );
         let start = page.find("application/json\">").expect("data element") + 18;
         let end = start + page[start..].find("</script>").expect("closed");
         let value: serde_json::Value = serde_json::from_str(&page[start..end]).expect("JSON");
         assert_eq!(value["report"]["change_id"], report.change_id);
-        assert_eq!(value["audit"]["candidates"][0]["id"], crate::trace::fixture::A);
+        assert_eq!(
+            value["audit"]["candidates"][0]["id"],
+            crate::trace::fixture::A
+        );
         let template = TEMPLATE.replace("\"http://www.w3.org/2000/svg\"", "");
         for external in ["http://", "https://", "src=", "@import", "url("] {
             assert!(

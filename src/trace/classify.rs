@@ -262,19 +262,59 @@ mod tests {
     fn kinds_map_to_stages_and_new_kinds_slot_in() {
         // (kind, status, stage, why)
         let rows = [
-            ("webhook.attempt", Some(204), Stage::Acknowledged, "2xx acknowledges"),
-            ("webhook.attempt", Some(401), Stage::Rejected, "a refused forgery"),
+            (
+                "webhook.attempt",
+                Some(204),
+                Stage::Acknowledged,
+                "2xx acknowledges",
+            ),
+            (
+                "webhook.attempt",
+                Some(401),
+                Stage::Rejected,
+                "a refused forgery",
+            ),
             ("webhook.attempt", None, Stage::Unanswered, "a timeout"),
-            ("webhook.attempt", Some(503), Stage::Unanswered, "a 5xx is no ack"),
+            (
+                "webhook.attempt",
+                Some(503),
+                Stage::Unanswered,
+                "a 5xx is no ack",
+            ),
             ("integration.stdout", None, Stage::Processed, "output lines"),
             ("ats.event_applied", None, Stage::Written, "the write"),
-            ("ats.event_conflict", Some(409), Stage::Refused, "a stale revision"),
-            ("stage.changed", None, Stage::StageChange, "policy flow, later"),
+            (
+                "ats.event_conflict",
+                Some(409),
+                Stage::Refused,
+                "a stale revision",
+            ),
+            (
+                "stage.changed",
+                None,
+                Stage::StageChange,
+                "policy flow, later",
+            ),
             ("grant.issued", None, Stage::Granted, "policy flow, later"),
-            ("exception.opened", None, Stage::Exception, "policy flow, later"),
+            (
+                "exception.opened",
+                None,
+                Stage::Exception,
+                "policy flow, later",
+            ),
             ("notify.message", None, Stage::Notified, "channels"),
-            ("ats.requestx", None, Stage::Other, "exact names match exactly"),
-            ("something.new", None, Stage::Other, "unknown kinds are kept as other"),
+            (
+                "ats.requestx",
+                None,
+                Stage::Other,
+                "exact names match exactly",
+            ),
+            (
+                "something.new",
+                None,
+                Stage::Other,
+                "unknown kinds are kept as other",
+            ),
         ];
         for (kind, status, expected, why) in rows {
             assert_eq!(stage(kind, status), expected, "{kind}: {why}");

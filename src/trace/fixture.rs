@@ -47,24 +47,9 @@ fn answered(mut spec: Spec, status: u16, latency_ms: f64) -> Spec {
     spec
 }
 
-const A1: [Option<&str>; 4] = [
-    Some(A),
-    Some("cor_a"),
-    Some("evt_a1"),
-    Some("idk_a1"),
-];
-const A2: [Option<&str>; 4] = [
-    Some(A),
-    Some("cor_a"),
-    Some("evt_a2"),
-    Some("idk_a2"),
-];
-const B1: [Option<&str>; 4] = [
-    Some(B),
-    Some("cor_b"),
-    Some("evt_b1"),
-    Some("idk_b1"),
-];
+const A1: [Option<&str>; 4] = [Some(A), Some("cor_a"), Some("evt_a1"), Some("idk_a1")];
+const A2: [Option<&str>; 4] = [Some(A), Some("cor_a"), Some("evt_a2"), Some("idk_a2")];
+const B1: [Option<&str>; 4] = [Some(B), Some("cor_b"), Some("evt_b1"), Some("idk_b1")];
 const NONE: [Option<&str>; 4] = [None; 4];
 
 fn attempt(copy: u64, perturbation: &str, signed: bool) -> Value {
@@ -82,18 +67,94 @@ pub(crate) fn records() -> Vec<Record> {
     let body = json!({"ats_candidate_id": A, "event_id": "evt_a1", "type": "identity.verification.completed",
                       "verification": {"result": "passed", "risk_tier": "high", "session_id": "ses_1"}});
     let specs = vec![
-        spec(Harness, "run.start", NONE, json!({"seed": 1, "manifest": "manifests/release-gate.yaml"})),
-        spec(Harness, "scenario.start", NONE, json!({"scenario": "duplicates"})),
-        answered(spec(Sender, "webhook.attempt", A1, attempt(0, "exact_duplicate", true)), 200, 6.0),
-        answered(spec(Sender, "webhook.attempt", A1, attempt(1, "exact_duplicate", true)), 200, 3.5),
-        spec(Integration, "integration.stdout", NONE, line(json!({"ats_candidate_id": A, "correlation_id": "cor_a", "event_id": "evt_a1", "msg": "event", "outcome": "queued"}))),
-        answered(spec(Ats, "ats.request", [Some(A), None, None, None], json!({"method": "GET", "path": "/v1/candidates/CAND_a_du"})), 200, 0.4),
-        answered(spec(Ats, "ats.request", [Some(A), None, None, Some("idk_a1")], json!({"method": "POST", "path": "/v1/candidates/CAND_a_du/events"})), 201, 1.2),
-        spec(Ats, "ats.event_applied", A1, json!({"body": body, "contract": "identity.verification.completed", "revision": 2})),
-        answered(spec(Sender, "webhook.attempt", B1, attempt(0, "unsigned", false)), 401, 2.0),
-        spec(Integration, "integration.stdout", NONE, line(json!({"ats_candidate_id": B, "msg": "rejected", "name": B_NAME}))),
-        answered(spec(Sender, "webhook.attempt", A2, attempt(0, "none", true)), 200, 4.0),
-        spec(Harness, "scenario.end", NONE, json!({"scenario": "duplicates"})),
+        spec(
+            Harness,
+            "run.start",
+            NONE,
+            json!({"seed": 1, "manifest": "manifests/release-gate.yaml"}),
+        ),
+        spec(
+            Harness,
+            "scenario.start",
+            NONE,
+            json!({"scenario": "duplicates"}),
+        ),
+        answered(
+            spec(
+                Sender,
+                "webhook.attempt",
+                A1,
+                attempt(0, "exact_duplicate", true),
+            ),
+            200,
+            6.0,
+        ),
+        answered(
+            spec(
+                Sender,
+                "webhook.attempt",
+                A1,
+                attempt(1, "exact_duplicate", true),
+            ),
+            200,
+            3.5,
+        ),
+        spec(
+            Integration,
+            "integration.stdout",
+            NONE,
+            line(
+                json!({"ats_candidate_id": A, "correlation_id": "cor_a", "event_id": "evt_a1", "msg": "event", "outcome": "queued"}),
+            ),
+        ),
+        answered(
+            spec(
+                Ats,
+                "ats.request",
+                [Some(A), None, None, None],
+                json!({"method": "GET", "path": "/v1/candidates/CAND_a_du"}),
+            ),
+            200,
+            0.4,
+        ),
+        answered(
+            spec(
+                Ats,
+                "ats.request",
+                [Some(A), None, None, Some("idk_a1")],
+                json!({"method": "POST", "path": "/v1/candidates/CAND_a_du/events"}),
+            ),
+            201,
+            1.2,
+        ),
+        spec(
+            Ats,
+            "ats.event_applied",
+            A1,
+            json!({"body": body, "contract": "identity.verification.completed", "revision": 2}),
+        ),
+        answered(
+            spec(Sender, "webhook.attempt", B1, attempt(0, "unsigned", false)),
+            401,
+            2.0,
+        ),
+        spec(
+            Integration,
+            "integration.stdout",
+            NONE,
+            line(json!({"ats_candidate_id": B, "msg": "rejected", "name": B_NAME})),
+        ),
+        answered(
+            spec(Sender, "webhook.attempt", A2, attempt(0, "none", true)),
+            200,
+            4.0,
+        ),
+        spec(
+            Harness,
+            "scenario.end",
+            NONE,
+            json!({"scenario": "duplicates"}),
+        ),
         spec(Harness, "run.end", NONE, json!({"elapsed_ms": 900})),
     ];
     let mut prev = GENESIS.to_owned();
@@ -137,7 +198,13 @@ pub(crate) fn write_log(dir: &Path) -> PathBuf {
     path
 }
 
-fn event(candidate: &str, id: &str, perturbation: &str, forged: bool, should_land: bool) -> PlannedEvent {
+fn event(
+    candidate: &str,
+    id: &str,
+    perturbation: &str,
+    forged: bool,
+    should_land: bool,
+) -> PlannedEvent {
     PlannedEvent {
         scenario: Scenario::Duplicates,
         candidate: candidate.to_owned(),

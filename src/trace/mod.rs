@@ -314,9 +314,10 @@ impl Fold {
         summary.contract = Some(event.contract.clone());
         summary.candidate = Some(event.candidate.clone());
         summary.perturbation = marks.of(&event.event_id).cloned();
-        summary.outcome = event.outcome.clone().or_else(|| {
-            pointer_text(&event.payload, "/verification/result").map(str::to_owned)
-        });
+        summary.outcome = event
+            .outcome
+            .clone()
+            .or_else(|| pointer_text(&event.payload, "/verification/result").map(str::to_owned));
         summary.risk_tier = pointer_text(&event.payload, "/verification/risk_tier")
             .or_else(|| pointer_text(&event.payload, "/risk_tier"))
             .map(str::to_owned);
@@ -513,7 +514,10 @@ pub fn read_plan(path: &Path) -> Result<Plan, TraceError> {
 }
 
 /// The plan to use for a log: `explicit`, else `plan.json` beside the log if present.
-pub fn plan_for(log: &Path, explicit: Option<&Path>) -> Result<Option<(PathBuf, Plan)>, TraceError> {
+pub fn plan_for(
+    log: &Path,
+    explicit: Option<&Path>,
+) -> Result<Option<(PathBuf, Plan)>, TraceError> {
     let path = match explicit {
         Some(path) => path.to_owned(),
         None => {
@@ -561,9 +565,7 @@ pub fn trace_file(
     selector: Selector,
     plan: Option<(&Path, &Plan)>,
 ) -> Result<Traced, TraceError> {
-    let mut marks = plan.map_or_else(Perturbations::default, |(_, p)| {
-        Perturbations::from_plan(p)
-    });
+    let mut marks = plan.map_or_else(Perturbations::default, |(_, p)| Perturbations::from_plan(p));
     let mut fold = Fold::default();
     if let (Some((_, plan)), Selector::Candidate(id)) = (plan, &selector) {
         for event in plan.events.iter().filter(|e| &e.candidate == id) {
@@ -591,12 +593,11 @@ pub fn trace_file(
             }
         }
         if let Some(record) = matcher.matches(line).map_err(parse)? {
-            if let (Selector::EventId(id), Some(plan)) = (&matcher.selector, plan) {
-                if fold.events.is_empty() {
-                    if let Some(event) = plan.1.events.iter().find(|e| &e.event_id == id) {
-                        fold.plan_event(event, &marks);
-                    }
-                }
+            if let (Selector::EventId(id), Some(plan)) = (&matcher.selector, plan)
+                && fold.events.is_empty()
+                && let Some(event) = plan.1.events.iter().find(|e| &e.event_id == id)
+            {
+                fold.plan_event(event, &marks);
             }
             fold.observe(&record, &marks);
             links.push(Link {

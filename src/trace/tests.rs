@@ -72,7 +72,13 @@ fn events_carry_latencies_outcomes_and_perturbations() {
     let p = dup.perturbation.as_ref().expect("from the plan");
     assert!(p.duplicate && !p.forged && !p.superseded && p.source == "plan");
     let superseded = events["evt_a2"];
-    assert!(superseded.perturbation.as_ref().expect("planned").superseded);
+    assert!(
+        superseded
+            .perturbation
+            .as_ref()
+            .expect("planned")
+            .superseded
+    );
     assert_eq!(superseded.applied, 0);
     let second_copy = &t.trace.records[1];
     assert_eq!(
@@ -86,7 +92,10 @@ fn events_carry_latencies_outcomes_and_perturbations() {
     assert_eq!((forged.attempts, forged.rejected, forged.signed), (1, 1, 0));
     let p = forged.perturbation.as_ref().expect("from the log");
     assert!(p.forged && p.source == "log");
-    assert_eq!(t.trace.records[0].mark.as_deref(), Some("forged (unsigned)"));
+    assert_eq!(
+        t.trace.records[0].mark.as_deref(),
+        Some("forged (unsigned)")
+    );
 }
 
 #[test]
@@ -94,13 +103,24 @@ fn a_broken_chain_stops_the_trace_at_the_record_it_breaks() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = fixture::write_log(dir.path());
     let text = std::fs::read_to_string(&log).expect("read");
-    std::fs::write(&log, text.replace("\"latency_ms\":1.2", "\"latency_ms\":0.2")).expect("edit");
+    std::fs::write(
+        &log,
+        text.replace("\"latency_ms\":1.2", "\"latency_ms\":0.2"),
+    )
+    .expect("edit");
     let t = trace_file(&log, Selector::Candidate(A.into()), None).expect("readable");
     assert!(!t.trace.chain.intact);
     assert_eq!(t.trace.chain.broken_at_seq, Some(6));
-    assert_eq!(seqs(&t), vec![2, 3, 4, 5], "only what chained before the break");
+    assert_eq!(
+        seqs(&t),
+        vec![2, 3, 4, 5],
+        "only what chained before the break"
+    );
     let text = render(&t.trace);
-    assert!(text.contains("chain BROKEN: record 6 (line 7) was altered"), "{text}");
+    assert!(
+        text.contains("chain BROKEN: record 6 (line 7) was altered"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -46,7 +46,11 @@ fn a_pack_holds_the_candidates_story_without_personal_data_and_verifies() {
     ])
     .run()
     .expect_code(0);
-    assert!(out.stdout.contains(&format!("evidence of {candidate}")), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&format!("evidence of {candidate}")),
+        "{}",
+        out.stdout
+    );
 
     let files = unpack(&pack);
     let manifest: Value =
@@ -92,12 +96,18 @@ fn a_pack_holds_the_candidates_story_without_personal_data_and_verifies() {
     let versions: Value =
         serde_json::from_str(&files["stagegate-evidence/versions.json"]).expect("JSON");
     assert_eq!(versions["manifest"]["version"], "1.3");
-    assert_eq!(versions["manifest"]["change_id"], "rls-2026-05-18-il-contracts");
+    assert_eq!(
+        versions["manifest"]["change_id"],
+        "rls-2026-05-18-il-contracts"
+    );
 
     // log_pii printed the candidates' names and addresses: none is in the pack.
     let plan = run.plan();
     let everything: String = files.values().cloned().collect();
-    assert!(everything.contains("[redacted]"), "the leaked line is kept, redacted");
+    assert!(
+        everything.contains("[redacted]"),
+        "the leaked line is kept, redacted"
+    );
     for person in plan["candidates"].as_array().expect("candidates") {
         for pii in person["pii"].as_array().expect("pii") {
             let pii = pii.as_str().expect("text");
@@ -106,7 +116,11 @@ fn a_pack_holds_the_candidates_story_without_personal_data_and_verifies() {
     }
 
     for log in [None, Some(run.log())] {
-        let mut args = vec!["evidence".to_owned(), "verify".to_owned(), path(&pack).to_owned()];
+        let mut args = vec![
+            "evidence".to_owned(),
+            "verify".to_owned(),
+            path(&pack).to_owned(),
+        ];
         if let Some(log) = &log {
             args.extend(["--log".to_owned(), path(log).to_owned()]);
         }
@@ -187,7 +201,11 @@ fn the_pack_of_a_tampered_log_fails_to_verify() {
     let out = Stagegate::new(["evidence", "verify", path(&pack)])
         .run()
         .expect_code(1);
-    assert!(out.stdout.contains("does not match its digest"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("does not match its digest"),
+        "{}",
+        out.stdout
+    );
 
     let out = Stagegate::new([
         "evidence",
@@ -199,5 +217,9 @@ fn the_pack_of_a_tampered_log_fails_to_verify() {
     ])
     .run()
     .expect_code(2);
-    assert!(out.stderr.contains("CAND_nobody has no record"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("CAND_nobody has no record"),
+        "{}",
+        out.stderr
+    );
 }

@@ -15,7 +15,12 @@ use crate::trace::{defective, outage, passing};
 
 /// The browser binary, if there is one.
 fn chromium() -> Option<PathBuf> {
-    let names = ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"];
+    let names = [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ];
     let path = std::env::var_os("PATH")?;
     names.iter().find_map(|name| {
         std::env::split_paths(&path)
@@ -121,9 +126,15 @@ fn a_failed_check_leads_to_the_candidates_timeline_in_a_browser() {
     let run = defective();
     let page = run.html();
     let size = std::fs::metadata(&page).expect("html written").len();
-    assert!(size < 2 << 20, "a small run gives a small page: {size} bytes");
+    assert!(
+        size < 2 << 20,
+        "a small run gives a small page: {size} bytes"
+    );
     let text = std::fs::read_to_string(&page).expect("html");
-    assert!(!text.contains("observation.jsonl\",\"seq\""), "no log records embedded");
+    assert!(
+        !text.contains("observation.jsonl\",\"seq\""),
+        "no log records embedded"
+    );
     let Some(browser) = browser() else { return };
 
     let home = dom(&browser, &page, "");
@@ -144,7 +155,9 @@ fn a_failed_check_leads_to_the_candidates_timeline_in_a_browser() {
     let view = dom(&browser, &page, &fragment);
     let timeline = element(&view, "candidate-view");
     assert!(
-        timeline.starts_with(&format!("id=\"candidate-view\" data-candidate=\"{candidate}\"")),
+        timeline.starts_with(&format!(
+            "id=\"candidate-view\" data-candidate=\"{candidate}\""
+        )),
         "{}",
         &timeline[..120]
     );
@@ -152,8 +165,14 @@ fn a_failed_check_leads_to_the_candidates_timeline_in_a_browser() {
     for stage in ["stage-acknowledged", "stage-processed", "stage-written"] {
         assert!(timeline.contains(stage), "{stage} in the timeline");
     }
-    assert!(timeline.contains("duplicate: "), "the duplicate delivery is marked");
-    assert!(timeline.contains("applied again"), "the second write is marked");
+    assert!(
+        timeline.contains("duplicate: "),
+        "the duplicate delivery is marked"
+    );
+    assert!(
+        timeline.contains("applied again"),
+        "the second write is marked"
+    );
     assert!(timeline.contains("Findings about this candidate"));
     screenshot(&browser, &page, &fragment, "defective-candidate.png", 1400);
 }
@@ -167,14 +186,23 @@ fn a_passing_run_and_an_outage_render_in_a_browser() {
     assert!(home.contains("No check failed."));
     let plan = run.plan();
     let candidates = plan["candidates"].as_array().expect("candidates").len();
-    assert!(home.contains(&format!("({candidates} candidates)")), "all listed");
+    assert!(
+        home.contains(&format!("({candidates} candidates)")),
+        "all listed"
+    );
     assert!(home.contains("sent → applied at the ATS"), "time to event");
 
     let rehearsal = outage();
     let page = dom(&browser, &rehearsal.html(), "");
     let chart = element(&page, "outages-body");
-    assert!(chart.contains("class=\"queue-chart\""), "the queue-depth chart");
+    assert!(
+        chart.contains("class=\"queue-chart\""),
+        "the queue-depth chart"
+    );
     assert!(chart.contains("<path d=\"M"), "a plotted queue");
-    assert!(chart.contains("kill switch tripped"), "the trip on the timeline");
+    assert!(
+        chart.contains("kill switch tripped"),
+        "the trip on the timeline"
+    );
     screenshot(&browser, &rehearsal.html(), "", "outage.png", 2600);
 }

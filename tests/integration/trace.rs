@@ -47,7 +47,9 @@ impl Kept {
 
 /// Where the shared runs and the test artifacts (screenshots) go.
 pub fn artifacts(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("audit").join(name);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("audit")
+        .join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("artifacts folder");
     dir
@@ -147,14 +149,7 @@ fn trace(args: &[&str]) -> crate::util::Output {
 }
 
 fn trace_json(log: &Path, flag: &str, id: &str) -> Value {
-    let out = trace(&[
-        log.to_str().expect("utf-8"),
-        flag,
-        id,
-        "--format",
-        "json",
-    ])
-    .expect_code(0);
+    let out = trace(&[log.to_str().expect("utf-8"), flag, id, "--format", "json"]).expect_code(0);
     serde_json::from_str(&out.stdout).expect("trace JSON")
 }
 
@@ -162,17 +157,33 @@ fn trace_json(log: &Path, flag: &str, id: &str) -> Value {
 fn a_duplicate_applied_twice_is_visible_in_its_candidates_trace() {
     let run = defective();
     let candidate = run.finding_candidates("idempotency.exactly_once")[0].clone();
-    let out = trace(&[run.log().to_str().expect("utf-8"), "--candidate", &candidate]).expect_code(0);
+    let out = trace(&[
+        run.log().to_str().expect("utf-8"),
+        "--candidate",
+        &candidate,
+    ])
+    .expect_code(0);
     assert!(out.stdout.contains("chain intact"), "{}", out.stdout);
     assert!(out.stdout.contains("[duplicate ("), "{}", out.stdout);
     assert!(out.stdout.contains("applied 2×"), "{}", out.stdout);
 
     let json = trace_json(&run.log(), "--candidate", &candidate);
     assert_eq!(json["format"], "stagegate.trace/1.0");
-    assert!(json["perturbations_from"].as_str().expect("source").ends_with("plan.json"));
+    assert!(
+        json["perturbations_from"]
+            .as_str()
+            .expect("source")
+            .ends_with("plan.json")
+    );
     let records = json["records"].as_array().expect("records");
-    let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().expect("seq")).collect();
-    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in log order: {seqs:?}");
+    let seqs: Vec<u64> = records
+        .iter()
+        .map(|r| r["seq"].as_u64().expect("seq"))
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "in log order: {seqs:?}"
+    );
     for r in records {
         assert_eq!(r["candidate"], candidate.as_str(), "{r}");
     }
@@ -186,9 +197,10 @@ fn a_duplicate_applied_twice_is_visible_in_its_candidates_trace() {
     assert!(twice.iter().all(|e| e["perturbation"]["duplicate"] == true));
     // log_pii's echo names only the event; it still belongs to the candidate.
     assert!(
-        records
-            .iter()
-            .any(|r| r["summary"].as_str().expect("summary").contains("candidate_record")),
+        records.iter().any(|r| r["summary"]
+            .as_str()
+            .expect("summary")
+            .contains("candidate_record")),
         "the leaking output line is part of the candidate's story"
     );
 }
@@ -202,7 +214,11 @@ fn flows_and_events_are_traced_and_forgeries_marked() {
         .iter()
         .find(|e| e["forged"] == true)
         .expect("the signatures scenario plans forgeries");
-    let json = trace_json(&run.log(), "--event-id", forged["event_id"].as_str().expect("id"));
+    let json = trace_json(
+        &run.log(),
+        "--event-id",
+        forged["event_id"].as_str().expect("id"),
+    );
     let event = &json["events"][0];
     assert_eq!(event["applied"], 0, "{event:#}");
     assert!(event["rejected"].as_u64().expect("count") >= 1, "{event:#}");
@@ -212,7 +228,9 @@ fn flows_and_events_are_traced_and_forgeries_marked() {
             .as_array()
             .expect("records")
             .iter()
-            .any(|r| r["mark"].as_str().is_some_and(|m| m.starts_with("forged ("))),
+            .any(|r| r["mark"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("forged ("))),
         "{json:#}"
     );
 
@@ -258,13 +276,18 @@ fn a_broken_chain_is_named_by_seq_and_fails() {
     let out = trace(&[log.to_str().expect("utf-8"), "--candidate", candidate]).expect_code(1);
     let seq = record["seq"].as_u64().expect("seq");
     assert!(
-        out.stderr.contains(&format!("record {seq} (line {}) was altered", victim + 1)),
+        out.stderr
+            .contains(&format!("record {seq} (line {}) was altered", victim + 1)),
         "{}",
         out.stderr
     );
     assert!(out.stdout.contains("chain BROKEN"), "{}", out.stdout);
     // No plan beside this copy: the perturbations come from the log.
-    assert!(out.stdout.contains("the log's sender records"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("the log's sender records"),
+        "{}",
+        out.stdout
+    );
 
     let out = trace(&[
         log.to_str().expect("utf-8"),
@@ -274,7 +297,12 @@ fn a_broken_chain_is_named_by_seq_and_fails() {
         "no/such/plan.json",
     ])
     .expect_code(2);
-    assert!(out.stderr.contains("cannot read the plan no/such/plan.json"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("cannot read the plan no/such/plan.json"),
+        "{}",
+        out.stderr
+    );
     let out = trace(&[log.to_str().expect("utf-8")]).expect_code(2);
     assert!(out.stderr.contains("--candidate"), "{}", out.stderr);
 }
