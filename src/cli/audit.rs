@@ -173,7 +173,7 @@ pub(super) fn evidence(args: EvidenceArgs, out: &mut dyn Write, ui: &mut Ui) -> 
             let m = &packed.manifest;
             let _ = writeln!(
                 out,
-                "wrote {}: evidence of {} from {} (run {}), {} records ({} redacted), {} findings about the candidate",
+                "wrote {}: evidence of {} from {} (run {}), {} records ({} redacted), {} finding(s) about the candidate",
                 request.out.display(),
                 m.candidate,
                 request.log.display(),

@@ -287,14 +287,7 @@ pub fn build(plan: &Plan, records: &[Record]) -> AuditData {
                     .and_then(|e| event_index.get(e))
                     .map_or(Value::Null, |i| json!(i));
                 let note = match row.stage {
-                    Stage::Processed => row
-                        .summary
-                        .find("\"outcome\":\"")
-                        .map(|at| {
-                            let rest = &row.summary[at + 11..];
-                            rest[..rest.find('"').unwrap_or(rest.len())].to_owned()
-                        })
-                        .unwrap_or_default(),
+                    Stage::Processed => row.outcome.clone().unwrap_or_default(),
                     _ if nth_write > 1 => {
                         format!("applied again (write {nth_write} of the same event)")
                     }

@@ -201,6 +201,9 @@ pub struct Row {
     /// `duplicate (exact_duplicate)`, `forged (unsigned)`, `superseded`, `copy 2`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mark: Option<String>,
+    /// What the integration said it did with the event (`queued`, `applied`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
 }
 
 /// One event of a traced flow, summed up.
@@ -360,8 +363,15 @@ impl Fold {
             event_id: event_id.clone(),
             status: record.status,
             latency_ms: record.latency_ms,
-            summary: Exchange::from_record(record).summary,
+            summary: match line.as_ref().and_then(|l| l.outcome.as_deref()) {
+                Some(outcome) => format!(
+                    "the integration logged {}: {outcome}",
+                    event_id.as_deref().unwrap_or("an event")
+                ),
+                None => Exchange::from_record(record).summary,
+            },
             mark,
+            outcome: line.as_ref().and_then(|l| l.outcome.clone()),
         });
         let Some(event_id) = event_id else {
             return;
