@@ -55,7 +55,8 @@ pub fn artifacts(name: &str) -> PathBuf {
     dir
 }
 
-fn keep(name: &str, args: &[&str], code: i32) -> Kept {
+/// Runs the gate into `target/tmp/audit/NAME`, expecting one of `codes`.
+fn keep(name: &str, args: &[&str], codes: &[i32]) -> Kept {
     let dir = artifacts(name);
     let html = format!("html={}", dir.join("report.html").display());
     let mut all: Vec<String> = vec![
@@ -67,7 +68,14 @@ fn keep(name: &str, args: &[&str], code: i32) -> Kept {
         html,
     ];
     all.splice(0..0, args.iter().map(|s| (*s).to_owned()));
-    let out = Stagegate::new(all).run().expect_code(code);
+    let out = Stagegate::new(all).run();
+    assert!(
+        codes.contains(&out.code),
+        "exit code {} (expected {codes:?})\n{}\n{}",
+        out.code,
+        out.stdout,
+        out.stderr
+    );
     assert!(out.stdout.contains("verdict:"), "{}", out.stdout);
     let report = serde_json::from_str(
         &std::fs::read_to_string(dir.join("report.json")).expect("report.json kept"),
@@ -92,7 +100,7 @@ pub fn passing() -> &'static Kept {
                 "--scenario",
                 "signatures",
             ],
-            0,
+            &[0],
         )
     })
 }
@@ -117,12 +125,13 @@ pub fn defective() -> &'static Kept {
                 "--drain-deadline",
                 "4",
             ],
-            1,
+            &[1],
         )
     })
 }
 
-/// An outage rehearsal: the kill switch's timeline and queue depth.
+/// An outage rehearsal: the kill switch's timeline and queue depth (its verdict is
+/// not what these tests judge).
 pub fn outage() -> &'static Kept {
     static RUN: OnceLock<Kept> = OnceLock::new();
     RUN.get_or_init(|| {
@@ -137,7 +146,9 @@ pub fn outage() -> &'static Kept {
                 "--volume",
                 "2",
             ],
-            0,
+            // Only the chart is wanted: a kill-switch check that a loaded machine
+            // upsets must not fail the HTML test.
+            &[0, 1],
         )
     })
 }
