@@ -227,11 +227,6 @@ impl Perturbations {
         }
     }
 
-    /// Whether they came from a plan.
-    pub fn from_plan_file(&self) -> bool {
-        self.from_plan
-    }
-
     /// Learns an event's perturbation from a sender record, unless the plan said it.
     pub fn learn(&mut self, record: &Record) {
         if self.from_plan || !record.kind.starts_with("webhook.") {

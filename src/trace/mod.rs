@@ -596,12 +596,6 @@ pub fn trace_file(
             line: line.number,
             source,
         };
-        if line.head.kind.starts_with("webhook.") && !marks.from_plan_file() {
-            // Learning needs the record; the sender's records are a small share.
-            if line.head.event_id.is_some() {
-                marks.learn(&line.record().map_err(parse)?);
-            }
-        }
         if let Some(record) = matcher.matches(line).map_err(parse)? {
             if let (Selector::EventId(id), Some(plan)) = (&matcher.selector, plan)
                 && fold.events.is_empty()
@@ -609,6 +603,9 @@ pub fn trace_file(
             {
                 fold.plan_event(event, &marks);
             }
+            // Without a plan, the flow's own sender records say how it was perturbed:
+            // only they are learned, so memory stays the trace's.
+            marks.learn(&record);
             fold.observe(&record, &marks);
             links.push(Link {
                 seq: record.seq,
