@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod audit;
 pub mod drift;
 pub mod gate;
 
@@ -92,6 +93,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ReportCommand,
     },
+    /// Every exchange of one candidate, flow or event in an observation log, in order,
+    /// the chain verified as it is read.
+    Trace(audit::TraceArgs),
+    /// Write a candidate's evidence pack from a run's log, or verify one.
+    Evidence(Box<audit::EvidenceArgs>),
     /// Work with sandbox data: fake, risk-tiered candidates.
     Sandbox {
         /// What to do.
@@ -331,6 +337,8 @@ pub fn run(cli: Cli) -> ExitCode {
             command: ReportCommand::Merge(args),
         } => gate::merge(args, &mut stdout, &mut ui),
         Command::Relay => relay(&mut ui),
+        Command::Trace(args) => audit::trace(args, &mut stdout, &mut ui),
+        Command::Evidence(args) => audit::evidence(*args, &mut stdout, &mut ui),
         Command::Sandbox {
             command:
                 SandboxCommand::Generate {

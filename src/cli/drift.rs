@@ -308,5 +308,9 @@ fn render(report: &DriftReport, format: ReportFormat) -> Result<String, String> 
             .map_err(|e| e.to_string()),
         ReportFormat::Junit => report::junit::render(report).map_err(|e| e.to_string()),
         ReportFormat::Markdown => Ok(report::markdown::render(report)),
+        ReportFormat::Html => Err(
+            "drift writes json, junit or markdown reports; html is for `run` and `rehearse`"
+                .to_owned(),
+        ),
     }
 }

@@ -93,7 +93,7 @@ pub struct GateArgs {
     /// The seed of everything random; the report prints it for replays.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Write a report: json=PATH, junit=PATH or markdown=PATH (repeatable).
+    /// Write a report: json=PATH, junit=PATH, markdown=PATH or html=PATH (repeatable).
     #[arg(long = "report", value_name = "FORMAT=PATH")]
     pub reports: Vec<ReportTarget>,
     /// Keep the artifacts here: reports, observation log, plan, the integration's output.
@@ -493,8 +493,19 @@ fn gate(
             }
         }
     }
+    // The HTML report also summarises every candidate from the plan and the log.
+    let audit = targets
+        .iter()
+        .any(|t| t.format == ReportFormat::Html)
+        .then(|| report::candidates::build(&output.plan, &output.records));
     for target in &targets {
-        if let Err(err) = report::write(&report, target) {
+        let written = match (&audit, target.format) {
+            (Some(audit), ReportFormat::Html) => {
+                report::write_text(report::html::render(&report, audit), target)
+            }
+            _ => report::write(&report, target),
+        };
+        if let Err(err) = written {
             ui.error(&err);
             failed_writes = true;
         }

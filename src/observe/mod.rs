@@ -14,6 +14,8 @@
 //! for room rather than dropping), [`ObservationLog::flush`] waits for the writer,
 //! and dropping the last handle lets the writer finish and flush.
 
+pub mod stream;
+
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};

@@ -1,10 +1,13 @@
 //! Reports of a judged run: one versioned document ([`RunReport`]) and its renderings
-//! — JSON (with a committed JSON Schema), JUnit XML, Markdown and the terminal summary.
+//! — JSON (with a committed JSON Schema), JUnit XML, Markdown, the terminal summary,
+//! and the HTML report, which also embeds per-candidate summaries ([`candidates`]).
 //!
 //! Every rendering is a pure function of the [`RunReport`], so what a CI job uploads,
 //! what a PR comment shows and what the terminal prints can never disagree, and each is
 //! snapshot-tested on a hand-made report.
 
+pub mod candidates;
+pub mod html;
 pub mod human;
 pub mod junit;
 pub mod markdown;
@@ -155,14 +158,17 @@ pub enum ReportFormat {
     Junit,
     /// A Markdown summary for a GitHub step summary or a PR comment.
     Markdown,
+    /// One self-contained HTML page with per-candidate timelines.
+    Html,
 }
 
 impl ReportFormat {
     /// Every format, by name.
-    pub const ALL: [(&'static str, ReportFormat); 3] = [
+    pub const ALL: [(&'static str, ReportFormat); 4] = [
         ("json", ReportFormat::Json),
         ("junit", ReportFormat::Junit),
         ("markdown", ReportFormat::Markdown),
+        ("html", ReportFormat::Html),
     ];
 }
 
@@ -182,7 +188,7 @@ pub enum ReportTargetError {
     #[error("expected FORMAT=PATH (for example `junit=out/gate.xml`), got `{0}`")]
     Shape(String),
     /// An unknown format.
-    #[error("unknown report format `{0}`: expected one of json, junit, markdown")]
+    #[error("unknown report format `{0}`: expected one of json, junit, markdown, html")]
     Format(String),
     /// An empty path.
     #[error("the report path after `{0}=` is empty")]
@@ -249,12 +255,18 @@ pub fn render(report: &RunReport, format: ReportFormat) -> Result<String, WriteE
         ReportFormat::Json => serde_json::to_string_pretty(report).unwrap_or_default() + "\n",
         ReportFormat::Junit => junit::render(report).map_err(WriteError::Junit)?,
         ReportFormat::Markdown => markdown::render(report),
+        // Without the run's records: the verdict, checks, findings and any timeline.
+        ReportFormat::Html => html::render(report, &candidates::AuditData::default()),
     })
 }
 
 /// Writes `report` to `target`, creating its folder.
 pub fn write(report: &RunReport, target: &ReportTarget) -> Result<(), WriteError> {
-    let text = render(report, target.format)?;
+    write_text(render(report, target.format)?, target)
+}
+
+/// Writes rendered `text` to `target`, creating its folder.
+pub fn write_text(text: String, target: &ReportTarget) -> Result<(), WriteError> {
     let io = |source| WriteError::Io {
         format: target.format,
         path: target.path.clone(),

@@ -291,7 +291,7 @@ fn usage_and_manifest_errors_exit_2_before_anything_starts() {
     .expect_code(2);
     assert!(
         run.stderr
-            .contains("unknown report format `xml`: expected one of json, junit, markdown"),
+            .contains("unknown report format `xml`: expected one of json, junit, markdown, html"),
         "{}",
         run.stderr
     );
