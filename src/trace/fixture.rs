@@ -228,6 +228,7 @@ pub(crate) fn plan() -> Plan {
     let candidate = |id: &str, cor: &str, pii: [&str; 2]| PlannedCandidate {
         scenario: Scenario::Duplicates,
         candidate: id.to_owned(),
+        source: String::new(),
         correlation_id: cor.to_owned(),
         in_scope: true,
         expected_sequence: vec!["identity.verification.completed:passed".to_owned()],
@@ -246,6 +247,7 @@ pub(crate) fn plan() -> Plan {
         ],
         ack_sla_ms: 5,
         time_scale: 60.0,
+        skipped: Vec::new(),
     }
 }
 

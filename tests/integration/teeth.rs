@@ -234,3 +234,41 @@ fn the_reference_relay_passes_the_kill_switch_scenarios_for_10_seeds() {
     ];
     passes_every_check(KILL_SWITCH, 1..=10, &may_skip);
 }
+
+/// The kill-switch checks judge a breaker by the protocol's tolerances, not by the
+/// reference relay's defaults: the relay moved to the edge of them (a rate rule that
+/// waits for 2S calls, no consecutive-failure rule, its own probe pace, one good
+/// probe to close) still passes; moved outside them (a minimum sample of S / 5, so
+/// one failure trips it) it is blocked by `kill_switch.trips`.
+#[test]
+fn the_kill_switch_is_judged_by_the_tolerances_not_by_the_relay() {
+    for seed in 1..=2 {
+        let (code, report) = gate_on(
+            SEED_MANIFEST,
+            &relay_with("", "min_sample=2,run=off,probe_secs=20,probes_to_close=1"),
+            true,
+            &["outage", "brownout"],
+            seed,
+        );
+        assert_eq!(
+            failed(&report),
+            BTreeSet::new(),
+            "seed {seed}: a breaker at the edge of the tolerances passes: {:#}",
+            report["checks"]
+        );
+        assert_eq!(code, 0);
+    }
+    let (code, report) = gate_on(
+        SEED_MANIFEST,
+        &relay_with("", "min_sample=0.2,run=off"),
+        false,
+        &["brownout"],
+        1,
+    );
+    assert!(
+        failed(&report).contains("kill_switch.trips"),
+        "a rate rule judging 10 calls trips below the threshold: {:#}",
+        report["checks"]
+    );
+    assert_eq!(code, 1);
+}
