@@ -237,15 +237,18 @@ fn the_reference_relay_passes_the_kill_switch_scenarios_for_10_seeds() {
 
 /// The kill-switch checks judge a breaker by the protocol's tolerances, not by the
 /// reference relay's defaults: the relay moved to the edge of them (a rate rule that
-/// waits for 2S calls, no consecutive-failure rule, its own probe pace, one good
-/// probe to close) still passes; moved outside them (a minimum sample of S / 5, so
-/// one failure trips it) it is blocked by `kill_switch.trips`.
+/// waits for 2S calls, a consecutive-failure rule of 6 instead of 4, its own probe
+/// pace, one good probe to close) still passes; moved outside them (a minimum sample
+/// of S / 5, so one failure trips it) it is blocked by `kill_switch.trips`. (With no
+/// run rule at all, a rate rule waiting for 2S calls does not see them within a
+/// 2.5 s outage of a backing-off integration: the protocol document says why a run
+/// rule matters.)
 #[test]
 fn the_kill_switch_is_judged_by_the_tolerances_not_by_the_relay() {
     for seed in 1..=2 {
         let (code, report) = gate_on(
             SEED_MANIFEST,
-            &relay_with("", "min_sample=2,run=off,probe_secs=20,probes_to_close=1"),
+            &relay_with("", "min_sample=2,run=6,probe_secs=20,probes_to_close=1"),
             true,
             &["outage", "brownout"],
             seed,
