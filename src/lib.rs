@@ -36,6 +36,7 @@ pub mod contract;
 pub mod delivery;
 pub mod exit;
 pub mod judge;
+pub mod limits;
 pub mod manifest;
 pub mod mock;
 pub mod observe;

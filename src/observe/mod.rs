@@ -518,9 +518,14 @@ pub fn verify_file(path: &Path) -> Result<Verified, VerifyError> {
         path: path.to_owned(),
         source,
     })?;
+    verify_reader(path, BufReader::new(file))
+}
+
+/// [`verify_file`] over any reader; `path` names the log in errors.
+pub fn verify_reader(path: &Path, reader: impl BufRead) -> Result<Verified, VerifyError> {
     let mut chain = Chain::default();
     let mut run_id = None;
-    for (i, line) in BufReader::new(file).lines().enumerate() {
+    for (i, line) in reader.lines().enumerate() {
         let line = line.map_err(|source| ReadError::Io {
             path: path.to_owned(),
             source,

@@ -3,6 +3,7 @@
 mod check;
 mod delivery;
 mod fault_schedules;
+mod hardening;
 mod judge;
 mod mock;
 mod openapi;
