@@ -69,7 +69,7 @@ pub(crate) fn text_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<SourceText,
             limit: MANIFEST_BYTES,
         });
     }
-    if let Some(encoding) = utf16(&bytes) {
+    if let Some(encoding) = crate::check::input::utf16_encoding(&bytes) {
         return Err(ManifestError::Utf16 {
             path: path.to_owned(),
             encoding,
@@ -100,18 +100,6 @@ pub(crate) fn text_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<SourceText,
         name: path.display().to_string(),
         text: Arc::from(text),
     })
-}
-
-/// `UTF-16LE` or `UTF-16BE` when the bytes look like UTF-16: a byte order mark, or
-/// the zero bytes that ASCII text takes on in UTF-16.
-pub(crate) fn utf16(bytes: &[u8]) -> Option<&'static str> {
-    match bytes {
-        [0xFF, 0xFE, ..] => Some("UTF-16LE"),
-        [0xFE, 0xFF, ..] => Some("UTF-16BE"),
-        [a, 0, b, 0, ..] if *a != 0 && *b != 0 => Some("UTF-16LE"),
-        [0, a, 0, b, ..] if *a != 0 && *b != 0 => Some("UTF-16BE"),
-        _ => None,
-    }
 }
 
 /// Parses the YAML and indexes its places; rejects empty and multi-document files.

@@ -278,3 +278,115 @@ fn oversized_manifests_name_the_limit() {
         .run()
         .expect_code(0);
 }
+
+/// `stagegate check --manifest SEED ARGS…` with `stdin`, through the shell (bounded).
+fn check(args: &str, stdin: &[u8]) -> Output {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = write(dir.path(), "stdin", stdin);
+    shell(&format!(
+        "exec \"$SG\" check --manifest manifests/release-gate.yaml {args} < '{}'",
+        input.display()
+    ))
+}
+
+// 4c. Before: "checked 0 payloads … verdict: pass" (exit 0) with stdin closed.
+#[test]
+fn a_closed_stdin_is_an_unreadable_input_not_an_empty_one() {
+    let out =
+        shell("exec \"$SG\" check --manifest manifests/release-gate.yaml - <&-").expect_code(2);
+    assert!(
+        out.stderr.contains("standard input is closed"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stdout, "", "no report begun");
+}
+
+// 4d. Before: the last "type" won silently and the payload was judged under it.
+#[test]
+fn a_key_written_twice_in_a_payload_is_malformed() {
+    let payload =
+        br#"{"type": "identity.verification.completed", "type": "assessment.score.posted"}
+"#;
+    let out = check("--format json -", payload).expect_code(1);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+    let violations = report["violations"].as_array().expect("violations");
+    assert_eq!(violations.len(), 1, "{report:#}");
+    assert_eq!(violations[0]["rule"], "malformed");
+    assert!(
+        violations[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("the key \"type\" is written twice")),
+        "{report:#}"
+    );
+}
+
+// 5. Before: the first line `[…]` made the whole input one array, and every later
+// line "unexpected text after the closing `]`": line 3's missing fields went unseen.
+#[test]
+fn json_lines_starting_with_an_array_are_read_line_by_line() {
+    let input = b"[\"not a payload\"]\n{\"type\": \"identity.verification.completed\"}\n";
+    let out = check("--format json -", input).expect_code(1);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+    let violations = report["violations"].as_array().expect("violations");
+    assert_eq!(report["payloads"], 2, "{report:#}");
+    assert!(
+        violations
+            .iter()
+            .any(|v| v["line"] == 2 && v["rule"] == "required_field"),
+        "line 2 is judged: {report:#}"
+    );
+    assert!(!out.stdout.contains("after the closing"), "{}", out.stdout);
+    // A one-line array is still an array of payloads.
+    let out = check(
+        "--format json -",
+        b"[{\"type\": \"identity.verification.completed\"}, {\"type\": \"x\"}]\n",
+    );
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+    assert_eq!(report["payloads"], 2, "{report:#}");
+}
+
+// 6. Before: `{"violations": [` and nothing more on stdout.
+#[test]
+fn json_reports_are_whole_documents_or_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for unreadable in [dir.path().to_path_buf(), dir.path().join("missing.jsonl")] {
+        let out = shell(&format!(
+            "exec \"$SG\" check --format json --manifest manifests/release-gate.yaml '{}'",
+            unreadable.display()
+        ))
+        .expect_code(2);
+        assert_eq!(out.stdout, "", "nothing begun for {}", unreadable.display());
+        assert!(out.stderr.contains("cannot read"), "{}", out.stderr);
+    }
+}
+
+// 10. Before: "unexpected end of hex escape" and "expected value at line 1 column 1".
+#[test]
+fn payload_encoding_problems_are_named() {
+    let out = check("-", b"{\"type\": \"\\ud800\"}\n").expect_code(1);
+    assert!(
+        out.stdout.contains("a lone UTF-16 surrogate escape"),
+        "{}",
+        out.stdout
+    );
+    let utf16: Vec<u8> = "{\"type\": \"x\"}\n"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let out = check("--format json -", &utf16).expect_code(2);
+    assert!(
+        out.stderr.contains("UTF-16LE: convert it to UTF-8"),
+        "{}",
+        out.stderr
+    );
+    // Found once reading began: the document is closed, saying so.
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+    assert_eq!(report["verdict"], "error", "{report:#}");
+    assert!(
+        report["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("UTF-16LE")),
+        "{report:#}"
+    );
+}
