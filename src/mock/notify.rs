@@ -80,10 +80,12 @@ impl NotifyState {
 pub fn router(state: Arc<NotifyState>) -> Router {
     Router::new()
         .route("/v1/channels/{channel}", post(post_message))
+        .fallback(super::no_such_route)
         .layer(from_fn_with_state(
             (state.log.clone(), Actor::Notify),
             log_exchange,
         ))
+        .layer(axum::middleware::from_fn(super::json_errors))
         .with_state(state)
 }
 

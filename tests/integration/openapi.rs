@@ -117,6 +117,10 @@ async fn every_documented_operation_answers_as_documented() {
         body["session_id"].as_str().expect("session id").to_owned()
     };
 
+    let too_large = format!(
+        "{{\"type\": \"x\", \"pad\": \"{}\"}}",
+        "x".repeat(stagegate::limits::REQUEST_BODY_BYTES.as_usize())
+    );
     // (documented path, method, request, expected status)
     let calls: Vec<(&str, &str, reqwest::RequestBuilder, u16)> = vec![
         ("/v1/candidates/{ats_candidate_id}", "get", client.get(format!("{ats}/v1/candidates/CAND_canary_001")).bearer_auth(&config.ats_token), 200),
@@ -125,6 +129,16 @@ async fn every_documented_operation_answers_as_documented() {
         ("/v1/candidates/{ats_candidate_id}/events", "post", client.post(format!("{ats}/v1/candidates/CAND_canary_001/events")).bearer_auth(&config.ats_token).json(&event), 201),
         ("/v1/candidates/{ats_candidate_id}/events", "post", client.post(format!("{ats}/v1/candidates/CAND_canary_001/events")).bearer_auth(&config.ats_token).header("If-Match", "1").json(&event), 409),
         ("/v1/candidates/{ats_candidate_id}/events", "post", client.post(format!("{ats}/v1/candidates/CAND_canary_001/events")).bearer_auth(&config.ats_token).json(&json!({"type": "identity.verification.completed"})), 422),
+        // Issue 14: a body that is not JSON is a mapping error of the documented shape,
+        // an unknown candidate is 404 whatever the body, a bad If-Match is 400, and a
+        // body over the limit is 413 in JSON.
+        ("/v1/candidates/{ats_candidate_id}/events", "post", client.post(format!("{ats}/v1/candidates/CAND_canary_001/events")).bearer_auth(&config.ats_token).body("{nope"), 422),
+        ("/v1/candidates/{ats_candidate_id}/events", "post", client.post(format!("{ats}/v1/candidates/CAND_canary_001/events")).bearer_auth(&config.ats_token), 422),
+        ("/v1/candidates/{ats_candidate_id}/events", "post", client.post(format!("{ats}/v1/candidates/nobody/events")).bearer_auth(&config.ats_token).body("{nope"), 404),
+        ("/v1/candidates/{ats_candidate_id}/events", "post", client.post(format!("{ats}/v1/candidates/CAND_canary_001/events")).bearer_auth(&config.ats_token).header("If-Match", "soon").json(&event), 400),
+        ("/v1/candidates/{ats_candidate_id}/events", "post", client.post(format!("{ats}/v1/candidates/CAND_canary_001/events")).bearer_auth(&config.ats_token).header("content-type", "application/json").body(too_large.clone()), 413),
+        ("/v1/verifications", "post", client.post(format!("{vendor}/v1/verifications")).bearer_auth(&config.vendor_token).header("content-type", "application/json").body(too_large.clone()), 413),
+        ("/v1/channels/{channel}", "post", client.post(format!("{notify}/v1/channels/%23sec-ops")).header("content-type", "application/json").body(too_large), 413),
         ("/v1/candidates/{ats_candidate_id}/access-grants", "post", client.post(format!("{ats}/v1/candidates/CAND_canary_001/access-grants")).bearer_auth(&config.ats_token).json(&json!({"resource": "assessment", "correlation_id": "cor_1"})), 201),
         ("/v1/candidates/{ats_candidate_id}/access-grants", "post", client.post(format!("{ats}/v1/candidates/CAND_canary_001/access-grants")).bearer_auth(&config.ats_token).json(&json!({"resource": "repo"})), 422),
         ("/v1/exceptions", "post", client.post(format!("{ats}/v1/exceptions")).bearer_auth(&config.ats_token).json(&json!({"ats_candidate_id": "CAND_canary_001", "reason": "name_mismatch", "owner": "security", "correlation_id": "cor_1"})), 201),
@@ -153,6 +167,7 @@ async fn every_documented_operation_answers_as_documented() {
             ops.as_object()
                 .expect("operations")
                 .keys()
+                .filter(|key| ["get", "put", "post", "delete", "patch"].contains(&key.as_str()))
                 .map(move |m| format!("{m} {path}"))
         })
         .collect();
@@ -160,5 +175,39 @@ async fn every_documented_operation_answers_as_documented() {
         documented, exercised,
         "every documented operation is exercised, and only those"
     );
+    // Answers outside any operation are JSON too: a path no operation has, a method a
+    // path does not have (with `Allow`). Before issue 14 both had empty bodies.
+    for (request, status) in [
+        (
+            client
+                .get(format!("{ats}/v1/nothing"))
+                .bearer_auth(&config.ats_token),
+            404,
+        ),
+        (client.get(format!("{notify}/v1/nothing")), 404),
+        (
+            client
+                .delete(format!("{ats}/v1/exceptions"))
+                .bearer_auth(&config.ats_token),
+            405,
+        ),
+        (
+            client
+                .get(format!("{vendor}/v1/verifications"))
+                .bearer_auth(&config.vendor_token),
+            405,
+        ),
+    ] {
+        let response = request.send().await.expect("the mock answers");
+        assert_eq!(response.status().as_u16(), status);
+        if status == 405 {
+            assert!(
+                response.headers().contains_key("allow"),
+                "405 says what is allowed"
+            );
+        }
+        let body: Value = response.json().await.expect("a JSON body");
+        assert!(body["error"].is_string(), "{body}");
+    }
     mocks.shutdown().await;
 }
