@@ -211,3 +211,106 @@ async fn every_documented_operation_answers_as_documented() {
     }
     mocks.shutdown().await;
 }
+
+/// The pinned schemathesis the test installs into `target/schemathesis-venv` (and
+/// .ci/run installs before `cargo test`).
+const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+
+/// The schemathesis executable, installed into its own virtual environment if
+/// missing. `None` (the test is skipped, loudly) only outside CI: with `CI=true` a
+/// schemathesis that cannot be installed fails the test.
+fn schemathesis() -> Option<std::path::PathBuf> {
+    let venv = repo_root().join("target/schemathesis-venv");
+    let bin = venv.join("bin/schemathesis");
+    if !bin.exists() {
+        let installed = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && std::process::Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", SCHEMATHESIS])
+                .status()
+                .is_ok_and(|s| s.success());
+        if !installed {
+            let message = format!("cannot install {SCHEMATHESIS} into {}", venv.display());
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+            eprintln!("SKIPPED: {message} (it is required when CI=true)");
+            return None;
+        }
+    }
+    Some(bin)
+}
+
+/// schemathesis against each mock of a real `stagegate serve` (ports 0): examples,
+/// coverage, fuzzing and the stateful phase over the document's links, every check,
+/// a bounded number of examples, one seed (printed; `SCHEMATHESIS_SEED` changes it).
+#[test]
+fn schemathesis_finds_no_failure_in_any_mock() {
+    let Some(schemathesis) = schemathesis() else {
+        return;
+    };
+    let seed = std::env::var("SCHEMATHESIS_SEED").unwrap_or_else(|_| "1".to_owned());
+    eprintln!("schemathesis seed {seed}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("serve.jsonl");
+    let serve = crate::serve::ServeProcess::spawn(
+        &[
+            "manifests/release-gate.yaml",
+            "--log",
+            log.to_str().expect("utf-8"),
+        ],
+        dir.path(),
+    );
+    let lines = serve.read_until(|l| l.starts_with("export STAGEGATE_NOTIFY_URL="));
+    let exported = |name| crate::serve::exported(&lines, name).to_owned();
+    // (tag, base URL, bearer token, phases): the sink has no links to follow.
+    let mocks = [
+        (
+            "ats",
+            exported("STAGEGATE_ATS_URL"),
+            Some(exported("STAGEGATE_ATS_TOKEN")),
+            "examples,coverage,fuzzing,stateful",
+        ),
+        (
+            "vendor",
+            exported("STAGEGATE_VENDOR_URL"),
+            Some(exported("STAGEGATE_VENDOR_TOKEN")),
+            "examples,coverage,fuzzing,stateful",
+        ),
+        (
+            "notify",
+            exported("STAGEGATE_NOTIFY_URL"),
+            None,
+            "examples,coverage,fuzzing",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (tag, url, token, phases) in mocks {
+        let mut command = std::process::Command::new(&schemathesis);
+        command
+            .arg("--config-file")
+            .arg(repo_root().join("tests/schemathesis/schemathesis.toml"))
+            .arg("run")
+            .arg(repo_root().join("schemas/mock-api.openapi.yaml"))
+            .args(["--url", &url, "--include-tag", tag, "--phases", phases])
+            .args(["--checks", "all", "--max-examples", "25", "--seed", &seed])
+            .args(["--workers", "1", "--request-timeout", "20"])
+            .env("NO_COLOR", "1")
+            .env("SCHEMATHESIS_HOOKS", "");
+        if let Some(token) = token {
+            command.args(["--header", &format!("Authorization: Bearer {token}")]);
+        }
+        let out = command.output().expect("schemathesis runs");
+        if !out.status.success() {
+            failures.push(format!(
+                "--- {tag} ({}):\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    assert_eq!(serve.interrupt(), 0, "serve stops cleanly");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -230,13 +230,13 @@ async fn fire_delivers_a_sequence_that_lands_and_the_log_verifies() {
 
 /// `stagegate serve` as a child process whose stdout lines arrive on a channel, so
 /// every wait on it is bounded.
-struct ServeProcess {
+pub(crate) struct ServeProcess {
     child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl ServeProcess {
-    fn spawn(args: &[&str], dir: &Path) -> Self {
+    pub(crate) fn spawn(args: &[&str], dir: &Path) -> Self {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stagegate"))
             .arg("serve")
             .args(args)
@@ -264,7 +264,7 @@ impl ServeProcess {
     }
 
     /// Every line up to and including the first that satisfies `last`.
-    fn read_until(&self, last: impl Fn(&str) -> bool) -> Vec<String> {
+    pub(crate) fn read_until(&self, last: impl Fn(&str) -> bool) -> Vec<String> {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let mut seen = Vec::new();
         loop {
@@ -283,7 +283,7 @@ impl ServeProcess {
     }
 
     /// Ctrl-C, then the exit code, within a bound.
-    fn interrupt(mut self) -> i32 {
+    pub(crate) fn interrupt(mut self) -> i32 {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("a pid"));
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("signalled");
         let (send, exited) = std::sync::mpsc::channel();
@@ -299,7 +299,7 @@ impl ServeProcess {
 }
 
 /// The value of `export NAME=VALUE` in serve's listing.
-fn exported<'a>(lines: &'a [String], name: &str) -> &'a str {
+pub(crate) fn exported<'a>(lines: &'a [String], name: &str) -> &'a str {
     let prefix = format!("export {name}=");
     lines
         .iter()
