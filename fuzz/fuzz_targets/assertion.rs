@@ -3,15 +3,26 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stagegate::contract::assertion::{Assertion, EvalContext};
+use stagegate::contract::assertion::{Assertion, AssertionKind, EvalContext};
 use stagegate::contract::lists::ListCatalog;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let (source, payload) = text.split_once('\n').unwrap_or((text, "{}"));
     if let Ok(assertion) = Assertion::parse(source, &ListCatalog::built_in())
         && let Ok(payload) = serde_json::from_str(payload)
     {
-        let _ = assertion.evaluate(&payload, &EvalContext::at_now());
+        match assertion.kind() {
+            AssertionKind::Each(clauses) => {
+                for clause in clauses {
+                    let _ = clause.evaluate(&payload, &EvalContext::at_now());
+                }
+            }
+            AssertionKind::StableFor(rule) => {
+                let _ = (rule.fingerprint(&payload), rule.describe_tuple(&payload));
+            }
+        }
     }
 });

@@ -15,5 +15,13 @@ fuzz_target!(|data: &[u8]| {
     let secret = secret
         .and_then(|s| s.parse::<WebhookSecret>().ok())
         .unwrap_or_else(|| WebhookSecret::from_key(vec![7; 24]).expect("a 24-byte key"));
-    let _ = verify(&secret, id, timestamp, signature, body, 1_790_000_000, Duration::from_secs(300));
+    let _ = verify(
+        &secret,
+        id,
+        timestamp,
+        signature,
+        body,
+        1_790_000_000,
+        Duration::from_secs(300),
+    );
 });
