@@ -502,3 +502,41 @@ fn fuzz_regressions_replay() {
         });
     }
 }
+
+// 8. Before: 3,000 silent connections to `serve` were all still held after 35 s.
+// Now each is closed once the header read and idle timeout passes.
+#[test]
+fn serve_closes_silent_connections() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("serve.jsonl");
+    let serve = crate::serve::ServeProcess::spawn(
+        &[
+            "manifests/release-gate.yaml",
+            "--log",
+            log.to_str().expect("utf-8"),
+        ],
+        dir.path(),
+    );
+    let lines = serve.read_until(|l| l.starts_with("export STAGEGATE_NOTIFY_URL="));
+    let url = crate::serve::exported(&lines, "STAGEGATE_ATS_URL").to_owned();
+    let addr = url.trim_start_matches("http://");
+    let timeout = stagegate::limits::HEADER_READ_SECS.as_duration();
+    let deadline = std::time::Instant::now() + timeout + HANG;
+    let mut silent: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| std::net::TcpStream::connect(addr).expect("connects"))
+        .collect();
+    for stream in &mut silent {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .expect("timeout set");
+        let mut buf = [0u8; 64];
+        match stream.read(&mut buf) {
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(err) => panic!("a silent connection was still held after {timeout:?}: {err}"),
+        }
+    }
+    assert_eq!(serve.interrupt(), 0, "serve stops cleanly");
+}
