@@ -407,6 +407,9 @@ pub fn router(state: Arc<AtsState>) -> Router {
             log_exchange,
         ))
         .layer(from_fn_with_state(Arc::clone(&state), count_request))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::limits::REQUEST_BODY_BYTES.as_usize(),
+        ))
         .layer(axum::middleware::from_fn(super::json_errors))
         .with_state(state)
 }

@@ -132,7 +132,12 @@ pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
         .await
         .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
         .unwrap_or_default();
-    let message = if text.is_empty() {
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!(
+            "the body is larger than {}",
+            crate::limits::REQUEST_BODY_BYTES
+        )
+    } else if text.is_empty() {
         status.canonical_reason().unwrap_or("error").to_lowercase()
     } else {
         text

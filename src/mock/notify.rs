@@ -85,6 +85,9 @@ pub fn router(state: Arc<NotifyState>) -> Router {
             (state.log.clone(), Actor::Notify),
             log_exchange,
         ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::limits::REQUEST_BODY_BYTES.as_usize(),
+        ))
         .layer(axum::middleware::from_fn(super::json_errors))
         .with_state(state)
 }

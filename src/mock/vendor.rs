@@ -144,6 +144,9 @@ pub fn router(state: Arc<VendorState>) -> Router {
             (state.log.clone(), Actor::Vendor),
             log_exchange,
         ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::limits::REQUEST_BODY_BYTES.as_usize(),
+        ))
         .layer(axum::middleware::from_fn(super::json_errors))
         .with_state(state)
 }
