@@ -1,8 +1,8 @@
-//! The sandbox dataset reader (`sandbox generate`'s YAML, streamed event by event).
+//! Fuzz target `dataset`: see `targets::dataset` (fuzz/targets.rs).
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
+#[expect(dead_code, reason = "each fuzz binary calls one of the shared targets")]
+#[path = "../targets.rs"]
+mod targets;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = stagegate::sandbox::dataset::from_reader(std::path::Path::new("fuzz.yaml"), data);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::dataset(data));

@@ -1,8 +1,8 @@
-//! The observation-log verifier: JSON Lines records, hashes, links, sequence numbers.
+//! Fuzz target `observe`: see `targets::observe` (fuzz/targets.rs).
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
+#[expect(dead_code, reason = "each fuzz binary calls one of the shared targets")]
+#[path = "../targets.rs"]
+mod targets;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = stagegate::observe::verify_reader(std::path::Path::new("fuzz.jsonl"), data);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::observe(data));

@@ -391,78 +391,9 @@ fn payload_encoding_problems_are_named() {
     );
 }
 
-/// Replays one input the way its fuzz target (fuzz/fuzz_targets/TARGET.rs) does.
-fn replay(target: &str, data: &[u8]) {
-    use stagegate::check::Checker;
-    use stagegate::check::report::JsonReport;
-    use stagegate::contract::assertion::{Assertion, AssertionKind, EvalContext};
-    use stagegate::contract::lists::ListCatalog;
-    use stagegate::delivery::signature::{WebhookSecret, verify};
-    match target {
-        "manifest" => {
-            let path = Path::new("/nonexistent/stagegate-fuzz/manifest.yaml");
-            let _ = stagegate::manifest::load_document_bytes(path, data.to_vec());
-        }
-        "assertion" => {
-            let Ok(text) = std::str::from_utf8(data) else {
-                return;
-            };
-            let (source, payload) = text.split_once('\n').unwrap_or((text, "{}"));
-            if let Ok(assertion) = Assertion::parse(source, &ListCatalog::built_in())
-                && let Ok(payload) = serde_json::from_str(payload)
-            {
-                match assertion.kind() {
-                    AssertionKind::Each(clauses) => {
-                        for clause in clauses {
-                            let _ = clause.evaluate(&payload, &EvalContext::at_now());
-                        }
-                    }
-                    AssertionKind::StableFor(rule) => {
-                        let _ = (rule.fingerprint(&payload), rule.describe_tuple(&payload));
-                    }
-                }
-            }
-        }
-        "check" => {
-            let manifest = stagegate::manifest::Manifest::load(
-                &repo_root().join("manifests/release-gate.yaml"),
-            )
-            .expect("the seed loads")
-            .value;
-            let mut checker = Checker::new(&manifest);
-            let mut report = JsonReport::start(Vec::new()).expect("memory");
-            if checker.check_reader("fuzz", data, &mut report).is_ok() {
-                let out = report.finish(checker.summary()).expect("memory");
-                serde_json::from_slice::<serde_json::Value>(&out).expect("one JSON document");
-            }
-        }
-        "signature" => {
-            let mut parts = data.splitn(5, |b| *b == b'\n');
-            let mut field = || parts.next().and_then(|p| std::str::from_utf8(p).ok());
-            let (secret, id, timestamp, signature) = (field(), field(), field(), field());
-            let body = parts.next().unwrap_or_default();
-            let secret = secret
-                .and_then(|s| s.parse::<WebhookSecret>().ok())
-                .unwrap_or_else(|| WebhookSecret::from_key(vec![7; 24]).expect("a 24-byte key"));
-            let _ = verify(
-                &secret,
-                id,
-                timestamp,
-                signature,
-                body,
-                1_790_000_000,
-                Duration::from_secs(300),
-            );
-        }
-        "dataset" => {
-            let _ = stagegate::sandbox::dataset::from_reader(Path::new("fuzz.yaml"), data);
-        }
-        "observe" => {
-            let _ = stagegate::observe::verify_reader(Path::new("fuzz.jsonl"), data);
-        }
-        other => panic!("fuzz/regressions/{other}: no fuzz target of that name"),
-    }
-}
+/// The fuzz targets' bodies, as the fuzz binaries call them.
+#[path = "../../fuzz/targets.rs"]
+mod targets;
 
 // The fuzzers' findings (and issue 14's inputs) stay fixed: each file in
 // fuzz/regressions/TARGET/ goes through its target's call, in a thread with a deadline
@@ -489,9 +420,11 @@ fn fuzz_regressions_replay() {
             .expect("a target folder")
             .to_owned();
         let data = std::fs::read(&input).expect("readable");
+        let replay = targets::by_name(&target)
+            .unwrap_or_else(|| panic!("fuzz/regressions/{target}: no fuzz target of that name"));
         let (done, finished) = mpsc::channel();
         std::thread::spawn(move || {
-            replay(&target, &data);
+            replay(&data);
             let _ = done.send(());
         });
         finished.recv_timeout(HANG).unwrap_or_else(|err| {
