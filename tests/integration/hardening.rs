@@ -473,3 +473,51 @@ fn serve_closes_silent_connections() {
     }
     assert_eq!(serve.interrupt(), 0, "serve stops cleanly");
 }
+
+// 9. Before: `bearer TOKEN` was refused (the scheme matched case-sensitively), and of
+// two `Authorization` headers the first decided.
+#[tokio::test]
+async fn bearer_is_case_insensitive_and_authorization_single() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("serve.jsonl");
+    let serve = crate::serve::ServeProcess::spawn(
+        &[
+            "manifests/release-gate.yaml",
+            "--log",
+            log.to_str().expect("utf-8"),
+        ],
+        dir.path(),
+    );
+    let lines = serve.read_until(|l| l.starts_with("export STAGEGATE_NOTIFY_URL="));
+    let url = crate::serve::exported(&lines, "STAGEGATE_ATS_URL").to_owned();
+    let token = crate::serve::exported(&lines, "STAGEGATE_ATS_TOKEN").to_owned();
+    let client = reqwest::Client::new();
+    // (Authorization headers, status, why)
+    let rows: [(Vec<String>, u16, &str); 4] = [
+        (vec![format!("Bearer {token}")], 200, "as documented"),
+        (
+            vec![format!("bearer {token}")],
+            200,
+            "the scheme in any case",
+        ),
+        (
+            vec![format!("Bearer {token}"), "Bearer wrong".to_owned()],
+            401,
+            "two headers",
+        ),
+        (
+            vec!["Bearer wrong".to_owned(), format!("Bearer {token}")],
+            401,
+            "two headers, the right one last",
+        ),
+    ];
+    for (values, status, why) in rows {
+        let mut request = client.get(format!("{url}/v1/candidates/CAND_canary_001"));
+        for value in values {
+            request = request.header("authorization", value);
+        }
+        let response = request.send().await.expect("the mock answers");
+        assert_eq!(response.status().as_u16(), status, "{why}");
+    }
+    assert_eq!(serve.interrupt(), 0, "serve stops cleanly");
+}
