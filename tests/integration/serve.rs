@@ -231,7 +231,8 @@ async fn fire_delivers_a_sequence_that_lands_and_the_log_verifies() {
 /// `stagegate serve` as a child process whose stdout lines arrive on a channel, so
 /// every wait on it is bounded.
 pub(crate) struct ServeProcess {
-    child: std::process::Child,
+    /// `None` once `interrupt` has taken it.
+    child: Option<std::process::Child>,
     lines: std::sync::mpsc::Receiver<String>,
 }
 
@@ -260,7 +261,10 @@ impl ServeProcess {
                 }
             }
         });
-        ServeProcess { child, lines }
+        ServeProcess {
+            child: Some(child),
+            lines,
+        }
     }
 
     /// Every line up to and including the first that satisfies `last`.
@@ -284,17 +288,28 @@ impl ServeProcess {
 
     /// Ctrl-C, then the exit code, within a bound.
     pub(crate) fn interrupt(mut self) -> i32 {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("a pid"));
+        let mut child = self.child.take().expect("interrupted once");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("signalled");
         let (send, exited) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let _ = send.send(self.child.wait());
+            let _ = send.send(child.wait());
         });
         let status = exited
             .recv_timeout(Duration::from_secs(20))
             .expect("serve stops within 20 s of Ctrl-C")
             .expect("waited");
         status.code().expect("exited with a code")
+    }
+}
+
+/// A test that fails before `interrupt` leaves no serve behind.
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
