@@ -590,7 +590,53 @@ mod tests {
         );
     }
 
+    #[test]
+    fn payloads_writing_a_key_twice_are_refused_at_any_depth() {
+        // (payload, the duplicate named in the error, if any)
+        let rows = [
+            (r#"{"type": "a", "type": "b"}"#, Some("\"type\"")),
+            (r#"{"a": {"b": 1, "b": 1}}"#, Some("\"b\"")),
+            (r#"[{"c": 1}, {"c": 2, "c": 3}]"#, Some("\"c\"")),
+            (r#"{"a": 1, "b": {"a": 2}}"#, None),
+        ];
+        for (payload, duplicate) in rows {
+            match (parse_payload(payload.as_bytes(), 1), duplicate) {
+                (Ok(value), None) => {
+                    let plain: Value = serde_json::from_str(payload).expect("valid JSON");
+                    assert_eq!(value, plain, "{payload}");
+                }
+                (Err(message), Some(key)) => {
+                    assert!(
+                        message.contains(&format!("the key {key} is written twice")),
+                        "{message}"
+                    );
+                }
+                (outcome, _) => panic!("{payload}: {outcome:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_first_line_array_followed_by_lines_is_json_lines() {
+        let items = split("[1]\n{\"a\":1}\n");
+        let lines: Vec<(usize, &str)> = items.iter().map(|(l, t, _)| (*l, t.as_str())).collect();
+        assert_eq!(lines, [(1, "[1]"), (2, "{\"a\":1}")]);
+        // Alone on its line, or spread over lines, an array is still an array.
+        assert_eq!(split("[{\"a\":1},{\"a\":2}]\n").len(), 2);
+        assert_eq!(split("[\n{\"a\":1},\n{\"a\":2}\n]\n").len(), 2);
+    }
+
     proptest! {
+        #[test]
+        fn strict_parsing_agrees_with_serde_json_on_unique_keys(
+            values in proptest::collection::btree_map("[a-z]{1,4}", 0i64..100, 0..8)
+        ) {
+            let text = serde_json::to_string(&values).expect("serialises");
+            let strict = parse_payload(text.as_bytes(), 1).expect("unique keys parse");
+            let plain: Value = serde_json::from_str(&text).expect("valid JSON");
+            prop_assert_eq!(strict, plain);
+        }
+
         #[test]
         fn every_json_line_comes_back_once(values in proptest::collection::vec(0u32..1000, 0..50)) {
             let text: String = values.iter().map(|v| format!("{{\"v\":{v}}}\n")).collect();

@@ -514,6 +514,56 @@ mod tests {
     }
 
     #[test]
+    fn keys_written_twice_are_found_at_any_depth_where_written_again() {
+        let text = "a: 1\nb:\n  c: 1\n  d: 2\n  c: 3\na: 4\ne: [x, {f: 1, f: 2}]\n";
+        let index = SpanIndex::build(text).expect("valid yaml");
+        let found: Vec<(String, usize, usize)> = index
+            .duplicates()
+            .iter()
+            .map(|d| (d.path.to_string(), d.at.line, d.first.line))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("b.c".to_owned(), 5, 3),
+                ("a".to_owned(), 6, 1),
+                ("e[1].f".to_owned(), 7, 7)
+            ]
+        );
+    }
+
+    #[test]
+    fn null_sequence_items_are_noted_but_quoted_nulls_are_text() {
+        let text = "a: [null, ~, \"null\", x]\nb:\n  -\n  - NULL\nc: null\n";
+        let index = SpanIndex::build(text).expect("valid yaml");
+        let found: Vec<String> = index
+            .null_items()
+            .iter()
+            .map(|(p, _)| p.to_string())
+            .collect();
+        assert_eq!(found, ["a[0]", "a[1]", "b[0]", "b[1]"]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn nesting_is_refused_exactly_past_the_limit(depth in 1usize..200, flow in proptest::bool::ANY) {
+            // A root mapping, then `depth` nested sequences.
+            let text = if flow {
+                format!("a: {}{}\n", "[".repeat(depth), "]".repeat(depth))
+            } else {
+                format!("a:\n{}x\n", (0..depth).map(|i| format!("{}-\n", "  ".repeat(i + 1))).collect::<String>()
+                    .trim_end_matches('\n').to_owned() + " ")
+            };
+            let limit = crate::limits::MANIFEST_DEPTH.as_usize();
+            let result = SpanIndex::build(&text);
+            proptest::prop_assert_eq!(result.is_err(), depth >= limit, "{:?}", result.err());
+            if let Err(err) = result {
+                proptest::prop_assert!(err.limit && err.message.contains("manifest nesting depth limit"));
+            }
+        }
+    }
+
+    #[test]
     fn syntax_errors_are_placed() {
         let err = SpanIndex::build("a: [1, 2\nb: 3\n").expect_err("unclosed flow sequence");
         assert!(err.at.line >= 1, "{err:?}");
