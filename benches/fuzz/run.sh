@@ -53,7 +53,7 @@ echo
 nice -n "$NICE" cargo +nightly fuzz build -s none >/dev/null 2>&1 \
   || nice -n "$NICE" cargo +nightly fuzz build -s none || die "the fuzz targets do not build"
 
-printf '%-10s %8s %14s %10s %8s %9s %6s %s\n' target seconds executions exec/s corpus crashes hangs "oom"
+printf '%-10s %8s %14s %10s %8s %8s %9s %6s %s\n' target seconds executions exec/s "rss MB" corpus crashes hangs "oom"
 found=0
 for target in "${TARGETS[@]}"; do
   [[ -f "fuzz_targets/$target.rs" ]] || die "no target '$target' (have: ${ALL[*]})"
@@ -68,14 +68,15 @@ for target in "${TARGETS[@]}"; do
   # With -jobs=1 libFuzzer runs the job in a child that writes fuzz-0.log.
   [[ -f fuzz-0.log ]] && cat fuzz-0.log >>"$log" && rm -f fuzz-0.log
   elapsed=$(( $(date +%s) - start ))
-  execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || echo 0)
-  rate=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || echo 0)
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || echo 0)
+  rate=$(( execs / (elapsed > 0 ? elapsed : 1) ))
+  rss=$(grep -o 'stat::peak_rss_mb: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || echo '?')
   corpus=$(ls "corpus/$target" | wc -l)
   new=$(ls -t "artifacts/$target" | head -n $(( $(ls "artifacts/$target" | wc -l) - before )) 2>/dev/null || true)
   crashes=$(grep -c '^crash-' <<<"$new" || true)
   hangs=$(grep -c '^timeout-' <<<"$new" || true)
   ooms=$(grep -c '^oom-' <<<"$new" || true)
-  printf '%-10s %8s %14s %10s %8s %9s %6s %s\n' "$target" "$elapsed" "$execs" "$rate" "$corpus" "$crashes" "$hangs" "$ooms"
+  printf '%-10s %8s %14s %10s %8s %8s %9s %6s %s\n' "$target" "$elapsed" "$execs" "$rate" "$rss" "$corpus" "$crashes" "$hangs" "$ooms"
   if (( crashes + hangs + ooms > 0 )); then
     found=1
     grep -E 'panicked|ERROR: libFuzzer|SUMMARY|Test unit written' "$log" | head -8 | sed 's/^/    /'
