@@ -442,16 +442,7 @@ fn fuzz_regressions_replay() {
 fn serve_closes_silent_connections() {
     use std::io::Read;
     let dir = tempfile::tempdir().expect("temp dir");
-    let log = dir.path().join("serve.jsonl");
-    let serve = crate::serve::ServeProcess::spawn(
-        &[
-            "manifests/release-gate.yaml",
-            "--log",
-            log.to_str().expect("utf-8"),
-        ],
-        dir.path(),
-    );
-    let lines = serve.read_until(|l| l.starts_with("export STAGEGATE_NOTIFY_URL="));
+    let (serve, lines) = crate::serve::ServeProcess::seed_manifest(dir.path());
     let url = crate::serve::exported(&lines, "STAGEGATE_ATS_URL").to_owned();
     let addr = url.trim_start_matches("http://");
     let timeout = stagegate::limits::HEADER_READ_SECS.as_duration();
@@ -479,16 +470,7 @@ fn serve_closes_silent_connections() {
 #[tokio::test]
 async fn bearer_is_case_insensitive_and_authorization_single() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let log = dir.path().join("serve.jsonl");
-    let serve = crate::serve::ServeProcess::spawn(
-        &[
-            "manifests/release-gate.yaml",
-            "--log",
-            log.to_str().expect("utf-8"),
-        ],
-        dir.path(),
-    );
-    let lines = serve.read_until(|l| l.starts_with("export STAGEGATE_NOTIFY_URL="));
+    let (serve, lines) = crate::serve::ServeProcess::seed_manifest(dir.path());
     let url = crate::serve::exported(&lines, "STAGEGATE_ATS_URL").to_owned();
     let token = crate::serve::exported(&lines, "STAGEGATE_ATS_TOKEN").to_owned();
     let client = reqwest::Client::new();

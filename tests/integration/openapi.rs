@@ -261,16 +261,7 @@ fn schemathesis_finds_no_failure_in_any_mock() {
     let seed = std::env::var("SCHEMATHESIS_SEED").unwrap_or_else(|_| "1".to_owned());
     eprintln!("schemathesis seed {seed}");
     let dir = tempfile::tempdir().expect("temp dir");
-    let log = dir.path().join("serve.jsonl");
-    let serve = crate::serve::ServeProcess::spawn(
-        &[
-            "manifests/release-gate.yaml",
-            "--log",
-            log.to_str().expect("utf-8"),
-        ],
-        dir.path(),
-    );
-    let lines = serve.read_until(|l| l.starts_with("export STAGEGATE_NOTIFY_URL="));
+    let (serve, lines) = crate::serve::ServeProcess::seed_manifest(dir.path());
     let exported = |name| crate::serve::exported(&lines, name).to_owned();
     // (tag, base URL, bearer token, phases): the sink has no links to follow.
     let mocks = [

@@ -267,6 +267,22 @@ impl ServeProcess {
         }
     }
 
+    /// `stagegate serve manifests/release-gate.yaml` logging into `dir`, with its
+    /// listing read up to the last `export` line (the mocks are listening by then).
+    pub(crate) fn seed_manifest(dir: &Path) -> (Self, Vec<String>) {
+        let log = dir.join("serve.jsonl");
+        let serve = Self::spawn(
+            &[
+                "manifests/release-gate.yaml",
+                "--log",
+                log.to_str().expect("utf-8"),
+            ],
+            dir,
+        );
+        let lines = serve.read_until(|l| l.starts_with("export STAGEGATE_NOTIFY_URL="));
+        (serve, lines)
+    }
+
     /// Every line up to and including the first that satisfies `last`.
     pub(crate) fn read_until(&self, last: impl Fn(&str) -> bool) -> Vec<String> {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
