@@ -45,6 +45,13 @@ pub const LIST_FILE_BYTES: Limit = Limit {
     unit: "bytes",
 };
 
+/// Length of one line of an observation log (`stagegate log verify`).
+pub const LOG_LINE_BYTES: Limit = Limit {
+    name: "observation log line",
+    value: 16 << 20,
+    unit: "bytes",
+};
+
 /// Size of one request body a mock or the admin API accepts.
 pub const REQUEST_BODY_BYTES: Limit = Limit {
     name: "request body size",

@@ -503,3 +503,16 @@ async fn bearer_is_case_insensitive_and_authorization_single() {
     }
     assert_eq!(serve.interrupt(), 0, "serve stops cleanly");
 }
+
+// Found while fixing 3: `log verify /dev/zero` read one endless line (before: no end,
+// memory without bound). Lines are bounded like every other input.
+#[test]
+fn log_lines_are_bounded() {
+    let out = shell("exec \"$SG\" log verify /dev/zero").expect_code(2);
+    assert!(
+        out.stderr
+            .contains("longer than the observation log line limit"),
+        "{}",
+        out.stderr
+    );
+}
