@@ -516,3 +516,26 @@ fn log_lines_are_bounded() {
         out.stderr
     );
 }
+
+// What people read: a key written twice, a null item and the depth limit, in full.
+#[test]
+fn hardening_diagnostics_read_well() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = "version: \"1.3\"\nversion: \"1.3\"\nextra:\n  required_fields: [a, null]\n  deep: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[x]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n";
+    write(dir.path(), "m.yaml", text);
+    let out = Stagegate::new(["validate", "m.yaml"])
+        .current_dir(dir.path())
+        .run()
+        .expect_code(2);
+    crate::snapshot!("hardening_depth_limit", out.stderr);
+    write(
+        dir.path(),
+        "m.yaml",
+        text.replace("[[[[", "[").replace("]]]]", "]"),
+    );
+    let out = Stagegate::new(["validate", "m.yaml"])
+        .current_dir(dir.path())
+        .run()
+        .expect_code(2);
+    crate::snapshot!("hardening_duplicate_and_null", out.stderr);
+}
