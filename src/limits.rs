@@ -45,6 +45,13 @@ pub const LIST_FILE_BYTES: Limit = Limit {
     unit: "bytes",
 };
 
+/// Size of one payload `stagegate check` reads (a line, an array element, a document).
+pub const PAYLOAD_BYTES: Limit = Limit {
+    name: "payload size",
+    value: 64 << 20,
+    unit: "bytes",
+};
+
 /// Length of one line of an observation log (`stagegate log verify`).
 pub const LOG_LINE_BYTES: Limit = Limit {
     name: "observation log line",

@@ -13,6 +13,8 @@ use serde_json::Value;
 /// How much input one batch holds before it is judged.
 const BATCH_BYTES: usize = 4 << 20;
 
+use crate::limits::PAYLOAD_BYTES;
+
 /// One payload's bytes inside a batch, with the line it starts on.
 #[derive(Debug, Clone)]
 pub struct Item {
@@ -56,6 +58,8 @@ pub struct Batcher<R> {
     /// Line number of the first byte of `carry`.
     line: usize,
     array: ArrayState,
+    /// The bound on one payload ([`PAYLOAD_BYTES`] but in tests).
+    payload_limit: crate::limits::Limit,
 }
 
 #[derive(Debug, Default)]
@@ -77,11 +81,17 @@ impl<R: Read> Batcher<R> {
             eof: false,
             line: 1,
             array: ArrayState::default(),
+            payload_limit: PAYLOAD_BYTES,
         }
     }
 
     /// The next batch, or `None` at the end of the input.
     pub fn next_batch(&mut self) -> io::Result<Option<Batch>> {
+        // What is carried over is one unfinished payload: bounded, or the input could
+        // grow memory without end (a line of /dev/zero).
+        if self.carry.len() > self.payload_limit.as_usize() {
+            return Err(too_large(self.line, self.payload_limit));
+        }
         let mut data = std::mem::take(&mut self.carry);
         if !self.eof {
             // At least one read per batch, so a payload longer than a batch still grows.
@@ -102,6 +112,9 @@ impl<R: Read> Batcher<R> {
             self.shape = Some(detect(&data));
             if self.shape == Some(Shape::Document) {
                 while !self.eof {
+                    if data.len() > self.payload_limit.as_usize() {
+                        return Err(too_large(self.line, self.payload_limit));
+                    }
                     self.fill_more(&mut data)?;
                 }
             }
@@ -349,6 +362,13 @@ fn detect(data: &[u8]) -> Shape {
         }
         _ => Shape::Lines,
     }
+}
+
+fn too_large(line: usize, limit: crate::limits::Limit) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("the payload at line {line} is larger than {limit}"),
+    )
 }
 
 /// Whether the first line from `start` is a whole JSON value and more text follows it.
@@ -624,6 +644,34 @@ mod tests {
         // Alone on its line, or spread over lines, an array is still an array.
         assert_eq!(split("[{\"a\":1},{\"a\":2}]\n").len(), 2);
         assert_eq!(split("[\n{\"a\":1},\n{\"a\":2}\n]\n").len(), 2);
+    }
+
+    #[test]
+    fn a_payload_over_the_limit_stops_the_read_naming_the_limit() {
+        // The real limit is 64 MiB; the rule is the same at 1 MiB, faster to test.
+        let limit = crate::limits::Limit {
+            value: 1 << 20,
+            ..PAYLOAD_BYTES
+        };
+        let mut input = b"{\"a\":1}\n".to_vec();
+        input.resize(input.len() + BATCH_BYTES * 2, b' ');
+        let mut batcher = Batcher::new(input.as_slice());
+        batcher.payload_limit = limit;
+        let mut judged = 0;
+        let err = loop {
+            match batcher.next_batch() {
+                Ok(Some(batch)) => judged += batch.items.len(),
+                Ok(None) => panic!("read to the end"),
+                Err(err) => break err,
+            }
+        };
+        assert_eq!(judged, 1, "the payload before it is judged");
+        assert!(
+            err.to_string().contains(
+                "the payload at line 2 is larger than the payload size limit (1048576 bytes)"
+            ),
+            "{err}"
+        );
     }
 
     proptest! {
