@@ -497,27 +497,54 @@ fn validate(files: &[PathBuf], out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
 
 fn check(run: CheckRun, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
     let mut checker = Checker::new(&run.manifest);
+    // Every input opens before a byte is written: a report is whole or not begun.
+    let opened = run
+        .sources
+        .iter()
+        .map(|source| Ok((source.name(), source.open()?)))
+        .collect::<Result<Vec<_>, CheckError>>();
+    let opened = match opened {
+        Ok(opened) => opened,
+        Err(err) => {
+            ui.error(&err);
+            return ExitCode::Usage;
+        }
+    };
     let result = match run.format {
         CheckFormat::Json => JsonReport::start(&mut *out)
             .map_err(CheckError::Write)
             .and_then(|mut report| {
-                for source in &run.sources {
-                    checker.check_source(source, &mut report)?;
+                let read = opened.into_iter().try_for_each(|(name, reader)| {
+                    checker.check_reader(&name, reader, &mut report)
+                });
+                match read {
+                    Ok(()) => report
+                        .finish(checker.summary())
+                        .map(drop)
+                        .map_err(CheckError::Write),
+                    // A read that fails mid-way still closes the document.
+                    Err(err) => {
+                        let mut text = err.to_string();
+                        let mut cause = std::error::Error::source(&err);
+                        while let Some(c) = cause {
+                            text.push_str(&format!(": {c}"));
+                            cause = c.source();
+                        }
+                        report
+                            .fail(checker.summary(), &text)
+                            .map_err(CheckError::Write)?;
+                        Err(err)
+                    }
                 }
-                report
-                    .finish(checker.summary())
-                    .map_err(CheckError::Write)?;
-                Ok(())
             }),
         CheckFormat::Human => {
             let mut sink = HumanSink {
                 report: HumanReport::new(run.max_shown),
                 manifest: &run.manifest,
             };
-            let outcome = run
-                .sources
-                .iter()
-                .try_for_each(|source| checker.check_source(source, &mut sink));
+            let outcome = opened
+                .into_iter()
+                .try_for_each(|(name, reader)| checker.check_reader(&name, reader, &mut sink));
             if outcome.is_ok() {
                 let names: Vec<String> = run.sources.iter().map(Source::name).collect();
                 let text = sink.report.render(&run.manifest, &names, checker.summary());

@@ -42,6 +42,7 @@ pub mod drift;
 pub mod evidence;
 pub mod exit;
 pub mod judge;
+pub mod limits;
 pub mod manifest;
 pub mod mock;
 pub mod observe;

@@ -8,8 +8,12 @@
 use std::io::{self, Read};
 use std::ops::Range;
 
+use serde_json::Value;
+
 /// How much input one batch holds before it is judged.
 const BATCH_BYTES: usize = 4 << 20;
+
+use crate::limits::PAYLOAD_BYTES;
 
 /// One payload's bytes inside a batch, with the line it starts on.
 #[derive(Debug, Clone)]
@@ -54,6 +58,8 @@ pub struct Batcher<R> {
     /// Line number of the first byte of `carry`.
     line: usize,
     array: ArrayState,
+    /// The bound on one payload ([`PAYLOAD_BYTES`] but in tests).
+    payload_limit: crate::limits::Limit,
 }
 
 #[derive(Debug, Default)]
@@ -75,11 +81,17 @@ impl<R: Read> Batcher<R> {
             eof: false,
             line: 1,
             array: ArrayState::default(),
+            payload_limit: PAYLOAD_BYTES,
         }
     }
 
     /// The next batch, or `None` at the end of the input.
     pub fn next_batch(&mut self) -> io::Result<Option<Batch>> {
+        // What is carried over is one unfinished payload: bounded, or the input could
+        // grow memory without end (a line of /dev/zero).
+        if self.carry.len() > self.payload_limit.as_usize() {
+            return Err(too_large(self.line, self.payload_limit));
+        }
         let mut data = std::mem::take(&mut self.carry);
         if !self.eof {
             // At least one read per batch, so a payload longer than a batch still grows.
@@ -87,10 +99,22 @@ impl<R: Read> Batcher<R> {
         }
         self.fill(&mut data)?;
         if self.shape.is_none() {
+            if let Some(encoding) = utf16_encoding(&data) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the input is {encoding}: convert it to UTF-8 \
+                         (`iconv -f UTF-16 -t UTF-8 FILE`)"
+                    ),
+                ));
+            }
             strip_bom(&mut data);
             self.shape = Some(detect(&data));
             if self.shape == Some(Shape::Document) {
                 while !self.eof {
+                    if data.len() > self.payload_limit.as_usize() {
+                        return Err(too_large(self.line, self.payload_limit));
+                    }
                     self.fill_more(&mut data)?;
                 }
             }
@@ -319,6 +343,9 @@ impl<R: Read> Batcher<R> {
 fn detect(data: &[u8]) -> Shape {
     let start = skip_ws(data, 0);
     match data.get(start) {
+        // An array on a line of its own, with more lines after it, is JSON Lines whose
+        // first payload is (wrongly) an array: every line is judged, not one array.
+        Some(b'[') if first_line_stands_alone(data, start) => Shape::Lines,
         Some(b'[') => Shape::Array,
         Some(b'{') => {
             let line_end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
@@ -334,6 +361,141 @@ fn detect(data: &[u8]) -> Shape {
             }
         }
         _ => Shape::Lines,
+    }
+}
+
+fn too_large(line: usize, limit: crate::limits::Limit) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("the payload at line {line} is larger than {limit}"),
+    )
+}
+
+/// Whether the first line from `start` is a whole JSON value and more text follows it.
+fn first_line_stands_alone(data: &[u8], start: usize) -> bool {
+    let Some(line_end) = memchr::memchr(b'\n', &data[start..]).map(|i| start + i) else {
+        return false;
+    };
+    skip_ws(data, line_end) < data.len()
+        && serde_json::from_slice::<serde::de::IgnoredAny>(&data[start..line_end]).is_ok()
+}
+
+/// `UTF-16LE` or `UTF-16BE` when bytes look like UTF-16: a byte order mark, or the
+/// zero bytes ASCII text takes on in UTF-16. Read as UTF-8 they would only say
+/// "expected value at line 1, column 1".
+pub(crate) fn utf16_encoding(bytes: &[u8]) -> Option<&'static str> {
+    match bytes {
+        [0xFF, 0xFE, ..] => Some("UTF-16LE"),
+        [0xFE, 0xFF, ..] => Some("UTF-16BE"),
+        [a, 0, b, 0, ..] if *a != 0 && *b != 0 => Some("UTF-16LE"),
+        [0, a, 0, b, ..] if *a != 0 && *b != 0 => Some("UTF-16BE"),
+        _ => None,
+    }
+}
+
+/// Parses one payload. Unlike `serde_json::from_slice::<Value>`, a key written twice
+/// in one object is an error (the last would silently win: two `"type"` keys would
+/// judge the payload under whichever came last), and messages say what a lone
+/// surrogate escape is. The error reads `not valid JSON: … (line L, column C)`,
+/// lines counted from `first_line`.
+pub(crate) fn parse_payload(bytes: &[u8], first_line: usize) -> Result<Value, String> {
+    serde_json::from_slice::<Strict>(bytes)
+        .map(|strict| strict.0)
+        .map_err(|err| {
+            let text = err.to_string();
+            let what = text
+                .rfind(" at line ")
+                .map_or(text.as_str(), |i| &text[..i]);
+            let what = match what {
+                "unexpected end of hex escape" | "lone leading surrogate in hex escape" => {
+                    "a lone UTF-16 surrogate escape (`\\ud800`–`\\udbff` must be followed by \
+                     `\\udc00`–`\\udfff`): a JSON string must be valid Unicode"
+                }
+                other => other,
+            };
+            let line = first_line + err.line().saturating_sub(1);
+            format!(
+                "not valid JSON: {what} (line {line}, column {})",
+                err.column()
+            )
+        })
+}
+
+/// A JSON value whose objects have unique keys.
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(value) = map.next_value()?;
+            match object.entry(key) {
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                serde_json::map::Entry::Occupied(slot) => {
+                    return Err(serde::de::Error::custom(format_args!(
+                        "the key {:?} is written twice in one object",
+                        slot.key()
+                    )));
+                }
+            }
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -448,7 +610,81 @@ mod tests {
         );
     }
 
+    #[test]
+    fn payloads_writing_a_key_twice_are_refused_at_any_depth() {
+        // (payload, the duplicate named in the error, if any)
+        let rows = [
+            (r#"{"type": "a", "type": "b"}"#, Some("\"type\"")),
+            (r#"{"a": {"b": 1, "b": 1}}"#, Some("\"b\"")),
+            (r#"[{"c": 1}, {"c": 2, "c": 3}]"#, Some("\"c\"")),
+            (r#"{"a": 1, "b": {"a": 2}}"#, None),
+        ];
+        for (payload, duplicate) in rows {
+            match (parse_payload(payload.as_bytes(), 1), duplicate) {
+                (Ok(value), None) => {
+                    let plain: Value = serde_json::from_str(payload).expect("valid JSON");
+                    assert_eq!(value, plain, "{payload}");
+                }
+                (Err(message), Some(key)) => {
+                    assert!(
+                        message.contains(&format!("the key {key} is written twice")),
+                        "{message}"
+                    );
+                }
+                (outcome, _) => panic!("{payload}: {outcome:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_first_line_array_followed_by_lines_is_json_lines() {
+        let items = split("[1]\n{\"a\":1}\n");
+        let lines: Vec<(usize, &str)> = items.iter().map(|(l, t, _)| (*l, t.as_str())).collect();
+        assert_eq!(lines, [(1, "[1]"), (2, "{\"a\":1}")]);
+        // Alone on its line, or spread over lines, an array is still an array.
+        assert_eq!(split("[{\"a\":1},{\"a\":2}]\n").len(), 2);
+        assert_eq!(split("[\n{\"a\":1},\n{\"a\":2}\n]\n").len(), 2);
+    }
+
+    #[test]
+    fn a_payload_over_the_limit_stops_the_read_naming_the_limit() {
+        // The real limit is 64 MiB; the rule is the same at 1 MiB, faster to test.
+        let limit = crate::limits::Limit {
+            value: 1 << 20,
+            ..PAYLOAD_BYTES
+        };
+        let mut input = b"{\"a\":1}\n".to_vec();
+        input.resize(input.len() + BATCH_BYTES * 2, b' ');
+        let mut batcher = Batcher::new(input.as_slice());
+        batcher.payload_limit = limit;
+        let mut judged = 0;
+        let err = loop {
+            match batcher.next_batch() {
+                Ok(Some(batch)) => judged += batch.items.len(),
+                Ok(None) => panic!("read to the end"),
+                Err(err) => break err,
+            }
+        };
+        assert_eq!(judged, 1, "the payload before it is judged");
+        assert!(
+            err.to_string().contains(
+                "the payload at line 2 is larger than the payload size limit (1048576 bytes)"
+            ),
+            "{err}"
+        );
+    }
+
     proptest! {
+        #[test]
+        fn strict_parsing_agrees_with_serde_json_on_unique_keys(
+            values in proptest::collection::btree_map("[a-z]{1,4}", 0i64..100, 0..8)
+        ) {
+            let text = serde_json::to_string(&values).expect("serialises");
+            let strict = parse_payload(text.as_bytes(), 1).expect("unique keys parse");
+            let plain: Value = serde_json::from_str(&text).expect("valid JSON");
+            prop_assert_eq!(strict, plain);
+        }
+
         #[test]
         fn every_json_line_comes_back_once(values in proptest::collection::vec(0u32..1000, 0..50)) {
             let text: String = values.iter().map(|v| format!("{{\"v\":{v}}}\n")).collect();

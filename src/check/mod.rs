@@ -32,6 +32,37 @@ pub enum Source {
 }
 
 impl Source {
+    /// Opens the input, before anything is written: a missing file, a folder or a
+    /// closed standard input fails here, so a machine report is never begun for it.
+    pub fn open(&self) -> Result<Box<dyn Read>, CheckError> {
+        let name = self.name();
+        let error = |source| CheckError::Read {
+            name: name.clone(),
+            source,
+        };
+        match self {
+            Source::Stdin => {
+                if stdin_is_dev_null() {
+                    return Err(error(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "standard input is closed (or /dev/null): pipe the payloads in, or name the files",
+                    )));
+                }
+                Ok(Box::new(io::stdin().lock()))
+            }
+            Source::File(path) => {
+                let file = std::fs::File::open(path).map_err(error)?;
+                if file.metadata().map_err(error)?.is_dir() {
+                    return Err(error(io::Error::new(
+                        io::ErrorKind::IsADirectory,
+                        "a folder, not a file of payloads",
+                    )));
+                }
+                Ok(Box::new(file))
+            }
+        }
+    }
+
     /// The name used in reports.
     pub fn name(&self) -> String {
         match self {
@@ -156,18 +187,8 @@ impl<'m> Checker<'m> {
         source: &Source,
         sink: &mut dyn ViolationSink,
     ) -> Result<(), CheckError> {
-        let name = source.name();
-        let read_error = |err| CheckError::Read {
-            name: name.clone(),
-            source: err,
-        };
-        match source {
-            Source::Stdin => self.check_reader(&name, io::stdin().lock(), sink),
-            Source::File(path) => {
-                let file = std::fs::File::open(path).map_err(read_error)?;
-                self.check_reader(&name, file, sink)
-            }
-        }
+        let reader = source.open()?;
+        self.check_reader(&source.name(), reader, sink)
     }
 
     /// Judges every payload a reader yields.
@@ -210,19 +231,10 @@ impl<'m> Checker<'m> {
             outcome.violations.push(malformed(error.clone()));
             return outcome;
         }
-        let payload: Value = match serde_json::from_slice(batch.bytes(item)) {
+        let payload: Value = match input::parse_payload(batch.bytes(item), item.line) {
             Ok(value) => value,
-            Err(err) => {
-                // serde_json counts lines from the payload's start; report them from the input's.
-                let text = err.to_string();
-                let what = text
-                    .rfind(" at line ")
-                    .map_or(text.as_str(), |i| &text[..i]);
-                let line = item.line + err.line().saturating_sub(1);
-                outcome.violations.push(malformed(format!(
-                    "not valid JSON: {what} (line {line}, column {})",
-                    err.column()
-                )));
+            Err(message) => {
+                outcome.violations.push(malformed(message));
                 return outcome;
             }
         };
@@ -317,6 +329,24 @@ impl<'m> Checker<'m> {
     /// The counts so far.
     pub fn summary(&self) -> &Summary {
         &self.summary
+    }
+}
+
+/// Whether standard input is /dev/null, which is also what a closed standard input
+/// becomes (the Rust runtime reopens a closed fd 0 on /dev/null at start-up).
+fn stdin_is_dev_null() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let stdin = io::stdin();
+    let Ok(fd) = stdin.as_fd().try_clone_to_owned() else {
+        return true;
+    };
+    match (
+        std::fs::File::from(fd).metadata(),
+        std::fs::metadata("/dev/null"),
+    ) {
+        (Ok(stdin), Ok(null)) => stdin.dev() == null.dev() && stdin.ino() == null.ino(),
+        _ => false,
     }
 }
 

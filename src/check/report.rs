@@ -36,6 +36,22 @@ impl<W: Write> JsonReport<W> {
         self.out.flush()?;
         Ok(self.out)
     }
+
+    /// Closes the document after an input failed mid-way: the violations so far, the
+    /// counts so far, `"verdict": "error"` and the error. Still one JSON document.
+    pub fn fail(mut self, summary: &Summary, error: &str) -> io::Result<W> {
+        if self.written > 0 {
+            self.out.write_all(b"\n")?;
+        }
+        let tail = serde_json::json!({"error": error});
+        writeln!(
+            self.out,
+            "], \"payloads\": {}, \"verdict\": \"error\", \"error\": {}}}",
+            summary.payloads, tail["error"]
+        )?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
 }
 
 impl<W: Write> ViolationSink for JsonReport<W> {

@@ -94,7 +94,21 @@ pub struct ManifestDiagnostic {
     pub at: Position,
     span: SourceSpan,
     file: String,
-    named: NamedSource<Arc<str>>,
+    /// The source to draw the span in; `None` when its line is too long to show.
+    named: Option<NamedSource<Arc<str>>>,
+}
+
+/// Lines longer than this (in bytes) are not echoed under a diagnostic: a 200 KB line
+/// of brackets would bury the message. The message then says where instead.
+const LONGEST_SHOWN_LINE: usize = 400;
+
+/// The source to draw a span at `offset` in, unless its line is too long to show.
+fn shown_source(source: &SourceText, offset: usize) -> Option<NamedSource<Arc<str>>> {
+    let text = &*source.text;
+    let offset = offset.min(text.len());
+    let start = memchr::memrchr(b'\n', &text.as_bytes()[..offset]).map_or(0, |i| i + 1);
+    let end = memchr::memchr(b'\n', &text.as_bytes()[offset..]).map_or(text.len(), |i| offset + i);
+    (end - start <= LONGEST_SHOWN_LINE).then(|| source.named())
 }
 
 impl ManifestDiagnostic {
@@ -132,6 +146,18 @@ impl Diagnostic for ManifestDiagnostic {
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
         // The key path helps in long files; at the document root it says nothing.
         let key_path = (!self.key_path.0.is_empty()).then(|| format!("at `{}`", self.key_path));
+        // Without the source drawn, the place must be said.
+        let key_path = match (&self.named, key_path) {
+            (Some(_), key_path) => key_path,
+            (None, Some(at)) => Some(format!(
+                "{at}, {} (the line is too long to show)",
+                self.location()
+            )),
+            (None, None) => Some(format!(
+                "at {} (the line is too long to show)",
+                self.location()
+            )),
+        };
         match (&self.help, key_path) {
             (Some(help), Some(at)) => Some(Box::new(format!("{help}\n{at}"))),
             (Some(help), None) => Some(Box::new(help.clone())),
@@ -141,10 +167,13 @@ impl Diagnostic for ManifestDiagnostic {
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        Some(&self.named)
+        self.named
+            .as_ref()
+            .map(|named| named as &dyn miette::SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        self.named.as_ref()?;
         Some(Box::new(std::iter::once(
             LabeledSpan::new_primary_with_span(Some(self.label.clone()), self.span),
         )))
@@ -217,7 +246,7 @@ impl<'a> Reporter<'a> {
             at,
             span,
             file: self.source.name.clone(),
-            named: self.source.named(),
+            named: shown_source(self.source, at.offset),
         });
         self.diagnostics.last_mut().expect("just pushed")
     }
@@ -254,7 +283,7 @@ impl<'a> Reporter<'a> {
             at,
             span: span_in(&self.source.text, at.offset, 1),
             file: self.source.name.clone(),
-            named: self.source.named(),
+            named: shown_source(self.source, at.offset),
         });
         self.diagnostics.last_mut().expect("just pushed")
     }
@@ -347,6 +376,46 @@ pub enum ManifestError {
         /// 1-based line of the first invalid byte.
         line: usize,
         /// 1-based column (in bytes) of the first invalid byte.
+        column: usize,
+    },
+    /// The file is larger than a manifest may be.
+    #[error("manifest {} is larger than {limit}", path.display())]
+    #[diagnostic(
+        code(stagegate::manifest::too_large),
+        help("a manifest is a few kilobytes; keep large data in list files or a dataset")
+    )]
+    TooLarge {
+        /// The path given.
+        path: PathBuf,
+        /// The limit exceeded.
+        limit: crate::limits::Limit,
+    },
+    /// The file is UTF-16, not UTF-8.
+    #[error("manifest {} is {encoding}: convert it to UTF-8", path.display())]
+    #[diagnostic(
+        code(stagegate::manifest::encoding),
+        help(
+            "for example `iconv -f UTF-16 -t UTF-8 FILE > FILE.utf8`, or save it as UTF-8 in the editor"
+        )
+    )]
+    Utf16 {
+        /// The path given.
+        path: PathBuf,
+        /// `UTF-16LE` or `UTF-16BE`.
+        encoding: &'static str,
+    },
+    /// The file holds a NUL byte, which YAML text cannot.
+    #[error("manifest {} holds a NUL byte (\\0) at line {line}, column {column}", path.display())]
+    #[diagnostic(
+        code(stagegate::manifest::encoding),
+        help("remove it; a NUL byte usually means a binary or UTF-16 file, or a truncated copy")
+    )]
+    NulByte {
+        /// The path given.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column (in bytes).
         column: usize,
     },
     /// The file holds no YAML document.

@@ -14,6 +14,7 @@ use super::diagnostic::{
     Code, ManifestDiagnostic, ManifestError, Reporter, SourceText, Target, invalid,
 };
 use super::span::{KeyPath, Position, SpanIndex};
+use crate::limits::MANIFEST_BYTES;
 use crate::suggest::did_you_mean;
 
 /// Which format a YAML document is written in.
@@ -42,21 +43,53 @@ pub(crate) struct Parsed {
     pub(crate) spans: SpanIndex,
 }
 
-/// Reads a file as UTF-8 text.
+/// Reads a file as UTF-8 text, refusing files over [`MANIFEST_BYTES`] and anything
+/// that is not a regular file (a FIFO or a device would never end).
 pub(crate) fn read_text(path: &Path) -> Result<SourceText, ManifestError> {
-    let bytes = std::fs::read(path).map_err(|source| ManifestError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let read_error = |source: std::io::Error| match source.kind() {
+        std::io::ErrorKind::FileTooLarge => ManifestError::TooLarge {
+            path: path.to_owned(),
+            limit: MANIFEST_BYTES,
+        },
+        _ => ManifestError::Read {
+            path: path.to_owned(),
+            source,
+        },
+    };
+    let bytes = crate::contract::lists::read_bounded(path, MANIFEST_BYTES).map_err(read_error)?;
     text_from_bytes(path, bytes)
 }
 
-/// Checks that bytes are UTF-8 text.
+/// Checks that bytes are UTF-8 text YAML can hold: within [`MANIFEST_BYTES`], not
+/// UTF-16, no NUL byte (yaml-rust2 would take it for the end of the stream).
 pub(crate) fn text_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<SourceText, ManifestError> {
-    let text = String::from_utf8(bytes).map_err(|err| {
-        let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
+    if bytes.len() > MANIFEST_BYTES.as_usize() {
+        return Err(ManifestError::TooLarge {
+            path: path.to_owned(),
+            limit: MANIFEST_BYTES,
+        });
+    }
+    if let Some(encoding) = crate::check::input::utf16_encoding(&bytes) {
+        return Err(ManifestError::Utf16 {
+            path: path.to_owned(),
+            encoding,
+        });
+    }
+    let place = |valid: &[u8]| {
         let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
         let column = valid.len() - valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1) + 1;
+        (line, column)
+    };
+    if let Some(nul) = memchr::memchr(0, &bytes) {
+        let (line, column) = place(&bytes[..nul]);
+        return Err(ManifestError::NulByte {
+            path: path.to_owned(),
+            line,
+            column,
+        });
+    }
+    let text = String::from_utf8(bytes).map_err(|err| {
+        let (line, column) = place(&err.as_bytes()[..err.utf8_error().valid_up_to()]);
         ManifestError::NotUtf8 {
             path: path.to_owned(),
             line,
@@ -76,15 +109,20 @@ pub(crate) fn parse_yaml(path: &Path, source: SourceText) -> Result<Parsed, Mani
         Err(err) => {
             let empty = SpanIndex::default();
             let mut reporter = Reporter::new(&source, &empty);
-            reporter
-                .at_position(
-                    Code::Syntax,
-                    KeyPath::root(),
-                    err.at,
-                    format!("invalid YAML: {}", err.message),
-                    "here",
+            let (label, help) = if err.limit {
+                (
+                    "too deep",
+                    "manifests need a few levels; flatten this structure",
                 )
-                .help("check the indentation and the quoting around this line");
+            } else {
+                (
+                    "here",
+                    "check the indentation and the quoting around this line",
+                )
+            };
+            reporter
+                .at_position(Code::Syntax, KeyPath::root(), err.at, err.message, label)
+                .help(help);
             let diagnostics = reporter.diagnostics;
             return Err(invalid(&source, diagnostics));
         }
@@ -100,6 +138,32 @@ pub(crate) fn parse_yaml(path: &Path, source: SourceText) -> Result<Parsed, Mani
         spans,
     };
     let mut reporter = Reporter::new(&parsed.source, &parsed.spans);
+    for duplicate in parsed.spans.duplicates() {
+        let key = duplicate.path.last_key().unwrap_or_default();
+        reporter
+            .at_position(
+                Code::Duplicate,
+                duplicate.path.clone(),
+                duplicate.at,
+                format!("`{}` is written twice", duplicate.path),
+                "written again here",
+            )
+            .help(format!(
+                "keep one `{key}` (the first is at line {}, column {}); YAML keeps only the last",
+                duplicate.first.line, duplicate.first.column
+            ));
+    }
+    for (path, at) in parsed.spans.null_items() {
+        reporter
+            .at_position(
+                Code::Value,
+                path.clone(),
+                *at,
+                format!("`{path}` is null"),
+                "null",
+            )
+            .help("write the value (quote it, `\"null\"`, if that is the text meant), or remove the item");
+    }
     if parsed.spans.documents() > 1 {
         reporter
             .error(

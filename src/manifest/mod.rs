@@ -234,7 +234,19 @@ fn policy_from(parsed: &load::Parsed) -> Result<Loaded<HiringPolicy>, ManifestEr
 
 /// Loads a file of either format, telling them apart by their top-level keys.
 pub fn load_document(path: &Path) -> Result<Loaded<Document>, ManifestError> {
-    let source = load::read_text(path)?;
+    document_from_source(path, load::read_text(path)?)
+}
+
+/// Loads a document of either format from bytes already read; `path` names it in
+/// diagnostics and relative list paths start at its folder.
+pub fn load_document_bytes(path: &Path, bytes: Vec<u8>) -> Result<Loaded<Document>, ManifestError> {
+    document_from_source(path, load::text_from_bytes(path, bytes)?)
+}
+
+fn document_from_source(
+    path: &Path,
+    source: SourceText,
+) -> Result<Loaded<Document>, ManifestError> {
     let parsed = load::parse_yaml(path, source.clone())?;
     match load::detect_kind(&parsed.spans) {
         Some(DocumentKind::HiringPolicy) => {

@@ -3,6 +3,12 @@
 //! serde_yaml locates only the first deserialisation error; the semantic passes need
 //! the place of any node (`contracts[0].assertions[2]`), including a column inside a
 //! quoted string. This index is built once from yaml-rust2's marked event stream.
+//!
+//! The events are pulled one at a time (yaml-rust2's own `load` recurses once per
+//! nesting level, which a deep enough file turns into a stack overflow), nesting stops
+//! at [`crate::limits::MANIFEST_DEPTH`], and on the way the index notes what serde
+//! would silently accept: a key written twice in one mapping (the last would win) and
+//! a `null` sequence item (it would become the string "null").
 
 use std::collections::HashMap;
 use std::fmt;
@@ -109,15 +115,30 @@ pub struct SpanIndex {
     documents: usize,
     root_is_mapping: bool,
     root_keys: Vec<String>,
+    duplicates: Vec<Duplicate>,
+    null_items: Vec<(KeyPath, Position)>,
 }
 
-/// A YAML syntax error, placed.
+/// A key written a second time in the same mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Duplicate {
+    /// The key's path.
+    pub path: KeyPath,
+    /// Where the key is written again.
+    pub at: Position,
+    /// Where it was first written.
+    pub first: Position,
+}
+
+/// Why a text could not be indexed, placed.
 #[derive(Debug, Clone)]
 pub struct SyntaxError {
     /// Where the parser stopped.
     pub at: Position,
-    /// The parser's description.
+    /// What is wrong.
     pub message: String,
+    /// Whether a limit stopped the parse (the text may be valid YAML).
+    pub limit: bool,
 }
 
 impl SpanIndex {
@@ -131,11 +152,47 @@ impl SpanIndex {
             stack: Vec::new(),
         };
         let mut parser = Parser::new_from_str(text);
-        parser.load(&mut builder, true).map_err(|err| SyntaxError {
-            at: lines.position(err.marker()),
-            message: err.info().to_owned(),
-        })?;
+        let depth = crate::limits::MANIFEST_DEPTH;
+        loop {
+            let (event, marker) = parser.next_token().map_err(|err| {
+                // yaml-rust2's scanner has its own bound on flow nesting, met first
+                // when the brackets come faster than the events.
+                let limit = err.info() == "recursion limit exceeded";
+                SyntaxError {
+                    at: lines.position(err.marker()),
+                    message: if limit {
+                        format!("nested deeper than {depth}")
+                    } else {
+                        format!("invalid YAML: {}", err.info())
+                    },
+                    limit,
+                }
+            })?;
+            match event {
+                Event::StreamEnd => break,
+                Event::MappingStart(..) | Event::SequenceStart(..)
+                    if builder.stack.len() >= depth.as_usize() =>
+                {
+                    return Err(SyntaxError {
+                        at: lines.position(&marker),
+                        message: format!("nested deeper than {depth}"),
+                        limit: true,
+                    });
+                }
+                event => builder.on_event(event, marker),
+            }
+        }
         Ok(builder.index)
+    }
+
+    /// Keys written twice in one mapping, in file order of the second writing.
+    pub fn duplicates(&self) -> &[Duplicate] {
+        &self.duplicates
+    }
+
+    /// Sequence items that are YAML `null` (`null`, `~` or nothing), with their places.
+    pub fn null_items(&self) -> &[(KeyPath, Position)] {
+        &self.null_items
     }
 
     /// How many YAML documents the text holds.
@@ -234,6 +291,8 @@ enum Frame {
     Mapping {
         path: KeyPath,
         pending_key: Option<(String, Position)>,
+        /// The keys written so far, with where.
+        seen: HashMap<String, Position>,
     },
     Sequence {
         path: KeyPath,
@@ -267,9 +326,24 @@ impl Builder<'_> {
                 *next += 1;
                 Some((p, None))
             }
-            Some(Frame::Mapping { path, pending_key }) => match pending_key.take() {
+            Some(Frame::Mapping {
+                path,
+                pending_key,
+                seen,
+            }) => match pending_key.take() {
                 Some((key, key_at)) => Some((path.key(&key), Some(key_at))),
                 None => {
+                    if let Some(key) = scalar_key {
+                        if let Some(first) = seen.get(key) {
+                            self.index.duplicates.push(Duplicate {
+                                path: path.key(key),
+                                at,
+                                first: *first,
+                            });
+                        } else {
+                            seen.insert(key.to_owned(), at);
+                        }
+                    }
                     *pending_key = Some((scalar_key.unwrap_or("").to_owned(), at));
                     if path.0.is_empty() && self.index.documents == 1 {
                         self.index
@@ -300,7 +374,14 @@ impl MarkedEventReceiver for Builder<'_> {
             }
             Event::Scalar(value, style, ..) => {
                 let at = self.place(marker);
+                let in_sequence = matches!(self.stack.last(), Some(Frame::Sequence { .. }));
                 if let Some((path, key)) = self.next_node_path(at, Some(&value)) {
+                    if in_sequence
+                        && style == TScalarStyle::Plain
+                        && matches!(value.as_str(), "null" | "Null" | "NULL" | "~" | "")
+                    {
+                        self.index.null_items.push((path.clone(), at));
+                    }
                     let quoted = matches!(
                         style,
                         TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted
@@ -358,6 +439,7 @@ impl MarkedEventReceiver for Builder<'_> {
                     Frame::Mapping {
                         path,
                         pending_key: None,
+                        seen: HashMap::new(),
                     }
                 } else {
                     Frame::Sequence { path, next: 0 }
@@ -429,6 +511,56 @@ mod tests {
             &text[place.start.offset..place.start.offset + place.len],
             "value"
         );
+    }
+
+    #[test]
+    fn keys_written_twice_are_found_at_any_depth_where_written_again() {
+        let text = "a: 1\nb:\n  c: 1\n  d: 2\n  c: 3\na: 4\ne: [x, {f: 1, f: 2}]\n";
+        let index = SpanIndex::build(text).expect("valid yaml");
+        let found: Vec<(String, usize, usize)> = index
+            .duplicates()
+            .iter()
+            .map(|d| (d.path.to_string(), d.at.line, d.first.line))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("b.c".to_owned(), 5, 3),
+                ("a".to_owned(), 6, 1),
+                ("e[1].f".to_owned(), 7, 7)
+            ]
+        );
+    }
+
+    #[test]
+    fn null_sequence_items_are_noted_but_quoted_nulls_are_text() {
+        let text = "a: [null, ~, \"null\", x]\nb:\n  -\n  - NULL\nc: null\n";
+        let index = SpanIndex::build(text).expect("valid yaml");
+        let found: Vec<String> = index
+            .null_items()
+            .iter()
+            .map(|(p, _)| p.to_string())
+            .collect();
+        assert_eq!(found, ["a[0]", "a[1]", "b[0]", "b[1]"]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn nesting_is_refused_exactly_past_the_limit(depth in 1usize..200, flow in proptest::bool::ANY) {
+            // A root mapping, then `depth` nested sequences.
+            let text = if flow {
+                format!("a: {}{}\n", "[".repeat(depth), "]".repeat(depth))
+            } else {
+                format!("a:\n{}x\n", (0..depth).map(|i| format!("{}-\n", "  ".repeat(i + 1))).collect::<String>()
+                    .trim_end_matches('\n').to_owned() + " ")
+            };
+            let limit = crate::limits::MANIFEST_DEPTH.as_usize();
+            let result = SpanIndex::build(&text);
+            proptest::prop_assert_eq!(result.is_err(), depth >= limit, "{:?}", result.err());
+            if let Err(err) = result {
+                proptest::prop_assert!(err.limit && err.message.contains("manifest nesting depth limit"));
+            }
+        }
     }
 
     #[test]

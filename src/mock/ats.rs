@@ -439,7 +439,12 @@ pub fn router(state: Arc<AtsState>) -> Router {
         .route("/v1/candidates/{id}/events", post(post_event))
         .route("/v1/candidates/{id}/access-grants", post(post_grant))
         .route("/v1/exceptions", post(post_exception))
+        .fallback(super::no_such_route)
         .layer(from_fn_with_state(Arc::clone(&state), layers))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::limits::REQUEST_BODY_BYTES.as_usize(),
+        ))
+        .layer(axum::middleware::from_fn(super::json_errors))
         .with_state(state)
 }
 
@@ -519,19 +524,28 @@ async fn post_event(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let payload: Value = match serde_json::from_slice(&body) {
-        Ok(payload) => payload,
-        Err(err) => {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "malformed JSON",
-                json!({"detail": err.to_string()}),
-            );
-        }
-    };
+    // The candidate first: an unknown one is 404 whatever the body.
     if !lock(&state.candidates).contains_key(&id) {
         return unknown_candidate(&id);
     }
+    // A body that is not JSON (or writes a key twice) breaks its contract like any
+    // other: a mapping error with a `malformed` violation, the documented shape.
+    let payload: Value = match crate::check::input::parse_payload(&body, 1) {
+        Ok(payload) => payload,
+        Err(message) => {
+            let violation = Violation {
+                rule: Rule::Malformed,
+                path: String::new(),
+                message,
+                assertion: None,
+            };
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "mapping error",
+                json!({"violations": [violation]}),
+            );
+        }
+    };
     let contracts = &state.manifest.contracts;
     let mut violations = Vec::new();
     let contract = match contracts.resolve(&payload) {
@@ -658,6 +672,9 @@ async fn post_grant(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
+    if !lock(&state.candidates).contains_key(&id) {
+        return unknown_candidate(&id);
+    }
     let mut grant: AccessGrant = match serde_json::from_slice(&body) {
         Ok(grant) => grant,
         Err(err) => {

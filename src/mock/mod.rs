@@ -123,14 +123,23 @@ where
     }
 }
 
+/// Whether the request carries exactly one `Authorization: Bearer TOKEN` with this
+/// token. The scheme is case-insensitive (RFC 9110 §11.1); two `Authorization`
+/// headers are refused rather than letting the first decide.
 fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
         return false;
     };
-    let presented = value.strip_prefix("Bearer ").unwrap_or("");
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let presented = match value.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => {
+            rest.trim_start_matches(' ')
+        }
+        _ => "",
+    };
     // Tokens are sandbox secrets; compare without early exit anyway, as a real API would.
     presented.len() == token.len()
         && presented
@@ -138,6 +147,55 @@ fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
             .zip(token.bytes())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0
+}
+
+/// Makes every error answer JSON, as the OpenAPI document says: axum's own answers
+/// (413 for a body over [`crate::limits::REQUEST_BODY_BYTES`], 405, 400) come as text
+/// or empty. Headers such as `Allow` are kept.
+pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!(
+            "the body is larger than {}",
+            crate::limits::REQUEST_BODY_BYTES
+        )
+    } else if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(
+        parts,
+        axum::body::Body::from(json!({"error": message}).to_string()),
+    )
+}
+
+/// The answer for a path no operation has.
+pub(crate) async fn no_such_route(request: Request) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such route",
+        json!({"method": request.method().as_str(), "path": request.uri().path()}),
+    )
 }
 
 /// A JSON error body: `{"error": message, …detail}`.
@@ -311,6 +369,25 @@ mod tests {
             "Basic t0k".parse().expect("valid header"),
         );
         assert!(!bearer_matches(&headers, "t0k"), "other scheme");
+        // (header values, accepted, why)
+        let rows: [(&[&str], bool, &str); 5] = [
+            (&["bearer t0k"], true, "the scheme is case-insensitive"),
+            (&["BEARER t0k"], true, "in any case"),
+            (&["Bearer  t0k"], true, "more than one space"),
+            (&["Bearer t0k", "Bearer t0k"], false, "two headers: refused"),
+            (
+                &["Bearer wrong", "Bearer t0k"],
+                false,
+                "the first does not decide",
+            ),
+        ];
+        for (values, accepted, why) in rows {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(header::AUTHORIZATION, value.parse().expect("valid header"));
+            }
+            assert_eq!(bearer_matches(&headers, "t0k"), accepted, "{why}");
+        }
     }
 
     #[test]

@@ -72,10 +72,15 @@ impl NotifyState {
 pub fn router(state: Arc<NotifyState>) -> Router {
     Router::new()
         .route("/v1/channels/{channel}", post(post_message))
+        .fallback(super::no_such_route)
         .layer(from_fn_with_state(
             (state.log.clone(), Actor::Notify),
             log_exchange,
         ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::limits::REQUEST_BODY_BYTES.as_usize(),
+        ))
+        .layer(axum::middleware::from_fn(super::json_errors))
         .with_state(state)
 }
 

@@ -8,17 +8,24 @@
 //! router is shared as is instead of being layered per connection and every request
 //! carrying an extension), and firing it drops the connection future, closing the
 //! socket before any response byte is written.
+//!
+//! The loop also bounds what a client can hold: [`crate::limits::CONNECTIONS`] open
+//! connections (one more is closed at once), a request head within
+//! [`crate::limits::REQUEST_HEAD_BYTES`] and [`crate::limits::REQUEST_HEADERS`] (else
+//! 431), and [`crate::limits::HEADER_READ_SECS`] to send it, which is also how long
+//! a keep-alive connection may sit idle between requests. Silent connections would
+//! otherwise be held for ever, each a file descriptor.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio::task::JoinHandle;
 
 /// Closes the connection a request arrived on, without a response.
@@ -65,9 +72,36 @@ pub struct RunningServer {
 /// How long a graceful shutdown waits for requests in flight.
 const DRAIN: Duration = Duration::from_secs(5);
 
+/// What one listener lets its clients hold.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ServerLimits {
+    /// Connections open at once.
+    pub(crate) connections: usize,
+    /// Time to send a request head, and to sit idle between requests.
+    pub(crate) header_read: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            connections: crate::limits::CONNECTIONS.as_usize(),
+            header_read: crate::limits::HEADER_READ_SECS.as_duration(),
+        }
+    }
+}
+
 impl RunningServer {
     /// Binds `addr` (port 0 picks a free port) and serves `router`.
     pub async fn start(router: Router, addr: SocketAddr) -> Result<RunningServer, BindError> {
+        Self::start_with(router, addr, ServerLimits::default()).await
+    }
+
+    /// [`RunningServer::start`] with other limits (tests shorten the timeouts).
+    pub(crate) async fn start_with(
+        router: Router,
+        addr: SocketAddr,
+        limits: ServerLimits,
+    ) -> Result<RunningServer, BindError> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| BindError { addr, source })?;
@@ -75,7 +109,7 @@ impl RunningServer {
             .local_addr()
             .map_err(|source| BindError { addr, source })?;
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(accept_loop(listener, router, stopped));
+        let task = tokio::spawn(accept_loop(listener, router, limits, stopped));
         Ok(RunningServer {
             addr,
             stop: Some(stop),
@@ -112,8 +146,14 @@ impl Drop for RunningServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, router: Router, mut stopped: oneshot::Receiver<()>) {
+async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    limits: ServerLimits,
+    mut stopped: oneshot::Receiver<()>,
+) {
     let graceful = GracefulShutdown::new();
+    let open = Arc::new(Semaphore::new(limits.connections));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -124,10 +164,20 @@ async fn accept_loop(listener: TcpListener, router: Router, mut stopped: oneshot
             // the client's problem; the mock keeps serving.
             continue;
         };
+        // Over the connection limit: closed at once, which a client sees as a reset
+        // rather than a hang.
+        let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let kill = ConnectionKill::default();
         let service = TowerToHyperService::new(router.clone());
         let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read)
+            .max_header_size(crate::limits::REQUEST_HEAD_BYTES.as_usize())
+            .max_headers(crate::limits::REQUEST_HEADERS.as_usize())
             .keep_alive(true)
             .serve_connection(TokioIo::new(stream), service);
         let watched = graceful.watch(connection);
@@ -138,8 +188,118 @@ async fn accept_loop(listener: TcpListener, router: Router, mut stopped: oneshot
                 // Dropping the connection future closes the socket unanswered.
                 _ = fired.0.notified() => {}
             }
+            drop(permit);
         }));
     }
     drop(listener);
     let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// A generous bound on a wait that should end in milliseconds.
+    const BOUND: Duration = Duration::from_secs(30);
+
+    async fn server(limits: ServerLimits) -> RunningServer {
+        let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        RunningServer::start_with(router, SocketAddr::from(([127, 0, 0, 1], 0)), limits)
+            .await
+            .expect("binds")
+    }
+
+    /// Reads until the server closes the connection; the bytes it sent.
+    async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
+        let mut out = Vec::new();
+        tokio::time::timeout(BOUND, stream.read_to_end(&mut out))
+            .await
+            .expect("the server closes the connection")
+            .expect("a clean close");
+        out
+    }
+
+    #[tokio::test]
+    async fn silent_and_idle_connections_are_closed() {
+        let running = server(ServerLimits {
+            connections: 8,
+            header_read: Duration::from_millis(200),
+        })
+        .await;
+        // Silent from the start.
+        let mut silent = TcpStream::connect(running.addr()).await.expect("connects");
+        assert!(until_closed(&mut silent).await.is_empty());
+        // Idle after one request on a keep-alive connection.
+        let mut idle = TcpStream::connect(running.addr()).await.expect("connects");
+        idle.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .expect("sent");
+        let answered = until_closed(&mut idle).await;
+        assert!(answered.starts_with(b"HTTP/1.1 200"), "{answered:?}");
+        // Half a head, then nothing.
+        let mut slow = TcpStream::connect(running.addr()).await.expect("connects");
+        slow.write_all(b"GET / HTTP/1.1\r\nhost:")
+            .await
+            .expect("sent");
+        let answer = until_closed(&mut slow).await;
+        assert!(
+            answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
+            "{answer:?}"
+        );
+        running.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_limit_are_closed_at_once() {
+        let running = server(ServerLimits {
+            connections: 2,
+            header_read: BOUND,
+        })
+        .await;
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut stream = TcpStream::connect(running.addr()).await.expect("connects");
+            // A request answered proves the connection was accepted and is counted.
+            stream
+                .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                .await
+                .expect("sent");
+            let mut buf = [0u8; 12];
+            tokio::time::timeout(BOUND, stream.read_exact(&mut buf))
+                .await
+                .expect("answered in time")
+                .expect("answered");
+            held.push(stream);
+        }
+        let mut third = TcpStream::connect(running.addr()).await.expect("connects");
+        let _ = third.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(BOUND, third.read_to_end(&mut out))
+            .await
+            .expect("closed, not left hanging");
+        assert!(read.is_err() || out.is_empty(), "unanswered: {out:?}");
+        // Freed when one closes.
+        drop(held.pop());
+        let deadline = tokio::time::Instant::now() + BOUND;
+        loop {
+            let mut again = TcpStream::connect(running.addr()).await.expect("connects");
+            again
+                .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .await
+                .expect("sent");
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(BOUND, again.read_to_end(&mut out)).await;
+            if out.starts_with(b"HTTP/1.1 200") {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a slot is freed when a connection closes"
+            );
+            tokio::task::yield_now().await;
+        }
+        running.shutdown().await;
+    }
 }

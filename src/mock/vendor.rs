@@ -138,11 +138,16 @@ pub fn router(state: Arc<VendorState>) -> Router {
         .route("/v1/verifications", post(open_session))
         .route("/v1/verifications/{session_id}", get(get_session))
         .route("/v1/evidence-packs/{id}", get(get_pack))
+        .fallback(super::no_such_route)
         .layer(from_fn_with_state(Arc::clone(&state.token), require_bearer))
         .layer(from_fn_with_state(
             (state.log.clone(), Actor::Vendor),
             log_exchange,
         ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::limits::REQUEST_BODY_BYTES.as_usize(),
+        ))
+        .layer(axum::middleware::from_fn(super::json_errors))
         .with_state(state)
 }
 

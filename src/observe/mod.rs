@@ -17,7 +17,7 @@
 pub mod stream;
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
@@ -503,6 +503,16 @@ pub enum ReadError {
         #[source]
         source: io::Error,
     },
+    /// A line is longer than any record.
+    #[error("{}:{line} is longer than {limit}", path.display())]
+    LineTooLong {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// The limit.
+        limit: crate::limits::Limit,
+    },
     /// A line is not a record.
     #[error("{}:{line} is not an observation record", path.display())]
     Parse {
@@ -655,17 +665,41 @@ pub fn verify_file(path: &Path) -> Result<Verified, VerifyError> {
         path: path.to_owned(),
         source,
     })?;
+    verify_reader(path, BufReader::new(file))
+}
+
+/// [`verify_file`] over any reader; `path` names the log in errors.
+pub fn verify_reader(path: &Path, reader: impl BufRead) -> Result<Verified, VerifyError> {
     let mut chain = Chain::default();
     let mut run_id = None;
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|source| ReadError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        if line.trim().is_empty() {
+    let mut reader = reader;
+    let mut line = Vec::new();
+    let limit = crate::limits::LOG_LINE_BYTES;
+    for i in 0.. {
+        line.clear();
+        // Bounded: one line of /dev/zero would otherwise grow without end.
+        (&mut reader)
+            .take(limit.value.saturating_add(1))
+            .read_until(b'\n', &mut line)
+            .map_err(|source| ReadError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        if line.is_empty() {
+            break;
+        }
+        if line.len() > limit.as_usize() {
+            return Err(ReadError::LineTooLong {
+                path: path.to_owned(),
+                line: i + 1,
+                limit,
+            }
+            .into());
+        }
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        let record: Record = serde_json::from_str(&line).map_err(|source| ReadError::Parse {
+        let record: Record = serde_json::from_slice(&line).map_err(|source| ReadError::Parse {
             path: path.to_owned(),
             line: i + 1,
             source,

@@ -6,6 +6,7 @@ mod delivery;
 mod drift;
 mod evidence;
 mod fault_schedules;
+mod hardening;
 mod html_report;
 mod judge;
 mod mock;

@@ -117,6 +117,10 @@ async fn every_documented_operation_answers_as_documented() {
         body["session_id"].as_str().expect("session id").to_owned()
     };
 
+    let too_large = format!(
+        "{{\"type\": \"x\", \"pad\": \"{}\"}}",
+        "x".repeat(stagegate::limits::REQUEST_BODY_BYTES.as_usize())
+    );
     // (documented path, method, request, expected status)
     let calls: Vec<(&str, &str, reqwest::RequestBuilder, u16)> = vec![
         ("/v1/candidates/{ats_candidate_id}", "get", client.get(format!("{ats}/v1/candidates/CAND_canary_001")).bearer_auth(&config.ats_token), 200),
@@ -125,6 +129,16 @@ async fn every_documented_operation_answers_as_documented() {
         ("/v1/candidates/{ats_candidate_id}/events", "post", client.post(format!("{ats}/v1/candidates/CAND_canary_001/events")).bearer_auth(&config.ats_token).json(&event), 201),
         ("/v1/candidates/{ats_candidate_id}/events", "post", client.post(format!("{ats}/v1/candidates/CAND_canary_001/events")).bearer_auth(&config.ats_token).header("If-Match", "1").json(&event), 409),
         ("/v1/candidates/{ats_candidate_id}/events", "post", client.post(format!("{ats}/v1/candidates/CAND_canary_001/events")).bearer_auth(&config.ats_token).json(&json!({"type": "identity.verification.completed"})), 422),
+        // Issue 14: a body that is not JSON is a mapping error of the documented shape,
+        // an unknown candidate is 404 whatever the body, a bad If-Match is 400, and a
+        // body over the limit is 413 in JSON.
+        ("/v1/candidates/{ats_candidate_id}/events", "post", client.post(format!("{ats}/v1/candidates/CAND_canary_001/events")).bearer_auth(&config.ats_token).body("{nope"), 422),
+        ("/v1/candidates/{ats_candidate_id}/events", "post", client.post(format!("{ats}/v1/candidates/CAND_canary_001/events")).bearer_auth(&config.ats_token), 422),
+        ("/v1/candidates/{ats_candidate_id}/events", "post", client.post(format!("{ats}/v1/candidates/nobody/events")).bearer_auth(&config.ats_token).body("{nope"), 404),
+        ("/v1/candidates/{ats_candidate_id}/events", "post", client.post(format!("{ats}/v1/candidates/CAND_canary_001/events")).bearer_auth(&config.ats_token).header("If-Match", "soon").json(&event), 400),
+        ("/v1/candidates/{ats_candidate_id}/events", "post", client.post(format!("{ats}/v1/candidates/CAND_canary_001/events")).bearer_auth(&config.ats_token).header("content-type", "application/json").body(too_large.clone()), 413),
+        ("/v1/verifications", "post", client.post(format!("{vendor}/v1/verifications")).bearer_auth(&config.vendor_token).header("content-type", "application/json").body(too_large.clone()), 413),
+        ("/v1/channels/{channel}", "post", client.post(format!("{notify}/v1/channels/%23sec-ops")).header("content-type", "application/json").body(too_large), 413),
         ("/v1/candidates/{ats_candidate_id}/access-grants", "post", client.post(format!("{ats}/v1/candidates/CAND_canary_001/access-grants")).bearer_auth(&config.ats_token).json(&json!({"resource": "assessment", "correlation_id": "cor_1"})), 201),
         ("/v1/candidates/{ats_candidate_id}/access-grants", "post", client.post(format!("{ats}/v1/candidates/CAND_canary_001/access-grants")).bearer_auth(&config.ats_token).json(&json!({"resource": "repo"})), 422),
         ("/v1/exceptions", "post", client.post(format!("{ats}/v1/exceptions")).bearer_auth(&config.ats_token).json(&json!({"ats_candidate_id": "CAND_canary_001", "reason": "name_mismatch", "owner": "security", "correlation_id": "cor_1"})), 201),
@@ -143,6 +157,14 @@ async fn every_documented_operation_answers_as_documented() {
         assert_eq!(response.status().as_u16(), status, "{method} {path}");
         let body: Value = response.json().await.expect("a JSON body");
         assert_documented(&doc, path, method, status, &body);
+        if status == 413 {
+            assert!(
+                body["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("the request body size limit")),
+                "the limit is named: {body}"
+            );
+        }
         exercised.insert(format!("{method} {path}"));
     }
     let documented: BTreeSet<String> = doc["paths"]
@@ -153,6 +175,7 @@ async fn every_documented_operation_answers_as_documented() {
             ops.as_object()
                 .expect("operations")
                 .keys()
+                .filter(|key| ["get", "put", "post", "delete", "patch"].contains(&key.as_str()))
                 .map(move |m| format!("{m} {path}"))
         })
         .collect();
@@ -160,5 +183,133 @@ async fn every_documented_operation_answers_as_documented() {
         documented, exercised,
         "every documented operation is exercised, and only those"
     );
+    // Answers outside any operation are JSON too: a path no operation has, a method a
+    // path does not have (with `Allow`). Before issue 14 both had empty bodies.
+    for (request, status) in [
+        (
+            client
+                .get(format!("{ats}/v1/nothing"))
+                .bearer_auth(&config.ats_token),
+            404,
+        ),
+        (client.get(format!("{notify}/v1/nothing")), 404),
+        (
+            client
+                .delete(format!("{ats}/v1/exceptions"))
+                .bearer_auth(&config.ats_token),
+            405,
+        ),
+        (
+            client
+                .get(format!("{vendor}/v1/verifications"))
+                .bearer_auth(&config.vendor_token),
+            405,
+        ),
+    ] {
+        let response = request.send().await.expect("the mock answers");
+        assert_eq!(response.status().as_u16(), status);
+        if status == 405 {
+            assert!(
+                response.headers().contains_key("allow"),
+                "405 says what is allowed"
+            );
+        }
+        let body: Value = response.json().await.expect("a JSON body");
+        assert!(body["error"].is_string(), "{body}");
+    }
     mocks.shutdown().await;
+}
+
+/// The pinned schemathesis the test installs into `target/schemathesis-venv` (and
+/// .ci/run installs before `cargo test`).
+const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+
+/// The schemathesis executable, installed into its own virtual environment if
+/// missing. `None` (the test is skipped, loudly) only outside CI: with `CI=true` a
+/// schemathesis that cannot be installed fails the test.
+fn schemathesis() -> Option<std::path::PathBuf> {
+    let venv = repo_root().join("target/schemathesis-venv");
+    let bin = venv.join("bin/schemathesis");
+    if !bin.exists() {
+        let installed = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && std::process::Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", SCHEMATHESIS])
+                .status()
+                .is_ok_and(|s| s.success());
+        if !installed {
+            let message = format!("cannot install {SCHEMATHESIS} into {}", venv.display());
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+            eprintln!("SKIPPED: {message} (it is required when CI=true)");
+            return None;
+        }
+    }
+    Some(bin)
+}
+
+/// schemathesis against each mock of a real `stagegate serve` (ports 0): examples,
+/// coverage, fuzzing and the stateful phase over the document's links, every check,
+/// a bounded number of examples, one seed (printed; `SCHEMATHESIS_SEED` changes it).
+#[test]
+fn schemathesis_finds_no_failure_in_any_mock() {
+    let Some(schemathesis) = schemathesis() else {
+        return;
+    };
+    let seed = std::env::var("SCHEMATHESIS_SEED").unwrap_or_else(|_| "1".to_owned());
+    eprintln!("schemathesis seed {seed}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (serve, lines) = crate::serve::ServeProcess::seed_manifest(dir.path());
+    let exported = |name| crate::serve::exported(&lines, name).to_owned();
+    // (tag, base URL, bearer token, phases): the sink has no links to follow.
+    let mocks = [
+        (
+            "ats",
+            exported("STAGEGATE_ATS_URL"),
+            Some(exported("STAGEGATE_ATS_TOKEN")),
+            "examples,coverage,fuzzing,stateful",
+        ),
+        (
+            "vendor",
+            exported("STAGEGATE_VENDOR_URL"),
+            Some(exported("STAGEGATE_VENDOR_TOKEN")),
+            "examples,coverage,fuzzing,stateful",
+        ),
+        (
+            "notify",
+            exported("STAGEGATE_NOTIFY_URL"),
+            None,
+            "examples,coverage,fuzzing",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (tag, url, token, phases) in mocks {
+        let mut command = std::process::Command::new(&schemathesis);
+        command
+            .arg("--config-file")
+            .arg(repo_root().join("tests/schemathesis/schemathesis.toml"))
+            .arg("run")
+            .arg(repo_root().join("schemas/mock-api.openapi.yaml"))
+            .args(["--url", &url, "--include-tag", tag, "--phases", phases])
+            .args(["--checks", "all", "--max-examples", "25", "--seed", &seed])
+            .args(["--workers", "1", "--request-timeout", "20"])
+            .env("NO_COLOR", "1")
+            .env("SCHEMATHESIS_HOOKS", "");
+        if let Some(token) = token {
+            command.args(["--header", &format!("Authorization: Bearer {token}")]);
+        }
+        let out = command.output().expect("schemathesis runs");
+        if !out.status.success() {
+            failures.push(format!(
+                "--- {tag} ({}):\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    assert_eq!(serve.interrupt(), 0, "serve stops cleanly");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

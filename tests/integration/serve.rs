@@ -231,13 +231,14 @@ async fn fire_delivers_a_sequence_that_lands_and_the_log_verifies() {
 
 /// `stagegate serve` as a child process whose stdout lines arrive on a channel, so
 /// every wait on it is bounded.
-struct ServeProcess {
-    child: std::process::Child,
+pub(crate) struct ServeProcess {
+    /// `None` once `interrupt` has taken it.
+    child: Option<std::process::Child>,
     lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl ServeProcess {
-    fn spawn(args: &[&str], dir: &Path) -> Self {
+    pub(crate) fn spawn(args: &[&str], dir: &Path) -> Self {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stagegate"))
             .arg("serve")
             .args(args)
@@ -261,11 +262,30 @@ impl ServeProcess {
                 }
             }
         });
-        ServeProcess { child, lines }
+        ServeProcess {
+            child: Some(child),
+            lines,
+        }
+    }
+
+    /// `stagegate serve manifests/release-gate.yaml` logging into `dir`, with its
+    /// listing read up to the last `export` line (the mocks are listening by then).
+    pub(crate) fn seed_manifest(dir: &Path) -> (Self, Vec<String>) {
+        let log = dir.join("serve.jsonl");
+        let serve = Self::spawn(
+            &[
+                "manifests/release-gate.yaml",
+                "--log",
+                log.to_str().expect("utf-8"),
+            ],
+            dir,
+        );
+        let lines = serve.read_until(|l| l.starts_with("export STAGEGATE_NOTIFY_URL="));
+        (serve, lines)
     }
 
     /// Every line up to and including the first that satisfies `last`.
-    fn read_until(&self, last: impl Fn(&str) -> bool) -> Vec<String> {
+    pub(crate) fn read_until(&self, last: impl Fn(&str) -> bool) -> Vec<String> {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let mut seen = Vec::new();
         loop {
@@ -284,12 +304,13 @@ impl ServeProcess {
     }
 
     /// Ctrl-C, then the exit code, within a bound.
-    fn interrupt(mut self) -> i32 {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("a pid"));
+    pub(crate) fn interrupt(mut self) -> i32 {
+        let mut child = self.child.take().expect("interrupted once");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("signalled");
         let (send, exited) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let _ = send.send(self.child.wait());
+            let _ = send.send(child.wait());
         });
         let status = exited
             .recv_timeout(Duration::from_secs(20))
@@ -299,8 +320,18 @@ impl ServeProcess {
     }
 }
 
+/// A test that fails before `interrupt` leaves no serve behind.
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// The value of `export NAME=VALUE` in serve's listing.
-fn exported<'a>(lines: &'a [String], name: &str) -> &'a str {
+pub(crate) fn exported<'a>(lines: &'a [String], name: &str) -> &'a str {
     let prefix = format!("export {name}=");
     lines
         .iter()
