@@ -238,8 +238,9 @@ fn the_reference_relay_passes_the_kill_switch_scenarios_for_10_seeds() {
 /// The kill-switch checks judge a breaker by the protocol's tolerances, not by the
 /// reference relay's defaults: the relay moved to the edge of them (a rate rule that
 /// waits for 2S calls, a consecutive-failure rule of 6 instead of 4, its own probe
-/// pace, one good probe to close) still passes; moved outside them (a minimum sample
-/// of S / 5, so one failure trips it) it is blocked by `kill_switch.trips`. (With no
+/// pace, one good probe to close) still passes; moved outside them (a run rule of one
+/// failure, where the protocol asks for at least 3) it trips in the brownout below
+/// the threshold and is blocked by `kill_switch.trips`. (With no
 /// run rule at all, a rate rule waiting for 2S calls does not see them within a
 /// 2.5 s outage of a backing-off integration: the protocol document says why a run
 /// rule matters.)
@@ -263,14 +264,14 @@ fn the_kill_switch_is_judged_by_the_tolerances_not_by_the_relay() {
     }
     let (code, report) = gate_on(
         SEED_MANIFEST,
-        &relay_with("", "min_sample=0.2,run=off"),
+        &relay_with("", "run=1"),
         false,
         &["brownout"],
         1,
     );
     assert!(
         failed(&report).contains("kill_switch.trips"),
-        "a rate rule judging 10 calls trips below the threshold: {:#}",
+        "a single failure trips it below the threshold: {:#}",
         report["checks"]
     );
     assert_eq!(code, 1);
