@@ -94,6 +94,23 @@ impl FieldPath {
         (!current.is_null()).then_some(current)
     }
 
+    /// The object holding this path's last segment, and that segment's name, when
+    /// every parent is present and an object (the field itself may be absent).
+    pub fn parent_mut<'v>(
+        &self,
+        value: &'v mut Value,
+    ) -> Option<(&'v mut serde_json::Map<String, Value>, &str)> {
+        let (parents, leaf) = match self.text.rsplit_once('.') {
+            Some((parents, leaf)) => (Some(parents), leaf),
+            None => (None, self.text.as_str()),
+        };
+        let mut node = value;
+        for segment in parents.into_iter().flat_map(|p| p.split('.')) {
+            node = node.get_mut(segment)?;
+        }
+        Some((node.as_object_mut()?, leaf))
+    }
+
     /// The RFC 6901 JSON Pointer of this path (`/verification/result`).
     pub fn json_pointer(&self) -> String {
         let mut out = String::with_capacity(self.text.len() + 1);
@@ -124,6 +141,29 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
+
+    #[test]
+    fn parent_mut_reaches_the_holding_object() {
+        let path = |p: &str| FieldPath::parse(p).expect("path");
+        let mut value = json!({"a": {"b": 1}, "c": 2, "s": "x"});
+        let (nested, flat) = (path("a.b"), path("c"));
+        let (map, leaf) = nested.parent_mut(&mut value).expect("found");
+        assert_eq!((leaf, map.get(leaf)), ("b", Some(&json!(1))));
+        let (map, leaf) = flat.parent_mut(&mut value).expect("found");
+        assert_eq!((leaf, map.get(leaf)), ("c", Some(&json!(2))));
+        assert!(
+            path("a.z").parent_mut(&mut value).is_some(),
+            "an absent leaf"
+        );
+        assert!(
+            path("z.b").parent_mut(&mut value).is_none(),
+            "an absent parent"
+        );
+        assert!(
+            path("s.b").parent_mut(&mut value).is_none(),
+            "a parent that is no object"
+        );
+    }
 
     #[test]
     fn parses_and_looks_up_nested_fields() {

@@ -419,19 +419,8 @@ fn flip_result(config: &super::config::RelayConfig, body: &mut Value) {
 
 /// Sets the field at a dotted path, if its parents are objects.
 fn set_at(body: &mut Value, path: &crate::contract::path::FieldPath, value: Value) {
-    let segments: Vec<&str> = path.segments().collect();
-    let Some((leaf, parents)) = segments.split_last() else {
-        return;
-    };
-    let mut parent = body;
-    for segment in parents {
-        match parent.get_mut(*segment) {
-            Some(next) => parent = next,
-            None => return,
-        }
-    }
-    if let Some(map) = parent.as_object_mut() {
-        map.insert((*leaf).to_owned(), value);
+    if let Some((map, leaf)) = path.parent_mut(body) {
+        map.insert(leaf.to_owned(), value);
     }
 }
 
@@ -488,19 +477,13 @@ fn shadow_copy(config: &super::config::RelayConfig, fault: &str, body: &Value) -
             return Some(copy);
         }
     };
-    let segments: Vec<&str> = path.segments().collect();
-    let (leaf, parents) = segments.split_last()?;
-    let mut parent = &mut copy;
-    for segment in parents {
-        parent = parent.get_mut(*segment)?;
-    }
-    let map = parent.as_object_mut()?;
+    let (map, leaf) = path.parent_mut(&mut copy)?;
     match value {
         Some(value) => {
-            map.insert((*leaf).to_owned(), value);
+            map.insert(leaf.to_owned(), value);
         }
         None => {
-            map.remove(*leaf)?;
+            map.remove(leaf)?;
         }
     }
     let mut violations = Vec::new();

@@ -307,29 +307,18 @@ impl<'m> Drift<'m> {
 
 /// Applies one drift to the field at `path`; `false` if the payload has no such field.
 fn drift_field(payload: &mut serde_json::Value, path: &FieldPath, kind: DriftKind) -> bool {
-    let segments: Vec<&str> = path.segments().collect();
-    let Some((leaf, parents)) = segments.split_last() else {
-        return false;
-    };
-    let mut parent = payload;
-    for segment in parents {
-        match parent.get_mut(*segment) {
-            Some(next) => parent = next,
-            None => return false,
-        }
-    }
-    let Some(map) = parent.as_object_mut() else {
+    let Some((map, leaf)) = path.parent_mut(payload) else {
         return false;
     };
     match kind {
-        DriftKind::RenameNested | DriftKind::RenameFlat => match map.remove(*leaf) {
+        DriftKind::RenameNested | DriftKind::RenameFlat => match map.remove(leaf) {
             Some(value) => {
                 map.insert(format!("{leaf}_v2"), value);
                 true
             }
             None => false,
         },
-        DriftKind::EnumOutside => match map.get_mut(*leaf) {
+        DriftKind::EnumOutside => match map.get_mut(leaf) {
             Some(value @ serde_json::Value::String(_)) => {
                 let text = value.as_str().unwrap_or_default();
                 *value = serde_json::Value::String(format!("{text}_v2"));
@@ -337,7 +326,7 @@ fn drift_field(payload: &mut serde_json::Value, path: &FieldPath, kind: DriftKin
             }
             _ => false,
         },
-        DriftKind::TypeChange => match map.get_mut(*leaf) {
+        DriftKind::TypeChange => match map.get_mut(leaf) {
             Some(value @ serde_json::Value::String(_)) => {
                 *value = serde_json::json!(12345);
                 true
