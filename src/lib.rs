@@ -16,7 +16,10 @@
 //!   the large datasets of `stagegate sandbox generate`, all from one seed.
 //! - [`observe`] is the hash-chained observation log every exchange of a run goes to.
 //! - [`run`] carries out a gate run: mocks, the integration, the scenarios' deliveries.
-//! - [`judge`] judges a run's observation log against its plan, one check a function.
+//! - [`judge`] judges a run's observation log against its plan, streamed: one fold per
+//!   check, the log never held whole.
+//! - [`http`] is the server plumbing (accept loop, limits, dropped connections) the
+//!   mocks, `serve` and the reference relay share.
 //! - [`record`] captures a vendor's real webhooks (signature verified, fsynced before
 //!   the acknowledgement); [`drift`] infers their shape and classifies every change
 //!   against the contracts and a committed baseline.
@@ -41,6 +44,7 @@ pub mod delivery;
 pub mod drift;
 pub mod evidence;
 pub mod exit;
+pub mod http;
 pub mod judge;
 pub mod limits;
 pub mod manifest;

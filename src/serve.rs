@@ -61,7 +61,7 @@ pub enum ServeError {
     Log(#[from] crate::observe::LogError),
     /// A listener could not bind.
     #[error(transparent)]
-    Bind(#[from] crate::mock::BindError),
+    Bind(#[from] crate::http::BindError),
 }
 
 /// The running sandbox.
@@ -119,7 +119,7 @@ impl Served {
         let vendor_url = mocks
             .vendor_url()
             .parse()
-            .map_err(|_| crate::mock::BindError {
+            .map_err(|_| crate::http::BindError {
                 addr: config.mocks.vendor_addr,
                 source: std::io::Error::other("the vendor URL does not parse"),
             })?;

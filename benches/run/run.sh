@@ -3,10 +3,13 @@
 #  1. wall time of the seed manifest: the five delivery scenarios, then all nine;
 #  2. a run of COUNT generated candidates (clean scenario): events landed per second
 #     and the peak memory of the harness and of the relay.
-# Usage: benches/run/run.sh            (COUNT=10000 RUNS=5 by default)
+#  3. the same at BIG candidates (100,000 by default; BIG=0 skips it): the harness's
+#     memory must not follow the candidates the way the log does.
+# Usage: benches/run/run.sh            (COUNT=10000 BIG=100000 RUNS=5 by default)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 COUNT=${COUNT:-10000}
+BIG=${BIG:-100000}
 RUNS=${RUNS:-5}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -34,26 +37,32 @@ echo "== wall time of the seed manifest against the reference relay"
 time_runs "stagegate run (5 delivery scenarios)" "${DELIVERY[@]}"
 time_runs "stagegate run (all 9 scenarios)"
 
-echo "== $COUNT generated candidates, clean scenario"
-"$BIN" sandbox generate --count "$COUNT" --seed 7 --out "$WORK/dataset.yaml" > /dev/null
-# The relay is stopped with SIGTERM to its group, so its peak is sampled from /proc.
-( peak=0
-  while sleep 0.1; do
-    for pid in $(pgrep -f "$BIN relay" || true); do
-      kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-      [ "${kb:-0}" -gt "$peak" ] && peak=$kb && echo "$peak" > "$WORK/relay.peak"
-    done
-  done ) &
-SAMPLER=$!
-/usr/bin/time -f 'harness_maxrss_kb=%M harness_wall_s=%e' -o "$WORK/harness.time" \
-  "$BIN" run manifests/release-gate.yaml --dataset "$WORK/dataset.yaml" --scenario clean \
-  --out "$WORK/big" > "$WORK/big.txt" || {
-  kill $SAMPLER; echo "the large run failed:"; tail -40 "$WORK/big.txt"; exit 1; }
-kill $SAMPLER 2>/dev/null || true
-python3 - "$WORK" <<'PY'
+# A run of N generated candidates (clean scenario): events landed per second, the
+# judge's time, the peak RSS of the harness and of the relay. Fails loudly (exit 1,
+# the run's last lines) when the gate does not pass.
+large_run() {
+  local n=$1 dir="$WORK/big-$1"
+  echo "== $n generated candidates, clean scenario"
+  "$BIN" sandbox generate --count "$n" --seed 7 --out "$WORK/dataset-$n.yaml" > /dev/null
+  rm -f "$WORK/relay.peak"
+  # The relay is stopped with SIGTERM to its group, so its peak is sampled from /proc.
+  ( peak=0
+    while sleep 0.1; do
+      for pid in $(pgrep -f "$BIN relay" || true); do
+        kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+        [ "${kb:-0}" -gt "$peak" ] && peak=$kb && echo "$peak" > "$WORK/relay.peak"
+      done
+    done ) &
+  local sampler=$!
+  /usr/bin/time -f 'harness_maxrss_kb=%M harness_wall_s=%e harness_cpu_s=%U+%S' -o "$WORK/harness.time" \
+    "$BIN" run manifests/release-gate.yaml --dataset "$WORK/dataset-$n.yaml" --scenario clean \
+    --out "$dir" > "$WORK/big.txt" || {
+    kill $sampler; echo "the run of $n candidates failed:"; tail -40 "$WORK/big.txt"; exit 1; }
+  kill $sampler 2>/dev/null || true
+  python3 - "$WORK" "$dir" <<'PY'
 import json, re, sys
-work = sys.argv[1]
-report = json.load(open(f"{work}/big/report.json"))
+work, run = sys.argv[1], sys.argv[2]
+report = json.load(open(f"{run}/report.json"))
 harness = open(f"{work}/harness.time").read()
 try:
     relay = int(open(f"{work}/relay.peak").read())
@@ -64,5 +73,13 @@ s = report["scenarios"][0]
 print(f"verdict {report['verdict']}: {s['landed']} of {s['should_land']} events landed, {s['deliveries']} deliveries")
 print(f"drive {t['drive_ms'] / 1000:.2f} s -> {t['landed_per_second']:.0f} events landed/s; judge {t['judge_ms']} ms; whole run {t['total_ms'] / 1000:.2f} s")
 kb = int(re.search(r"harness_maxrss_kb=(\d+)", harness).group(1))
+cpu = re.search(r"harness_cpu_s=([\d.]+)\+([\d.]+)", harness)
+cpu_s = float(cpu.group(1)) + float(cpu.group(2))
+print(f"harness CPU {cpu_s:.1f} s, {cpu_s * 1e6 / max(s['landed'], 1):.0f} us per event landed")
 print(f"peak RSS: harness {kb / 1024:.1f} MiB" + (f", relay {relay / 1024:.1f} MiB (sampled every 0.1 s)" if relay else ""))
 PY
+  rm -rf "$dir" "$WORK/dataset-$n.yaml"
+}
+for n in $COUNT $BIG; do
+  [ "$n" -gt 0 ] && large_run "$n"
+done

@@ -19,7 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::server::ConnectionKill;
+use crate::http::ConnectionKill;
 use crate::observe::{Actor, Entry, ObservationLog};
 
 /// One kind of injected fault.

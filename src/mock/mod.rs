@@ -13,7 +13,6 @@
 pub mod ats;
 pub mod faults;
 pub mod notify;
-pub mod server;
 pub mod vendor;
 
 use std::net::SocketAddr;
@@ -26,10 +25,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+pub use crate::http::{BindError, RunningServer};
 use crate::manifest::Manifest;
 use crate::observe::{Actor, Entry, ObservationLog};
 use crate::sandbox::model::SandboxCandidate;
-pub use server::{BindError, RunningServer};
 
 /// Logs every exchange a mock answers: method, path, status, latency.
 ///

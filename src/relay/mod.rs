@@ -37,7 +37,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 
 use crate::delivery::signature::{self, WebhookSecret};
-use crate::mock::RunningServer;
+use crate::http::RunningServer;
 use config::RelayConfig;
 use log::RelayLog;
 use store::{Accepted, Store};
@@ -54,7 +54,7 @@ pub enum RelayError {
     Store(#[from] store::StoreError),
     /// The listener could not be bound.
     #[error(transparent)]
-    Bind(#[from] crate::mock::BindError),
+    Bind(#[from] crate::http::BindError),
 }
 
 struct Shared {

@@ -103,7 +103,7 @@ pub enum RunError {
     Prepare(#[from] scenarios::PrepareError),
     /// A mock could not bind its address.
     #[error("the sandbox could not start")]
-    Mocks(#[source] crate::mock::BindError),
+    Mocks(#[source] crate::http::BindError),
     /// The integration did not start.
     #[error("the integration under test could not start")]
     Integration(#[source] sut::StartError),
@@ -173,7 +173,7 @@ pub async fn execute(
         .await
         .map_err(RunError::Mocks)?;
     let vendor_url = mocks.vendor_url().parse().map_err(|_| {
-        RunError::Mocks(crate::mock::BindError {
+        RunError::Mocks(crate::http::BindError {
             addr: config.mocks.vendor_addr,
             source: std::io::Error::other("the vendor URL does not parse"),
         })
@@ -197,13 +197,15 @@ pub async fn execute(
     )?;
     let mut prepared = prepared;
     prepared.plan.time_scale = config.time_scale;
-    mocks.ats.add_candidates(&prepared.candidates);
-    for pack in &prepared.packs {
-        mocks.vendor.register_pack(pack.clone());
+    // The mocks keep their own state: the prepared copies are not held for the run.
+    mocks
+        .ats
+        .add_candidates(&std::mem::take(&mut prepared.candidates));
+    for pack in std::mem::take(&mut prepared.packs) {
+        mocks.vendor.register_pack(pack);
     }
     let plan_path = out.join("plan.json");
-    let plan_text = serde_json::to_vec_pretty(&prepared.plan).unwrap_or_default();
-    std::fs::write(&plan_path, plan_text).map_err(|source| RunError::Artifacts {
+    write_plan(&plan_path, &prepared.plan).map_err(|source| RunError::Artifacts {
         path: plan_path,
         source,
     })?;
@@ -220,8 +222,15 @@ pub async fn execute(
                     source,
                 })
             })?;
+            // Each run starts the integration afresh: a state folder left by an earlier
+            // run into the same `--out` (same seed, same event ids) would make every
+            // event look like a duplicate. The `restart` scenario keeps it within a run.
             let state_dir = out.join("integration-state");
-            std::fs::create_dir_all(&state_dir).map_err(|source| RunError::Artifacts {
+            let fresh = match std::fs::remove_dir_all(&state_dir) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+                _ => std::fs::create_dir_all(&state_dir),
+            };
+            fresh.map_err(|source| RunError::Artifacts {
                 path: state_dir.clone(),
                 source,
             })?;
@@ -349,6 +358,15 @@ pub async fn execute(
         start_time,
         drive_time,
     })
+}
+
+/// Writes `plan.json` as it serialises, so a large plan is never a second time in
+/// memory as text.
+fn write_plan(path: &std::path::Path, plan: &Plan) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(path)?);
+    serde_json::to_writer_pretty(&mut out, plan)?;
+    out.flush()
 }
 
 /// The integration the harness started, which the `restart` scenario kills and

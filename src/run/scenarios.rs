@@ -602,15 +602,16 @@ pub fn prepare(
                         && !forged
                         && !drifted
                         && (!superseded || scenario == Scenario::Clean),
-                    payload: payload.clone(),
+                    payload,
                 });
                 if let Some(pack) = &event.evidence_pack {
                     prepared.packs.push(pack.clone());
                 }
+                let payload = &prepared.plan.events[prepared.plan.events.len() - 1].payload;
                 let mut delivery = Delivery::json(
                     webhook_id(seed, &event_id),
                     event.contract.as_str(),
-                    &payload,
+                    payload,
                 );
                 delivery.candidate = Some(member.id.0.clone());
                 delivery.correlation_id = Some(event.correlation_id.clone());

@@ -17,24 +17,18 @@ use stagegate::run::{Integration, RunConfig, execute};
 
 use crate::util::repo_root;
 
-#[test]
-fn the_reference_relay_passes_every_check_it_is_judged_on() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = repo_root().join("manifests/release-gate.yaml");
-    let manifest = Arc::new(Manifest::load(&path).expect("the seed loads").value);
-    let config = RunConfig {
-        manifest: Arc::clone(&manifest),
-        manifest_path: path,
+/// A run of the reference relay through `scenarios`, into `out`.
+fn config(manifest: &Arc<Manifest>, scenarios: Vec<Scenario>, out: &std::path::Path) -> RunConfig {
+    RunConfig {
+        manifest: Arc::clone(manifest),
+        manifest_path: repo_root().join("manifests/release-gate.yaml"),
         integration: Integration::Command(format!(
             "exec '{}' relay",
             env!("CARGO_BIN_EXE_stagegate")
         )),
         seed: 42,
-        scenarios: Scenario::ALL
-            .into_iter()
-            .filter(|s| !s.is_kill_switch())
-            .collect(),
-        out_dir: dir.path().to_owned(),
+        scenarios,
+        out_dir: out.to_owned(),
         time_scale: 60.0,
         drain: DrainLimit {
             stall: Duration::from_secs(20),
@@ -47,7 +41,23 @@ fn the_reference_relay_passes_every_check_it_is_judged_on() {
         outage: OutageSettings::default(),
         dataset: None,
         shard: None,
-    };
+    }
+}
+
+fn seed_manifest() -> Arc<Manifest> {
+    let path = repo_root().join("manifests/release-gate.yaml");
+    Arc::new(Manifest::load(&path).expect("the seed loads").value)
+}
+
+#[test]
+fn the_reference_relay_passes_every_check_it_is_judged_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifest = seed_manifest();
+    let scenarios = Scenario::ALL
+        .into_iter()
+        .filter(|s| !s.is_kill_switch())
+        .collect();
+    let config = config(&manifest, scenarios, dir.path());
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let output = runtime
         .block_on(execute(&config, &|_| {}, &|_| {}))
@@ -65,5 +75,23 @@ fn the_reference_relay_passes_every_check_it_is_judged_on() {
             Status::Pass
         };
         assert_eq!(check.status, expected, "{}: {:?}", check.id, check.reason);
+    }
+}
+
+#[test]
+fn a_second_run_into_the_same_folder_starts_the_integration_afresh() {
+    // The same seed gives the same event ids: a relay that kept its dedupe store from
+    // the first run would call every event of the second a duplicate and land none.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifest = seed_manifest();
+    let config = config(&manifest, vec![Scenario::Clean], dir.path());
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    for round in 1..=2 {
+        let output = runtime
+            .block_on(execute(&config, &|_| {}, &|_| {}))
+            .expect("the run completes");
+        let judgement = judge_log(&manifest, &output.plan, &output.log).expect("judged");
+        let failed: Vec<&str> = judgement.failed().map(|c| c.id.as_str()).collect();
+        assert!(failed.is_empty(), "round {round}: {failed:?}");
     }
 }

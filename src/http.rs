@@ -1,5 +1,6 @@
-//! Serving a mock's router on loopback, with graceful shutdown and the ability to
-//! drop a connection mid-request.
+//! Serving a router on loopback, with graceful shutdown and the ability to drop a
+//! connection mid-request: the plumbing the mocks, `serve` and the reference relay
+//! share (it belongs to none of them).
 //!
 //! `axum::serve` cannot close one connection without answering, which is exactly the
 //! "commit then drop" fault (the ATS applied the write, the integration never hears
