@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use serde_json::Value;
 
 use super::fold::{Cite, Context, Fold, records};
-use super::run::{Outcome, body_event_id, body_text, times};
+use super::run::{Outcome, body_event_id, key_of, times};
 use crate::observe::Record;
 
 /// `idempotency.exactly_once`.
@@ -34,13 +34,6 @@ struct ExactlyOnce {
     by_key: HashMap<Box<str>, Vec<Applied>>,
     keys_of_event: HashMap<Box<str>, Vec<Box<str>>>,
     outcome: Outcome,
-}
-
-fn key_of(record: &Record) -> Option<&str> {
-    record
-        .idempotency_key
-        .as_deref()
-        .or_else(|| body_text(record, "idempotency_key"))
 }
 
 fn revisions(applied: &[Applied]) -> String {

@@ -19,7 +19,9 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 
 use super::contracts::ContractPass;
-use super::run::{Outcome, body_event_id, record_time, scenario_in, summarize_exchanges};
+use super::run::{
+    Outcome, body_event_id, finding_about, record_time, scenario_in, summarize_exchanges,
+};
 use super::{Exchange, Finding};
 use crate::manifest::Manifest;
 use crate::observe::Record;
@@ -248,19 +250,14 @@ impl Context<'_> {
         seen: impl Into<String>,
         cites: impl IntoIterator<Item = Cite>,
     ) -> Cited {
-        let planned = candidate.and_then(|c| self.plan.candidate(c));
         Cited {
-            finding: Finding {
-                scenario: planned.map(|c| c.scenario),
-                candidate: candidate.map(str::to_owned),
-                source_candidate: None,
-                correlation_id: correlation_id
-                    .map(str::to_owned)
-                    .or_else(|| planned.map(|c| c.correlation_id.clone())),
-                expected: expected.into(),
-                seen: seen.into(),
-                exchanges: Vec::new(),
-            },
+            finding: finding_about(
+                candidate.and_then(|c| self.plan.candidate(c)),
+                candidate,
+                correlation_id,
+                expected,
+                seen,
+            ),
             cites: cites.into_iter().collect(),
         }
     }

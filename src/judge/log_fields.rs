@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 
 use super::fold::{Context, Fold, records, skipped};
-use super::run::{Outcome, body_event_id, body_text, detail_text};
+use super::run::{Outcome, body_event_id, detail_text, key_of};
 use crate::observe::Record;
 
 /// How deep a log line is searched for the event's id.
@@ -105,13 +105,6 @@ struct LogFields<'a> {
     best: HashMap<String, Best>,
     applied: Vec<Applied>,
     json_lines: usize,
-}
-
-fn key_of(record: &Record) -> Option<&str> {
-    record
-        .idempotency_key
-        .as_deref()
-        .or_else(|| body_text(record, "idempotency_key"))
 }
 
 impl Fold for LogFields<'_> {

@@ -138,19 +138,47 @@ impl<'a> Run<'a> {
         seen: impl Into<String>,
         exchanges: impl IntoIterator<Item = &'r Record>,
     ) -> Finding {
-        let planned = candidate.and_then(|c| self.candidate(c));
         Finding {
-            scenario: planned.map(|c| c.scenario),
-            candidate: candidate.map(str::to_owned),
-            source_candidate: None,
-            correlation_id: correlation_id
-                .map(str::to_owned)
-                .or_else(|| planned.map(|c| c.correlation_id.clone())),
-            expected: expected.into(),
-            seen: seen.into(),
             exchanges: summarize(exchanges),
+            ..finding_about(
+                candidate.and_then(|c| self.candidate(c)),
+                candidate,
+                correlation_id,
+                expected,
+                seen,
+            )
         }
     }
+}
+
+/// A finding about `candidate` (its scenario, and its correlation id unless the records
+/// say, from its place in the plan), with no exchanges yet.
+pub(crate) fn finding_about(
+    planned: Option<&PlannedCandidate>,
+    candidate: Option<&str>,
+    correlation_id: Option<&str>,
+    expected: impl Into<String>,
+    seen: impl Into<String>,
+) -> Finding {
+    Finding {
+        scenario: planned.map(|c| c.scenario),
+        candidate: candidate.map(str::to_owned),
+        source_candidate: None,
+        correlation_id: correlation_id
+            .map(str::to_owned)
+            .or_else(|| planned.map(|c| c.correlation_id.clone())),
+        expected: expected.into(),
+        seen: seen.into(),
+        exchanges: Vec::new(),
+    }
+}
+
+/// The idempotency key an ATS write carries: the record's, else its body's.
+pub(crate) fn key_of(record: &Record) -> Option<&str> {
+    record
+        .idempotency_key
+        .as_deref()
+        .or_else(|| body_text(record, "idempotency_key"))
 }
 
 /// The highest `on_failure.severity` of the manifest's contracts: the contract checks'
