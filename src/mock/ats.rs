@@ -258,6 +258,13 @@ impl AtsState {
         lock(&self.applied_ids).get(event_id).copied().unwrap_or(0)
     }
 
+    /// Keeps only the ids of events not applied yet, under one lock: the driver asks
+    /// for thousands every few milliseconds while the ATS is applying them.
+    pub fn retain_unapplied(&self, event_ids: &mut Vec<&str>) {
+        let applied = lock(&self.applied_ids);
+        event_ids.retain(|id| !applied.contains_key(*id));
+    }
+
     /// Requests received so far, answered or not (the harness waits for quiet).
     pub fn requests(&self) -> u64 {
         self.requests.load(std::sync::atomic::Ordering::Relaxed)

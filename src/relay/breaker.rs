@@ -374,23 +374,29 @@ pub struct Breaker {
     state: State,
     /// Calls in the failure window: when, and whether it failed.
     calls: VecDeque<(Instant, bool)>,
+    /// How many of `calls` failed, kept as calls come and go: at thousands of calls a
+    /// second the window holds up to [`MAX_SAMPLES`], too many to count per call.
+    failed: usize,
     /// Mapping errors in the mapping window.
     mapping: VecDeque<Instant>,
 }
 
-/// Drops samples at or before `now - window`.
+/// Drops samples at or before `now - window`, handing each one dropped on.
 fn expire<T>(
     samples: &mut VecDeque<T>,
     now: Instant,
     window: Duration,
     at: impl Fn(&T) -> Instant,
-) {
-    let Some(horizon) = now.checked_sub(window) else {
-        return;
-    };
-    while samples.front().is_some_and(|s| at(s) <= horizon) {
-        samples.pop_front();
-    }
+) -> impl Iterator<Item = T> {
+    let horizon = now.checked_sub(window);
+    std::iter::from_fn(move || {
+        let horizon = horizon?;
+        samples
+            .front()
+            .is_some_and(|s| at(s) <= horizon)
+            .then(|| samples.pop_front())
+            .flatten()
+    })
 }
 
 impl Breaker {
@@ -400,6 +406,7 @@ impl Breaker {
             policy,
             state: State::Closed,
             calls: VecDeque::new(),
+            failed: 0,
             mapping: VecDeque::new(),
         }
     }
@@ -423,8 +430,11 @@ impl Breaker {
     /// Records one ATS call; trips (only from closed) when a rule says so.
     pub fn record(&mut self, call: Call, now: Instant) -> Option<Transition> {
         self.calls.push_back((now, call == Call::Failed));
-        if self.calls.len() > MAX_SAMPLES {
-            self.calls.pop_front();
+        self.failed += usize::from(call == Call::Failed);
+        if self.calls.len() > MAX_SAMPLES
+            && let Some((_, failed)) = self.calls.pop_front()
+        {
+            self.failed -= usize::from(failed);
         }
         if call == Call::MappingError {
             self.mapping.push_back(now);
@@ -450,11 +460,13 @@ impl Breaker {
 
     /// The rules against the windows as of `now`: the trip, if one holds.
     fn evaluate(&mut self, now: Instant) -> Option<Trip> {
-        expire(&mut self.calls, now, self.policy.failure_window, |s| s.0);
-        expire(&mut self.mapping, now, self.policy.mapping_window, |t| *t);
+        for (_, failed) in expire(&mut self.calls, now, self.policy.failure_window, |s| s.0) {
+            self.failed -= usize::from(failed);
+        }
+        expire(&mut self.mapping, now, self.policy.mapping_window, |t| *t).for_each(drop);
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         let attempts = count(self.calls.len());
-        let failures = count(self.calls.iter().filter(|s| s.1).count());
+        let failures = count(self.failed);
         let limit = self.policy.failure_run.map_or(0, |r| r as usize);
         let run = count(
             self.calls
@@ -530,6 +542,7 @@ impl Breaker {
         };
         self.state = State::Closed;
         self.calls.clear();
+        self.failed = 0;
         self.mapping.clear();
         Some(transition)
     }

@@ -483,7 +483,7 @@ async fn wait_drained(
     loop {
         driver.sample_calls();
         let before = waiting.len();
-        waiting.retain(|id| ats.times_applied(id) == 0);
+        ats.retain_unapplied(&mut waiting);
         let landed = expected.len() - waiting.len();
         let now = tokio::time::Instant::now();
         if waiting.len() != before {
