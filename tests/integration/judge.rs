@@ -47,6 +47,7 @@ fn the_reference_relay_passes_every_check_it_is_judged_on() {
         outage: OutageSettings::default(),
         dataset: None,
         shard: None,
+        policy: None,
     };
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let output = runtime

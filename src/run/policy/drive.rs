@@ -1,0 +1,476 @@
+//! Driving the policy flow: each candidate's stage changes sent to the
+//! integration's `POST /webhooks/ats` in plan order, the vendor answering every
+//! session the integration opens as the candidate's risk profile says, a reviewer
+//! resolving exception items, and, in `policy-reconcile`, the daily job.
+//!
+//! The harness waits on state (a grant at the ATS, the mocks going quiet), never on
+//! a fixed clock, and bounds every wait by the drain stall window, so a defective
+//! integration costs a few seconds, not a hang.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+
+use super::{PlannedResult, PolicyCandidate, PolicyPlan, ReconcileCase, RiskProfile, marks};
+use crate::delivery::{Delivery, Perturbation, Sender};
+use crate::manifest::Envelope;
+use crate::mock::ats::AtsState;
+use crate::mock::vendor::{Session, VendorState};
+use crate::observe::{Actor, Entry, ObservationLog};
+use crate::run::drive::{DrainLimit, ScenarioReport};
+use crate::run::plan::Scenario;
+
+/// How long the mocks must see nothing before a policy scenario counts as settled.
+const QUIET: Duration = Duration::from_millis(300);
+/// How often state is looked at while waiting.
+const POLL: Duration = Duration::from_millis(10);
+/// How long the vendor takes over a session that is not slow.
+const FAST_RESULT: Duration = Duration::from_millis(20);
+
+/// What drives the policy flow.
+pub struct PolicyDriver {
+    /// Signs with the ATS's webhook secret, retries as the policy's `retry` says.
+    pub ats_sender: Sender,
+    /// Signs with the vendor's webhook secret (the run's sender).
+    pub vendor_sender: Arc<Sender>,
+    /// The integration's base URL.
+    pub base_url: String,
+    /// The mock ATS.
+    pub ats: Arc<AtsState>,
+    /// The mock vendor.
+    pub vendor: Arc<VendorState>,
+    /// The run's log.
+    pub log: ObservationLog,
+    /// Every wait's bound.
+    pub drain: DrainLimit,
+    /// How much faster than real time the policy's windows pass.
+    pub time_scale: f64,
+    /// The manifest's envelope (where results carry their ids).
+    pub envelope: Envelope,
+    /// For `POST /jobs/reconcile`.
+    pub client: reqwest::Client,
+}
+
+impl std::fmt::Debug for PolicyDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyDriver")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The vendor's side of the flow, shared by the task answering sessions.
+struct Responder {
+    plan: Arc<PolicyPlan>,
+    driver: Arc<PolicyDriver>,
+    /// Sessions seen per candidate, for the order of its results.
+    seen: Mutex<HashMap<String, usize>>,
+    /// Sessions being answered now.
+    busy: AtomicUsize,
+}
+
+impl PolicyDriver {
+    /// Drives the policy scenarios in order and reports each.
+    pub async fn drive(
+        self: Arc<Self>,
+        plan: PolicyPlan,
+        scenarios: &[Scenario],
+    ) -> Vec<ScenarioReport> {
+        let plan = Arc::new(plan);
+        let responder = Arc::new(Responder {
+            plan: Arc::clone(&plan),
+            driver: Arc::clone(&self),
+            seen: Mutex::new(HashMap::new()),
+            busy: AtomicUsize::new(0),
+        });
+        let mut sessions = self.vendor.subscribe();
+        let answering = {
+            let responder = Arc::clone(&responder);
+            tokio::spawn(async move {
+                let mut tasks = JoinSet::new();
+                loop {
+                    match sessions.recv().await {
+                        Ok(session) => {
+                            responder.busy.fetch_add(1, Ordering::SeqCst);
+                            let responder = Arc::clone(&responder);
+                            tasks.spawn(async move {
+                                responder.answer(session).await;
+                                responder.busy.fetch_sub(1, Ordering::SeqCst);
+                            });
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    }
+                    while tasks.try_join_next().is_some() {}
+                }
+            })
+        };
+        let mut reports = Vec::new();
+        for &scenario in scenarios.iter().filter(|s| s.is_policy()) {
+            reports.push(self.scenario(&plan, &responder, scenario).await);
+        }
+        answering.abort();
+        let _ = answering.await;
+        reports
+    }
+
+    async fn scenario(
+        self: &Arc<Self>,
+        plan: &Arc<PolicyPlan>,
+        responder: &Arc<Responder>,
+        scenario: Scenario,
+    ) -> ScenarioReport {
+        self.log.append(
+            Actor::Harness,
+            "scenario.start",
+            Entry::detail(json!({"scenario": scenario})),
+        );
+        let started = Instant::now();
+        let members: Vec<PolicyCandidate> = plan
+            .candidates
+            .iter()
+            .filter(|c| c.scenario == scenario)
+            .cloned()
+            .collect();
+        let deliveries = members
+            .iter()
+            .flat_map(|c| &c.moves)
+            .filter(|m| !m.lost)
+            .count();
+        let mut tasks = JoinSet::new();
+        for member in members.iter().cloned() {
+            let (driver, plan) = (Arc::clone(self), Arc::clone(plan));
+            tasks.spawn(async move { driver.send_moves(&plan, &member).await });
+        }
+        let mut acked = 0;
+        while let Some(done) = tasks.join_next().await {
+            acked += done.unwrap_or(0);
+        }
+        for member in &members {
+            if member.reconcile == Some(ReconcileCase::OrphanSession) {
+                // The candidate follows an old invitation: a session the integration never asked for.
+                self.vendor
+                    .open_for_candidate(&member.candidate, &member.correlation_id);
+            }
+        }
+        let send_ms = started.elapsed().as_millis() as u64;
+        let mut timed_out = !self.settle(responder).await;
+        if scenario == Scenario::PolicyReconcile {
+            self.reconcile().await;
+            timed_out |= !self.settle(responder).await;
+        }
+        let report = ScenarioReport {
+            scenario,
+            deliveries,
+            acked,
+            should_land: 0,
+            landed: 0,
+            send_ms,
+            total_ms: started.elapsed().as_millis() as u64,
+            timed_out,
+        };
+        self.log
+            .append(Actor::Harness, "scenario.end", Entry::detail(json!(report)));
+        report
+    }
+
+    /// Sends one candidate's moves in its send order, moving the ATS first (the ATS
+    /// announces a move once it made it); after a move into a gated stage, waits for
+    /// its grant before the candidate moves on. Returns the deliveries acknowledged.
+    async fn send_moves(&self, plan: &PolicyPlan, member: &PolicyCandidate) -> usize {
+        let url = match format!("{}/webhooks/ats", self.base_url).parse::<url::Url>() {
+            Ok(url) => url,
+            Err(_) => return 0,
+        };
+        let mut moved = 0usize;
+        let mut acked = 0;
+        let last = member.send_order.len().saturating_sub(1);
+        for (position, &index) in member.send_order.iter().enumerate() {
+            let Some(change) = member.moves.get(index) else {
+                continue;
+            };
+            if !change.forged {
+                // The ATS makes the moves in the order they happened, whatever the
+                // order of their deliveries.
+                while moved <= index {
+                    if let Some(earlier) = member.moves.get(moved) {
+                        self.ats.set_stage(&member.candidate, &earlier.to);
+                    }
+                    moved += 1;
+                }
+            }
+            if change.lost {
+                self.log.append(
+                    Actor::Harness,
+                    marks::LOST_STAGE_CHANGE,
+                    Entry {
+                        candidate: Some(member.candidate.clone()),
+                        correlation_id: Some(member.correlation_id.clone()),
+                        event_id: Some(change.event_id.clone()),
+                        ..Entry::detail(json!({"event_id": change.event_id, "to": change.to}))
+                    },
+                );
+                continue;
+            }
+            let event_name = plan
+                .event()
+                .map_or("candidate.stage_changed", |e| e.name.as_str());
+            let mut delivery = Delivery::json(
+                format!("msg_{}", change.event_id),
+                event_name,
+                &change.payload,
+            );
+            delivery.candidate = Some(member.candidate.clone());
+            delivery.correlation_id = Some(member.correlation_id.clone());
+            delivery.event_id = Some(change.event_id.clone());
+            delivery.idempotency_key = Some(change.idempotency_key.clone());
+            let outcome = self
+                .ats_sender
+                .deliver(&url, &delivery, &perturbation(&change.perturbation))
+                .await;
+            if outcome.acked {
+                acked += 1;
+            }
+            if !change.forged && plan.is_gated(&change.to) && position < last {
+                self.wait_for_grant(&member.candidate, super::resource_of(&change.to))
+                    .await;
+            }
+        }
+        acked
+    }
+
+    /// Waits until the ATS holds a grant of `resource` for the candidate, at most the
+    /// drain stall window (an integration that never grants is the checks' to judge).
+    async fn wait_for_grant(&self, candidate: &str, resource: &str) {
+        let give_up = Instant::now() + self.drain.stall;
+        while Instant::now() < give_up {
+            let granted = self.ats.grants().iter().any(|g| {
+                g.ats_candidate_id == candidate
+                    && serde_json::to_value(g.resource)
+                        .ok()
+                        .as_ref()
+                        .and_then(Value::as_str)
+                        == Some(resource)
+            });
+            if granted {
+                return;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until no session is being answered and the ATS and the vendor have been
+    /// quiet for [`QUIET`]; `false` if the stall window passed first.
+    async fn settle(&self, responder: &Responder) -> bool {
+        let start = Instant::now();
+        let mut last = (self.ats.requests(), self.vendor.sessions(None).len());
+        let mut quiet_since = start;
+        loop {
+            tokio::time::sleep(POLL).await;
+            let now_state = (self.ats.requests(), self.vendor.sessions(None).len());
+            let now = Instant::now();
+            if now_state != last || responder.busy.load(Ordering::SeqCst) > 0 {
+                last = now_state;
+                quiet_since = now;
+            }
+            if now.duration_since(quiet_since) >= QUIET {
+                return true;
+            }
+            if now.duration_since(quiet_since) >= self.drain.stall
+                || now.duration_since(start) >= self.drain.cap
+            {
+                return false;
+            }
+        }
+    }
+
+    /// `POST /jobs/reconcile` on the integration, logged with its answer.
+    async fn reconcile(&self) {
+        let url = format!("{}/jobs/reconcile", self.base_url);
+        let answer = self
+            .client
+            .post(&url)
+            .timeout(self.drain.stall)
+            .send()
+            .await;
+        let detail = match answer {
+            Ok(response) => json!({"status": response.status().as_u16()}),
+            Err(err) => json!({"error": err.to_string()}),
+        };
+        self.log
+            .append(Actor::Harness, marks::RECONCILE, Entry::detail(detail));
+    }
+}
+
+impl Responder {
+    /// Answers one session: the candidate's next planned result after its profile's
+    /// delay, then what follows it (a retake, a reviewer and a step-up session).
+    async fn answer(&self, session: Session) {
+        let Some(member) = self.plan.candidate(&session.ats_candidate_id) else {
+            return;
+        };
+        let ordinal = {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            let count = seen.entry(member.candidate.clone()).or_default();
+            *count += 1;
+            *count - 1
+        };
+        let planned = self.result(member, ordinal);
+        let driver = &self.driver;
+        let delay = if member.profile == RiskProfile::Slow && ordinal == 0 {
+            // Past the policy's verification target, on the run's clock.
+            let target = self
+                .plan
+                .policy
+                .slas
+                .identity_verification_target_minutes
+                .max(0.0);
+            crate::protocol::scaled(
+                Duration::from_secs_f64(target * 60.0 * 1.2),
+                driver.time_scale,
+            )
+        } else {
+            FAST_RESULT
+        };
+        tokio::time::sleep(delay).await;
+        driver.vendor.complete_session(
+            &session.session_id,
+            &planned.result,
+            Some(&member.risk_tier),
+        );
+        let mut payload = planned.payload.clone();
+        if let Ok(path) = crate::contract::path::FieldPath::parse(&self.plan.session_field)
+            && let Some((parent, leaf)) = path.parent_mut(&mut payload)
+        {
+            parent.insert(leaf.to_owned(), json!(session.session_id));
+        }
+        let key = driver
+            .envelope
+            .idempotency_key_of(&payload)
+            .map(str::to_owned);
+        driver.log.append(
+            Actor::Harness,
+            marks::RESULT,
+            Entry {
+                candidate: Some(member.candidate.clone()),
+                correlation_id: Some(member.correlation_id.clone()),
+                event_id: Some(planned.event_id.clone()),
+                ..Entry::detail(json!({
+                    "session_id": session.session_id,
+                    "result": planned.result,
+                    "risk_tier": member.risk_tier,
+                    "signals": planned.signal.iter().collect::<Vec<_>>(),
+                    "event_id": planned.event_id,
+                    "delivered": !planned.lost,
+                }))
+            },
+        );
+        if !planned.lost
+            && let Ok(url) = format!("{}/webhooks/vendor", driver.base_url).parse::<url::Url>()
+        {
+            let mut delivery = Delivery::json(
+                format!("msg_{}", planned.event_id),
+                self.plan.result_contract.as_str(),
+                &payload,
+            );
+            delivery.candidate = Some(member.candidate.clone());
+            delivery.correlation_id = Some(member.correlation_id.clone());
+            delivery.event_id = Some(planned.event_id.clone());
+            delivery.idempotency_key = key;
+            driver
+                .vendor_sender
+                .deliver(&url, &delivery, &Perturbation::None)
+                .await;
+        }
+        match planned.result.as_str() {
+            "failed" if member.profile == RiskProfile::Retake && ordinal == 0 => {
+                driver
+                    .vendor
+                    .open_for_candidate(&member.candidate, &member.correlation_id);
+            }
+            "review_required" if !planned.lost => {
+                if self.resolve_exception(member).await {
+                    // The step-up verification the reviewer asked for.
+                    driver
+                        .vendor
+                        .open_for_candidate(&member.candidate, &member.correlation_id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The candidate's result for its `ordinal`-th session: the planned one, or a
+    /// fresh `passed` (new event id and key) past the plan.
+    fn result(&self, member: &PolicyCandidate, ordinal: usize) -> PlannedResult {
+        if let Some(planned) = member.results.get(ordinal) {
+            return planned.clone();
+        }
+        let envelope = &self.driver.envelope;
+        let template = member.results.last().cloned();
+        let mut payload = template.map(|t| t.payload).unwrap_or_else(|| json!({}));
+        let event_id = format!("evt_{}_s{ordinal}", member.candidate);
+        for (path, value) in [
+            (&envelope.event_id, json!(event_id)),
+            (
+                &envelope.idempotency_key,
+                json!(format!("idk_{}_s{ordinal}", member.candidate)),
+            ),
+        ] {
+            if let Some((parent, leaf)) = path.parent_mut(&mut payload) {
+                parent.insert(leaf.to_owned(), value);
+            }
+        }
+        if let Ok(path) = crate::contract::path::FieldPath::parse(&self.plan.result_field)
+            && let Some((parent, leaf)) = path.parent_mut(&mut payload)
+        {
+            parent.insert(leaf.to_owned(), json!("passed"));
+            parent.remove("signals");
+        }
+        PlannedResult {
+            result: "passed".to_owned(),
+            signal: None,
+            lost: member.results.is_empty(),
+            event_id,
+            payload,
+        }
+    }
+
+    /// Waits for the candidate's open exception item and resolves it as a reviewer
+    /// would; `false` if none came within the stall window.
+    async fn resolve_exception(&self, member: &PolicyCandidate) -> bool {
+        let driver = &self.driver;
+        let give_up = Instant::now() + driver.drain.stall;
+        while Instant::now() < give_up {
+            let open = driver.ats.exceptions().into_iter().find(|item| {
+                item.ats_candidate_id == member.candidate
+                    && item.status == crate::mock::ats::ExceptionStatus::Open
+            });
+            if let Some(item) = open {
+                return driver
+                    .ats
+                    .resolve_exception(&item.id, "identity confirmed on a video call")
+                    .is_some();
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        false
+    }
+}
+
+/// The delivery perturbation a plan names.
+fn perturbation(name: &str) -> Perturbation {
+    match name {
+        "exact_duplicate" => Perturbation::ExactDuplicate { copies: 1 },
+        "re_emit" => Perturbation::ReEmit,
+        "concurrent_duplicates" => Perturbation::ConcurrentDuplicates { copies: 2 },
+        "unsigned" => Perturbation::Unsigned,
+        "wrong_signature" => Perturbation::WrongSignature,
+        "stale_timestamp" => Perturbation::StaleTimestamp,
+        _ => Perturbation::None,
+    }
+}
