@@ -532,6 +532,7 @@ pub fn router(state: Arc<AtsState>) -> Router {
         .route("/v1/candidates/{id}/events", post(post_event))
         .route("/v1/candidates/{id}/access-grants", post(post_grant))
         .route("/v1/exceptions", post(post_exception))
+        .route("/v1/exceptions/{id}", get(get_exception))
         .fallback(super::no_such_route)
         .layer(from_fn_with_state(Arc::clone(&state), layers))
         .layer(axum::extract::DefaultBodyLimit::max(
@@ -830,6 +831,17 @@ async fn post_grant(
     );
     grants.push(grant.clone());
     (StatusCode::CREATED, axum::Json(grant)).into_response()
+}
+
+async fn get_exception(State(state): State<Arc<AtsState>>, Path(id): Path<String>) -> Response {
+    match lock(&state.exceptions).iter().find(|item| item.id == id) {
+        Some(item) => axum::Json(item).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "unknown exception item",
+            json!({"id": id}),
+        ),
+    }
 }
 
 async fn post_exception(State(state): State<Arc<AtsState>>, body: Bytes) -> Response {

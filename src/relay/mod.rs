@@ -20,6 +20,7 @@ pub mod breaker;
 pub mod config;
 pub mod log;
 mod notify;
+mod policy;
 pub mod store;
 mod switch;
 mod worker;
@@ -64,6 +65,8 @@ struct Shared {
     wake: Notify,
     deliveries: std::sync::atomic::AtomicU64,
     switch: KillSwitch,
+    /// The hiring-policy side, when `STAGEGATE_POLICY` is set.
+    policy: Option<Arc<policy::PolicySide>>,
 }
 
 /// A running relay: its HTTP server, its worker and its notifier.
@@ -109,6 +112,14 @@ impl Relay {
             kill_switch: config.manifest.raw.release_gate.kill_switch.name.clone(),
         };
         let notifier = tokio::spawn(notify::run(notices_out, channels, log.clone()));
+        let policy = match &config.policy {
+            Some(setup) => Some(Arc::new(policy::PolicySide::open(
+                &config,
+                Arc::clone(setup),
+                log.clone(),
+            )?)),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             config,
             store,
@@ -116,6 +127,7 @@ impl Relay {
             wake: Notify::new(),
             deliveries: Default::default(),
             switch,
+            policy,
         });
         let server = RunningServer::start(router(Arc::clone(&shared)), listen).await?;
         let worker = tokio::spawn(worker::run(Arc::clone(&shared)));
@@ -163,6 +175,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/webhooks/vendor", post(vendor_webhook))
         .route("/webhooks/ats", post(ats_webhook))
+        .route("/jobs/reconcile", post(reconcile))
         .with_state(shared)
 }
 
@@ -276,6 +289,9 @@ async fn vendor_webhook(
     let outcome = match accepted {
         Accepted::Queued(_) => {
             shared.wake.notify_one();
+            if let Some(policy) = &shared.policy {
+                policy.result(&event, &received_at);
+            }
             "queued"
         }
         Accepted::Duplicate => "duplicate",
@@ -284,11 +300,24 @@ async fn vendor_webhook(
     (StatusCode::OK, axum::Json(json!({"status": outcome}))).into_response()
 }
 
+async fn reconcile(State(shared): State<Arc<Shared>>) -> Response {
+    match &shared.policy {
+        Some(policy) => policy.reconcile().await,
+        None => reject(
+            StatusCode::NOT_FOUND,
+            "no hiring policy: start the relay with STAGEGATE_POLICY to reconcile".into(),
+        ),
+    }
+}
+
 async fn ats_webhook(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(policy) = &shared.policy {
+        return policy.stage_change(&headers, &body).await;
+    }
     if let Some(response) = unverified(&shared.config.ats_secret, &headers, &body) {
         return response;
     }

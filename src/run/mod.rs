@@ -271,6 +271,12 @@ pub async fn execute(
                 manifest: config.manifest_path.clone(),
                 state_dir,
                 time_scale: config.time_scale,
+                policy: config.policy.as_ref().map(|p| {
+                    (
+                        std::path::absolute(&p.path).unwrap_or_else(|_| p.path.clone()),
+                        p.stages.clone(),
+                    )
+                }),
             };
             let output = out.join("integration.log");
             let process = SutProcess::start(command, &env, &output, &log, config.ready_timeout)

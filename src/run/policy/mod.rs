@@ -249,6 +249,33 @@ impl PolicyPlan {
     }
 }
 
+/// When an exception item filed at `created` must have been reviewed: the policy's
+/// `exceptionReview.highRiskHours` for a high-risk candidate, else
+/// `standardBusinessDays` business days (Saturdays and Sundays skipped). Real-world
+/// time: a person reviews it, whatever the run's time scale.
+pub fn review_due(
+    policy: &HiringPolicy,
+    created: chrono::DateTime<chrono::Utc>,
+    high_risk: bool,
+) -> chrono::DateTime<chrono::Utc> {
+    use chrono::Datelike;
+    let review = &policy.slas.exception_review;
+    if high_risk {
+        return created
+            + chrono::TimeDelta::seconds((review.high_risk_hours.max(0.0) * 3600.0) as i64);
+    }
+    let days = review.standard_business_days.max(0.0);
+    let mut due = created;
+    let mut whole = days.floor() as u32;
+    while whole > 0 {
+        due += chrono::TimeDelta::days(1);
+        if !matches!(due.weekday(), chrono::Weekday::Sat | chrono::Weekday::Sun) {
+            whole -= 1;
+        }
+    }
+    due + chrono::TimeDelta::seconds((days.fract() * 86_400.0) as i64)
+}
+
 /// Whether `stage` is one of the policy's `identityGate.appliesToStages`.
 pub fn is_gated(policy: &HiringPolicy, stage: &str) -> bool {
     policy
@@ -352,13 +379,21 @@ pub struct PreparedPolicy {
 }
 
 /// The result contract's fields the flow reads and patches.
-struct ResultFields {
-    contract: ContractName,
-    result: FieldPath,
-    session: FieldPath,
+#[derive(Debug, Clone)]
+pub struct ResultFields {
+    /// The contract whose events carry verification results.
+    pub contract: ContractName,
+    /// Its result enum (`verification.result`).
+    pub result: FieldPath,
+    /// Its session id (`verification.session_id`).
+    pub session: FieldPath,
+    /// Its risk tier, if it has one (`verification.risk_tier`).
+    pub risk_tier: Option<FieldPath>,
 }
 
-fn result_fields(manifest: &Manifest) -> Option<ResultFields> {
+/// The manifest contract that carries verification results: the first with an
+/// enum holding `passed`, `failed` and `review_required` and a required `session_id`.
+pub fn result_fields(manifest: &Manifest) -> Option<ResultFields> {
     manifest.contracts.iter().find_map(|contract| {
         let (result, _) = contract.enums().iter().find(|(_, values)| {
             ["passed", "failed", "review_required"]
@@ -369,10 +404,16 @@ fn result_fields(manifest: &Manifest) -> Option<ResultFields> {
             .required()
             .iter()
             .find(|p| p.segments().last() == Some("session_id"))?;
+        let risk_tier = contract
+            .required()
+            .iter()
+            .find(|p| p.segments().last() == Some("risk_tier"))
+            .cloned();
         Some(ResultFields {
             contract: contract.name().clone(),
             result: result.clone(),
             session: session.clone(),
+            risk_tier,
         })
     })
 }
