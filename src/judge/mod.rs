@@ -24,6 +24,7 @@ mod log_fields;
 mod no_loss;
 mod ordering;
 mod pii;
+mod policy;
 mod run;
 mod sequence;
 mod signature;
@@ -67,6 +68,22 @@ const JUDGES: &[(&str, JudgeFn)] = &[
     (
         "kill_switch.gates_not_paused",
         kill_switch::gates_not_paused,
+    ),
+    (
+        "policy.stage_event_idempotency",
+        policy::judge::<policy::StageEventIdempotency>,
+    ),
+    ("policy.fanout_sla", policy::judge::<policy::FanoutSla>),
+    (
+        "policy.identity_gate",
+        policy::judge::<policy::IdentityGate>,
+    ),
+    ("policy.step_up", policy::judge::<policy::StepUp>),
+    ("policy.log_fields", policy::judge::<policy::LogFields>),
+    ("policy.signature", policy::judge::<policy::Signature>),
+    (
+        "policy.reconciliation",
+        policy::judge::<policy::Reconciliation>,
     ),
 ];
 

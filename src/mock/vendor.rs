@@ -53,6 +53,17 @@ pub struct Session {
     pub risk_tier: Option<String>,
     /// When it was opened.
     pub created_at: String,
+    /// Who opened it: `integration`, or `candidate` (a retake, a step-up, an old
+    /// invitation). Not part of the API's answers.
+    #[serde(skip)]
+    pub opened_by: &'static str,
+}
+
+impl Session {
+    /// Whether the candidate opened it, not the integration.
+    pub fn opened_by_candidate(&self) -> bool {
+        self.opened_by == "candidate"
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,7 +144,7 @@ impl VendorState {
     }
 
     /// Creates, records, logs and announces a session; `by` says who opened it.
-    fn open(&self, ats_candidate_id: String, correlation_id: String, by: &str) -> Session {
+    fn open(&self, ats_candidate_id: String, correlation_id: String, by: &'static str) -> Session {
         let n = self.next_session.fetch_add(1, Ordering::Relaxed);
         let session = Session {
             session_id: format!("ses_{:08x}{n:06}", self.id_prefix),
@@ -143,6 +154,7 @@ impl VendorState {
             result: None,
             risk_tier: None,
             created_at: format_time(chrono::Utc::now()),
+            opened_by: by,
         };
         self.register_session(session.clone());
         self.log.append(

@@ -49,7 +49,7 @@ pub const KNOWN_FAULTS: &[&str] = &[
     "no_step_up_exception",
     "slow_fanout",
     "no_ats_signature_check",
-    "reconcile_seen_only",
+    "reconcile_from_webhooks",
 ];
 
 /// Why the configuration is unusable.

@@ -29,6 +29,8 @@ const CALL_ATTEMPTS: u32 = 6;
 /// A candidate's gate as the relay tracks it.
 #[derive(Debug, Default, Clone)]
 struct Gate {
+    /// The stage the latest stage change announced.
+    stage: String,
     /// Gated stages entered and not granted yet.
     pending: Vec<String>,
     /// The flow's correlation id.
@@ -202,19 +204,21 @@ impl PolicySide {
             (true, true) => "verification_requested",
             (true, false) => "recorded",
         };
-        if fresh && gated {
-            let correlation_id = event
-                .get("correlationId")
-                .and_then(Value::as_str)
-                .map_or_else(|| format!("cor_{candidate}"), str::to_owned);
-            {
-                let mut gates = lock(&self.gates);
-                let gate = gates.entry(candidate.clone()).or_default();
-                gate.correlation_id = correlation_id.clone();
-                if !gate.pending.contains(&to) {
-                    gate.pending.push(to.clone());
-                }
+        let correlation_id = event
+            .get("correlationId")
+            .and_then(Value::as_str)
+            .map_or_else(|| format!("cor_{candidate}"), str::to_owned);
+        if fresh {
+            // Every candidate a stage change announced is in the hiring flow.
+            let mut gates = lock(&self.gates);
+            let gate = gates.entry(candidate.clone()).or_default();
+            gate.correlation_id = correlation_id.clone();
+            gate.stage = to.clone();
+            if gated && !gate.pending.contains(&to) {
+                gate.pending.push(to.clone());
             }
+        }
+        if fresh && gated {
             let side = Arc::clone(self);
             tokio::spawn(async move { side.fan_out(candidate, to, correlation_id).await });
         }
@@ -309,6 +313,11 @@ impl PolicySide {
                 .to_owned()
         };
         let candidate = text(&envelope.candidate_id);
+        // Only candidates in the hiring flow (a stage change reached the relay) are
+        // gated; the release gate's own results are the worker's alone.
+        if !lock(&self.gates).contains_key(&candidate) {
+            return;
+        }
         let result = text(&fields.result);
         let risk = fields.risk_tier.as_ref().map(text).unwrap_or_default();
         let signals: Vec<String> = crate::contract::path::FieldPath::parse(&format!(
@@ -362,8 +371,10 @@ impl PolicySide {
                 let reason = signals
                     .first()
                     .map_or_else(|| format!("step-up: {result}"), |s| format!("step-up: {s}"));
+                // Deliberate defect `wrong_exception_owner`: the roles swapped.
+                let swap = self.has_fault("wrong_exception_owner");
                 let item = self
-                    .file_exception(&candidate, &reason, high_risk, Some(&line.session_id))
+                    .file_exception(&candidate, &reason, high_risk, Some(&line.session_id), swap)
                     .await;
                 let mut gates = lock(&self.gates);
                 gates.entry(candidate.clone()).or_default().exception = item;
@@ -465,17 +476,17 @@ impl PolicySide {
     }
 
     /// Files an exception item with the policy's owner and due time; its id.
+    /// `swap_owner` gives it the other role (the `wrong_exception_owner` defect).
     async fn file_exception(
         &self,
         candidate: &str,
         reason: &str,
         high_risk: bool,
         session_id: Option<&str>,
+        swap_owner: bool,
     ) -> Option<String> {
         let owners = &self.setup.policy.reconciliation.on_mismatch.assign_owner;
-        // Deliberate defect `wrong_exception_owner`: the roles swapped.
-        let high = high_risk != self.has_fault("wrong_exception_owner");
-        let owner = if high {
+        let owner = if high_risk != swap_owner {
             &owners.high_risk
         } else {
             &owners.default
@@ -537,20 +548,26 @@ impl PolicySide {
                 by_candidate.entry(candidate).or_default().push(session);
             }
         }
-        let seen_only = self.has_fault("reconcile_seen_only");
+        let from_webhooks = self.has_fault("reconcile_from_webhooks");
         let mut mismatches = 0;
-        for (candidate, stage) in &stages {
-            if seen_only && !lock(&self.gates).contains_key(candidate) {
-                // Deliberate defect: only what the webhooks brought is compared.
-                continue;
-            }
+        for (candidate, ats_stage) in &stages {
+            let stage = if from_webhooks {
+                // Deliberate defect: the stage the webhooks told, not the ATS's, so a
+                // lost stage change is never noticed.
+                match lock(&self.gates).get(candidate) {
+                    Some(gate) => gate.stage.clone(),
+                    None => continue,
+                }
+            } else {
+                ats_stage.clone()
+            };
             let theirs = by_candidate
                 .get(candidate.as_str())
                 .map_or(&[][..], Vec::as_slice);
             let passed = theirs
                 .iter()
                 .any(|s| s.get("result").and_then(Value::as_str) == Some("passed"));
-            let past_gate = self.at_or_past_gate(stage);
+            let past_gate = self.at_or_past_gate(&stage);
             let reason = if past_gate && !passed {
                 "reconciliation: gated stage without a passed verification"
             } else if !past_gate && !theirs.is_empty() {
@@ -575,7 +592,7 @@ impl PolicySide {
                 .iter()
                 .any(|s| s.get("risk_tier").and_then(Value::as_str) == Some("high"));
             if let Some(item) = self
-                .file_exception(candidate, reason, high_risk, None)
+                .file_exception(candidate, reason, high_risk, None, false)
                 .await
             {
                 let _ = lock(&self.db).execute(

@@ -7,7 +7,7 @@
 //! a fixed clock, and bounds every wait by the drain stall window, so a defective
 //! integration costs a few seconds, not a hang.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -67,8 +67,10 @@ impl std::fmt::Debug for PolicyDriver {
 struct Responder {
     plan: Arc<PolicyPlan>,
     driver: Arc<PolicyDriver>,
-    /// Sessions seen per candidate, for the order of its results.
-    seen: Mutex<HashMap<String, usize>>,
+    /// Gated moves delivered per candidate so far: which gate a session answers.
+    gates_sent: Mutex<HashMap<String, usize>>,
+    /// The planned results already given to a session, per candidate.
+    answered: Mutex<HashSet<(String, usize)>>,
     /// Sessions being answered now.
     busy: AtomicUsize,
 }
@@ -84,7 +86,8 @@ impl PolicyDriver {
         let responder = Arc::new(Responder {
             plan: Arc::clone(&plan),
             driver: Arc::clone(&self),
-            seen: Mutex::new(HashMap::new()),
+            gates_sent: Mutex::new(HashMap::new()),
+            answered: Mutex::new(HashSet::new()),
             busy: AtomicUsize::new(0),
         });
         let mut sessions = self.vendor.subscribe();
@@ -143,8 +146,9 @@ impl PolicyDriver {
             .count();
         let mut tasks = JoinSet::new();
         for member in members.iter().cloned() {
-            let (driver, plan) = (Arc::clone(self), Arc::clone(plan));
-            tasks.spawn(async move { driver.send_moves(&plan, &member).await });
+            let (driver, plan, responder) =
+                (Arc::clone(self), Arc::clone(plan), Arc::clone(responder));
+            tasks.spawn(async move { driver.send_moves(&plan, &responder, &member).await });
         }
         let mut acked = 0;
         while let Some(done) = tasks.join_next().await {
@@ -158,7 +162,8 @@ impl PolicyDriver {
             }
         }
         let send_ms = started.elapsed().as_millis() as u64;
-        let mut timed_out = !self.settle(responder).await;
+        let mut timed_out = !self.sessions_opened(plan, &members).await;
+        timed_out |= !self.settle(responder).await;
         if scenario == Scenario::PolicyReconcile {
             self.reconcile().await;
             timed_out |= !self.settle(responder).await;
@@ -181,7 +186,12 @@ impl PolicyDriver {
     /// Sends one candidate's moves in its send order, moving the ATS first (the ATS
     /// announces a move once it made it); after a move into a gated stage, waits for
     /// its grant before the candidate moves on. Returns the deliveries acknowledged.
-    async fn send_moves(&self, plan: &PolicyPlan, member: &PolicyCandidate) -> usize {
+    async fn send_moves(
+        &self,
+        plan: &PolicyPlan,
+        responder: &Responder,
+        member: &PolicyCandidate,
+    ) -> usize {
         let url = match format!("{}/webhooks/ats", self.base_url).parse::<url::Url>() {
             Ok(url) => url,
             Err(_) => return 0,
@@ -228,6 +238,11 @@ impl PolicyDriver {
             delivery.correlation_id = Some(member.correlation_id.clone());
             delivery.event_id = Some(change.event_id.clone());
             delivery.idempotency_key = Some(change.idempotency_key.clone());
+            if !change.forged && plan.is_gated(&change.to) {
+                *lock(&responder.gates_sent)
+                    .entry(member.candidate.clone())
+                    .or_default() += 1;
+            }
             let outcome = self
                 .ats_sender
                 .deliver(&url, &delivery, &perturbation(&change.perturbation))
@@ -288,9 +303,40 @@ impl PolicyDriver {
         }
     }
 
+    /// Waits until every candidate whose move into a gated stage was delivered has
+    /// a session at the vendor (a slow fan-out is still under way when the mocks
+    /// go quiet); `false` if the stall window passed first.
+    async fn sessions_opened(&self, plan: &PolicyPlan, members: &[PolicyCandidate]) -> bool {
+        let waiting: Vec<&str> = members
+            .iter()
+            .filter(|c| {
+                c.moves
+                    .iter()
+                    .any(|m| !m.forged && !m.lost && plan.is_gated(&m.to))
+            })
+            .map(|c| c.candidate.as_str())
+            .collect();
+        let give_up = Instant::now() + self.drain.stall;
+        while Instant::now() < give_up {
+            if waiting
+                .iter()
+                .all(|c| !self.vendor.sessions(Some(c)).is_empty())
+            {
+                return true;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        false
+    }
+
     /// `POST /jobs/reconcile` on the integration, logged with its answer.
     async fn reconcile(&self) {
         let url = format!("{}/jobs/reconcile", self.base_url);
+        self.log.append(
+            Actor::Harness,
+            marks::RECONCILE,
+            Entry::detail(json!({"url_path": "/jobs/reconcile"})),
+        );
         let answer = self
             .client
             .post(&url)
@@ -302,7 +348,7 @@ impl PolicyDriver {
             Err(err) => json!({"error": err.to_string()}),
         };
         self.log
-            .append(Actor::Harness, marks::RECONCILE, Entry::detail(detail));
+            .append(Actor::Harness, marks::RECONCILED, Entry::detail(detail));
     }
 }
 
@@ -313,12 +359,27 @@ impl Responder {
         let Some(member) = self.plan.candidate(&session.ats_candidate_id) else {
             return;
         };
-        let ordinal = {
-            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            let count = seen.entry(member.candidate.clone()).or_default();
-            *count += 1;
-            *count - 1
+        // Which planned result the session gets: the candidate's own session (a
+        // retake, a step-up) the second; the integration's the first for the first
+        // gate and the last for a later one. A second session for the same one (a
+        // duplicate the integration should not have opened) is abandoned, as a
+        // candidate abandons a second link: it stays pending.
+        let ordinal = if session.opened_by_candidate() {
+            usize::from(member.results.len() >= 2)
+        } else {
+            let gates = lock(&self.gates_sent)
+                .get(&member.candidate)
+                .copied()
+                .unwrap_or(0);
+            if gates <= 1 {
+                0
+            } else {
+                member.results.len().saturating_sub(1)
+            }
         };
+        if !lock(&self.answered).insert((member.candidate.clone(), ordinal)) {
+            return;
+        }
         let planned = self.result(member, ordinal);
         let driver = &self.driver;
         let delay = if member.profile == RiskProfile::Slow && ordinal == 0 {
@@ -460,6 +521,10 @@ impl Responder {
         }
         false
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 /// The delivery perturbation a plan names.

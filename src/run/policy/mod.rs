@@ -52,9 +52,12 @@ pub mod marks {
     /// result. Detail: `{"session_id", "result", "risk_tier", "signals": [..],
     /// "event_id", "delivered": bool}`.
     pub const RESULT: &str = "policy.result";
-    /// The harness asked the integration to reconcile (`POST /jobs/reconcile`).
-    /// Detail: `{"status"}` (the answer's HTTP status, absent on no answer).
+    /// The harness is about to ask the integration to reconcile (`POST
+    /// /jobs/reconcile`): what the job files comes after this record.
     pub const RECONCILE: &str = "policy.reconcile";
+    /// The integration answered the reconcile call. Detail: `{"status"}` (absent,
+    /// with `"error"`, on no answer).
+    pub const RECONCILED: &str = "policy.reconciled";
     /// A stage change was deliberately never delivered. Detail: `{"event_id", "to"}`.
     pub const LOST_STAGE_CHANGE: &str = "policy.stage_change_lost";
 }

@@ -1,0 +1,178 @@
+//! The hiring-policy checks (`policy.*`): what the integration did with the stage
+//! changes, sessions, results and exception items of the policy scenarios, judged
+//! against the policy written into the plan (`plan.policy`).
+//!
+//! Each check is a fold: it sees the log once, in order, keeps small per-candidate
+//! state, and cites the records of a finding by `seq`; [`judge`] runs one over a run
+//! and turns its findings into the judge's. Without a policy in the plan every check
+//! skips with [`NO_POLICY`], which says how to turn them on.
+
+mod fanout_sla;
+mod idempotency;
+mod identity_gate;
+mod log_fields;
+mod reconciliation;
+mod signature;
+mod step_up;
+
+use std::collections::BTreeSet;
+
+use super::run::{Outcome, Run};
+use crate::judge::FINDINGS_KEPT;
+use crate::observe::Record;
+use crate::run::plan::Scenario;
+use crate::run::policy::PolicyPlan;
+
+pub(crate) use fanout_sla::FanoutSla;
+pub(crate) use idempotency::StageEventIdempotency;
+pub(crate) use identity_gate::IdentityGate;
+pub(crate) use log_fields::LogFields;
+pub(crate) use reconciliation::Reconciliation;
+pub(crate) use signature::Signature;
+pub(crate) use step_up::StepUp;
+
+/// Why a policy check has nothing to judge in a run without a hiring policy.
+pub(crate) const NO_POLICY: &str = "no hiring policy in this run: `stagegate run MANIFEST --policy POLICY` (or `policy:` in the manifest) drives the policy flow these checks judge";
+
+/// What a policy check reads besides the record at hand.
+pub(crate) struct Cx<'a> {
+    /// The policy part of the plan.
+    pub(crate) plan: &'a PolicyPlan,
+    /// How much faster than real time the run's windows passed.
+    pub(crate) time_scale: f64,
+    /// Personal data of the policy scenarios' candidates (never to be logged).
+    pub(crate) pii: Vec<&'a str>,
+}
+
+/// A finding before the judge fills in its exchanges.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Cited {
+    /// The candidate concerned.
+    pub(crate) candidate: Option<String>,
+    /// What a correct integration does.
+    pub(crate) expected: String,
+    /// What was seen.
+    pub(crate) seen: String,
+    /// The records that tell it, by `seq`.
+    pub(crate) cites: Vec<u64>,
+}
+
+/// What a policy check concluded.
+#[derive(Debug, Default)]
+pub(crate) struct Verdict {
+    /// The scenarios whose records were judged; none means nothing was.
+    pub(crate) judged: BTreeSet<Scenario>,
+    /// Why nothing was judged, when the check has a more precise reason.
+    pub(crate) skip: Option<String>,
+    /// Every finding counted, the first [`FINDINGS_KEPT`] kept.
+    pub(crate) total: usize,
+    /// The kept findings.
+    pub(crate) kept: Vec<Cited>,
+}
+
+impl Verdict {
+    /// Counts a finding and builds it only if it is kept.
+    pub(crate) fn add(&mut self, make: impl FnOnce() -> Cited) {
+        self.total += 1;
+        if self.kept.len() < FINDINGS_KEPT {
+            self.kept.push(make());
+        }
+    }
+}
+
+/// A policy check as a fold over the log.
+pub(crate) trait PolicyCheck: Sized {
+    /// The fold's empty state for a plan.
+    fn new(cx: &Cx<'_>) -> Self;
+    /// Sees the next record.
+    fn record(&mut self, cx: &Cx<'_>, record: &Record);
+    /// Judges once the log has ended.
+    fn finish(self, cx: &Cx<'_>, out: &mut Verdict);
+}
+
+/// Runs one policy check over a run.
+pub(crate) fn judge<C: PolicyCheck>(run: &Run<'_>) -> Outcome {
+    let Some(plan) = &run.plan.policy else {
+        return Outcome::skip(NO_POLICY);
+    };
+    let cx = Cx {
+        plan,
+        time_scale: run.plan.time_scale,
+        pii: run
+            .plan
+            .candidates
+            .iter()
+            .filter(|c| c.scenario.is_policy())
+            .flat_map(|c| c.pii.iter().map(String::as_str))
+            .collect(),
+    };
+    let mut check = C::new(&cx);
+    for record in run.records {
+        check.record(&cx, record);
+    }
+    let mut verdict = Verdict::default();
+    check.finish(&cx, &mut verdict);
+    if verdict.judged.is_empty() && verdict.total == 0 {
+        return Outcome::skip(verdict.skip.unwrap_or_else(|| {
+            "the policy scenarios did not run (`--scenario policy` or `--scenario policy-reconcile`)".to_owned()
+        }));
+    }
+    let mut outcome = Outcome::default();
+    for scenario in &verdict.judged {
+        outcome.judged(Some(*scenario));
+    }
+    let by_seq = |seq: u64| {
+        run.records
+            .binary_search_by_key(&seq, |r| r.seq)
+            .ok()
+            .map(|i| &run.records[i])
+    };
+    let kept = verdict.kept;
+    let mut kept = kept.into_iter();
+    for _ in 0..verdict.total {
+        outcome.findings.add(|| {
+            let cited = kept.next().unwrap_or_else(|| Cited {
+                candidate: None,
+                expected: String::new(),
+                seen: String::new(),
+                cites: Vec::new(),
+            });
+            let correlation = cited
+                .candidate
+                .as_deref()
+                .and_then(|c| plan.candidate(c))
+                .map(|c| c.correlation_id.clone());
+            run.finding(
+                cited.candidate.as_deref(),
+                correlation.as_deref(),
+                cited.expected,
+                cited.seen,
+                cited.cites.into_iter().filter_map(by_seq),
+            )
+        });
+    }
+    outcome
+}
+
+/// Whether an HTTP status is a 2xx.
+pub(crate) fn ok(status: Option<u16>) -> bool {
+    status.is_some_and(|s| (200..300).contains(&s))
+}
+
+/// A text field of a record's detail, at a JSON pointer.
+pub(crate) fn text_at<'r>(record: &'r Record, pointer: &str) -> Option<&'r str> {
+    record
+        .detail
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_str)
+}
+
+/// A stage-change delivery attempt (`webhook.attempt` to `/webhooks/ats`).
+pub(crate) fn is_stage_attempt(record: &Record) -> bool {
+    record.kind == "webhook.attempt" && text_at(record, "/url_path") == Some("/webhooks/ats")
+}
+
+/// A session the integration opened at the vendor (not the candidate or the vendor).
+pub(crate) fn is_integration_session(record: &Record) -> bool {
+    record.kind == "vendor.session_opened" && text_at(record, "/opened_by") != Some("candidate")
+}
