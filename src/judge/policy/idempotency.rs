@@ -68,10 +68,11 @@ impl PolicyCheck for StageEventIdempotency {
                 .idempotency_key
                 .clone()
                 .unwrap_or_else(|| event.to_owned());
-            if seen.keys.contains_key(&key) {
-                seen.repeated = true;
-            } else {
-                seen.keys.insert(key, record.seq);
+            match seen.keys.entry(key) {
+                std::collections::btree_map::Entry::Occupied(_) => seen.repeated = true,
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(record.seq);
+                }
             }
             if text_at(record, "/perturbation").is_some_and(|p| p != "none") {
                 seen.repeated = true;

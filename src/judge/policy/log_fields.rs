@@ -169,7 +169,8 @@ impl LogFields {
             .any(|p| p.len() >= 3 && lower.contains(p.as_str()));
         for id in named {
             let better = self.best.get(id).is_none_or(|b| {
-                missing.len() < b.missing.len() || (pii < b.pii && missing.len() == b.missing.len())
+                missing.len() < b.missing.len()
+                    || (!pii && b.pii && missing.len() == b.missing.len())
             });
             if better {
                 self.best.insert(

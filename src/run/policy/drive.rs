@@ -145,7 +145,7 @@ impl PolicyDriver {
             .filter(|m| !m.lost)
             .count();
         let mut tasks = JoinSet::new();
-        for member in members.iter().cloned() {
+        for member in members.clone() {
             let (driver, plan, responder) =
                 (Arc::clone(self), Arc::clone(plan), Arc::clone(responder));
             tasks.spawn(async move { driver.send_moves(&plan, &responder, &member).await });
@@ -453,13 +453,11 @@ impl Responder {
                     .vendor
                     .open_for_candidate(&member.candidate, &member.correlation_id);
             }
-            "review_required" if !planned.lost => {
-                if self.resolve_exception(member).await {
-                    // The step-up verification the reviewer asked for.
-                    driver
-                        .vendor
-                        .open_for_candidate(&member.candidate, &member.correlation_id);
-                }
+            // The step-up verification the reviewer asks for, once they resolved the item.
+            "review_required" if !planned.lost && self.resolve_exception(member).await => {
+                driver
+                    .vendor
+                    .open_for_candidate(&member.candidate, &member.correlation_id);
             }
             _ => {}
         }
