@@ -519,19 +519,38 @@ fn gate(
         }
     };
     let judged = Instant::now();
-    let mut judgement = crate::judge::judge(&gate.config.manifest, &output.plan, &output.records);
+    let mut judgement =
+        match crate::judge::judge_log(&gate.config.manifest, &output.plan, &output.log) {
+            Ok(judgement) => judgement,
+            Err(err) => {
+                ui.error(&err);
+                return ExitCode::Usage;
+            }
+        };
     if gate.require_all {
         judgement.require_all();
     }
     let judge_ms = judged.elapsed().as_millis() as u64;
     let mut report =
         build_report(&gate, &output, judge_ms, started.elapsed()).with_judgement(judgement);
+    // The outage timeline and the HTML report's per-candidate pages read the whole
+    // log; only those who ask for them pay for it.
+    let records = std::cell::OnceCell::new();
+    let records = || {
+        records.get_or_init(|| match crate::observe::read(&output.log) {
+            Ok(records) => records,
+            Err(err) => {
+                tracing::warn!("the timeline and the HTML report miss the log: {err}");
+                Vec::new()
+            }
+        })
+    };
     if timeline {
         report.timeline = gate
             .config
             .scenarios
             .iter()
-            .find_map(|s| report::timeline::outage(&output.plan, &output.records, *s));
+            .find_map(|s| report::timeline::outage(&output.plan, records(), *s));
     }
 
     let mut failed_writes = false;
@@ -552,7 +571,7 @@ fn gate(
     let audit = targets
         .iter()
         .any(|t| t.format == ReportFormat::Html)
-        .then(|| report::candidates::build(&output.plan, &output.records));
+        .then(|| report::candidates::build(&output.plan, records()));
     for target in &targets {
         let written = match (&audit, target.format) {
             (Some(audit), ReportFormat::Html) => {

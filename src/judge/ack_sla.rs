@@ -5,27 +5,40 @@
 //! status nor answer, and is a finding too. Forged deliveries count: a 401 must be
 //! quick as well.
 
-use super::run::{Outcome, Run, detail_text};
+use super::fold::{Context, Fold, records, skipped};
+use super::run::{Outcome, detail_text};
+use crate::observe::Record;
 
 /// `delivery.ack_sla`.
-pub(crate) fn check(run: &Run<'_>) -> Outcome {
-    if run.attempts.is_empty() {
-        return Outcome::skip("no webhook was sent to the integration");
+pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
+    match cx.plan.plan.ack_sla_ms {
+        0 => skipped("the plan sets no ack SLA (ack_sla_ms is 0)"),
+        sla => Box::new(AckSla {
+            sla,
+            outcome: Outcome::default(),
+        }),
     }
-    let sla = run.plan.ack_sla_ms;
-    if sla == 0 {
-        return Outcome::skip("the plan sets no ack SLA (ack_sla_ms is 0)");
-    }
-    let mut outcome = Outcome::default();
-    for &attempt in &run.attempts {
+}
+
+struct AckSla {
+    sla: u64,
+    outcome: Outcome,
+}
+
+impl Fold for AckSla {
+    fn record(&mut self, cx: &Context<'_>, attempt: &Record) {
+        if attempt.kind != "webhook.attempt" {
+            return;
+        }
+        let sla = self.sla;
         let candidate = attempt.candidate.as_deref();
-        outcome.judged(run.scenario_of(candidate));
+        self.outcome.judged(cx.plan.scenario_of(candidate));
         let late = attempt.latency_ms.is_some_and(|ms| ms > sla as f64);
         if attempt.status.is_some() && !late {
-            continue;
+            return;
         }
         let latency = attempt.latency_ms.unwrap_or_default();
-        outcome.findings.add(|| {
+        self.outcome.findings.add(|| {
             let event = attempt.event_id.as_deref().unwrap_or("an event");
             let seen = match (attempt.status, detail_text(attempt, "error")) {
                 (Some(status), _) => format!(
@@ -42,29 +55,36 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
                         .unwrap_or_default()
                 ),
             };
-            run.finding(
+            cx.finding(
                 candidate,
                 attempt.correlation_id.as_deref(),
                 format!("every webhook is answered within the ack SLA of {sla} ms (acknowledge first, process after)"),
                 seen,
-                [attempt],
+                records([attempt.seq]),
             )
         });
     }
-    outcome
+
+    fn finish(self: Box<Self>, cx: &Context<'_>) -> Outcome {
+        if cx.seen.attempts == 0 {
+            return Outcome::skip("no webhook was sent to the integration");
+        }
+        self.outcome
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::judge::fold::run_one;
     use crate::judge::test_support::{CANDIDATE, clean, manifest};
 
     #[test]
     fn answers_within_the_sla_pass() {
         let manifest = manifest();
         let clean = clean();
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
-        let outcome = check(&run);
+        let run = (&manifest, &clean.plan, clean.log.records());
+        let outcome = run_one(check, run.0, run.1, run.2);
         assert_eq!(outcome.findings.total(), 0);
         assert!(outcome.skipped.is_none());
     }
@@ -75,8 +95,8 @@ mod tests {
         let mut clean = clean();
         let slow = clean.log.attempt(&clean.events[0], 1, Some(200), 1450.0);
         clean.log.attempt(&clean.events[1], 0, None, 2000.0);
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
-        let outcome = check(&run);
+        let run = (&manifest, &clean.plan, clean.log.records());
+        let outcome = run_one(check, run.0, run.1, run.2);
         assert_eq!(outcome.findings.total(), 2);
         let [late, lost] = outcome.findings.kept() else {
             panic!("two findings")
@@ -104,9 +124,9 @@ mod tests {
     fn a_run_without_webhooks_is_skipped() {
         let manifest = manifest();
         let clean = clean();
-        let run = Run::new(&manifest, &clean.plan, &[]);
+        let run = (&manifest, &clean.plan, &[]);
         assert_eq!(
-            check(&run).skipped.as_deref(),
+            run_one(check, run.0, run.1, run.2).skipped.as_deref(),
             Some("no webhook was sent to the integration")
         );
     }

@@ -6,7 +6,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::run::{Outcome, Run, detail_text};
+use super::fold::{Context, Fold, records, skipped};
+use super::run::{Outcome, detail_text};
 use crate::observe::Record;
 
 fn is_write(record: &Record) -> bool {
@@ -26,8 +27,9 @@ fn label(record: &Record) -> String {
 }
 
 /// `canary.scope`.
-pub(crate) fn check(run: &Run<'_>) -> Outcome {
-    let outside: HashSet<&str> = run
+pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
+    let outside: HashSet<&'a str> = cx
+        .plan
         .plan
         .candidates
         .iter()
@@ -35,57 +37,80 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
         .map(|c| c.candidate.as_str())
         .collect();
     if outside.is_empty() {
-        return Outcome::skip("no candidate of this run is outside the canary scope");
+        return skipped("no candidate of this run is outside the canary scope");
     }
-    let mut outcome = Outcome::default();
-    for candidate in &run.plan.candidates {
-        if !candidate.in_scope {
-            outcome.judged(Some(candidate.scenario));
-        }
-    }
-    let mut order: Vec<&str> = Vec::new();
-    let mut writes: HashMap<&str, Vec<&Record>> = HashMap::new();
-    for record in run.records {
-        let Some(candidate) = record.candidate.as_deref() else {
-            continue;
+    Box::new(Canary {
+        outside,
+        writes: HashMap::new(),
+    })
+}
+
+/// The writes the ATS saw for one candidate outside the scope.
+#[derive(Default)]
+struct Writes {
+    counts: BTreeMap<String, usize>,
+    seqs: Vec<u64>,
+    correlation_id: Option<String>,
+}
+
+struct Canary<'a> {
+    outside: HashSet<&'a str>,
+    writes: HashMap<&'a str, Writes>,
+}
+
+impl Fold for Canary<'_> {
+    fn record(&mut self, _: &Context<'_>, record: &Record) {
+        let Some(candidate) = record
+            .candidate
+            .as_deref()
+            .and_then(|c| self.outside.get(c))
+        else {
+            return;
         };
-        if !outside.contains(candidate) || !is_write(record) {
-            continue;
+        if !is_write(record) {
+            return;
         }
-        let list = writes.entry(candidate).or_default();
-        if list.is_empty() {
-            order.push(candidate);
+        let writes = self.writes.entry(candidate).or_default();
+        *writes.counts.entry(label(record)).or_default() += 1;
+        writes.seqs.push(record.seq);
+        if writes.correlation_id.is_none() {
+            writes.correlation_id = record.correlation_id.clone();
         }
-        list.push(record);
     }
-    for candidate in order {
-        let Some(records) = writes.get(candidate) else {
-            continue;
-        };
-        outcome.findings.add(|| {
-            let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-            for record in records {
-                *counts.entry(label(record)).or_default() += 1;
+
+    fn finish(self: Box<Self>, cx: &Context<'_>) -> Outcome {
+        let mut outcome = Outcome::default();
+        for candidate in &cx.plan.plan.candidates {
+            if !candidate.in_scope {
+                outcome.judged(Some(candidate.scenario));
             }
-            let counted: Vec<String> = counts
-                .into_iter()
-                .map(|(what, n)| format!("{n} {what}{}", if n == 1 { "" } else { "s" }))
-                .collect();
-            run.finding(
-                Some(candidate),
-                records.iter().find_map(|r| r.correlation_id.as_deref()),
-                format!("{candidate} is outside the canary scope, so the new contract path writes nothing to the ATS for it"),
-                format!("the ATS saw {} for {candidate}", counted.join(", ")),
-                records.iter().copied(),
-            )
-        });
+        }
+        let mut writes: Vec<(&&str, &Writes)> = self.writes.iter().collect();
+        writes.sort_by_key(|(_, w)| w.seqs.first().copied());
+        for (candidate, writes) in writes {
+            outcome.findings.add(|| {
+                let counted: Vec<String> = writes
+                    .counts
+                    .iter()
+                    .map(|(what, n)| format!("{n} {what}{}", if *n == 1 { "" } else { "s" }))
+                    .collect();
+                cx.finding(
+                    Some(candidate),
+                    writes.correlation_id.as_deref(),
+                    format!("{candidate} is outside the canary scope, so the new contract path writes nothing to the ATS for it"),
+                    format!("the ATS saw {} for {candidate}", counted.join(", ")),
+                    records(writes.seqs.iter().copied()),
+                )
+            });
+        }
+        outcome
     }
-    outcome
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::judge::fold::run_one;
     use crate::judge::test_support::{Log, PlanBuilder, manifest};
     use crate::run::plan::{Plan, PlannedEvent, Scenario};
 
@@ -105,8 +130,8 @@ mod tests {
         let mut log = Log::default();
         log.attempt(&event, 0, Some(200), 3.0);
         log.request("GET", &format!("/v1/candidates/{CONTROL}"), 200);
-        let run = Run::new(&manifest, &plan, log.records());
-        let outcome = check(&run);
+        let run = (&manifest, &plan, log.records());
+        let outcome = run_one(check, run.0, run.1, run.2);
         assert!(outcome.skipped.is_none());
         assert_eq!(outcome.findings.total(), 0);
     }
@@ -123,8 +148,8 @@ mod tests {
             &format!("/v1/candidates/{CONTROL}/access-grants"),
             404,
         );
-        let run = Run::new(&manifest, &plan, log.records());
-        let outcome = check(&run);
+        let run = (&manifest, &plan, log.records());
+        let outcome = run_one(check, run.0, run.1, run.2);
         assert_eq!(outcome.findings.total(), 1);
         let finding = &outcome.findings.kept()[0];
         assert_eq!(
@@ -152,7 +177,7 @@ mod tests {
     fn everyone_in_scope_is_a_skip() {
         let manifest = manifest();
         let clean = crate::judge::test_support::clean();
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
-        assert!(check(&run).skipped.is_some());
+        let run = (&manifest, &clean.plan, clean.log.records());
+        assert!(run_one(check, run.0, run.1, run.2).skipped.is_some());
     }
 }

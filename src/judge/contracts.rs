@@ -3,8 +3,8 @@
 //! a self-check, so does every payload the mock vendor sent.
 //!
 //! The four checks are one judgement split by rule, so they share this module and a
-//! single pass over the bodies ([`ContractPass`], computed once per run and kept by
-//! [`Run`]); each check then only reads its own part. A body is judged at the time it
+//! single pass over the bodies ([`ContractPass`], folded by the judge's [`Seen`] as
+//! the log streams by); each check then only reads its own part. A body is judged at the time it
 //! reached the ATS (its record's `at` is `now()`), so judging a recorded run again
 //! later gives the same answer. For a body the ATS refused, the violations the ATS
 //! recorded at the time are kept too (a body written to another candidate, a
@@ -14,12 +14,15 @@
 
 use std::collections::BTreeSet;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::run::{Outcome, Run, body, body_event_id, record_time};
+use super::FINDINGS_KEPT;
+use super::fold::{Cite, Context, Fold, PlanIndex, records};
+use super::run::{Outcome, body, body_event_id, highest_contract_severity, record_time};
 use crate::contract::assertion::EvalContext;
 use crate::contract::{Rule, Violation};
+use crate::manifest::Manifest;
 use crate::manifest::model::Severity;
 use crate::observe::Record;
 use crate::run::plan::{DRIFTED, PlannedEvent, Scenario};
@@ -65,112 +68,169 @@ impl Part {
     }
 }
 
-/// Where a judged body came from.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Source<'a> {
-    /// A body the ATS received (`ats.event_applied` or `ats.event_rejected`).
-    Ats(&'a Record),
-    /// The mock vendor's copy, as planned.
-    Vendor(&'a PlannedEvent),
-}
-
-/// One body's violations of one part.
+/// A body that broke one part of its contract, as its finding will tell it.
 #[derive(Debug)]
-pub(crate) struct Broken<'a> {
-    source: Source<'a>,
-    /// The contract's name (or the body's `"type"` when it names none).
+struct Broken {
+    candidate: Option<String>,
+    correlation_id: Option<String>,
     contract: String,
-    /// The contract's severity (`block-release` when no contract judges the body).
-    severity: Severity,
-    violations: Vec<Violation>,
+    seen: String,
+    cites: Vec<Cite>,
 }
 
-/// Every body judged once, its violations sorted into the four parts.
+/// What one part of the contracts found: the first [`FINDINGS_KEPT`] bodies in full,
+/// the rest counted, and the highest severity among them.
 #[derive(Debug, Default)]
-pub(crate) struct ContractPass<'a> {
-    broken: [Vec<Broken<'a>>; 4],
+struct PartFindings {
+    kept: Vec<Broken>,
+    total: usize,
+    severity: Option<Severity>,
+}
+
+/// The one pass over every body the four contract checks share.
+#[derive(Debug, Default)]
+pub(crate) struct ContractPass {
+    parts: [PartFindings; 4],
     judged: usize,
     scenarios: BTreeSet<Scenario>,
 }
 
-impl<'a> ContractPass<'a> {
-    /// Judges every ATS body of the log, then every planned payload.
-    pub(crate) fn new(run: &Run<'a>) -> Self {
-        let mut pass = ContractPass::default();
-        let end = EvalContext {
-            now: run.last_at.unwrap_or_else(Utc::now),
+impl ContractPass {
+    /// Judges the body of an `ats.event_applied` / `ats.event_rejected` record at the
+    /// time it reached the ATS.
+    pub(crate) fn record(&mut self, manifest: &Manifest, plan: &PlanIndex<'_>, record: &Record) {
+        let rejected = match record.kind.as_str() {
+            "ats.event_applied" => false,
+            "ats.event_rejected" => true,
+            _ => return,
         };
-        for record in run.records {
-            let rejected = match record.kind.as_str() {
-                "ats.event_applied" => false,
-                "ats.event_rejected" => true,
-                _ => continue,
-            };
-            let Some(payload) = body(record) else {
-                continue;
-            };
-            // A payload the harness drifted on purpose (`mapping-errors`) is the ATS's
-            // to refuse and the kill switch's to count, not a contract defect.
-            if body_event_id(record)
-                .and_then(|id| run.event(id))
-                .is_some_and(|e| e.perturbation == DRIFTED)
-            {
-                continue;
-            }
-            let ctx = record_time(record).map_or(end, |now| EvalContext { now });
-            let mut violations = Vec::new();
-            let (contract, severity) = judge_payload(run, payload, &ctx, &mut violations);
-            if rejected {
-                merge_recorded(record, &mut violations);
-            }
-            pass.judged += 1;
-            if let Some(scenario) = run.scenario_of(record.candidate.as_deref()) {
-                pass.scenarios.insert(scenario);
-            }
-            pass.file(Source::Ats(record), contract, severity, violations);
+        let Some(payload) = body(record) else {
+            return;
+        };
+        // A payload the harness drifted on purpose (`mapping-errors`) is the ATS's
+        // to refuse and the kill switch's to count, not a contract defect.
+        let event = body_event_id(record);
+        if event
+            .and_then(|id| plan.event(id))
+            .is_some_and(|e| e.perturbation == DRIFTED)
+        {
+            return;
         }
-        for event in run.plan.events.iter().filter(|e| e.perturbation != DRIFTED) {
-            let mut violations = Vec::new();
-            let (contract, severity) = judge_payload(run, &event.payload, &end, &mut violations);
-            pass.judged += 1;
-            pass.scenarios.insert(event.scenario);
-            pass.file(Source::Vendor(event), contract, severity, violations);
+        let now = record_time(record).unwrap_or_else(Utc::now);
+        let mut violations = Vec::new();
+        let (contract, severity) =
+            judge_payload(manifest, payload, &EvalContext { now }, &mut violations);
+        if rejected {
+            merge_recorded(record, &mut violations);
         }
-        pass
+        self.judged += 1;
+        if let Some(scenario) = plan.scenario_of(record.candidate.as_deref()) {
+            self.scenarios.insert(scenario);
+        }
+        let what = if rejected {
+            "was refused by the ATS (422)"
+        } else {
+            "was applied at the ATS"
+        };
+        let name = event.unwrap_or("an event without an event_id");
+        self.file(contract, severity, violations, |messages| Broken {
+            candidate: record.candidate.clone(),
+            correlation_id: record.correlation_id.clone(),
+            contract: String::new(),
+            seen: format!("{name} {what}: {messages}"),
+            cites: event
+                .map(|e| Cite::Attempts(e.to_owned()))
+                .into_iter()
+                .chain(records([record.seq]))
+                .collect(),
+        });
     }
 
+    /// Judges the vendor's own payloads, once the log has ended (its last record's time
+    /// is `now()`).
+    pub(crate) fn vendor_payloads(
+        &mut self,
+        manifest: &Manifest,
+        plan: &PlanIndex<'_>,
+        last_at: Option<DateTime<Utc>>,
+    ) {
+        let end = EvalContext {
+            now: last_at.unwrap_or_else(Utc::now),
+        };
+        for event in plan
+            .plan
+            .events
+            .iter()
+            .filter(|e| e.perturbation != DRIFTED)
+        {
+            let mut violations = Vec::new();
+            let (contract, severity) =
+                judge_payload(manifest, &event.payload, &end, &mut violations);
+            self.judged += 1;
+            self.scenarios.insert(event.scenario);
+            self.file(contract, severity, violations, |messages| {
+                vendor_broken(event, messages)
+            });
+        }
+    }
+
+    /// Files each violation under its part; builds a finding only while it is kept.
     fn file(
         &mut self,
-        source: Source<'a>,
         contract: String,
         severity: Severity,
         violations: Vec<Violation>,
+        broken: impl Fn(&str) -> Broken,
     ) {
         let mut parts: [Vec<Violation>; 4] = Default::default();
         for violation in violations {
             parts[Part::of(violation.rule) as usize].push(violation);
         }
         for (i, violations) in parts.into_iter().enumerate() {
-            if !violations.is_empty() {
-                self.broken[i].push(Broken {
-                    source,
+            if violations.is_empty() {
+                continue;
+            }
+            let part = &mut self.parts[i];
+            part.total += 1;
+            part.severity = part.severity.max(Some(severity));
+            if part.kept.len() < FINDINGS_KEPT {
+                let messages: Vec<String> = violations
+                    .iter()
+                    .map(|v| match &v.assertion {
+                        Some(source) => format!("{} (assertion `{source}`)", v.message),
+                        None => v.message.clone(),
+                    })
+                    .collect();
+                part.kept.push(Broken {
                     contract: contract.clone(),
-                    severity,
-                    violations,
+                    ..broken(&messages.join("; "))
                 });
             }
         }
     }
 }
 
+fn vendor_broken(event: &PlannedEvent, messages: &str) -> Broken {
+    Broken {
+        candidate: Some(event.candidate.clone()),
+        correlation_id: Some(event.correlation_id.clone()),
+        contract: String::new(),
+        seen: format!(
+            "the harness's own event {} (as the mock vendor sends it, before the integration sees it) breaks its contract: {messages} — a defect of stagegate's sandbox, not of the integration",
+            event.event_id
+        ),
+        cites: vec![Cite::Attempts(event.event_id.clone())],
+    }
+}
+
 /// Checks one payload; returns its contract's name and severity.
 fn judge_payload(
-    run: &Run<'_>,
+    manifest: &Manifest,
     payload: &Value,
     ctx: &EvalContext,
     violations: &mut Vec<Violation>,
 ) -> (String, Severity) {
-    let contracts = &run.manifest.contracts;
+    let contracts = &manifest.contracts;
     match contracts.resolve(payload) {
         Ok(index) => {
             let contract = contracts.at(index);
@@ -222,81 +282,62 @@ fn rule_named(name: &str) -> Option<Rule> {
 }
 
 /// `contract.required_fields`.
-pub(crate) fn required_fields(run: &Run<'_>) -> Outcome {
-    judge_part(run, Part::RequiredFields)
+pub(crate) fn required_fields<'a>(_: &Context<'a>) -> Box<dyn Fold + 'a> {
+    Box::new(PartCheck(Part::RequiredFields))
 }
 
 /// `contract.enums`.
-pub(crate) fn enums(run: &Run<'_>) -> Outcome {
-    judge_part(run, Part::Enums)
+pub(crate) fn enums<'a>(_: &Context<'a>) -> Box<dyn Fold + 'a> {
+    Box::new(PartCheck(Part::Enums))
 }
 
 /// `contract.assertions`.
-pub(crate) fn assertions(run: &Run<'_>) -> Outcome {
-    judge_part(run, Part::Assertions)
+pub(crate) fn assertions<'a>(_: &Context<'a>) -> Box<dyn Fold + 'a> {
+    Box::new(PartCheck(Part::Assertions))
 }
 
 /// `contract.schema`.
-pub(crate) fn schema(run: &Run<'_>) -> Outcome {
-    judge_part(run, Part::Schema)
+pub(crate) fn schema<'a>(_: &Context<'a>) -> Box<dyn Fold + 'a> {
+    Box::new(PartCheck(Part::Schema))
 }
 
-fn judge_part(run: &Run<'_>, part: Part) -> Outcome {
-    let pass = run.contract_pass();
-    if pass.judged == 0 {
-        return Outcome::skip("no event reached the ATS and the plan holds no payloads");
-    }
-    let mut outcome = Outcome {
-        scenarios: pass.scenarios.clone(),
-        ..Outcome::default()
-    };
-    let mut severity: Option<Severity> = None;
-    for broken in &pass.broken[part as usize] {
-        severity = severity.max(Some(broken.severity));
-        outcome.findings.add(|| finding(run, part, broken));
-    }
-    outcome.severity = Some(severity.unwrap_or_else(|| run.highest_contract_severity()));
-    outcome
-}
+/// One part of the shared contract pass, read once the log has ended.
+struct PartCheck(Part);
 
-fn finding(run: &Run<'_>, part: Part, broken: &Broken<'_>) -> super::Finding {
-    let messages: Vec<String> = broken
-        .violations
-        .iter()
-        .map(|v| match &v.assertion {
-            Some(source) => format!("{} (assertion `{source}`)", v.message),
-            None => v.message.clone(),
-        })
-        .collect();
-    let expected = part.expected(&broken.contract);
-    match broken.source {
-        Source::Ats(record) => {
-            let event = body_event_id(record).unwrap_or("an event without an event_id");
-            let what = if record.kind == "ats.event_rejected" {
-                "was refused by the ATS (422)"
-            } else {
-                "was applied at the ATS"
-            };
-            let attempts = body_event_id(record).map_or(&[][..], |id| run.attempts_of(id));
-            run.finding(
-                record.candidate.as_deref(),
-                record.correlation_id.as_deref(),
-                expected,
-                format!("{event} {what}: {}", messages.join("; ")),
-                attempts.iter().copied().chain([record]),
-            )
+impl Fold for PartCheck {
+    fn record(&mut self, _: &Context<'_>, _: &Record) {}
+
+    fn finish(self: Box<Self>, cx: &Context<'_>) -> Outcome {
+        let part = self.0;
+        let pass = &cx.seen.contracts;
+        if pass.judged == 0 {
+            return Outcome::skip("no event reached the ATS and the plan holds no payloads");
         }
-        Source::Vendor(event) => run.finding(
-            Some(&event.candidate),
-            Some(&event.correlation_id),
-            expected,
-            format!(
-                "the harness's own event {} (as the mock vendor sends it, before the integration sees it) breaks its contract: {} — a defect of stagegate's sandbox, not of the integration",
-                event.event_id,
-                messages.join("; ")
-            ),
-            run.attempts_of(&event.event_id).iter().copied(),
-        ),
+        let mut outcome = Outcome {
+            scenarios: pass.scenarios.clone(),
+            ..Outcome::default()
+        };
+        let found = &pass.parts[part as usize];
+        for broken in &found.kept {
+            outcome.findings.add(|| {
+                cx.finding(
+                    broken.candidate.as_deref(),
+                    broken.correlation_id.as_deref(),
+                    part.expected(&broken.contract),
+                    broken.seen.clone(),
+                    broken.cites.iter().cloned(),
+                )
+            });
+        }
+        for _ in found.kept.len()..found.total {
+            outcome.findings.count();
+        }
+        outcome.severity = Some(
+            found
+                .severity
+                .unwrap_or_else(|| highest_contract_severity(cx.manifest)),
+        );
+        outcome
     }
 }
 
@@ -305,19 +346,29 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::judge::fold::run_one;
     use crate::judge::test_support::{CANDIDATE, clean, manifest};
     use crate::judge::{CHECKS, Status};
+    use crate::run::plan::Plan;
 
-    fn result(run: &Run<'_>, part: Part) -> crate::judge::CheckResult {
+    type Probe<'a> = (&'a Manifest, &'a Plan, &'a [Record]);
+
+    fn result(run: &Probe<'_>, part: Part) -> crate::judge::CheckResult {
         let info = &CHECKS[part as usize];
-        judge_part(run, part).into_result(info, Severity::BlockRelease)
+        let make = match part {
+            Part::RequiredFields => required_fields,
+            Part::Enums => enums,
+            Part::Assertions => assertions,
+            Part::Schema => schema,
+        };
+        run_one(make, run.0, run.1, run.2).into_result(info, Severity::BlockRelease)
     }
 
     #[test]
     fn correct_bodies_pass_every_part_at_the_highest_severity() {
         let manifest = manifest();
         let clean = clean();
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
+        let run = (&manifest, &clean.plan, clean.log.records());
         for part in [
             Part::RequiredFields,
             Part::Enums,
@@ -371,7 +422,7 @@ mod tests {
             let mut body = clean.events[1].payload.clone();
             mutate(&mut body);
             clean.log.record_mut(clean.applied[1]).detail["body"] = body;
-            let run = Run::new(&manifest, &clean.plan, clean.log.records());
+            let run = (&manifest, &clean.plan, clean.log.records());
             let result = result(&run, part);
             assert_eq!(result.status, Status::Fail, "{why}");
             assert_eq!(result.findings_total, 1, "{why}");
@@ -411,7 +462,7 @@ mod tests {
         }
     }
 
-    fn result_status(run: &Run<'_>, part: Part) -> Status {
+    fn result_status(run: &Probe<'_>, part: Part) -> Status {
         result(run, part).status
     }
 
@@ -432,7 +483,7 @@ mod tests {
             &assessment,
             json!([{"rule": "assertion", "path": "/ats_candidate_id", "message": "the event is for `CAND_OTHER_cl` but was written to candidate `CAND_003_cl`"}]),
         );
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
+        let run = (&manifest, &clean.plan, clean.log.records());
         let result = result(&run, Part::Assertions);
         assert_eq!(result.status, Status::Fail);
         assert_eq!(
@@ -460,7 +511,7 @@ mod tests {
         let manifest = manifest();
         let mut clean = clean();
         clean.plan.events[0].payload["verification"]["risk_tier"] = json!("extreme");
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
+        let run = (&manifest, &clean.plan, clean.log.records());
         let result = result(&run, Part::Enums);
         assert_eq!(result.status, Status::Fail);
         let seen = &result.findings[0].seen;
@@ -481,7 +532,7 @@ mod tests {
         let seq = clean.applied[1];
         clean.log.record_mut(seq).kind = "ats.event_rejected".into();
         clean.log.record_mut(seq).detail["body"] = drifted;
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
+        let run = (&manifest, &clean.plan, clean.log.records());
         assert_eq!(result(&run, Part::RequiredFields).status, Status::Pass);
     }
 
@@ -489,7 +540,7 @@ mod tests {
     fn nothing_to_judge_is_a_skip() {
         let manifest = manifest();
         let plan = crate::run::plan::Plan::default();
-        let run = Run::new(&manifest, &plan, &[]);
+        let run = (&manifest, &plan, &[][..]);
         let result = result(&run, Part::Schema);
         assert_eq!(result.status, Status::Skip);
         assert!(

@@ -10,31 +10,30 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 
-use super::run::{Outcome, Run, body_event_id, body_text, times};
+use super::fold::{Cite, Context, Fold, records};
+use super::run::{Outcome, body_event_id, body_text, times};
 use crate::observe::Record;
 
-/// Records grouped by a key, groups in the order their key was first seen.
-#[derive(Default)]
-struct Groups<'a> {
-    order: Vec<&'a str>,
-    members: HashMap<&'a str, Vec<&'a Record>>,
+/// `idempotency.exactly_once`.
+pub(crate) fn check<'a>(_: &Context<'a>) -> Box<dyn Fold + 'a> {
+    Box::<ExactlyOnce>::default()
 }
 
-impl<'a> Groups<'a> {
-    fn add(&mut self, key: &'a str, record: &'a Record) {
-        let members = self.members.entry(key).or_default();
-        if members.is_empty() {
-            self.order.push(key);
-        }
-        members.push(record);
-    }
+/// One application at the ATS, as much as a finding needs of it.
+struct Applied {
+    seq: u64,
+    revision: Option<u64>,
+    event: Option<Box<str>>,
+    candidate: Option<Box<str>>,
+    correlation_id: Option<Box<str>>,
+}
 
-    fn repeated(&self) -> impl Iterator<Item = (&'a str, &[&'a Record])> + '_ {
-        self.order
-            .iter()
-            .filter_map(|k| Some((*k, self.members.get(k)?.as_slice())))
-            .filter(|(_, records)| records.len() > 1)
-    }
+/// Applications per idempotency key, and the keys each event was applied under.
+#[derive(Default)]
+struct ExactlyOnce {
+    by_key: HashMap<Box<str>, Vec<Applied>>,
+    keys_of_event: HashMap<Box<str>, Vec<Box<str>>>,
+    outcome: Outcome,
 }
 
 fn key_of(record: &Record) -> Option<&str> {
@@ -44,84 +43,120 @@ fn key_of(record: &Record) -> Option<&str> {
         .or_else(|| body_text(record, "idempotency_key"))
 }
 
-fn revisions(records: &[&Record]) -> String {
-    let list: Vec<String> = records
+fn revisions(applied: &[Applied]) -> String {
+    let list: Vec<String> = applied
         .iter()
-        .map(|r| {
-            r.detail
-                .get("revision")
-                .and_then(Value::as_u64)
-                .map_or_else(|| "?".to_owned(), |n| n.to_string())
-        })
+        .map(|a| a.revision.map_or_else(|| "?".to_owned(), |n| n.to_string()))
         .collect();
     list.join(", ")
 }
 
-/// `idempotency.exactly_once`.
-pub(crate) fn check(run: &Run<'_>) -> Outcome {
-    if run.applied.is_empty() {
-        return Outcome::skip("no event was applied at the ATS");
-    }
-    let mut outcome = Outcome::default();
-    let mut by_key = Groups::default();
-    let mut by_event = Groups::default();
-    for &record in &run.applied {
-        outcome.judged(run.scenario_of(record.candidate.as_deref()));
+const EXPECTED: &str = "each idempotency key is applied at the ATS once, however often and however concurrently its event is delivered";
+
+impl Fold for ExactlyOnce {
+    fn record(&mut self, cx: &Context<'_>, record: &Record) {
+        if record.kind != "ats.event_applied" {
+            return;
+        }
+        self.outcome
+            .judged(cx.plan.scenario_of(record.candidate.as_deref()));
+        let event = body_event_id(record);
         if let Some(key) = key_of(record) {
-            by_key.add(key, record);
-        }
-        if let Some(event) = body_event_id(record) {
-            by_event.add(event, record);
+            // What a finding names of the first application; later ones only count.
+            let first = !self.by_key.contains_key(key);
+            self.by_key.entry(key.into()).or_default().push(Applied {
+                seq: record.seq,
+                revision: record.detail.get("revision").and_then(Value::as_u64),
+                event: event.map(Into::into),
+                candidate: first
+                    .then(|| record.candidate.as_deref().map(Into::into))
+                    .flatten(),
+                correlation_id: first
+                    .then(|| record.correlation_id.as_deref().map(Into::into))
+                    .flatten(),
+            });
+            if let Some(event) = event {
+                let keys = self.keys_of_event.entry(event.into()).or_default();
+                if !keys.iter().any(|k| **k == *key) {
+                    keys.push(key.into());
+                }
+            }
         }
     }
-    let expected = "each idempotency key is applied at the ATS once, however often and however concurrently its event is delivered";
-    for (key, records) in by_key.repeated() {
-        outcome.findings.add(|| {
-            let events: BTreeSet<&str> = records.iter().filter_map(|r| body_event_id(r)).collect();
-            let events: Vec<&str> = events.into_iter().collect();
-            let first = records[0];
-            let attempts = events.iter().flat_map(|e| run.attempts_of(e)).copied();
-            run.finding(
-                first.candidate.as_deref(),
-                first.correlation_id.as_deref(),
-                expected,
-                format!(
-                    "idempotency key {key} was applied {} (revisions {}), event {}",
-                    times(records.len()),
-                    revisions(records),
-                    events.join(", ")
-                ),
-                attempts.chain(records.iter().copied()),
-            )
-        });
-    }
-    for (event, records) in by_event.repeated() {
-        let keys: BTreeSet<&str> = records.iter().filter_map(|r| key_of(r)).collect();
-        if keys.len() < 2 {
-            continue; // already reported under its one key
+
+    fn finish(mut self: Box<Self>, cx: &Context<'_>) -> Outcome {
+        if cx.seen.applied == 0 {
+            return Outcome::skip("no event was applied at the ATS");
         }
-        outcome.findings.add(|| {
-            let first = records[0];
-            let keys: Vec<&str> = keys.into_iter().collect();
-            run.finding(
-                first.candidate.as_deref(),
-                first.correlation_id.as_deref(),
-                expected,
-                format!(
-                    "event {event} was applied {} under {} different idempotency keys ({}): the integration mints its own keys",
-                    times(records.len()),
-                    keys.len(),
-                    keys.join(", ")
-                ),
-                run.attempts_of(event).iter().copied().chain(records.iter().copied()),
-            )
-        });
+        let mut repeated: Vec<(&str, &[Applied])> = self
+            .by_key
+            .iter()
+            .filter(|(_, applied)| applied.len() > 1)
+            .map(|(key, applied)| (&**key, applied.as_slice()))
+            .collect();
+        repeated.sort_by_key(|(_, applied)| applied[0].seq);
+        for (key, applied) in repeated {
+            self.outcome.findings.add(|| {
+                let events: BTreeSet<&str> =
+                    applied.iter().filter_map(|a| a.event.as_deref()).collect();
+                let first = &applied[0];
+                let cites: Vec<Cite> = events
+                    .iter()
+                    .map(|e| Cite::Attempts((*e).to_owned()))
+                    .chain(records(applied.iter().map(|a| a.seq)))
+                    .collect();
+                let events: Vec<&str> = events.into_iter().collect();
+                cx.finding(
+                    first.candidate.as_deref(),
+                    first.correlation_id.as_deref(),
+                    EXPECTED,
+                    format!(
+                        "idempotency key {key} was applied {} (revisions {}), event {}",
+                        times(applied.len()),
+                        revisions(applied),
+                        events.join(", ")
+                    ),
+                    cites,
+                )
+            });
+        }
+        let mut minted: Vec<(&str, &[Box<str>])> = self
+            .keys_of_event
+            .iter()
+            .filter(|(_, keys)| keys.len() > 1)
+            .map(|(event, keys)| (&**event, keys.as_slice()))
+            .collect();
+        let ledger = |event: &str| cx.ledger(event);
+        minted.sort_by_key(|(event, _)| ledger(event).applied.first().map(|m| m.seq));
+        for (event, keys) in minted {
+            let applied = ledger(event);
+            self.outcome.findings.add(|| {
+                let planned = cx.plan.event(event);
+                let mut keys: Vec<&str> = keys.iter().map(|k| &**k).collect();
+                keys.sort_unstable();
+                cx.finding(
+                    planned.map(|e| e.candidate.as_str()),
+                    planned.map(|e| e.correlation_id.as_str()),
+                    EXPECTED,
+                    format!(
+                        "event {event} was applied {} under {} different idempotency keys ({}): the integration mints its own keys",
+                        times(applied.applied.len()),
+                        keys.len(),
+                        keys.join(", ")
+                    ),
+                    [Cite::Attempts(event.to_owned())]
+                        .into_iter()
+                        .chain(records(applied.applied_seqs())),
+                )
+            });
+        }
+        self.outcome
     }
-    outcome
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::judge::fold::run_one;
     use serde_json::json;
 
     use super::*;
@@ -132,8 +167,8 @@ mod tests {
     fn one_application_per_key_passes() {
         let manifest = manifest();
         let clean = clean();
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
-        let outcome = check(&run);
+        let run = (&manifest, &clean.plan, clean.log.records());
+        let outcome = run_one(check, run.0, run.1, run.2);
         assert_eq!(outcome.findings.total(), 0);
         assert_eq!(
             outcome.scenarios.iter().collect::<Vec<_>>(),
@@ -148,8 +183,8 @@ mod tests {
         let event = clean.events[0].clone();
         clean.log.attempt(&event, 1, Some(200), 5.0);
         let again = clean.log.applied(CANDIDATE, &event.payload);
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
-        let outcome = check(&run);
+        let run = (&manifest, &clean.plan, clean.log.records());
+        let outcome = run_one(check, run.0, run.1, run.2);
         assert_eq!(outcome.findings.total(), 1);
         let finding = &outcome.findings.kept()[0];
         assert_eq!(
@@ -179,8 +214,8 @@ mod tests {
         let mut body = clean.events[0].payload.clone();
         body["idempotency_key"] = json!("minted_2");
         clean.log.applied(CANDIDATE, &body);
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
-        let outcome = check(&run);
+        let run = (&manifest, &clean.plan, clean.log.records());
+        let outcome = run_one(check, run.0, run.1, run.2);
         assert_eq!(outcome.findings.total(), 1);
         assert!(
             outcome.findings.kept()[0]

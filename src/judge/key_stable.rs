@@ -13,67 +13,94 @@ use std::collections::hash_map::Entry;
 
 use serde_json::Value;
 
-use super::run::{Outcome, Run, body, body_at, body_event_id, detail_text};
+use super::fold::{Cite, Context, Fold, records};
+use super::run::{Outcome, body, body_at, body_event_id, detail_text};
 use crate::contract::assertion::render_value;
 use crate::contract::path::FieldPath;
 use crate::observe::Record;
 use crate::run::plan::PlannedEvent;
 
-/// One copy of an event.
-#[derive(Clone, Copy)]
-enum Sighting<'a> {
+/// The first copy seen of a tuple, as much as a finding needs of it.
+#[derive(Clone)]
+enum Earlier<'a> {
+    /// The vendor's copy, from the plan.
     Vendor(&'a PlannedEvent),
-    Ats(&'a Record),
+    /// A body the ATS received.
+    Ats {
+        seq: u64,
+        event: Option<Box<str>>,
+        rejected: bool,
+        /// The rule's key as that body carried it.
+        key: String,
+    },
 }
 
-impl<'a> Sighting<'a> {
-    fn payload(self) -> Option<&'a Value> {
+/// A copy of an event: the vendor's (planned) or one the ATS received.
+#[derive(Clone, Copy)]
+enum Copy<'a, 'r> {
+    Vendor(&'a PlannedEvent),
+    Ats(&'r Record),
+}
+
+impl<'a: 'r, 'r> Copy<'a, 'r> {
+    fn payload(self) -> Option<&'r Value> {
         match self {
-            Sighting::Vendor(event) => Some(&event.payload),
-            Sighting::Ats(record) => body(record),
+            Copy::Vendor(event) => Some(&event.payload),
+            Copy::Ats(record) => body(record),
         }
     }
 
-    fn describe(self) -> String {
+    fn candidate(self) -> Option<&'r str> {
         match self {
-            Sighting::Vendor(event) => format!("the vendor's copy of {}", event.event_id),
-            Sighting::Ats(record) => {
-                let event = body_event_id(record).unwrap_or("an event");
-                if record.kind == "ats.event_rejected" {
-                    format!("the body of {event} refused by the ATS")
-                } else {
-                    format!("the body of {event} applied at the ATS")
-                }
-            }
+            Copy::Vendor(event) => Some(&event.candidate),
+            Copy::Ats(record) => record.candidate.as_deref(),
         }
     }
 
-    fn candidate(self) -> Option<&'a str> {
+    fn correlation_id(self) -> Option<&'r str> {
         match self {
-            Sighting::Vendor(event) => Some(&event.candidate),
-            Sighting::Ats(record) => record.candidate.as_deref(),
+            Copy::Vendor(event) => Some(&event.correlation_id),
+            Copy::Ats(record) => record.correlation_id.as_deref(),
         }
     }
 
-    fn correlation_id(self) -> Option<&'a str> {
+    fn event(self) -> Option<&'r str> {
         match self {
-            Sighting::Vendor(event) => Some(&event.correlation_id),
-            Sighting::Ats(record) => record.correlation_id.as_deref(),
+            Copy::Vendor(event) => Some(&event.event_id),
+            Copy::Ats(record) => body_event_id(record),
         }
     }
 
-    fn records(self, run: &Run<'a>) -> Vec<&'a Record> {
+    fn rejected(self) -> bool {
+        matches!(self, Copy::Ats(r) if r.kind == "ats.event_rejected")
+    }
+
+    fn seq(self) -> Option<u64> {
         match self {
-            Sighting::Vendor(event) => run.attempts_of(&event.event_id).to_vec(),
-            Sighting::Ats(record) => {
-                let mut records: Vec<&Record> = body_event_id(record)
-                    .map(|e| run.attempts_of(e).to_vec())
-                    .unwrap_or_default();
-                records.push(record);
-                records
-            }
+            Copy::Vendor(_) => None,
+            Copy::Ats(record) => Some(record.seq),
         }
     }
+}
+
+/// How a finding names a copy.
+fn describe(vendor: bool, event: Option<&str>, rejected: bool) -> String {
+    let event = event.unwrap_or("an event");
+    if vendor {
+        format!("the vendor's copy of {event}")
+    } else if rejected {
+        format!("the body of {event} refused by the ATS")
+    } else {
+        format!("the body of {event} applied at the ATS")
+    }
+}
+
+/// The records behind a copy: its event's deliveries, and the ATS's record of it.
+fn cites(event: Option<&str>, seq: Option<u64>) -> impl Iterator<Item = Cite> {
+    event
+        .map(|e| Cite::Attempts(e.to_owned()))
+        .into_iter()
+        .chain(records(seq))
 }
 
 fn shown(path: &FieldPath, payload: &Value) -> String {
@@ -82,77 +109,96 @@ fn shown(path: &FieldPath, payload: &Value) -> String {
 }
 
 /// `idempotency.key_stable`.
-pub(crate) fn check(run: &Run<'_>) -> Outcome {
-    let contracts = &run.manifest.contracts;
+pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
+    let contracts = &cx.manifest.contracts;
     let rules: Vec<usize> = contracts
         .iter()
         .map(|c| c.stability_rules().count())
         .collect();
-    let headers = run
-        .applied
-        .iter()
-        .any(|r| detail_text(r, "idempotency_header").is_some());
-    if rules.iter().all(|n| *n == 0) && !headers {
-        return Outcome::skip(
-            "no contract has an `is stable for same (…)` assertion and no Idempotency-Key header reached the ATS",
-        );
+    let mut fold = KeyStable {
+        first: rules.iter().map(|n| vec![HashMap::new(); *n]).collect(),
+        any_rule: rules.iter().any(|n| *n > 0),
+        headers: false,
+        copies: 0,
+        outcome: Outcome::default(),
+    };
+    for event in &cx.plan.plan.events {
+        fold.copy(cx, Copy::Vendor(event));
     }
-    let copies: Vec<Sighting<'_>> = run
-        .plan
-        .events
-        .iter()
-        .map(Sighting::Vendor)
-        .chain(
-            run.records
-                .iter()
-                .filter(|r| r.kind == "ats.event_applied" || r.kind == "ats.event_rejected")
-                .map(Sighting::Ats),
-        )
-        .collect();
-    if copies.is_empty() {
-        return Outcome::skip("no event was planned and none reached the ATS");
-    }
-    let mut outcome = Outcome::default();
-    // Per (contract, rule): tuple fingerprint → (key fingerprint, first copy).
-    let mut first: Vec<Vec<HashMap<u64, (u64, Sighting<'_>)>>> =
-        rules.iter().map(|n| vec![HashMap::new(); *n]).collect();
-    for &copy in &copies {
-        outcome.judged(run.scenario_of(copy.candidate()));
+    Box::new(fold)
+}
+
+struct KeyStable<'a> {
+    /// Per (contract, rule): tuple fingerprint → (key fingerprint, first copy).
+    first: Vec<Vec<HashMap<u64, (u64, Earlier<'a>)>>>,
+    any_rule: bool,
+    headers: bool,
+    copies: usize,
+    outcome: Outcome,
+}
+
+impl<'a> KeyStable<'a> {
+    /// Compares a copy's key with the first copy of the same tuple under every rule.
+    fn copy(&mut self, cx: &Context<'_>, copy: Copy<'a, '_>) {
+        self.copies += 1;
+        self.outcome.judged(cx.plan.scenario_of(copy.candidate()));
         let Some(payload) = copy.payload() else {
-            continue;
+            return;
         };
+        let contracts = &cx.manifest.contracts;
         let name = match copy {
-            Sighting::Vendor(event) => Some(event.contract.as_str()),
-            Sighting::Ats(_) => payload.get("type").and_then(Value::as_str),
+            Copy::Vendor(event) => Some(event.contract.as_str()),
+            Copy::Ats(_) => payload.get("type").and_then(Value::as_str),
         };
         let Some(ci) = name.and_then(|n| contracts.index_of(n)) else {
-            continue;
+            return;
         };
         let contract = contracts.at(ci);
         for (ri, (assertion, rule)) in contract.stability_rules().enumerate() {
             let Some(fingerprint) = rule.fingerprint(payload) else {
                 continue;
             };
-            let Some(seen) = first.get_mut(ci).and_then(|r| r.get_mut(ri)) else {
+            let Some(seen) = self.first.get_mut(ci).and_then(|r| r.get_mut(ri)) else {
                 continue;
             };
             let earlier = match seen.entry(fingerprint.tuple) {
                 Entry::Vacant(slot) => {
-                    slot.insert((fingerprint.key, copy));
+                    let earlier = match copy {
+                        Copy::Vendor(event) => Earlier::Vendor(event),
+                        Copy::Ats(record) => Earlier::Ats {
+                            seq: record.seq,
+                            event: copy.event().map(Into::into),
+                            rejected: copy.rejected(),
+                            key: shown(&rule.key, payload),
+                        },
+                    };
+                    slot.insert((fingerprint.key, earlier));
                     continue;
                 }
                 Entry::Occupied(slot) if slot.get().0 == fingerprint.key => continue,
-                Entry::Occupied(slot) => slot.get().1,
+                Entry::Occupied(slot) => &slot.into_mut().1,
             };
-            outcome.findings.add(|| {
+            let (before, before_described, before_cites): (String, String, Vec<Cite>) =
+                match earlier {
+                    Earlier::Vendor(event) => (
+                        shown(&rule.key, &event.payload),
+                        describe(true, Some(&event.event_id), false),
+                        cites(Some(&event.event_id), None).collect(),
+                    ),
+                    Earlier::Ats {
+                        seq,
+                        event,
+                        rejected,
+                        key,
+                    } => (
+                        key.clone(),
+                        describe(false, event.as_deref(), *rejected),
+                        cites(event.as_deref(), Some(*seq)).collect(),
+                    ),
+                };
+            self.outcome.findings.add(|| {
                 let tuple: Vec<&str> = rule.tuple.iter().map(FieldPath::as_str).collect();
-                let before = earlier.payload().map_or_else(
-                    || "absent".to_owned(),
-                    |p| shown(&rule.key, p),
-                );
-                let mut records = earlier.records(run);
-                records.extend(copy.records(run));
-                run.finding(
+                cx.finding(
                     copy.candidate(),
                     copy.correlation_id(),
                     format!(
@@ -163,45 +209,70 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
                         assertion.source()
                     ),
                     format!(
-                        "{} carries {} {} for {}, but {} carries {before}",
-                        copy.describe(),
+                        "{} carries {} {} for {}, but {before_described} carries {before}",
+                        describe(matches!(copy, Copy::Vendor(_)), copy.event(), copy.rejected()),
                         rule.key,
                         shown(&rule.key, payload),
                         rule.describe_tuple(payload),
-                        earlier.describe()
                     ),
-                    records,
+                    before_cites
+                        .into_iter()
+                        .chain(cites(copy.event(), copy.seq())),
                 )
             });
         }
     }
-    for &record in &run.applied {
-        let Some(header) = detail_text(record, "idempotency_header") else {
-            continue;
-        };
-        let key = body_at(record, &run.manifest.envelope.idempotency_key);
-        if key == Some(header) {
-            continue;
+}
+
+impl<'a> Fold for KeyStable<'a> {
+    fn record(&mut self, cx: &Context<'_>, record: &Record) {
+        if record.kind != "ats.event_applied" && record.kind != "ats.event_rejected" {
+            return;
         }
-        outcome.findings.add(|| {
-            let event = body_event_id(record).unwrap_or("an event");
-            run.finding(
+        self.copy(cx, Copy::Ats(record));
+        if record.kind != "ats.event_applied" {
+            return;
+        }
+        let Some(header) = detail_text(record, "idempotency_header") else {
+            return;
+        };
+        self.headers = true;
+        let key = body_at(record, &cx.manifest.envelope.idempotency_key);
+        if key == Some(header) {
+            return;
+        }
+        self.outcome.findings.add(|| {
+            let event = body_event_id(record);
+            cx.finding(
                 record.candidate.as_deref(),
                 record.correlation_id.as_deref(),
                 "the Idempotency-Key header of an ATS write, when sent, is the body's idempotency_key",
                 format!(
-                    "{event} was written with Idempotency-Key {header:?} but its body's idempotency_key is {}",
+                    "{} was written with Idempotency-Key {header:?} but its body's idempotency_key is {}",
+                    event.unwrap_or("an event"),
                     key.map_or_else(|| "absent".to_owned(), |k| format!("{k:?}"))
                 ),
-                run.attempts_of(event).iter().copied().chain([record]),
+                cites(event, Some(record.seq)),
             )
         });
     }
-    outcome
+
+    fn finish(self: Box<Self>, _: &Context<'_>) -> Outcome {
+        if !self.any_rule && !self.headers {
+            return Outcome::skip(
+                "no contract has an `is stable for same (…)` assertion and no Idempotency-Key header reached the ATS",
+            );
+        }
+        if self.copies == 0 {
+            return Outcome::skip("no event was planned and none reached the ATS");
+        }
+        self.outcome
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::judge::fold::run_one;
     use serde_json::json;
 
     use super::*;
@@ -223,8 +294,8 @@ mod tests {
         let record = clean.applied[1];
         clean.log.record_mut(record).detail["body"] = body;
         clean.log.record_mut(record).detail["idempotency_header"] = json!("relay-7f3a");
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
-        let outcome = check(&run);
+        let run = (&manifest, &clean.plan, clean.log.records());
+        let outcome = run_one(check, run.0, run.1, run.2);
         assert_eq!(outcome.findings.total(), 1, "{:#?}", outcome.findings);
         let finding = &outcome.findings.kept()[0];
         assert_eq!(
@@ -247,8 +318,8 @@ mod tests {
         let manifest = manifest();
         let mut clean = clean();
         clean.log.record_mut(clean.applied[0]).detail["idempotency_header"] = json!("other");
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
-        let outcome = check(&run);
+        let run = (&manifest, &clean.plan, clean.log.records());
+        let outcome = run_one(check, run.0, run.1, run.2);
         assert_eq!(outcome.findings.total(), 1);
         assert_eq!(
             outcome.findings.kept()[0].seen,
@@ -266,8 +337,8 @@ mod tests {
         for seq in clean.applied {
             clean.log.record_mut(seq).detail["idempotency_header"] = Value::Null;
         }
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
-        let outcome = check(&run);
+        let run = (&manifest, &clean.plan, clean.log.records());
+        let outcome = run_one(check, run.0, run.1, run.2);
         assert!(
             outcome
                 .skipped

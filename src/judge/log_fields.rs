@@ -12,7 +12,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::run::{Outcome, Run, body_event_id, body_text, detail_text};
+use super::fold::{Context, Fold, records, skipped};
+use super::run::{Outcome, body_event_id, body_text, detail_text};
 use crate::observe::Record;
 
 /// How deep a log line is searched for the event's id.
@@ -35,13 +36,9 @@ fn carries(line: &Value, field: &str) -> bool {
 }
 
 /// Every string value of `value` that is one of `wanted`, up to [`MAX_DEPTH`].
-fn mentions<'w>(value: &Value, wanted: &HashSet<&'w str>, depth: usize, out: &mut Vec<&'w str>) {
+fn mentions(value: &Value, wanted: &dyn Fn(&str) -> bool, depth: usize, out: &mut Vec<String>) {
     match value {
-        Value::String(s) => {
-            if let Some(w) = wanted.get(s.as_str()) {
-                out.push(w);
-            }
-        }
+        Value::String(s) if wanted(s) => out.push(s.clone()),
         Value::Array(items) if depth < MAX_DEPTH => {
             for item in items {
                 mentions(item, wanted, depth + 1, out);
@@ -57,127 +54,59 @@ fn mentions<'w>(value: &Value, wanted: &HashSet<&'w str>, depth: usize, out: &mu
 }
 
 /// The line that mentions an id and lacks the fewest required fields.
-struct Best<'a> {
-    line: &'a Record,
+struct Best {
+    seq: u64,
     missing: Vec<String>,
 }
 
+/// The first application of an event (or key), which must be logged.
+struct Applied {
+    seq: u64,
+    event: Option<Box<str>>,
+    key: Option<Box<str>>,
+    candidate: Option<Box<str>>,
+    correlation_id: Option<Box<str>>,
+}
+
 /// `observability.log_fields`.
-pub(crate) fn check(run: &Run<'_>) -> Outcome {
-    let required: &[String] = run
+pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
+    let required: &'a [String] = cx
         .manifest
         .raw
         .observability
         .as_ref()
         .map_or(&[], |o| o.log_fields_required.as_slice());
     if required.is_empty() {
-        return Outcome::skip(
-            "the manifest requires no log fields (observability.log_fields_required)",
-        );
+        return skipped("the manifest requires no log fields (observability.log_fields_required)");
     }
-    if !run.output_visible {
-        return Outcome::skip(
-            "the harness did not start the integration, so what it printed is not in the log",
-        );
-    }
-    if run.applied.is_empty() {
-        return Outcome::skip("no event was applied at the ATS, so none had to be logged");
-    }
-    let wanted: HashSet<&str> = run
-        .applied
+    let planned: HashSet<&'a str> = cx
+        .plan
+        .plan
+        .events
         .iter()
-        .flat_map(|r| [body_event_id(r), key_of(r)])
-        .flatten()
+        .flat_map(|e| [e.event_id.as_str(), e.idempotency_key.as_str()])
         .collect();
-    let mut best: HashMap<&str, Best<'_>> = HashMap::new();
-    let mut json_lines = 0usize;
-    let mut found = Vec::new();
-    for &line in &run.output {
-        let Some(Value::Object(object)) =
-            detail_text(line, "line").and_then(|text| serde_json::from_str(text).ok())
-        else {
-            continue;
-        };
-        json_lines += 1;
-        let object = Value::Object(object);
-        found.clear();
-        mentions(&object, &wanted, 0, &mut found);
-        if found.is_empty() {
-            continue;
-        }
-        let missing: Vec<String> = required
-            .iter()
-            .filter(|f| !carries(&object, f))
-            .cloned()
-            .collect();
-        for id in found.drain(..) {
-            let better = best.get(id).is_none_or(|b| missing.len() < b.missing.len());
-            if better {
-                best.insert(
-                    id,
-                    Best {
-                        line,
-                        missing: missing.clone(),
-                    },
-                );
-            }
-        }
-    }
-    let mut outcome = Outcome::default();
-    let mut done: HashSet<&str> = HashSet::new();
-    for &record in &run.applied {
-        outcome.judged(run.scenario_of(record.candidate.as_deref()));
-        let event = body_event_id(record);
-        let key = key_of(record);
-        if let Some(id) = event.or(key)
-            && !done.insert(id)
-        {
-            continue;
-        }
-        let closest = [event, key]
-            .into_iter()
-            .flatten()
-            .filter_map(|id| best.get(id))
-            .min_by_key(|b| b.missing.len());
-        if closest.is_some_and(|b| b.missing.is_empty()) {
-            continue;
-        }
-        outcome.findings.add(|| {
-            let name = event.unwrap_or("an event without an event_id");
-            let seen = match closest {
-                Some(b) => format!(
-                    "the log line that mentions {name} lacks {}",
-                    b.missing
-                        .iter()
-                        .map(|f| format!("`{f}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                None => format!(
-                    "no JSON log line mentions {name} or its idempotency key (the integration printed {} line(s), {json_lines} of them JSON objects)",
-                    run.output.len()
-                ),
-            };
-            run.finding(
-                record.candidate.as_deref(),
-                record.correlation_id.as_deref(),
-                format!(
-                    "a JSON log line mentions {name} and carries {}",
-                    required
-                        .iter()
-                        .map(|f| format!("`{f}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                seen,
-                [record].into_iter().chain(closest.map(|b| b.line)),
-            )
-        });
-    }
-    outcome
+    Box::new(LogFields {
+        required,
+        planned,
+        applied_ids: HashSet::new(),
+        best: HashMap::new(),
+        applied: Vec::new(),
+        json_lines: 0,
+    })
 }
 
-/// The idempotency key of an ATS write.
+struct LogFields<'a> {
+    required: &'a [String],
+    /// The ids and keys of the planned events: what a line may mention.
+    planned: HashSet<&'a str>,
+    /// Ids and keys applied at the ATS that the plan does not know.
+    applied_ids: HashSet<Box<str>>,
+    best: HashMap<String, Best>,
+    applied: Vec<Applied>,
+    json_lines: usize,
+}
+
 fn key_of(record: &Record) -> Option<&str> {
     record
         .idempotency_key
@@ -185,8 +114,134 @@ fn key_of(record: &Record) -> Option<&str> {
         .or_else(|| body_text(record, "idempotency_key"))
 }
 
+impl Fold for LogFields<'_> {
+    fn record(&mut self, _: &Context<'_>, record: &Record) {
+        match record.kind.as_str() {
+            "ats.event_applied" => {
+                let (event, key) = (body_event_id(record), key_of(record));
+                // Each event is judged once, at its first application.
+                let first = event
+                    .or(key)
+                    .is_none_or(|id| !self.applied_ids.contains(id));
+                for id in [event, key].into_iter().flatten() {
+                    self.applied_ids.insert(id.into());
+                }
+                if first {
+                    self.applied.push(Applied {
+                        seq: record.seq,
+                        event: event.map(Into::into),
+                        key: key.map(Into::into),
+                        candidate: record.candidate.as_deref().map(Into::into),
+                        correlation_id: record.correlation_id.as_deref().map(Into::into),
+                    });
+                }
+            }
+            "integration.stdout" | "integration.stderr" => self.line(record),
+            _ => {}
+        }
+    }
+
+    fn finish(self: Box<Self>, cx: &Context<'_>) -> Outcome {
+        if !cx.seen.output_visible {
+            return Outcome::skip(
+                "the harness did not start the integration, so what it printed is not in the log",
+            );
+        }
+        if cx.seen.applied == 0 {
+            return Outcome::skip("no event was applied at the ATS, so none had to be logged");
+        }
+        let mut outcome = Outcome::default();
+        let required = self.required;
+        for applied in &self.applied {
+            outcome.judged(cx.plan.scenario_of(applied.candidate.as_deref()));
+            let event = applied.event.as_deref();
+            let closest = [event, applied.key.as_deref()]
+                .into_iter()
+                .flatten()
+                .filter_map(|id| self.best.get(id))
+                .min_by_key(|b| b.missing.len());
+            if closest.is_some_and(|b| b.missing.is_empty()) {
+                continue;
+            }
+            outcome.findings.add(|| {
+                let name = event.unwrap_or("an event without an event_id");
+                let seen = match closest {
+                    Some(b) => format!(
+                        "the log line that mentions {name} lacks {}",
+                        b.missing
+                            .iter()
+                            .map(|f| format!("`{f}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    None => format!(
+                        "no JSON log line mentions {name} or its idempotency key (the integration printed {} line(s), {} of them JSON objects)",
+                        cx.seen.output_lines, self.json_lines
+                    ),
+                };
+                cx.finding(
+                    applied.candidate.as_deref(),
+                    applied.correlation_id.as_deref(),
+                    format!(
+                        "a JSON log line mentions {name} and carries {}",
+                        required
+                            .iter()
+                            .map(|f| format!("`{f}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    seen,
+                    records([applied.seq].into_iter().chain(closest.map(|b| b.seq))),
+                )
+            });
+        }
+        outcome
+    }
+}
+
+impl LogFields<'_> {
+    /// Notes, for every id a JSON line mentions, the line that lacks the fewest fields.
+    fn line(&mut self, line: &Record) {
+        let Some(Value::Object(object)) =
+            detail_text(line, "line").and_then(|text| serde_json::from_str(text).ok())
+        else {
+            return;
+        };
+        self.json_lines += 1;
+        let object = Value::Object(object);
+        let mut found = Vec::new();
+        let wanted = |s: &str| self.planned.contains(s) || self.applied_ids.contains(s);
+        mentions(&object, &wanted, 0, &mut found);
+        if found.is_empty() {
+            return;
+        }
+        let missing: Vec<String> = self
+            .required
+            .iter()
+            .filter(|f| !carries(&object, f))
+            .cloned()
+            .collect();
+        for id in found {
+            let better = self
+                .best
+                .get(&id)
+                .is_none_or(|b| missing.len() < b.missing.len());
+            if better {
+                self.best.insert(
+                    id,
+                    Best {
+                        seq: line.seq,
+                        missing: missing.clone(),
+                    },
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use crate::judge::fold::run_one;
     use serde_json::json;
 
     use super::*;
@@ -196,8 +251,8 @@ mod tests {
     fn a_complete_line_per_event_passes() {
         let manifest = manifest();
         let clean = clean();
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
-        let outcome = check(&run);
+        let run = (&manifest, &clean.plan, clean.log.records());
+        let outcome = run_one(check, run.0, run.1, run.2);
         assert!(outcome.skipped.is_none(), "{:?}", outcome.skipped);
         assert_eq!(outcome.findings.total(), 0, "{:#?}", outcome.findings);
     }
@@ -219,8 +274,8 @@ mod tests {
         clean.log.record_mut(first).detail["line"] = json!(line.to_string());
         clean.log.record_mut(clean.applied[1] + 1).detail["line"] =
             json!("applied evt_CAND_003_cl_2 for CAND_003_cl");
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
-        let outcome = check(&run);
+        let run = (&manifest, &clean.plan, clean.log.records());
+        let outcome = run_one(check, run.0, run.1, run.2);
         assert_eq!(outcome.findings.total(), 2);
         let [partial, none] = outcome.findings.kept() else {
             panic!("two findings")
@@ -253,8 +308,8 @@ mod tests {
             let line = json!({"event": {"key": clean.events[i].idempotency_key}, "trace": {"correlation_id": "c"}});
             clean.log.record_mut(seq + 1).detail["line"] = json!(line.to_string());
         }
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
-        assert_eq!(check(&run).findings.total(), 0);
+        let run = (&manifest, &clean.plan, clean.log.records());
+        assert_eq!(run_one(check, run.0, run.1, run.2).findings.total(), 0);
     }
 
     #[test]
@@ -262,9 +317,9 @@ mod tests {
         let manifest = manifest();
         let mut clean = clean();
         clean.log.record_mut(0).kind = "run.start".into();
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
+        let run = (&manifest, &clean.plan, clean.log.records());
         assert!(
-            check(&run)
+            run_one(check, run.0, run.1, run.2)
                 .skipped
                 .is_some_and(|r| r.contains("did not start the integration"))
         );
@@ -273,9 +328,9 @@ mod tests {
             "[]",
         );
         let clean = crate::judge::test_support::clean();
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
+        let run = (&manifest, &clean.plan, clean.log.records());
         assert!(
-            check(&run)
+            run_one(check, run.0, run.1, run.2)
                 .skipped
                 .is_some_and(|r| r.contains("requires no log fields"))
         );

@@ -1,23 +1,24 @@
-//! The judge: every check of docs/integration-protocol.md §5 as a pure function over the
-//! manifest, the run's plan and its observation log.
+//! The judge: every check of docs/integration-protocol.md §5 as a fold over the
+//! observation log, given the manifest and the run's plan.
 //!
 //! Judging is separate from driving so a recorded run (its `plan.json` and
 //! `observation.jsonl`) can be judged again offline, and so each check can be
 //! unit-tested on a handful of hand-made records.
 //!
-//! [`judge`] indexes the plan and the log once ([`run::Run`]: hash maps by candidate,
-//! event id and record kind), then hands that index to each check in turn. A check is
-//! a pure function from the index to an [`run::Outcome`], in a module of its own;
-//! only the four contract checks share one, as they split a single pass over the
-//! bodies by rule. The manifest's `checks:` section is applied last, here, so no check
-//! needs to know about overrides. A 10,000-candidate run (a few hundred thousand
-//! records) is judged in one linear sweep per check.
+//! [`judge_log`] streams the log once ([`fold`]): each check is a fold with compact
+//! state (per event, a few numbers and strings) that cites records by `seq`, and the
+//! cited records of the kept findings are read back in one more pass, so the log is
+//! never held whole and the judge's memory follows the number of events. A check is a
+//! fold in a module of its own; only the four contract checks share one pass over the
+//! bodies. The manifest's `checks:` section is applied last, here, so no check needs
+//! to know about overrides.
 
 mod ack_sla;
 mod canary;
 mod contracts;
 mod exactly_once;
 mod exchange;
+pub(crate) mod fold;
 mod key_stable;
 mod kill_switch;
 mod log_fields;
@@ -32,6 +33,7 @@ mod signature;
 pub(crate) mod test_support;
 
 use std::fmt;
+use std::path::Path;
 
 pub use crate::catalog::{CHECKS, CheckInfo, check_info};
 
@@ -44,11 +46,10 @@ use crate::observe::{Actor, Record};
 use crate::run::plan::{Plan, Scenario};
 use crate::verdict::Verdict;
 
-/// A check's judge: a pure function of the indexed run.
-type JudgeFn = fn(&run::Run<'_>) -> run::Outcome;
+pub use fold::JudgeError;
 
-/// The function that judges each check of [`CHECKS`], in the same order.
-const JUDGES: &[(&str, JudgeFn)] = &[
+/// The fold that judges each check of [`CHECKS`], in the same order.
+const JUDGES: &[(&str, fold::MakeFold)] = &[
     ("contract.required_fields", contracts::required_fields),
     ("contract.enums", contracts::enums),
     ("contract.assertions", contracts::assertions),
@@ -255,19 +256,46 @@ impl Judgement {
     }
 }
 
-/// Judges a run: every check of [`CHECKS`] over the plan and the observation log,
-/// with the severities and switches of the manifest's `checks:` section.
+/// Judges a run held in memory: every check of [`CHECKS`] over the plan and the
+/// records, with the severities and switches of the manifest's `checks:` section.
 pub fn judge(manifest: &Manifest, plan: &Plan, records: &[Record]) -> Judgement {
-    let run = run::Run::new(manifest, plan, records);
-    let mut checks: Vec<CheckResult> = CHECKS
+    judge_source(manifest, plan, records).expect("records in memory are always readable")
+}
+
+/// Judges a run from its observation log file, streamed: the log is read once for the
+/// checks and once more for the records the kept findings cite, and never held whole.
+/// The log's hash chain is verified on the way; a broken chain is an error.
+pub fn judge_log(manifest: &Manifest, plan: &Plan, log: &Path) -> Result<Judgement, JudgeError> {
+    judge_source(manifest, plan, log)
+}
+
+fn judge_source<L: fold::LogSource + ?Sized>(
+    manifest: &Manifest,
+    plan: &Plan,
+    log: &L,
+) -> Result<Judgement, JudgeError> {
+    // A check turned off by the manifest is not folded at all.
+    let makes: Vec<Option<fold::MakeFold>> = CHECKS
         .iter()
         .map(|info| {
-            let judge_fn = JUDGES
+            let off = manifest
+                .raw
+                .checks
+                .get(info.id)
+                .is_some_and(|s| s.disabled());
+            JUDGES
                 .iter()
                 .find(|(id, _)| *id == info.id)
-                .map(|(_, f)| *f);
-            judge_one(info, judge_fn, &run)
+                .map(|(_, make)| *make)
+                .filter(|_| !off)
         })
+        .collect();
+    let outcomes = fold::fold_all(manifest, plan, log, &makes)?;
+    let highest = run::highest_contract_severity(manifest);
+    let mut checks: Vec<CheckResult> = CHECKS
+        .iter()
+        .zip(outcomes)
+        .map(|(info, outcome)| judge_one(manifest, info, outcome, highest))
         .collect();
     // Findings name the scenario copy; readers look for the candidate they wrote.
     let sources: std::collections::HashMap<&str, &str> = plan
@@ -283,18 +311,23 @@ pub fn judge(manifest: &Manifest, plan: &Plan, records: &[Record]) -> Judgement 
             .and_then(|c| sources.get(c))
             .map(|s| (*s).to_owned());
     }
-    Judgement::from_checks(checks)
+    Ok(Judgement::from_checks(checks))
 }
 
 /// One check's result, with the manifest's setting for it applied.
-fn judge_one(info: &CheckInfo, judge_fn: Option<JudgeFn>, run: &run::Run<'_>) -> CheckResult {
-    let setting = run.manifest.raw.checks.get(info.id);
+fn judge_one(
+    manifest: &Manifest,
+    info: &CheckInfo,
+    outcome: Option<run::Outcome>,
+    highest_contract_severity: Severity,
+) -> CheckResult {
+    let setting = manifest.raw.checks.get(info.id);
     let default_severity = if info.id.starts_with("contract.") {
-        run.highest_contract_severity()
+        highest_contract_severity
     } else {
         Severity::BlockRelease
     };
-    let mut result = match (setting.filter(|s| s.disabled()), judge_fn) {
+    let mut result = match (setting.filter(|s| s.disabled()), outcome) {
         (Some(off), _) => CheckResult {
             id: info.id.to_owned(),
             passes_when: info.passes_when.to_owned(),
@@ -311,7 +344,7 @@ fn judge_one(info: &CheckInfo, judge_fn: Option<JudgeFn>, run: &run::Run<'_>) ->
             findings_total: 0,
             findings: Vec::new(),
         },
-        (None, Some(judge_fn)) => judge_fn(run).into_result(info, default_severity),
+        (None, Some(outcome)) => outcome.into_result(info, default_severity),
         (None, None) => run::Outcome::skip(format!("`{}` has no judge in this build", info.id))
             .into_result(info, default_severity),
     };

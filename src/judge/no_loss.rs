@@ -10,14 +10,15 @@
 
 use std::collections::BTreeMap;
 
-use super::run::{Outcome, Run, times};
+use super::fold::{Cite, Context, Fold, records};
+use super::run::{Outcome, times};
 use crate::observe::Record;
 
-/// `200 ×2, no answer ×1`.
-pub(crate) fn statuses(records: &[&Record]) -> String {
+/// "200 ×2, no answer ×1": the answers a list of attempts got.
+pub(crate) fn statuses(answers: impl IntoIterator<Item = Option<u16>>) -> String {
     let mut counts: BTreeMap<Option<u16>, usize> = BTreeMap::new();
-    for record in records {
-        *counts.entry(record.status).or_default() += 1;
+    for status in answers {
+        *counts.entry(status).or_default() += 1;
     }
     let parts: Vec<String> = counts
         .into_iter()
@@ -29,77 +30,91 @@ pub(crate) fn statuses(records: &[&Record]) -> String {
     parts.join(", ")
 }
 
-/// `delivery.no_loss`.
-pub(crate) fn check(run: &Run<'_>) -> Outcome {
-    let mut outcome = Outcome::default();
-    let mut any = false;
-    for event in run.plan.events.iter().filter(|e| e.should_land) {
-        let attempts = run.attempts_of(&event.event_id);
-        let applied = run.applied_of(&event.event_id);
-        if attempts.is_empty() && applied.is_empty() {
-            continue;
-        }
-        any = true;
-        outcome.judged(Some(event.scenario));
-        let end = run.scenario_end(event.scenario);
-        let expected = format!(
-            "{} ({}) is applied at the ATS before the {} scenario ends (its drain deadline)",
-            event.event_id, event.contract, event.scenario
-        );
-        match (applied.first(), end) {
-            (Some(&first), Some(end)) if first.seq > end.seq => outcome.findings.add(|| {
-                run.finding(
-                    Some(&event.candidate),
-                    Some(&event.correlation_id),
-                    expected,
-                    format!(
-                        "{} landed late: first applied {} ms after the {} scenario ended",
-                        event.event_id,
-                        (first.elapsed_ms - end.elapsed_ms).round(),
-                        event.scenario
-                    ),
-                    attempts.iter().copied().chain([end, first]),
-                )
-            }),
-            (Some(_), _) => {}
-            (None, _) => outcome.findings.add(|| {
-                let rejected = run.rejected_of(&event.event_id);
-                let delivered = format!(
-                    "it was delivered {} (answers {})",
-                    times(attempts.len()),
-                    statuses(attempts)
-                );
-                let refused = if rejected.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        " and the ATS refused it {} as a mapping error (422)",
-                        times(rejected.len())
+/// `delivery.no_loss`: judged from the ledger once the log has ended.
+pub(crate) fn check<'a>(_: &Context<'a>) -> Box<dyn Fold + 'a> {
+    Box::new(NoLoss)
+}
+
+struct NoLoss;
+
+impl Fold for NoLoss {
+    fn record(&mut self, _: &Context<'_>, _: &Record) {}
+
+    fn finish(self: Box<Self>, cx: &Context<'_>) -> Outcome {
+        let mut outcome = Outcome::default();
+        let mut any = false;
+        for event in cx.plan.plan.events.iter().filter(|e| e.should_land) {
+            let ledger = cx.ledger(&event.event_id);
+            if ledger.attempts.is_empty() && ledger.applied.is_empty() {
+                continue;
+            }
+            any = true;
+            outcome.judged(Some(event.scenario));
+            let end = cx.seen.scenario_end(event.scenario);
+            let expected = format!(
+                "{} ({}) is applied at the ATS before the {} scenario ends (its drain deadline)",
+                event.event_id, event.contract, event.scenario
+            );
+            let attempts = || Cite::Attempts(event.event_id.clone());
+            match (ledger.applied.first(), end) {
+                (Some(first), Some(end)) if first.seq > end.seq => outcome.findings.add(|| {
+                    cx.finding(
+                        Some(&event.candidate),
+                        Some(&event.correlation_id),
+                        expected,
+                        format!(
+                            "{} landed late: first applied {} ms after the {} scenario ended",
+                            event.event_id,
+                            (first.elapsed_ms - end.elapsed_ms).round(),
+                            event.scenario
+                        ),
+                        [attempts()]
+                            .into_iter()
+                            .chain(records([end.seq, first.seq])),
                     )
-                };
-                run.finding(
-                    Some(&event.candidate),
-                    Some(&event.correlation_id),
-                    expected,
-                    format!(
-                        "{} was never applied at the ATS: {delivered}{refused}",
-                        event.event_id
-                    ),
-                    attempts.iter().chain(rejected.iter()).copied().chain(end),
-                )
-            }),
+                }),
+                (Some(_), _) => {}
+                (None, _) => outcome.findings.add(|| {
+                    let delivered = format!(
+                        "it was delivered {} (answers {})",
+                        times(ledger.attempts.len()),
+                        statuses(ledger.attempts.iter().map(|(_, status)| *status))
+                    );
+                    let refused = if ledger.rejected.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " and the ATS refused it {} as a mapping error (422)",
+                            times(ledger.rejected.len())
+                        )
+                    };
+                    cx.finding(
+                        Some(&event.candidate),
+                        Some(&event.correlation_id),
+                        expected,
+                        format!(
+                            "{} was never applied at the ATS: {delivered}{refused}",
+                            event.event_id
+                        ),
+                        [attempts()].into_iter().chain(records(
+                            ledger.rejected.iter().copied().chain(end.map(|e| e.seq)),
+                        )),
+                    )
+                }),
+            }
         }
+        if !any {
+            return Outcome::skip(
+                "no event that should land (in scope, not forged, not superseded) was delivered",
+            );
+        }
+        outcome
     }
-    if !any {
-        return Outcome::skip(
-            "no event that should land (in scope, not forged, not superseded) was delivered",
-        );
-    }
-    outcome
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::judge::fold::run_one;
     use serde_json::json;
 
     use super::*;
@@ -110,8 +125,8 @@ mod tests {
     fn every_event_landed_in_time_passes() {
         let manifest = manifest();
         let clean = clean();
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
-        let outcome = check(&run);
+        let run = (&manifest, &clean.plan, clean.log.records());
+        let outcome = run_one(check, run.0, run.1, run.2);
         assert_eq!(outcome.findings.total(), 0);
         assert_eq!(outcome.scenarios.len(), 1);
     }
@@ -125,8 +140,8 @@ mod tests {
         let record = clean.log.record_mut(seq);
         record.kind = "ats.event_rejected".into();
         record.detail["violations"] = json!([]);
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
-        let outcome = check(&run);
+        let run = (&manifest, &clean.plan, clean.log.records());
+        let outcome = run_one(check, run.0, run.1, run.2);
         assert_eq!(outcome.findings.total(), 1);
         let finding = &outcome.findings.kept()[0];
         assert_eq!(
@@ -153,8 +168,8 @@ mod tests {
         let event = clean.events[1].clone();
         clean.log.record_mut(clean.applied[1]).kind = "ats.event_rejected".into();
         clean.log.applied(CANDIDATE, &event.payload);
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
-        let outcome = check(&run);
+        let run = (&manifest, &clean.plan, clean.log.records());
+        let outcome = run_one(check, run.0, run.1, run.2);
         assert_eq!(outcome.findings.total(), 1);
         let seen = &outcome.findings.kept()[0].seen;
         assert_eq!(
@@ -172,8 +187,8 @@ mod tests {
         };
         plan.event(CANDIDATE, 3, "passed");
         clean.plan = plan.plan;
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
-        assert_eq!(check(&run).findings.total(), 0);
+        let run = (&manifest, &clean.plan, clean.log.records());
+        assert_eq!(run_one(check, run.0, run.1, run.2).findings.total(), 0);
     }
 
     #[test]
@@ -182,7 +197,7 @@ mod tests {
         let mut plan = PlanBuilder::default();
         plan.candidate(Scenario::Canary, "CAND_900_cn", false, &[]);
         plan.event("CAND_900_cn", 1, "passed");
-        let run = Run::new(&manifest, &plan.plan, &[]);
-        assert!(check(&run).skipped.is_some());
+        let run = (&manifest, &plan.plan, &[]);
+        assert!(run_one(check, run.0, run.1, run.2).skipped.is_some());
     }
 }

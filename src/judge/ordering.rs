@@ -12,124 +12,173 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::run::{Outcome, Run, body_at, body_event_id, body_text, detail_text};
+use super::fold::{Context, Fold, records};
+use super::run::{Outcome, body_at, body_event_id, body_text, detail_text};
 use crate::contract::assertion::parse_rfc3339;
 use crate::observe::Record;
 use crate::run::plan::PlannedEvent;
 
-fn occurred(run: &Run<'_>, record: &Record) -> Option<DateTime<Utc>> {
-    occurred_text(run, record).and_then(parse_rfc3339)
-}
-
 /// The event's time, where the manifest's envelope puts it.
-fn occurred_text<'r>(run: &Run<'_>, record: &'r Record) -> Option<&'r str> {
-    body_at(record, &run.manifest.envelope.occurred_at)
+fn occurred_text<'r>(cx: &Context<'_>, record: &'r Record) -> Option<&'r str> {
+    body_at(record, &cx.manifest.envelope.occurred_at)
 }
 
+/// The contract an ATS write is for.
 fn contract_of(record: &Record) -> Option<&str> {
     detail_text(record, "contract").or_else(|| body_text(record, "type"))
 }
 
-/// `ordering.no_regression`.
-pub(crate) fn check(run: &Run<'_>) -> Outcome {
-    if run.applied.is_empty() {
-        return Outcome::skip("no event was applied at the ATS");
-    }
-    // The latest planned event that should land, per (candidate, contract).
-    let mut latest: HashMap<(&str, &str), (DateTime<Utc>, &PlannedEvent)> = HashMap::new();
-    for event in run.plan.events.iter().filter(|e| e.should_land) {
-        let Some(at) = parse_rfc3339(&event.occurred_at) else {
-            continue;
-        };
-        let slot = latest
-            .entry((event.candidate.as_str(), event.contract.as_str()))
-            .or_insert((at, event));
-        if at > slot.0 {
-            *slot = (at, event);
+/// One application, as much as a finding needs of it.
+#[derive(Clone)]
+struct Seen {
+    seq: u64,
+    at: Option<DateTime<Utc>>,
+    event: Box<str>,
+    occurred: Box<str>,
+}
+
+impl Seen {
+    fn of(cx: &Context<'_>, record: &Record) -> Self {
+        let occurred = occurred_text(cx, record);
+        Seen {
+            seq: record.seq,
+            at: occurred.and_then(parse_rfc3339),
+            event: body_event_id(record).unwrap_or("an event").into(),
+            occurred: occurred.unwrap_or("?").into(),
         }
     }
-    let mut order: Vec<(&str, &str)> = Vec::new();
-    let mut groups: HashMap<(&str, &str), Vec<&Record>> = HashMap::new();
-    for &record in &run.applied {
+}
+
+/// What one candidate's one contract went through at the ATS.
+struct Group {
+    /// The newest application so far (by `occurred_at`).
+    newest: Option<Seen>,
+    /// The last application.
+    last: Seen,
+    /// The first application's seq: groups are judged in that order.
+    first_seq: u64,
+}
+
+/// `ordering.no_regression`.
+pub(crate) fn check<'a>(_: &Context<'a>) -> Box<dyn Fold + 'a> {
+    Box::<Ordering>::default()
+}
+
+/// A candidate and a contract.
+type Pair = (Box<str>, Box<str>);
+
+#[derive(Default)]
+struct Ordering {
+    groups: HashMap<Pair, Group>,
+    outcome: Outcome,
+}
+
+impl Fold for Ordering {
+    fn record(&mut self, cx: &Context<'_>, record: &Record) {
+        if record.kind != "ats.event_applied" {
+            return;
+        }
         let (Some(candidate), Some(contract)) = (record.candidate.as_deref(), contract_of(record))
         else {
-            continue;
+            return;
         };
-        let group = groups.entry((candidate, contract)).or_default();
-        if group.is_empty() {
-            order.push((candidate, contract));
-        }
-        group.push(record);
-    }
-    let mut outcome = Outcome::default();
-    for pair @ (candidate, contract) in order {
-        outcome.judged(run.scenario_of(Some(candidate)));
-        let Some(applied) = groups.get(&pair) else {
-            continue;
+        self.outcome.judged(cx.plan.scenario_of(Some(candidate)));
+        let seen = Seen::of(cx, record);
+        let key = (Box::from(candidate), Box::from(contract));
+        let Some(group) = self.groups.get_mut(&key) else {
+            self.groups.insert(
+                key,
+                Group {
+                    newest: seen.at.is_some().then(|| seen.clone()),
+                    first_seq: seen.seq,
+                    last: seen,
+                },
+            );
+            return;
         };
-        let mut newest: Option<(DateTime<Utc>, &Record)> = None;
-        for &record in applied {
-            let Some(at) = occurred(run, record) else {
-                continue;
-            };
-            match newest {
-                Some((max, before)) if at < max => outcome.findings.add(|| {
-                    run.finding(
+        group.last = seen.clone();
+        let Some(at) = seen.at else {
+            return;
+        };
+        match &group.newest {
+            Some(before) if before.at.is_some_and(|max| at < max) => {
+                self.outcome.findings.add(|| {
+                    cx.finding(
                         Some(candidate),
                         record.correlation_id.as_deref(),
                         format!("{candidate}'s {contract} events are applied in occurred_at order: one older than an event already applied is dropped, never applied after it"),
                         format!(
                             "{} (occurred_at {}) was applied after {} (occurred_at {}): the ATS went back in time",
-                            body_event_id(record).unwrap_or("an event"),
-                            occurred_text(run, record).unwrap_or("?"),
-                            body_event_id(before).unwrap_or("an event"),
-                            occurred_text(run, before).unwrap_or("?"),
+                            seen.event, seen.occurred, before.event, before.occurred,
                         ),
-                        [before, record],
+                        records([before.seq, seen.seq]),
                     )
-                }),
-                Some((max, _)) if at == max => {}
-                _ => newest = Some((at, record)),
+                });
+            }
+            Some(before) if before.at == Some(at) => {}
+            _ => group.newest = Some(seen),
+        }
+    }
+
+    fn finish(mut self: Box<Self>, cx: &Context<'_>) -> Outcome {
+        if cx.seen.applied == 0 {
+            return Outcome::skip("no event was applied at the ATS");
+        }
+        // The latest planned event that should land, per (candidate, contract).
+        let mut latest: HashMap<(&str, &str), (DateTime<Utc>, &PlannedEvent)> = HashMap::new();
+        for event in cx.plan.plan.events.iter().filter(|e| e.should_land) {
+            let Some(at) = parse_rfc3339(&event.occurred_at) else {
+                continue;
+            };
+            let slot = latest
+                .entry((event.candidate.as_str(), event.contract.as_str()))
+                .or_insert((at, event));
+            if at > slot.0 {
+                *slot = (at, event);
             }
         }
-        let (Some(&last), Some(&(want_at, want))) = (applied.last(), latest.get(&pair)) else {
-            continue;
-        };
-        let overwritten = run.applied_of(&want.event_id);
-        if overwritten.is_empty() || occurred(run, last).is_some_and(|at| at >= want_at) {
-            continue;
+        let mut groups: Vec<(&Pair, &Group)> = self.groups.iter().collect();
+        groups.sort_by_key(|(_, g)| g.first_seq);
+        for ((candidate, contract), group) in groups {
+            let Some(&(want_at, want)) = latest.get(&(&**candidate, &**contract)) else {
+                continue;
+            };
+            let overwritten = &cx.ledger(&want.event_id).applied;
+            let last = &group.last;
+            if overwritten.is_empty() || last.at.is_some_and(|at| at >= want_at) {
+                continue;
+            }
+            self.outcome.findings.add(|| {
+                cx.finding(
+                    Some(candidate),
+                    Some(&want.correlation_id),
+                    format!(
+                        "the ATS's final {contract} state of {candidate} is its latest event, {}",
+                        want.event_id
+                    ),
+                    format!(
+                        "the last {contract} applied for {candidate} is {} (occurred_at {}), not {} (occurred_at {}), which was applied earlier and then overwritten",
+                        last.event,
+                        last.occurred,
+                        want.event_id,
+                        // As the event wrote it, like the applied one beside it.
+                        cx.manifest
+                            .envelope
+                            .occurred_at_of(&want.payload)
+                            .unwrap_or(&want.occurred_at)
+                    ),
+                    records(overwritten.iter().map(|m| m.seq).chain([last.seq])),
+                )
+            });
         }
-        outcome.findings.add(|| {
-            let mut records: Vec<&Record> = overwritten.to_vec();
-            records.push(last);
-            run.finding(
-                Some(candidate),
-                Some(&want.correlation_id),
-                format!(
-                    "the ATS's final {contract} state of {candidate} is its latest event, {}",
-                    want.event_id
-                ),
-                format!(
-                    "the last {contract} applied for {candidate} is {} (occurred_at {}), not {} (occurred_at {}), which was applied earlier and then overwritten",
-                    body_event_id(last).unwrap_or("an event"),
-                    occurred_text(run, last).unwrap_or("?"),
-                    want.event_id,
-                    // As the event wrote it, like the applied one beside it.
-                    run.manifest
-                        .envelope
-                        .occurred_at_of(&want.payload)
-                        .unwrap_or(&want.occurred_at)
-                ),
-                records,
-            )
-        });
+        self.outcome
     }
-    outcome
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::judge::fold::run_one;
     use crate::judge::test_support::{CANDIDATE, clean, manifest, passes_on_clean};
 
     #[test]
@@ -143,8 +192,8 @@ mod tests {
         let mut clean = clean();
         let stale = clean.events[0].clone();
         let again = clean.log.applied(CANDIDATE, &stale.payload);
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
-        let outcome = check(&run);
+        let run = (&manifest, &clean.plan, clean.log.records());
+        let outcome = run_one(check, run.0, run.1, run.2);
         assert_eq!(outcome.findings.total(), 2);
         let [back, last] = outcome.findings.kept() else {
             panic!("two findings")
@@ -170,7 +219,7 @@ mod tests {
         let manifest = manifest();
         let mut clean = clean();
         clean.log.record_mut(clean.applied[1]).kind = "ats.event_rejected".into();
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
-        assert_eq!(check(&run).findings.total(), 0);
+        let run = (&manifest, &clean.plan, clean.log.records());
+        assert_eq!(run_one(check, run.0, run.1, run.2).findings.total(), 0);
     }
 }

@@ -13,7 +13,8 @@ use std::collections::{BTreeSet, HashMap};
 use aho_corasick::{AhoCorasick, MatchKind};
 
 use super::exchange::quote;
-use super::run::{Outcome, Run, detail_text};
+use super::fold::{Context, Fold, skipped};
+use super::run::{Outcome, detail_text};
 use super::{Exchange, Finding};
 use crate::observe::Record;
 
@@ -78,15 +79,10 @@ struct Personal<'a> {
 }
 
 /// `privacy.no_pii_in_logs`.
-pub(crate) fn check(run: &Run<'_>) -> Outcome {
-    if !run.output_visible {
-        return Outcome::skip(
-            "the harness did not start the integration, so what it printed is not in the log",
-        );
-    }
-    let mut personal: Vec<Personal<'_>> = Vec::new();
+pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
+    let mut personal: Vec<Personal<'a>> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
-    for candidate in &run.plan.candidates {
+    for candidate in &cx.plan.plan.candidates {
         for text in &candidate.pii {
             let text = text.trim();
             if text.chars().count() < MIN_CHARS {
@@ -103,7 +99,7 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
         }
     }
     if personal.is_empty() {
-        return Outcome::skip("no planned candidate has personal data to look for");
+        return skipped("no planned candidate has personal data to look for");
     }
     let mut patterns: Vec<String> = Vec::new();
     let mut meaning: Vec<(usize, Form)> = Vec::new();
@@ -127,41 +123,65 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
             meaning.push((i, form));
         }
     }
-    let automaton = match AhoCorasick::builder()
+    match AhoCorasick::builder()
         .ascii_case_insensitive(true)
         .match_kind(MatchKind::LeftmostLongest)
         .build(&patterns)
     {
-        Ok(automaton) => automaton,
-        Err(err) => {
-            return Outcome::skip(format!(
-                "the personal data could not be compiled into a search: {err}"
-            ));
-        }
-    };
-    let mut outcome = Outcome::default();
-    for candidate in &run.plan.candidates {
-        outcome.judged(Some(candidate.scenario));
+        Ok(automaton) => Box::new(Pii {
+            personal,
+            meaning,
+            automaton,
+            outcome: Outcome::default(),
+        }),
+        Err(err) => skipped(format!(
+            "the personal data could not be compiled into a search: {err}"
+        )),
     }
-    for &line in &run.output {
+}
+
+struct Pii<'a> {
+    personal: Vec<Personal<'a>>,
+    meaning: Vec<(usize, Form)>,
+    automaton: AhoCorasick,
+    outcome: Outcome,
+}
+
+impl Fold for Pii<'_> {
+    fn record(&mut self, cx: &Context<'_>, line: &Record) {
+        if line.kind != "integration.stdout" && line.kind != "integration.stderr" {
+            return;
+        }
         let text = detail_text(line, "line").unwrap_or_default();
         let mut hits: Vec<(usize, usize, usize, Form)> = Vec::new();
-        for found in automaton.find_iter(text) {
-            let (person, form) = meaning[found.pattern().as_usize()];
+        for found in self.automaton.find_iter(text) {
+            let (person, form) = self.meaning[found.pattern().as_usize()];
             hits.push((found.start(), found.end(), person, form));
         }
         if hits.is_empty() {
-            continue;
+            return;
         }
-        outcome
+        let personal = &self.personal;
+        self.outcome
             .findings
-            .add(|| finding(run, line, text, &hits, &personal));
+            .add(|| finding(cx, line, text, &hits, personal));
     }
-    outcome
+
+    fn finish(mut self: Box<Self>, cx: &Context<'_>) -> Outcome {
+        if !cx.seen.output_visible {
+            return Outcome::skip(
+                "the harness did not start the integration, so what it printed is not in the log",
+            );
+        }
+        for candidate in &cx.plan.plan.candidates {
+            self.outcome.judged(Some(candidate.scenario));
+        }
+        self.outcome
+    }
 }
 
 fn finding(
-    run: &Run<'_>,
+    cx: &Context<'_>,
     line: &Record,
     text: &str,
     hits: &[(usize, usize, usize, Form)],
@@ -190,7 +210,7 @@ fn finding(
     let owner = hits
         .first()
         .and_then(|&(_, _, person, _)| personal[person].owners.first().copied());
-    let mut finding = run.finding(
+    let mut finding = cx.finding(
         owner,
         None,
         "nothing the integration prints holds a candidate's name or e-mail address (log ids instead)",
@@ -199,7 +219,8 @@ fn finding(
             described.into_iter().collect::<Vec<_>>().join("; ")
         ),
         [],
-    );
+    )
+    .finding;
     let mut redacted = String::with_capacity(text.len());
     let mut from = 0;
     for &(start, end, _, _) in hits {
@@ -218,6 +239,7 @@ fn finding(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::judge::fold::run_one;
     use crate::judge::test_support::{CANDIDATE, clean, manifest, passes_on_clean};
 
     #[test]
@@ -261,8 +283,8 @@ mod tests {
         for (printed, needle, why) in rows {
             let mut clean = clean();
             let seq = clean.log.line("stderr", printed);
-            let run = Run::new(&manifest, &clean.plan, clean.log.records());
-            let outcome = check(&run);
+            let run = (&manifest, &clean.plan, clean.log.records());
+            let outcome = run_one(check, run.0, run.1, run.2);
             assert_eq!(outcome.findings.total(), 1, "{why}");
             let finding = &outcome.findings.kept()[0];
             assert!(
@@ -295,7 +317,7 @@ mod tests {
             .filter(|r| r.kind != "integration.ready")
             .cloned()
             .collect();
-        let run = Run::new(&manifest, &clean.plan, &records);
-        assert!(check(&run).skipped.is_some());
+        let run = (&manifest, &clean.plan, &records);
+        assert!(run_one(check, run.0, run.1, run.2).skipped.is_some());
     }
 }

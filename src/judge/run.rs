@@ -1,19 +1,19 @@
-//! The run as the checks see it: the plan and the observation log indexed once.
+//! What the checks share: their [`Outcome`], its [`Findings`], the readers of a
+//! record's fields, and [`Run`], a part of the log held in memory and indexed.
 //!
-//! A gate run of 10,000 candidates logs a few hundred thousand records; a check that
-//! looked a candidate or an event up by scanning would be quadratic. [`Run::new`]
-//! sorts every record into the few lists and hash maps the checks need in one pass,
-//! so each check is one linear sweep of its own. Findings are built lazily by
-//! [`Findings::add`]: past [`FINDINGS_KEPT`] they are only counted, so a badly broken
-//! integration costs no more to judge than a good one.
+//! The judge streams the log ([`super::fold`]); only the kill-switch checks hold
+//! records, those of the kill-switch scenarios (a fixed amount of traffic per fault
+//! window, whatever the number of candidates), and judge them as a [`Run`]: sorted once
+//! into the few lists and hash maps they need, so each is one linear sweep of its own.
+//! Findings are built lazily by [`Findings::add`]: past [`FINDINGS_KEPT`] they are
+//! only counted, so a badly broken integration costs no more to judge than a good one.
 
-use std::cell::OnceCell;
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::contracts::ContractPass;
+use super::fold::{Cite, Cited};
 use super::{CheckInfo, CheckResult, Exchange, FINDINGS_KEPT, Finding, Status};
 use crate::contract::path::FieldPath;
 use crate::manifest::Manifest;
@@ -36,21 +36,15 @@ pub(crate) struct Run<'a> {
     events: HashMap<&'a str, &'a PlannedEvent>,
     /// `ats.event_applied` records, in application order.
     pub(crate) applied: Vec<&'a Record>,
-    /// `ats.event_rejected` records, in log order.
-    pub(crate) rejected: Vec<&'a Record>,
     /// `webhook.attempt` records, in log order.
     pub(crate) attempts: Vec<&'a Record>,
     applied_by_event: HashMap<&'a str, Vec<&'a Record>>,
-    rejected_by_event: HashMap<&'a str, Vec<&'a Record>>,
     attempts_by_event: HashMap<&'a str, Vec<&'a Record>>,
     scenario_ends: HashMap<Scenario, &'a Record>,
     /// What the integration printed (`integration.stdout` / `integration.stderr`).
     pub(crate) output: Vec<&'a Record>,
     /// Whether the harness started the integration, so its output is in the log.
     pub(crate) output_visible: bool,
-    /// When the run last logged something: `now()` for the vendor's copies.
-    pub(crate) last_at: Option<DateTime<Utc>>,
-    contract_pass: OnceCell<ContractPass<'a>>,
 }
 
 impl<'a> Run<'a> {
@@ -71,16 +65,12 @@ impl<'a> Run<'a> {
                 .map(|e| (e.event_id.as_str(), e))
                 .collect(),
             applied: Vec::new(),
-            rejected: Vec::new(),
             attempts: Vec::new(),
             applied_by_event: HashMap::new(),
-            rejected_by_event: HashMap::new(),
             attempts_by_event: HashMap::new(),
             scenario_ends: HashMap::new(),
             output: Vec::new(),
             output_visible: false,
-            last_at: records.iter().rev().find_map(record_time),
-            contract_pass: OnceCell::new(),
         };
         for record in records {
             match record.kind.as_str() {
@@ -88,12 +78,6 @@ impl<'a> Run<'a> {
                     run.applied.push(record);
                     if let Some(id) = body_event_id(record) {
                         run.applied_by_event.entry(id).or_default().push(record);
-                    }
-                }
-                "ats.event_rejected" => {
-                    run.rejected.push(record);
-                    if let Some(id) = body_event_id(record) {
-                        run.rejected_by_event.entry(id).or_default().push(record);
                     }
                 }
                 "webhook.attempt" => {
@@ -125,23 +109,9 @@ impl<'a> Run<'a> {
         self.events.get(event_id).copied()
     }
 
-    /// The scenario a candidate belongs to.
-    pub(crate) fn scenario_of(&self, candidate: Option<&str>) -> Option<Scenario> {
-        candidate
-            .and_then(|c| self.candidate(c))
-            .map(|c| c.scenario)
-    }
-
     /// The `ats.event_applied` records of an event, in application order.
     pub(crate) fn applied_of(&self, event_id: &str) -> &[&'a Record] {
         self.applied_by_event
-            .get(event_id)
-            .map_or(&[], Vec::as_slice)
-    }
-
-    /// The `ats.event_rejected` records of an event.
-    pub(crate) fn rejected_of(&self, event_id: &str) -> &[&'a Record] {
-        self.rejected_by_event
             .get(event_id)
             .map_or(&[], Vec::as_slice)
     }
@@ -156,21 +126,6 @@ impl<'a> Run<'a> {
     /// The `scenario.end` record of a scenario, if the run got that far.
     pub(crate) fn scenario_end(&self, scenario: Scenario) -> Option<&'a Record> {
         self.scenario_ends.get(&scenario).copied()
-    }
-
-    /// The one pass over every body the four contract checks share.
-    pub(crate) fn contract_pass(&self) -> &ContractPass<'a> {
-        self.contract_pass.get_or_init(|| ContractPass::new(self))
-    }
-
-    /// The highest `on_failure.severity` of the manifest's contracts.
-    pub(crate) fn highest_contract_severity(&self) -> Severity {
-        self.manifest
-            .contracts
-            .iter()
-            .map(|c| c.severity())
-            .max()
-            .unwrap_or(Severity::BlockRelease)
     }
 
     /// A finding about `candidate` (its scenario and correlation id looked up in the
@@ -198,17 +153,38 @@ impl<'a> Run<'a> {
     }
 }
 
+/// The highest `on_failure.severity` of the manifest's contracts: the contract checks'
+/// severity when none of their findings says otherwise.
+pub(crate) fn highest_contract_severity(manifest: &Manifest) -> Severity {
+    manifest
+        .contracts
+        .iter()
+        .map(|c| c.severity())
+        .max()
+        .unwrap_or(Severity::BlockRelease)
+}
+
 /// The exchanges of a finding: oldest first, each record once, at most
 /// [`EXCHANGES_KEPT`] (the first and the last ones of a longer story).
 pub(crate) fn summarize<'a>(records: impl IntoIterator<Item = &'a Record>) -> Vec<Exchange> {
-    let mut records: Vec<&Record> = records.into_iter().collect();
-    records.sort_by_key(|r| r.seq);
-    records.dedup_by_key(|r| r.seq);
-    if records.len() > EXCHANGES_KEPT {
+    let records: HashMap<u64, &Record> = records.into_iter().map(|r| (r.seq, r)).collect();
+    summarize_exchanges(records.keys().copied())
+        .into_iter()
+        .filter_map(|seq| records.get(&seq).map(|r| Exchange::from_record(r)))
+        .collect()
+}
+
+/// Which of these records a finding shows: sorted, each once, the first and the last
+/// ones when there are more than [`EXCHANGES_KEPT`].
+pub(crate) fn summarize_exchanges(seqs: impl IntoIterator<Item = u64>) -> Vec<u64> {
+    let mut seqs: Vec<u64> = seqs.into_iter().collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    if seqs.len() > EXCHANGES_KEPT {
         let tail = EXCHANGES_KEPT / 2;
-        records.drain(EXCHANGES_KEPT - tail..records.len() - tail);
+        seqs.drain(EXCHANGES_KEPT - tail..seqs.len() - tail);
     }
-    records.into_iter().map(Exchange::from_record).collect()
+    seqs
 }
 
 /// The body an `ats.event_applied` / `ats.event_rejected` record carries.
@@ -267,20 +243,36 @@ pub(crate) fn times(n: usize) -> String {
     }
 }
 
-/// Findings of one check: every one counted, the first [`FINDINGS_KEPT`] kept.
+/// Findings of one check: every one counted, the first [`FINDINGS_KEPT`] kept with the
+/// records they cite (read back from the log once the pass is over).
 #[derive(Debug, Default)]
 pub(crate) struct Findings {
     total: usize,
     kept: Vec<Finding>,
+    cites: Vec<Vec<Cite>>,
 }
 
 impl Findings {
     /// Counts a finding, and builds it only if it is among the kept ones.
-    pub(crate) fn add(&mut self, make: impl FnOnce() -> Finding) {
+    pub(crate) fn add<C: Into<Cited>>(&mut self, make: impl FnOnce() -> C) {
         self.total += 1;
         if self.kept.len() < FINDINGS_KEPT {
-            self.kept.push(make());
+            let cited = make().into();
+            self.kept.push(cited.finding);
+            self.cites.push(cited.cites);
         }
+    }
+
+    /// Counts a finding that is not kept (the check already kept enough).
+    pub(crate) fn count(&mut self) {
+        self.total += 1;
+    }
+
+    /// Each kept finding with the records it cites, which are handed over.
+    pub(crate) fn cited_mut(&mut self) -> impl Iterator<Item = (&mut Finding, Vec<Cite>)> {
+        self.kept
+            .iter_mut()
+            .zip(self.cites.iter_mut().map(std::mem::take))
     }
 
     /// How many findings there were.

@@ -11,18 +11,19 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::run::{Outcome, Run, body, body_event_id, body_text, detail_text};
+use super::fold::{Cite, Context, Fold, records, skipped};
+use super::run::{Outcome, body, body_event_id, body_text, detail_text};
 use crate::observe::Record;
-use crate::run::plan::Scenario;
+use crate::run::plan::{PlannedCandidate, Scenario};
 
 /// How an applied event reads in a sequence.
-fn read(run: &Run<'_>, record: &Record, expected_here: Option<&str>) -> String {
+fn read(cx: &Context<'_>, record: &Record, expected_here: Option<&str>) -> String {
     let Some(contract) = detail_text(record, "contract").or_else(|| body_text(record, "type"))
     else {
         return "(an event naming no contract)".to_owned();
     };
     let planned_outcome = body_event_id(record)
-        .and_then(|id| run.event(id))
+        .and_then(|id| cx.plan.event(id))
         .and_then(|e| e.outcome.as_deref());
     let hinted = expected_here
         .and_then(|entry| entry.split_once(':'))
@@ -31,7 +32,7 @@ fn read(run: &Run<'_>, record: &Record, expected_here: Option<&str>) -> String {
     let Some(value) = planned_outcome.or(hinted) else {
         return contract.to_owned();
     };
-    let field = run.manifest.contracts.get(contract).and_then(|c| {
+    let field = cx.manifest.contracts.get(contract).and_then(|c| {
         c.enums()
             .iter()
             .find(|(_, values)| values.iter().any(|v| v == value))
@@ -56,99 +57,133 @@ fn arrows(items: &[String]) -> String {
 }
 
 /// `sequence.expected`.
-pub(crate) fn check(run: &Run<'_>) -> Outcome {
-    let clean: Vec<_> = run
-        .plan
+pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
+    let plan = cx.plan.plan;
+    let clean: Vec<(usize, &PlannedCandidate)> = plan
         .candidates
         .iter()
-        .filter(|c| c.scenario == Scenario::Clean)
+        .enumerate()
+        .filter(|(_, c)| c.scenario == Scenario::Clean)
         .collect();
     if clean.is_empty() {
-        return Outcome::skip("no clean scenario in this run");
+        return skipped("no clean scenario in this run");
     }
-    let judged: Vec<_> = clean.into_iter().filter(|c| c.in_scope).collect();
-    if judged.is_empty() {
-        return Outcome::skip("no candidate of the clean scenario is inside the canary scope");
-    }
-    let mut by_candidate: HashMap<&str, Vec<&Record>> = judged
-        .iter()
-        .map(|c| (c.candidate.as_str(), Vec::new()))
+    let judged: HashMap<&'a str, Story<'a>> = clean
+        .into_iter()
+        .filter(|(_, c)| c.in_scope)
+        .map(|(place, c)| {
+            (
+                c.candidate.as_str(),
+                Story {
+                    place,
+                    candidate: c,
+                    seen: Vec::new(),
+                    applied: Vec::new(),
+                },
+            )
+        })
         .collect();
-    for &record in &run.applied {
-        if let Some(list) = record
+    if judged.is_empty() {
+        return skipped("no candidate of the clean scenario is inside the canary scope");
+    }
+    Box::new(Sequence { judged })
+}
+
+/// What the ATS applied for one judged candidate.
+struct Story<'a> {
+    /// Its place in the plan: findings come in the plan's order.
+    place: usize,
+    candidate: &'a PlannedCandidate,
+    /// Each application read as `contract:value`.
+    seen: Vec<String>,
+    applied: Vec<u64>,
+}
+
+struct Sequence<'a> {
+    judged: HashMap<&'a str, Story<'a>>,
+}
+
+impl Fold for Sequence<'_> {
+    fn record(&mut self, cx: &Context<'_>, record: &Record) {
+        if record.kind != "ats.event_applied" {
+            return;
+        }
+        let Some(story) = record
             .candidate
             .as_deref()
-            .and_then(|c| by_candidate.get_mut(c))
-        {
-            list.push(record);
-        }
+            .and_then(|c| self.judged.get_mut(c))
+        else {
+            return;
+        };
+        let here = story
+            .candidate
+            .expected_sequence
+            .get(story.seen.len())
+            .map(String::as_str);
+        story.seen.push(read(cx, record, here));
+        story.applied.push(record.seq);
     }
-    // The deliveries of each candidate's planned events, for the findings' stories.
-    let mut planned: HashMap<&str, Vec<&str>> = HashMap::new();
-    for event in &run.plan.events {
-        if let Some(ids) = planned.get_mut(event.candidate.as_str()) {
-            ids.push(event.event_id.as_str());
-        } else if by_candidate.contains_key(event.candidate.as_str()) {
-            planned.insert(event.candidate.as_str(), vec![event.event_id.as_str()]);
-        }
-    }
-    let mut outcome = Outcome::default();
-    outcome.judged(Some(Scenario::Clean));
-    for candidate in judged {
-        let applied = by_candidate
-            .get(candidate.candidate.as_str())
-            .map_or(&[][..], Vec::as_slice);
-        let seen: Vec<String> = applied
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                read(
-                    run,
-                    r,
-                    candidate.expected_sequence.get(i).map(String::as_str),
-                )
-            })
-            .collect();
-        if seen == candidate.expected_sequence {
-            continue;
-        }
-        outcome.findings.add(|| {
-            let expected = &candidate.expected_sequence;
-            let at = expected
-                .iter()
-                .zip(&seen)
-                .position(|(e, s)| e != s)
-                .unwrap_or(expected.len().min(seen.len()));
-            let difference = match (expected.get(at), seen.get(at)) {
-                (Some(e), Some(s)) => format!("event {} is {s}, not {e}", at + 1),
-                (Some(e), None) => format!("{e} (event {}) never came", at + 1),
-                (None, Some(s)) => format!("{s} (event {}) is one too many", at + 1),
-                (None, None) => "the sequences differ".to_owned(),
-            };
-            run.finding(
-                Some(&candidate.candidate),
-                Some(&candidate.correlation_id),
-                format!(
-                    "the ATS receives {}'s events as its expected_sequence says: {}",
-                    candidate.candidate,
-                    arrows(expected)
-                ),
-                format!("the ATS applied {}: {difference}", arrows(&seen)),
+
+    fn finish(self: Box<Self>, cx: &Context<'_>) -> Outcome {
+        let mut outcome = Outcome::default();
+        outcome.judged(Some(Scenario::Clean));
+        // The deliveries of each candidate's planned events, for the findings' stories.
+        let mut planned: HashMap<&str, Vec<&str>> = HashMap::new();
+        for event in &cx.plan.plan.events {
+            if self.judged.contains_key(event.candidate.as_str()) {
                 planned
-                    .get(candidate.candidate.as_str())
-                    .into_iter()
-                    .flatten()
-                    .flat_map(|id| run.attempts_of(id))
-                    .chain(applied)
-                    .copied(),
-            )
-        });
+                    .entry(event.candidate.as_str())
+                    .or_default()
+                    .push(event.event_id.as_str());
+            }
+        }
+        // In the plan's order, as a reader of the report expects.
+        let mut stories: Vec<&Story<'_>> = self.judged.values().collect();
+        stories.sort_by_key(|s| s.place);
+        for story in stories {
+            let candidate = story.candidate;
+            let seen = &story.seen;
+            if *seen == candidate.expected_sequence {
+                continue;
+            }
+            outcome.findings.add(|| {
+                let expected = &candidate.expected_sequence;
+                let at = expected
+                    .iter()
+                    .zip(seen)
+                    .position(|(e, s)| e != s)
+                    .unwrap_or(expected.len().min(seen.len()));
+                let difference = match (expected.get(at), seen.get(at)) {
+                    (Some(e), Some(s)) => format!("event {} is {s}, not {e}", at + 1),
+                    (Some(e), None) => format!("{e} (event {}) never came", at + 1),
+                    (None, Some(s)) => format!("{s} (event {}) is one too many", at + 1),
+                    (None, None) => "the sequences differ".to_owned(),
+                };
+                cx.finding(
+                    Some(&candidate.candidate),
+                    Some(&candidate.correlation_id),
+                    format!(
+                        "the ATS receives {}'s events as its expected_sequence says: {}",
+                        candidate.candidate,
+                        arrows(expected)
+                    ),
+                    format!("the ATS applied {}: {difference}", arrows(seen)),
+                    planned
+                        .get(candidate.candidate.as_str())
+                        .into_iter()
+                        .flatten()
+                        .map(|id| Cite::Attempts((*id).to_owned()))
+                        .chain(records(story.applied.iter().copied())),
+                )
+            });
+        }
+        outcome
     }
-    outcome
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::judge::fold::run_one;
     use serde_json::json;
 
     use super::*;
@@ -165,8 +200,8 @@ mod tests {
         let mut clean = clean();
         clean.log.record_mut(clean.applied[0]).detail["body"]["verification"]["result"] =
             json!("passed");
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
-        let outcome = check(&run);
+        let run = (&manifest, &clean.plan, clean.log.records());
+        let outcome = run_one(check, run.0, run.1, run.2);
         assert_eq!(outcome.findings.total(), 1);
         let finding = &outcome.findings.kept()[0];
         assert_eq!(
@@ -198,8 +233,8 @@ mod tests {
         let manifest = manifest();
         let mut clean = clean();
         clean.log.record_mut(clean.applied[1]).kind = "ats.event_rejected".into();
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
-        let outcome = check(&run);
+        let run = (&manifest, &clean.plan, clean.log.records());
+        let outcome = run_one(check, run.0, run.1, run.2);
         assert!(
             outcome.findings.kept()[0]
                 .seen
@@ -214,9 +249,9 @@ mod tests {
         let manifest = manifest();
         let mut clean = clean();
         clean.plan.candidates[0].scenario = Scenario::Duplicates;
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
+        let run = (&manifest, &clean.plan, clean.log.records());
         assert_eq!(
-            check(&run).skipped.as_deref(),
+            run_one(check, run.0, run.1, run.2).skipped.as_deref(),
             Some("no clean scenario in this run")
         );
     }

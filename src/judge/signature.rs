@@ -6,9 +6,10 @@
 //! records for such a candidate (an event applied, an access grant, an exception) is
 //! a forged delivery that got through.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
-use super::run::{Outcome, Run, body_event_id, times};
+use super::fold::{Cite, Context, Fold, records, skipped};
+use super::run::{Outcome, body_event_id, times};
 use crate::observe::Record;
 use crate::run::plan::PlannedEvent;
 
@@ -21,92 +22,116 @@ fn forgery(event: &PlannedEvent) -> &str {
     }
 }
 
+fn expected(event: &PlannedEvent) -> String {
+    format!(
+        "{} delivery of {} is refused with a 4xx and changes nothing in the ATS",
+        forgery(event),
+        event.event_id
+    )
+}
+
 /// `signature.enforced`.
-pub(crate) fn check(run: &Run<'_>) -> Outcome {
-    // Per candidate: whether every one of its planned events is forged.
-    let mut forged_only: HashMap<&str, bool> = HashMap::new();
-    for event in &run.plan.events {
-        let all = forged_only.entry(event.candidate.as_str()).or_insert(true);
-        *all &= event.forged;
+pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
+    let plan = cx.plan.plan;
+    if !plan.events.iter().any(|e| e.forged) {
+        return skipped("no forged delivery in this run (the signatures scenario did not run)");
     }
-    let forged: Vec<&PlannedEvent> = run.plan.events.iter().filter(|e| e.forged).collect();
-    if forged.is_empty() {
-        return Outcome::skip(
-            "no forged delivery in this run (the signatures scenario did not run)",
-        );
+    // The candidates every one of whose planned events is forged.
+    let mut mixed: HashSet<&str> = HashSet::new();
+    let mut forged_only: HashSet<&str> = HashSet::new();
+    for event in &plan.events {
+        if event.forged && !mixed.contains(event.candidate.as_str()) {
+            forged_only.insert(&event.candidate);
+        } else if !event.forged {
+            mixed.insert(&event.candidate);
+            forged_only.remove(event.candidate.as_str());
+        }
     }
-    let mut outcome = Outcome::default();
-    for event in forged {
-        outcome.judged(Some(event.scenario));
-        let expected = format!(
-            "{} delivery of {} is refused with a 4xx and changes nothing in the ATS",
-            forgery(event),
-            event.event_id
-        );
-        for &attempt in run.attempts_of(&event.event_id) {
-            if attempt.status.is_some_and(|s| (400..500).contains(&s)) {
-                continue;
-            }
-            outcome.findings.add(|| {
-                let answer = attempt.status.map_or_else(
+    Box::new(Signature {
+        forged_only,
+        outcome: Outcome::default(),
+    })
+}
+
+struct Signature<'a> {
+    forged_only: HashSet<&'a str>,
+    outcome: Outcome,
+}
+
+impl Fold for Signature<'_> {
+    fn record(&mut self, cx: &Context<'_>, record: &Record) {
+        if record.kind == "webhook.attempt"
+            && let Some(event) = record
+                .event_id
+                .as_deref()
+                .and_then(|id| cx.plan.event(id))
+                .filter(|e| e.forged)
+            && !record.status.is_some_and(|s| (400..500).contains(&s))
+        {
+            self.outcome.findings.add(|| {
+                let answer = record.status.map_or_else(
                     || "got no answer".to_owned(),
                     |s| format!("was answered {s}"),
                 );
-                run.finding(
+                cx.finding(
                     Some(&event.candidate),
                     Some(&event.correlation_id),
-                    expected.clone(),
+                    expected(event),
                     format!("{} delivery of {} {answer}", forgery(event), event.event_id),
-                    [attempt],
+                    records([record.seq]),
                 )
             });
         }
-        let applied = run.applied_of(&event.event_id);
-        if !applied.is_empty() {
-            outcome.findings.add(|| {
-                run.finding(
-                    Some(&event.candidate),
-                    Some(&event.correlation_id),
-                    expected.clone(),
-                    format!(
-                        "{}, delivered forged, was applied at the ATS {}",
-                        event.event_id,
-                        times(applied.len())
-                    ),
-                    run.attempts_of(&event.event_id)
-                        .iter()
-                        .chain(applied)
-                        .copied(),
-                )
-            });
-        }
-    }
-    // Other state changes for candidates that only ever got forged deliveries.
-    for record in run.records {
+        // Other state changes for candidates that only ever got forged deliveries.
         let changed = match record.kind.as_str() {
             "ats.event_applied" => body_event_id(record)
-                .and_then(|id| run.event(id))
+                .and_then(|id| cx.plan.event(id))
                 .is_none_or(|e| !e.forged),
             "ats.access_granted" | "ats.exception_created" => true,
             _ => false,
         };
         let Some(candidate) = record.candidate.as_deref() else {
-            continue;
+            return;
         };
-        if !changed || forged_only.get(candidate) != Some(&true) {
-            continue;
+        if !changed || !self.forged_only.contains(candidate) {
+            return;
         }
-        outcome.findings.add(|| {
-            run.finding(
+        self.outcome.findings.add(|| {
+            cx.finding(
                 Some(candidate),
                 record.correlation_id.as_deref(),
                 format!("{candidate} received only forged deliveries, so nothing changes for it in the ATS"),
                 format!("the ATS recorded {} for {candidate}", what(record)),
-                [record],
+                records([record.seq]),
             )
         });
     }
-    outcome
+
+    fn finish(mut self: Box<Self>, cx: &Context<'_>) -> Outcome {
+        for event in cx.plan.plan.events.iter().filter(|e| e.forged) {
+            self.outcome.judged(Some(event.scenario));
+            let ledger = cx.ledger(&event.event_id);
+            if ledger.applied.is_empty() {
+                continue;
+            }
+            self.outcome.findings.add(|| {
+                cx.finding(
+                    Some(&event.candidate),
+                    Some(&event.correlation_id),
+                    expected(event),
+                    format!(
+                        "{}, delivered forged, was applied at the ATS {}",
+                        event.event_id,
+                        times(ledger.applied.len())
+                    ),
+                    [Cite::Attempts(event.event_id.clone())]
+                        .into_iter()
+                        .chain(records(ledger.applied_seqs())),
+                )
+            });
+        }
+        self.outcome
+    }
 }
 
 fn what(record: &Record) -> String {
@@ -123,6 +148,7 @@ fn what(record: &Record) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::judge::fold::run_one;
     use crate::judge::test_support::{Log, PlanBuilder, manifest};
     use crate::observe::Actor;
     use crate::run::plan::{Plan, Scenario};
@@ -147,8 +173,8 @@ mod tests {
         let (plan, event) = forged_plan();
         let mut log = Log::default();
         log.attempt(&event, 0, Some(401), 2.0);
-        let run = Run::new(&manifest, &plan, log.records());
-        let outcome = check(&run);
+        let run = (&manifest, &plan, log.records());
+        let outcome = run_one(check, run.0, run.1, run.2);
         assert!(outcome.skipped.is_none());
         assert_eq!(outcome.findings.total(), 0);
         assert_eq!(outcome.scenarios.len(), 1);
@@ -164,15 +190,16 @@ mod tests {
         log.push(Actor::Ats, "ats.access_granted", |r| {
             r.candidate = Some(FORGED.into());
         });
-        let run = Run::new(&manifest, &plan, log.records());
-        let outcome = check(&run);
+        let run = (&manifest, &plan, log.records());
+        let outcome = run_one(check, run.0, run.1, run.2);
         let seen = outcome.findings.seen();
+        // What each record shows as it streams by, then what the whole log adds up to.
         assert_eq!(
             seen,
             [
                 "an unsigned delivery of evt_CAND_003_sgf_1 was answered 202",
-                "evt_CAND_003_sgf_1, delivered forged, was applied at the ATS 1 time",
                 "the ATS recorded an access grant for CAND_003_sgf",
+                "evt_CAND_003_sgf_1, delivered forged, was applied at the ATS 1 time",
             ]
         );
         let finding = &outcome.findings.kept()[0];
@@ -187,9 +214,9 @@ mod tests {
     fn a_run_without_forgeries_is_skipped() {
         let manifest = manifest();
         let clean = crate::judge::test_support::clean();
-        let run = Run::new(&manifest, &clean.plan, clean.log.records());
+        let run = (&manifest, &clean.plan, clean.log.records());
         assert!(
-            check(&run)
+            run_one(check, run.0, run.1, run.2)
                 .skipped
                 .is_some_and(|r| r.contains("signatures scenario did not run"))
         );

@@ -380,11 +380,10 @@ pub(crate) fn clean() -> Clean {
 
 /// Runs `check` over the correct hand-made run of [`clean`]: it must judge something
 /// and find nothing.
-pub(crate) fn passes_on_clean(check: fn(&super::run::Run<'_>) -> super::run::Outcome) {
+pub(crate) fn passes_on_clean(check: super::fold::MakeFold) {
     let manifest = manifest();
     let clean = clean();
-    let run = super::run::Run::new(&manifest, &clean.plan, clean.log.records());
-    let outcome = check(&run);
+    let outcome = super::fold::run_one(check, &manifest, &clean.plan, clean.log.records());
     assert!(outcome.skipped.is_none(), "skipped: {:?}", outcome.skipped);
     assert_eq!(
         outcome.findings.total(),

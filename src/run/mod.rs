@@ -24,7 +24,7 @@ use serde_json::json;
 use crate::delivery::{RetryPolicy, Sender, WebhookSecret};
 use crate::manifest::Manifest;
 use crate::mock::{MockConfig, Mocks};
-use crate::observe::{Actor, Entry, ObservationLog, Record};
+use crate::observe::{Actor, Entry, ObservationLog};
 use crate::sandbox::synth::SynthConfig;
 use drive::{Driver, ScenarioReport};
 use plan::{Plan, Scenario};
@@ -131,8 +131,9 @@ pub struct RunOutput {
     pub plan: Plan,
     /// Per scenario, what was sent and what landed.
     pub scenarios: Vec<ScenarioReport>,
-    /// Every record of the observation log.
-    pub records: Vec<Record>,
+    /// The observation log (`observation.jsonl`), complete and flushed: the judge
+    /// streams it rather than holding it.
+    pub log: PathBuf,
     /// The artifacts folder.
     pub out_dir: PathBuf,
     /// A description of the integration (command or URL).
@@ -416,12 +417,11 @@ pub async fn execute(
         path: out.join("observation.jsonl"),
         source,
     })?;
-    let records = crate::observe::read(&out.join("observation.jsonl"))?;
     Ok(RunOutput {
         run_id,
         plan: prepared.plan,
         scenarios: reports,
-        records,
+        log: out.join("observation.jsonl"),
         out_dir: out.clone(),
         integration,
         elapsed: started.elapsed(),

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use stagegate::judge::{Status, judge};
+use stagegate::judge::{Status, judge, judge_log};
 use stagegate::manifest::Manifest;
 use stagegate::mock::MockConfig;
 use stagegate::run::drive::DrainLimit;
@@ -53,7 +53,10 @@ fn the_reference_relay_passes_every_check_it_is_judged_on() {
     let output = runtime
         .block_on(execute(&config, &|_| {}, &|_| {}))
         .expect("the run completes");
-    let judgement = judge(&manifest, &output.plan, &output.records);
+    // Streamed from the file as `run` does it, and the same as the log read whole.
+    let judgement = judge_log(&manifest, &output.plan, &output.log).expect("the log judges");
+    let records = stagegate::observe::read(&output.log).expect("the log reads");
+    assert_eq!(judgement, judge(&manifest, &output.plan, &records));
     let failed: Vec<_> = judgement.failed().collect();
     assert!(failed.is_empty(), "{failed:#?}");
     for check in &judgement.checks {

@@ -34,13 +34,69 @@ mod fixture;
 use serde_json::Value;
 
 use super::Finding;
-use super::run::{Run, detail_text, scenario_in};
+use super::fold::{Context, Fold};
+use super::run::{Outcome, Run, detail_text, scenario_in};
 use crate::observe::{Actor, Record};
 use crate::run::plan::{Scenario, marks};
 
-pub(crate) use gates::check as gates_not_paused;
-pub(crate) use queue_replay::check as queue_replay;
-pub(crate) use trips::check as trips;
+/// `kill_switch.trips`.
+pub(crate) fn trips<'a>(_: &Context<'a>) -> Box<dyn Fold + 'a> {
+    Box::new(Buffered::new(trips::check))
+}
+
+/// `kill_switch.queue_replay`.
+pub(crate) fn queue_replay<'a>(_: &Context<'a>) -> Box<dyn Fold + 'a> {
+    Box::new(Buffered::new(queue_replay::check))
+}
+
+/// `kill_switch.gates_not_paused`.
+pub(crate) fn gates_not_paused<'a>(_: &Context<'a>) -> Box<dyn Fold + 'a> {
+    Box::new(Buffered::new(gates::check))
+}
+
+/// A kill-switch check over the records of the kill-switch scenarios, kept as the log
+/// streams by: their traffic is sized by the protocol's tolerances (a few hundred
+/// events per fault window), not by the number of candidates, so holding it is cheap
+/// and lets each check look back and ahead within a window.
+struct Buffered {
+    judge: fn(&Run<'_>) -> Outcome,
+    records: Vec<Record>,
+    inside: bool,
+}
+
+impl Buffered {
+    fn new(judge: fn(&Run<'_>) -> Outcome) -> Self {
+        Buffered {
+            judge,
+            records: Vec::new(),
+            inside: false,
+        }
+    }
+}
+
+impl Fold for Buffered {
+    fn record(&mut self, _: &Context<'_>, record: &Record) {
+        let kill_switch =
+            || scenario_in(record).is_some_and(|s| Scenario::KILL_SWITCH.contains(&s));
+        match record.kind.as_str() {
+            "scenario.start" if kill_switch() => self.inside = true,
+            "scenario.end" if kill_switch() => {
+                self.records.push(record.clone());
+                self.inside = false;
+                return;
+            }
+            // Whether the integration's output is in the log at all.
+            "integration.ready" => {}
+            _ if !self.inside => return,
+            _ => {}
+        }
+        self.records.push(record.clone());
+    }
+
+    fn finish(self: Box<Self>, cx: &Context<'_>) -> Outcome {
+        (self.judge)(&Run::new(cx.manifest, cx.plan.plan, &self.records))
+    }
+}
 
 /// What a fault window does to the ATS (the `phase` of its `fault.start`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,6 +404,7 @@ pub(super) fn ms(value: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::judge::fold::run_one;
     use serde_json::json;
 
     use super::fixture::{Defect, kill_switch_run};
@@ -408,11 +465,13 @@ mod tests {
         log.push(Actor::Harness, marks::FAULT_START, |r| {
             r.detail = json!({"scenario": "nonsense", "phase": [], "expect_trip": "yes"});
         });
-        let checks: [fn(&Run<'_>) -> crate::judge::run::Outcome; 3] =
-            [trips, queue_replay, gates_not_paused];
+        let checks: [crate::judge::fold::MakeFold; 3] = [trips, queue_replay, gates_not_paused];
         for check in checks {
+            let _ = run_one(check, &manifest, &run.plan, log.records());
+            let _ = run_one(check, &manifest, &run.plan, &[]);
+        }
+        for check in [trips::check, queue_replay::check, gates::check] {
             let _ = check(&Run::new(&manifest, &run.plan, log.records()));
-            let _ = check(&Run::new(&manifest, &run.plan, &[]));
         }
         let timeline = Timeline::new(log.records());
         assert_eq!(
@@ -438,7 +497,7 @@ mod tests {
             .position(|r| r.kind == marks::FAULT_END)
             .expect("a window");
         run.log.record_mut(end as u64).kind = "test.dropped".into();
-        let outcome = queue_replay(&Run::new(&manifest, &run.plan, run.log.records()));
+        let outcome = run_one(queue_replay, &manifest, &run.plan, run.log.records());
         let seen = outcome.findings.seen();
         assert!(
             seen.contains(

@@ -1,0 +1,605 @@
+//! The streaming judge: every check is a fold over the observation log, which is read
+//! once, in order, and never held whole.
+//!
+//! A check keeps compact state (counts, first and last sequence numbers, a few strings
+//! per event) and cites the records behind a finding by `seq` ([`Cite`]). After the
+//! pass, one more read of the log fetches only the cited records and turns them into
+//! the findings' exchanges, so a finding still shows the exchanges that led to it while
+//! the judge's memory follows the number of events, not the size of the log.
+//!
+//! Before a record reaches the checks, [`Seen`] notes what every check may want to
+//! know about the log so far: its latest time, the scenarios' marks, whether the
+//! integration's output is in the log, and a per-event [`Ledger`] of delivery
+//! attempts, applications and refusals (each a sequence number and a status).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+
+use super::contracts::ContractPass;
+use super::run::{Outcome, body_event_id, record_time, scenario_in, summarize_exchanges};
+use super::{Exchange, Finding};
+use crate::manifest::Manifest;
+use crate::observe::Record;
+use crate::observe::stream::{self, StreamError};
+use crate::run::plan::{Plan, PlannedCandidate, PlannedEvent, Scenario};
+
+/// The plan, indexed by candidate and event id.
+pub(crate) struct PlanIndex<'a> {
+    /// The plan itself.
+    pub(crate) plan: &'a Plan,
+    candidates: HashMap<&'a str, u32>,
+    events: HashMap<&'a str, u32>,
+}
+
+impl<'a> PlanIndex<'a> {
+    /// Indexes a plan.
+    pub(crate) fn new(plan: &'a Plan) -> Self {
+        PlanIndex {
+            plan,
+            candidates: plan
+                .candidates
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.candidate.as_str(), i as u32))
+                .collect(),
+            events: plan
+                .events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.event_id.as_str(), i as u32))
+                .collect(),
+        }
+    }
+
+    /// The planned candidate with this id.
+    pub(crate) fn candidate(&self, id: &str) -> Option<&'a PlannedCandidate> {
+        let plan = self.plan;
+        self.candidates
+            .get(id)
+            .map(|&i| &plan.candidates[i as usize])
+    }
+
+    /// The planned event with this id.
+    pub(crate) fn event(&self, event_id: &str) -> Option<&'a PlannedEvent> {
+        let plan = self.plan;
+        self.events.get(event_id).map(|&i| &plan.events[i as usize])
+    }
+
+    /// The position of a planned event in the plan.
+    pub(crate) fn event_index(&self, event_id: &str) -> Option<u32> {
+        self.events.get(event_id).copied()
+    }
+
+    /// The scenario a candidate belongs to.
+    pub(crate) fn scenario_of(&self, candidate: Option<&str>) -> Option<Scenario> {
+        candidate
+            .and_then(|c| self.candidate(c))
+            .map(|c| c.scenario)
+    }
+}
+
+/// Where a record is in the log: its `seq` and `elapsed_ms`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Mark {
+    /// The record's `seq`.
+    pub(crate) seq: u64,
+    /// The record's `elapsed_ms`.
+    pub(crate) elapsed_ms: f64,
+}
+
+impl Mark {
+    /// Where `record` is.
+    pub(crate) fn of(record: &Record) -> Self {
+        Mark {
+            seq: record.seq,
+            elapsed_ms: record.elapsed_ms,
+        }
+    }
+}
+
+/// What happened to one event id: its deliveries, applications and refusals.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct EventLedger {
+    /// `webhook.attempt` records: seq and HTTP status (none: no answer).
+    pub(crate) attempts: Vec<(u64, Option<u16>)>,
+    /// `ats.event_applied` records, in application order.
+    pub(crate) applied: Vec<Mark>,
+    /// `ats.event_rejected` records.
+    pub(crate) rejected: Vec<u64>,
+}
+
+impl EventLedger {
+    /// The seqs of the attempts.
+    pub(crate) fn attempt_seqs(&self) -> impl Iterator<Item = u64> + '_ {
+        self.attempts.iter().map(|(seq, _)| *seq)
+    }
+
+    /// The seqs of the applications.
+    pub(crate) fn applied_seqs(&self) -> impl Iterator<Item = u64> + '_ {
+        self.applied.iter().map(|m| m.seq)
+    }
+}
+
+/// Per event id, what happened to it; planned events by their place in the plan (no
+/// key copied), others by their id.
+#[derive(Debug, Default)]
+pub(crate) struct Ledger {
+    planned: HashMap<u32, EventLedger>,
+    other: HashMap<Box<str>, EventLedger>,
+}
+
+impl Ledger {
+    fn entry(&mut self, plan: &PlanIndex<'_>, event_id: &str) -> &mut EventLedger {
+        match plan.event_index(event_id) {
+            Some(i) => self.planned.entry(i).or_default(),
+            None => self.other.entry(event_id.into()).or_default(),
+        }
+    }
+
+    /// What happened to `event_id` so far (an empty ledger when nothing did).
+    pub(crate) fn of(&self, plan: &PlanIndex<'_>, event_id: &str) -> &EventLedger {
+        static EMPTY: EventLedger = EventLedger {
+            attempts: Vec::new(),
+            applied: Vec::new(),
+            rejected: Vec::new(),
+        };
+        match plan.event_index(event_id) {
+            Some(i) => self.planned.get(&i),
+            None => self.other.get(event_id),
+        }
+        .unwrap_or(&EMPTY)
+    }
+}
+
+/// What the judge has seen of the log so far, updated before each record reaches the
+/// checks; once the log has ended it describes the whole log.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    /// The time of the newest record so far: `now()` for the vendor's copies.
+    pub(crate) last_at: Option<DateTime<Utc>>,
+    /// Whether `integration.ready` was logged (the harness started the integration,
+    /// so what it printed is in the log).
+    pub(crate) output_visible: bool,
+    /// How many lines the integration printed.
+    pub(crate) output_lines: usize,
+    /// How many `webhook.attempt` records there were.
+    pub(crate) attempts: usize,
+    /// How many `ats.event_applied` records there were.
+    pub(crate) applied: usize,
+    /// How many records there were.
+    pub(crate) records: u64,
+    /// Per event id, its deliveries, applications and refusals.
+    pub(crate) ledger: Ledger,
+    /// Every body's judgement against its contract, shared by the four contract checks.
+    pub(crate) contracts: ContractPass,
+    scenario_ends: HashMap<Scenario, Mark>,
+}
+
+impl Seen {
+    /// Notes a record.
+    fn observe(&mut self, manifest: &Manifest, plan: &PlanIndex<'_>, record: &Record) {
+        self.records += 1;
+        self.contracts.record(manifest, plan, record);
+        if let Some(at) = record_time(record) {
+            self.last_at = Some(at);
+        }
+        match record.kind.as_str() {
+            "webhook.attempt" => {
+                self.attempts += 1;
+                if let Some(id) = record.event_id.as_deref() {
+                    self.ledger
+                        .entry(plan, id)
+                        .attempts
+                        .push((record.seq, record.status));
+                }
+            }
+            "ats.event_applied" => {
+                self.applied += 1;
+                if let Some(id) = body_event_id(record) {
+                    self.ledger.entry(plan, id).applied.push(Mark::of(record));
+                }
+            }
+            "ats.event_rejected" => {
+                if let Some(id) = body_event_id(record) {
+                    self.ledger.entry(plan, id).rejected.push(record.seq);
+                }
+            }
+            "scenario.end" => {
+                if let Some(scenario) = scenario_in(record) {
+                    self.scenario_ends
+                        .entry(scenario)
+                        .or_insert(Mark::of(record));
+                }
+            }
+            "integration.stdout" | "integration.stderr" => self.output_lines += 1,
+            "integration.ready" => self.output_visible = true,
+            _ => {}
+        }
+    }
+
+    /// The `scenario.end` of a scenario, if the log got that far.
+    pub(crate) fn scenario_end(&self, scenario: Scenario) -> Option<Mark> {
+        self.scenario_ends.get(&scenario).copied()
+    }
+}
+
+/// What every check sees while the log streams by.
+pub(crate) struct Context<'a> {
+    /// The manifest the run was made from.
+    pub(crate) manifest: &'a Manifest,
+    /// The run's plan, indexed.
+    pub(crate) plan: &'a PlanIndex<'a>,
+    /// What the judge has seen of the log so far.
+    pub(crate) seen: &'a Seen,
+}
+
+impl Context<'_> {
+    /// A finding about `candidate` (its scenario and correlation id looked up in the
+    /// plan when the records do not say) that cites `cites`; its exchanges are filled in
+    /// from the log once the pass is over.
+    pub(crate) fn finding(
+        &self,
+        candidate: Option<&str>,
+        correlation_id: Option<&str>,
+        expected: impl Into<String>,
+        seen: impl Into<String>,
+        cites: impl IntoIterator<Item = Cite>,
+    ) -> Cited {
+        let planned = candidate.and_then(|c| self.plan.candidate(c));
+        Cited {
+            finding: Finding {
+                scenario: planned.map(|c| c.scenario),
+                candidate: candidate.map(str::to_owned),
+                source_candidate: None,
+                correlation_id: correlation_id
+                    .map(str::to_owned)
+                    .or_else(|| planned.map(|c| c.correlation_id.clone())),
+                expected: expected.into(),
+                seen: seen.into(),
+                exchanges: Vec::new(),
+            },
+            cites: cites.into_iter().collect(),
+        }
+    }
+
+    /// The delivery attempts, applications and refusals of an event so far.
+    pub(crate) fn ledger(&self, event_id: &str) -> &EventLedger {
+        self.seen.ledger.of(self.plan, event_id)
+    }
+}
+
+/// A record a finding cites.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Cite {
+    /// The record with this `seq`.
+    Record(u64),
+    /// Every delivery attempt of this event, as the whole log has them.
+    Attempts(String),
+}
+
+/// A finding and the records it cites, before its exchanges are filled in.
+#[derive(Debug)]
+pub(crate) struct Cited {
+    /// The finding (its exchanges empty unless the check wrote its own).
+    pub(crate) finding: Finding,
+    /// What it cites.
+    pub(crate) cites: Vec<Cite>,
+}
+
+impl From<Finding> for Cited {
+    fn from(finding: Finding) -> Self {
+        Cited {
+            finding,
+            cites: Vec::new(),
+        }
+    }
+}
+
+/// Cites each of these records.
+pub(crate) fn records(seqs: impl IntoIterator<Item = u64>) -> impl Iterator<Item = Cite> {
+    seqs.into_iter().map(Cite::Record)
+}
+
+/// A check judged in one pass over the log.
+pub(crate) trait Fold {
+    /// Sees the next record of the log (`cx.seen` already counts it).
+    fn record(&mut self, cx: &Context<'_>, record: &Record);
+    /// The outcome once the log has ended (`cx.seen` then describes the whole log).
+    fn finish(self: Box<Self>, cx: &Context<'_>) -> Outcome;
+}
+
+/// Makes a check's fold for a run, before the first record (its `cx.seen` is empty).
+/// The fold may borrow the manifest and the plan.
+pub(crate) type MakeFold = for<'a> fn(&Context<'a>) -> Box<dyn Fold + 'a>;
+
+/// What a fold is made with: nothing seen yet.
+static NOTHING_SEEN: LazyLock<Seen> = LazyLock::new(Seen::default);
+
+/// A check with nothing to fold: it skips for a reason known before the log is read.
+pub(crate) struct Skipped(pub(crate) String);
+
+impl Fold for Skipped {
+    fn record(&mut self, _: &Context<'_>, _: &Record) {}
+
+    fn finish(self: Box<Self>, _: &Context<'_>) -> Outcome {
+        Outcome::skip(self.0)
+    }
+}
+
+/// Skips the check for `reason`.
+pub(crate) fn skipped<'a>(reason: impl Into<String>) -> Box<dyn Fold + 'a> {
+    Box::new(Skipped(reason.into()))
+}
+
+/// Why the log could not be judged.
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeError {
+    /// The log file is unreadable, malformed or its chain is broken.
+    #[error("the observation log cannot be judged: {0}")]
+    Log(#[from] StreamError<std::convert::Infallible>),
+}
+
+/// An observation log, read in order as many times as the judge needs.
+pub(crate) trait LogSource {
+    /// Hands every record (or only those with a `seq` in `only`) to `visit`, in order.
+    fn each(
+        &self,
+        only: Option<&HashSet<u64>>,
+        visit: &mut dyn FnMut(&Record),
+    ) -> Result<(), JudgeError>;
+}
+
+impl LogSource for [Record] {
+    fn each(
+        &self,
+        only: Option<&HashSet<u64>>,
+        visit: &mut dyn FnMut(&Record),
+    ) -> Result<(), JudgeError> {
+        self.iter()
+            .filter(|r| only.is_none_or(|s| s.contains(&r.seq)))
+            .for_each(visit);
+        Ok(())
+    }
+}
+
+impl LogSource for Path {
+    fn each(
+        &self,
+        only: Option<&HashSet<u64>>,
+        visit: &mut dyn FnMut(&Record),
+    ) -> Result<(), JudgeError> {
+        stream::stream(self, |line| {
+            if only.is_some_and(|s| !s.contains(&line.head.seq)) {
+                return Ok(());
+            }
+            // A line whose chain link was proved but whose detail does not parse as a
+            // record is left out, as `observe::read` would have refused the whole log.
+            if let Ok(record) = line.record() {
+                visit(&record);
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+}
+
+/// Runs `makes` over the log in one pass and returns each check's outcome, in order,
+/// with every kept finding's exchanges read back from the log.
+pub(crate) fn fold_all<L: LogSource + ?Sized>(
+    manifest: &Manifest,
+    plan: &Plan,
+    log: &L,
+    makes: &[Option<MakeFold>],
+) -> Result<Vec<Option<Outcome>>, JudgeError> {
+    let index = PlanIndex::new(plan);
+    let mut seen = Seen::default();
+    let make_cx = Context {
+        manifest,
+        plan: &index,
+        seen: &NOTHING_SEEN,
+    };
+    let mut folds: Vec<Option<Box<dyn Fold + '_>>> =
+        makes.iter().map(|make| make.map(|m| m(&make_cx))).collect();
+    log.each(None, &mut |record| {
+        seen.observe(manifest, &index, record);
+        let cx = Context {
+            manifest,
+            plan: &index,
+            seen: &seen,
+        };
+        for fold in folds.iter_mut().flatten() {
+            fold.record(&cx, record);
+        }
+    })?;
+    let last_at = seen.last_at;
+    seen.contracts.vendor_payloads(manifest, &index, last_at);
+    let cx = Context {
+        manifest,
+        plan: &index,
+        seen: &seen,
+    };
+    let mut outcomes: Vec<Option<Outcome>> = folds
+        .into_iter()
+        .map(|fold| fold.map(|f| f.finish(&cx)))
+        .collect();
+    resolve(&cx, log, outcomes.iter_mut().flatten())?;
+    Ok(outcomes)
+}
+
+/// Fills in the exchanges of every kept finding from the records it cites: the
+/// attempts an event had by the end of the log, then one read of the cited records.
+fn resolve<'o, L: LogSource + ?Sized>(
+    cx: &Context<'_>,
+    log: &L,
+    outcomes: impl Iterator<Item = &'o mut Outcome>,
+) -> Result<(), JudgeError> {
+    let mut pending: Vec<(&mut Finding, BTreeSet<u64>)> = Vec::new();
+    for outcome in outcomes {
+        for (finding, cites) in outcome.findings.cited_mut() {
+            if cites.is_empty() {
+                continue;
+            }
+            let mut seqs = BTreeSet::new();
+            for cite in cites {
+                match cite {
+                    Cite::Record(seq) => {
+                        seqs.insert(seq);
+                    }
+                    Cite::Attempts(event) => seqs.extend(cx.ledger(&event).attempt_seqs()),
+                }
+            }
+            pending.push((finding, seqs));
+        }
+    }
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let wanted: HashSet<u64> = pending
+        .iter()
+        .flat_map(|(_, seqs)| summarize_exchanges(seqs.iter().copied()))
+        .collect();
+    let mut exchanges: HashMap<u64, Exchange> = HashMap::with_capacity(wanted.len());
+    log.each(Some(&wanted), &mut |record| {
+        exchanges.insert(record.seq, Exchange::from_record(record));
+    })?;
+    for (finding, seqs) in pending {
+        let mut found: Vec<Exchange> = summarize_exchanges(seqs)
+            .into_iter()
+            .filter_map(|seq| exchanges.get(&seq).cloned())
+            .collect();
+        // A check that wrote its own exchanges (a redacted line) keeps them first.
+        finding.exchanges.append(&mut found);
+        finding.exchanges.sort_by_key(|e| e.seq);
+        finding.exchanges.dedup_by_key(|e| e.seq);
+    }
+    Ok(())
+}
+
+/// One check's outcome over a small in-memory log: the unit tests' entry point.
+#[cfg(test)]
+pub(crate) fn run_one(
+    make: MakeFold,
+    manifest: &Manifest,
+    plan: &Plan,
+    records: &[Record],
+) -> Outcome {
+    let mut outcomes =
+        fold_all(manifest, plan, records, &[Some(make)]).expect("an in-memory log reads");
+    outcomes
+        .pop()
+        .flatten()
+        .expect("one fold gives one outcome")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::judge::test_support::{CANDIDATE, clean, manifest};
+    use crate::judge::{Status, judge, judge_log};
+    use crate::observe::{Entry, ObservationLog};
+
+    /// Writes hand-made records to a real, hash-chained log file.
+    fn written(records: &[Record], path: &Path) {
+        let log = ObservationLog::create(path, "run-test").expect("a log file");
+        for r in records {
+            log.append(
+                r.actor,
+                &r.kind,
+                Entry {
+                    candidate: r.candidate.clone(),
+                    correlation_id: r.correlation_id.clone(),
+                    event_id: r.event_id.clone(),
+                    idempotency_key: r.idempotency_key.clone(),
+                    status: r.status,
+                    latency_ms: r.latency_ms,
+                    detail: r.detail.clone(),
+                },
+            );
+        }
+        log.flush().expect("flushed");
+    }
+
+    #[test]
+    fn a_streamed_log_file_is_judged_as_the_same_records_in_memory() {
+        let manifest = manifest();
+        let mut clean = clean();
+        let event = clean.events[0].clone();
+        // A late answer (ack_sla) and a redelivery applied again (exactly_once), each
+        // citing records that only the second read of the file brings back.
+        clean.log.attempt(&event, 1, Some(200), 1500.0);
+        clean.log.applied(CANDIDATE, &event.payload);
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("observation.jsonl");
+        written(clean.log.records(), &path);
+
+        let streamed = judge_log(&manifest, &clean.plan, &path).expect("the log judges");
+        let read = crate::observe::read(&path).expect("the log reads");
+        let in_memory = judge(&manifest, &clean.plan, &read);
+        assert_eq!(streamed, in_memory);
+        for id in ["delivery.ack_sla", "idempotency.exactly_once"] {
+            let check = streamed.check(id).expect("judged");
+            assert_eq!(check.status, Status::Fail, "{id}");
+            let exchanges = &check.findings[0].exchanges;
+            assert!(
+                !exchanges.is_empty(),
+                "{id}: the cited records are read back"
+            );
+            assert!(
+                exchanges.iter().all(|e| !e.summary.is_empty()),
+                "{id}: {exchanges:?}"
+            );
+        }
+        let twice = &streamed
+            .check("idempotency.exactly_once")
+            .expect("judged")
+            .findings[0];
+        let kinds: Vec<&str> = twice.exchanges.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "webhook.attempt",
+                "ats.event_applied",
+                "webhook.attempt",
+                "ats.event_applied"
+            ],
+            "the event's deliveries and both applications, in log order"
+        );
+    }
+
+    #[test]
+    fn a_log_whose_chain_is_broken_is_not_judged() {
+        let manifest = manifest();
+        let clean = clean();
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("observation.jsonl");
+        written(clean.log.records(), &path);
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let edited = text.replacen("\"status\":200", "\"status\":201", 1);
+        assert_ne!(text, edited, "the log has a status to edit");
+        std::fs::write(&path, edited).expect("writable");
+        let err = judge_log(&manifest, &clean.plan, &path).expect_err("a broken chain");
+        assert!(err.to_string().contains("was altered"), "{err}");
+    }
+
+    #[test]
+    fn the_ledger_keeps_each_events_story() {
+        let manifest = manifest();
+        let clean = clean();
+        let index = PlanIndex::new(&clean.plan);
+        let mut seen = Seen::default();
+        for record in clean.log.records() {
+            seen.observe(&manifest, &index, record);
+        }
+        let first = seen.ledger.of(&index, &clean.events[0].event_id);
+        assert_eq!(first.attempts.len(), 1);
+        assert_eq!(first.applied_seqs().collect::<Vec<_>>(), [clean.applied[0]]);
+        assert!(first.rejected.is_empty());
+        assert!(seen.ledger.of(&index, "evt_unknown").attempts.is_empty());
+        assert_eq!(seen.applied, 2);
+        assert!(seen.output_visible);
+        assert!(seen.scenario_end(Scenario::Clean).is_some());
+    }
+}
