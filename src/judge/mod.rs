@@ -72,19 +72,16 @@ const JUDGES: &[(&str, fold::MakeFold)] = &[
     ),
     (
         "policy.stage_event_idempotency",
-        policy::judge::<policy::StageEventIdempotency>,
+        policy::make::<policy::StageEventIdempotency>,
     ),
-    ("policy.fanout_sla", policy::judge::<policy::FanoutSla>),
-    (
-        "policy.identity_gate",
-        policy::judge::<policy::IdentityGate>,
-    ),
-    ("policy.step_up", policy::judge::<policy::StepUp>),
-    ("policy.log_fields", policy::judge::<policy::LogFields>),
-    ("policy.signature", policy::judge::<policy::Signature>),
+    ("policy.fanout_sla", policy::make::<policy::FanoutSla>),
+    ("policy.identity_gate", policy::make::<policy::IdentityGate>),
+    ("policy.step_up", policy::make::<policy::StepUp>),
+    ("policy.log_fields", policy::make::<policy::LogFields>),
+    ("policy.signature", policy::make::<policy::Signature>),
     (
         "policy.reconciliation",
-        policy::judge::<policy::Reconciliation>,
+        policy::make::<policy::Reconciliation>,
     ),
 ];
 

@@ -17,7 +17,8 @@ mod step_up;
 
 use std::collections::BTreeSet;
 
-use super::run::{Outcome, Run};
+use super::fold::{self, Context, Fold};
+use super::run::Outcome;
 use crate::judge::FINDINGS_KEPT;
 use crate::observe::Record;
 use crate::run::plan::Scenario;
@@ -90,15 +91,59 @@ pub(crate) trait PolicyCheck: Sized {
     fn finish(self, cx: &Cx<'_>, out: &mut Verdict);
 }
 
-/// Runs one policy check over a run.
-pub(crate) fn judge<C: PolicyCheck>(run: &Run<'_>) -> Outcome {
-    let Some(plan) = &run.plan.policy else {
-        return Outcome::skip(NO_POLICY);
+/// A policy check as the judge runs it: the check's fold and what it reads.
+struct Judged<'a, C> {
+    check: C,
+    cx: Cx<'a>,
+}
+
+impl<C: PolicyCheck> Fold for Judged<'_, C> {
+    fn record(&mut self, _: &Context<'_>, record: &Record) {
+        self.check.record(&self.cx, record);
+    }
+
+    fn finish(self: Box<Self>, cx: &Context<'_>) -> Outcome {
+        let Judged { check, cx: policy } = *self;
+        let mut verdict = Verdict::default();
+        check.finish(&policy, &mut verdict);
+        if verdict.judged.is_empty() && verdict.total == 0 {
+            return Outcome::skip(verdict.skip.unwrap_or_else(|| {
+                "the policy scenarios did not run (`--scenario policy` or `--scenario policy-reconcile`)".to_owned()
+            }));
+        }
+        let mut outcome = Outcome::default();
+        for scenario in &verdict.judged {
+            outcome.judged(Some(*scenario));
+        }
+        let mut kept = verdict.kept.into_iter();
+        for _ in 0..verdict.total {
+            match kept.next() {
+                Some(cited) => outcome.findings.add(|| {
+                    cx.finding(
+                        cited.candidate.as_deref(),
+                        None,
+                        cited.expected,
+                        cited.seen,
+                        fold::records(cited.cites),
+                    )
+                }),
+                None => outcome.findings.count(),
+            }
+        }
+        outcome
+    }
+}
+
+/// Makes the fold of policy check `C`, or a skip saying how to enable it.
+pub(crate) fn make<'a, C: PolicyCheck + 'static>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
+    let Some(plan) = &cx.plan.plan.policy else {
+        return fold::skipped(NO_POLICY);
     };
-    let cx = Cx {
+    let policy = Cx {
         plan,
-        time_scale: run.plan.time_scale,
-        pii: run
+        time_scale: cx.plan.plan.time_scale,
+        pii: cx
+            .plan
             .plan
             .candidates
             .iter()
@@ -106,52 +151,10 @@ pub(crate) fn judge<C: PolicyCheck>(run: &Run<'_>) -> Outcome {
             .flat_map(|c| c.pii.iter().map(String::as_str))
             .collect(),
     };
-    let mut check = C::new(&cx);
-    for record in run.records {
-        check.record(&cx, record);
-    }
-    let mut verdict = Verdict::default();
-    check.finish(&cx, &mut verdict);
-    if verdict.judged.is_empty() && verdict.total == 0 {
-        return Outcome::skip(verdict.skip.unwrap_or_else(|| {
-            "the policy scenarios did not run (`--scenario policy` or `--scenario policy-reconcile`)".to_owned()
-        }));
-    }
-    let mut outcome = Outcome::default();
-    for scenario in &verdict.judged {
-        outcome.judged(Some(*scenario));
-    }
-    let by_seq = |seq: u64| {
-        run.records
-            .binary_search_by_key(&seq, |r| r.seq)
-            .ok()
-            .map(|i| &run.records[i])
-    };
-    let kept = verdict.kept;
-    let mut kept = kept.into_iter();
-    for _ in 0..verdict.total {
-        outcome.findings.add(|| {
-            let cited = kept.next().unwrap_or_else(|| Cited {
-                candidate: None,
-                expected: String::new(),
-                seen: String::new(),
-                cites: Vec::new(),
-            });
-            let correlation = cited
-                .candidate
-                .as_deref()
-                .and_then(|c| plan.candidate(c))
-                .map(|c| c.correlation_id.clone());
-            run.finding(
-                cited.candidate.as_deref(),
-                correlation.as_deref(),
-                cited.expected,
-                cited.seen,
-                cited.cites.into_iter().filter_map(by_seq),
-            )
-        });
-    }
-    outcome
+    Box::new(Judged {
+        check: C::new(&policy),
+        cx: policy,
+    })
 }
 
 /// Whether an HTTP status is a 2xx.
