@@ -397,7 +397,15 @@ mod tests {
                 "canary.scope",
                 "kill_switch.trips",
                 "kill_switch.queue_replay",
-                "kill_switch.gates_not_paused"
+                "kill_switch.gates_not_paused",
+                // No policy in the plan: the policy checks say how to enable them.
+                "policy.stage_event_idempotency",
+                "policy.fanout_sla",
+                "policy.identity_gate",
+                "policy.step_up",
+                "policy.log_fields",
+                "policy.signature",
+                "policy.reconciliation",
             ],
             "{statuses:?}"
         );

@@ -179,3 +179,111 @@ pub(crate) fn is_stage_attempt(record: &Record) -> bool {
 pub(crate) fn is_integration_session(record: &Record) -> bool {
     record.kind == "vendor.session_opened" && text_at(record, "/opened_by") != Some("candidate")
 }
+
+#[cfg(test)]
+pub(crate) mod fixture;
+
+#[cfg(test)]
+mod tests {
+    use super::fixture::{Defect, policy_run};
+    use crate::judge::{Status, judge};
+
+    /// The policy checks that failed.
+    fn failed(defect: Defect) -> Vec<String> {
+        let run = policy_run(defect);
+        let judgement = judge(&run.manifest, &run.plan, run.log.records());
+        judgement
+            .checks
+            .iter()
+            .filter(|c| c.id.starts_with("policy.") && c.status == Status::Fail)
+            .map(|c| c.id.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_correct_flow_passes_every_policy_check() {
+        let run = policy_run(Defect::None);
+        let judgement = judge(&run.manifest, &run.plan, run.log.records());
+        for check in judgement
+            .checks
+            .iter()
+            .filter(|c| c.id.starts_with("policy."))
+        {
+            assert_eq!(check.status, Status::Pass, "{check:#?}");
+            assert!(
+                !check.scenarios.is_empty(),
+                "{} judged a scenario",
+                check.id
+            );
+        }
+    }
+
+    #[test]
+    fn each_planted_defect_fails_exactly_its_check() {
+        for (defect, check) in [
+            (Defect::GrantBeforeResult, "policy.identity_gate"),
+            (Defect::GrantOnFailed, "policy.identity_gate"),
+            (Defect::SecondSession, "policy.stage_event_idempotency"),
+            (Defect::WrongOwner, "policy.step_up"),
+            (Defect::NoStepUpException, "policy.step_up"),
+            (Defect::SlowFanout, "policy.fanout_sla"),
+            (Defect::ForgedAccepted, "policy.signature"),
+            (Defect::ReconcileMisses, "policy.reconciliation"),
+            (Defect::LogFieldMissing, "policy.log_fields"),
+        ] {
+            assert_eq!(failed(defect), [check], "{defect:?}");
+        }
+    }
+
+    #[test]
+    fn findings_say_what_was_expected_and_seen() {
+        let run = policy_run(Defect::SlowFanout);
+        let judgement = judge(&run.manifest, &run.plan, run.log.records());
+        let fanout = judgement
+            .checks
+            .iter()
+            .find(|c| c.id == "policy.fanout_sla")
+            .expect("the check");
+        let finding = &fanout.findings[0];
+        assert!(
+            finding
+                .expected
+                .contains("triggerFanoutSeconds (60 s, 1000 ms"),
+            "{finding:#?}"
+        );
+        assert!(
+            finding.seen.starts_with("the session opened 50"),
+            "{finding:#?}"
+        );
+        assert_eq!(finding.exchanges.len(), 2);
+        let run = policy_run(Defect::WrongOwner);
+        let judgement = judge(&run.manifest, &run.plan, run.log.records());
+        let step_up = judgement
+            .checks
+            .iter()
+            .find(|c| c.id == "policy.step_up")
+            .expect("the check");
+        assert!(
+            step_up
+                .findings
+                .iter()
+                .any(|f| f.seen == "owned by `recruitingOps`"),
+            "{step_up:#?}"
+        );
+    }
+
+    #[test]
+    fn without_a_policy_every_policy_check_skips_saying_how_to_enable_it() {
+        let mut run = policy_run(Defect::None);
+        run.plan.policy = None;
+        let judgement = judge(&run.manifest, &run.plan, run.log.records());
+        for check in judgement
+            .checks
+            .iter()
+            .filter(|c| c.id.starts_with("policy."))
+        {
+            assert_eq!(check.status, Status::Skip);
+            assert_eq!(check.reason.as_deref(), Some(super::NO_POLICY));
+        }
+    }
+}
