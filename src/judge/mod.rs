@@ -25,7 +25,7 @@ mod log_fields;
 mod no_loss;
 mod ordering;
 mod pii;
-mod policy;
+pub(crate) mod policy;
 mod run;
 mod sequence;
 mod signature;

@@ -16,8 +16,17 @@ const FIXTURES: &[&str] = &[
     "tests/fixtures/any-manifest/ats-numeric-ids-greenhouse.yaml",
 ];
 
-/// Checks that may skip in a full run: no scenario drives the hiring-policy flow.
-const MAY_SKIP: &[&str] = &["kill_switch.gates_not_paused"];
+/// Checks that may skip in a full run without --policy: the hiring-policy flow's.
+const MAY_SKIP: &[&str] = &[
+    "kill_switch.gates_not_paused",
+    "policy.stage_event_idempotency",
+    "policy.fanout_sla",
+    "policy.identity_gate",
+    "policy.step_up",
+    "policy.log_fields",
+    "policy.signature",
+    "policy.reconciliation",
+];
 
 #[test]
 fn every_fixture_validates() {
