@@ -25,7 +25,10 @@ would:
   and tells every notify_channels channel `tripped` and `reset` (what it said
   survives a restart); the queue replays after the reset;
 * prints one JSON line per event received and per event processed, with the
-  manifest's log_fields_required and never the candidate's name or e-mail.
+  manifest's log_fields_required and never the candidate's name or e-mail;
+* with STAGEGATE_POLICY, the hiring policy's flow (§10, hiring.py): stage changes
+  deduplicated, verification sessions opened, access granted only after `passed`,
+  step-up exception items, and the reconciliation job (POST /jobs/reconcile).
 
 Run it under the gate, from the repository root (see README.md here):
     stagegate run MANIFEST --sut-cmd 'python3 examples/python-integration/integration.py'
@@ -53,6 +56,9 @@ import urllib.parse
 import urllib.request
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import hiring
+from minyaml import KEY, scalar, strip_comment
 
 TIMESTAMP_TOLERANCE = 5 * 60  # seconds a webhook-timestamp may be from now
 MAX_BODY = 1 << 20
@@ -160,7 +166,6 @@ def load_config(env):
 
 # --- the manifest: a small line-based YAML reader ------------------------------------
 
-KEY = re.compile(r"^([A-Za-z0-9_.-]+)\s*:(?:\s+(.*))?$")
 WANTED = {
     "release_gate.mode": "mode",
     "release_gate.canary_scope.include_tags": "include_tags",
@@ -173,32 +178,6 @@ WANTED = {
 }
 # Per item of `contracts:`, the keys kept (the path below the item's `-`).
 CONTRACT_KEYS = {"name": "name", "on_failure.ticket_owner": "owner"}
-
-
-def strip_comment(line):
-    """The line without a trailing `# comment` (a `#` inside quotes is kept)."""
-    quote = None
-    for i, ch in enumerate(line):
-        if quote:
-            quote = None if ch == quote else quote
-        elif ch in "\"'":
-            quote = ch
-        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
-            return line[:i]
-    return line
-
-
-def scalar(text):
-    """A plain, 'single' or "double" quoted scalar, or a flow list of them."""
-    text = text.strip()
-    if text.startswith("[") and text.endswith("]"):
-        items = re.findall(r'"(?:[^"\\]|\\.)*"|\'(?:[^\']|\'\')*\'|[^,\s][^,]*', text[1:-1])
-        return [scalar(item) for item in items]
-    if len(text) >= 2 and text[0] == text[-1] == '"':
-        return json.loads(text)
-    if len(text) >= 2 and text[0] == text[-1] == "'":
-        return text[1:-1].replace("''", "'")
-    return text
 
 
 def read_manifest(text):
@@ -767,7 +746,7 @@ def retry_for(status, headers):
 
 
 class Handler(BaseHTTPRequestHandler):
-    """The routes; `self.server.app` is (config, queue, log, worker)."""
+    """The routes; `self.server.app` is (config, queue, log, worker, hiring flow or None)."""
 
     def reply(self, status, payload):
         data = json.dumps(payload).encode()
@@ -788,7 +767,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         received_at = now_rfc3339()
-        config, queue, log, worker = self.server.app
+        config, queue, log, worker, flow = self.server.app
+        if self.path == "/jobs/reconcile":
+            if flow is None:
+                return self.reply(404, {"error": "no hiring policy (STAGEGATE_POLICY)"})
+            return self.reply(*flow.reconcile())
         key = {"/webhooks/vendor": config["vendor_key"],
                "/webhooks/ats": config["ats_key"]}.get(self.path)
         if key is None:
@@ -807,7 +790,9 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(event, dict):
             return self.reply(400, {"error": "the body is not a JSON object"})
         if self.path == "/webhooks/ats":
-            return self.reply(200, {"status": "accepted"})  # stage changes: nothing to do
+            if flow is None:
+                return self.reply(200, {"status": "accepted"})  # no policy: nothing to do
+            return self.reply(*flow.stage_change(event, received_at))
         envelope = config["manifest"]["envelope"]
         needed = ["type"] + [envelope[name] for name in
                              ("idempotency_key", "candidate_id", "occurred_at")]
@@ -817,6 +802,8 @@ class Handler(BaseHTTPRequestHandler):
             field(event, envelope["idempotency_key"]), field(event, envelope["candidate_id"]),
             event["type"], body, received_at) else "duplicate"
         worker.wake.set()
+        if flow is not None and outcome == "queued":
+            flow.result(event, envelope, received_at)
         log.event(event, received_at, None, outcome)
         self.reply(200, {"status": outcome})
 
@@ -838,8 +825,9 @@ def serve(env):
     breaker = Breaker(config["rate_pct"], config["mapping_max"], config["time_scale"])
     switch = KillSwitch(breaker, notifier, log, store=queue)
     worker = Worker(config, queue, log, stopping, switch, http)
+    flow = hiring.load(env, config, log, http)
     server = Server(config["listen"], Handler)
-    server.app = (config, queue, log, worker)
+    server.app = (config, queue, log, worker, flow)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
     notifier.start()

@@ -13,6 +13,12 @@ use crate::util::Stagegate;
 /// The policy scenarios of the seed manifest with the repository's policy, against
 /// the relay with `faults`: the exit code and the JSON report.
 fn policy_gate(faults: &str, seed: u64, extra: &[&str]) -> (i32, Value) {
+    policy_gate_on(&relay_with(faults, ""), faults.is_empty(), seed, extra)
+}
+
+/// The same against the integration `command`; a `correct` one gets the default
+/// drain deadline, a defective one a shorter one to wait out.
+fn policy_gate_on(command: &str, correct: bool, seed: u64, extra: &[&str]) -> (i32, Value) {
     let dir = tempfile::tempdir().expect("temp dir");
     let report = dir.path().join("report.json");
     let mut args: Vec<String> = [
@@ -32,10 +38,10 @@ fn policy_gate(faults: &str, seed: u64, extra: &[&str]) -> (i32, Value) {
     args.push(seed.to_string());
     args.extend([
         "--sut-cmd".to_owned(),
-        relay_with(faults, ""),
+        command.to_owned(),
         // A defective relay leaves the harness waiting for grants that never come.
         "--drain-deadline".to_owned(),
-        if faults.is_empty() { "10" } else { "4" }.to_owned(),
+        if correct { "10" } else { "4" }.to_owned(),
         "--report".to_owned(),
         format!("json={}", report.display()),
     ]);
@@ -62,8 +68,23 @@ fn policy_checks() -> Vec<&'static str> {
 
 #[test]
 fn the_reference_relay_passes_every_policy_scenario_for_10_seeds() {
+    passes_every_policy_check(&relay_with("", ""));
+}
+
+#[test]
+fn the_python_example_passes_every_policy_scenario_for_10_seeds() {
+    if !crate::python_example::python3_available(
+        "the_python_example_passes_every_policy_scenario_for_10_seeds",
+    ) {
+        return;
+    }
+    passes_every_policy_check("python3 examples/python-integration/integration.py");
+}
+
+/// `command` fails nothing and passes every policy check, for seeds 1 to 10.
+fn passes_every_policy_check(command: &str) {
     for seed in 1..=10 {
-        let (code, report) = policy_gate("", seed, &[]);
+        let (code, report) = policy_gate_on(command, true, seed, &[]);
         assert_eq!(
             failed(&report),
             BTreeSet::new(),
