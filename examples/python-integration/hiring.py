@@ -29,6 +29,9 @@ from minyaml import KEY, scalar, strip_comment
 
 DEFAULT_STAGES = "application-review,screen,technical-interview,assessment,offer"
 CALL_ATTEMPTS, CALL_TIMEOUT = 6, 5.0
+SWITCH_PATIENCE = 120.0  # seconds an ATS call waits for a tripped switch to close
+# What an ATS call tells the kill switch (integration.py's vocabulary).
+ANSWERED, FAILED = "answered", "failed"
 
 # Where the reader finds each setting: path (list items as "-") -> name.
 SCALARS = {
@@ -134,9 +137,9 @@ def result_of(event):
 class Hiring:
     """The policy flow; the HTTP handler calls `stage_change`, `result` and `reconcile`."""
 
-    def __init__(self, spec, stages, config, log, http):
+    def __init__(self, spec, stages, config, log, http, switch):
         self.spec, self.stages, self.config = spec, stages, config
-        self.log, self.http = log, http
+        self.log, self.http, self.switch = log, http, switch
         self.lock = threading.Lock()
         self.gates = {}  # candidate -> {"stage", "pending": [stages], "correlation", "item"}
         path = config["state_dir"] + "/hiring.sqlite3"
@@ -318,7 +321,22 @@ class Hiring:
     # --- HTTP and logging ------------------------------------------------------------
 
     def request(self, method, url, token, body=None):
-        """(status, parsed JSON) of one call; (None, None) on a network failure."""
+        """(status, parsed JSON) of one call; (None, None) on a network failure.
+
+        An ATS call waits while the kill switch is open (the switch probes, nothing
+        else calls the ATS) and is one of its samples; vendor calls go on.
+        """
+        ats = url.startswith(self.config["ats_url"])
+        if ats:
+            give_up = time.monotonic() + SWITCH_PATIENCE
+            while self.switch.is_open and time.monotonic() < give_up:
+                time.sleep(0.05)
+        status, reply = self.send(method, url, token, body)
+        if ats:
+            self.switch.record(FAILED if status is None or status >= 500 else ANSWERED)
+        return status, reply
+
+    def send(self, method, url, token, body):
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(url, data=data, method=method)
         request.add_header("Authorization", "Bearer " + token)
@@ -361,7 +379,7 @@ class Hiring:
         })
 
 
-def load(env, config, log, http):
+def load(env, config, log, http, switch):
     """The policy flow when STAGEGATE_POLICY is set, else None."""
     path = env.get("STAGEGATE_POLICY")
     if not path:
@@ -375,4 +393,4 @@ def load(env, config, log, http):
         if name not in spec:
             raise SystemExit(f"integration.py: STAGEGATE_POLICY: {path} has no {name}")
     stages = (env.get("STAGEGATE_POLICY_STAGES") or DEFAULT_STAGES).split(",")
-    return Hiring(spec, [s.strip() for s in stages], config, log, http)
+    return Hiring(spec, [s.strip() for s in stages], config, log, http, switch)

@@ -825,7 +825,7 @@ def serve(env):
     breaker = Breaker(config["rate_pct"], config["mapping_max"], config["time_scale"])
     switch = KillSwitch(breaker, notifier, log, store=queue)
     worker = Worker(config, queue, log, stopping, switch, http)
-    flow = hiring.load(env, config, log, http)
+    flow = hiring.load(env, config, log, http, switch)
     server = Server(config["listen"], Handler)
     server.app = (config, queue, log, worker, flow)
     for signum in (signal.SIGTERM, signal.SIGINT):

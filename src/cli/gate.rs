@@ -222,6 +222,8 @@ struct Request {
     replay: Vec<String>,
     /// Only this slice of the run.
     shard: Option<Shard>,
+    /// Whether a policy adds its scenarios (`run`; a rehearsal keeps to its own).
+    policy_scenarios: bool,
 }
 
 impl GateRun {
@@ -299,7 +301,7 @@ impl GateRun {
         match (&policy, scenarios.iter().find(|s| s.is_policy())) {
             (None, Some(&scenario)) => return Err(ArgsError::PolicyScenarioNeedsPolicy(scenario)),
             // A policy adds its scenarios, unless some were chosen by name.
-            (Some(_), None) => scenarios.extend(Scenario::POLICY),
+            (Some(_), None) if request.policy_scenarios => scenarios.extend(Scenario::POLICY),
             _ => {}
         }
         let (out_dir, scratch) = match &args.out {
@@ -428,6 +430,7 @@ pub(super) fn run(args: RunArgs, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
         outage: OutageSettings::default(),
         replay,
         shard: args.shard,
+        policy_scenarios: true,
     };
     gate(request, args.gate, out, ui, false)
 }
@@ -466,6 +469,7 @@ pub(super) fn rehearse(args: RehearseArgs, out: &mut dyn Write, ui: &mut Ui) -> 
         },
         replay,
         shard: None,
+        policy_scenarios: false,
     };
     gate(request, args.gate, out, ui, true)
 }

@@ -590,17 +590,25 @@ async fn list_candidates(
     State(state): State<Arc<AtsState>>,
     query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    let expected = json!({"offset": "integer >= 0", "limit": "integer 1..=500"});
     let query = match query {
-        Ok(axum::extract::Query(query)) => query,
+        Ok(axum::extract::Query(query)) if (1..=LIST_LIMIT).contains(&query.limit) => query,
+        Ok(_) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid query",
+                json!({"detail": "limit is out of range", "expected": expected}),
+            );
+        }
         Err(err) => {
             return error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid query",
-                json!({"detail": err.body_text(), "expected": {"offset": "integer >= 0", "limit": "integer 1..=500"}}),
+                json!({"detail": err.body_text(), "expected": expected}),
             );
         }
     };
-    let (total, candidates) = state.stages(query.offset, query.limit.max(1));
+    let (total, candidates) = state.stages(query.offset, query.limit);
     axum::Json(json!({"total": total, "offset": query.offset, "candidates": candidates}))
         .into_response()
 }

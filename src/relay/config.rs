@@ -50,6 +50,7 @@ pub const KNOWN_FAULTS: &[&str] = &[
     "slow_fanout",
     "no_ats_signature_check",
     "reconcile_from_webhooks",
+    "pause_gates",
 ];
 
 /// Why the configuration is unusable.

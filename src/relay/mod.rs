@@ -64,7 +64,7 @@ struct Shared {
     log: RelayLog,
     wake: Notify,
     deliveries: std::sync::atomic::AtomicU64,
-    switch: KillSwitch,
+    switch: Arc<KillSwitch>,
     /// The hiring-policy side, when `STAGEGATE_POLICY` is set.
     policy: Option<Arc<policy::PolicySide>>,
 }
@@ -105,7 +105,7 @@ impl Relay {
         let store = Store::open(&config.state_dir.join(STORE_FILE))?;
         let listen = config.listen;
         let (notices, notices_out) = mpsc::unbounded_channel();
-        let switch = KillSwitch::new(&config, notices, log.clone());
+        let switch = Arc::new(KillSwitch::new(&config, notices, log.clone()));
         let channels = notify::Channels {
             base_url: config.notify_url.clone(),
             channels: config.manifest.notify_channels().to_vec(),
@@ -117,6 +117,7 @@ impl Relay {
                 &config,
                 Arc::clone(setup),
                 log.clone(),
+                Arc::clone(&switch),
             )?)),
             None => None,
         };

@@ -19,8 +19,10 @@ use axum::response::{IntoResponse, Response};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
+use super::breaker::{Call, Phase};
 use super::config::{RelayConfig, RelayPolicy};
 use super::log::RelayLog;
+use super::switch::KillSwitch;
 use crate::run::policy::{ResultFields, render_key, resource_of, review_due};
 
 /// Attempts of one ATS or vendor call before the relay gives up on it.
@@ -49,7 +51,12 @@ pub(super) struct PolicySide {
     log: RelayLog,
     gates: Mutex<HashMap<String, Gate>>,
     deliveries: AtomicU64,
+    /// The kill switch: ATS calls are its samples, and none is made while it is open.
+    switch: Arc<KillSwitch>,
 }
+
+/// The longest the policy side waits for a tripped switch to close before calling anyway.
+const SWITCH_PATIENCE: Duration = Duration::from_secs(120);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poison| poison.into_inner())
@@ -69,6 +76,7 @@ impl PolicySide {
         config: &RelayConfig,
         setup: Arc<RelayPolicy>,
         log: RelayLog,
+        switch: Arc<KillSwitch>,
     ) -> Result<PolicySide, super::store::StoreError> {
         let path = config.state_dir.join("relay-policy.sqlite3");
         let conn = Connection::open(&path)
@@ -105,6 +113,7 @@ impl PolicySide {
             log,
             gates: Mutex::new(HashMap::new()),
             deliveries: AtomicU64::new(0),
+            switch,
         })
     }
 
@@ -254,8 +263,29 @@ impl PolicySide {
         Ok(inserted == 1)
     }
 
+    /// Waits until the kill switch is closed (at most [`SWITCH_PATIENCE`]).
+    async fn until_closed(&self) {
+        let give_up = tokio::time::Instant::now() + SWITCH_PATIENCE;
+        while self.switch.phase() != Phase::Closed && tokio::time::Instant::now() < give_up {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Opens the verification session a gated move calls for.
     async fn fan_out(self: Arc<Self>, candidate: String, stage: String, correlation_id: String) {
+        let pause = self
+            .config
+            .manifest
+            .raw
+            .release_gate
+            .kill_switch
+            .action
+            .pause_candidate_gates;
+        if pause || self.has_fault("pause_gates") {
+            // `pause_candidate_gates: true` (or the deliberate defect `pause_gates`):
+            // no candidate-facing call while the switch is open.
+            self.until_closed().await;
+        }
         if self.has_fault("slow_fanout") {
             // Deliberate defect: the session opens after the policy's fan-out SLA.
             let sla =
@@ -417,12 +447,14 @@ impl PolicySide {
             return false;
         };
         let url = format!("{}/v1/exceptions/{item}", self.config.ats_url);
+        self.until_closed().await;
         let answer = self
             .http
             .get(&url)
             .bearer_auth(&self.config.ats_token)
             .send()
             .await;
+        self.sample(&url, answer.as_ref().map(|r| r.status()).ok());
         let open = match answer {
             Ok(response) if response.status().is_success() => response
                 .json::<Value>()
@@ -634,16 +666,15 @@ impl PolicySide {
                 out.len(),
                 crate::mock::ats::LIST_LIMIT
             );
-            let page: Value = self
+            self.until_closed().await;
+            let answer = self
                 .http
                 .get(&url)
                 .bearer_auth(&self.config.ats_token)
                 .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+                .await;
+            self.sample(&url, answer.as_ref().map(|r| r.status()).ok());
+            let page: Value = answer.ok()?.json().await.ok()?;
             let candidates = page.get("candidates")?.as_array()?;
             for c in candidates {
                 let id = c.get("ats_candidate_id")?.as_str()?.to_owned();
@@ -657,18 +688,35 @@ impl PolicySide {
         }
     }
 
-    /// A POST retried on 5xx and network errors; the answer's body on 2xx.
+    /// Counts an ATS call towards the kill switch (vendor calls are not its business).
+    fn sample(&self, url: &str, status: Option<StatusCode>) {
+        if !url.starts_with(&self.config.ats_url) {
+            return;
+        }
+        self.switch.record(match status {
+            Some(status) if !status.is_server_error() => Call::Answered,
+            _ => Call::Failed,
+        });
+    }
+
+    /// A POST retried on 5xx and network errors; the answer's body on 2xx. ATS
+    /// calls wait for a tripped switch to close and count towards it.
     async fn call(&self, url: &str, token: &str, body: &Value) -> Option<Value> {
         let mut wait = Duration::from_millis(100);
+        let ats = url.starts_with(&self.config.ats_url);
         for _ in 0..CALL_ATTEMPTS {
-            match self
+            if ats {
+                self.until_closed().await;
+            }
+            let answer = self
                 .http
                 .post(url)
                 .bearer_auth(token)
                 .json(body)
                 .send()
-                .await
-            {
+                .await;
+            self.sample(url, answer.as_ref().map(|r| r.status()).ok());
+            match answer {
                 Ok(response) if response.status().is_success() => {
                     return Some(response.json().await.unwrap_or(Value::Null));
                 }

@@ -397,6 +397,8 @@ pub async fn execute(
             time_scale: config.time_scale,
             envelope: config.manifest.envelope.clone(),
             client: client.clone(),
+            notify: Arc::clone(&mocks.notify),
+            channels: config.manifest.notify_channels().to_vec(),
         });
         reports.extend(policy_driver.drive(plan, &policy_scenarios).await);
     }

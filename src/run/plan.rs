@@ -54,6 +54,10 @@ pub enum Scenario {
     /// The hiring policy's reconciliation: some stage changes and results are never
     /// delivered, then the harness calls `POST /jobs/reconcile`.
     PolicyReconcile,
+    /// The ATS fails every request while stage changes arrive: the kill switch must
+    /// trip, and candidates keep getting verification sessions unless
+    /// `pause_candidate_gates` is true.
+    PolicyOutage,
 }
 
 impl Scenario {
@@ -79,7 +83,11 @@ impl Scenario {
     ];
 
     /// The scenarios of the hiring-policy flow, run only with `--policy`.
-    pub const POLICY: [Scenario; 2] = [Scenario::Policy, Scenario::PolicyReconcile];
+    pub const POLICY: [Scenario; 3] = [
+        Scenario::Policy,
+        Scenario::PolicyReconcile,
+        Scenario::PolicyOutage,
+    ];
 
     /// Whether this scenario belongs to the hiring-policy flow.
     pub fn is_policy(self) -> bool {
@@ -105,6 +113,7 @@ impl Scenario {
             Scenario::Restart => "restart",
             Scenario::Policy => "policy",
             Scenario::PolicyReconcile => "policy-reconcile",
+            Scenario::PolicyOutage => "policy-outage",
         }
     }
 }

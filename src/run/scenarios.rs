@@ -177,6 +177,7 @@ fn tag(scenario: Scenario) -> &'static str {
         Scenario::Restart => "rs",
         Scenario::Policy => "py",
         Scenario::PolicyReconcile => "pr",
+        Scenario::PolicyOutage => "po",
     }
 }
 
@@ -430,7 +431,7 @@ pub fn prepare(
         };
         match scenario {
             // Filtered out above; planned from the hiring policy.
-            Scenario::Policy | Scenario::PolicyReconcile => continue,
+            Scenario::Policy | Scenario::PolicyReconcile | Scenario::PolicyOutage => continue,
             Scenario::Canary => {
                 for control in &controls {
                     members.push((copy(control, tag(scenario))?, Traffic::Normal));

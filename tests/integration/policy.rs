@@ -1,7 +1,8 @@
 //! The hiring-policy flow end to end (`stagegate run --policy`): the reference relay
-//! passes every policy scenario for 10 seeds, each planted policy defect of the relay
-//! is blocked by exactly the check that should catch it, and a manifest's `policy:`
-//! reference works like `--policy`.
+//! and the Python example pass every policy scenario for 10 seeds (the policy checks
+//! and `kill_switch.gates_not_paused` judged and passed), each planted policy defect
+//! of the relay is blocked by exactly the check that should catch it, and a
+//! manifest's `policy:` reference works like `--policy`.
 
 use std::collections::BTreeSet;
 
@@ -30,6 +31,8 @@ fn policy_gate_on(command: &str, correct: bool, seed: u64, extra: &[&str]) -> (i
         "policy",
         "--scenario",
         "policy-reconcile",
+        "--scenario",
+        "policy-outage",
         "--seed",
     ]
     .iter()
@@ -93,7 +96,10 @@ fn passes_every_policy_check(command: &str) {
         );
         assert_eq!(code, 0, "seed {seed}");
         let checks = report["checks"].as_array().expect("checks");
-        for id in policy_checks() {
+        for id in policy_checks()
+            .into_iter()
+            .chain(["kill_switch.gates_not_paused"])
+        {
             let check = checks.iter().find(|c| c["id"] == id).expect("reported");
             assert_eq!(check["status"], "pass", "seed {seed}: {check:#}");
         }
@@ -132,6 +138,8 @@ policy_teeth! {
         because "forged stage changes are acknowledged and acted on";
     reconciliation_blind_to_lost_events: "reconcile_from_webhooks" => "policy.reconciliation"
         because "the job compares the stages the webhooks told, so a lost stage change is never found";
+    gates_paused_during_an_outage: "pause_gates" => "kill_switch.gates_not_paused"
+        because "no verification session opens while the switch is tripped, though pause_candidate_gates is false";
 }
 
 #[test]

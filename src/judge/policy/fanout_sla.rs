@@ -7,6 +7,10 @@
 //! whose session came later than the SLA, is a finding. A session may be logged
 //! before the acknowledgement it follows (the integration opens it while the
 //! answer travels back), so a change counts from when its delivery was sent.
+//!
+//! A change acknowledged inside a fault window is not held to the SLA: whether its
+//! session may wait for the kill switch (`pause_candidate_gates`) is
+//! `kill_switch.gates_not_paused`'s to judge.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -16,6 +20,9 @@ use crate::observe::Record;
 /// A timed record: when (ms since the run started) and its seq.
 type Mark = (f64, u64);
 
+/// A gated change: when it was sent, its seq, and whether it came inside a fault window.
+type Change = (f64, u64, bool);
+
 /// The fold.
 #[derive(Debug, Default)]
 pub(crate) struct FanoutSla {
@@ -23,8 +30,10 @@ pub(crate) struct FanoutSla {
     gated: HashSet<String>,
     /// Per candidate: keys seen, gated changes (sent at, seq), sessions.
     keys: HashSet<String>,
-    changes: BTreeMap<String, Vec<Mark>>,
+    changes: BTreeMap<String, Vec<Change>>,
     sessions: HashMap<String, Vec<Mark>>,
+    /// Whether a fault window is open.
+    in_fault: bool,
 }
 
 impl PolicyCheck for FanoutSla {
@@ -43,6 +52,11 @@ impl PolicyCheck for FanoutSla {
     }
 
     fn record(&mut self, _cx: &Cx<'_>, record: &Record) {
+        match record.kind.as_str() {
+            crate::run::plan::marks::FAULT_START => self.in_fault = true,
+            crate::run::plan::marks::FAULT_END => self.in_fault = false,
+            _ => {}
+        }
         let Some(candidate) = record.candidate.as_deref() else {
             return;
         };
@@ -57,10 +71,11 @@ impl PolicyCheck for FanoutSla {
             let key = record.idempotency_key.as_deref().unwrap_or(event);
             if self.keys.insert(format!("{candidate}\u{0}{key}")) {
                 let sent = record.elapsed_ms - record.latency_ms.unwrap_or(0.0);
-                self.changes
-                    .entry(candidate.to_owned())
-                    .or_default()
-                    .push((sent, record.seq));
+                self.changes.entry(candidate.to_owned()).or_default().push((
+                    sent,
+                    record.seq,
+                    self.in_fault,
+                ));
             }
         } else if is_integration_session(record) {
             self.sessions
@@ -79,7 +94,7 @@ impl PolicyCheck for FanoutSla {
             }
             let sessions = self.sessions.get(candidate).map_or(&[][..], Vec::as_slice);
             let mut next = 0;
-            for &(sent, seq) in changes {
+            for &(sent, seq, exempt) in changes {
                 // The first session not yet paired that did not open before the change was sent.
                 while next < sessions.len() && sessions[next].0 < sent {
                     next += 1;
@@ -87,7 +102,7 @@ impl PolicyCheck for FanoutSla {
                 match sessions.get(next) {
                     Some(&(at, session)) => {
                         next += 1;
-                        if at - sent > sla_ms {
+                        if !exempt && at - sent > sla_ms {
                             out.add(|| Cited {
                                 candidate: Some(candidate.clone()),
                                 expected: format!(
@@ -98,6 +113,7 @@ impl PolicyCheck for FanoutSla {
                             });
                         }
                     }
+                    None if exempt => {}
                     None => out.add(|| Cited {
                         candidate: Some(candidate.clone()),
                         expected: "a verification session for the gated stage change".to_owned(),

@@ -53,7 +53,14 @@ pub struct PolicyDriver {
     pub envelope: Envelope,
     /// For `POST /jobs/reconcile`.
     pub client: reqwest::Client,
+    /// The notification sink, which says when the kill switch tripped and reset.
+    pub notify: Arc<crate::mock::notify::NotifyState>,
+    /// The channels every kill-switch notification must reach.
+    pub channels: Vec<String>,
 }
+
+/// How long the ATS stays down in `policy-outage`.
+const OUTAGE_HOLD: Duration = Duration::from_millis(3000);
 
 impl std::fmt::Debug for PolicyDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -144,16 +151,11 @@ impl PolicyDriver {
             .flat_map(|c| &c.moves)
             .filter(|m| !m.lost)
             .count();
-        let mut tasks = JoinSet::new();
-        for member in members.clone() {
-            let (driver, plan, responder) =
-                (Arc::clone(self), Arc::clone(plan), Arc::clone(responder));
-            tasks.spawn(async move { driver.send_moves(&plan, &responder, &member).await });
-        }
-        let mut acked = 0;
-        while let Some(done) = tasks.join_next().await {
-            acked += done.unwrap_or(0);
-        }
+        let acked = if scenario == Scenario::PolicyOutage {
+            self.outage(plan, responder, &members).await
+        } else {
+            self.send_all(plan, responder, &members).await
+        };
         for member in &members {
             if member.reconcile == Some(ReconcileCase::OrphanSession) {
                 // The candidate follows an old invitation: a session the integration never asked for.
@@ -181,6 +183,66 @@ impl PolicyDriver {
         self.log
             .append(Actor::Harness, "scenario.end", Entry::detail(json!(report)));
         report
+    }
+
+    /// Sends every member's moves, candidates concurrently; the deliveries acknowledged.
+    async fn send_all(
+        self: &Arc<Self>,
+        plan: &Arc<PolicyPlan>,
+        responder: &Arc<Responder>,
+        members: &[PolicyCandidate],
+    ) -> usize {
+        let mut tasks = JoinSet::new();
+        for member in members {
+            let member = member.clone();
+            let (driver, plan, responder) =
+                (Arc::clone(self), Arc::clone(plan), Arc::clone(responder));
+            tasks.spawn(async move { driver.send_moves(&plan, &responder, &member).await });
+        }
+        let mut acked = 0;
+        while let Some(done) = tasks.join_next().await {
+            acked += done.unwrap_or(0);
+        }
+        acked
+    }
+
+    /// `policy-outage`: the ATS fails every request for [`OUTAGE_HOLD`]; half the
+    /// members move into the gated stage as it starts (their results' writes fail,
+    /// which trips the switch), the other half once every channel heard `tripped`.
+    /// Their sessions are what `kill_switch.gates_not_paused` judges. Then the ATS
+    /// recovers and the harness waits for the `reset`.
+    async fn outage(
+        self: &Arc<Self>,
+        plan: &Arc<PolicyPlan>,
+        responder: &Arc<Responder>,
+        members: &[PolicyCandidate],
+    ) -> usize {
+        use crate::mock::faults::{FaultKind, FaultWindow};
+        use crate::mock::notify::SwitchState;
+        let scenario = Scenario::PolicyOutage;
+        let faults = vec![FaultWindow {
+            fault: FaultKind::Outage,
+            from_ms: 0,
+            for_ms: Some(OUTAGE_HOLD.as_millis() as u64),
+        }];
+        crate::run::drive::open_window(&self.ats, &self.log, scenario, "outage", true, faults);
+        let down = Instant::now();
+        let (early, late) = members.split_at(members.len() / 2);
+        let mut acked = self.send_all(plan, responder, early).await;
+        let left = OUTAGE_HOLD.saturating_sub(down.elapsed());
+        crate::run::drive::wait_notified(&self.notify, &self.channels, SwitchState::Tripped, left)
+            .await;
+        acked += self.send_all(plan, responder, late).await;
+        tokio::time::sleep_until((down + OUTAGE_HOLD).into()).await;
+        crate::run::drive::close_window(&self.ats, &self.log, scenario, "outage");
+        crate::run::drive::wait_notified(
+            &self.notify,
+            &self.channels,
+            SwitchState::Reset,
+            self.drain.stall,
+        )
+        .await;
+        acked
     }
 
     /// Sends one candidate's moves in its send order, moving the ATS first (the ATS

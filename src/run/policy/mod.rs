@@ -563,6 +563,7 @@ pub fn prepare(inputs: &PolicyInputs<'_>) -> Result<PreparedPolicy, PolicyPlanEr
             })
             .collect();
         let target = match member.reconcile {
+            None if member.scenario == Scenario::PolicyOutage => first_gate,
             None => stages.len() - 1,
             Some(ReconcileCase::OrphanSession) => first_gate.saturating_sub(1).max(1),
             Some(_) => first_gate,
@@ -656,11 +657,29 @@ fn members(scenarios: &[Scenario], seeded: &[&SandboxCandidate]) -> Vec<Member> 
                     });
                 }
             }
+            Scenario::PolicyOutage => {
+                // Enough candidates that their results' failed writes trip any
+                // breaker with a run rule, and half of them to arrive once it has.
+                for n in 0..OUTAGE_CANDIDATES {
+                    members.push(Member {
+                        scenario,
+                        source: source(),
+                        tag: format!("po{n}"),
+                        profile: RiskProfile::Passed,
+                        risk: RiskTier::Low,
+                        reconcile: None,
+                    });
+                }
+            }
             _ => {}
         }
     }
     members
 }
+
+/// Candidates of `policy-outage`: the first half arrive as the outage starts, the
+/// second once the switch has tripped.
+pub const OUTAGE_CANDIDATES: usize = 8;
 
 /// The results a candidate's sessions get, in session order: (result, step-up
 /// signal, lost). Sessions past these pass.
