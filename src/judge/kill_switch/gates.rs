@@ -7,7 +7,7 @@
 //! switch tripped. Inside a window where the switch must trip, from the first
 //! `tripped` notification (or the window's start, if none came) to the window's end:
 //! with `pause_candidate_gates: false`, every gated stage change acknowledged there
-//! must get its verification session before the window ends (a missing one is a
+//! must get its verification session before the switch resets (a missing one is a
 //! gate paused when it must not be); with `true` each candidate-facing call there
 //! is a finding. Without such stage changes or calls the check skips.
 
@@ -46,6 +46,11 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
             .filter(|c| c.seq > from.seq && window.holds(c))
             .collect();
         let changes = gated_changes(run, window, from);
+        let reset_seq = timeline
+            .notices
+            .iter()
+            .find(|n| n.state == SwitchState::Reset && n.record.seq > from.seq)
+            .map_or(u64::MAX, |n| n.record.seq);
         if calls.is_empty() && changes.is_empty() {
             continue;
         }
@@ -55,13 +60,15 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
             for change in changes {
                 let candidate = change.candidate.as_deref();
                 // A session may be logged before the acknowledgement it follows: the
-                // integration opens it while its answer travels back.
+                // integration opens it while its answer travels back. It must come
+                // while the switch is still open: before the first `reset` heard after
+                // the trip (how fast is `policy.fanout_sla`'s to judge).
                 let sent = change.elapsed_ms - change.latency_ms.unwrap_or(0.0);
                 let opened = run.records.iter().any(|r| {
                     r.kind == "vendor.session_opened"
                         && r.candidate.as_deref() == candidate
                         && r.elapsed_ms >= sent
-                        && r.seq < window.until_seq
+                        && r.seq < reset_seq
                         && r.detail
                             .get("opened_by")
                             .and_then(serde_json::Value::as_str)
@@ -73,7 +80,7 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
                             candidate,
                             change.correlation_id.as_deref(),
                             "with pause_candidate_gates: false, a verification session for each gated stage change while the switch is tripped",
-                            "no session opened before the outage window ended: the gate was paused",
+                            "no session opened while the switch was tripped: the gate was paused",
                             [from, change],
                         );
                         finding.scenario = finding.scenario.or(window.scenario);
@@ -228,5 +235,83 @@ mod tests {
             finding.seen
         );
         assert_eq!(outcome.findings.kept()[0].scenario, Some(Scenario::Outage));
+    }
+
+    /// The `policy-outage` window of a policy run: a gated stage change acknowledged
+    /// after the trip, and the session it got (or did not).
+    fn policy_outage(session: bool) -> (crate::run::plan::Plan, crate::judge::test_support::Log) {
+        use crate::judge::policy::fixture::{Defect, policy_run};
+        use crate::judge::test_support::Log;
+        let run = policy_run(Defect::None);
+        let plan = run.plan;
+        let policy = plan.policy.as_ref().expect("a policy");
+        let candidate = policy
+            .candidates
+            .iter()
+            .find(|c| c.scenario == Scenario::PolicyOutage)
+            .expect("an outage candidate");
+        let change = candidate
+            .moves
+            .iter()
+            .find(|m| policy.is_gated(&m.to))
+            .expect("a gated move");
+        let mut log = Log::default();
+        log.ready();
+        log.scenario("scenario.start", Scenario::PolicyOutage);
+        log.fault_start(Scenario::PolicyOutage, "outage", true);
+        for channel in ["#recruiting-ops", "#sec-ops", "#eng-oncall"] {
+            log.notify(channel, "tripped");
+        }
+        log.push(Actor::Sender, "webhook.attempt", |r| {
+            r.candidate = Some(candidate.candidate.clone());
+            r.event_id = Some(change.event_id.clone());
+            r.status = Some(200);
+            r.latency_ms = Some(1.0);
+            r.detail = json!({"url_path": "/webhooks/ats", "perturbation": "none"});
+        });
+        if session {
+            log.push(Actor::Vendor, "vendor.session_opened", |r| {
+                r.candidate = Some(candidate.candidate.clone());
+                r.detail = json!({"session_id": "ses_1", "opened_by": "integration"});
+            });
+            log.push(Actor::Vendor, "vendor.request", |r| {
+                r.status = Some(201);
+                r.detail = json!({"method": "POST", "path": "/v1/verifications"});
+            });
+        }
+        log.fault_end(Scenario::PolicyOutage, "outage");
+        log.scenario("scenario.end", Scenario::PolicyOutage);
+        (plan, log)
+    }
+
+    #[test]
+    fn a_gated_stage_change_while_tripped_must_get_its_session() {
+        let manifest = manifest();
+        let (plan, log) = policy_outage(true);
+        let outcome = check(&Run::new(&manifest, &plan, log.records()));
+        assert!(outcome.skipped.is_none(), "{:?}", outcome.skipped);
+        assert_eq!(outcome.findings.total(), 0);
+        let (plan, log) = policy_outage(false);
+        let outcome = check(&Run::new(&manifest, &plan, log.records()));
+        assert_eq!(outcome.findings.total(), 1);
+        assert!(
+            outcome.findings.seen()[0].contains("the gate was paused"),
+            "{:?}",
+            outcome.findings.seen()
+        );
+    }
+
+    #[test]
+    fn with_gates_paused_the_session_while_tripped_is_the_finding() {
+        let manifest = manifest_edited(
+            "pause_candidate_gates: false",
+            "pause_candidate_gates: true",
+        );
+        let (plan, log) = policy_outage(false);
+        let outcome = check(&Run::new(&manifest, &plan, log.records()));
+        assert_eq!(outcome.findings.total(), 0, "holding the gate is right");
+        let (plan, log) = policy_outage(true);
+        let outcome = check(&Run::new(&manifest, &plan, log.records()));
+        assert_eq!(outcome.findings.total(), 1, "{:?}", outcome.findings.seen());
     }
 }
