@@ -25,7 +25,7 @@ import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta, timezone
 
-from minyaml import KEY, scalar, strip_comment
+from minyaml import scalar, walk
 
 DEFAULT_STAGES = "application-review,screen,technical-interview,assessment,offer"
 CALL_ATTEMPTS, CALL_TIMEOUT = 6, 5.0
@@ -61,34 +61,13 @@ def read_policy(text):
     lists, quoted scalars and comments, which the policies the harness accepts use.
     """
     found = {name: [] for name in LISTS.values()}
-    stack = []
-    for raw in text.splitlines():
-        line = strip_comment(raw).rstrip()
-        indent, body = len(line) - len(line.lstrip(" ")), line.strip()
-        if not body or body in ("---", "..."):
-            continue
-        if body == "-" or body.startswith("- "):
-            while stack and (stack[-1][0] > indent or stack[-1] == (indent, "-")):
-                stack.pop()
-            item, path = body[1:].strip(), ".".join(k for _, k in stack)
-            if path in LISTS:
-                found[LISTS[path]].append(scalar(item))
-            stack.append((indent, "-"))
-            if not KEY.match(item) or item[0] in "\"'[":
-                continue
-            indent, body = indent + len(body) - len(item), item
-        match = KEY.match(body)
-        if not match:
-            continue
-        key, value = match.group(1), (match.group(2) or "").strip()
-        while stack and stack[-1][0] >= indent:
-            stack.pop()
-        path = ".".join([k for _, k in stack] + [key])
-        if value and path in SCALARS and SCALARS[path] not in found:
+    for path, value, item in walk(text):
+        if item and path in LISTS:
+            found[LISTS[path]].append(scalar(value))
+        elif not item and value and path in SCALARS and SCALARS[path] not in found:
             found[SCALARS[path]] = scalar(value)
-        elif value and path in LISTS:
+        elif not item and value and path in LISTS:
             found[LISTS[path]] = scalar(value)
-        stack.append((indent, key))
     return found
 
 

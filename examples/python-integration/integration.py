@@ -58,7 +58,7 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import hiring
-from minyaml import KEY, scalar, strip_comment
+from minyaml import scalar, strip_comment, walk  # noqa: F401 (re-exported for tests)
 
 TIMESTAMP_TOLERANCE = 5 * 60  # seconds a webhook-timestamp may be from now
 MAX_BODY = 1 << 20
@@ -197,32 +197,13 @@ def read_manifest(text):
              "kill_switch": "kill-switch", "rate_pct": None, "mapping_max": None,
              "notify_channels": [], "log_fields_required": [], "contracts": [],
              "envelope": dict(DEFAULT_ENVELOPE)}
-    stack = []  # (indent, key) of the mappings and list items we are inside
-    for raw in text.splitlines():
-        line = strip_comment(raw).rstrip()
-        indent, body = len(line) - len(line.lstrip(" ")), line.strip()
-        if not body or body in ("---", "..."):
-            continue
-        if body == "-" or body.startswith("- "):
-            while stack and (stack[-1][0] > indent or stack[-1] == (indent, "-")):
-                stack.pop()
-            item, path = body[1:].strip(), ".".join(k for _, k in stack)
+    for path, value, item in walk(text):
+        if item:
             if path in WANTED:
-                found[WANTED[path]].append(scalar(item))
+                found[WANTED[path]].append(scalar(value))
             if path == "contracts":
                 found["contracts"].append({})
-            stack.append((indent, "-"))
-            if not KEY.match(item) or item[0] in "\"'[":
-                continue
-            indent, body = indent + len(body) - len(item), item  # the item's own column
-        match = KEY.match(body)
-        if not match:
-            continue
-        key, value = match.group(1), (match.group(2) or "").strip()
-        while stack and stack[-1][0] >= indent:
-            stack.pop()
-        path = ".".join([k for _, k in stack] + [key])
-        if value and path in WANTED:
+        elif value and path in WANTED:
             found[WANTED[path]] = scalar(value)
         elif value and path.startswith("envelope.") and path[9:] in DEFAULT_ENVELOPE:
             found["envelope"][path[9:]] = scalar(value)
@@ -230,7 +211,6 @@ def read_manifest(text):
             name = CONTRACT_KEYS.get(path[len("contracts.-."):])
             if name:
                 found["contracts"][-1][name] = scalar(value)
-        stack.append((indent, key))
     return found
 
 

@@ -34,3 +34,35 @@ def scalar(text):
     if len(text) >= 2 and text[0] == text[-1] == "'":
         return text[1:-1].replace("''", "'")
     return text
+
+
+def walk(text):
+    """Yields `(path, value, item)` for each line of a block-mapping document: `path`
+    the keys above it joined by dots (a list item stands as `-`), `value` the text
+    after the key (or the list item's text when `item` is true). A list item that is
+    itself a mapping (`- name: x`) yields the item, then its first key below `-`.
+    Whatever is not a key or an item (block scalars' lines included) is skipped.
+    """
+    stack = []  # (indent, key) of the mappings and list items we are inside
+    for raw in text.splitlines():
+        line = strip_comment(raw).rstrip()
+        indent, body = len(line) - len(line.lstrip(" ")), line.strip()
+        if not body or body in ("---", "..."):
+            continue
+        if body == "-" or body.startswith("- "):
+            while stack and (stack[-1][0] > indent or stack[-1] == (indent, "-")):
+                stack.pop()
+            item = body[1:].strip()
+            yield ".".join(k for _, k in stack), item, True
+            stack.append((indent, "-"))
+            if not KEY.match(item) or item[0] in "\"'[":
+                continue
+            indent, body = indent + len(body) - len(item), item  # the item's own column
+        match = KEY.match(body)
+        if not match:
+            continue
+        key, value = match.group(1), (match.group(2) or "").strip()
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        yield ".".join([k for _, k in stack] + [key]), value, False
+        stack.append((indent, key))

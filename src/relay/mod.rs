@@ -184,6 +184,15 @@ fn reject(status: StatusCode, reason: String) -> Response {
     (status, axum::Json(json!({"error": reason}))).into_response()
 }
 
+/// A webhook's body as a JSON object, or why it is not one (for a 400).
+fn json_object(body: &[u8]) -> Result<Value, String> {
+    match serde_json::from_slice(body) {
+        Ok(event @ Value::Object(_)) => Ok(event),
+        Ok(_) => Err("the body is not a JSON object".into()),
+        Err(err) => Err(format!("malformed JSON: {err}")),
+    }
+}
+
 /// The 401 for a delivery whose signature does not verify, if it does not.
 fn unverified(secret: &WebhookSecret, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
     signature::verify_headers(
@@ -218,15 +227,9 @@ async fn vendor_webhook(
         // Deliberate defect: process before acknowledging, past the ack SLA.
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
-    let event: Value = match serde_json::from_slice(&body) {
-        Ok(event @ Value::Object(_)) => event,
-        Ok(_) => {
-            return reject(
-                StatusCode::BAD_REQUEST,
-                "the body is not a JSON object".into(),
-            );
-        }
-        Err(err) => return reject(StatusCode::BAD_REQUEST, format!("malformed JSON: {err}")),
+    let event = match json_object(&body) {
+        Ok(event) => event,
+        Err(why) => return reject(StatusCode::BAD_REQUEST, why),
     };
     let envelope = &config.manifest.envelope;
     let owned = |text: Option<&str>| text.map(str::to_owned);

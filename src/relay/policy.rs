@@ -141,15 +141,9 @@ impl PolicySide {
         {
             return response;
         }
-        let event: Value = match serde_json::from_slice(body) {
-            Ok(event @ Value::Object(_)) => event,
-            Ok(_) => {
-                return reject(
-                    StatusCode::BAD_REQUEST,
-                    "the body is not a JSON object".into(),
-                );
-            }
-            Err(err) => return reject(StatusCode::BAD_REQUEST, format!("malformed JSON: {err}")),
+        let event = match super::json_object(body) {
+            Ok(event) => event,
+            Err(why) => return reject(StatusCode::BAD_REQUEST, why),
         };
         let name = event
             .get("name")
@@ -447,14 +441,7 @@ impl PolicySide {
             return false;
         };
         let url = format!("{}/v1/exceptions/{item}", self.config.ats_url);
-        self.until_closed().await;
-        let answer = self
-            .http
-            .get(&url)
-            .bearer_auth(&self.config.ats_token)
-            .send()
-            .await;
-        self.sample(&url, answer.as_ref().map(|r| r.status()).ok());
+        let answer = self.ats_get(&url).await;
         let open = match answer {
             Ok(response) if response.status().is_success() => response
                 .json::<Value>()
@@ -666,15 +653,7 @@ impl PolicySide {
                 out.len(),
                 crate::mock::ats::LIST_LIMIT
             );
-            self.until_closed().await;
-            let answer = self
-                .http
-                .get(&url)
-                .bearer_auth(&self.config.ats_token)
-                .send()
-                .await;
-            self.sample(&url, answer.as_ref().map(|r| r.status()).ok());
-            let page: Value = answer.ok()?.json().await.ok()?;
+            let page: Value = self.ats_get(&url).await.ok()?.json().await.ok()?;
             let candidates = page.get("candidates")?.as_array()?;
             for c in candidates {
                 let id = c.get("ats_candidate_id")?.as_str()?.to_owned();
@@ -686,6 +665,19 @@ impl PolicySide {
                 return Some(out);
             }
         }
+    }
+
+    /// A GET at the ATS, once the switch is closed, counted towards it.
+    async fn ats_get(&self, url: &str) -> reqwest::Result<reqwest::Response> {
+        self.until_closed().await;
+        let answer = self
+            .http
+            .get(url)
+            .bearer_auth(&self.config.ats_token)
+            .send()
+            .await;
+        self.sample(url, answer.as_ref().map(|r| r.status()).ok());
+        answer
     }
 
     /// Counts an ATS call towards the kill switch (vendor calls are not its business).

@@ -8,56 +8,26 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::teeth::{failed, relay_with};
+use crate::teeth::{failed, gate_with, relay_with};
 use crate::util::Stagegate;
 
 /// The policy scenarios of the seed manifest with the repository's policy, against
 /// the relay with `faults`: the exit code and the JSON report.
-fn policy_gate(faults: &str, seed: u64, extra: &[&str]) -> (i32, Value) {
-    policy_gate_on(&relay_with(faults, ""), faults.is_empty(), seed, extra)
+fn policy_gate(faults: &str, seed: u64) -> (i32, Value) {
+    policy_gate_on(&relay_with(faults, ""), faults.is_empty(), seed)
 }
 
 /// The same against the integration `command`; a `correct` one gets the default
 /// drain deadline, a defective one a shorter one to wait out.
-fn policy_gate_on(command: &str, correct: bool, seed: u64, extra: &[&str]) -> (i32, Value) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let report = dir.path().join("report.json");
-    let mut args: Vec<String> = [
-        "run",
+fn policy_gate_on(command: &str, correct: bool, seed: u64) -> (i32, Value) {
+    gate_with(
         "manifests/release-gate.yaml",
-        "--policy",
-        "manifests/hiring-policy.yaml",
-        "--scenario",
-        "policy",
-        "--scenario",
-        "policy-reconcile",
-        "--scenario",
-        "policy-outage",
-        "--seed",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    args.push(seed.to_string());
-    args.extend([
-        "--sut-cmd".to_owned(),
-        command.to_owned(),
-        // A defective relay leaves the harness waiting for grants that never come.
-        "--drain-deadline".to_owned(),
-        if correct { "10" } else { "4" }.to_owned(),
-        "--report".to_owned(),
-        format!("json={}", report.display()),
-    ]);
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
-    let out = Stagegate::new(args).run();
-    assert!(
-        out.code == 0 || out.code == 1,
-        "the gate ran to a verdict\n{}\n{}",
-        out.stdout,
-        out.stderr
-    );
-    let text = std::fs::read_to_string(&report).expect("the JSON report");
-    (out.code, serde_json::from_str(&text).expect("JSON"))
+        command,
+        correct,
+        &["policy", "policy-reconcile", "policy-outage"],
+        seed,
+        &["--policy", "manifests/hiring-policy.yaml"],
+    )
 }
 
 /// The ids of the policy checks.
@@ -87,7 +57,7 @@ fn the_python_example_passes_every_policy_scenario_for_10_seeds() {
 /// `command` fails nothing and passes every policy check, for seeds 1 to 10.
 fn passes_every_policy_check(command: &str) {
     for seed in 1..=10 {
-        let (code, report) = policy_gate_on(command, true, seed, &[]);
+        let (code, report) = policy_gate_on(command, true, seed);
         assert_eq!(
             failed(&report),
             BTreeSet::new(),
@@ -112,7 +82,7 @@ macro_rules! policy_teeth {
             #[test]
             #[doc = $why]
             fn $name() {
-                let (code, report) = policy_gate($fault, 1, &[]);
+                let (code, report) = policy_gate($fault, 1);
                 let expected: BTreeSet<String> = [$check.to_owned()].into();
                 assert_eq!(failed(&report), expected, "fault `{}`: {:#}", $fault, report["checks"]);
                 assert_eq!(code, 1, "fault `{}` blocks the release", $fault);
