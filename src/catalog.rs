@@ -85,6 +85,34 @@ pub const CHECKS: &[CheckInfo] = &[
         id: "kill_switch.gates_not_paused",
         passes_when: "candidate-facing calls go on during an outage unless pause_candidate_gates is true",
     },
+    CheckInfo {
+        id: "policy.stage_event_idempotency",
+        passes_when: "a stage change redelivered or re-emitted never opened a second verification session nor a second grant",
+    },
+    CheckInfo {
+        id: "policy.fanout_sla",
+        passes_when: "each gated stage change opened its verification session within triggerFanoutSeconds",
+    },
+    CheckInfo {
+        id: "policy.identity_gate",
+        passes_when: "no grant before a passed result for the candidate and gated stage, none after failed, none while an exception is open",
+    },
+    CheckInfo {
+        id: "policy.step_up",
+        passes_when: "every step-up signal and review_required produced exactly one exception item with the policy's owner and due time, and no grant until resolved",
+    },
+    CheckInfo {
+        id: "policy.log_fields",
+        passes_when: "every processed stage change and result has a JSON log line with every mustLogFields field and no personal data",
+    },
+    CheckInfo {
+        id: "policy.signature",
+        passes_when: "forged or stale ATS webhooks got a 4xx and changed nothing",
+    },
+    CheckInfo {
+        id: "policy.reconciliation",
+        passes_when: "after POST /jobs/reconcile every ATS/vendor mismatch is one exception item with the policy's owner, and nothing that matched became one",
+    },
 ];
 
 /// The check with this id, if there is one.

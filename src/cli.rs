@@ -96,6 +96,9 @@ pub enum Command {
     /// Every exchange of one candidate, flow or event in an observation log, in order,
     /// the chain verified as it is read.
     Trace(audit::TraceArgs),
+    /// The hiring policy's reconciliation report of a run's observation log: per
+    /// candidate, ATS stage, verification, grants, mismatch, exception item and owner.
+    Reconcile(audit::ReconcileArgs),
     /// Write a candidate's evidence pack from a run's log, or verify one.
     Evidence(Box<audit::EvidenceArgs>),
     /// Work with sandbox data: fake, risk-tiered candidates.
@@ -338,6 +341,7 @@ pub fn run(cli: Cli) -> ExitCode {
         } => gate::merge(args, &mut stdout, &mut ui),
         Command::Relay => relay(&mut ui),
         Command::Trace(args) => audit::trace(args, &mut stdout, &mut ui),
+        Command::Reconcile(args) => audit::reconcile(args, &mut stdout, &mut ui),
         Command::Evidence(args) => audit::evidence(*args, &mut stdout, &mut ui),
         Command::Sandbox {
             command:

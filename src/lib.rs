@@ -51,6 +51,7 @@ pub mod manifest;
 pub mod mock;
 pub mod observe;
 pub mod protocol;
+pub mod reconcile;
 pub mod record;
 pub mod relay;
 pub mod report;

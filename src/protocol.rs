@@ -35,6 +35,10 @@ pub mod env {
     pub const STATE_DIR: &str = "STAGEGATE_STATE_DIR";
     /// `STAGEGATE_TIME_SCALE`.
     pub const TIME_SCALE: &str = "STAGEGATE_TIME_SCALE";
+    /// `STAGEGATE_POLICY`: the hiring policy's absolute path, set when the run has one.
+    pub const POLICY: &str = "STAGEGATE_POLICY";
+    /// `STAGEGATE_POLICY_STAGES`: the hiring stages in order, comma-separated.
+    pub const POLICY_STAGES: &str = "STAGEGATE_POLICY_STAGES";
 }
 
 /// What a kill-switch notification says (`{"state": "tripped"}` or `"reset"`): one

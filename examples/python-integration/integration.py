@@ -25,7 +25,10 @@ would:
   and tells every notify_channels channel `tripped` and `reset` (what it said
   survives a restart); the queue replays after the reset;
 * prints one JSON line per event received and per event processed, with the
-  manifest's log_fields_required and never the candidate's name or e-mail.
+  manifest's log_fields_required and never the candidate's name or e-mail;
+* with STAGEGATE_POLICY, the hiring policy's flow (§10, hiring.py): stage changes
+  deduplicated, verification sessions opened, access granted only after `passed`,
+  step-up exception items, and the reconciliation job (POST /jobs/reconcile).
 
 Run it under the gate, from the repository root (see README.md here):
     stagegate run MANIFEST --sut-cmd 'python3 examples/python-integration/integration.py'
@@ -53,6 +56,9 @@ import urllib.parse
 import urllib.request
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import hiring
+from minyaml import scalar, strip_comment, walk  # noqa: F401 (re-exported for tests)
 
 TIMESTAMP_TOLERANCE = 5 * 60  # seconds a webhook-timestamp may be from now
 MAX_BODY = 1 << 20
@@ -160,7 +166,6 @@ def load_config(env):
 
 # --- the manifest: a small line-based YAML reader ------------------------------------
 
-KEY = re.compile(r"^([A-Za-z0-9_.-]+)\s*:(?:\s+(.*))?$")
 WANTED = {
     "release_gate.mode": "mode",
     "release_gate.canary_scope.include_tags": "include_tags",
@@ -173,32 +178,6 @@ WANTED = {
 }
 # Per item of `contracts:`, the keys kept (the path below the item's `-`).
 CONTRACT_KEYS = {"name": "name", "on_failure.ticket_owner": "owner"}
-
-
-def strip_comment(line):
-    """The line without a trailing `# comment` (a `#` inside quotes is kept)."""
-    quote = None
-    for i, ch in enumerate(line):
-        if quote:
-            quote = None if ch == quote else quote
-        elif ch in "\"'":
-            quote = ch
-        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
-            return line[:i]
-    return line
-
-
-def scalar(text):
-    """A plain, 'single' or "double" quoted scalar, or a flow list of them."""
-    text = text.strip()
-    if text.startswith("[") and text.endswith("]"):
-        items = re.findall(r'"(?:[^"\\]|\\.)*"|\'(?:[^\']|\'\')*\'|[^,\s][^,]*', text[1:-1])
-        return [scalar(item) for item in items]
-    if len(text) >= 2 and text[0] == text[-1] == '"':
-        return json.loads(text)
-    if len(text) >= 2 and text[0] == text[-1] == "'":
-        return text[1:-1].replace("''", "'")
-    return text
 
 
 def read_manifest(text):
@@ -218,32 +197,13 @@ def read_manifest(text):
              "kill_switch": "kill-switch", "rate_pct": None, "mapping_max": None,
              "notify_channels": [], "log_fields_required": [], "contracts": [],
              "envelope": dict(DEFAULT_ENVELOPE)}
-    stack = []  # (indent, key) of the mappings and list items we are inside
-    for raw in text.splitlines():
-        line = strip_comment(raw).rstrip()
-        indent, body = len(line) - len(line.lstrip(" ")), line.strip()
-        if not body or body in ("---", "..."):
-            continue
-        if body == "-" or body.startswith("- "):
-            while stack and (stack[-1][0] > indent or stack[-1] == (indent, "-")):
-                stack.pop()
-            item, path = body[1:].strip(), ".".join(k for _, k in stack)
+    for path, value, item in walk(text):
+        if item:
             if path in WANTED:
-                found[WANTED[path]].append(scalar(item))
+                found[WANTED[path]].append(scalar(value))
             if path == "contracts":
                 found["contracts"].append({})
-            stack.append((indent, "-"))
-            if not KEY.match(item) or item[0] in "\"'[":
-                continue
-            indent, body = indent + len(body) - len(item), item  # the item's own column
-        match = KEY.match(body)
-        if not match:
-            continue
-        key, value = match.group(1), (match.group(2) or "").strip()
-        while stack and stack[-1][0] >= indent:
-            stack.pop()
-        path = ".".join([k for _, k in stack] + [key])
-        if value and path in WANTED:
+        elif value and path in WANTED:
             found[WANTED[path]] = scalar(value)
         elif value and path.startswith("envelope.") and path[9:] in DEFAULT_ENVELOPE:
             found["envelope"][path[9:]] = scalar(value)
@@ -251,7 +211,6 @@ def read_manifest(text):
             name = CONTRACT_KEYS.get(path[len("contracts.-."):])
             if name:
                 found["contracts"][-1][name] = scalar(value)
-        stack.append((indent, key))
     return found
 
 
@@ -767,7 +726,7 @@ def retry_for(status, headers):
 
 
 class Handler(BaseHTTPRequestHandler):
-    """The routes; `self.server.app` is (config, queue, log, worker)."""
+    """The routes; `self.server.app` is (config, queue, log, worker, hiring flow or None)."""
 
     def reply(self, status, payload):
         data = json.dumps(payload).encode()
@@ -788,7 +747,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         received_at = now_rfc3339()
-        config, queue, log, worker = self.server.app
+        config, queue, log, worker, flow = self.server.app
+        if self.path == "/jobs/reconcile":
+            if flow is None:
+                return self.reply(404, {"error": "no hiring policy (STAGEGATE_POLICY)"})
+            return self.reply(*flow.reconcile())
         key = {"/webhooks/vendor": config["vendor_key"],
                "/webhooks/ats": config["ats_key"]}.get(self.path)
         if key is None:
@@ -807,7 +770,9 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(event, dict):
             return self.reply(400, {"error": "the body is not a JSON object"})
         if self.path == "/webhooks/ats":
-            return self.reply(200, {"status": "accepted"})  # stage changes: nothing to do
+            if flow is None:
+                return self.reply(200, {"status": "accepted"})  # no policy: nothing to do
+            return self.reply(*flow.stage_change(event, received_at))
         envelope = config["manifest"]["envelope"]
         needed = ["type"] + [envelope[name] for name in
                              ("idempotency_key", "candidate_id", "occurred_at")]
@@ -817,6 +782,8 @@ class Handler(BaseHTTPRequestHandler):
             field(event, envelope["idempotency_key"]), field(event, envelope["candidate_id"]),
             event["type"], body, received_at) else "duplicate"
         worker.wake.set()
+        if flow is not None and outcome == "queued":
+            flow.result(event, envelope, received_at)
         log.event(event, received_at, None, outcome)
         self.reply(200, {"status": outcome})
 
@@ -838,8 +805,9 @@ def serve(env):
     breaker = Breaker(config["rate_pct"], config["mapping_max"], config["time_scale"])
     switch = KillSwitch(breaker, notifier, log, store=queue)
     worker = Worker(config, queue, log, stopping, switch, http)
+    flow = hiring.load(env, config, log, http, switch)
     server = Server(config["listen"], Handler)
-    server.app = (config, queue, log, worker)
+    server.app = (config, queue, log, worker, flow)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
     notifier.start()

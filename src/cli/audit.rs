@@ -45,6 +45,59 @@ pub enum TraceFormat {
     Json,
 }
 
+/// Arguments of `stagegate reconcile`.
+#[derive(Debug, clap::Args)]
+pub struct ReconcileArgs {
+    /// The observation log (a run's `observation.jsonl`).
+    #[arg(long, value_name = "FILE")]
+    pub log: PathBuf,
+    /// The run's plan, whose hiring policy decides what a mismatch is [default:
+    /// plan.json beside the log].
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReconcileFormat::Terminal)]
+    pub format: ReconcileFormat,
+}
+
+/// Output formats of `reconcile`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReconcileFormat {
+    /// An aligned table.
+    Terminal,
+    /// One JSON document.
+    Json,
+    /// A Markdown table, for a ticket or a job summary.
+    Markdown,
+}
+
+/// `stagegate reconcile`.
+pub(super) fn reconcile(args: ReconcileArgs, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
+    let plan = match trace::plan_for(&args.log, args.plan.as_deref()) {
+        Ok(plan) => plan,
+        Err(err) => {
+            ui.error(&err);
+            return ExitCode::Usage;
+        }
+    };
+    let policy = plan.as_ref().and_then(|(_, plan)| plan.policy.as_ref());
+    let report = match crate::reconcile::from_log(&args.log, policy) {
+        Ok(report) => report,
+        Err(err) => {
+            ui.error(&err);
+            return ExitCode::Usage;
+        }
+    };
+    let text = match args.format {
+        ReconcileFormat::Terminal => crate::reconcile::render_terminal(&report),
+        ReconcileFormat::Markdown => crate::reconcile::render_markdown(&report),
+        // Plain fields serialise.
+        ReconcileFormat::Json => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
+    };
+    let _ = out.write_all(text.as_bytes());
+    ExitCode::Pass
+}
+
 /// Arguments of `stagegate evidence`.
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]

@@ -118,9 +118,20 @@ pub struct GateArgs {
     /// the manifest's.
     #[arg(long, value_name = "FILE")]
     pub dataset: Option<PathBuf>,
-    /// The hiring policy whose `slas.webhookAckSeconds` is the ack SLA [default: 1 s].
+    /// The hiring policy: adds the policy scenarios (stage changes, identity gate,
+    /// step-up, reconciliation) and its `slas.webhookAckSeconds` is the ack SLA
+    /// [default: the manifest's `policy:`, else none and 1 s].
     #[arg(long, value_name = "POLICY")]
     pub policy: Option<PathBuf>,
+    /// The hiring stages candidates move through in the policy flow, in order,
+    /// comma-separated.
+    #[arg(
+        long,
+        value_name = "STAGE,…",
+        value_delimiter = ',',
+        default_value = "application-review,screen,technical-interview,assessment,offer"
+    )]
+    pub policy_stages: Vec<String>,
     /// The vendor webhook secret (`whsec_…`) the integration verifies with; needed
     /// with `--sut-url` [default: generated from the seed and passed to started
     /// integrations as STAGEGATE_VENDOR_WEBHOOK_SECRET].
@@ -184,6 +195,10 @@ enum ArgsError {
     SutUrlNeeds(String),
     #[error("two reports would be written to {}", .0.display())]
     SameReportPath(PathBuf),
+    #[error(
+        "the `{0}` scenario drives the hiring-policy flow: give the policy with --policy POLICY (or `policy:` in the manifest)"
+    )]
+    PolicyScenarioNeedsPolicy(Scenario),
 }
 
 fn seconds(name: &'static str, value: f64) -> Result<Duration, ArgsError> {
@@ -207,6 +222,8 @@ struct Request {
     replay: Vec<String>,
     /// Only this slice of the run.
     shard: Option<Shard>,
+    /// Whether a policy adds its scenarios (`run`; a rehearsal keeps to its own).
+    policy_scenarios: bool,
 }
 
 impl GateRun {
@@ -214,8 +231,12 @@ impl GateRun {
         request: Request,
         args: GateArgs,
         manifest: Manifest,
-        ack_sla: Duration,
+        policy: Option<crate::run::policy::PolicySetup>,
     ) -> Result<Self, ArgsError> {
+        let ack_sla = policy.as_ref().map_or(Duration::from_secs(1), |p| {
+            Duration::try_from_secs_f64(p.policy.slas.webhook_ack_seconds)
+                .unwrap_or(Duration::from_secs(1))
+        });
         if !(args.time_scale >= 1.0 && args.time_scale.is_finite()) {
             return Err(ArgsError::TimeScale(args.time_scale));
         }
@@ -263,7 +284,7 @@ impl GateRun {
                 )
             }
         };
-        let scenarios = if request.scenarios.is_empty() {
+        let mut scenarios: Vec<Scenario> = if request.scenarios.is_empty() {
             // An integration the harness did not start cannot be restarted by it.
             Scenario::ALL
                 .into_iter()
@@ -277,6 +298,12 @@ impl GateRun {
             chosen.dedup();
             chosen
         };
+        match (&policy, scenarios.iter().find(|s| s.is_policy())) {
+            (None, Some(&scenario)) => return Err(ArgsError::PolicyScenarioNeedsPolicy(scenario)),
+            // A policy adds its scenarios, unless some were chosen by name.
+            (Some(_), None) if request.policy_scenarios => scenarios.extend(Scenario::POLICY),
+            _ => {}
+        }
         let (out_dir, scratch) = match &args.out {
             Some(dir) => (dir.clone(), None),
             None => {
@@ -305,6 +332,7 @@ impl GateRun {
                 ready_timeout,
                 mocks: args.mocks.config(args.seed),
                 ack_sla,
+                policy,
                 vendor_secret: args.webhook_secret.clone(),
                 outage: request.outage,
                 dataset: args.dataset.clone(),
@@ -339,27 +367,50 @@ fn replay_command(selection: &[String], args: &GateArgs) -> String {
     if args.time_scale != 60.0 {
         words.push(format!("--time-scale {}", args.time_scale));
     }
+    if let Some(policy) = &args.policy {
+        words.push(format!("--policy {}", quote(&policy.to_string_lossy())));
+    }
+    if args.policy_stages != crate::run::policy::DEFAULT_STAGES {
+        words.push(format!(
+            "--policy-stages {}",
+            quote(&args.policy_stages.join(","))
+        ));
+    }
     if args.require_all {
         words.push("--require-all".to_owned());
     }
     words.join(" ")
 }
 
-/// The ack SLA: the policy's `webhookAckSeconds`, or the protocol's 1 s.
-fn ack_sla(policy: Option<&Path>, ui: &mut Ui) -> Option<Duration> {
-    let Some(path) = policy else {
-        return Some(Duration::from_secs(1));
+/// The run's hiring policy: `--policy`, else the manifest's `policy:` (relative to
+/// the manifest); `Err` after reporting a policy that does not load.
+fn load_policy(
+    flag: Option<&Path>,
+    manifest: &Manifest,
+    manifest_path: &Path,
+    stages: &[String],
+    ui: &mut Ui,
+) -> Result<Option<crate::run::policy::PolicySetup>, ()> {
+    let path = match (flag, &manifest.raw.policy) {
+        (Some(path), _) => path.to_owned(),
+        (None, Some(relative)) => manifest_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(relative),
+        (None, None) => return Ok(None),
     };
-    match crate::manifest::load_policy(path) {
+    match crate::manifest::load_policy(&path) {
         Ok(loaded) => {
             ui.warnings(&loaded.warnings);
-            Some(Duration::from_secs_f64(
-                loaded.value.slas.webhook_ack_seconds,
-            ))
+            Ok(Some(crate::run::policy::PolicySetup {
+                policy: loaded.value,
+                path,
+                stages: stages.iter().map(|s| s.trim().to_owned()).collect(),
+            }))
         }
         Err(err) => {
             ui.diagnostic(&err);
-            None
+            Err(())
         }
     }
 }
@@ -379,6 +430,7 @@ pub(super) fn run(args: RunArgs, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
         outage: OutageSettings::default(),
         replay,
         shard: args.shard,
+        policy_scenarios: true,
     };
     gate(request, args.gate, out, ui, false)
 }
@@ -417,6 +469,7 @@ pub(super) fn rehearse(args: RehearseArgs, out: &mut dyn Write, ui: &mut Ui) -> 
         },
         replay,
         shard: None,
+        policy_scenarios: false,
     };
     gate(request, args.gate, out, ui, true)
 }
@@ -432,10 +485,16 @@ fn gate(
     let Some(manifest) = load_manifest(&request.manifest, ui) else {
         return ExitCode::Usage;
     };
-    let Some(ack) = ack_sla(args.policy.as_deref(), ui) else {
+    let Ok(policy) = load_policy(
+        args.policy.as_deref(),
+        &manifest,
+        &request.manifest,
+        &args.policy_stages,
+        ui,
+    ) else {
         return ExitCode::Usage;
     };
-    let gate = match GateRun::new(request, args, manifest, ack) {
+    let gate = match GateRun::new(request, args, manifest, policy) {
         Ok(gate) => gate,
         Err(err) => {
             ui.error(&err);

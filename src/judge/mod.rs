@@ -25,6 +25,7 @@ mod log_fields;
 mod no_loss;
 mod ordering;
 mod pii;
+pub(crate) mod policy;
 mod run;
 mod sequence;
 mod signature;
@@ -68,6 +69,19 @@ const JUDGES: &[(&str, fold::MakeFold)] = &[
     (
         "kill_switch.gates_not_paused",
         kill_switch::gates_not_paused,
+    ),
+    (
+        "policy.stage_event_idempotency",
+        policy::make::<policy::StageEventIdempotency>,
+    ),
+    ("policy.fanout_sla", policy::make::<policy::FanoutSla>),
+    ("policy.identity_gate", policy::make::<policy::IdentityGate>),
+    ("policy.step_up", policy::make::<policy::StepUp>),
+    ("policy.log_fields", policy::make::<policy::LogFields>),
+    ("policy.signature", policy::make::<policy::Signature>),
+    (
+        "policy.reconciliation",
+        policy::make::<policy::Reconciliation>,
     ),
 ];
 
@@ -383,7 +397,15 @@ mod tests {
                 "canary.scope",
                 "kill_switch.trips",
                 "kill_switch.queue_replay",
-                "kill_switch.gates_not_paused"
+                "kill_switch.gates_not_paused",
+                // No policy in the plan: the policy checks say how to enable them.
+                "policy.stage_event_idempotency",
+                "policy.fanout_sla",
+                "policy.identity_gate",
+                "policy.step_up",
+                "policy.log_fields",
+                "policy.signature",
+                "policy.reconciliation",
             ],
             "{statuses:?}"
         );

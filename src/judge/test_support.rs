@@ -261,6 +261,7 @@ impl Default for PlanBuilder {
                 ack_sla_ms: 1000,
                 time_scale: 60.0,
                 skipped: Vec::new(),
+                policy: None,
             },
         }
     }

@@ -81,6 +81,10 @@ pub struct RawManifest {
     /// `idempotency_key`, `occurred_at`, `ats_candidate_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub envelope: Option<EnvelopeDef>,
+    /// The hiring policy `stagegate run` drives when `--policy` is not given,
+    /// relative to the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 /// The envelope as written: dotted paths of the fields every check relies on.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::model::FormatVersion;
 
 /// A hiring policy as written.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(deny_unknown_fields, title = "stagegate hiring policy")]
 pub struct HiringPolicy {
@@ -35,7 +35,7 @@ pub struct HiringPolicy {
 }
 
 /// One ATS event type.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(deny_unknown_fields)]
 pub struct AtsEvent {
@@ -50,7 +50,7 @@ pub struct AtsEvent {
 }
 
 /// Delivery settings of an ATS event.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(deny_unknown_fields)]
 pub struct Delivery {
@@ -71,7 +71,7 @@ pub enum Transport {
 }
 
 /// Retry policy of a delivery.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(deny_unknown_fields)]
 pub struct Retry {
@@ -92,7 +92,7 @@ pub enum RetryStrategy {
 }
 
 /// Idempotency of an ATS event.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(deny_unknown_fields)]
 pub struct Idempotency {
@@ -103,7 +103,7 @@ pub struct Idempotency {
 }
 
 /// Controls on privileged steps.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(deny_unknown_fields)]
 pub struct Controls {
@@ -114,7 +114,7 @@ pub struct Controls {
 }
 
 /// Stages that need a verified identity first.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(deny_unknown_fields)]
 pub struct IdentityGate {
@@ -125,7 +125,7 @@ pub struct IdentityGate {
 }
 
 /// When a candidate is sent to a stronger verification.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(deny_unknown_fields)]
 pub struct StepUpVerification {
@@ -136,7 +136,7 @@ pub struct StepUpVerification {
 }
 
 /// Audit logging requirements.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(deny_unknown_fields)]
 pub struct Logging {
@@ -147,7 +147,7 @@ pub struct Logging {
 }
 
 /// Retention of audit data.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(deny_unknown_fields)]
 pub struct Retention {
@@ -156,7 +156,7 @@ pub struct Retention {
 }
 
 /// Service levels.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(deny_unknown_fields)]
 pub struct Slas {
@@ -173,7 +173,7 @@ pub struct Slas {
 }
 
 /// Review deadlines of exception-queue items.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(deny_unknown_fields)]
 pub struct ExceptionReview {
@@ -184,7 +184,7 @@ pub struct ExceptionReview {
 }
 
 /// The reconciliation job.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(deny_unknown_fields)]
 pub struct Reconciliation {
@@ -209,7 +209,7 @@ pub enum Schedule {
 }
 
 /// What a reconciliation mismatch causes.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(deny_unknown_fields)]
 pub struct OnMismatch {
@@ -220,7 +220,7 @@ pub struct OnMismatch {
 }
 
 /// Owner roles of exception-queue items, by risk.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(deny_unknown_fields)]
 pub struct AssignOwner {

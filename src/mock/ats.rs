@@ -197,7 +197,41 @@ pub struct ExceptionItem {
     pub owner: String,
     /// The flow's correlation id.
     pub correlation_id: String,
+    /// When a person must have reviewed it (RFC 3339; hiring-policy items carry one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<String>,
+    /// The verification session it is about, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Open until a reviewer resolves it (set by the ATS, not the caller).
+    #[serde(default)]
+    pub status: ExceptionStatus,
 }
+
+/// Where an exception item stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExceptionStatus {
+    /// Waiting for a person.
+    #[default]
+    Open,
+    /// A reviewer decided.
+    Resolved,
+}
+
+/// One candidate as `GET /v1/candidates` lists it: no personal data, just the stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageView {
+    /// The candidate.
+    pub ats_candidate_id: String,
+    /// The current stage.
+    pub stage: String,
+    /// The revision.
+    pub revision: u64,
+}
+
+/// The most candidates one `GET /v1/candidates` page lists.
+pub const LIST_LIMIT: usize = 500;
 
 /// The mock ATS's state.
 #[derive(Debug)]
@@ -283,6 +317,64 @@ impl AtsState {
     /// Every exception item, in order.
     pub fn exceptions(&self) -> Vec<ExceptionItem> {
         lock(&self.exceptions).clone()
+    }
+
+    /// Moves a candidate to `stage` (a recruiter's move, which the ATS then announces
+    /// as `candidate.stage_changed`); returns the stage it left, `None` for an
+    /// unknown candidate.
+    pub fn set_stage(&self, id: &str, stage: &str) -> Option<String> {
+        let mut candidates = lock(&self.candidates);
+        let candidate = candidates.get_mut(id)?;
+        let from = std::mem::replace(&mut candidate.stage, stage.to_owned());
+        candidate.revision += 1;
+        self.log.append(
+            Actor::Ats,
+            "ats.stage_changed",
+            Entry {
+                candidate: Some(id.to_owned()),
+                ..Entry::detail(json!({"from": from, "to": stage, "revision": candidate.revision}))
+            },
+        );
+        Some(from)
+    }
+
+    /// A reviewer resolves an open exception item (the admin API's and the
+    /// harness's call); returns it, or `None` if no open item has this id.
+    pub fn resolve_exception(&self, id: &str, resolution: &str) -> Option<ExceptionItem> {
+        let mut exceptions = lock(&self.exceptions);
+        let item = exceptions
+            .iter_mut()
+            .find(|item| item.id == id && item.status == ExceptionStatus::Open)?;
+        item.status = ExceptionStatus::Resolved;
+        self.log.append(
+            Actor::Ats,
+            "ats.exception_resolved",
+            Entry {
+                candidate: Some(item.ats_candidate_id.clone()),
+                correlation_id: Some(item.correlation_id.clone()),
+                ..Entry::detail(json!({"item": item, "resolution": resolution}))
+            },
+        );
+        Some(item.clone())
+    }
+
+    /// A page of candidates in id order, with their stages.
+    pub fn stages(&self, offset: usize, limit: usize) -> (usize, Vec<StageView>) {
+        let candidates = lock(&self.candidates);
+        let mut ids: Vec<&String> = candidates.keys().collect();
+        ids.sort();
+        let page = ids
+            .iter()
+            .skip(offset)
+            .take(limit.min(LIST_LIMIT))
+            .filter_map(|id| candidates.get(*id))
+            .map(|c| StageView {
+                ats_candidate_id: c.id.clone(),
+                stage: c.stage.clone(),
+                revision: c.revision,
+            })
+            .collect();
+        (ids.len(), page)
     }
 
     /// The whole state as JSON, for dumps (every candidate; see [`AtsState::dump`]).
@@ -442,10 +534,12 @@ pub struct Page {
 /// The mock ATS's routes, layered with logging, faults and authentication.
 pub fn router(state: Arc<AtsState>) -> Router {
     Router::new()
+        .route("/v1/candidates", get(list_candidates))
         .route("/v1/candidates/{id}", get(get_candidate))
         .route("/v1/candidates/{id}/events", post(post_event))
         .route("/v1/candidates/{id}/access-grants", post(post_grant))
         .route("/v1/exceptions", post(post_exception))
+        .route("/v1/exceptions/{id}", get(get_exception))
         .fallback(super::no_such_route)
         .layer(from_fn_with_state(Arc::clone(&state), layers))
         .layer(axum::extract::DefaultBodyLimit::max(
@@ -483,6 +577,47 @@ fn unknown_candidate(id: &str) -> Response {
         "unknown candidate",
         json!({"ats_candidate_id": id}),
     )
+}
+
+/// `GET /v1/candidates?offset=&limit=`: the query of a page.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    offset: usize,
+    #[serde(default = "list_limit")]
+    limit: usize,
+}
+
+fn list_limit() -> usize {
+    LIST_LIMIT
+}
+
+async fn list_candidates(
+    State(state): State<Arc<AtsState>>,
+    query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let expected = json!({"offset": "integer >= 0", "limit": "integer 1..=500"});
+    let query = match query {
+        Ok(axum::extract::Query(query)) if (1..=LIST_LIMIT).contains(&query.limit) => query,
+        Ok(_) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid query",
+                json!({"detail": "limit is out of range", "expected": expected}),
+            );
+        }
+        Err(err) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid query",
+                json!({"detail": err.body_text(), "expected": expected}),
+            );
+        }
+    };
+    let (total, candidates) = state.stages(query.offset, query.limit);
+    axum::Json(json!({"total": total, "offset": query.offset, "candidates": candidates}))
+        .into_response()
 }
 
 async fn get_candidate(State(state): State<Arc<AtsState>>, Path(id): Path<String>) -> Response {
@@ -713,6 +848,17 @@ async fn post_grant(
     (StatusCode::CREATED, axum::Json(grant)).into_response()
 }
 
+async fn get_exception(State(state): State<Arc<AtsState>>, Path(id): Path<String>) -> Response {
+    match lock(&state.exceptions).iter().find(|item| item.id == id) {
+        Some(item) => axum::Json(item).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "unknown exception item",
+            json!({"id": id}),
+        ),
+    }
+}
+
 async fn post_exception(State(state): State<Arc<AtsState>>, body: Bytes) -> Response {
     let mut item: ExceptionItem = match serde_json::from_slice(&body) {
         Ok(item) => item,
@@ -729,6 +875,7 @@ async fn post_exception(State(state): State<Arc<AtsState>>, body: Bytes) -> Resp
     }
     let mut exceptions = lock(&state.exceptions);
     item.id = format!("exc_{:06}", exceptions.len() + 1);
+    item.status = ExceptionStatus::Open;
     state.log.append(
         Actor::Ats,
         "ats.exception_created",

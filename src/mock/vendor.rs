@@ -48,8 +48,22 @@ pub struct Session {
     /// The outcome, once completed (`passed`, `failed`, `review_required`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
+    /// The candidate's risk tier as the vendor assessed it, once completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_tier: Option<String>,
     /// When it was opened.
     pub created_at: String,
+    /// Who opened it: `integration`, or `candidate` (a retake, a step-up, an old
+    /// invitation). Not part of the API's answers.
+    #[serde(skip)]
+    pub opened_by: &'static str,
+}
+
+impl Session {
+    /// Whether the candidate opened it, not the integration.
+    pub fn opened_by_candidate(&self) -> bool {
+        self.opened_by == "candidate"
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,16 +114,72 @@ impl VendorState {
         lock(&self.sessions).insert(session.session_id.clone(), session);
     }
 
-    /// Marks a session completed with its outcome; `false` if it does not exist.
-    pub fn complete_session(&self, session_id: &str, result: &str) -> bool {
+    /// Marks a session completed with its outcome (and the risk tier the vendor
+    /// assessed); `false` if it does not exist.
+    pub fn complete_session(
+        &self,
+        session_id: &str,
+        result: &str,
+        risk_tier: Option<&str>,
+    ) -> bool {
         match lock(&self.sessions).get_mut(session_id) {
             Some(session) => {
                 session.status = SessionStatus::Completed;
                 session.result = Some(result.to_owned());
+                session.risk_tier = risk_tier.map(str::to_owned);
                 true
             }
             None => false,
         }
+    }
+
+    /// Opens a session on the candidate's own initiative (a retake through the
+    /// vendor's hosted link, an old invitation): the integration did not ask for it.
+    pub fn open_for_candidate(&self, ats_candidate_id: &str, correlation_id: &str) -> Session {
+        self.open(
+            ats_candidate_id.to_owned(),
+            correlation_id.to_owned(),
+            "candidate",
+        )
+    }
+
+    /// Creates, records, logs and announces a session; `by` says who opened it.
+    fn open(&self, ats_candidate_id: String, correlation_id: String, by: &'static str) -> Session {
+        let n = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let session = Session {
+            session_id: format!("ses_{:08x}{n:06}", self.id_prefix),
+            ats_candidate_id,
+            correlation_id,
+            status: SessionStatus::Pending,
+            result: None,
+            risk_tier: None,
+            created_at: format_time(chrono::Utc::now()),
+            opened_by: by,
+        };
+        self.register_session(session.clone());
+        self.log.append(
+            Actor::Vendor,
+            "vendor.session_opened",
+            Entry {
+                candidate: Some(session.ats_candidate_id.clone()),
+                correlation_id: Some(session.correlation_id.clone()),
+                ..Entry::detail(json!({"session_id": session.session_id, "opened_by": by}))
+            },
+        );
+        // Nobody listening is fine: outside a run, sessions simply stay pending.
+        let _ = self.opened.send(session.clone());
+        session
+    }
+
+    /// Every session of one candidate (or of all), in id order.
+    pub fn sessions(&self, ats_candidate_id: Option<&str>) -> Vec<Session> {
+        let mut sessions: Vec<Session> = lock(&self.sessions)
+            .values()
+            .filter(|s| ats_candidate_id.is_none_or(|id| s.ats_candidate_id == id))
+            .cloned()
+            .collect();
+        sessions.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+        sessions
     }
 
     /// A session by id.
@@ -135,7 +205,7 @@ impl VendorState {
 /// The mock vendor's routes, layered with logging and authentication.
 pub fn router(state: Arc<VendorState>) -> Router {
     Router::new()
-        .route("/v1/verifications", post(open_session))
+        .route("/v1/verifications", post(open_session).get(list_sessions))
         .route("/v1/verifications/{session_id}", get(get_session))
         .route("/v1/evidence-packs/{id}", get(get_pack))
         .fallback(super::no_such_route)
@@ -162,28 +232,37 @@ async fn open_session(State(state): State<Arc<VendorState>>, body: Bytes) -> Res
             );
         }
     };
-    let n = state.next_session.fetch_add(1, Ordering::Relaxed);
-    let session = Session {
-        session_id: format!("ses_{:08x}{n:06}", state.id_prefix),
-        ats_candidate_id: request.ats_candidate_id,
-        correlation_id: request.correlation_id,
-        status: SessionStatus::Pending,
-        result: None,
-        created_at: format_time(chrono::Utc::now()),
-    };
-    state.register_session(session.clone());
-    state.log.append(
-        Actor::Vendor,
-        "vendor.session_opened",
-        Entry {
-            candidate: Some(session.ats_candidate_id.clone()),
-            correlation_id: Some(session.correlation_id.clone()),
-            ..Entry::detail(json!({"session_id": session.session_id}))
-        },
+    let session = state.open(
+        request.ats_candidate_id,
+        request.correlation_id,
+        "integration",
     );
-    // Nobody listening is fine: outside a run, sessions simply stay pending.
-    let _ = state.opened.send(session.clone());
     (StatusCode::CREATED, axum::Json(session)).into_response()
+}
+
+/// `GET /v1/verifications?ats_candidate_id=`: the query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    ats_candidate_id: Option<String>,
+}
+
+async fn list_sessions(
+    State(state): State<Arc<VendorState>>,
+    query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    match query {
+        Ok(axum::extract::Query(query)) => {
+            axum::Json(json!({"sessions": state.sessions(query.ats_candidate_id.as_deref())}))
+                .into_response()
+        }
+        Err(err) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid query",
+            json!({"detail": err.body_text(), "expected": {"ats_candidate_id": "string (optional)"}}),
+        ),
+    }
 }
 
 async fn get_session(
@@ -264,7 +343,7 @@ mod tests {
             .expect("a session id")
             .to_owned();
         assert_eq!(opened.try_recv().expect("announced").session_id, id);
-        assert!(state.complete_session(&id, "passed"));
+        assert!(state.complete_session(&id, "passed", Some("low")));
         let (status, body) = call(&router, "GET", &format!("/v1/verifications/{id}"), None).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(

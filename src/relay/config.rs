@@ -42,6 +42,15 @@ pub const KNOWN_FAULTS: &[&str] = &[
     "shadow_bad_enum",
     "shadow_future_time",
     "shadow_unknown_type",
+    "grant_before_result",
+    "grant_on_failed",
+    "no_stage_dedupe",
+    "wrong_exception_owner",
+    "no_step_up_exception",
+    "slow_fanout",
+    "no_ats_signature_check",
+    "reconcile_from_webhooks",
+    "pause_gates",
 ];
 
 /// Why the configuration is unusable.
@@ -69,6 +78,15 @@ pub enum ConfigError {
     #[error("STAGEGATE_MANIFEST: cannot load {}", path.display())]
     Manifest {
         /// The manifest.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<crate::manifest::ManifestError>,
+    },
+    /// The hiring policy does not load.
+    #[error("STAGEGATE_POLICY: cannot load {}", path.display())]
+    Policy {
+        /// The policy.
         path: PathBuf,
         /// Why.
         #[source]
@@ -124,6 +142,17 @@ pub struct RelayConfig {
     pub faults: BTreeSet<String>,
     /// The breaker moved off its defaults (tests of the gate only).
     pub tuning: super::breaker::BreakerTuning,
+    /// The hiring policy and its stages, when `STAGEGATE_POLICY` is set.
+    pub policy: Option<Arc<RelayPolicy>>,
+}
+
+/// The hiring policy the relay enforces (`STAGEGATE_POLICY`, `STAGEGATE_POLICY_STAGES`).
+#[derive(Debug, Clone)]
+pub struct RelayPolicy {
+    /// The policy.
+    pub policy: crate::manifest::policy::HiringPolicy,
+    /// The stages in order.
+    pub stages: Vec<String>,
 }
 
 impl RelayConfig {
@@ -196,6 +225,29 @@ impl RelayConfig {
             value: tuning_text.clone(),
             reason,
         })?;
+        let policy = match get(crate::protocol::env::POLICY).filter(|v| !v.is_empty()) {
+            None => None,
+            Some(path) => {
+                let path = PathBuf::from(path);
+                let loaded =
+                    crate::manifest::load_policy(&path).map_err(|source| ConfigError::Policy {
+                        path: path.clone(),
+                        source: Box::new(source),
+                    })?;
+                let stages =
+                    match get(crate::protocol::env::POLICY_STAGES).filter(|v| !v.is_empty()) {
+                        Some(text) => text.split(',').map(|s| s.trim().to_owned()).collect(),
+                        None => crate::run::policy::DEFAULT_STAGES
+                            .iter()
+                            .map(|s| (*s).to_owned())
+                            .collect(),
+                    };
+                Some(Arc::new(RelayPolicy {
+                    policy: loaded.value,
+                    stages,
+                }))
+            }
+        };
         Ok(RelayConfig {
             listen,
             ats_url: required(crate::protocol::env::ATS_URL)?
@@ -216,6 +268,7 @@ impl RelayConfig {
             time_scale,
             faults,
             tuning,
+            policy,
         })
     }
 

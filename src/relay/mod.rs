@@ -20,6 +20,7 @@ pub mod breaker;
 pub mod config;
 pub mod log;
 mod notify;
+mod policy;
 pub mod store;
 mod switch;
 mod worker;
@@ -63,7 +64,9 @@ struct Shared {
     log: RelayLog,
     wake: Notify,
     deliveries: std::sync::atomic::AtomicU64,
-    switch: KillSwitch,
+    switch: Arc<KillSwitch>,
+    /// The hiring-policy side, when `STAGEGATE_POLICY` is set.
+    policy: Option<Arc<policy::PolicySide>>,
 }
 
 /// A running relay: its HTTP server, its worker and its notifier.
@@ -102,13 +105,22 @@ impl Relay {
         let store = Store::open(&config.state_dir.join(STORE_FILE))?;
         let listen = config.listen;
         let (notices, notices_out) = mpsc::unbounded_channel();
-        let switch = KillSwitch::new(&config, notices, log.clone());
+        let switch = Arc::new(KillSwitch::new(&config, notices, log.clone()));
         let channels = notify::Channels {
             base_url: config.notify_url.clone(),
             channels: config.manifest.notify_channels().to_vec(),
             kill_switch: config.manifest.raw.release_gate.kill_switch.name.clone(),
         };
         let notifier = tokio::spawn(notify::run(notices_out, channels, log.clone()));
+        let policy = match &config.policy {
+            Some(setup) => Some(Arc::new(policy::PolicySide::open(
+                &config,
+                Arc::clone(setup),
+                log.clone(),
+                Arc::clone(&switch),
+            )?)),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             config,
             store,
@@ -116,6 +128,7 @@ impl Relay {
             wake: Notify::new(),
             deliveries: Default::default(),
             switch,
+            policy,
         });
         let server = RunningServer::start(router(Arc::clone(&shared)), listen).await?;
         let worker = tokio::spawn(worker::run(Arc::clone(&shared)));
@@ -163,11 +176,21 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/webhooks/vendor", post(vendor_webhook))
         .route("/webhooks/ats", post(ats_webhook))
+        .route("/jobs/reconcile", post(reconcile))
         .with_state(shared)
 }
 
 fn reject(status: StatusCode, reason: String) -> Response {
     (status, axum::Json(json!({"error": reason}))).into_response()
+}
+
+/// A webhook's body as a JSON object, or why it is not one (for a 400).
+fn json_object(body: &[u8]) -> Result<Value, String> {
+    match serde_json::from_slice(body) {
+        Ok(event @ Value::Object(_)) => Ok(event),
+        Ok(_) => Err("the body is not a JSON object".into()),
+        Err(err) => Err(format!("malformed JSON: {err}")),
+    }
 }
 
 /// The 401 for a delivery whose signature does not verify, if it does not.
@@ -204,15 +227,9 @@ async fn vendor_webhook(
         // Deliberate defect: process before acknowledging, past the ack SLA.
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
-    let event: Value = match serde_json::from_slice(&body) {
-        Ok(event @ Value::Object(_)) => event,
-        Ok(_) => {
-            return reject(
-                StatusCode::BAD_REQUEST,
-                "the body is not a JSON object".into(),
-            );
-        }
-        Err(err) => return reject(StatusCode::BAD_REQUEST, format!("malformed JSON: {err}")),
+    let event = match json_object(&body) {
+        Ok(event) => event,
+        Err(why) => return reject(StatusCode::BAD_REQUEST, why),
     };
     let envelope = &config.manifest.envelope;
     let owned = |text: Option<&str>| text.map(str::to_owned);
@@ -276,6 +293,9 @@ async fn vendor_webhook(
     let outcome = match accepted {
         Accepted::Queued(_) => {
             shared.wake.notify_one();
+            if let Some(policy) = &shared.policy {
+                policy.result(&event, &received_at);
+            }
             "queued"
         }
         Accepted::Duplicate => "duplicate",
@@ -284,11 +304,24 @@ async fn vendor_webhook(
     (StatusCode::OK, axum::Json(json!({"status": outcome}))).into_response()
 }
 
+async fn reconcile(State(shared): State<Arc<Shared>>) -> Response {
+    match &shared.policy {
+        Some(policy) => policy.reconcile().await,
+        None => reject(
+            StatusCode::NOT_FOUND,
+            "no hiring policy: start the relay with STAGEGATE_POLICY to reconcile".into(),
+        ),
+    }
+}
+
 async fn ats_webhook(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(policy) = &shared.policy {
+        return policy.stage_change(&headers, &body).await;
+    }
     if let Some(response) = unverified(&shared.config.ats_secret, &headers, &body) {
         return response;
     }

@@ -18,6 +18,13 @@ pub struct StoreError {
     source: rusqlite::Error,
 }
 
+impl StoreError {
+    /// A failure of `context` (`opening the policy store`, …).
+    pub(crate) fn new(context: &'static str, source: rusqlite::Error) -> Self {
+        StoreError { context, source }
+    }
+}
+
 trait Context<T> {
     fn context(self, context: &'static str) -> Result<T, StoreError>;
 }

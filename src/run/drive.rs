@@ -240,7 +240,7 @@ async fn stress(
         } => {
             let windows = outage_windows(hold, kind);
             settle(driver, driver.settle.outage_calls).await;
-            open_window(driver, scenario, "outage", true, windows);
+            open_window(&driver.ats, &driver.log, scenario, "outage", true, windows);
             let down = Instant::now();
             let acked = send(driver, batch.groups, progress).await;
             // The window closes on time even when a restart is slow: the checks judge
@@ -253,7 +253,7 @@ async fn stress(
             };
             let recovering = async {
                 tokio::time::sleep_until((down + hold).into()).await;
-                close_window(driver, scenario, "outage");
+                close_window(&driver.ats, &driver.log, scenario, "outage");
             };
             tokio::join!(restarting, recovering);
             acked
@@ -273,25 +273,64 @@ async fn stress(
                 .collect();
             let windows = vec![FaultWindow::always(FaultKind::EveryNth { n: above })];
             settle(driver, driver.settle.brownout_calls).await;
-            open_window(driver, scenario, "brownout-above", true, windows);
+            open_window(
+                &driver.ats,
+                &driver.log,
+                scenario,
+                "brownout-above",
+                true,
+                windows,
+            );
             let mut acked = send(driver, batch.groups, progress).await;
-            wait_notified(driver, SwitchState::Tripped, deadline).await;
-            close_window(driver, scenario, "brownout-above");
+            wait_notified(
+                &driver.notify,
+                &driver.channels,
+                SwitchState::Tripped,
+                deadline,
+            )
+            .await;
+            close_window(&driver.ats, &driver.log, scenario, "brownout-above");
             // The second phase starts from a closed switch and an empty window.
-            wait_notified(driver, SwitchState::Reset, deadline).await;
+            wait_notified(
+                &driver.notify,
+                &driver.channels,
+                SwitchState::Reset,
+                deadline,
+            )
+            .await;
             wait_drained(driver, &first_wave, driver.drain).await;
             let windows = vec![FaultWindow::always(FaultKind::EveryNth { n: below })];
-            open_window(driver, scenario, "brownout-below", false, windows);
+            open_window(
+                &driver.ats,
+                &driver.log,
+                scenario,
+                "brownout-below",
+                false,
+                windows,
+            );
             acked += send(driver, batch.later, progress).await;
             wait_drained(driver, expected, driver.drain).await;
-            close_window(driver, scenario, "brownout-below");
+            close_window(&driver.ats, &driver.log, scenario, "brownout-below");
             acked
         }
         Stress::MappingErrors => {
-            open_window(driver, scenario, "mapping-errors", true, Vec::new());
+            open_window(
+                &driver.ats,
+                &driver.log,
+                scenario,
+                "mapping-errors",
+                true,
+                Vec::new(),
+            );
             let mut acked = send(driver, batch.groups, progress).await;
-            wait_notified(driver, SwitchState::Tripped, driver.drain.stall).await;
-            close_window(driver, scenario, "mapping-errors");
+            wait_notified(
+                &driver.notify,
+                &driver.channels,
+                SwitchState::Tripped,
+                driver.drain.stall,
+            )
+            .await;
+            close_window(&driver.ats, &driver.log, scenario, "mapping-errors");
             acked += send(driver, batch.later, progress).await;
             acked
         }
@@ -343,8 +382,9 @@ fn outage_windows(hold: Duration, kind: OutageKind) -> Vec<FaultWindow> {
 
 /// Puts `faults` in force on the ATS, then marks the window open: nothing the checks
 /// see after the mark was answered before the fault.
-fn open_window(
-    driver: &Driver,
+pub(crate) fn open_window(
+    ats: &AtsState,
+    log: &ObservationLog,
     scenario: Scenario,
     phase: &str,
     expect_trip: bool,
@@ -352,20 +392,18 @@ fn open_window(
 ) {
     let detail =
         json!({"scenario": scenario, "phase": phase, "expect_trip": expect_trip, "faults": faults});
-    let _ = driver.ats.faults.set(faults);
-    driver
-        .log
-        .append(Actor::Harness, marks::FAULT_START, Entry::detail(detail));
+    let _ = ats.faults.set(faults);
+    log.append(Actor::Harness, marks::FAULT_START, Entry::detail(detail));
 }
 
 /// Marks the window closed, then lifts its faults (the same guarantee, at the end).
-fn close_window(driver: &Driver, scenario: Scenario, phase: &str) {
-    driver.log.append(
+pub(crate) fn close_window(ats: &AtsState, log: &ObservationLog, scenario: Scenario, phase: &str) {
+    log.append(
         Actor::Harness,
         marks::FAULT_END,
         Entry::detail(json!({"scenario": scenario, "phase": phase})),
     );
-    driver.ats.faults.clear();
+    ats.faults.clear();
 }
 
 /// Kills and restarts the integration (a failure to come back is logged: the checks
@@ -390,10 +428,15 @@ async fn restart_integration(driver: &Driver, scenario: Scenario) {
 
 /// Waits until every channel has heard `state` since the last call that saw it, or
 /// the deadline passes.
-async fn wait_notified(driver: &Driver, state: SwitchState, deadline: Duration) {
+pub(crate) async fn wait_notified(
+    notify: &NotifyState,
+    channels: &[String],
+    state: SwitchState,
+    deadline: Duration,
+) {
     let give_up = tokio::time::Instant::now() + deadline;
     let heard = |messages: &[crate::mock::notify::Message]| {
-        driver.channels.iter().all(|channel| {
+        channels.iter().all(|channel| {
             // The latest message of the channel decides: a trip followed by a reset
             // no longer counts as tripped.
             messages
@@ -404,7 +447,7 @@ async fn wait_notified(driver: &Driver, state: SwitchState, deadline: Duration) 
         })
     };
     while tokio::time::Instant::now() < give_up {
-        if heard(&driver.notify.messages()) {
+        if heard(&notify.messages()) {
             return;
         }
         tokio::time::sleep(POLL).await;

@@ -7,6 +7,7 @@
 
 pub mod drive;
 pub mod plan;
+pub mod policy;
 pub mod scenarios;
 pub mod shard;
 pub mod sut;
@@ -72,6 +73,8 @@ pub struct RunConfig {
     pub vendor_secret: Option<WebhookSecret>,
     /// Only this slice of the run (`--shard K/N`; see [`shard`]); `None` runs it all.
     pub shard: Option<shard::Shard>,
+    /// The hiring policy whose flow the policy scenarios drive (`--policy`).
+    pub policy: Option<policy::PolicySetup>,
 }
 
 /// Why a run could not be carried out (as opposed to a run that found defects).
@@ -101,6 +104,9 @@ pub enum RunError {
     /// The plan could not be made.
     #[error(transparent)]
     Prepare(#[from] scenarios::PrepareError),
+    /// The policy flow could not be planned.
+    #[error("cannot plan the hiring-policy flow")]
+    Policy(#[from] policy::PolicyPlanError),
     /// A mock could not bind its address.
     #[error("the sandbox could not start")]
     Mocks(#[source] crate::http::BindError),
@@ -191,12 +197,41 @@ pub async fn execute(
         &config.manifest,
         &sandbox,
         &config.scenarios,
-        synth,
+        synth.clone(),
         config.ack_sla.as_millis() as u64,
         &config.outage,
     )?;
     let mut prepared = prepared;
     prepared.plan.time_scale = config.time_scale;
+    let policy_scenarios: Vec<Scenario> = config
+        .scenarios
+        .iter()
+        .copied()
+        .filter(|s| s.is_policy() && config.shard.is_none_or(|shard| shard.owns_scenario(*s)))
+        .collect();
+    if let Some(setup) = &config.policy
+        && !policy_scenarios.is_empty()
+    {
+        let taken: Vec<String> = prepared
+            .plan
+            .candidates
+            .iter()
+            .map(|c| c.candidate.clone())
+            .collect();
+        let planned = policy::prepare(&policy::PolicyInputs {
+            manifest: &config.manifest,
+            policy: &setup.policy,
+            path: setup.path.display().to_string(),
+            stages: &setup.stages,
+            sandbox: &sandbox.candidates,
+            taken: &taken,
+            scenarios: &policy_scenarios,
+            synth,
+        })?;
+        prepared.plan.candidates.extend(planned.planned);
+        prepared.candidates.extend(planned.candidates);
+        prepared.plan.policy = Some(planned.plan);
+    }
     // The mocks keep their own state: the prepared copies are not held for the run.
     mocks
         .ats
@@ -246,6 +281,12 @@ pub async fn execute(
                 manifest: config.manifest_path.clone(),
                 state_dir,
                 time_scale: config.time_scale,
+                policy: config.policy.as_ref().map(|p| {
+                    (
+                        std::path::absolute(&p.path).unwrap_or_else(|_| p.path.clone()),
+                        p.stages.clone(),
+                    )
+                }),
             };
             let output = out.join("integration.log");
             let process = SutProcess::start(command, &env, &output, &log, config.ready_timeout)
@@ -283,14 +324,14 @@ pub async fn execute(
         .no_proxy()
         .build()
         .unwrap_or_default();
-    let policy = RetryPolicy {
+    let retry = RetryPolicy {
         ack_timeout: config.ack_sla.max(Duration::from_millis(100)) * 2,
         ..RetryPolicy::default()
     };
     let sender = Arc::new(Sender::new(
-        client,
+        client.clone(),
         vendor_secret,
-        policy,
+        retry,
         config.seed,
         log.clone(),
     ));
@@ -327,9 +368,49 @@ pub async fn execute(
             .sum(),
     );
     let start_time = started.elapsed();
-    let reports = driver
+    let mut reports = driver
         .drive(prepared.batches, &prepared.plan, progress)
         .await;
+    if let (Some(plan), Some(setup)) = (prepared.plan.policy.clone(), &config.policy) {
+        let ats_retry = setup
+            .policy
+            .ats_events
+            .first()
+            .map_or(RetryPolicy::default(), |e| {
+                RetryPolicy::from_policy(&e.delivery.retry)
+            });
+        let policy_driver = Arc::new(policy::drive::PolicyDriver {
+            ats_sender: Sender::new(
+                client.clone(),
+                ats_secret.clone(),
+                RetryPolicy {
+                    ack_timeout: retry.ack_timeout,
+                    // The ATS's backoff is 15 s doubling up to 8 minutes in real-world
+                    // time, on the run's clock like every policy window.
+                    base_delay: crate::protocol::scaled(
+                        ats_retry.base_delay * 60,
+                        config.time_scale,
+                    ),
+                    max_delay: crate::protocol::scaled(ats_retry.max_delay * 60, config.time_scale),
+                    ..ats_retry
+                },
+                crate::mock::mix(config.seed, 11),
+                log.clone(),
+            ),
+            vendor_sender: Arc::clone(&driver.sender),
+            base_url: url.clone(),
+            ats: Arc::clone(&mocks.ats),
+            vendor: Arc::clone(&mocks.vendor),
+            log: log.clone(),
+            drain: config.drain,
+            time_scale: config.time_scale,
+            envelope: config.manifest.envelope.clone(),
+            client: client.clone(),
+            notify: Arc::clone(&mocks.notify),
+            channels: config.manifest.notify_channels().to_vec(),
+        });
+        reports.extend(policy_driver.drive(plan, &policy_scenarios).await);
+    }
     let drive_time = started.elapsed() - start_time;
 
     if let Some(started) = process

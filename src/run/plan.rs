@@ -48,6 +48,16 @@ pub enum Scenario {
     /// An outage during which the integration is SIGKILLed and started again on the
     /// same state folder: nothing accepted before the kill may be lost.
     Restart,
+    /// The hiring-policy flow (`--policy`): candidates move through the stages, the
+    /// ATS announces each move, verification sessions follow each risk profile.
+    Policy,
+    /// The hiring policy's reconciliation: some stage changes and results are never
+    /// delivered, then the harness calls `POST /jobs/reconcile`.
+    PolicyReconcile,
+    /// The ATS fails every request while stage changes arrive: the kill switch must
+    /// trip, and candidates keep getting verification sessions unless
+    /// `pause_candidate_gates` is true.
+    PolicyOutage,
 }
 
 impl Scenario {
@@ -72,6 +82,18 @@ impl Scenario {
         Scenario::Restart,
     ];
 
+    /// The scenarios of the hiring-policy flow, run only with `--policy`.
+    pub const POLICY: [Scenario; 3] = [
+        Scenario::Policy,
+        Scenario::PolicyReconcile,
+        Scenario::PolicyOutage,
+    ];
+
+    /// Whether this scenario belongs to the hiring-policy flow.
+    pub fn is_policy(self) -> bool {
+        Scenario::POLICY.contains(&self)
+    }
+
     /// Whether this scenario stresses the kill switch.
     pub fn is_kill_switch(self) -> bool {
         Scenario::KILL_SWITCH.contains(&self)
@@ -89,6 +111,9 @@ impl Scenario {
             Scenario::Brownout => "brownout",
             Scenario::MappingErrors => "mapping-errors",
             Scenario::Restart => "restart",
+            Scenario::Policy => "policy",
+            Scenario::PolicyReconcile => "policy-reconcile",
+            Scenario::PolicyOutage => "policy-outage",
         }
     }
 }
@@ -171,6 +196,9 @@ pub struct Plan {
     /// has no `mapping-errors`); reports and the checks say so instead of passing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<SkippedScenario>,
+    /// The hiring-policy flow, when the run has a policy (`--policy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<super::policy::PolicyPlan>,
 }
 
 /// A scenario the run could not drive for this manifest.

@@ -175,6 +175,9 @@ fn tag(scenario: Scenario) -> &'static str {
         Scenario::Brownout => "bo",
         Scenario::MappingErrors => "mp",
         Scenario::Restart => "rs",
+        Scenario::Policy => "py",
+        Scenario::PolicyReconcile => "pr",
+        Scenario::PolicyOutage => "po",
     }
 }
 
@@ -400,12 +403,14 @@ pub fn prepare(
             ack_sla_ms,
             time_scale: 1.0,
             skipped: Vec::new(),
+            policy: None,
         },
         candidates: Vec::new(),
         packs: Vec::new(),
         batches: Vec::new(),
     };
-    for &scenario in scenarios {
+    // The policy scenarios are planned by `super::policy`, from the hiring policy.
+    for &scenario in scenarios.iter().filter(|s| !s.is_policy()) {
         let mut members: Vec<(SandboxCandidate, Traffic)> = Vec::new();
         let mut stress = Stress::None;
         // The kill-switch scenarios shape traffic from a few candidates, whatever the
@@ -425,6 +430,8 @@ pub fn prepare(
             Ok::<(), PrepareError>(())
         };
         match scenario {
+            // Filtered out above; planned from the hiring policy.
+            Scenario::Policy | Scenario::PolicyReconcile | Scenario::PolicyOutage => continue,
             Scenario::Canary => {
                 for control in &controls {
                     members.push((copy(control, tag(scenario))?, Traffic::Normal));

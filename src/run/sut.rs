@@ -53,12 +53,14 @@ pub struct SutEnv {
     pub state_dir: PathBuf,
     /// How much faster than real time policy windows pass.
     pub time_scale: f64,
+    /// The hiring policy's absolute path and its stages, when the run drives its flow.
+    pub policy: Option<(PathBuf, Vec<String>)>,
 }
 
 impl SutEnv {
     /// The variables, as `(name, value)` pairs.
     pub fn vars(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut vars = vec![
             (crate::protocol::env::LISTEN, self.listen.to_string()),
             ("PORT", self.listen.port().to_string()),
             (crate::protocol::env::ATS_URL, self.ats_url.clone()),
@@ -89,7 +91,12 @@ impl SutEnv {
                 crate::protocol::env::TIME_SCALE,
                 self.time_scale.to_string(),
             ),
-        ]
+        ];
+        if let Some((path, stages)) = &self.policy {
+            vars.push((crate::protocol::env::POLICY, path.display().to_string()));
+            vars.push((crate::protocol::env::POLICY_STAGES, stages.join(",")));
+        }
+        vars
     }
 
     /// The integration's base URL.
@@ -399,6 +406,7 @@ mod tests {
             manifest: dir.join("m.yaml"),
             state_dir: dir.to_owned(),
             time_scale: 60.0,
+            policy: None,
         }
     }
 

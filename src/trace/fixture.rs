@@ -248,6 +248,7 @@ pub(crate) fn plan() -> Plan {
         ack_sla_ms: 5,
         time_scale: 60.0,
         skipped: Vec::new(),
+        policy: None,
     }
 }
 

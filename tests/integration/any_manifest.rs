@@ -16,7 +16,8 @@ const FIXTURES: &[&str] = &[
     "tests/fixtures/any-manifest/ats-numeric-ids-greenhouse.yaml",
 ];
 
-/// Checks that may skip in a full run: no scenario drives the hiring-policy flow.
+/// Checks that may skip in a full run without --policy (the `policy.*` checks always
+/// may): no stage change reaches an outage.
 const MAY_SKIP: &[&str] = &["kill_switch.gates_not_paused"];
 
 #[test]

@@ -264,6 +264,7 @@ impl Harness {
             time_scale: SCALE,
             faults: Default::default(),
             tuning: Default::default(),
+            policy: None,
         }
     }
 

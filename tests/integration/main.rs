@@ -11,6 +11,7 @@ mod html_report;
 mod judge;
 mod mock;
 mod openapi;
+mod policy;
 mod python_example;
 mod python_gate;
 mod record;

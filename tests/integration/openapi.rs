@@ -142,6 +142,15 @@ async fn every_documented_operation_answers_as_documented() {
         ("/v1/candidates/{ats_candidate_id}/access-grants", "post", client.post(format!("{ats}/v1/candidates/CAND_canary_001/access-grants")).bearer_auth(&config.ats_token).json(&json!({"resource": "assessment", "correlation_id": "cor_1"})), 201),
         ("/v1/candidates/{ats_candidate_id}/access-grants", "post", client.post(format!("{ats}/v1/candidates/CAND_canary_001/access-grants")).bearer_auth(&config.ats_token).json(&json!({"resource": "repo"})), 422),
         ("/v1/exceptions", "post", client.post(format!("{ats}/v1/exceptions")).bearer_auth(&config.ats_token).json(&json!({"ats_candidate_id": "CAND_canary_001", "reason": "name_mismatch", "owner": "security", "correlation_id": "cor_1"})), 201),
+        // The hiring-policy calls: items with a due time, the item read back, the
+        // stages listed, the sessions listed.
+        ("/v1/exceptions", "post", client.post(format!("{ats}/v1/exceptions")).bearer_auth(&config.ats_token).json(&json!({"ats_candidate_id": "CAND_canary_001", "reason": "step-up: name_mismatch", "owner": "security", "correlation_id": "cor_1", "due_at": "2026-05-18T13:00:00Z", "session_id": "ses_1"})), 201),
+        ("/v1/exceptions/{id}", "get", client.get(format!("{ats}/v1/exceptions/exc_000001")).bearer_auth(&config.ats_token), 200),
+        ("/v1/exceptions/{id}", "get", client.get(format!("{ats}/v1/exceptions/exc_999999")).bearer_auth(&config.ats_token), 404),
+        ("/v1/candidates", "get", client.get(format!("{ats}/v1/candidates?offset=0&limit=10")).bearer_auth(&config.ats_token), 200),
+        ("/v1/candidates", "get", client.get(format!("{ats}/v1/candidates?limit=many")).bearer_auth(&config.ats_token), 422),
+        ("/v1/verifications", "get", client.get(format!("{vendor}/v1/verifications?ats_candidate_id=CAND_canary_001")).bearer_auth(&config.vendor_token), 200),
+        ("/v1/verifications", "get", client.get(format!("{vendor}/v1/verifications?who=me")).bearer_auth(&config.vendor_token), 422),
         ("/v1/verifications", "post", client.post(format!("{vendor}/v1/verifications")).bearer_auth(&config.vendor_token).json(&json!({"ats_candidate_id": "CAND_canary_001", "correlation_id": "cor_2"})), 201),
         ("/v1/verifications", "post", client.post(format!("{vendor}/v1/verifications")).bearer_auth(&config.vendor_token).json(&json!({})), 422),
         ("/v1/verifications/{session_id}", "get", client.get(format!("{vendor}/v1/verifications/{session_id}")).bearer_auth(&config.vendor_token), 200),
@@ -201,7 +210,7 @@ async fn every_documented_operation_answers_as_documented() {
         ),
         (
             client
-                .get(format!("{vendor}/v1/verifications"))
+                .delete(format!("{vendor}/v1/verifications"))
                 .bearer_auth(&config.vendor_token),
             405,
         ),

@@ -178,6 +178,7 @@ async fn the_python_example_writes_each_event_once_in_order_and_only_in_scope() 
         // The kill switch's windows and probes at the gate's default pace: the outage
         // below trips it, and its next probe comes a third of a second later.
         time_scale: 60.0,
+        policy: None,
     };
     let output = dir.path().join("integration.out");
     let sut = start(&env, &output, &log).await;

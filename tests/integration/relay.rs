@@ -92,6 +92,7 @@ async fn the_relay_writes_each_event_once_in_order_and_only_in_scope() {
         time_scale: 1.0,
         faults: Default::default(),
         tuning: Default::default(),
+        policy: None,
     };
     let output = Captured::default();
     let required = manifest

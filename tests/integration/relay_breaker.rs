@@ -143,6 +143,7 @@ impl World {
             time_scale: SCALE,
             faults: faults.iter().map(|f| (*f).to_owned()).collect(),
             tuning: Default::default(),
+            policy: None,
         }
     }
 
@@ -175,6 +176,7 @@ impl World {
             manifest: crate::util::repo_root().join("manifests/release-gate.yaml"),
             state_dir: self.dir.path().join("state"),
             time_scale: SCALE,
+            policy: None,
         }
     }
 

@@ -77,6 +77,7 @@ async fn fire_delivers_a_sequence_that_lands_and_the_log_verifies() {
             time_scale: 1.0,
             faults: Default::default(),
             tuning: Default::default(),
+            policy: None,
         },
         RelayLog::new(Box::new(std::io::sink()), Vec::new()),
     )

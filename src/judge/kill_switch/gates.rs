@@ -2,20 +2,21 @@
 //! the vendor, access grants at the ATS) go on while the switch is tripped, unless
 //! the manifest's `pause_candidate_gates` is true.
 //!
-//! Those calls come from the hiring-policy flow (stage changes from the ATS), which
-//! no scenario drives yet, so in today's runs there is nothing to judge and the check
-//! skips. It never blocks an integration that makes no such calls. When the log does
-//! hold some inside a window where the switch must trip, from the first `tripped`
-//! notification (or the window's start, if none came) to the window's end: with
-//! `pause_candidate_gates: false` going on is right and the check passes; with
-//! `true` each such call is a finding.
+//! Those calls come from the hiring-policy flow: the `policy-outage` scenario
+//! (`--policy`) sends gated stage changes into an ATS outage, half of them after the
+//! switch tripped. Inside a window where the switch must trip, from the first
+//! `tripped` notification (or the window's start, if none came) to the window's end:
+//! with `pause_candidate_gates: false`, every gated stage change acknowledged there
+//! must get its verification session before the switch resets (a missing one is a
+//! gate paused when it must not be); with `true` each candidate-facing call there
+//! is a finding. Without such stage changes or calls the check skips.
 
 use super::{SwitchState, Timeline, Window, nothing_to_judge, window_finding};
 use crate::judge::run::{Outcome, Run};
 use crate::observe::Record;
 
 /// Why there is nothing to judge in a run without the hiring-policy flow.
-pub(crate) const NO_GATE_CALLS: &str = "no scenario drives the hiring-policy flow (stage changes), so there are no candidate-facing calls to judge";
+pub(crate) const NO_GATE_CALLS: &str = "no gated stage change or candidate-facing call came while the switch was tripped: the policy-outage scenario (`--policy POLICY`) drives them";
 
 /// `kill_switch.gates_not_paused`.
 pub(crate) fn check(run: &Run<'_>) -> Outcome {
@@ -44,11 +45,50 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
             .copied()
             .filter(|c| c.seq > from.seq && window.holds(c))
             .collect();
-        if calls.is_empty() {
+        let changes = gated_changes(run, window, from);
+        let reset_seq = timeline
+            .notices
+            .iter()
+            .find(|n| n.state == SwitchState::Reset && n.record.seq > from.seq)
+            .map_or(u64::MAX, |n| n.record.seq);
+        if calls.is_empty() && changes.is_empty() {
             continue;
         }
         any = true;
         outcome.judged(window.scenario);
+        if !pause {
+            for change in changes {
+                let candidate = change.candidate.as_deref();
+                // A session may be logged before the acknowledgement it follows: the
+                // integration opens it while its answer travels back. It must come
+                // while the switch is still open: before the first `reset` heard after
+                // the trip (how fast is `policy.fanout_sla`'s to judge).
+                let sent = change.elapsed_ms - change.latency_ms.unwrap_or(0.0);
+                let opened = run.records.iter().any(|r| {
+                    r.kind == "vendor.session_opened"
+                        && r.candidate.as_deref() == candidate
+                        && r.elapsed_ms >= sent
+                        && r.seq < reset_seq
+                        && r.detail
+                            .get("opened_by")
+                            .and_then(serde_json::Value::as_str)
+                            != Some("candidate")
+                });
+                if !opened {
+                    outcome.findings.add(|| {
+                        let mut finding = run.finding(
+                            candidate,
+                            change.correlation_id.as_deref(),
+                            "with pause_candidate_gates: false, a verification session for each gated stage change while the switch is tripped",
+                            "no session opened while the switch was tripped: the gate was paused",
+                            [from, change],
+                        );
+                        finding.scenario = finding.scenario.or(window.scenario);
+                        finding
+                    });
+                }
+            }
+        }
         if pause {
             for &call in &calls {
                 outcome
@@ -61,6 +101,33 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
         return Outcome::skip(NO_GATE_CALLS);
     }
     outcome
+}
+
+/// The gated stage changes acknowledged inside `window` after `from`.
+fn gated_changes<'r>(run: &Run<'r>, window: &Window<'_>, from: &Record) -> Vec<&'r Record> {
+    let Some(policy) = &run.plan.policy else {
+        return Vec::new();
+    };
+    let gated: std::collections::HashSet<&str> = policy
+        .candidates
+        .iter()
+        .flat_map(|c| &c.moves)
+        .filter(|m| !m.forged && policy.is_gated(&m.to))
+        .map(|m| m.event_id.as_str())
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    run.records
+        .iter()
+        .filter(|r| {
+            r.kind == "webhook.attempt"
+                && r.elapsed_ms - r.latency_ms.unwrap_or(0.0) > from.elapsed_ms
+                && window.holds(r)
+                && r.status.is_some_and(|s| (200..300).contains(&s))
+                && r.event_id.as_deref().is_some_and(|e| gated.contains(e))
+        })
+        // The first acknowledgement of each stage change.
+        .filter(|r| seen.insert(r.event_id.clone()))
+        .collect()
 }
 
 fn paused_finding(
@@ -168,5 +235,83 @@ mod tests {
             finding.seen
         );
         assert_eq!(outcome.findings.kept()[0].scenario, Some(Scenario::Outage));
+    }
+
+    /// The `policy-outage` window of a policy run: a gated stage change acknowledged
+    /// after the trip, and the session it got (or did not).
+    fn policy_outage(session: bool) -> (crate::run::plan::Plan, crate::judge::test_support::Log) {
+        use crate::judge::policy::fixture::{Defect, policy_run};
+        use crate::judge::test_support::Log;
+        let run = policy_run(Defect::None);
+        let plan = run.plan;
+        let policy = plan.policy.as_ref().expect("a policy");
+        let candidate = policy
+            .candidates
+            .iter()
+            .find(|c| c.scenario == Scenario::PolicyOutage)
+            .expect("an outage candidate");
+        let change = candidate
+            .moves
+            .iter()
+            .find(|m| policy.is_gated(&m.to))
+            .expect("a gated move");
+        let mut log = Log::default();
+        log.ready();
+        log.scenario("scenario.start", Scenario::PolicyOutage);
+        log.fault_start(Scenario::PolicyOutage, "outage", true);
+        for channel in ["#recruiting-ops", "#sec-ops", "#eng-oncall"] {
+            log.notify(channel, "tripped");
+        }
+        log.push(Actor::Sender, "webhook.attempt", |r| {
+            r.candidate = Some(candidate.candidate.clone());
+            r.event_id = Some(change.event_id.clone());
+            r.status = Some(200);
+            r.latency_ms = Some(1.0);
+            r.detail = json!({"url_path": "/webhooks/ats", "perturbation": "none"});
+        });
+        if session {
+            log.push(Actor::Vendor, "vendor.session_opened", |r| {
+                r.candidate = Some(candidate.candidate.clone());
+                r.detail = json!({"session_id": "ses_1", "opened_by": "integration"});
+            });
+            log.push(Actor::Vendor, "vendor.request", |r| {
+                r.status = Some(201);
+                r.detail = json!({"method": "POST", "path": "/v1/verifications"});
+            });
+        }
+        log.fault_end(Scenario::PolicyOutage, "outage");
+        log.scenario("scenario.end", Scenario::PolicyOutage);
+        (plan, log)
+    }
+
+    #[test]
+    fn a_gated_stage_change_while_tripped_must_get_its_session() {
+        let manifest = manifest();
+        let (plan, log) = policy_outage(true);
+        let outcome = check(&Run::new(&manifest, &plan, log.records()));
+        assert!(outcome.skipped.is_none(), "{:?}", outcome.skipped);
+        assert_eq!(outcome.findings.total(), 0);
+        let (plan, log) = policy_outage(false);
+        let outcome = check(&Run::new(&manifest, &plan, log.records()));
+        assert_eq!(outcome.findings.total(), 1);
+        assert!(
+            outcome.findings.seen()[0].contains("the gate was paused"),
+            "{:?}",
+            outcome.findings.seen()
+        );
+    }
+
+    #[test]
+    fn with_gates_paused_the_session_while_tripped_is_the_finding() {
+        let manifest = manifest_edited(
+            "pause_candidate_gates: false",
+            "pause_candidate_gates: true",
+        );
+        let (plan, log) = policy_outage(false);
+        let outcome = check(&Run::new(&manifest, &plan, log.records()));
+        assert_eq!(outcome.findings.total(), 0, "holding the gate is right");
+        let (plan, log) = policy_outage(true);
+        let outcome = check(&Run::new(&manifest, &plan, log.records()));
+        assert_eq!(outcome.findings.total(), 1, "{:?}", outcome.findings.seen());
     }
 }

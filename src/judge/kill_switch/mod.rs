@@ -76,8 +76,10 @@ impl Buffered {
 
 impl Fold for Buffered {
     fn record(&mut self, _: &Context<'_>, record: &Record) {
-        let kill_switch =
-            || scenario_in(record).is_some_and(|s| Scenario::KILL_SWITCH.contains(&s));
+        let kill_switch = || {
+            scenario_in(record)
+                .is_some_and(|s| Scenario::KILL_SWITCH.contains(&s) || s == Scenario::PolicyOutage)
+        };
         match record.kind.as_str() {
             "scenario.start" if kill_switch() => self.inside = true,
             "scenario.end" if kill_switch() => {
