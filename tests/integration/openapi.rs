@@ -296,6 +296,11 @@ fn schemathesis_finds_no_failure_in_any_mock() {
     let mut failures = Vec::new();
     for (tag, url, token, phases) in mocks {
         let mut command = std::process::Command::new(&schemathesis);
+        // schemathesis keeps a cache (`.schemathesis/`) in its working folder: under
+        // target/, not in the repository, so a test run leaves the tree clean.
+        let work = repo_root().join("target/schemathesis-work");
+        std::fs::create_dir_all(&work).expect("a working folder under target/");
+        command.current_dir(&work);
         command
             .arg("--config-file")
             .arg(repo_root().join("tests/schemathesis/schemathesis.toml"))
