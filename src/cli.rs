@@ -748,7 +748,7 @@ fn serve(args: ServeArgs, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
         let _ = writeln!(out, "  notify sink   {}", m.notify_url());
         let _ = writeln!(
             out,
-            "  admin API     {}  (GET /admin/candidates, /admin/state, /admin/log; GET, PUT, DELETE /admin/faults; POST /admin/fire)",
+            "  admin API     {}  (GET /admin/candidates, /admin/state, /admin/log; GET, PUT, DELETE /admin/faults; POST /admin/fire, /admin/exceptions/ID/resolve)",
             served.admin_url()
         );
         let _ = writeln!(out, "  log           {}\n", args.log.display());

@@ -191,6 +191,7 @@ fn router(admin: Arc<Admin>) -> Router {
         )
         .route("/admin/log", get(dump_log))
         .route("/admin/fire", post(fire))
+        .route("/admin/exceptions/{id}/resolve", post(resolve_exception))
         .with_state(admin)
 }
 
@@ -381,6 +382,52 @@ async fn clear_faults(State(admin): State<Arc<Admin>>) -> Response {
         .log
         .append(Actor::Harness, "faults.cleared", Entry::detail(json!({})));
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `POST /admin/exceptions/{id}/resolve`: the reviewer closes an open exception item
+/// (body optional: `{"resolution": TEXT}`); the integration sees it resolved at
+/// `GET /v1/exceptions/{id}`.
+async fn resolve_exception(
+    State(admin): State<Arc<Admin>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Bytes,
+) -> Response {
+    let resolution = if body.iter().all(u8::is_ascii_whitespace) {
+        "resolved by a reviewer".to_owned()
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(map)) => match map.get("resolution") {
+                None => "resolved by a reviewer".to_owned(),
+                Some(Value::String(text)) => text.clone(),
+                Some(_) => return bad_request("`resolution` must be a string".to_owned()),
+            },
+            Ok(_) | Err(_) => {
+                return bad_request("expected no body or {\"resolution\": TEXT}".to_owned());
+            }
+        }
+    };
+    match admin.mocks_ats.resolve_exception(&id, &resolution) {
+        Some(item) => axum::Json(item).into_response(),
+        None => {
+            let open: Vec<String> = admin
+                .mocks_ats
+                .exceptions()
+                .into_iter()
+                .filter(|item| item.status == crate::mock::ats::ExceptionStatus::Open)
+                .map(|item| item.id)
+                .collect();
+            (
+                StatusCode::NOT_FOUND,
+                axum::Json(json!({
+                    "error": format!(
+                        "no open exception item `{id}`; open ones: {}",
+                        if open.is_empty() { "none".to_owned() } else { open.join(", ") }
+                    )
+                })),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn dump_log(State(admin): State<Arc<Admin>>) -> Response {

@@ -142,6 +142,16 @@ pub struct GateArgs {
         hide_env_values = true
     )]
     pub webhook_secret: Option<crate::delivery::WebhookSecret>,
+    /// The secret the mock ATS signs stage changes with (`whsec_…`); needed with
+    /// `--sut-url` and a policy [default: generated from the seed and passed to started
+    /// integrations as STAGEGATE_ATS_WEBHOOK_SECRET].
+    #[arg(
+        long,
+        env = "STAGEGATE_ATS_WEBHOOK_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub ats_webhook_secret: Option<crate::delivery::WebhookSecret>,
     /// Failed-check findings shown in the terminal summary.
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub max_shown: usize,
@@ -190,7 +200,7 @@ enum ArgsError {
     )]
     RestartNeedsCommand,
     #[error(
-        "--sut-url tests an integration that is already running, so the harness cannot choose for it: give {0} (the tokens and secret may also come from STAGEGATE_ATS_TOKEN, STAGEGATE_VENDOR_TOKEN and STAGEGATE_VENDOR_WEBHOOK_SECRET) and configure the integration with the same values"
+        "--sut-url tests an integration that is already running, so the harness cannot choose for it: give {0} (the tokens and secrets may also come from STAGEGATE_ATS_TOKEN, STAGEGATE_VENDOR_TOKEN, STAGEGATE_VENDOR_WEBHOOK_SECRET and, with a policy, STAGEGATE_ATS_WEBHOOK_SECRET) and configure the integration with the same values"
     )]
     SutUrlNeeds(String),
     #[error("two reports would be written to {}", .0.display())]
@@ -266,6 +276,11 @@ impl GateRun {
                     ("--ats-token", args.mocks.ats_token.is_none()),
                     ("--vendor-token", args.mocks.vendor_token.is_none()),
                     ("--webhook-secret", args.webhook_secret.is_none()),
+                    // Stage changes are signed only in the policy flow.
+                    (
+                        "--ats-webhook-secret",
+                        policy.is_some() && args.ats_webhook_secret.is_none(),
+                    ),
                 ]
                 .into_iter()
                 .filter_map(|(flag, absent)| absent.then_some(flag))
@@ -334,6 +349,7 @@ impl GateRun {
                 ack_sla,
                 policy,
                 vendor_secret: args.webhook_secret.clone(),
+                ats_secret: args.ats_webhook_secret.clone(),
                 outage: request.outage,
                 dataset: args.dataset.clone(),
                 shard: request.shard,
@@ -674,6 +690,14 @@ fn announce(config: &RunConfig, url: &url::Url, ui: &mut Ui) {
                 .unwrap_or_default(),
         ),
         (
+            crate::protocol::env::ATS_WEBHOOK_SECRET,
+            config
+                .ats_secret
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        ),
+        (
             crate::protocol::env::NOTIFY_URL,
             format!("http://{}", mocks.notify_addr),
         ),
@@ -686,6 +710,10 @@ fn announce(config: &RunConfig, url: &url::Url, ui: &mut Ui) {
             config.time_scale.to_string(),
         ),
     ] {
+        // The ATS's webhook secret only signs the policy flow's stage changes.
+        if value.is_empty() {
+            continue;
+        }
         text.push_str(&format!("  export {name}={value}\n"));
     }
     let _ = ui.err.write_all(text.as_bytes());

@@ -71,6 +71,9 @@ pub struct RunConfig {
     /// The vendor's webhook secret; generated from the seed when absent (an
     /// integration reached with `--sut-url` must be given the one it holds).
     pub vendor_secret: Option<WebhookSecret>,
+    /// The mock ATS's webhook secret (stage changes), when the integration already has
+    /// one (`--sut-url`); generated from the seed otherwise.
+    pub ats_secret: Option<WebhookSecret>,
     /// Only this slice of the run (`--shard K/N`; see [`shard`]); `None` runs it all.
     pub shard: Option<shard::Shard>,
     /// The hiring policy whose flow the policy scenarios drive (`--policy`).
@@ -248,7 +251,8 @@ pub async fn execute(
     let mut rng = ChaCha8Rng::seed_from_u64(crate::mock::mix(config.seed, 7));
     let generated = WebhookSecret::generate(&mut rng);
     let vendor_secret = config.vendor_secret.clone().unwrap_or(generated);
-    let ats_secret = WebhookSecret::generate(&mut rng);
+    let generated = WebhookSecret::generate(&mut rng);
+    let ats_secret = config.ats_secret.clone().unwrap_or(generated);
     let (process, url, integration) = match &config.integration {
         Integration::Command(command) => {
             let listen = free_port().map_err(|source| {

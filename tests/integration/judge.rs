@@ -38,6 +38,7 @@ fn config(manifest: &Arc<Manifest>, scenarios: Vec<Scenario>, out: &std::path::P
         mocks: MockConfig::loopback(42),
         ack_sla: Duration::from_secs(1),
         vendor_secret: None,
+        ats_secret: None,
         outage: OutageSettings::default(),
         dataset: None,
         shard: None,

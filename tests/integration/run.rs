@@ -231,6 +231,28 @@ fn a_sut_url_needs_the_world_fixed_up_front() {
 }
 
 #[test]
+fn a_sut_url_with_a_policy_needs_the_ats_webhook_secret_too() {
+    let mut args: Vec<String> = [
+        "run",
+        "manifests/release-gate.yaml",
+        "--policy",
+        "manifests/hiring-policy.yaml",
+        "--sut-url",
+        "http://127.0.0.1:9",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.extend(fixed_world(&free_addr(), &free_addr(), &free_addr()));
+    let run = Stagegate::new(args).run().expect_code(2);
+    assert!(
+        run.stderr.contains("give --ats-webhook-secret"),
+        "stage changes are signed with a secret the running integration already has: {}",
+        run.stderr
+    );
+}
+
+#[test]
 fn an_integration_already_running_is_judged_through_sut_url() {
     let (listen, ats, vendor, notify) = (free_addr(), free_addr(), free_addr(), free_addr());
     let state = tempfile::tempdir().expect("state dir");

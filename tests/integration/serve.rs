@@ -593,3 +593,79 @@ fn a_bad_dataset_reads_well() {
     .expect_code(2);
     crate::snapshot!("serve_bad_dataset", out.stderr);
 }
+
+#[tokio::test]
+async fn a_reviewer_resolves_an_exception_item_through_the_admin_api() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifest = Arc::new(
+        Manifest::load(Path::new("manifests/release-gate.yaml"))
+            .expect("seed")
+            .value,
+    );
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let served = Served::start(ServeConfig {
+        manifest,
+        seed: 5,
+        mocks: MockConfig::loopback(5),
+        admin_addr: any,
+        log_path: dir.path().join("serve.jsonl"),
+        sandbox: None,
+    })
+    .await
+    .expect("the sandbox starts");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let ats = served.mocks.ats_url().trim_end_matches('/').to_owned();
+    let token = MockConfig::loopback(5).ats_token;
+    // The integration files an item, as it does on a step-up signal.
+    let filed: Value = client
+        .post(format!("{ats}/v1/exceptions"))
+        .bearer_auth(&token)
+        .json(&json!({"ats_candidate_id": "CAND_canary_001", "reason": "name_mismatch", "owner": "security", "correlation_id": "c1"}))
+        .send_json()
+        .await;
+    let id = filed["id"].as_str().expect("an item id").to_owned();
+    let admin = served.admin_url();
+    let resolve = |body: Option<Value>| {
+        let request = client.post(format!("{admin}/admin/exceptions/{id}/resolve"));
+        match body {
+            Some(body) => request.json(&body),
+            None => request,
+        }
+    };
+
+    let resolved = resolve(Some(json!({"resolution": "identity confirmed by a call"})))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(resolved.status(), 200);
+    let item: Value = resolved.json().await.expect("json");
+    assert_eq!(item["status"], "resolved", "{item}");
+    let seen: Value = client
+        .get(format!("{ats}/v1/exceptions/{id}"))
+        .bearer_auth(&token)
+        .send_json()
+        .await;
+    assert_eq!(
+        seen["status"], "resolved",
+        "the integration sees it: {seen}"
+    );
+
+    // Twice is an error that says what is open; a bad body says what it expects.
+    let again = resolve(None).send().await.expect("answered");
+    assert_eq!(again.status(), 404);
+    let error: Value = again.json().await.expect("json");
+    assert_eq!(
+        error["error"],
+        format!("no open exception item `{id}`; open ones: none")
+    );
+    let bad = resolve(Some(json!({"resolution": 3})))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(bad.status(), 422);
+    served.shutdown().await.expect("shut down");
+}
