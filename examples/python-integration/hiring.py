@@ -164,6 +164,12 @@ class Hiring:
         return 200, {"status": outcome}
 
     def fan_out(self, candidate, stage, correlation):
+        # `pause_candidate_gates: true`: no candidate-facing call while the kill switch
+        # is open; otherwise identity gates go on through an ATS outage.
+        if self.config["manifest"].get("pause_candidate_gates") == "true":
+            give_up = time.monotonic() + SWITCH_PATIENCE
+            while self.switch.is_open and time.monotonic() < give_up:
+                time.sleep(0.05)
         body = {"ats_candidate_id": candidate, "correlation_id": correlation}
         session = self.post(self.config["vendor_url"] + "/v1/verifications",
                             self.config["vendor_token"], body)

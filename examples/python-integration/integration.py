@@ -174,6 +174,7 @@ WANTED = {
     "release_gate.kill_switch.trigger_conditions.ats_http_5xx_rate_pct_over_5m": "rate_pct",
     "release_gate.kill_switch.trigger_conditions.mapping_error_count_over_10m": "mapping_max",
     "release_gate.kill_switch.action.notify_channels": "notify_channels",
+    "release_gate.kill_switch.action.pause_candidate_gates": "pause_candidate_gates",
     "observability.log_fields_required": "log_fields_required",
 }
 # Per item of `contracts:`, the keys kept (the path below the item's `-`).
@@ -189,13 +190,15 @@ def read_manifest(text):
     not at a path it wants (block scalars' lines included) is ignored. That covers
     the manifests the harness accepts (it validates them before a run). Returns mode
     (default "canary"), include_tags, exclude_locations, the kill switch's name,
-    rate_pct, mapping_max (as text) and notify_channels, log_fields_required,
+    rate_pct, mapping_max (as text), notify_channels and pause_candidate_gates (as
+    text, "false" when absent), log_fields_required,
     contracts (name and ticket_owner of each) and the envelope (its defaults
     overridden by the manifest's `envelope:` keys).
     """
     found = {"mode": "canary", "include_tags": [], "exclude_locations": [],
              "kill_switch": "kill-switch", "rate_pct": None, "mapping_max": None,
-             "notify_channels": [], "log_fields_required": [], "contracts": [],
+             "notify_channels": [], "pause_candidate_gates": "false",
+             "log_fields_required": [], "contracts": [],
              "envelope": dict(DEFAULT_ENVELOPE)}
     for path, value, item in walk(text):
         if item:

@@ -1,12 +1,39 @@
 """Unit tests of the hiring-policy flow's pure parts: python3 -m unittest"""
 
 import os
+import threading
+import types
 import unittest
 from datetime import datetime, timezone
 
 import hiring
 
 POLICY = os.path.join(os.path.dirname(__file__), "..", "..", "manifests", "hiring-policy.yaml")
+
+
+class Gates(unittest.TestCase):
+    """Whether a gated move's verification session waits for a tripped kill switch."""
+
+    def fan_out_with(self, pause):
+        switch = types.SimpleNamespace(is_open=True)
+        calls = []
+        flow = hiring.Hiring.__new__(hiring.Hiring)
+        flow.config = {"manifest": {"pause_candidate_gates": pause},
+                       "vendor_url": "http://vendor", "vendor_token": "t"}
+        flow.switch = switch
+        flow.log = types.SimpleNamespace(write=lambda record: None)
+        flow.post = lambda url, token, body: calls.append((url, switch.is_open)) or {"id": "s"}
+        closes = threading.Timer(0.2, lambda: setattr(switch, "is_open", False))
+        closes.start()
+        flow.fan_out("CAND_1", "technical-interview", "cor_1")
+        closes.join()
+        return calls
+
+    def test_paused_gates_wait_for_the_switch_to_close(self):
+        self.assertEqual(self.fan_out_with("true"), [("http://vendor/v1/verifications", False)])
+
+    def test_gates_go_on_while_the_switch_is_open(self):
+        self.assertEqual(self.fan_out_with("false"), [("http://vendor/v1/verifications", True)])
 
 
 class ReadPolicy(unittest.TestCase):

@@ -65,6 +65,7 @@ class Manifest(unittest.TestCase):
             "rate_pct": "2",
             "mapping_max": "10",
             "notify_channels": ["#recruiting-ops", "#sec-ops", "#eng-oncall"],
+            "pause_candidate_gates": "false",
             "log_fields_required": ["event_id", "correlation_id", "ats_candidate_id",
                                     "received_at", "processed_at", "outcome"],
             "contracts": [
