@@ -107,7 +107,9 @@ pub fn run(config: &DriftConfig) -> Result<DriftReport, DriftError> {
                 fold_reader(io::stdin().lock(), &ctx, &mut fold).map_err(read_error)?
             }
             Source::File(path) => {
-                let file = std::fs::File::open(path).map_err(read_error)?;
+                // Each payload is bounded by the batcher; the file must end.
+                let file = crate::limits::open_regular(path, crate::limits::PAYLOAD_BYTES)
+                    .map_err(read_error)?;
                 fold_reader(file, &ctx, &mut fold).map_err(read_error)?;
             }
         }
