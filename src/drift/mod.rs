@@ -114,6 +114,36 @@ pub fn run(config: &DriftConfig) -> Result<DriftReport, DriftError> {
             }
         }
     }
+    finish(config, fold, names)
+}
+
+/// [`run`] over one reader in place of `config.sources` (named `name` in the report):
+/// the capture reader as the fuzz target drives it, without files.
+pub fn run_reader(
+    config: &DriftConfig,
+    name: &str,
+    reader: impl Read,
+) -> Result<DriftReport, DriftError> {
+    let expectations = expectations(config);
+    let mut fold = ShapeFold::default();
+    let ctx = Context {
+        config,
+        expectations: &expectations,
+        source: 0,
+    };
+    fold_reader(reader, &ctx, &mut fold).map_err(|source| DriftError::Read {
+        name: name.to_owned(),
+        source,
+    })?;
+    finish(config, fold, vec![name.to_owned()])
+}
+
+/// Classifies what the fold saw, writes the baseline when asked, and builds the report.
+fn finish(
+    config: &DriftConfig,
+    fold: ShapeFold,
+    names: Vec<String>,
+) -> Result<DriftReport, DriftError> {
     let findings = compare::classify(&Inputs {
         fold: &fold,
         baseline: config.baseline.as_ref(),
