@@ -15,6 +15,7 @@
 pub mod baseline;
 pub mod compare;
 pub mod format;
+pub mod node;
 pub mod report;
 pub mod severity;
 pub mod shape;
@@ -25,7 +26,6 @@ use std::path::PathBuf;
 use base64::Engine as _;
 use hashbrown::HashMap;
 use rayon::prelude::*;
-use serde_json::Value;
 
 use crate::check::Source;
 use crate::check::input::{Batch, Batcher, Item};
@@ -36,6 +36,7 @@ use baseline::Baseline;
 use compare::{Inputs, Placer};
 use report::DriftReport;
 use severity::Severities;
+use node::Node;
 use shape::{EventExpect, Expectations, Seen, ShapeFold};
 
 /// A validated `drift` run.
@@ -254,37 +255,51 @@ fn observe_item(acc: &mut ShapeFold, batch: &Batch, item: &Item, ctx: &Context<'
         acc.counts.malformed += 1;
         return;
     }
-    let Ok(value) = serde_json::from_slice::<Value>(batch.bytes(item)) else {
+    let Ok(value) = Node::parse(batch.bytes(item)) else {
         acc.counts.malformed += 1;
         return;
     };
-    let (payload, at_ms) = match value.as_object() {
-        Some(capture) if capture.contains_key(CAPTURE_MARKER) => {
-            if capture.get("signature").and_then(Value::as_str) == Some("invalid") {
-                acc.counts.forged += 1;
-                return;
-            }
-            let at_ms = capture
-                .get("received_at")
-                .and_then(Value::as_str)
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.timestamp_millis());
-            let body = match (capture.get("body"), capture.get("body_base64")) {
-                (Some(Value::String(text)), _) => serde_json::from_str::<Value>(text).ok(),
-                (_, Some(Value::String(encoded))) => base64::engine::general_purpose::STANDARD
-                    .decode(encoded)
-                    .ok()
-                    .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok()),
-                _ => None,
-            };
-            let Some(body) = body else {
-                acc.counts.malformed += 1;
-                return;
-            };
-            (body, at_ms)
+    if !matches!(&value, Node::Object(_)) || value.get(CAPTURE_MARKER).is_none() {
+        observe_payload(acc, item, ctx, &value, None);
+        return;
+    }
+    let capture = value;
+    if capture.get("signature").and_then(Node::as_str) == Some("invalid") {
+        acc.counts.forged += 1;
+        return;
+    }
+    let at_ms = capture
+        .get("received_at")
+        .and_then(Node::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.timestamp_millis());
+    // The body's tree borrows from its text, which lives here.
+    let decoded;
+    let text: Option<&[u8]> = match (capture.get("body"), capture.get("body_base64")) {
+        (Some(Node::String(text)), _) => Some(text.as_bytes()),
+        (_, Some(Node::String(encoded))) => {
+            decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded.as_bytes())
+                .ok();
+            decoded.as_deref()
         }
-        _ => (value, None),
+        _ => None,
     };
+    let Some(body) = text.and_then(|t| Node::parse(t).ok()) else {
+        acc.counts.malformed += 1;
+        return;
+    };
+    observe_payload(acc, item, ctx, &body, at_ms);
+}
+
+/// Folds one payload in, unless it is outside the window or has no event type.
+fn observe_payload(
+    acc: &mut ShapeFold,
+    item: &Item,
+    ctx: &Context<'_>,
+    payload: &Node<'_>,
+    at_ms: Option<i64>,
+) {
     let config = ctx.config;
     if config.since_ms.is_some() || config.until_ms.is_some() {
         let inside = at_ms.is_some_and(|at| {
@@ -298,7 +313,7 @@ fn observe_item(acc: &mut ShapeFold, batch: &Batch, item: &Item, ctx: &Context<'
     let event = config
         .type_fields
         .iter()
-        .find_map(|path| path.lookup(&payload).and_then(Value::as_str));
+        .find_map(|path| payload.lookup(path).and_then(Node::as_str));
     let Some(event) = event else {
         acc.counts.untyped += 1;
         return;
@@ -308,5 +323,5 @@ fn observe_item(acc: &mut ShapeFold, batch: &Batch, item: &Item, ctx: &Context<'
         line: item.line as u64,
         at_ms,
     };
-    acc.observe(event, &payload, seen, ctx.expectations.events.get(event));
+    acc.observe_node(event, payload, seen, ctx.expectations.events.get(event));
 }
