@@ -105,7 +105,7 @@ pub fn run(config: &DriftConfig) -> Result<DriftReport, DriftError> {
         };
         match source {
             Source::Stdin => {
-                fold_reader(io::stdin().lock(), &ctx, &mut fold).map_err(read_error)?
+                fold_reader(io::stdin(), &ctx, &mut fold).map_err(read_error)?
             }
             Source::File(path) => {
                 // Each payload is bounded by the batcher; the file must end.
@@ -123,7 +123,7 @@ pub fn run(config: &DriftConfig) -> Result<DriftReport, DriftError> {
 pub fn run_reader(
     config: &DriftConfig,
     name: &str,
-    reader: impl Read,
+    reader: impl Read + Send,
 ) -> Result<DriftReport, DriftError> {
     let expectations = expectations(config);
     let mut fold = ShapeFold::default();
@@ -226,26 +226,41 @@ fn expectations(config: &DriftConfig) -> Expectations {
             }
         }
     }
+    // The walk merges each list with an object's sorted entries.
+    for expect in events.values_mut() {
+        for required in expect.baseline_required.values_mut() {
+            required.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+    }
     Expectations { events }
 }
 
-fn fold_reader(reader: impl Read, ctx: &Context<'_>, fold: &mut ShapeFold) -> io::Result<()> {
+fn fold_reader(reader: impl Read + Send, ctx: &Context<'_>, fold: &mut ShapeFold) -> io::Result<()> {
     let mut batcher = Batcher::new(reader);
-    while let Some(batch) = batcher.next_batch()? {
-        let batch_fold = batch
-            .items
-            .par_iter()
-            .fold(ShapeFold::default, |mut acc, item| {
-                observe_item(&mut acc, &batch, item, ctx);
-                acc
-            })
-            .reduce(ShapeFold::default, |mut a, b| {
-                a.merge(b);
-                a
-            });
+    let mut next = batcher.next_batch()?;
+    while let Some(batch) = next {
+        // The next batch is read while this one is folded: reading is serial, and
+        // would otherwise leave the other core idle.
+        let (read, batch_fold) = rayon::join(|| batcher.next_batch(), || fold_batch(&batch, ctx));
         fold.merge(batch_fold);
+        next = read?;
     }
     Ok(())
+}
+
+/// Folds one batch on every core; the partial folds merge into one.
+fn fold_batch(batch: &Batch, ctx: &Context<'_>) -> ShapeFold {
+    batch
+        .items
+        .par_iter()
+        .fold(ShapeFold::default, |mut acc, item| {
+            observe_item(&mut acc, batch, item, ctx);
+            acc
+        })
+        .reduce(ShapeFold::default, |mut a, b| {
+            a.merge(b);
+            a
+        })
 }
 
 /// Reads one item: a capture line (its body, time and signature) or a plain payload.

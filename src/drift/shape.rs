@@ -444,7 +444,8 @@ fn split_words(name: &str) -> Vec<&str> {
 pub struct EventExpect {
     /// Paths the contract requires, looked up from the root.
     pub contract_required: Vec<FieldPath>,
-    /// Per parent path, the children the baseline always saw: (key, full path).
+    /// Per parent path, the children the baseline always saw: (key, full path), sorted
+    /// by key.
     pub baseline_required: HashMap<String, Vec<(String, String)>>,
     /// Enum fields and their values.
     pub enums: HashMap<String, Vec<String>>,
@@ -635,10 +636,17 @@ fn walk(
                 .filter(|e| !e.baseline_required.is_empty())
                 .and_then(|e| e.baseline_required.get(path.as_str()))
             {
+                // Both sorted by key: one pass over the entries instead of a search
+                // per required key.
+                let mut at = 0;
                 for (key, full) in required {
-                    if value.get(key).is_none_or(Node::is_null)
-                        && let Some(child) = field_mut(fold, full)
-                    {
+                    while entries.get(at).is_some_and(|(k, _)| k.as_ref() < key.as_str()) {
+                        at += 1;
+                    }
+                    let there = entries
+                        .get(at)
+                        .is_some_and(|(k, v)| k.as_ref() == key.as_str() && !v.is_null());
+                    if !there && let Some(child) = field_mut(fold, full) {
                         child.missing_baseline.record(seen);
                     }
                 }
