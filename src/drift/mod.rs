@@ -34,9 +34,9 @@ use crate::manifest::Manifest;
 use crate::record::CAPTURE_MARKER;
 use baseline::Baseline;
 use compare::{Inputs, Placer};
+use node::Node;
 use report::DriftReport;
 use severity::Severities;
-use node::Node;
 use shape::{EventExpect, Expectations, Seen, ShapeFold};
 
 /// A validated `drift` run.
@@ -104,9 +104,7 @@ pub fn run(config: &DriftConfig) -> Result<DriftReport, DriftError> {
             source: u32::try_from(index).unwrap_or(u32::MAX),
         };
         match source {
-            Source::Stdin => {
-                fold_reader(io::stdin(), &ctx, &mut fold).map_err(read_error)?
-            }
+            Source::Stdin => fold_reader(io::stdin(), &ctx, &mut fold).map_err(read_error)?,
             Source::File(path) => {
                 // Each payload is bounded by the batcher; the file must end.
                 let file = crate::limits::open_regular(path, crate::limits::PAYLOAD_BYTES)
@@ -235,7 +233,11 @@ fn expectations(config: &DriftConfig) -> Expectations {
     Expectations { events }
 }
 
-fn fold_reader(reader: impl Read + Send, ctx: &Context<'_>, fold: &mut ShapeFold) -> io::Result<()> {
+fn fold_reader(
+    reader: impl Read + Send,
+    ctx: &Context<'_>,
+    fold: &mut ShapeFold,
+) -> io::Result<()> {
     let mut batcher = Batcher::new(reader);
     let mut next = batcher.next_batch()?;
     while let Some(batch) = next {

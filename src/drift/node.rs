@@ -249,8 +249,12 @@ mod tests {
     #[test]
     fn malformed_text_fails_as_it_does_for_value() {
         for text in ["{\"a\":1} x", "{\"a\":", "[", "nul", &"[".repeat(200)] {
-            let value = serde_json::from_str::<Value>(text).map(|_| ()).map_err(|e| e.to_string());
-            let node = Node::parse(text.as_bytes()).map(|_| ()).map_err(|e| e.to_string());
+            let value = serde_json::from_str::<Value>(text)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            let node = Node::parse(text.as_bytes())
+                .map(|_| ())
+                .map_err(|e| e.to_string());
             assert_eq!(node, value, "{text}");
         }
     }

@@ -640,7 +640,10 @@ fn walk(
                 // per required key.
                 let mut at = 0;
                 for (key, full) in required {
-                    while entries.get(at).is_some_and(|(k, _)| k.as_ref() < key.as_str()) {
+                    while entries
+                        .get(at)
+                        .is_some_and(|(k, _)| k.as_ref() < key.as_str())
+                    {
                         at += 1;
                     }
                     let there = entries
