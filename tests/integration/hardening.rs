@@ -113,8 +113,7 @@ fn deep_sequence_nesting_is_rejected_in_flat_memory() {
 #[test]
 fn list_files_must_be_regular_and_bounded() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let fifo = dir.path().join("langs.fifo");
-    shell(&format!("mkfifo '{}'", fifo.display())).expect_code(0);
+    let fifo = make_fifo(dir.path(), "langs.fifo");
     let big = write(
         dir.path(),
         "big.txt",
@@ -553,18 +552,24 @@ fn hardening_diagnostics_read_well() {
     crate::snapshot!("hardening_duplicate_and_null", out.stderr);
 }
 
+/// Makes a named pipe `dir/name` (the crate forbids `unsafe`, so with mkfifo(1)).
+fn make_fifo(dir: &Path, name: &str) -> PathBuf {
+    let fifo = dir.join(name);
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", fifo.display());
+    fifo
+}
+
 /// Runs `script` with `$FIFO` a fresh named pipe (nothing ever writes it) in a temp
 /// dir, `$DIR` that dir and `$FX` the drift fixtures, and checks that it stops at once
 /// with `code` and an error naming the FIFO and `limit`. Before, each of these opened
 /// the FIFO and blocked on it until [`HANG`] (only the manifest itself was refused).
 fn refuses_fifo(script: &str, code: i32, limit: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let fifo = dir.path().join("in.fifo");
-    let made = Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo runs");
-    assert!(made.success(), "mkfifo {}", fifo.display());
+    let fifo = make_fifo(dir.path(), "in.fifo");
     let out = shell(&format!(
         "DIR='{}' FIFO='{}' FX=tests/fixtures/drift; {script}",
         dir.path().display(),
@@ -644,12 +649,7 @@ fn the_dataset_reader_refuses_a_fifo() {
 #[test]
 fn record_refuses_a_fifo_capture_file() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let fifo = dir.path().join("captures.fifo");
-    let made = Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo runs");
-    assert!(made.success(), "mkfifo {}", fifo.display());
+    let fifo = make_fifo(dir.path(), "captures.fifo");
     let out = shell(&format!(
         "exec \"$SG\" record --listen 127.0.0.1:0 --out '{}'",
         fifo.display()
