@@ -11,7 +11,10 @@ use stagegate::check::Checker;
 use stagegate::check::report::JsonReport;
 use stagegate::contract::assertion::{Assertion, AssertionKind, EvalContext};
 use stagegate::contract::lists::ListCatalog;
+use stagegate::contract::path::FieldPath;
 use stagegate::delivery::signature::{WebhookSecret, verify};
+use stagegate::drift::DriftConfig;
+use stagegate::drift::baseline::Baseline;
 use stagegate::manifest::Manifest;
 
 /// The target called `name`.
@@ -23,6 +26,7 @@ pub fn by_name(name: &str) -> Option<fn(&[u8])> {
         "signature" => signature,
         "dataset" => dataset,
         "observe" => observe,
+        "capture" => capture,
         _ => return None,
     })
 }
@@ -58,21 +62,45 @@ pub fn assertion(data: &[u8]) {
     }
 }
 
+/// A file of the repository, found from the fuzz crate (in fuzz/) or the root's tests,
+/// which both compile this file.
+fn repo_file(rel: &str) -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    [here.join(rel), here.join("..").join(rel)]
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{rel} is found"))
+}
+
 /// The repository's release-gate manifest, loaded once.
 static SEED_MANIFEST: LazyLock<Manifest> = LazyLock::new(|| {
-    // This file is compiled by the fuzz crate (in fuzz/) and by the root's tests.
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let path: PathBuf = [
-        "manifests/release-gate.yaml",
-        "../manifests/release-gate.yaml",
-    ]
-    .iter()
-    .map(|p| here.join(p))
-    .find(|p| p.is_file())
-    .expect("manifests/release-gate.yaml is found");
-    Manifest::load(&path)
+    Manifest::load(&repo_file("manifests/release-gate.yaml"))
         .expect("the seed manifest loads")
         .value
+});
+
+/// `drift` as the benchmark runs it: the drift fixtures' manifest and baseline, the
+/// four vendors' type fields.
+static DRIFT_CONFIG: LazyLock<DriftConfig> = LazyLock::new(|| {
+    let baseline_path = repo_file("tests/fixtures/drift/baseline.json");
+    DriftConfig {
+        manifest: Some(
+            Manifest::load(&repo_file("tests/fixtures/drift/vendors.yaml"))
+                .expect("the drift fixtures' manifest loads")
+                .value,
+        ),
+        baseline: Some(Baseline::load(&baseline_path).expect("the baseline loads")),
+        baseline_path: Some(baseline_path),
+        update_baseline: false,
+        sources: Vec::new(),
+        type_fields: ["type", "action", "payload.action", "event"]
+            .iter()
+            .map(|p| FieldPath::parse(p).expect("a field path"))
+            .collect(),
+        since_ms: None,
+        until_ms: None,
+        severities: Default::default(),
+    }
 });
 
 /// The payload checker: any bytes as `stagegate check` input against the seed
@@ -117,4 +145,18 @@ pub fn dataset(data: &[u8]) {
 /// The observation-log verifier: JSON Lines records, hashes, links, sequence numbers.
 pub fn observe(data: &[u8]) {
     let _ = stagegate::observe::verify_reader(Path::new("fuzz.jsonl"), data);
+}
+
+/// The capture reader of `drift`: `record`'s capture lines (signature status, arrival
+/// time, the body as text or base64) or plain payloads, inferred and classified against
+/// the drift fixtures; every report format must render, and the JSON one must parse.
+pub fn capture(data: &[u8]) {
+    let Ok(report) = stagegate::drift::run_reader(&DRIFT_CONFIG, "fuzz.jsonl", data) else {
+        return;
+    };
+    let json = serde_json::to_string(&report).expect("the report serializes");
+    serde_json::from_str::<serde_json::Value>(&json).expect("the report is one JSON document");
+    let _ = stagegate::drift::report::human::render(&report);
+    let _ = stagegate::drift::report::markdown::render(&report);
+    let _ = stagegate::drift::report::junit::render(&report);
 }

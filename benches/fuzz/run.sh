@@ -34,7 +34,7 @@ RSS_LIMIT_MB=${RSS_LIMIT_MB:-2048}
 TIMEOUT_SECS=${TIMEOUT_SECS:-10}
 SEED=${SEED:-1}
 NICE=${NICE:-19}
-ALL=(manifest assertion check signature dataset observe)
+ALL=(manifest assertion check signature dataset observe capture)
 TARGETS=("${@:-${ALL[@]}}")
 
 die() { printf 'run.sh: %s\n' "$*" >&2; exit 2; }

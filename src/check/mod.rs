@@ -51,13 +51,9 @@ impl Source {
                 Ok(Box::new(io::stdin().lock()))
             }
             Source::File(path) => {
-                let file = std::fs::File::open(path).map_err(error)?;
-                if file.metadata().map_err(error)?.is_dir() {
-                    return Err(error(io::Error::new(
-                        io::ErrorKind::IsADirectory,
-                        "a folder, not a file of payloads",
-                    )));
-                }
+                // Each payload is bounded by the batcher; the file must end.
+                let file = crate::limits::open_regular(path, crate::limits::PAYLOAD_BYTES)
+                    .map_err(error)?;
                 Ok(Box::new(file))
             }
         }

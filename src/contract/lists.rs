@@ -7,7 +7,6 @@
 //! a manifest kept anywhere still finds the lists stagegate ships.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -65,35 +64,6 @@ impl NamedList {
     }
 }
 
-/// Reads a regular file of at most `limit` bytes. Anything else fails at once: a FIFO
-/// or a device (`/dev/zero`) would block or never end, a folder is not text.
-pub(crate) fn read_bounded(path: &Path, limit: crate::limits::Limit) -> io::Result<Vec<u8>> {
-    let not_regular = || {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file (a device, a FIFO or a folder cannot be read here)",
-        )
-    };
-    // Checked before opening: opening a FIFO blocks until a writer comes.
-    if !std::fs::metadata(path)?.is_file() {
-        return Err(not_regular());
-    }
-    let file = std::fs::File::open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(not_regular());
-    }
-    let mut bytes = Vec::new();
-    file.take(limit.value.saturating_add(1))
-        .read_to_end(&mut bytes)?;
-    if bytes.len() > limit.as_usize() {
-        return Err(io::Error::new(
-            io::ErrorKind::FileTooLarge,
-            format!("larger than {limit}"),
-        ));
-    }
-    Ok(bytes)
-}
-
 /// Why a list could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read list `{name}` from {}", path.display())]
@@ -148,12 +118,7 @@ impl ListCatalog {
         }
         let list = match self.locate(name) {
             Some(path) => {
-                let text = read_bounded(&path, crate::limits::LIST_FILE_BYTES)
-                    .and_then(|bytes| {
-                        String::from_utf8(bytes).map_err(|_| {
-                            io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text")
-                        })
-                    })
+                let text = crate::limits::read_regular_text(&path, crate::limits::LIST_FILE_BYTES)
                     .map_err(|source| ListError {
                         name: name.to_owned(),
                         path: path.clone(),

@@ -82,10 +82,12 @@ impl Baseline {
 
     /// Reads a baseline file.
     pub fn load(path: &Path) -> Result<Baseline, BaselineError> {
-        let text = std::fs::read_to_string(path).map_err(|source| BaselineError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = crate::limits::read_regular_text(path, crate::limits::DOCUMENT_BYTES).map_err(
+            |source| BaselineError::Read {
+                path: path.to_owned(),
+                source,
+            },
+        )?;
         let baseline: Baseline =
             serde_json::from_str(&text).map_err(|source| BaselineError::Parse {
                 path: path.to_owned(),

@@ -15,6 +15,7 @@
 pub mod baseline;
 pub mod compare;
 pub mod format;
+pub mod node;
 pub mod report;
 pub mod severity;
 pub mod shape;
@@ -25,7 +26,6 @@ use std::path::PathBuf;
 use base64::Engine as _;
 use hashbrown::HashMap;
 use rayon::prelude::*;
-use serde_json::Value;
 
 use crate::check::Source;
 use crate::check::input::{Batch, Batcher, Item};
@@ -34,6 +34,7 @@ use crate::manifest::Manifest;
 use crate::record::CAPTURE_MARKER;
 use baseline::Baseline;
 use compare::{Inputs, Placer};
+use node::Node;
 use report::DriftReport;
 use severity::Severities;
 use shape::{EventExpect, Expectations, Seen, ShapeFold};
@@ -103,15 +104,45 @@ pub fn run(config: &DriftConfig) -> Result<DriftReport, DriftError> {
             source: u32::try_from(index).unwrap_or(u32::MAX),
         };
         match source {
-            Source::Stdin => {
-                fold_reader(io::stdin().lock(), &ctx, &mut fold).map_err(read_error)?
-            }
+            Source::Stdin => fold_reader(io::stdin(), &ctx, &mut fold).map_err(read_error)?,
             Source::File(path) => {
-                let file = std::fs::File::open(path).map_err(read_error)?;
+                // Each payload is bounded by the batcher; the file must end.
+                let file = crate::limits::open_regular(path, crate::limits::PAYLOAD_BYTES)
+                    .map_err(read_error)?;
                 fold_reader(file, &ctx, &mut fold).map_err(read_error)?;
             }
         }
     }
+    finish(config, fold, names)
+}
+
+/// [`run`] over one reader in place of `config.sources` (named `name` in the report):
+/// the capture reader as the fuzz target drives it, without files.
+pub fn run_reader(
+    config: &DriftConfig,
+    name: &str,
+    reader: impl Read + Send,
+) -> Result<DriftReport, DriftError> {
+    let expectations = expectations(config);
+    let mut fold = ShapeFold::default();
+    let ctx = Context {
+        config,
+        expectations: &expectations,
+        source: 0,
+    };
+    fold_reader(reader, &ctx, &mut fold).map_err(|source| DriftError::Read {
+        name: name.to_owned(),
+        source,
+    })?;
+    finish(config, fold, vec![name.to_owned()])
+}
+
+/// Classifies what the fold saw, writes the baseline when asked, and builds the report.
+fn finish(
+    config: &DriftConfig,
+    fold: ShapeFold,
+    names: Vec<String>,
+) -> Result<DriftReport, DriftError> {
     let findings = compare::classify(&Inputs {
         fold: &fold,
         baseline: config.baseline.as_ref(),
@@ -193,26 +224,45 @@ fn expectations(config: &DriftConfig) -> Expectations {
             }
         }
     }
+    // The walk merges each list with an object's sorted entries.
+    for expect in events.values_mut() {
+        for required in expect.baseline_required.values_mut() {
+            required.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+    }
     Expectations { events }
 }
 
-fn fold_reader(reader: impl Read, ctx: &Context<'_>, fold: &mut ShapeFold) -> io::Result<()> {
+fn fold_reader(
+    reader: impl Read + Send,
+    ctx: &Context<'_>,
+    fold: &mut ShapeFold,
+) -> io::Result<()> {
     let mut batcher = Batcher::new(reader);
-    while let Some(batch) = batcher.next_batch()? {
-        let batch_fold = batch
-            .items
-            .par_iter()
-            .fold(ShapeFold::default, |mut acc, item| {
-                observe_item(&mut acc, &batch, item, ctx);
-                acc
-            })
-            .reduce(ShapeFold::default, |mut a, b| {
-                a.merge(b);
-                a
-            });
+    let mut next = batcher.next_batch()?;
+    while let Some(batch) = next {
+        // The next batch is read while this one is folded: reading is serial, and
+        // would otherwise leave the other core idle.
+        let (read, batch_fold) = rayon::join(|| batcher.next_batch(), || fold_batch(&batch, ctx));
         fold.merge(batch_fold);
+        next = read?;
     }
     Ok(())
+}
+
+/// Folds one batch on every core; the partial folds merge into one.
+fn fold_batch(batch: &Batch, ctx: &Context<'_>) -> ShapeFold {
+    batch
+        .items
+        .par_iter()
+        .fold(ShapeFold::default, |mut acc, item| {
+            observe_item(&mut acc, batch, item, ctx);
+            acc
+        })
+        .reduce(ShapeFold::default, |mut a, b| {
+            a.merge(b);
+            a
+        })
 }
 
 /// Reads one item: a capture line (its body, time and signature) or a plain payload.
@@ -222,37 +272,51 @@ fn observe_item(acc: &mut ShapeFold, batch: &Batch, item: &Item, ctx: &Context<'
         acc.counts.malformed += 1;
         return;
     }
-    let Ok(value) = serde_json::from_slice::<Value>(batch.bytes(item)) else {
+    let Ok(value) = Node::parse(batch.bytes(item)) else {
         acc.counts.malformed += 1;
         return;
     };
-    let (payload, at_ms) = match value.as_object() {
-        Some(capture) if capture.contains_key(CAPTURE_MARKER) => {
-            if capture.get("signature").and_then(Value::as_str) == Some("invalid") {
-                acc.counts.forged += 1;
-                return;
-            }
-            let at_ms = capture
-                .get("received_at")
-                .and_then(Value::as_str)
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.timestamp_millis());
-            let body = match (capture.get("body"), capture.get("body_base64")) {
-                (Some(Value::String(text)), _) => serde_json::from_str::<Value>(text).ok(),
-                (_, Some(Value::String(encoded))) => base64::engine::general_purpose::STANDARD
-                    .decode(encoded)
-                    .ok()
-                    .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok()),
-                _ => None,
-            };
-            let Some(body) = body else {
-                acc.counts.malformed += 1;
-                return;
-            };
-            (body, at_ms)
+    if !matches!(&value, Node::Object(_)) || value.get(CAPTURE_MARKER).is_none() {
+        observe_payload(acc, item, ctx, &value, None);
+        return;
+    }
+    let capture = value;
+    if capture.get("signature").and_then(Node::as_str) == Some("invalid") {
+        acc.counts.forged += 1;
+        return;
+    }
+    let at_ms = capture
+        .get("received_at")
+        .and_then(Node::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.timestamp_millis());
+    // The body's tree borrows from its text, which lives here.
+    let decoded;
+    let text: Option<&[u8]> = match (capture.get("body"), capture.get("body_base64")) {
+        (Some(Node::String(text)), _) => Some(text.as_bytes()),
+        (_, Some(Node::String(encoded))) => {
+            decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded.as_bytes())
+                .ok();
+            decoded.as_deref()
         }
-        _ => (value, None),
+        _ => None,
     };
+    let Some(body) = text.and_then(|t| Node::parse(t).ok()) else {
+        acc.counts.malformed += 1;
+        return;
+    };
+    observe_payload(acc, item, ctx, &body, at_ms);
+}
+
+/// Folds one payload in, unless it is outside the window or has no event type.
+fn observe_payload(
+    acc: &mut ShapeFold,
+    item: &Item,
+    ctx: &Context<'_>,
+    payload: &Node<'_>,
+    at_ms: Option<i64>,
+) {
     let config = ctx.config;
     if config.since_ms.is_some() || config.until_ms.is_some() {
         let inside = at_ms.is_some_and(|at| {
@@ -266,7 +330,7 @@ fn observe_item(acc: &mut ShapeFold, batch: &Batch, item: &Item, ctx: &Context<'
     let event = config
         .type_fields
         .iter()
-        .find_map(|path| path.lookup(&payload).and_then(Value::as_str));
+        .find_map(|path| payload.lookup(path).and_then(Node::as_str));
     let Some(event) = event else {
         acc.counts.untyped += 1;
         return;
@@ -276,5 +340,5 @@ fn observe_item(acc: &mut ShapeFold, batch: &Batch, item: &Item, ctx: &Context<'
         line: item.line as u64,
         at_ms,
     };
-    acc.observe(event, &payload, seen, ctx.expectations.events.get(event));
+    acc.observe_node(event, payload, seen, ctx.expectations.events.get(event));
 }

@@ -167,10 +167,12 @@ pub enum SeverityError {
 impl Severities {
     /// Reads a severity file.
     pub fn load(path: &Path) -> Result<Self, SeverityError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SeverityError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = crate::limits::read_regular_text(path, crate::limits::DOCUMENT_BYTES).map_err(
+            |source| SeverityError::Read {
+                path: path.to_owned(),
+                source,
+            },
+        )?;
         Self::parse(path, &text)
     }
 

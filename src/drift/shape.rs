@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::format::{self, Format};
+use super::node::Node;
 use crate::contract::path::FieldPath;
 
 /// Distinct string values kept per field before its value set counts as open.
@@ -104,6 +105,19 @@ impl JsonType {
             Value::String(_) => JsonType::String,
             Value::Array(_) => JsonType::Array,
             Value::Object(_) => JsonType::Object,
+        }
+    }
+
+    /// The type of a borrowed value (as [`JsonType::of`] its `Value`).
+    pub fn of_node(node: &Node<'_>) -> JsonType {
+        match node {
+            Node::Null => JsonType::Null,
+            Node::Bool(_) => JsonType::Boolean,
+            Node::Number(n) if n.is_i64() || n.is_u64() => JsonType::Integer,
+            Node::Number(_) => JsonType::Number,
+            Node::String(_) => JsonType::String,
+            Node::Array(_) => JsonType::Array,
+            Node::Object(_) => JsonType::Object,
         }
     }
 
@@ -430,7 +444,8 @@ fn split_words(name: &str) -> Vec<&str> {
 pub struct EventExpect {
     /// Paths the contract requires, looked up from the root.
     pub contract_required: Vec<FieldPath>,
-    /// Per parent path, the children the baseline always saw: (key, full path).
+    /// Per parent path, the children the baseline always saw: (key, full path), sorted
+    /// by key.
     pub baseline_required: HashMap<String, Vec<(String, String)>>,
     /// Enum fields and their values.
     pub enums: HashMap<String, Vec<String>>,
@@ -506,6 +521,17 @@ impl ShapeFold {
         seen: Seen,
         expect: Option<&EventExpect>,
     ) {
+        self.observe_node(event, &Node::from_value(payload), seen, expect);
+    }
+
+    /// [`ShapeFold::observe`] over a borrowed tree (what `drift` parses payloads into).
+    pub fn observe_node(
+        &mut self,
+        event: &str,
+        payload: &Node<'_>,
+        seen: Seen,
+        expect: Option<&EventExpect>,
+    ) {
         self.counts.inferred += 1;
         let full = self.events.len() >= MAX_EVENTS;
         let fold = match self.events.entry_ref(event) {
@@ -525,7 +551,7 @@ impl ShapeFold {
         fold.first = fold.first.min(seen);
         if let Some(expect) = expect {
             for path in &expect.contract_required {
-                if path.lookup(payload).is_none()
+                if payload.lookup(path).is_none()
                     && let Some(field) = field_mut(fold, path.as_str())
                 {
                     field.missing_contract.record(seen);
@@ -553,7 +579,7 @@ fn field_mut<'f>(fold: &'f mut EventFold, path: &str) -> Option<&'f mut FieldFol
 fn walk(
     fold: &mut EventFold,
     path: &mut String,
-    value: &Value,
+    value: &Node<'_>,
     seen: Seen,
     expect: Option<&EventExpect>,
 ) {
@@ -562,7 +588,7 @@ fn walk(
     };
     field.present += 1;
     field.first = Some(field.first.map_or(seen, |f| f.min(seen)));
-    let kind = JsonType::of(value);
+    let kind = JsonType::of_node(value);
     bump(&mut field.types, kind, seen, || example(value));
     let enum_values = expect
         .filter(|e| !e.enums.is_empty())
@@ -575,13 +601,14 @@ fn walk(
     {
         let shown = value
             .as_str()
-            .map_or_else(|| value.to_string(), str::to_owned);
+            .map_or_else(|| value.to_value().to_string(), str::to_owned);
         if field.outside.len() < MAX_OUTSIDE || field.outside.iter().any(|(v, _)| *v == shown) {
             bump(&mut field.outside, shown, seen, || None);
         }
     }
     match value {
-        Value::String(s) => {
+        Node::String(s) => {
+            let s: &str = s;
             field.strings += 1;
             let fmt = format::of_str(s);
             bump(&mut field.formats, (JsonType::String, fmt), seen, || {
@@ -593,31 +620,41 @@ fn walk(
                 if let Some((_, stat)) = values.iter_mut().find(|(v, _)| v == s) {
                     stat.count += 1;
                 } else if values.len() < MAX_VALUES {
-                    values.push((s.clone(), Stat::new(seen, None)));
+                    values.push((s.to_owned(), Stat::new(seen, None)));
                 } else {
                     field.values = None;
                 }
             }
         }
-        Value::Number(n) => {
+        Node::Number(n) => {
             let fmt = n.as_i64().map_or(Format::Plain, format::of_int);
             bump(&mut field.formats, (kind, fmt), seen, || example(value));
         }
-        Value::Object(map) => {
+        Node::Object(entries) => {
             field.objects += 1;
             if let Some(required) = expect
                 .filter(|e| !e.baseline_required.is_empty())
                 .and_then(|e| e.baseline_required.get(path.as_str()))
             {
+                // Both sorted by key: one pass over the entries instead of a search
+                // per required key.
+                let mut at = 0;
                 for (key, full) in required {
-                    if map.get(key).is_none_or(Value::is_null)
-                        && let Some(child) = field_mut(fold, full)
+                    while entries
+                        .get(at)
+                        .is_some_and(|(k, _)| k.as_ref() < key.as_str())
                     {
+                        at += 1;
+                    }
+                    let there = entries
+                        .get(at)
+                        .is_some_and(|(k, v)| k.as_ref() == key.as_str() && !v.is_null());
+                    if !there && let Some(child) = field_mut(fold, full) {
                         child.missing_baseline.record(seen);
                     }
                 }
             }
-            for (key, child) in map {
+            for (key, child) in entries {
                 let len = path.len();
                 if len > 0 {
                     path.push('.');
@@ -627,7 +664,7 @@ fn walk(
                 path.truncate(len);
             }
         }
-        Value::Array(items) => {
+        Node::Array(items) => {
             for item in items {
                 let len = path.len();
                 path.push_str("[]");
@@ -635,16 +672,18 @@ fn walk(
                 path.truncate(len);
             }
         }
-        Value::Bool(_) | Value::Null => {}
+        Node::Bool(_) | Node::Null => {}
     }
 }
 
 /// A scalar rendered for a message, cut to 40 characters.
-fn example(value: &Value) -> Option<String> {
+fn example(value: &Node<'_>) -> Option<String> {
     let text = match value {
-        Value::Object(_) | Value::Array(_) => return None,
-        Value::String(s) => format!("{s:?}"),
-        other => other.to_string(),
+        Node::Object(_) | Node::Array(_) => return None,
+        Node::String(s) => format!("{:?}", &**s),
+        Node::Number(n) => n.to_string(),
+        Node::Bool(b) => b.to_string(),
+        Node::Null => "null".to_owned(),
     };
     Some(if text.chars().count() > 40 {
         let cut: String = text.chars().take(39).collect();

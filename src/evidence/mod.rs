@@ -375,7 +375,8 @@ fn findings(
             beside
         }
     };
-    let text = std::fs::read(&path).map_err(io("read", &path))?;
+    let text = crate::limits::read_regular(&path, crate::limits::DOCUMENT_BYTES)
+        .map_err(io("read", &path))?;
     let report: RunReport =
         serde_json::from_slice(&text).map_err(|source| EvidenceError::Report {
             path: path.clone(),
@@ -430,7 +431,9 @@ fn findings(
 
 /// Digest and version of a file loaded through `load`.
 fn versioned(path: &Path, version: Option<String>, extra: Value) -> Value {
-    let digest = std::fs::read(path).ok().map(|b| sha256_hex(&b));
+    let digest = crate::limits::read_regular(path, crate::limits::MANIFEST_BYTES)
+        .ok()
+        .map(|b| sha256_hex(&b));
     let mut value =
         json!({"file": path.display().to_string(), "sha256": digest, "version": version});
     if let (Value::Object(map), Value::Object(more)) = (&mut value, extra) {
@@ -478,10 +481,11 @@ fn versions(request: &PackRequest, run_id: Option<&str>, plan: Option<&(PathBuf,
 
 /// The manifest path the log's `run.start` record names.
 fn run_manifest(log: &Path) -> Option<PathBuf> {
-    let file = std::fs::File::open(log).ok()?;
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(file), &mut first).ok()?;
-    let record: Record = serde_json::from_str(&first).ok()?;
+    let file = crate::limits::open_regular(log, crate::limits::LOG_LINE_BYTES).ok()?;
+    let mut first = Vec::new();
+    let limit = crate::limits::LOG_LINE_BYTES;
+    crate::limits::read_line_bounded(&mut std::io::BufReader::new(file), &mut first, limit).ok()?;
+    let record: Record = serde_json::from_slice(&first).ok()?;
     (record.kind == "run.start")
         .then(|| record.detail.get("manifest")?.as_str().map(PathBuf::from))
         .flatten()
@@ -501,7 +505,15 @@ pub struct Verification {
 
 /// Reads every file of a pack into memory (packs are small; each file is bounded).
 fn read_archive(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, EvidenceError> {
-    let file = std::fs::File::open(path).map_err(io("read", path))?;
+    // Each entry is bounded below (MAX_FILE); the archive file must end.
+    let limit = crate::limits::DOCUMENT_BYTES;
+    let file = crate::limits::open_regular(path, limit).map_err(io("read", path))?;
+    if file.metadata().map_err(io("read", path))?.len() > limit.value {
+        return Err(EvidenceError::NotAPack {
+            path: path.to_owned(),
+            why: format!("larger than {limit}"),
+        });
+    }
     let not_a_pack = |why: String| EvidenceError::NotAPack {
         path: path.to_owned(),
         why,

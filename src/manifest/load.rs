@@ -56,7 +56,7 @@ pub(crate) fn read_text(path: &Path) -> Result<SourceText, ManifestError> {
             source,
         },
     };
-    let bytes = crate::contract::lists::read_bounded(path, MANIFEST_BYTES).map_err(read_error)?;
+    let bytes = crate::limits::read_regular(path, MANIFEST_BYTES).map_err(read_error)?;
     text_from_bytes(path, bytes)
 }
 

@@ -17,7 +17,7 @@
 pub mod stream;
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
@@ -468,27 +468,62 @@ pub fn format_time(at: DateTime<Utc>) -> String {
 
 /// Reads every record of a log file, in order.
 pub fn read(path: &Path) -> Result<Vec<Record>, ReadError> {
-    let file = File::open(path).map_err(|source| ReadError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    let mut reader = BufReader::new(open_log(path)?);
     let mut records = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|source| ReadError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        if line.trim().is_empty() {
+    let mut line = Vec::new();
+    let mut number = 0;
+    while next_line(path, &mut reader, &mut line, &mut number)? > 0 {
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        let record = serde_json::from_str(&line).map_err(|source| ReadError::Parse {
+        let record = serde_json::from_slice(&line).map_err(|source| ReadError::Parse {
             path: path.to_owned(),
-            line: i + 1,
+            line: number,
             source,
         })?;
         records.push(record);
     }
     Ok(records)
+}
+
+/// Opens a log for reading: a regular file (a FIFO or a device would never end).
+pub(crate) fn open_log(path: &Path) -> Result<File, ReadError> {
+    crate::limits::open_regular(path, crate::limits::LOG_LINE_BYTES).map_err(|source| {
+        ReadError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    })
+}
+
+/// Reads the next line of a log into `line`, at most [`crate::limits::LOG_LINE_BYTES`]
+/// (one line of /dev/zero would otherwise grow without end), counting it in
+/// `number`; returns its length, 0 at the end.
+pub(crate) fn next_line(
+    path: &Path,
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    number: &mut usize,
+) -> Result<usize, ReadError> {
+    let limit = crate::limits::LOG_LINE_BYTES;
+    let len = crate::limits::read_line_bounded(reader, line, limit).map_err(|source| {
+        if source.kind() == io::ErrorKind::FileTooLarge {
+            ReadError::LineTooLong {
+                path: path.to_owned(),
+                line: *number + 1,
+                limit,
+            }
+        } else {
+            ReadError::Io {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    })?;
+    if len > 0 {
+        *number += 1;
+    }
+    Ok(len)
 }
 
 /// Why a log could not be read.
@@ -661,11 +696,7 @@ pub enum VerifyError {
 /// Verifies a log file's chain reading one line at a time (file line numbers, blank
 /// lines skipped), so a load test's gigabytes of log need no more memory than a line.
 pub fn verify_file(path: &Path) -> Result<Verified, VerifyError> {
-    let file = File::open(path).map_err(|source| ReadError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    verify_reader(path, BufReader::new(file))
+    verify_reader(path, BufReader::new(open_log(path)?))
 }
 
 /// [`verify_file`] over any reader; `path` names the log in errors.
@@ -674,37 +705,17 @@ pub fn verify_reader(path: &Path, reader: impl BufRead) -> Result<Verified, Veri
     let mut run_id = None;
     let mut reader = reader;
     let mut line = Vec::new();
-    let limit = crate::limits::LOG_LINE_BYTES;
-    for i in 0.. {
-        line.clear();
-        // Bounded: one line of /dev/zero would otherwise grow without end.
-        (&mut reader)
-            .take(limit.value.saturating_add(1))
-            .read_until(b'\n', &mut line)
-            .map_err(|source| ReadError::Io {
-                path: path.to_owned(),
-                source,
-            })?;
-        if line.is_empty() {
-            break;
-        }
-        if line.len() > limit.as_usize() {
-            return Err(ReadError::LineTooLong {
-                path: path.to_owned(),
-                line: i + 1,
-                limit,
-            }
-            .into());
-        }
+    let mut number = 0;
+    while next_line(path, &mut reader, &mut line, &mut number)? > 0 {
         if line.trim_ascii().is_empty() {
             continue;
         }
         let record: Record = serde_json::from_slice(&line).map_err(|source| ReadError::Parse {
             path: path.to_owned(),
-            line: i + 1,
+            line: number,
             source,
         })?;
-        chain.push(i + 1, &record)?;
+        chain.push(number, &record)?;
         if run_id.is_none() {
             run_id = Some(record.run_id);
         }

@@ -10,8 +10,7 @@
 //! parsed whole and hashed the slow way, with the same verdict.
 
 use std::borrow::Cow;
-use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -99,24 +98,21 @@ where
     E: std::error::Error + 'static,
     F: FnMut(&Line<'_>) -> Result<(), E>,
 {
-    let io = |source| ReadError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let file = File::open(path).map_err(io)?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut buf = String::new();
+    let mut reader = BufReader::with_capacity(1 << 20, super::open_log(path)?);
+    let mut buf = Vec::new();
     let mut number = 0usize;
     let mut expected_prev = GENESIS.to_owned();
     let mut next_seq = 0u64;
     let mut run_id = None;
-    loop {
-        buf.clear();
-        if reader.read_line(&mut buf).map_err(io)? == 0 {
-            break;
-        }
-        number += 1;
-        let text = buf.trim_end_matches(['\n', '\r']);
+    while super::next_line(path, &mut reader, &mut buf, &mut number)? > 0 {
+        let text = std::str::from_utf8(&buf).map_err(|_| ReadError::Io {
+            path: path.to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("line {number} is not UTF-8 text"),
+            ),
+        })?;
+        let text = text.trim_end_matches(['\n', '\r']);
         if text.trim().is_empty() {
             continue;
         }

@@ -184,7 +184,19 @@ fn open_capture(path: &Path) -> io::Result<File> {
         .append(true)
         .read(true)
         .open(path)?;
-    let len = file.metadata()?.len();
+    let meta = file.metadata()?;
+    // Read-write opens of a FIFO do not block, but a FIFO or a device cannot hold
+    // captures that survive a crash, nor be checked for a torn last line.
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is not a regular file: captures are appended to a regular file; name one (it is created if missing)",
+                path.display()
+            ),
+        ));
+    }
+    let len = meta.len();
     if len > 0 {
         file.seek(SeekFrom::Start(len - 1))?;
         let mut last = [0u8; 1];

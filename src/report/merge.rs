@@ -131,10 +131,12 @@ fn list(numbers: &[u32]) -> String {
 
 /// Reads one report file.
 pub fn load(path: &Path) -> Result<RunReport, MergeError> {
-    let text = std::fs::read_to_string(path).map_err(|source| MergeError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = crate::limits::read_regular_text(path, crate::limits::DOCUMENT_BYTES).map_err(
+        |source| MergeError::Read {
+            path: path.to_owned(),
+            source,
+        },
+    )?;
     serde_json::from_str(&text).map_err(|source| MergeError::Parse {
         path: path.to_owned(),
         source,

@@ -724,10 +724,13 @@ pub fn read_each(
 }
 
 fn open(path: &Path) -> Result<std::fs::File, DatasetError> {
-    std::fs::File::open(path).map_err(|source| DatasetError::Io {
-        action: "read",
-        path: path.to_owned(),
-        source,
+    // Each line is bounded by the reader (see `read`); the file must end.
+    crate::limits::open_regular(path, crate::limits::DATASET_LINE_BYTES).map_err(|source| {
+        DatasetError::Io {
+            action: "read",
+            path: path.to_owned(),
+            source,
+        }
     })
 }
 
@@ -1095,6 +1098,15 @@ mod tests {
             }
             assert!(message.contains(expected), "{why}: {message}");
         }
+        // One endless line (a file of no newlines) stops at the limit, not at memory.
+        let long = vec![b'a'; crate::limits::DATASET_LINE_BYTES.as_usize() + 1];
+        let err = from_reader(Path::new("d.yaml"), &long[..]).expect_err("a long line");
+        assert!(
+            std::error::Error::source(&err)
+                .map(ToString::to_string)
+                .is_some_and(|m| m.contains("line 1 is longer than the dataset line limit")),
+            "{err:?}"
+        );
         let err = from_reader(Path::new("d.yaml"), &[b'a', b':', 0xff, b'\n'][..])
             .expect_err("not UTF-8");
         assert_eq!(

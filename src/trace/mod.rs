@@ -511,15 +511,16 @@ pub enum TraceError {
 
 /// Reads a run's plan.
 pub fn read_plan(path: &Path) -> Result<Plan, TraceError> {
-    let file = std::fs::File::open(path).map_err(|source| TraceError::Plan {
+    let bytes =
+        crate::limits::read_regular(path, crate::limits::DOCUMENT_BYTES).map_err(|source| {
+            TraceError::Plan {
+                path: path.to_owned(),
+                source,
+            }
+        })?;
+    serde_json::from_slice(&bytes).map_err(|source| TraceError::PlanFormat {
         path: path.to_owned(),
         source,
-    })?;
-    serde_json::from_reader(std::io::BufReader::new(file)).map_err(|source| {
-        TraceError::PlanFormat {
-            path: path.to_owned(),
-            source,
-        }
     })
 }
 

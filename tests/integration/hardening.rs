@@ -113,8 +113,7 @@ fn deep_sequence_nesting_is_rejected_in_flat_memory() {
 #[test]
 fn list_files_must_be_regular_and_bounded() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let fifo = dir.path().join("langs.fifo");
-    shell(&format!("mkfifo '{}'", fifo.display())).expect_code(0);
+    let fifo = make_fifo(dir.path(), "langs.fifo");
     let big = write(
         dir.path(),
         "big.txt",
@@ -505,10 +504,23 @@ async fn bearer_is_case_insensitive_and_authorization_single() {
 }
 
 // Found while fixing 3: `log verify /dev/zero` read one endless line (before: no end,
-// memory without bound). Lines are bounded like every other input.
+// memory without bound). A device is now refused before reading, and lines of a
+// regular file are bounded like every other input.
 #[test]
 fn log_lines_are_bounded() {
     let out = shell("exec \"$SG\" log verify /dev/zero").expect_code(2);
+    assert!(
+        out.stderr.contains("/dev/zero is a device"),
+        "{}",
+        out.stderr
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let long = write(
+        dir.path(),
+        "long.jsonl",
+        vec![b'x'; stagegate::limits::LOG_LINE_BYTES.as_usize() + 1],
+    );
+    let out = shell(&format!("exec \"$SG\" log verify '{}'", long.display())).expect_code(2);
     assert!(
         out.stderr
             .contains("longer than the observation log line limit"),
@@ -538,4 +550,142 @@ fn hardening_diagnostics_read_well() {
         .run()
         .expect_code(2);
     crate::snapshot!("hardening_duplicate_and_null", out.stderr);
+}
+
+/// Makes a named pipe `dir/name` (the crate forbids `unsafe`, so with mkfifo(1)).
+fn make_fifo(dir: &Path, name: &str) -> PathBuf {
+    let fifo = dir.join(name);
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", fifo.display());
+    fifo
+}
+
+/// Runs `script` with `$FIFO` a fresh named pipe (nothing ever writes it) in a temp
+/// dir, `$DIR` that dir and `$FX` the drift fixtures, and checks that it stops at once
+/// with `code` and an error naming the FIFO and `limit`. Before, each of these opened
+/// the FIFO and blocked on it until [`HANG`] (only the manifest itself was refused).
+fn refuses_fifo(script: &str, code: i32, limit: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fifo = make_fifo(dir.path(), "in.fifo");
+    let out = shell(&format!(
+        "DIR='{}' FIFO='{}' FX=tests/fixtures/drift; {script}",
+        dir.path().display(),
+        fifo.display()
+    ));
+    assert_eq!(out.code, code, "`{script}`: {}", out.stderr);
+    for expected in ["in.fifo is a FIFO", "not a regular file", limit] {
+        assert!(
+            out.stderr.contains(expected),
+            "`{script}` should say {expected:?}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn check_refuses_a_fifo_of_payloads() {
+    refuses_fifo(
+        "exec \"$SG\" check --manifest manifests/release-gate.yaml \"$FIFO\"",
+        2,
+        "payload size limit",
+    );
+}
+
+#[test]
+fn drift_refuses_a_fifo_of_captures() {
+    refuses_fifo("exec \"$SG\" drift \"$FIFO\"", 2, "payload size limit");
+}
+
+#[test]
+fn drift_refuses_a_fifo_baseline_or_severity_file() {
+    for flag in ["--baseline", "--severity"] {
+        refuses_fifo(
+            &format!("exec \"$SG\" drift {flag} \"$FIFO\" \"$FX/clean.jsonl\""),
+            2,
+            "document size limit",
+        );
+    }
+}
+
+#[test]
+fn observation_log_readers_refuse_a_fifo() {
+    for command in [
+        "log verify \"$FIFO\"",
+        "trace --candidate CAND_1 \"$FIFO\"",
+        "evidence --candidate CAND_1 --out \"$DIR/pack.tar\" \"$FIFO\"",
+    ] {
+        refuses_fifo(
+            &format!("exec \"$SG\" {command}"),
+            2,
+            "observation log line limit",
+        );
+    }
+}
+
+#[test]
+fn whole_document_readers_refuse_a_fifo() {
+    for command in [
+        "evidence verify \"$FIFO\"",
+        "report merge --out \"$DIR/merged.json\" \"$FIFO\"",
+    ] {
+        refuses_fifo(&format!("exec \"$SG\" {command}"), 2, "document size limit");
+    }
+}
+
+#[test]
+fn the_dataset_reader_refuses_a_fifo() {
+    refuses_fifo(
+        "exec \"$SG\" serve --dataset \"$FIFO\" manifests/release-gate.yaml",
+        2,
+        "dataset line limit",
+    );
+}
+
+// Before: `record --out FIFO` started and appended captures to the pipe, where they
+// were lost to whoever read it, or blocked the writer once the pipe filled.
+#[test]
+fn record_refuses_a_fifo_capture_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fifo = make_fifo(dir.path(), "captures.fifo");
+    let out = shell(&format!(
+        "exec \"$SG\" record --listen 127.0.0.1:0 --out '{}'",
+        fifo.display()
+    ));
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("captures.fifo is not a regular file"),
+        "{}",
+        out.stderr
+    );
+}
+
+// A device never ends and a folder is not a file: both are refused like a FIFO.
+#[test]
+fn devices_and_folders_are_refused_with_the_fix() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rows = [
+        ("/dev/zero".to_owned(), "is a device"),
+        (dir.path().display().to_string(), "is a folder"),
+    ];
+    for (path, expected) in rows {
+        let out = shell(&format!(
+            "exec \"$SG\" drift --baseline '{path}' tests/fixtures/drift/clean.jsonl"
+        ))
+        .expect_code(2);
+        for text in [
+            expected,
+            "not a regular file",
+            "document size limit",
+            "name",
+        ] {
+            assert!(
+                out.stderr.contains(text),
+                "{path}: {text:?} in {}",
+                out.stderr
+            );
+        }
+    }
 }

@@ -101,8 +101,8 @@ impl<R: BufRead> Iterator for Chars<R> {
                 self.at += c.len_utf8();
                 return Some(c);
             }
-            self.bytes.clear();
-            match self.reader.read_until(b'\n', &mut self.bytes) {
+            let limit = crate::limits::DATASET_LINE_BYTES;
+            match crate::limits::read_line_bounded(&mut self.reader, &mut self.bytes, limit) {
                 Ok(0) => return None,
                 Ok(_) => {
                     self.line_number += 1;
@@ -119,6 +119,14 @@ impl<R: BufRead> Iterator for Chars<R> {
                     }
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if err.kind() == io::ErrorKind::FileTooLarge => {
+                    let line = self.line_number + 1;
+                    *self.failure.borrow_mut() = Some(ReadFailure::Io(io::Error::new(
+                        err.kind(),
+                        format!("line {line} is longer than {limit}"),
+                    )));
+                    return None;
+                }
                 Err(err) => {
                     *self.failure.borrow_mut() = Some(ReadFailure::Io(err));
                     return None;
