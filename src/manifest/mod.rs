@@ -214,6 +214,15 @@ impl Manifest {
     pub fn notify_channels(&self) -> &[String] {
         &self.raw.release_gate.kill_switch.action.notify_channels
     }
+
+    /// Whether a tripped kill switch also pauses candidate-facing calls (identity gates).
+    pub fn pauses_candidate_gates(&self) -> bool {
+        self.raw
+            .release_gate
+            .kill_switch
+            .action
+            .pause_candidate_gates
+    }
 }
 
 /// Loads and validates a hiring policy from a file.

@@ -267,14 +267,7 @@ impl PolicySide {
 
     /// Opens the verification session a gated move calls for.
     async fn fan_out(self: Arc<Self>, candidate: String, stage: String, correlation_id: String) {
-        let pause = self
-            .config
-            .manifest
-            .raw
-            .release_gate
-            .kill_switch
-            .action
-            .pause_candidate_gates;
+        let pause = self.config.manifest.pauses_candidate_gates();
         if pause || self.has_fault("pause_gates") {
             // `pause_candidate_gates: true` (or the deliberate defect `pause_gates`):
             // no candidate-facing call while the switch is open.

@@ -42,14 +42,19 @@ fn candidate_ids(page: &Value) -> Vec<&str> {
         .collect()
 }
 
-#[tokio::test]
-async fn fire_delivers_a_sequence_that_lands_and_the_log_verifies() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let manifest = Arc::new(
+/// The repository's seed manifest.
+fn seed_manifest() -> Arc<Manifest> {
+    Arc::new(
         Manifest::load(Path::new("manifests/release-gate.yaml"))
             .expect("seed")
             .value,
-    );
+    )
+}
+
+#[tokio::test]
+async fn fire_delivers_a_sequence_that_lands_and_the_log_verifies() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifest = seed_manifest();
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     let log_path = dir.path().join("serve.jsonl");
     let served = Served::start(ServeConfig {
@@ -597,11 +602,7 @@ fn a_bad_dataset_reads_well() {
 #[tokio::test]
 async fn a_reviewer_resolves_an_exception_item_through_the_admin_api() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let manifest = Arc::new(
-        Manifest::load(Path::new("manifests/release-gate.yaml"))
-            .expect("seed")
-            .value,
-    );
+    let manifest = seed_manifest();
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     let served = Served::start(ServeConfig {
         manifest,

@@ -24,13 +24,7 @@ pub(crate) fn check(run: &Run<'_>) -> Outcome {
     if timeline.windows.is_empty() {
         return Outcome::skip(nothing_to_judge(run));
     }
-    let pause = run
-        .manifest
-        .raw
-        .release_gate
-        .kill_switch
-        .action
-        .pause_candidate_gates;
+    let pause = run.manifest.pauses_candidate_gates();
     let mut outcome = Outcome::default();
     let mut any = false;
     for window in timeline.windows.iter().filter(|w| w.expect_trip) {
