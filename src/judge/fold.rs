@@ -19,6 +19,7 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 
 use super::contracts::ContractPass;
+use super::kill_switch::KillSwitchRecords;
 use super::run::{
     Outcome, body_event_id, finding_about, record_time, scenario_in, summarize_exchanges,
 };
@@ -177,6 +178,8 @@ pub(crate) struct Seen {
     pub(crate) ledger: Ledger,
     /// Every body's judgement against its contract, shared by the four contract checks.
     pub(crate) contracts: ContractPass,
+    /// The kill-switch scenarios' records, shared by the three kill-switch checks.
+    pub(crate) kill_switch: KillSwitchRecords,
     scenario_ends: HashMap<Scenario, Mark>,
 }
 
@@ -185,6 +188,7 @@ impl Seen {
     fn observe(&mut self, manifest: &Manifest, plan: &PlanIndex<'_>, record: &Record) {
         self.records += 1;
         self.contracts.record(manifest, plan, record);
+        self.kill_switch.observe(record);
         if let Some(at) = record_time(record) {
             self.last_at = Some(at);
         }
@@ -433,7 +437,8 @@ fn resolve<'o, L: LogSource + ?Sized>(
     log: &L,
     outcomes: impl Iterator<Item = &'o mut Outcome>,
 ) -> Result<(), JudgeError> {
-    let mut pending: Vec<(&mut Finding, BTreeSet<u64>)> = Vec::new();
+    // Each finding with the seqs it shows (the first and last of what it cites).
+    let mut pending: Vec<(&mut Finding, Vec<u64>)> = Vec::new();
     for outcome in outcomes {
         for (finding, cites) in outcome.findings.cited_mut() {
             if cites.is_empty() {
@@ -448,7 +453,7 @@ fn resolve<'o, L: LogSource + ?Sized>(
                     Cite::Attempts(event) => seqs.extend(cx.ledger(&event).attempt_seqs()),
                 }
             }
-            pending.push((finding, seqs));
+            pending.push((finding, summarize_exchanges(seqs)));
         }
     }
     if pending.is_empty() {
@@ -456,14 +461,14 @@ fn resolve<'o, L: LogSource + ?Sized>(
     }
     let wanted: HashSet<u64> = pending
         .iter()
-        .flat_map(|(_, seqs)| summarize_exchanges(seqs.iter().copied()))
+        .flat_map(|(_, seqs)| seqs.iter().copied())
         .collect();
     let mut exchanges: HashMap<u64, Exchange> = HashMap::with_capacity(wanted.len());
     log.each(Some(&wanted), &mut |record| {
         exchanges.insert(record.seq, Exchange::from_record(record));
     })?;
     for (finding, seqs) in pending {
-        let mut found: Vec<Exchange> = summarize_exchanges(seqs)
+        let mut found: Vec<Exchange> = seqs
             .into_iter()
             .filter_map(|seq| exchanges.get(&seq).cloned())
             .collect();

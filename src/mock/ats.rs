@@ -208,6 +208,22 @@ pub struct ExceptionItem {
     pub status: ExceptionStatus,
 }
 
+impl ExceptionItem {
+    /// The log entry of something that happened to the item: its candidate and
+    /// correlation id, the item itself and `more` in the detail.
+    fn entry(&self, more: serde_json::Value) -> Entry {
+        let mut detail = json!({"item": self});
+        if let (Some(detail), serde_json::Value::Object(more)) = (detail.as_object_mut(), more) {
+            detail.extend(more);
+        }
+        Entry {
+            candidate: Some(self.ats_candidate_id.clone()),
+            correlation_id: Some(self.correlation_id.clone()),
+            ..Entry::detail(detail)
+        }
+    }
+}
+
 /// Where an exception item stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -349,11 +365,7 @@ impl AtsState {
         self.log.append(
             Actor::Ats,
             "ats.exception_resolved",
-            Entry {
-                candidate: Some(item.ats_candidate_id.clone()),
-                correlation_id: Some(item.correlation_id.clone()),
-                ..Entry::detail(json!({"item": item, "resolution": resolution}))
-            },
+            item.entry(json!({"resolution": resolution})),
         );
         Some(item.clone())
     }
@@ -876,15 +888,9 @@ async fn post_exception(State(state): State<Arc<AtsState>>, body: Bytes) -> Resp
     let mut exceptions = lock(&state.exceptions);
     item.id = format!("exc_{:06}", exceptions.len() + 1);
     item.status = ExceptionStatus::Open;
-    state.log.append(
-        Actor::Ats,
-        "ats.exception_created",
-        Entry {
-            candidate: Some(item.ats_candidate_id.clone()),
-            correlation_id: Some(item.correlation_id.clone()),
-            ..Entry::detail(json!({"item": item}))
-        },
-    );
+    state
+        .log
+        .append(Actor::Ats, "ats.exception_created", item.entry(json!({})));
     exceptions.push(item.clone());
     (StatusCode::CREATED, axum::Json(item)).into_response()
 }

@@ -54,28 +54,43 @@ pub(crate) fn gates_not_paused<'a>(_: &Context<'a>) -> Box<dyn Fold + 'a> {
     Box::new(Buffered::new(gates::check))
 }
 
-/// A kill-switch check over the records of the kill-switch scenarios, kept as the log
-/// streams by: their traffic is sized by the protocol's tolerances (a few hundred
-/// events per fault window), not by the number of candidates, so holding it is cheap
-/// and lets each check look back and ahead within a window.
+/// A kill-switch check over the records of the kill-switch scenarios, which the
+/// judge keeps once for the three of them ([`super::fold::Seen::kill_switch`]).
 struct Buffered {
     judge: fn(&Run<'_>) -> Outcome,
-    records: Vec<Record>,
-    inside: bool,
 }
 
 impl Buffered {
     fn new(judge: fn(&Run<'_>) -> Outcome) -> Self {
-        Buffered {
-            judge,
-            records: Vec::new(),
-            inside: false,
-        }
+        Buffered { judge }
     }
 }
 
 impl Fold for Buffered {
-    fn record(&mut self, _: &Context<'_>, record: &Record) {
+    fn record(&mut self, _: &Context<'_>, _: &Record) {}
+
+    fn finish(self: Box<Self>, cx: &Context<'_>) -> Outcome {
+        (self.judge)(&Run::new(
+            cx.manifest,
+            cx.plan.plan,
+            cx.seen.kill_switch.records(),
+        ))
+    }
+}
+
+/// The records of the kill-switch scenarios (and the policy's outage), kept as the log
+/// streams by: their traffic is sized by the protocol's tolerances (a few hundred
+/// events per fault window), not by the number of candidates, so holding it is cheap
+/// and lets each check look back and ahead within a window.
+#[derive(Debug, Default)]
+pub(crate) struct KillSwitchRecords {
+    records: Vec<Record>,
+    inside: bool,
+}
+
+impl KillSwitchRecords {
+    /// Keeps `record` if it belongs to a kill-switch scenario.
+    pub(crate) fn observe(&mut self, record: &Record) {
         let kill_switch = || {
             scenario_in(record)
                 .is_some_and(|s| Scenario::KILL_SWITCH.contains(&s) || s == Scenario::PolicyOutage)
@@ -95,8 +110,9 @@ impl Fold for Buffered {
         self.records.push(record.clone());
     }
 
-    fn finish(self: Box<Self>, cx: &Context<'_>) -> Outcome {
-        (self.judge)(&Run::new(cx.manifest, cx.plan.plan, &self.records))
+    /// The records kept, in log order.
+    pub(crate) fn records(&self) -> &[Record] {
+        &self.records
     }
 }
 
