@@ -150,14 +150,16 @@ impl KillSwitchTolerances {
         self.outage_budget()
     }
 
-    /// One failure every this many ATS calls just above the threshold (1.5 × pct)
-    /// and just below it (0.75 × pct): 33 and 67 at 2 %. Deterministic, since a
-    /// random rate near the threshold trips or not by luck.
+    /// One failure every this many ATS calls above the threshold (1.5 × pct: 33 at
+    /// 2 %) and below it (every `2S`-th call: 100 at 2 %). Deterministic, since a
+    /// random rate near the threshold trips or not by luck. Below is half the
+    /// threshold so that no stretch of at least `S` calls — what a rate rule judges,
+    /// whatever its window holds on a fast clock or a slow machine — is above it.
     pub fn brownout_periods(&self) -> (u32, u32) {
         let threshold = self.threshold_pct.clamp(0.01, 66.0);
-        // Floor above and ceiling below, so each rate is strictly on its side.
+        // Floor above, so the rate is strictly above the threshold.
         let above = (100.0 / (threshold * 1.5)).floor().clamp(2.0, 10_000.0) as u32;
-        let below = (100.0 / (threshold * 0.75)).ceil().clamp(2.0, 10_000.0) as u32;
+        let below = self.sample.saturating_mul(2).clamp(2, 10_000) as u32;
         (above, below)
     }
 }
@@ -213,11 +215,26 @@ mod tests {
 
     #[test]
     fn brownouts_straddle_the_threshold() {
-        assert_eq!(at(2.0).brownout_periods(), (33, 67));
-        for pct in [0.5, 1.0, 2.0, 5.0, 10.0] {
-            let (above, below) = at(pct).brownout_periods();
+        assert_eq!(at(2.0).brownout_periods(), (33, 100));
+        for pct in [0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 33.0] {
+            let tolerances = at(pct);
+            let (above, below) = tolerances.brownout_periods();
             assert!(100.0 / f64::from(above) > pct, "{pct}: above");
-            assert!(100.0 / f64::from(below) < pct, "{pct}: below");
+            // Every stretch of S calls or more, wherever it starts, stays at or below
+            // the threshold: a rate rule (failures × 100 > pct × calls) never trips.
+            let sample = tolerances.sample as u64;
+            let below = u64::from(below);
+            for calls in sample..=sample * 6 {
+                for start in 0..below {
+                    let failures = (start + 1..=start + calls)
+                        .filter(|i| i % below == 0)
+                        .count() as f64;
+                    assert!(
+                        failures * 100.0 <= pct * calls as f64,
+                        "{pct}: {failures} failures in {calls} calls from call {start}"
+                    );
+                }
+            }
         }
     }
 

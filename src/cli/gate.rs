@@ -99,10 +99,12 @@ pub struct GateArgs {
     /// Keep the artifacts here: reports, observation log, plan, the integration's output.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// How much faster than real time the policy windows pass (passed to the
-    /// integration as STAGEGATE_TIME_SCALE).
-    #[arg(long, default_value_t = 60.0, value_name = "FACTOR")]
-    pub time_scale: f64,
+    /// How much faster than real time the manifest's and the policy's windows pass
+    /// (passed to the integration as STAGEGATE_TIME_SCALE) [default: 60; `run` of the
+    /// built-in relay: 600; lowered so that no policy SLA judged on this clock is under
+    /// a second: 60 with the seed policy's 60 s fan-out].
+    #[arg(long, value_name = "FACTOR")]
+    pub time_scale: Option<f64>,
     /// A scenario gives up waiting for events to land once none has landed for
     /// this long, in seconds (it waits as long as events keep landing).
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
@@ -227,7 +229,9 @@ fn quote(text: &str) -> String {
 struct Request {
     manifest: PathBuf,
     scenarios: Vec<Scenario>,
-    outage: OutageSettings,
+    /// The outage's shape; `None`: `run`'s, held for [`crate::run::scenarios::OUTAGE_HOLD`]
+    /// on the run's clock.
+    outage: Option<OutageSettings>,
     /// The words that select the run in a replay (`run … --scenario x`, `rehearse outage …`).
     replay: Vec<String>,
     /// Only this slice of the run.
@@ -247,9 +251,6 @@ impl GateRun {
             Duration::try_from_secs_f64(p.policy.slas.webhook_ack_seconds)
                 .unwrap_or(Duration::from_secs(1))
         });
-        if !(args.time_scale >= 1.0 && args.time_scale.is_finite()) {
-            return Err(ArgsError::TimeScale(args.time_scale));
-        }
         let drain = crate::run::drive::DrainLimit {
             stall: seconds("drain-deadline", args.drain_deadline)?,
             cap: seconds("drain-cap", args.drain_cap)?,
@@ -299,6 +300,16 @@ impl GateRun {
                 )
             }
         };
+        let time_scale = args.time_scale.unwrap_or_else(|| {
+            // A rehearsal is watched by people: its timeline keeps the human clock.
+            default_time_scale(
+                kind == IntegrationKind::ReferenceRelay && request.outage.is_none(),
+                policy.as_ref().map(|p| &p.policy.slas),
+            )
+        });
+        if !(time_scale >= 1.0 && time_scale.is_finite()) {
+            return Err(ArgsError::TimeScale(time_scale));
+        }
         let mut scenarios: Vec<Scenario> = if request.scenarios.is_empty() {
             // An integration the harness did not start cannot be restarted by it.
             Scenario::ALL
@@ -342,7 +353,7 @@ impl GateRun {
                 seed: args.seed,
                 scenarios,
                 out_dir,
-                time_scale: args.time_scale,
+                time_scale,
                 drain,
                 ready_timeout,
                 mocks: args.mocks.config(args.seed),
@@ -350,7 +361,9 @@ impl GateRun {
                 policy,
                 vendor_secret: args.webhook_secret.clone(),
                 ats_secret: args.ats_webhook_secret.clone(),
-                outage: request.outage,
+                outage: request
+                    .outage
+                    .unwrap_or_else(|| OutageSettings::on_clock(time_scale)),
                 dataset: args.dataset.clone(),
                 shard: request.shard,
             },
@@ -364,6 +377,42 @@ impl GateRun {
             require_all: args.require_all,
         })
     }
+}
+
+/// The time scale of a run of the built-in relay that names none: the manifest's
+/// 5-minute window in 0.5 s, a 30 s probe interval in 50 ms. A compressed window asks
+/// the integration to make a rate rule's sample of calls (2S + 16) within it; the
+/// relay makes thousands a second, so this is as fast as its scenarios stay meaningful.
+pub const FASTEST_TIME_SCALE: f64 = 600.0;
+
+/// The time scale of a run of an integration of one's own that names none: 5 minutes
+/// in 5 s, which asks for a few dozen ATS calls a second, whatever it is written in.
+pub const INTEGRATION_TIME_SCALE: f64 = 60.0;
+
+/// The shortest real time a policy SLA judged on the run's clock may last: below it,
+/// a loaded machine's own latency, not the integration, would decide the check.
+const SHORTEST_SCALED_SLA_SECONDS: f64 = 1.0;
+
+/// The time scale of a run without `--time-scale`: [`FASTEST_TIME_SCALE`] for the
+/// built-in relay, [`INTEGRATION_TIME_SCALE`] for any other integration, lowered so
+/// that the policy's SLAs judged on the run's clock (the fan-out, the identity
+/// verification target) each last at least [`SHORTEST_SCALED_SLA_SECONDS`].
+pub fn default_time_scale(
+    reference_relay: bool,
+    slas: Option<&crate::manifest::policy::Slas>,
+) -> f64 {
+    let fastest = if reference_relay {
+        FASTEST_TIME_SCALE
+    } else {
+        INTEGRATION_TIME_SCALE
+    };
+    let Some(slas) = slas else {
+        return fastest;
+    };
+    let shortest = slas
+        .trigger_fanout_seconds
+        .min(slas.identity_verification_target_minutes * 60.0);
+    (shortest / SHORTEST_SCALED_SLA_SECONDS).clamp(1.0, fastest)
 }
 
 /// The command line that replays a run: the same selection, seed and integration.
@@ -380,8 +429,8 @@ fn replay_command(selection: &[String], args: &GateArgs) -> String {
     if let Some(dataset) = &args.dataset {
         words.push(format!("--dataset {}", quote(&dataset.to_string_lossy())));
     }
-    if args.time_scale != 60.0 {
-        words.push(format!("--time-scale {}", args.time_scale));
+    if let Some(time_scale) = args.time_scale {
+        words.push(format!("--time-scale {time_scale}"));
     }
     if let Some(policy) = &args.policy {
         words.push(format!("--policy {}", quote(&policy.to_string_lossy())));
@@ -443,7 +492,7 @@ pub(super) fn run(args: RunArgs, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
     let request = Request {
         manifest: args.manifest,
         scenarios,
-        outage: OutageSettings::default(),
+        outage: None,
         replay,
         shard: args.shard,
         policy_scenarios: true,
@@ -478,11 +527,11 @@ pub(super) fn rehearse(args: RehearseArgs, out: &mut dyn Write, ui: &mut Ui) -> 
     let request = Request {
         manifest: args.manifest,
         scenarios: vec![scenario],
-        outage: OutageSettings {
+        outage: Some(OutageSettings {
             hold,
             kind: args.fault,
             sets: args.volume as usize,
-        },
+        }),
         replay,
         shard: None,
         policy_scenarios: false,
@@ -785,5 +834,57 @@ fn build_report(gate: &GateRun, output: &RunOutput, judge_ms: u64, total: Durati
             integration_output: matches!(gate.config.integration, Integration::Command(_))
                 .then(|| file("integration.log")),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed_slas() -> crate::manifest::policy::Slas {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/hiring-policy.yaml");
+        crate::manifest::load_policy(&path)
+            .expect("the seed policy loads")
+            .value
+            .slas
+    }
+
+    #[test]
+    fn without_a_policy_the_relay_runs_fastest_and_other_integrations_at_60() {
+        assert_eq!(default_time_scale(true, None), FASTEST_TIME_SCALE);
+        assert_eq!(default_time_scale(false, None), INTEGRATION_TIME_SCALE);
+    }
+
+    #[test]
+    fn the_seed_policy_keeps_its_fan_out_sla_a_second_long() {
+        let slas = seed_slas();
+        let scale = default_time_scale(true, Some(&slas));
+        assert_eq!(scale, 60.0, "60 s fan-out at 60x lasts 1 s");
+        assert!(slas.trigger_fanout_seconds / scale >= SHORTEST_SCALED_SLA_SECONDS);
+    }
+
+    #[test]
+    fn the_shortest_policy_sla_decides_and_the_scale_stays_between_1_and_the_fastest() {
+        let mut slas = seed_slas();
+        slas.identity_verification_target_minutes = 0.5;
+        slas.trigger_fanout_seconds = 3600.0;
+        assert_eq!(
+            default_time_scale(true, Some(&slas)),
+            30.0,
+            "the 30 s target decides"
+        );
+        slas.trigger_fanout_seconds = 0.2;
+        assert_eq!(
+            default_time_scale(true, Some(&slas)),
+            1.0,
+            "never slower than real time"
+        );
+        slas.trigger_fanout_seconds = 86_400.0;
+        slas.identity_verification_target_minutes = 1440.0;
+        assert_eq!(default_time_scale(true, Some(&slas)), FASTEST_TIME_SCALE);
+        assert_eq!(
+            default_time_scale(false, Some(&slas)),
+            INTEGRATION_TIME_SCALE
+        );
     }
 }

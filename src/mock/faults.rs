@@ -140,8 +140,9 @@ pub enum Decision {
     RateLimited(u64),
     /// Handle it, then drop the connection if it succeeded.
     CommitThenDrop,
-    /// Answer nothing for this long (the client should give up first), then 504.
-    Hang(Duration),
+    /// Answer nothing for this long (the client should give up first), then 504;
+    /// earlier if the schedule of this generation is replaced or cleared.
+    Hang(Duration, u64),
     /// Close the connection at once.
     Reset,
 }
@@ -152,12 +153,17 @@ struct Schedule {
     rng: ChaCha8Rng,
     /// Requests decided since the schedule was set (for `every_nth`).
     seen: u64,
+    /// Bumped whenever the schedule is set or cleared (see [`FaultState::changes`]).
+    generation: u64,
 }
 
 /// The fault schedule of one mock, shared by its handlers.
 #[derive(Clone)]
 pub struct FaultState {
     inner: Arc<Mutex<Schedule>>,
+    /// The schedule's generation, so a held request ends the moment its outage is
+    /// lifted, not when its window would have: whoever lifts it marks the end first.
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for FaultState {
@@ -181,7 +187,9 @@ impl FaultState {
                 windows: Vec::new(),
                 rng: ChaCha8Rng::seed_from_u64(seed),
                 seen: 0,
+                generation: 0,
             })),
+            changes: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
     }
 
@@ -218,12 +226,28 @@ impl FaultState {
         schedule.set_at = Instant::now();
         schedule.seen = 0;
         schedule.windows = windows;
+        self.changed(&mut schedule);
         Ok(())
     }
 
     /// Removes every fault.
     pub fn clear(&self) {
-        self.lock().windows.clear();
+        let mut schedule = self.lock();
+        schedule.windows.clear();
+        self.changed(&mut schedule);
+    }
+
+    /// A new generation: requests held by the old schedule are let go.
+    fn changed(&self, schedule: &mut Schedule) {
+        schedule.generation += 1;
+        self.changes.send_replace(schedule.generation);
+    }
+
+    /// Waits until the schedule of `generation` is set anew or cleared.
+    async fn replaced(&self, generation: u64) {
+        let mut changes = self.changes.subscribe();
+        // The sender lives as long as `self`, so this only returns on a change.
+        let _ = changes.wait_for(|now| *now != generation).await;
     }
 
     /// The schedule as set.
@@ -265,7 +289,9 @@ impl FaultState {
                     Decision::CommitThenDrop
                 }
                 // A hang ends with its window: the outage is over for held requests too.
-                FaultKind::Timeout => Decision::Hang(remaining.min(HANG_LIMIT)),
+                FaultKind::Timeout => {
+                    Decision::Hang(remaining.min(HANG_LIMIT), schedule.generation)
+                }
                 FaultKind::Reset => Decision::Reset,
                 _ => continue,
             };
@@ -363,9 +389,12 @@ where
             );
             drop_connection(kill).await
         }
-        Decision::Hang(hold) => {
+        Decision::Hang(hold, generation) => {
             note("timeout", json!({"hold_ms": hold.as_millis() as u64}));
-            tokio::time::sleep(hold).await;
+            tokio::select! {
+                () = tokio::time::sleep(hold) => {}
+                () = faults.replaced(generation) => {}
+            }
             (StatusCode::GATEWAY_TIMEOUT, Body::empty()).into_response()
         }
         Decision::Reset => {
@@ -463,6 +492,35 @@ mod tests {
             .set(vec![FaultWindow::always(FaultKind::EveryNth { n: 1 })])
             .expect_err("n below 2");
         assert!(err.to_string().contains("use `outage`"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_held_request_is_let_go_when_its_outage_is_lifted() {
+        let faults = FaultState::new(1);
+        faults
+            .set(vec![FaultWindow::always(FaultKind::Timeout)])
+            .expect("valid window");
+        let log = ObservationLog::to_writer(Box::new(std::io::sink()), "test");
+        let request = Request::new(Body::empty());
+        let held = tokio::spawn({
+            let faults = faults.clone();
+            async move {
+                faulted(&faults, &log, Actor::Ats, request, |_| async {
+                    StatusCode::OK.into_response()
+                })
+                .await
+                .status()
+            }
+        });
+        // The open-ended hang would last the 60 s limit; lifting the fault ends it.
+        tokio::task::yield_now().await;
+        faults.clear();
+        let status = tokio::time::timeout(Duration::from_secs(30), held)
+            .await
+            .expect("let go long before the hang limit")
+            .expect("the request task ends");
+        assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(faults.decide().0, Decision::Pass, "the ATS answers again");
     }
 
     #[test]

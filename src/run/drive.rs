@@ -182,44 +182,70 @@ async fn drive(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Vec<ScenarioReport> {
     let mut reports = Vec::new();
-    for batch in batches {
-        let scenario = batch.scenario;
-        driver.log.append(
-            Actor::Harness,
-            "scenario.start",
-            Entry::detail(json!({"scenario": scenario})),
-        );
-        let started = Instant::now();
-        let deliveries: usize = batch
-            .groups
-            .iter()
-            .chain(&batch.later)
-            .map(|g| g.deliveries.len())
-            .sum();
-        let expected: HashSet<&str> = plan
-            .events_of(scenario)
-            .filter(|e| e.should_land)
-            .map(|e| e.event_id.as_str())
-            .collect();
-        let acked = stress(driver, batch, &expected, progress).await;
-        let send_ms = started.elapsed().as_millis() as u64;
-        let (landed, timed_out) = wait_drained(driver, &expected, driver.drain).await;
-        let report = ScenarioReport {
-            scenario,
-            deliveries,
-            acked,
-            should_land: expected.len(),
-            landed,
-            send_ms,
-            total_ms: started.elapsed().as_millis() as u64,
-            timed_out,
-        };
-        driver
-            .log
-            .append(Actor::Harness, "scenario.end", Entry::detail(json!(report)));
-        reports.push(report);
+    let mut batches = batches.into_iter().peekable();
+    while let Some(batch) = batches.next() {
+        if batch.stress != Stress::None {
+            reports.push(scenario(driver, batch, plan, progress).await);
+            continue;
+        }
+        // Scenarios that leave the ATS alone cannot interfere: their candidates and
+        // events are their own and every check judges per event or candidate. So a
+        // run of them is driven side by side (a busy ATS, as in production), each
+        // still marked and drained on its own; a fault scenario runs alone.
+        let mut calm = vec![batch];
+        while let Some(next) = batches.next_if(|b| b.stress == Stress::None) {
+            calm.push(next);
+        }
+        let side_by_side = calm
+            .into_iter()
+            .map(|batch| scenario(driver, batch, plan, progress));
+        reports.extend(futures_util::future::join_all(side_by_side).await);
     }
     reports
+}
+
+/// Drives one scenario between its `scenario.start` and `scenario.end` marks.
+async fn scenario(
+    driver: &Driver,
+    batch: Batch,
+    plan: &Plan,
+    progress: &(dyn Fn(u64) + Sync),
+) -> ScenarioReport {
+    let scenario = batch.scenario;
+    driver.log.append(
+        Actor::Harness,
+        "scenario.start",
+        Entry::detail(json!({"scenario": scenario})),
+    );
+    let started = Instant::now();
+    let deliveries: usize = batch
+        .groups
+        .iter()
+        .chain(&batch.later)
+        .map(|g| g.deliveries.len())
+        .sum();
+    let expected: HashSet<&str> = plan
+        .events_of(scenario)
+        .filter(|e| e.should_land)
+        .map(|e| e.event_id.as_str())
+        .collect();
+    let acked = stress(driver, batch, &expected, progress).await;
+    let send_ms = started.elapsed().as_millis() as u64;
+    let (landed, timed_out) = wait_drained(driver, &expected, driver.drain).await;
+    let report = ScenarioReport {
+        scenario,
+        deliveries,
+        acked,
+        should_land: expected.len(),
+        landed,
+        send_ms,
+        total_ms: started.elapsed().as_millis() as u64,
+        timed_out,
+    };
+    driver
+        .log
+        .append(Actor::Harness, "scenario.end", Entry::detail(json!(report)));
+    report
 }
 
 /// Sends a batch while doing to the world what its [`Stress`] says; returns how many
@@ -242,21 +268,36 @@ async fn stress(
             settle(driver, driver.settle.outage_calls).await;
             open_window(&driver.ats, &driver.log, scenario, "outage", true, windows);
             let down = Instant::now();
-            let acked = send(driver, batch.groups, progress).await;
+            // The ATS stays down for `hold` and until the switch has tripped (on a
+            // loaded machine or with a slow integration that takes longer than the
+            // scaled hold), so the trip, the probes and the queue are all exercised
+            // while it fails; an integration that never trips is given up on after
+            // the stall deadline. The faults last until the window's end is marked.
+            let tripped = || {
+                wait_notified(
+                    &driver.notify,
+                    &driver.channels,
+                    SwitchState::Tripped,
+                    driver.drain.stall,
+                )
+            };
+            let recovering = async {
+                let acked = send(driver, batch.groups, progress).await;
+                tokio::time::sleep_until((down + hold).into()).await;
+                tripped().await;
+                close_window(&driver.ats, &driver.log, scenario, "outage");
+                acked
+            };
             // The window closes on time even when a restart is slow: the checks judge
-            // what happened between the marks, and the ATS recovers at `down + hold`.
+            // what happened between the marks.
             let restarting = async {
                 if restart {
                     tokio::time::sleep_until((down + hold / 2).into()).await;
+                    tripped().await;
                     restart_integration(driver, scenario).await;
                 }
             };
-            let recovering = async {
-                tokio::time::sleep_until((down + hold).into()).await;
-                close_window(&driver.ats, &driver.log, scenario, "outage");
-            };
-            tokio::join!(restarting, recovering);
-            acked
+            tokio::join!(recovering, restarting).0
         }
         Stress::Brownout { above, below } => {
             let deadline = driver.drain.stall;
@@ -360,7 +401,9 @@ async fn settle(driver: &Driver, calls: u64) {
 }
 
 /// The outage's fault windows: 503s, then connection resets, then hangs at the end
-/// (a hang holds a request until the client gives up, so it comes last and short).
+/// (a hang holds a request until the outage is lifted, so it comes last and short).
+/// The last window is open-ended: the ATS fails until the harness marks the end and
+/// lifts it ([`close_window`]), never before, however late a loaded machine gets there.
 fn outage_windows(hold: Duration, kind: OutageKind) -> Vec<FaultWindow> {
     let ms = hold.as_millis() as u64;
     let window = |fault, from_ms: u64, for_ms: u64| FaultWindow {
@@ -368,15 +411,20 @@ fn outage_windows(hold: Duration, kind: OutageKind) -> Vec<FaultWindow> {
         from_ms,
         for_ms: Some(for_ms),
     };
+    let rest = |fault, from_ms: u64| FaultWindow {
+        fault,
+        from_ms,
+        for_ms: None,
+    };
     match kind {
         OutageKind::Mixed => vec![
             window(FaultKind::Outage, 0, ms * 5 / 10),
             window(FaultKind::Reset, ms * 5 / 10, ms * 4 / 10),
-            window(FaultKind::Timeout, ms * 9 / 10, ms - ms * 9 / 10),
+            rest(FaultKind::Timeout, ms * 9 / 10),
         ],
-        OutageKind::Unavailable => vec![window(FaultKind::Outage, 0, ms)],
-        OutageKind::Timeout => vec![window(FaultKind::Timeout, 0, ms)],
-        OutageKind::Reset => vec![window(FaultKind::Reset, 0, ms)],
+        OutageKind::Unavailable => vec![rest(FaultKind::Outage, 0)],
+        OutageKind::Timeout => vec![rest(FaultKind::Timeout, 0)],
+        OutageKind::Reset => vec![rest(FaultKind::Reset, 0)],
     }
 }
 

@@ -107,7 +107,24 @@ pub struct OutageSettings {
     pub sets: usize,
 }
 
+/// How long `run`'s outage lasts on the manifest's clock: half the 5-minute rate
+/// window, long enough for the switch to trip, probe and see the ATS still down.
+pub const OUTAGE_HOLD: Duration = Duration::from_secs(150);
+
+impl OutageSettings {
+    /// `run`'s outage on a clock `time_scale` times faster: [`OUTAGE_HOLD`] scaled
+    /// like every window of the manifest, so a faster clock proves the same thing
+    /// relative to those windows in less time.
+    pub fn on_clock(time_scale: f64) -> Self {
+        OutageSettings {
+            hold: crate::protocol::scaled(OUTAGE_HOLD, time_scale),
+            ..OutageSettings::default()
+        }
+    }
+}
+
 impl Default for OutageSettings {
+    /// `run`'s outage at the default time scale (60: 2.5 s).
     fn default() -> Self {
         OutageSettings {
             hold: Duration::from_millis(2500),
