@@ -27,14 +27,15 @@ use serde_json::json;
 
 pub use crate::http::{BindError, RunningServer};
 use crate::manifest::Manifest;
-use crate::observe::{Actor, Entry, ObservationLog};
+use crate::observe::{Actor, Exchange, ObservationLog};
 use crate::sandbox::model::SandboxCandidate;
 
 /// Logs every exchange a mock answers: method, path, status, latency.
 ///
 /// This runs on every request of a load test, so it copies only the three headers
-/// it records, not the whole header map, and the record itself is hashed and
-/// written off the request path (see [`ObservationLog`]).
+/// it records, not the whole header map, builds no `detail` tree (an [`Exchange`]),
+/// and the record itself is serialised, hashed and written off the request path
+/// (see [`ObservationLog`]).
 async fn log_exchange(
     State((log, actor)): State<(ObservationLog, Actor)>,
     request: Request,
@@ -50,7 +51,7 @@ where
     Fut: Future<Output = Response>,
 {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let headers = request.headers();
     let header_text = |name: &str| {
@@ -64,20 +65,17 @@ where
     let authorized = headers.contains_key(header::AUTHORIZATION);
     let response = inner(request).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let entry = Entry {
+    let exchange = Exchange {
         candidate: candidate_in_path(&path),
         idempotency_key,
-        status: Some(response.status().as_u16()),
-        latency_ms: Some(latency_ms),
-        detail: json!({
-            "method": method,
-            "path": path,
-            "if_match": if_match,
-            "authorized": authorized,
-        }),
-        ..Entry::default()
+        status: response.status().as_u16(),
+        latency_ms,
+        method,
+        path,
+        if_match,
+        authorized,
     };
-    log.append(actor, request_kind(actor), entry);
+    log.append_exchange(actor, request_kind(actor), exchange);
     response
 }
 
@@ -152,7 +150,12 @@ fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
 /// (413 for a body over [`crate::limits::REQUEST_BODY_BYTES`], 405, 400) come as text
 /// or empty. Headers such as `Allow` are kept.
 pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+    as_json_error(next.run(request).await).await
+}
+
+/// [`json_errors`] on one response: an error that is not JSON becomes
+/// `{"error": message}`; anything else is returned as is.
+pub(crate) async fn as_json_error(response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
