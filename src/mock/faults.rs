@@ -6,6 +6,7 @@
 //! RNG in request order, so a replay with the same seed and the same order injects
 //! the same faults.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -158,6 +159,10 @@ struct Schedule {
 #[derive(Clone)]
 pub struct FaultState {
     inner: Arc<Mutex<Schedule>>,
+    /// Whether the schedule has a window: without one every request passes, and
+    /// the request path need not take the lock or read the clock. (A request
+    /// decided while the schedule is being set may see either schedule, as before.)
+    armed: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for FaultState {
@@ -182,6 +187,7 @@ impl FaultState {
                 rng: ChaCha8Rng::seed_from_u64(seed),
                 seen: 0,
             })),
+            armed: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -217,13 +223,16 @@ impl FaultState {
         let mut schedule = self.lock();
         schedule.set_at = Instant::now();
         schedule.seen = 0;
+        self.armed.store(!windows.is_empty(), Ordering::Release);
         schedule.windows = windows;
         Ok(())
     }
 
     /// Removes every fault.
     pub fn clear(&self) {
-        self.lock().windows.clear();
+        let mut schedule = self.lock();
+        schedule.windows.clear();
+        self.armed.store(false, Ordering::Release);
     }
 
     /// The schedule as set.
@@ -233,6 +242,11 @@ impl FaultState {
 
     /// Decides one request's fate and its added latency.
     pub fn decide(&self) -> (Decision, Duration) {
+        // No window: nothing to decide, and `seen` only counts within a schedule
+        // (setting one restarts it), so skipping it here changes no later decision.
+        if !self.armed.load(Ordering::Acquire) {
+            return (Decision::Pass, Duration::ZERO);
+        }
         let mut schedule = self.lock();
         let elapsed = schedule.set_at.elapsed();
         schedule.seen += 1;

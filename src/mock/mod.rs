@@ -66,7 +66,7 @@ where
     let response = inner(request).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let exchange = Exchange {
-        candidate: candidate_in_path(&path),
+        candidate: candidate_span(&path),
         idempotency_key,
         status: response.status().as_u16(),
         latency_ms,
@@ -91,11 +91,12 @@ fn request_kind(actor: Actor) -> &'static str {
     }
 }
 
-/// The candidate id in `/v1/candidates/{id}/…`, if the path has one.
-fn candidate_in_path(path: &str) -> Option<String> {
-    let rest = path.strip_prefix("/v1/candidates/")?;
-    let id = rest.split('/').next().filter(|id| !id.is_empty())?;
-    Some(id.to_owned())
+/// Where the candidate id in `/v1/candidates/{id}/…` is, if the path has one.
+fn candidate_span(path: &str) -> Option<std::ops::Range<usize>> {
+    const PREFIX: &str = "/v1/candidates/";
+    let rest = path.strip_prefix(PREFIX)?;
+    let len = rest.find('/').unwrap_or(rest.len());
+    (len > 0).then_some(PREFIX.len()..PREFIX.len() + len)
 }
 
 /// Refuses requests without `Authorization: Bearer TOKEN`.
@@ -344,16 +345,24 @@ mod tests {
 
     #[test]
     fn candidate_ids_are_read_from_candidate_paths_only() {
-        assert_eq!(
-            candidate_in_path("/v1/candidates/CAND_1/events").as_deref(),
-            Some("CAND_1")
-        );
-        assert_eq!(
-            candidate_in_path("/v1/candidates/CAND_1").as_deref(),
-            Some("CAND_1")
-        );
-        assert_eq!(candidate_in_path("/v1/candidates/"), None);
-        assert_eq!(candidate_in_path("/v1/exceptions"), None);
+        let candidate_in_path = |path: &'static str| candidate_span(path).map(|span| &path[span]);
+        // (path, candidate, why)
+        let rows = [
+            (
+                "/v1/candidates/CAND_1/events",
+                Some("CAND_1"),
+                "a sub-resource",
+            ),
+            ("/v1/candidates/CAND_1", Some("CAND_1"), "the record"),
+            ("/v1/candidates/Zoë/x", Some("Zoë"), "non-ASCII"),
+            ("/v1/candidates/", None, "no id"),
+            ("/v1/candidates//events", None, "an empty id"),
+            ("/v1/candidates", None, "the list"),
+            ("/v1/exceptions", None, "another resource"),
+        ];
+        for (path, candidate, why) in rows {
+            assert_eq!(candidate_in_path(path), candidate, "{why}");
+        }
     }
 
     #[test]
