@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -54,14 +54,15 @@ where
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let headers = request.headers();
-    let header_text = |name: &str| {
+    // Named by `HeaderName`s, not strings, which `get` would parse on every request.
+    let header_text = |name: &HeaderName| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let idempotency_key = header_text("idempotency-key");
-    let if_match = header_text("if-match");
+    let idempotency_key = header_text(&IDEMPOTENCY_KEY);
+    let if_match = header_text(&header::IF_MATCH);
     let authorized = headers.contains_key(header::AUTHORIZATION);
     let response = inner(request).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -78,6 +79,9 @@ where
     log.append_exchange(actor, request_kind(actor), exchange);
     response
 }
+
+/// The `Idempotency-Key` request header.
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// The kind of a mock's exchange record (`ats.request`, …).
 fn request_kind(actor: Actor) -> &'static str {
