@@ -453,6 +453,30 @@ mod tests {
     }
 
     #[test]
+    fn without_a_window_every_request_passes_and_counts_for_nothing() {
+        let faults = FaultState::new(1);
+        let every_third = || vec![FaultWindow::always(FaultKind::EveryNth { n: 3 })];
+        let fates = |n: usize| -> Vec<bool> {
+            (0..n)
+                .map(|_| faults.decide() != (Decision::Pass, Duration::ZERO))
+                .collect()
+        };
+        assert_eq!(fates(5), [false; 5], "nothing set");
+        faults.set(every_third()).expect("valid period");
+        assert_eq!(fates(3), [false, false, true], "counted from the set");
+        faults.clear();
+        assert_eq!(fates(4), [false; 4], "cleared");
+        faults.set(Vec::new()).expect("an empty schedule");
+        assert_eq!(fates(4), [false; 4], "set empty");
+        faults.set(every_third()).expect("valid period");
+        assert_eq!(
+            fates(3),
+            [false, false, true],
+            "the requests while disarmed did not count"
+        );
+    }
+
+    #[test]
     fn every_nth_fails_exactly_one_request_in_n_from_each_set() {
         let faults = FaultState::new(1);
         faults

@@ -7,8 +7,10 @@
 //! [`ObservationLog`]; the mocks never judge anything themselves — the checks read
 //! the log afterwards.
 //!
-//! Layers, outermost first: exchange logging → fault injection (ATS only) → bearer
-//! authentication → the handler.
+//! Layers, outermost first: JSON errors → exchange logging → fault injection (ATS
+//! only) → bearer authentication → the handler. The ATS, the one mock under load,
+//! runs them as one hand-written service (`ats::AtsLayers`); the others as
+//! `from_fn` layers.
 
 pub mod ats;
 pub mod faults;
