@@ -70,6 +70,10 @@ pub struct RunningServer {
     task: Option<JoinHandle<()>>,
 }
 
+/// The request header count hyper allows when none is named (its `DEFAULT_MAX_HEADERS`,
+/// which it does not export; `too_many_headers_are_refused` pins it).
+const HYPER_MAX_HEADERS: usize = 100;
+
 /// How long a graceful shutdown waits for requests in flight.
 const DRAIN: Duration = Duration::from_secs(5);
 
@@ -174,13 +178,18 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let kill = ConnectionKill::default();
         let service = TowerToHyperService::new(router.clone());
-        let connection = hyper::server::conn::http1::Builder::new()
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read)
             .max_header_size(crate::limits::REQUEST_HEAD_BYTES.as_usize())
-            .max_headers(crate::limits::REQUEST_HEADERS.as_usize())
-            .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), service);
+            .keep_alive(true);
+        // hyper's own limit is 100 headers in arrays on the stack; naming any limit,
+        // even that one, makes it fill two 100-entry arrays (6 KB) on every request.
+        if crate::limits::REQUEST_HEADERS.as_usize() != HYPER_MAX_HEADERS {
+            builder.max_headers(crate::limits::REQUEST_HEADERS.as_usize());
+        }
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
         let watched = graceful.watch(connection);
         let fired = kill.clone();
         tokio::spawn(CONNECTION.scope(kill, async move {
@@ -249,6 +258,34 @@ mod tests {
             answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
             "{answer:?}"
         );
+        running.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn too_many_headers_are_refused() {
+        let running = server(ServerLimits::default()).await;
+        let limit = crate::limits::REQUEST_HEADERS.as_usize();
+        assert_eq!(limit, HYPER_MAX_HEADERS, "else the limit is named to hyper");
+        // (headers in the request, host included; the answer's first bytes; why)
+        let rows = [
+            (limit, &b"HTTP/1.1 200"[..], "at the limit"),
+            (limit + 1, &b"HTTP/1.1 431"[..], "one over"),
+        ];
+        for (count, answer, why) in rows {
+            let mut stream = TcpStream::connect(running.addr()).await.expect("connects");
+            let mut head = String::from("GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n");
+            for i in 2..count {
+                head.push_str(&format!("x-h{i}: v\r\n"));
+            }
+            head.push_str("\r\n");
+            stream.write_all(head.as_bytes()).await.expect("sent");
+            let out = until_closed(&mut stream).await;
+            assert!(
+                out.starts_with(answer),
+                "{why}: {:?}",
+                String::from_utf8_lossy(&out)
+            );
+        }
         running.shutdown().await;
     }
 

@@ -8,17 +8,21 @@
 //! contract is a *mapping error* (422, with the violations).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::handler::Handler;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tower::{Layer, Service, ServiceExt};
 
 use super::faults::{self, FaultState};
 use super::{authorized, error, logged};
@@ -96,25 +100,52 @@ impl CandidateState {
         }
     }
 
-    /// The record as `GET /v1/candidates/{id}` returns it, serialised without building
-    /// a [`Value`] first: the very bytes of serialising [`CandidateState::record`].
+    /// The record as `GET /v1/candidates/{id}` returns it, written by hand (the
+    /// busiest route of a load test) rather than through a [`Value`]: the very bytes
+    /// of serialising [`CandidateState::record`] (a test checks), keys in sorted
+    /// order as a `Value` map keeps them.
     fn record_json(&self) -> Vec<u8> {
-        let view = ReadBody {
-            activity_count: self.activity_total,
-            applied: &self.applied,
-            ats_candidate_id: &self.id,
-            email: &self.person.email,
-            name: &self.person.name,
-            requisition: RequisitionView {
-                id: &self.requisition.id,
-                location: &self.requisition.location,
-                tags: &self.requisition.tags,
-            },
-            revision: self.revision,
-            stage: &self.stage,
-        };
-        // Serialising strings, numbers and a map of them cannot fail.
-        serde_json::to_vec(&view).unwrap_or_default()
+        use crate::observe::json::{write_opt_str, write_serde, write_str};
+        let mut out = Vec::with_capacity(320);
+        out.extend_from_slice(br#"{"activity_count":"#);
+        write_serde(&mut out, &self.activity_total);
+        out.extend_from_slice(br#","applied":{"#);
+        for (i, (contract, event)) in self.applied.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_str(&mut out, contract);
+            out.extend_from_slice(br#":{"event_id":"#);
+            write_opt_str(&mut out, event.event_id.as_deref());
+            out.extend_from_slice(br#","idempotency_key":"#);
+            write_opt_str(&mut out, event.idempotency_key.as_deref());
+            out.extend_from_slice(br#","occurred_at":"#);
+            write_opt_str(&mut out, event.occurred_at.as_deref());
+            out.push(b'}');
+        }
+        out.extend_from_slice(br#"},"ats_candidate_id":"#);
+        write_str(&mut out, &self.id);
+        out.extend_from_slice(br#","email":"#);
+        write_str(&mut out, &self.person.email);
+        out.extend_from_slice(br#","name":"#);
+        write_str(&mut out, &self.person.name);
+        out.extend_from_slice(br#","requisition":{"id":"#);
+        write_str(&mut out, &self.requisition.id);
+        out.extend_from_slice(br#","location":"#);
+        write_str(&mut out, &self.requisition.location);
+        out.extend_from_slice(br#","tags":["#);
+        for (i, tag) in self.requisition.tags.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_str(&mut out, tag);
+        }
+        out.extend_from_slice(br#"]},"revision":"#);
+        write_serde(&mut out, &self.revision);
+        out.extend_from_slice(br#","stage":"#);
+        write_str(&mut out, &self.stage);
+        out.push(b'}');
+        out
     }
 
     /// The record as `GET /v1/candidates/{id}` returns it.
@@ -130,28 +161,6 @@ impl CandidateState {
             "activity_count": self.activity_total,
         })
     }
-}
-
-/// [`CandidateState::record`] as borrowed fields, for the read path (the busiest
-/// route of a load test). Fields are in sorted order, as a `Value` map keeps them.
-#[derive(Serialize)]
-struct ReadBody<'a> {
-    activity_count: u64,
-    applied: &'a BTreeMap<String, AppliedEvent>,
-    ats_candidate_id: &'a str,
-    email: &'a str,
-    name: &'a str,
-    requisition: RequisitionView<'a>,
-    revision: u64,
-    stage: &'a str,
-}
-
-/// A [`Requisition`]'s fields in sorted order.
-#[derive(Serialize)]
-struct RequisitionView<'a> {
-    id: &'a str,
-    location: &'a str,
-    tags: &'a [String],
 }
 
 /// A privileged step granted to a candidate.
@@ -543,41 +552,102 @@ pub struct Page {
     pub limit: Option<usize>,
 }
 
-/// The mock ATS's routes, layered with logging, faults and authentication.
+/// The mock ATS's routes, behind its layers ([`AtsLayers`]).
 pub fn router(state: Arc<AtsState>) -> Router {
     Router::new()
         .route("/v1/candidates", get(list_candidates))
         .route("/v1/candidates/{id}", get(get_candidate))
-        .route("/v1/candidates/{id}/events", post(post_event))
-        .route("/v1/candidates/{id}/access-grants", post(post_grant))
-        .route("/v1/exceptions", post(post_exception))
+        .route("/v1/candidates/{id}/events", posting(post_event))
+        .route("/v1/candidates/{id}/access-grants", posting(post_grant))
+        .route("/v1/exceptions", posting(post_exception))
         .route("/v1/exceptions/{id}", get(get_exception))
         .fallback(super::no_such_route)
-        .layer(from_fn_with_state(Arc::clone(&state), layers))
-        .layer(axum::extract::DefaultBodyLimit::max(
-            crate::limits::REQUEST_BODY_BYTES.as_usize(),
-        ))
-        .layer(axum::middleware::from_fn(super::json_errors))
+        .layer(AtsLayer(Arc::clone(&state)))
         .with_state(state)
 }
 
-/// The ATS's layers, outermost first: count every request, faulted or not (the
-/// harness waits for the ATS to go quiet); log the exchange; apply the faults;
-/// require the bearer token. One middleware rather than four: each `from_fn` layer
-/// clones and boxes the rest of the stack on every request, which was a tenth of
-/// the mock's CPU under load (see the README's benchmarks).
-async fn layers(
-    State(state): State<Arc<AtsState>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
+/// A `POST` route whose body is limited to [`crate::limits::REQUEST_BODY_BYTES`].
+/// Only the routes that read a body carry the limit: it is an extension inserted
+/// into every request it sees, two allocations a request on the read path.
+fn posting<H, T>(handler: H) -> MethodRouter<Arc<AtsState>>
+where
+    H: Handler<T, Arc<AtsState>>,
+    T: 'static,
+{
+    post(handler).layer(DefaultBodyLimit::max(
+        crate::limits::REQUEST_BODY_BYTES.as_usize(),
+    ))
+}
+
+/// Puts [`AtsLayers`] around each route.
+#[derive(Clone)]
+struct AtsLayer(Arc<AtsState>);
+
+impl<S> Layer<S> for AtsLayer {
+    type Service = AtsLayers<S>;
+
+    fn layer(&self, routes: S) -> Self::Service {
+        AtsLayers {
+            state: Arc::clone(&self.0),
+            routes,
+        }
+    }
+}
+
+/// The ATS's layers, outermost first: every error answered as JSON; count every
+/// request, faulted or not (the harness waits for the ATS to go quiet); log the
+/// exchange; apply the faults; require the bearer token.
+///
+/// One hand-written service, rather than a `Router::layer` per concern: each of
+/// those wraps every route in one more boxed service cloned on every request, and
+/// each `from_fn` also clones and boxes the rest of the stack; on the read path of a
+/// load test that was a sixth of the mock's CPU (see the README's benchmarks).
+#[derive(Clone)]
+struct AtsLayers<S> {
+    state: Arc<AtsState>,
+    routes: S,
+}
+
+impl<S> Service<Request> for AtsLayers<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> <Self as Service<Request>>::Future {
+        let state = Arc::clone(&self.state);
+        let routes = self.routes.clone();
+        Box::pin(async move {
+            let response = layered(&state, routes, request).await;
+            Ok(super::as_json_error(response).await)
+        })
+    }
+}
+
+/// [`AtsLayers`] on one request, inside the JSON errors.
+async fn layered<S>(state: &AtsState, routes: S, request: Request) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
     state
         .requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let log = &state.log;
     logged(log, Actor::Ats, request, |request| {
         faults::faulted(&state.faults, log, Actor::Ats, request, |request| {
-            authorized(&state.token, request, |request| next.run(request))
+            authorized(&state.token, request, |request| async move {
+                match routes.oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            })
         })
     })
     .await
@@ -638,7 +708,7 @@ async fn get_candidate(State(state): State<Arc<AtsState>>, Path(id): Path<String
         return unknown_candidate(&id);
     };
     let body = candidate.record_json();
-    let etag = HeaderValue::from_str(&format!("\"{}\"", candidate.revision));
+    let etag = etag(candidate.revision);
     drop(candidates);
     let mut response = (
         [(
@@ -652,6 +722,17 @@ async fn get_candidate(State(state): State<Arc<AtsState>>, Path(id): Path<String
         response.headers_mut().insert(header::ETAG, etag);
     }
     response
+}
+
+/// A revision as its `ETag`, `"3"`, formatted on the stack (the read path's).
+fn etag(revision: u64) -> Result<HeaderValue, axum::http::header::InvalidHeaderValue> {
+    use std::io::Write;
+    // A quote, at most 20 digits, a quote.
+    let mut text = [0u8; 22];
+    let mut rest = &mut text[..];
+    let _ = write!(rest, "\"{revision}\"");
+    let len = 22 - rest.len();
+    HeaderValue::from_bytes(&text[..len])
 }
 
 /// `If-Match` as a revision: `3`, `"3"` and `W/"3"` all mean revision 3.
@@ -950,7 +1031,33 @@ mod tests {
     }
 
     #[test]
+    fn etags_are_the_quoted_revision() {
+        for revision in [0, 1, 42, u64::MAX] {
+            let etag = etag(revision).expect("a valid header");
+            assert_eq!(etag.to_str().expect("text"), format!("\"{revision}\""));
+            assert_eq!(
+                if_match_revision(&etag),
+                Some(revision),
+                "If-Match reads it back"
+            );
+        }
+    }
+
+    fn if_match_revision(value: &HeaderValue) -> Option<u64> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::IF_MATCH, value.clone());
+        if_match(&headers).expect("a revision")
+    }
+
+    #[test]
     fn the_read_path_serialises_the_very_bytes_of_the_record() {
+        let fresh = CandidateState::new(&candidate("CAND_canary_002"));
+        let through_value = serde_json::to_vec(&fresh.record()).expect("serialises");
+        assert_eq!(
+            String::from_utf8(fresh.record_json()).expect("utf-8"),
+            String::from_utf8(through_value).expect("utf-8"),
+            "nothing applied yet"
+        );
         let mut state = CandidateState::new(&candidate("CAND_canary_001"));
         state.requisition.tags = vec!["canary-il".into(), "b\"q".into()];
         state.person.name = "Zoë \"Ğ\" Gürsoy".into();
@@ -970,6 +1077,13 @@ mod tests {
         assert_eq!(
             String::from_utf8(state.record_json()).expect("utf-8"),
             String::from_utf8(through_value).expect("utf-8")
+        );
+        state.requisition.tags.clear();
+        let through_value = serde_json::to_vec(&state.record()).expect("serialises");
+        assert_eq!(
+            String::from_utf8(state.record_json()).expect("utf-8"),
+            String::from_utf8(through_value).expect("utf-8"),
+            "no tags"
         );
     }
 

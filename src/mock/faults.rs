@@ -6,6 +6,7 @@
 //! RNG in request order, so a replay with the same seed and the same order injects
 //! the same faults.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -164,6 +165,10 @@ pub struct FaultState {
     /// The schedule's generation, so a held request ends the moment its outage is
     /// lifted, not when its window would have: whoever lifts it marks the end first.
     changes: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Whether the schedule has a window: without one every request passes, and
+    /// the request path need not take the lock or read the clock. (A request
+    /// decided while the schedule is being set may see either schedule, as before.)
+    armed: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for FaultState {
@@ -190,6 +195,7 @@ impl FaultState {
                 generation: 0,
             })),
             changes: Arc::new(tokio::sync::watch::Sender::new(0)),
+            armed: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -225,6 +231,7 @@ impl FaultState {
         let mut schedule = self.lock();
         schedule.set_at = Instant::now();
         schedule.seen = 0;
+        self.armed.store(!windows.is_empty(), Ordering::Release);
         schedule.windows = windows;
         self.changed(&mut schedule);
         Ok(())
@@ -234,6 +241,7 @@ impl FaultState {
     pub fn clear(&self) {
         let mut schedule = self.lock();
         schedule.windows.clear();
+        self.armed.store(false, Ordering::Release);
         self.changed(&mut schedule);
     }
 
@@ -257,6 +265,11 @@ impl FaultState {
 
     /// Decides one request's fate and its added latency.
     pub fn decide(&self) -> (Decision, Duration) {
+        // No window: nothing to decide, and `seen` only counts within a schedule
+        // (setting one restarts it), so skipping it here changes no later decision.
+        if !self.armed.load(Ordering::Acquire) {
+            return (Decision::Pass, Duration::ZERO);
+        }
         let mut schedule = self.lock();
         let elapsed = schedule.set_at.elapsed();
         schedule.seen += 1;
@@ -464,6 +477,30 @@ mod tests {
         assert!(
             (30..=90).contains(&failures),
             "about 30% of 200 requests fail, got {failures}"
+        );
+    }
+
+    #[test]
+    fn without_a_window_every_request_passes_and_counts_for_nothing() {
+        let faults = FaultState::new(1);
+        let every_third = || vec![FaultWindow::always(FaultKind::EveryNth { n: 3 })];
+        let fates = |n: usize| -> Vec<bool> {
+            (0..n)
+                .map(|_| faults.decide() != (Decision::Pass, Duration::ZERO))
+                .collect()
+        };
+        assert_eq!(fates(5), [false; 5], "nothing set");
+        faults.set(every_third()).expect("valid period");
+        assert_eq!(fates(3), [false, false, true], "counted from the set");
+        faults.clear();
+        assert_eq!(fates(4), [false; 4], "cleared");
+        faults.set(Vec::new()).expect("an empty schedule");
+        assert_eq!(fates(4), [false; 4], "set empty");
+        faults.set(every_third()).expect("valid period");
+        assert_eq!(
+            fates(3),
+            [false, false, true],
+            "the requests while disarmed did not count"
         );
     }
 

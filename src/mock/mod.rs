@@ -7,8 +7,10 @@
 //! [`ObservationLog`]; the mocks never judge anything themselves — the checks read
 //! the log afterwards.
 //!
-//! Layers, outermost first: exchange logging → fault injection (ATS only) → bearer
-//! authentication → the handler.
+//! Layers, outermost first: JSON errors → exchange logging → fault injection (ATS
+//! only) → bearer authentication → the handler. The ATS, the one mock under load,
+//! runs them as one hand-written service (`ats::AtsLayers`); the others as
+//! `from_fn` layers.
 
 pub mod ats;
 pub mod faults;
@@ -20,21 +22,22 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 pub use crate::http::{BindError, RunningServer};
 use crate::manifest::Manifest;
-use crate::observe::{Actor, Entry, ObservationLog};
+use crate::observe::{Actor, Exchange, ObservationLog};
 use crate::sandbox::model::SandboxCandidate;
 
 /// Logs every exchange a mock answers: method, path, status, latency.
 ///
 /// This runs on every request of a load test, so it copies only the three headers
-/// it records, not the whole header map, and the record itself is hashed and
-/// written off the request path (see [`ObservationLog`]).
+/// it records, not the whole header map, builds no `detail` tree (an [`Exchange`]),
+/// and the record itself is serialised, hashed and written off the request path
+/// (see [`ObservationLog`]).
 async fn log_exchange(
     State((log, actor)): State<(ObservationLog, Actor)>,
     request: Request,
@@ -50,36 +53,37 @@ where
     Fut: Future<Output = Response>,
 {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let headers = request.headers();
-    let header_text = |name: &str| {
+    // Named by `HeaderName`s, not strings, which `get` would parse on every request.
+    let header_text = |name: &HeaderName| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let idempotency_key = header_text("idempotency-key");
-    let if_match = header_text("if-match");
+    let idempotency_key = header_text(&IDEMPOTENCY_KEY);
+    let if_match = header_text(&header::IF_MATCH);
     let authorized = headers.contains_key(header::AUTHORIZATION);
     let response = inner(request).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let entry = Entry {
-        candidate: candidate_in_path(&path),
+    let exchange = Exchange {
+        candidate: candidate_span(&path),
         idempotency_key,
-        status: Some(response.status().as_u16()),
-        latency_ms: Some(latency_ms),
-        detail: json!({
-            "method": method,
-            "path": path,
-            "if_match": if_match,
-            "authorized": authorized,
-        }),
-        ..Entry::default()
+        status: response.status().as_u16(),
+        latency_ms,
+        method,
+        path,
+        if_match,
+        authorized,
     };
-    log.append(actor, request_kind(actor), entry);
+    log.append_exchange(actor, request_kind(actor), exchange);
     response
 }
+
+/// The `Idempotency-Key` request header.
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// The kind of a mock's exchange record (`ats.request`, …).
 fn request_kind(actor: Actor) -> &'static str {
@@ -93,11 +97,12 @@ fn request_kind(actor: Actor) -> &'static str {
     }
 }
 
-/// The candidate id in `/v1/candidates/{id}/…`, if the path has one.
-fn candidate_in_path(path: &str) -> Option<String> {
-    let rest = path.strip_prefix("/v1/candidates/")?;
-    let id = rest.split('/').next().filter(|id| !id.is_empty())?;
-    Some(id.to_owned())
+/// Where the candidate id in `/v1/candidates/{id}/…` is, if the path has one.
+fn candidate_span(path: &str) -> Option<std::ops::Range<usize>> {
+    const PREFIX: &str = "/v1/candidates/";
+    let rest = path.strip_prefix(PREFIX)?;
+    let len = rest.find('/').unwrap_or(rest.len());
+    (len > 0).then_some(PREFIX.len()..PREFIX.len() + len)
 }
 
 /// Refuses requests without `Authorization: Bearer TOKEN`.
@@ -152,7 +157,12 @@ fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
 /// (413 for a body over [`crate::limits::REQUEST_BODY_BYTES`], 405, 400) come as text
 /// or empty. Headers such as `Allow` are kept.
 pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+    as_json_error(next.run(request).await).await
+}
+
+/// [`json_errors`] on one response: an error that is not JSON becomes
+/// `{"error": message}`; anything else is returned as is.
+pub(crate) async fn as_json_error(response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
@@ -341,16 +351,24 @@ mod tests {
 
     #[test]
     fn candidate_ids_are_read_from_candidate_paths_only() {
-        assert_eq!(
-            candidate_in_path("/v1/candidates/CAND_1/events").as_deref(),
-            Some("CAND_1")
-        );
-        assert_eq!(
-            candidate_in_path("/v1/candidates/CAND_1").as_deref(),
-            Some("CAND_1")
-        );
-        assert_eq!(candidate_in_path("/v1/candidates/"), None);
-        assert_eq!(candidate_in_path("/v1/exceptions"), None);
+        let candidate_in_path = |path: &'static str| candidate_span(path).map(|span| &path[span]);
+        // (path, candidate, why)
+        let rows = [
+            (
+                "/v1/candidates/CAND_1/events",
+                Some("CAND_1"),
+                "a sub-resource",
+            ),
+            ("/v1/candidates/CAND_1", Some("CAND_1"), "the record"),
+            ("/v1/candidates/Zoë/x", Some("Zoë"), "non-ASCII"),
+            ("/v1/candidates/", None, "no id"),
+            ("/v1/candidates//events", None, "an empty id"),
+            ("/v1/candidates", None, "the list"),
+            ("/v1/exceptions", None, "another resource"),
+        ];
+        for (path, candidate, why) in rows {
+            assert_eq!(candidate_in_path(path), candidate, "{why}");
+        }
     }
 
     #[test]
