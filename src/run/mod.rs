@@ -412,6 +412,7 @@ pub async fn execute(
             client: client.clone(),
             notify: Arc::clone(&mocks.notify),
             channels: config.manifest.notify_channels().to_vec(),
+            pause_gates: config.manifest.pauses_candidate_gates(),
         });
         reports.extend(policy_driver.drive(plan, &policy_scenarios).await);
     }

@@ -57,6 +57,8 @@ pub struct PolicyDriver {
     pub notify: Arc<crate::mock::notify::NotifyState>,
     /// The channels every kill-switch notification must reach.
     pub channels: Vec<String>,
+    /// The manifest's `pause_candidate_gates`: whether sessions must wait for the reset.
+    pub pause_gates: bool,
 }
 
 /// How long the ATS stays down in `policy-outage`.
@@ -210,7 +212,8 @@ impl PolicyDriver {
     /// members move into the gated stage as it starts (their results' writes fail,
     /// which trips the switch), the other half once every channel heard `tripped`.
     /// Their sessions are what `kill_switch.gates_not_paused` judges. Then the ATS
-    /// recovers and the harness waits for the `reset`.
+    /// recovers (not before every gated member has its session, when gates must not
+    /// pause) and the harness waits for the `reset`.
     async fn outage(
         self: &Arc<Self>,
         plan: &Arc<PolicyPlan>,
@@ -220,11 +223,8 @@ impl PolicyDriver {
         use crate::mock::faults::{FaultKind, FaultWindow};
         use crate::mock::notify::SwitchState;
         let scenario = Scenario::PolicyOutage;
-        let faults = vec![FaultWindow {
-            fault: FaultKind::Outage,
-            from_ms: 0,
-            for_ms: Some(OUTAGE_HOLD.as_millis() as u64),
-        }];
+        // Open-ended: the ATS fails until the end is marked, however late that is.
+        let faults = vec![FaultWindow::always(FaultKind::Outage)];
         crate::run::drive::open_window(&self.ats, &self.log, scenario, "outage", true, faults);
         let down = Instant::now();
         let (early, late) = members.split_at(members.len() / 2);
@@ -234,6 +234,12 @@ impl PolicyDriver {
             .await;
         acked += self.send_all(plan, responder, late).await;
         tokio::time::sleep_until((down + OUTAGE_HOLD).into()).await;
+        if !self.pause_gates {
+            // A session must open while the switch is still tripped; on a loaded
+            // machine a fan-out can outlast the hold, and a recovery before it would
+            // let the reset overtake a session the integration did not hold back.
+            self.sessions_opened(plan, members).await;
+        }
         crate::run::drive::close_window(&self.ats, &self.log, scenario, "outage");
         crate::run::drive::wait_notified(
             &self.notify,
