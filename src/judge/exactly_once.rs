@@ -57,7 +57,12 @@ impl Fold for ExactlyOnce {
         if let Some(key) = key_of(record) {
             // What a finding names of the first application; later ones only count.
             let first = !self.by_key.contains_key(key);
-            self.by_key.entry(key.into()).or_default().push(Applied {
+            // Nearly every key is applied once: room for one, not the usual four.
+            let applied = self
+                .by_key
+                .entry(key.into())
+                .or_insert_with(|| Vec::with_capacity(1));
+            applied.push(Applied {
                 seq: record.seq,
                 revision: record.detail.get("revision").and_then(Value::as_u64),
                 event: event.map(Into::into),
@@ -69,7 +74,10 @@ impl Fold for ExactlyOnce {
                     .flatten(),
             });
             if let Some(event) = event {
-                let keys = self.keys_of_event.entry(event.into()).or_default();
+                let keys = self
+                    .keys_of_event
+                    .entry(event.into())
+                    .or_insert_with(|| Vec::with_capacity(1));
                 if !keys.iter().any(|k| **k == *key) {
                     keys.push(key.into());
                 }

@@ -127,17 +127,24 @@ impl EventLedger {
 }
 
 /// Per event id, what happened to it; planned events by their place in the plan (no
-/// key copied), others by their id.
+/// key copied, no hashing: every planned event is sent, so nearly every place fills),
+/// others by their id.
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {
-    planned: HashMap<u32, EventLedger>,
+    planned: Vec<EventLedger>,
     other: HashMap<Box<str>, EventLedger>,
 }
 
 impl Ledger {
     fn entry(&mut self, plan: &PlanIndex<'_>, event_id: &str) -> &mut EventLedger {
         match plan.event_index(event_id) {
-            Some(i) => self.planned.entry(i).or_default(),
+            Some(i) => {
+                if self.planned.is_empty() {
+                    self.planned
+                        .resize_with(plan.plan.events.len(), EventLedger::default);
+                }
+                &mut self.planned[i as usize]
+            }
             None => self.other.entry(event_id.into()).or_default(),
         }
     }
@@ -150,11 +157,20 @@ impl Ledger {
             rejected: Vec::new(),
         };
         match plan.event_index(event_id) {
-            Some(i) => self.planned.get(&i),
+            Some(i) => self.planned.get(i as usize),
             None => self.other.get(event_id),
         }
         .unwrap_or(&EMPTY)
     }
+}
+
+/// Pushes `item`, making room for just one at first: most events are delivered and
+/// applied once, and a vector's first push otherwise makes room for four.
+fn push_one<T>(items: &mut Vec<T>, item: T) {
+    if items.capacity() == 0 {
+        items.reserve_exact(1);
+    }
+    items.push(item);
 }
 
 /// What the judge has seen of the log so far, updated before each record reaches the
@@ -196,16 +212,16 @@ impl Seen {
             "webhook.attempt" => {
                 self.attempts += 1;
                 if let Some(id) = record.event_id.as_deref() {
-                    self.ledger
-                        .entry(plan, id)
-                        .attempts
-                        .push((record.seq, record.status));
+                    push_one(
+                        &mut self.ledger.entry(plan, id).attempts,
+                        (record.seq, record.status),
+                    );
                 }
             }
             "ats.event_applied" => {
                 self.applied += 1;
                 if let Some(id) = body_event_id(record) {
-                    self.ledger.entry(plan, id).applied.push(Mark::of(record));
+                    push_one(&mut self.ledger.entry(plan, id).applied, Mark::of(record));
                 }
             }
             "ats.event_rejected" => {
