@@ -82,6 +82,69 @@ impl<'a> PlanIndex<'a> {
             .and_then(|c| self.candidate(c))
             .map(|c| c.scenario)
     }
+
+    /// `text`, a record's value of `field` of the event `event`, as a fold keeps it:
+    /// the plan's own copy when the event is planned with that very value.
+    pub(crate) fn keep(
+        &self,
+        event: Option<&str>,
+        text: &str,
+        field: fn(&PlannedEvent) -> &str,
+    ) -> Text<'a> {
+        match event.and_then(|id| self.event(id)).map(field) {
+            Some(planned) if planned == text => Text::Plan(planned),
+            _ => Text::Own(text.into()),
+        }
+    }
+}
+
+/// A string a fold keeps per event: borrowed from the plan when the plan holds the
+/// same text (nearly always), owned otherwise, so that what the plan already says
+/// costs a fold no allocation per event.
+#[derive(Debug, Clone)]
+pub(crate) enum Text<'a> {
+    /// The plan's copy.
+    Plan(&'a str),
+    /// A copy of the record's.
+    Own(Box<str>),
+}
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Text::Plan(text) => text,
+            Text::Own(text) => text,
+        }
+    }
+}
+
+impl std::fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl std::borrow::Borrow<str> for Text<'_> {
+    fn borrow(&self) -> &str {
+        self
+    }
+}
+
+impl PartialEq for Text<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Text<'_> {}
+
+impl std::hash::Hash for Text<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As `str` hashes, so that a map keyed by `Text` is looked up by `&str`.
+        (**self).hash(state);
+    }
 }
 
 /// Where a record is in the log: its `seq` and `elapsed_ms`.
