@@ -3,6 +3,8 @@
 //! against this plan; the plan is written with the run's artifacts so a recorded
 //! run can be judged again offline.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -203,6 +205,11 @@ pub struct Plan {
     /// The hiring-policy flow, when the run has a policy (`--policy`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<super::policy::PolicyPlan>,
+    /// Of the payloads this plan leaves out ([`PlannedEvent::payload`]), what the checks
+    /// read: by event position, the fields of its contract's stability rules, as
+    /// compact JSON ([`Plan::payload_of`]). Not written: plan.json holds every payload.
+    #[serde(skip)]
+    pub stable_fields: HashMap<u32, Box<str>>,
 }
 
 /// plan.json: a [`Plan`] as it serialises, with its events written by `events`, which
@@ -271,6 +278,22 @@ impl Plan {
     /// The events of one scenario.
     pub fn events_of(&self, scenario: Scenario) -> impl Iterator<Item = &PlannedEvent> {
         self.events.iter().filter(move |e| e.scenario == scenario)
+    }
+
+    /// The payload of the event at `place` as far as the plan holds it: whole, or only
+    /// the fields of its contract's stability rules when the plan leaves it out.
+    pub fn payload_of(&self, place: usize) -> Cow<'_, Value> {
+        let Some(event) = self.events.get(place) else {
+            return Cow::Owned(Value::Null);
+        };
+        if !event.payload.is_null() {
+            return Cow::Borrowed(&event.payload);
+        }
+        let held = u32::try_from(place)
+            .ok()
+            .and_then(|place| self.stable_fields.get(&place))
+            .and_then(|text| serde_json::from_str(text).ok());
+        held.map_or(Cow::Borrowed(&event.payload), Cow::Owned)
     }
 
     /// The candidate with this id.

@@ -202,6 +202,7 @@ impl<'g> Prepared<'g> {
                 time_scale: 1.0,
                 skipped: Vec::new(),
                 policy: None,
+                stable_fields: HashMap::new(),
             },
             batches: Vec::new(),
             generator,
@@ -219,6 +220,8 @@ impl<'g> Prepared<'g> {
         }
         self.plan.candidates.extend(next.plan.candidates);
         self.plan.events.extend(next.plan.events);
+        let fields = next.plan.stable_fields.into_iter();
+        (self.plan.stable_fields).extend(fields.map(|(place, text)| (place + offset, text)));
         self.plan.skipped.extend(next.plan.skipped);
     }
 
@@ -310,6 +313,26 @@ impl serde::Serialize for EventsWithPayloads<'_> {
             at += planned.len();
         }
         seq.end()
+    }
+}
+
+/// Puts `value` at `path` in `root`, making the objects on the way.
+fn put(root: &mut serde_json::Value, path: &FieldPath, value: serde_json::Value) {
+    let segments: Vec<&str> = path.segments().collect();
+    let Some((leaf, parents)) = segments.split_last() else {
+        return;
+    };
+    let mut node = root;
+    for segment in parents {
+        let serde_json::Value::Object(map) = node else {
+            return;
+        };
+        node = map
+            .entry(*segment)
+            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+    }
+    if let serde_json::Value::Object(map) = node {
+        map.insert((*leaf).to_owned(), value);
     }
 }
 
@@ -674,6 +697,23 @@ impl<'a> Generator<'a> {
         deliveries
     }
 
+    /// The fields of `event`'s payload that its contract's stability rules read, as
+    /// compact JSON; `None` when its contract has no such rule.
+    fn stable_fields(&self, event: &crate::sandbox::synth::SynthesizedEvent) -> Option<Box<str>> {
+        let contract = self.manifest.contracts.get(event.contract.as_str())?;
+        let mut held = serde_json::Value::Object(serde_json::Map::new());
+        let mut any = false;
+        for (_, rule) in contract.stability_rules() {
+            any = true;
+            for path in rule.tuple.iter().chain([&rule.key]) {
+                if let Some(value) = path.lookup(&event.payload) {
+                    put(&mut held, path, value.clone());
+                }
+            }
+        }
+        any.then(|| held.to_string().into_boxed_str())
+    }
+
     /// Whether a payload keeps its own contract: the harness's self-check, made when
     /// the payload is synthesized (the judge checks again any payload that does not).
     fn keeps_contract(&self, payload: &serde_json::Value, ctx: &EvalContext) -> bool {
@@ -926,6 +966,10 @@ pub fn prepare<'g>(
                 // Only a payload that fails the self-check is held, for the judge to
                 // report; plan.json gets every payload again when it is written.
                 let payload = if drifted || generator.keeps_contract(&event.payload, &now) {
+                    let place = prepared.plan.events.len() as u32;
+                    if let Some(fields) = generator.stable_fields(&event) {
+                        prepared.plan.stable_fields.insert(place, fields);
+                    }
                     serde_json::Value::Null
                 } else {
                     event.payload
@@ -1047,7 +1091,19 @@ mod tests {
                     event.payload = serde_json::Value::Null;
                 }
             }
-            proptest::prop_assert_eq!(&held, &prepared.plan);
+            proptest::prop_assert_eq!(&held.events, &prepared.plan.events);
+            proptest::prop_assert_eq!(&held.candidates, &prepared.plan.candidates);
+            // What the plan holds of a left-out payload reads as the whole one does for
+            // every stability rule (idempotency.key_stable judges the vendor's copies).
+            for (place, event) in written.events.iter().enumerate() {
+                let contract = manifest.contracts.get(&event.contract).expect("a contract");
+                let held = prepared.plan.payload_of(place);
+                for (_, rule) in contract.stability_rules() {
+                    proptest::prop_assert_eq!(rule.fingerprint(&held), rule.fingerprint(&event.payload));
+                    proptest::prop_assert_eq!(rule.describe_tuple(&held), rule.describe_tuple(&event.payload));
+                    proptest::prop_assert_eq!(rule.key.lookup(&held), rule.key.lookup(&event.payload));
+                }
+            }
             let mut sent = 0;
             for group in prepared.groups() {
                 let lazy = generator.deliveries(group);
