@@ -16,6 +16,8 @@ trap 'rm -rf "$WORK"' EXIT
 
 cargo build --release --quiet
 BIN=$PWD/target/release/stagegate
+# The conditions beside the figures: cores, load, the binary's version and commit.
+echo "== $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the start; $("$BIN" --version 2>/dev/null || echo "version unknown"), commit $(git rev-parse --short HEAD 2>/dev/null || echo "?")"
 DELIVERY=(--scenario clean --scenario duplicates --scenario out-of-order --scenario signatures --scenario canary)
 
 ms() { date +%s%3N; }
@@ -81,5 +83,6 @@ PY
   rm -rf "$dir" "$WORK/dataset-$n.yaml"
 }
 for n in $COUNT $BIG; do
-  [ "$n" -gt 0 ] && large_run "$n"
+  if [ "$n" -gt 0 ]; then large_run "$n"; fi
 done
+echo "== load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"

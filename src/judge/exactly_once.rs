@@ -10,33 +10,40 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 
-use super::fold::{Cite, Context, Fold, records};
+use super::fold::{Cite, Context, Fold, PlanIndex, Text, records};
 use super::run::{Outcome, body_event_id, key_of, times};
 use crate::observe::Record;
+use crate::run::plan::PlannedEvent;
 
 /// `idempotency.exactly_once`.
-pub(crate) fn check<'a>(_: &Context<'a>) -> Box<dyn Fold + 'a> {
-    Box::<ExactlyOnce>::default()
+pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
+    Box::new(ExactlyOnce {
+        plan: cx.plan,
+        by_key: HashMap::new(),
+        keys_of_event: HashMap::new(),
+        outcome: Outcome::default(),
+    })
 }
 
 /// One application at the ATS, as much as a finding needs of it.
-struct Applied {
+struct Applied<'a> {
     seq: u64,
     revision: Option<u64>,
-    event: Option<Box<str>>,
-    candidate: Option<Box<str>>,
-    correlation_id: Option<Box<str>>,
+    event: Option<Text<'a>>,
+    candidate: Option<Text<'a>>,
+    correlation_id: Option<Text<'a>>,
 }
 
-/// Applications per idempotency key, and the keys each event was applied under.
-#[derive(Default)]
-struct ExactlyOnce {
-    by_key: HashMap<Box<str>, Vec<Applied>>,
-    keys_of_event: HashMap<Box<str>, Vec<Box<str>>>,
+/// Applications per idempotency key, and the keys each event was applied under (the
+/// strings borrowed from the plan where it has them).
+struct ExactlyOnce<'a> {
+    plan: &'a PlanIndex<'a>,
+    by_key: HashMap<Text<'a>, Vec<Applied<'a>>>,
+    keys_of_event: HashMap<Text<'a>, Vec<Text<'a>>>,
     outcome: Outcome,
 }
 
-fn revisions(applied: &[Applied]) -> String {
+fn revisions(applied: &[Applied<'_>]) -> String {
     let list: Vec<String> = applied
         .iter()
         .map(|a| a.revision.map_or_else(|| "?".to_owned(), |n| n.to_string()))
@@ -46,7 +53,7 @@ fn revisions(applied: &[Applied]) -> String {
 
 const EXPECTED: &str = "each idempotency key is applied at the ATS once, however often and however concurrently its event is delivered";
 
-impl Fold for ExactlyOnce {
+impl Fold for ExactlyOnce<'_> {
     fn record(&mut self, cx: &Context<'_>, record: &Record) {
         if record.kind != "ats.event_applied" {
             return;
@@ -54,24 +61,42 @@ impl Fold for ExactlyOnce {
         self.outcome
             .judged(cx.plan.scenario_of(record.candidate.as_deref()));
         let event = body_event_id(record);
+        let plan = self.plan;
+        let keep = |text: &str, field: fn(&PlannedEvent) -> &str| plan.keep(event, text, field);
         if let Some(key) = key_of(record) {
             // What a finding names of the first application; later ones only count.
             let first = !self.by_key.contains_key(key);
-            self.by_key.entry(key.into()).or_default().push(Applied {
+            let applied = Applied {
                 seq: record.seq,
                 revision: record.detail.get("revision").and_then(Value::as_u64),
-                event: event.map(Into::into),
+                event: event.map(|e| keep(e, |p| &p.event_id)),
                 candidate: first
-                    .then(|| record.candidate.as_deref().map(Into::into))
+                    .then(|| {
+                        record
+                            .candidate
+                            .as_deref()
+                            .map(|c| keep(c, |p| &p.candidate))
+                    })
                     .flatten(),
                 correlation_id: first
-                    .then(|| record.correlation_id.as_deref().map(Into::into))
+                    .then(|| {
+                        let correlation = record.correlation_id.as_deref();
+                        correlation.map(|c| keep(c, |p| &p.correlation_id))
+                    })
                     .flatten(),
-            });
+            };
+            // Nearly every key is applied once: room for one, not the usual four.
+            self.by_key
+                .entry(keep(key, |p| &p.idempotency_key))
+                .or_insert_with(|| Vec::with_capacity(1))
+                .push(applied);
             if let Some(event) = event {
-                let keys = self.keys_of_event.entry(event.into()).or_default();
+                let keys = self
+                    .keys_of_event
+                    .entry(keep(event, |p| &p.event_id))
+                    .or_insert_with(|| Vec::with_capacity(1));
                 if !keys.iter().any(|k| **k == *key) {
-                    keys.push(key.into());
+                    keys.push(keep(key, |p| &p.idempotency_key));
                 }
             }
         }
@@ -81,7 +106,7 @@ impl Fold for ExactlyOnce {
         if cx.seen.applied == 0 {
             return Outcome::skip("no event was applied at the ATS");
         }
-        let mut repeated: Vec<(&str, &[Applied])> = self
+        let mut repeated: Vec<(&str, &[Applied<'_>])> = self
             .by_key
             .iter()
             .filter(|(_, applied)| applied.len() > 1)
@@ -113,7 +138,7 @@ impl Fold for ExactlyOnce {
                 )
             });
         }
-        let mut minted: Vec<(&str, &[Box<str>])> = self
+        let mut minted: Vec<(&str, &[Text<'_>])> = self
             .keys_of_event
             .iter()
             .filter(|(_, keys)| keys.len() > 1)

@@ -82,6 +82,69 @@ impl<'a> PlanIndex<'a> {
             .and_then(|c| self.candidate(c))
             .map(|c| c.scenario)
     }
+
+    /// `text`, a record's value of `field` of the event `event`, as a fold keeps it:
+    /// the plan's own copy when the event is planned with that very value.
+    pub(crate) fn keep(
+        &self,
+        event: Option<&str>,
+        text: &str,
+        field: fn(&PlannedEvent) -> &str,
+    ) -> Text<'a> {
+        match event.and_then(|id| self.event(id)).map(field) {
+            Some(planned) if planned == text => Text::Plan(planned),
+            _ => Text::Own(text.into()),
+        }
+    }
+}
+
+/// A string a fold keeps per event: borrowed from the plan when the plan holds the
+/// same text (nearly always), owned otherwise, so that what the plan already says
+/// costs a fold no allocation per event.
+#[derive(Debug, Clone)]
+pub(crate) enum Text<'a> {
+    /// The plan's copy.
+    Plan(&'a str),
+    /// A copy of the record's.
+    Own(Box<str>),
+}
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Text::Plan(text) => text,
+            Text::Own(text) => text,
+        }
+    }
+}
+
+impl std::fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl std::borrow::Borrow<str> for Text<'_> {
+    fn borrow(&self) -> &str {
+        self
+    }
+}
+
+impl PartialEq for Text<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Text<'_> {}
+
+impl std::hash::Hash for Text<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As `str` hashes, so that a map keyed by `Text` is looked up by `&str`.
+        (**self).hash(state);
+    }
 }
 
 /// Where a record is in the log: its `seq` and `elapsed_ms`.
@@ -127,17 +190,24 @@ impl EventLedger {
 }
 
 /// Per event id, what happened to it; planned events by their place in the plan (no
-/// key copied), others by their id.
+/// key copied, no hashing: every planned event is sent, so nearly every place fills),
+/// others by their id.
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {
-    planned: HashMap<u32, EventLedger>,
+    planned: Vec<EventLedger>,
     other: HashMap<Box<str>, EventLedger>,
 }
 
 impl Ledger {
     fn entry(&mut self, plan: &PlanIndex<'_>, event_id: &str) -> &mut EventLedger {
         match plan.event_index(event_id) {
-            Some(i) => self.planned.entry(i).or_default(),
+            Some(i) => {
+                if self.planned.is_empty() {
+                    self.planned
+                        .resize_with(plan.plan.events.len(), EventLedger::default);
+                }
+                &mut self.planned[i as usize]
+            }
             None => self.other.entry(event_id.into()).or_default(),
         }
     }
@@ -150,11 +220,20 @@ impl Ledger {
             rejected: Vec::new(),
         };
         match plan.event_index(event_id) {
-            Some(i) => self.planned.get(&i),
+            Some(i) => self.planned.get(i as usize),
             None => self.other.get(event_id),
         }
         .unwrap_or(&EMPTY)
     }
+}
+
+/// Pushes `item`, making room for just one at first: most events are delivered and
+/// applied once, and a vector's first push otherwise makes room for four.
+fn push_one<T>(items: &mut Vec<T>, item: T) {
+    if items.capacity() == 0 {
+        items.reserve_exact(1);
+    }
+    items.push(item);
 }
 
 /// What the judge has seen of the log so far, updated before each record reaches the
@@ -196,16 +275,16 @@ impl Seen {
             "webhook.attempt" => {
                 self.attempts += 1;
                 if let Some(id) = record.event_id.as_deref() {
-                    self.ledger
-                        .entry(plan, id)
-                        .attempts
-                        .push((record.seq, record.status));
+                    push_one(
+                        &mut self.ledger.entry(plan, id).attempts,
+                        (record.seq, record.status),
+                    );
                 }
             }
             "ats.event_applied" => {
                 self.applied += 1;
                 if let Some(id) = body_event_id(record) {
-                    self.ledger.entry(plan, id).applied.push(Mark::of(record));
+                    push_one(&mut self.ledger.entry(plan, id).applied, Mark::of(record));
                 }
             }
             "ats.event_rejected" => {

@@ -23,8 +23,8 @@ use crate::run::plan::PlannedEvent;
 /// The first copy seen of a tuple, as much as a finding needs of it.
 #[derive(Clone)]
 enum Earlier<'a> {
-    /// The vendor's copy, from the plan.
-    Vendor(&'a PlannedEvent),
+    /// The vendor's copy, from the plan (the event and its place in it).
+    Vendor(&'a PlannedEvent, usize),
     /// A body the ATS received.
     Ats {
         seq: u64,
@@ -35,38 +35,39 @@ enum Earlier<'a> {
     },
 }
 
-/// A copy of an event: the vendor's (planned) or one the ATS received.
+/// A copy of an event: the vendor's (planned: the event, its place in the plan and
+/// its payload as far as the plan holds it) or one the ATS received.
 #[derive(Clone, Copy)]
 enum Copy<'a, 'r> {
-    Vendor(&'a PlannedEvent),
+    Vendor(&'a PlannedEvent, usize, &'r Value),
     Ats(&'r Record),
 }
 
 impl<'a: 'r, 'r> Copy<'a, 'r> {
     fn payload(self) -> Option<&'r Value> {
         match self {
-            Copy::Vendor(event) => Some(&event.payload),
+            Copy::Vendor(_, _, payload) => Some(payload),
             Copy::Ats(record) => body(record),
         }
     }
 
     fn candidate(self) -> Option<&'r str> {
         match self {
-            Copy::Vendor(event) => Some(&event.candidate),
+            Copy::Vendor(event, ..) => Some(&event.candidate),
             Copy::Ats(record) => record.candidate.as_deref(),
         }
     }
 
     fn correlation_id(self) -> Option<&'r str> {
         match self {
-            Copy::Vendor(event) => Some(&event.correlation_id),
+            Copy::Vendor(event, ..) => Some(&event.correlation_id),
             Copy::Ats(record) => record.correlation_id.as_deref(),
         }
     }
 
     fn event(self) -> Option<&'r str> {
         match self {
-            Copy::Vendor(event) => Some(&event.event_id),
+            Copy::Vendor(event, ..) => Some(&event.event_id),
             Copy::Ats(record) => body_event_id(record),
         }
     }
@@ -77,7 +78,7 @@ impl<'a: 'r, 'r> Copy<'a, 'r> {
 
     fn seq(self) -> Option<u64> {
         match self {
-            Copy::Vendor(_) => None,
+            Copy::Vendor(..) => None,
             Copy::Ats(record) => Some(record.seq),
         }
     }
@@ -122,8 +123,11 @@ pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
         copies: 0,
         outcome: Outcome::default(),
     };
-    for event in &cx.plan.plan.events {
-        fold.copy(cx, Copy::Vendor(event));
+    let plan = cx.plan.plan;
+    for (place, event) in plan.events.iter().enumerate() {
+        // A run's plan holds of each payload the fields the stability rules read.
+        let payload = plan.payload_of(place);
+        fold.copy(cx, Copy::Vendor(event, place, &payload));
     }
     Box::new(fold)
 }
@@ -147,7 +151,7 @@ impl<'a> KeyStable<'a> {
         };
         let contracts = &cx.manifest.contracts;
         let name = match copy {
-            Copy::Vendor(event) => Some(event.contract.as_str()),
+            Copy::Vendor(event, ..) => Some(event.contract.as_str()),
             Copy::Ats(_) => payload.get("type").and_then(Value::as_str),
         };
         let Some(ci) = name.and_then(|n| contracts.index_of(n)) else {
@@ -164,7 +168,7 @@ impl<'a> KeyStable<'a> {
             let earlier = match seen.entry(fingerprint.tuple) {
                 Entry::Vacant(slot) => {
                     let earlier = match copy {
-                        Copy::Vendor(event) => Earlier::Vendor(event),
+                        Copy::Vendor(event, place, _) => Earlier::Vendor(event, place),
                         Copy::Ats(record) => Earlier::Ats {
                             seq: record.seq,
                             event: copy.event().map(Into::into),
@@ -180,8 +184,8 @@ impl<'a> KeyStable<'a> {
             };
             let (before, before_described, before_cites): (String, String, Vec<Cite>) =
                 match earlier {
-                    Earlier::Vendor(event) => (
-                        shown(&rule.key, &event.payload),
+                    Earlier::Vendor(event, place) => (
+                        shown(&rule.key, &cx.plan.plan.payload_of(*place)),
                         describe(true, Some(&event.event_id), false),
                         cites(Some(&event.event_id), None).collect(),
                     ),
@@ -210,7 +214,7 @@ impl<'a> KeyStable<'a> {
                     ),
                     format!(
                         "{} carries {} {} for {}, but {before_described} carries {before}",
-                        describe(matches!(copy, Copy::Vendor(_)), copy.event(), copy.rejected()),
+                        describe(matches!(copy, Copy::Vendor(..)), copy.event(), copy.rejected()),
                         rule.key,
                         shown(&rule.key, payload),
                         rule.describe_tuple(payload),

@@ -12,9 +12,10 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::fold::{Context, Fold, records, skipped};
+use super::fold::{Context, Fold, PlanIndex, Text, records, skipped};
 use super::run::{Outcome, body_event_id, detail_text, key_of};
 use crate::observe::Record;
+use crate::run::plan::PlannedEvent;
 
 /// How deep a log line is searched for the event's id.
 const MAX_DEPTH: usize = 8;
@@ -59,13 +60,14 @@ struct Best {
     missing: Vec<String>,
 }
 
-/// The first application of an event (or key), which must be logged.
-struct Applied {
+/// The first application of an event (or key), which must be logged (the strings
+/// borrowed from the plan where it has them).
+struct Applied<'a> {
     seq: u64,
-    event: Option<Box<str>>,
-    key: Option<Box<str>>,
-    candidate: Option<Box<str>>,
-    correlation_id: Option<Box<str>>,
+    event: Option<Text<'a>>,
+    key: Option<Text<'a>>,
+    candidate: Option<Text<'a>>,
+    correlation_id: Option<Text<'a>>,
 }
 
 /// `observability.log_fields`.
@@ -87,6 +89,7 @@ pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
         .flat_map(|e| [e.event_id.as_str(), e.idempotency_key.as_str()])
         .collect();
     Box::new(LogFields {
+        plan: cx.plan,
         required,
         planned,
         applied_ids: HashSet::new(),
@@ -97,13 +100,14 @@ pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
 }
 
 struct LogFields<'a> {
+    plan: &'a PlanIndex<'a>,
     required: &'a [String],
     /// The ids and keys of the planned events: what a line may mention.
     planned: HashSet<&'a str>,
-    /// Ids and keys applied at the ATS that the plan does not know.
-    applied_ids: HashSet<Box<str>>,
-    best: HashMap<String, Best>,
-    applied: Vec<Applied>,
+    /// Ids and keys applied at the ATS.
+    applied_ids: HashSet<Text<'a>>,
+    best: HashMap<Text<'a>, Best>,
+    applied: Vec<Applied<'a>>,
     json_lines: usize,
 }
 
@@ -116,16 +120,25 @@ impl Fold for LogFields<'_> {
                 let first = event
                     .or(key)
                     .is_none_or(|id| !self.applied_ids.contains(id));
-                for id in [event, key].into_iter().flatten() {
-                    self.applied_ids.insert(id.into());
+                let plan = self.plan;
+                let keep =
+                    |text: &str, field: fn(&PlannedEvent) -> &str| plan.keep(event, text, field);
+                let event_text = event.map(|e| keep(e, |p| &p.event_id));
+                let key_text = key.map(|k| keep(k, |p| &p.idempotency_key));
+                for id in [&event_text, &key_text].into_iter().flatten() {
+                    if !self.applied_ids.contains(&**id) {
+                        self.applied_ids.insert(id.clone());
+                    }
                 }
                 if first {
+                    let candidate = record.candidate.as_deref();
+                    let correlation = record.correlation_id.as_deref();
                     self.applied.push(Applied {
                         seq: record.seq,
-                        event: event.map(Into::into),
-                        key: key.map(Into::into),
-                        candidate: record.candidate.as_deref().map(Into::into),
-                        correlation_id: record.correlation_id.as_deref().map(Into::into),
+                        event: event_text,
+                        key: key_text,
+                        candidate: candidate.map(|c| keep(c, |p| &p.candidate)),
+                        correlation_id: correlation.map(|c| keep(c, |p| &p.correlation_id)),
                     });
                 }
             }
@@ -217,9 +230,13 @@ impl LogFields<'_> {
         for id in found {
             let better = self
                 .best
-                .get(&id)
+                .get(id.as_str())
                 .is_none_or(|b| missing.len() < b.missing.len());
             if better {
+                let id = match self.planned.get(id.as_str()) {
+                    Some(planned) => Text::Plan(planned),
+                    None => Text::Own(id.into()),
+                };
                 self.best.insert(
                     id,
                     Best {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::fold::{Context, Fold, records};
+use super::fold::{Context, Fold, PlanIndex, Text, records};
 use super::run::{Outcome, body_at, body_event_id, body_text, detail_text};
 use crate::contract::assertion::parse_rfc3339;
 use crate::observe::Record;
@@ -30,50 +30,55 @@ fn contract_of(record: &Record) -> Option<&str> {
 
 /// One application, as much as a finding needs of it.
 #[derive(Clone)]
-struct Seen {
+struct Seen<'a> {
     seq: u64,
     at: Option<DateTime<Utc>>,
-    event: Box<str>,
+    event: Text<'a>,
     occurred: Box<str>,
 }
 
-impl Seen {
-    fn of(cx: &Context<'_>, record: &Record) -> Self {
+impl<'a> Seen<'a> {
+    fn of(cx: &Context<'_>, plan: &PlanIndex<'a>, record: &Record) -> Self {
         let occurred = occurred_text(cx, record);
+        let event = body_event_id(record);
         Seen {
             seq: record.seq,
             at: occurred.and_then(parse_rfc3339),
-            event: body_event_id(record).unwrap_or("an event").into(),
+            event: plan.keep(event, event.unwrap_or("an event"), |p| &p.event_id),
             occurred: occurred.unwrap_or("?").into(),
         }
     }
 }
 
 /// What one candidate's one contract went through at the ATS.
-struct Group {
+struct Group<'a> {
     /// The newest application so far (by `occurred_at`).
-    newest: Option<Seen>,
+    newest: Option<Seen<'a>>,
     /// The last application.
-    last: Seen,
+    last: Seen<'a>,
     /// The first application's seq: groups are judged in that order.
     first_seq: u64,
 }
 
 /// `ordering.no_regression`.
-pub(crate) fn check<'a>(_: &Context<'a>) -> Box<dyn Fold + 'a> {
-    Box::<Ordering>::default()
+pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
+    Box::new(Ordering {
+        plan: cx.plan,
+        groups: HashMap::new(),
+        outcome: Outcome::default(),
+    })
 }
 
 /// A candidate and a contract.
-type Pair = (Box<str>, Box<str>);
+type Pair<'a> = (Text<'a>, Text<'a>);
 
-#[derive(Default)]
-struct Ordering {
-    groups: HashMap<Pair, Group>,
+struct Ordering<'a> {
+    plan: &'a PlanIndex<'a>,
+    groups: HashMap<Pair<'a>, Group<'a>>,
     outcome: Outcome,
 }
 
-impl Fold for Ordering {
+impl Fold for Ordering<'_> {
     fn record(&mut self, cx: &Context<'_>, record: &Record) {
         if record.kind != "ats.event_applied" {
             return;
@@ -83,8 +88,12 @@ impl Fold for Ordering {
             return;
         };
         self.outcome.judged(cx.plan.scenario_of(Some(candidate)));
-        let seen = Seen::of(cx, record);
-        let key = (Box::from(candidate), Box::from(contract));
+        let seen = Seen::of(cx, self.plan, record);
+        let event = body_event_id(record);
+        let key = (
+            self.plan.keep(event, candidate, |p| &p.candidate),
+            self.plan.keep(event, contract, |p| &p.contract),
+        );
         let Some(group) = self.groups.get_mut(&key) else {
             self.groups.insert(
                 key,

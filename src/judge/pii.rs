@@ -115,9 +115,11 @@ pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
                 Form::UnicodeEscaped,
             ),
         ];
-        // The plainest form of each distinct spelling names it.
-        forms.sort();
-        forms.dedup_by(|a, b| a.0 == b.0);
+        // The plainest form of each distinct spelling names it. The search ignores
+        // ASCII case, so forms that differ only in it are one pattern (the lower-cased
+        // copy of an ASCII name would only double the automaton).
+        forms.sort_by_cached_key(|(pattern, form)| (pattern.to_ascii_lowercase(), *form));
+        forms.dedup_by(|a, b| a.0.eq_ignore_ascii_case(&b.0));
         for (pattern, form) in forms {
             patterns.push(pattern);
             meaning.push((i, form));

@@ -77,8 +77,8 @@ pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
                 Story {
                     place,
                     candidate: c,
-                    seen: Vec::new(),
-                    applied: Vec::new(),
+                    seen: Vec::with_capacity(c.expected_sequence.len()),
+                    applied: Vec::with_capacity(c.expected_sequence.len()),
                 },
             )
         })

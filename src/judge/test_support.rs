@@ -262,6 +262,7 @@ impl Default for PlanBuilder {
                 time_scale: 60.0,
                 skipped: Vec::new(),
                 policy: None,
+                stable_fields: Default::default(),
             },
         }
     }

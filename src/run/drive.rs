@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::plan::{Plan, Scenario, marks};
-use super::scenarios::{Batch, Group, OutageKind, Stress};
+use super::scenarios::{Batch, Groups, OutageKind, Stress};
 use crate::delivery::Sender;
 use crate::mock::ats::AtsState;
 use crate::mock::faults::{FaultKind, FaultWindow};
@@ -167,7 +167,7 @@ impl Driver {
     /// Sends every batch and waits for each to drain; `progress` hears deliveries done.
     pub async fn drive(
         &self,
-        batches: Vec<Batch>,
+        batches: Vec<Batch<'_>>,
         plan: &Plan,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Vec<ScenarioReport> {
@@ -177,7 +177,7 @@ impl Driver {
 
 async fn drive(
     driver: &Driver,
-    batches: Vec<Batch>,
+    batches: Vec<Batch<'_>>,
     plan: &Plan,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Vec<ScenarioReport> {
@@ -207,7 +207,7 @@ async fn drive(
 /// Drives one scenario between its `scenario.start` and `scenario.end` marks.
 async fn scenario(
     driver: &Driver,
-    batch: Batch,
+    batch: Batch<'_>,
     plan: &Plan,
     progress: &(dyn Fn(u64) + Sync),
 ) -> ScenarioReport {
@@ -218,12 +218,7 @@ async fn scenario(
         Entry::detail(json!({"scenario": scenario})),
     );
     let started = Instant::now();
-    let deliveries: usize = batch
-        .groups
-        .iter()
-        .chain(&batch.later)
-        .map(|g| g.deliveries.len())
-        .sum();
+    let deliveries = batch.groups.deliveries() + batch.later.deliveries();
     let expected: HashSet<&str> = plan
         .events_of(scenario)
         .filter(|e| e.should_land)
@@ -252,7 +247,7 @@ async fn scenario(
 /// deliveries the integration acknowledged.
 async fn stress(
     driver: &Driver,
-    batch: Batch,
+    batch: Batch<'_>,
     expected: &HashSet<&str>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> usize {
@@ -301,12 +296,7 @@ async fn stress(
         }
         Stress::Brownout { above, below } => {
             let deadline = driver.drain.stall;
-            let first_ids: Vec<String> = batch
-                .groups
-                .iter()
-                .flat_map(|g| &g.deliveries)
-                .filter_map(|(d, _)| d.event_id.clone())
-                .collect();
+            let first_ids = batch.groups.event_ids();
             let first_wave: HashSet<&str> = first_ids
                 .iter()
                 .map(String::as_str)
@@ -503,32 +493,40 @@ pub(crate) async fn wait_notified(
 }
 
 /// Sends groups, candidates concurrently and each candidate's deliveries in order.
-async fn send(driver: &Driver, groups: Vec<Group>, progress: &(dyn Fn(u64) + Sync)) -> usize {
+/// A group's deliveries are generated when a slot frees up for it and dropped once
+/// sent, so at most [`CONCURRENT_CANDIDATES`] groups' payloads exist at once, however
+/// many candidates the run has.
+async fn send(driver: &Driver, groups: Groups<'_>, progress: &(dyn Fn(u64) + Sync)) -> usize {
     let permits = Arc::new(Semaphore::new(CONCURRENT_CANDIDATES));
     let mut tasks = JoinSet::new();
-    for group in groups {
-        let (sender, url, permits) = (
-            Arc::clone(&driver.sender),
-            driver.url.clone(),
-            Arc::clone(&permits),
-        );
+    let mut acked = 0;
+    let mut done = |result: Result<(usize, u64), tokio::task::JoinError>| {
+        if let Ok((ok, sent)) = result {
+            acked += ok;
+            progress(sent);
+        }
+    };
+    for group in groups.iter() {
+        // The semaphore is never closed; a permit always comes.
+        let permit = Arc::clone(&permits).acquire_owned().await.ok();
+        while let Some(result) = tasks.try_join_next() {
+            done(result);
+        }
+        let deliveries = groups.deliveries_of(group);
+        let (sender, url) = (Arc::clone(&driver.sender), driver.url.clone());
         tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await.ok();
+            let _permit = permit;
             let mut acked = 0;
-            for (delivery, perturbation) in &group.deliveries {
+            for (delivery, perturbation) in &deliveries {
                 if sender.deliver(&url, delivery, perturbation).await.acked {
                     acked += 1;
                 }
             }
-            (acked, group.deliveries.len() as u64)
+            (acked, deliveries.len() as u64)
         });
     }
-    let mut acked = 0;
-    while let Some(done) = tasks.join_next().await {
-        if let Ok((ok, sent)) = done {
-            acked += ok;
-            progress(sent);
-        }
+    while let Some(result) = tasks.join_next().await {
+        done(result);
     }
     acked
 }

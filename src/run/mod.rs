@@ -195,16 +195,18 @@ pub async fn execute(
         vendor_base_url: vendor_url,
         envelope: config.manifest.envelope.clone(),
     };
-    let prepared = shard::prepare(
+    // Every group's deliveries are generated when it is sent; their evidence packs
+    // reach the mock vendor then, before the integration can ask for them.
+    let vendor = Arc::clone(&mocks.vendor);
+    let generator = scenarios::Generator::new(&config.manifest, &sandbox, synth.clone())
+        .with_packs(move |pack| vendor.register_pack(pack));
+    let mut prepared = shard::prepare(
         config.shard,
-        &config.manifest,
-        &sandbox,
+        &generator,
         &config.scenarios,
-        synth.clone(),
         config.ack_sla.as_millis() as u64,
         &config.outage,
     )?;
-    let mut prepared = prepared;
     prepared.plan.time_scale = config.time_scale;
     let policy_scenarios: Vec<Scenario> = config
         .scenarios
@@ -232,18 +234,17 @@ pub async fn execute(
             synth,
         })?;
         prepared.plan.candidates.extend(planned.planned);
-        prepared.candidates.extend(planned.candidates);
+        mocks.ats.add_candidates(&planned.candidates);
         prepared.plan.policy = Some(planned.plan);
     }
-    // The mocks keep their own state: the prepared copies are not held for the run.
-    mocks
-        .ats
-        .add_candidates(&std::mem::take(&mut prepared.candidates));
-    for pack in std::mem::take(&mut prepared.packs) {
-        mocks.vendor.register_pack(pack);
-    }
+    // The plan is held until the run is judged: no room to spare.
+    prepared.plan.candidates.shrink_to_fit();
+    prepared.plan.events.shrink_to_fit();
+    // The mocks keep their own state: the scenarios' copies are made for them a chunk
+    // at a time and not held for the run.
+    prepared.copies(|chunk| mocks.ats.add_candidates(chunk));
     let plan_path = out.join("plan.json");
-    write_plan(&plan_path, &prepared.plan).map_err(|source| RunError::Artifacts {
+    write_plan(&plan_path, &prepared).map_err(|source| RunError::Artifacts {
         path: plan_path,
         source,
     })?;
@@ -363,14 +364,7 @@ pub async fn execute(
         ),
         calls: drive::CallHistory::default(),
     };
-    total(
-        prepared
-            .batches
-            .iter()
-            .flat_map(|b| &b.groups)
-            .map(|g| g.deliveries.len() as u64)
-            .sum(),
-    );
+    total(prepared.deliveries() as u64);
     let start_time = started.elapsed();
     let mut reports = driver
         .drive(prepared.batches, &prepared.plan, progress)
@@ -447,11 +441,11 @@ pub async fn execute(
 }
 
 /// Writes `plan.json` as it serialises, so a large plan is never a second time in
-/// memory as text.
-fn write_plan(path: &std::path::Path, plan: &Plan) -> std::io::Result<()> {
+/// memory as text, nor its payloads at all ([`scenarios::Prepared::write_plan`]).
+fn write_plan(path: &std::path::Path, prepared: &scenarios::Prepared<'_>) -> std::io::Result<()> {
     use std::io::Write;
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(path)?);
-    serde_json::to_writer_pretty(&mut out, plan)?;
+    prepared.write_plan(&mut out)?;
     out.flush()
 }
 

@@ -3,6 +3,8 @@
 //! against this plan; the plan is written with the run's artifacts so a recorded
 //! run can be judged again offline.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -154,7 +156,11 @@ pub struct PlannedEvent {
     /// Whether the event must reach the ATS: in scope, not forged, and not superseded
     /// by a newer event of the same candidate and contract.
     pub should_land: bool,
-    /// The payload as the vendor sends it.
+    /// The payload as the vendor sends it. plan.json always holds it; a run's plan in
+    /// memory holds only the payloads that failed the self-check when they were
+    /// synthesized (`null` for the rest), as a large run's payloads are generated
+    /// again when they are sent rather than held ([`super::scenarios::Generator`]).
+    #[serde(default)]
     pub payload: Value,
 }
 
@@ -199,6 +205,41 @@ pub struct Plan {
     /// The hiring-policy flow, when the run has a policy (`--policy`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<super::policy::PolicyPlan>,
+    /// Of the payloads this plan leaves out ([`PlannedEvent::payload`]), what the checks
+    /// read: by event position, the fields of its contract's stability rules, as
+    /// compact JSON ([`Plan::payload_of`]). Not written: plan.json holds every payload.
+    #[serde(skip)]
+    pub stable_fields: HashMap<u32, Box<str>>,
+}
+
+/// plan.json: a [`Plan`] as it serialises, with its events written by `events`, which
+/// supplies the payloads a run's plan in memory leaves out.
+#[derive(Serialize)]
+pub(crate) struct PlanFile<'p, E> {
+    seed: u64,
+    candidates: &'p [PlannedCandidate],
+    events: E,
+    ack_sla_ms: u64,
+    time_scale: f64,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    skipped: &'p [SkippedScenario],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<&'p super::policy::PolicyPlan>,
+}
+
+impl<'p, E: Serialize> PlanFile<'p, E> {
+    /// `plan` with the events `events`.
+    pub(crate) fn new(plan: &'p Plan, events: E) -> Self {
+        PlanFile {
+            seed: plan.seed,
+            candidates: &plan.candidates,
+            events,
+            ack_sla_ms: plan.ack_sla_ms,
+            time_scale: plan.time_scale,
+            skipped: &plan.skipped,
+            policy: plan.policy.as_ref(),
+        }
+    }
 }
 
 /// A scenario the run could not drive for this manifest.
@@ -239,8 +280,72 @@ impl Plan {
         self.events.iter().filter(move |e| e.scenario == scenario)
     }
 
+    /// The payload of the event at `place` as far as the plan holds it: whole, or only
+    /// the fields of its contract's stability rules when the plan leaves it out.
+    pub fn payload_of(&self, place: usize) -> Cow<'_, Value> {
+        let Some(event) = self.events.get(place) else {
+            return Cow::Owned(Value::Null);
+        };
+        if !event.payload.is_null() {
+            return Cow::Borrowed(&event.payload);
+        }
+        let held = u32::try_from(place)
+            .ok()
+            .and_then(|place| self.stable_fields.get(&place))
+            .and_then(|text| serde_json::from_str(text).ok());
+        held.map_or(Cow::Borrowed(&event.payload), Cow::Owned)
+    }
+
     /// The candidate with this id.
     pub fn candidate(&self, id: &str) -> Option<&PlannedCandidate> {
         self.candidates.iter().find(|c| c.candidate == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_file_serialises_as_the_plan_does() {
+        let event = PlannedEvent {
+            scenario: Scenario::Clean,
+            candidate: "CAND_1".into(),
+            contract: "identity.verification.completed".into(),
+            event_id: "evt_1".into(),
+            idempotency_key: "idk_1".into(),
+            correlation_id: "cor_1".into(),
+            occurred_at: "2026-05-18T09:00:00.000000Z".into(),
+            sequence_index: 0,
+            outcome: Some("passed".into()),
+            perturbation: "none".into(),
+            forged: false,
+            in_scope: true,
+            should_land: true,
+            payload: serde_json::json!({"type": "identity.verification.completed"}),
+        };
+        let mut plan = Plan {
+            seed: 7,
+            events: vec![event],
+            ack_sla_ms: 5000,
+            time_scale: 60.0,
+            ..Plan::default()
+        };
+        let same = |plan: &Plan| {
+            let file = serde_json::to_string_pretty(&PlanFile::new(plan, &plan.events))
+                .expect("the plan file serialises");
+            assert_eq!(
+                file,
+                serde_json::to_string_pretty(plan).expect("the plan serialises")
+            );
+            let back: Plan = serde_json::from_str(&file).expect("the plan file reads back");
+            assert_eq!(&back, plan);
+        };
+        same(&plan);
+        plan.skipped.push(SkippedScenario {
+            scenario: Scenario::MappingErrors,
+            reason: "nothing to drift".into(),
+        });
+        same(&plan);
     }
 }

@@ -23,10 +23,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::plan::Scenario;
-use super::scenarios::{self, OutageSettings, PrepareError, Prepared};
-use crate::manifest::Manifest;
-use crate::sandbox::Sandbox;
-use crate::sandbox::synth::SynthConfig;
+use super::scenarios::{self, Generator, OutageSettings, PrepareError, Prepared};
 
 /// One slice of a sharded run: the `index`-th (from 1) of `count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -104,70 +101,48 @@ impl Shard {
             None => true,
         }
     }
-
-    /// The sandbox's candidates that belong to this shard, in their order.
-    pub fn slice(self, sandbox: &Sandbox) -> Sandbox {
-        Sandbox {
-            seed: sandbox.seed,
-            candidates: sandbox
-                .candidates
-                .iter()
-                .enumerate()
-                .filter(|(position, _)| self.owns_candidate(*position))
-                .map(|(_, candidate)| candidate.clone())
-                .collect(),
-        }
-    }
 }
 
 /// The plan of a run, or of one shard of it: per-candidate scenarios over the shard's
 /// slice of the sandbox, kill-switch scenarios whole in the shard that owns them.
-/// Scenarios keep their run order; without a shard this is [`scenarios::prepare`].
-pub fn prepare(
+/// Scenarios keep their run order; without a shard this is [`scenarios::prepare`] over
+/// the whole sandbox.
+pub fn prepare<'g>(
     shard: Option<Shard>,
-    manifest: &Manifest,
-    sandbox: &Sandbox,
+    generator: &'g Generator<'g>,
     chosen: &[Scenario],
-    synth: SynthConfig,
     ack_sla_ms: u64,
     outage: &OutageSettings,
-) -> Result<Prepared, PrepareError> {
+) -> Result<Prepared<'g>, PrepareError> {
     let Some(shard) = shard else {
-        return scenarios::prepare(manifest, sandbox, chosen, synth, ack_sla_ms, outage);
+        return scenarios::prepare(generator, &|_| true, chosen, ack_sla_ms, outage);
     };
-    let slice = shard.slice(sandbox);
+    let in_slice = |position: usize| shard.owns_candidate(position);
     let owned: Vec<Scenario> = chosen
         .iter()
         .copied()
         .filter(|s| shard.owns_scenario(*s))
         .collect();
-    // Consecutive scenarios over the same sandbox are planned together; the parts are
-    // joined in run order. Planning is per candidate, so the parts are exactly what
-    // one call would have planned for the same members.
-    let mut prepared: Option<Prepared> = None;
+    // Consecutive scenarios over the same candidates are planned together; the parts
+    // are joined in run order. Planning is per candidate, so the parts are exactly
+    // what one call would have planned for the same members.
+    let mut prepared: Option<Prepared<'g>> = None;
     for part in owned.chunk_by(|a, b| a.is_kill_switch() == b.is_kill_switch()) {
-        let members = if part[0].is_kill_switch() {
-            sandbox
+        let members: &dyn Fn(usize) -> bool = if part[0].is_kill_switch() {
+            &|_| true
         } else {
-            &slice
+            &in_slice
         };
-        let next = scenarios::prepare(manifest, members, part, synth.clone(), ack_sla_ms, outage)?;
-        prepared = Some(match prepared {
-            None => next,
-            Some(mut joined) => {
-                joined.plan.candidates.extend(next.plan.candidates);
-                joined.plan.events.extend(next.plan.events);
-                joined.candidates.extend(next.candidates);
-                joined.packs.extend(next.packs);
-                joined.batches.extend(next.batches);
-                joined
-            }
-        });
+        let next = scenarios::prepare(generator, members, part, ack_sla_ms, outage)?;
+        match &mut prepared {
+            None => prepared = Some(next),
+            Some(joined) => joined.append(next),
+        }
     }
     match prepared {
         Some(prepared) => Ok(prepared),
         // Nothing of the chosen scenarios falls in this shard: an empty plan.
-        None => scenarios::prepare(manifest, &slice, &[], synth, ack_sla_ms, outage),
+        None => scenarios::prepare(generator, &in_slice, &[], ack_sla_ms, outage),
     }
 }
 

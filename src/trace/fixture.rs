@@ -249,6 +249,7 @@ pub(crate) fn plan() -> Plan {
         time_scale: 60.0,
         skipped: Vec::new(),
         policy: None,
+        stable_fields: Default::default(),
     }
 }
 
