@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The speed of `stagegate run` with the reference relay, on the release build:
-#  1. wall time of the seed manifest: the five delivery scenarios, then all nine;
+#  1. wall time of the seed manifest: the five delivery scenarios, then all nine at
+#     the default time scale and at --time-scale 60 (the old default), side by side;
 #  2. a run of COUNT generated candidates (clean scenario): events landed per second
 #     and the peak memory of the harness and of the relay.
 #  3. the same at BIG candidates (100,000 by default; BIG=0 skips it): the harness's
@@ -38,6 +39,8 @@ time_runs() { # label, args…
 echo "== wall time of the seed manifest against the reference relay"
 time_runs "stagegate run (5 delivery scenarios)" "${DELIVERY[@]}"
 time_runs "stagegate run (all 9 scenarios)"
+# Side by side in the same run: the old default clock (the relay's default is 600).
+time_runs "stagegate run (all 9, --time-scale 60)" --time-scale 60
 
 # A run of N generated candidates (clean scenario): events landed per second, the
 # judge's time, the peak RSS of the harness and of the relay. Fails loudly (exit 1,
