@@ -92,8 +92,6 @@ macro_rules! policy_teeth {
 }
 
 policy_teeth! {
-    access_before_identity: "grant_before_result" => "policy.identity_gate"
-        because "the relay grants the stage's resource as soon as the session opens";
     access_after_failure: "grant_on_failed" => "policy.identity_gate"
         because "a failed verification opens the gate anyway";
     second_session_on_redelivery: "no_stage_dedupe" => "policy.stage_event_idempotency"
@@ -110,6 +108,29 @@ policy_teeth! {
         because "the job compares the stages the webhooks told, so a lost stage change is never found";
     gates_paused_during_an_outage: "pause_gates" => "kill_switch.gates_not_paused"
         because "no verification session opens while the switch is tripped, though pause_candidate_gates is false";
+}
+
+/// The relay grants the stage's resource as soon as the session opens. When a loaded
+/// machine delays the grant past a `review_required` result, that grant also comes
+/// before the step-up review: `policy.step_up` may rightly join, nothing else may.
+#[test]
+fn access_before_identity() {
+    let (code, report) = policy_gate("grant_before_result", 1);
+    let failed = failed(&report);
+    assert!(
+        failed.contains("policy.identity_gate"),
+        "fault `grant_before_result`: {:#}",
+        report["checks"]
+    );
+    let allowed: BTreeSet<String> = ["policy.identity_gate", "policy.step_up"]
+        .map(String::from)
+        .into();
+    assert!(
+        failed.is_subset(&allowed),
+        "fault `grant_before_result` failed {failed:?}: {:#}",
+        report["checks"]
+    );
+    assert_eq!(code, 1, "fault `grant_before_result` blocks the release");
 }
 
 #[test]
