@@ -449,7 +449,7 @@ mod tests {
                 Some("cor_CAND_003_cl"),
                 "{why}"
             );
-            let kinds: Vec<&str> = finding.exchanges.iter().map(|e| e.kind.as_str()).collect();
+            let kinds = crate::judge::test_support::kinds(&finding.exchanges);
             assert_eq!(kinds, ["webhook.attempt", "ats.event_applied"], "{why}");
             for other in [
                 Part::RequiredFields,

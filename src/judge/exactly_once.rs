@@ -213,7 +213,7 @@ mod tests {
             )
         );
         assert_eq!(finding.candidate.as_deref(), Some(CANDIDATE));
-        let kinds: Vec<&str> = finding.exchanges.iter().map(|e| e.kind.as_str()).collect();
+        let kinds = crate::judge::test_support::kinds(&finding.exchanges);
         assert_eq!(
             kinds,
             [

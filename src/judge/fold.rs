@@ -637,7 +637,7 @@ mod tests {
             .check("idempotency.exactly_once")
             .expect("judged")
             .findings[0];
-        let kinds: Vec<&str> = twice.exchanges.iter().map(|e| e.kind.as_str()).collect();
+        let kinds = crate::judge::test_support::kinds(&twice.exchanges);
         assert_eq!(
             kinds,
             [

@@ -154,7 +154,7 @@ mod tests {
             "evt_CAND_003_cl_2 (identity.verification.completed) is applied at the ATS before the clean scenario ends (its drain deadline)"
         );
         assert_eq!(finding.candidate.as_deref(), Some(CANDIDATE));
-        let kinds: Vec<&str> = finding.exchanges.iter().map(|e| e.kind.as_str()).collect();
+        let kinds = crate::judge::test_support::kinds(&finding.exchanges);
         assert_eq!(
             kinds,
             ["webhook.attempt", "ats.event_rejected", "scenario.end"]

@@ -215,7 +215,7 @@ mod tests {
              event 1 is identity.verification.completed:passed, not identity.verification.completed:failed"
         );
         assert_eq!(finding.candidate.as_deref(), Some(CANDIDATE));
-        let kinds: Vec<&str> = finding.exchanges.iter().map(|e| e.kind.as_str()).collect();
+        let kinds = crate::judge::test_support::kinds(&finding.exchanges);
         assert_eq!(
             kinds,
             [

@@ -8,6 +8,11 @@ use crate::manifest::Manifest;
 use crate::observe::{Actor, GENESIS, Record};
 use crate::run::plan::{Plan, PlannedCandidate, PlannedEvent, Scenario};
 
+/// The kinds of the records a finding cites, in its order.
+pub(crate) fn kinds(exchanges: &[super::Exchange]) -> Vec<&str> {
+    exchanges.iter().map(|e| e.kind.as_str()).collect()
+}
+
 /// The repository's release-gate manifest.
 pub(crate) fn manifest() -> Manifest {
     manifest_from(include_str!("../../manifests/release-gate.yaml"))

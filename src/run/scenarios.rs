@@ -669,20 +669,21 @@ impl<'a> Generator<'a> {
 
     /// A group's deliveries, in sending order; their evidence packs go to the sink.
     fn deliveries(&self, group: &Group) -> Vec<(Delivery, Perturbation)> {
-        let deliveries = self.deliveries_quietly(group);
-        if let Some(sink) = &self.packs {
-            // Generated again only for the packs, which are small beside the bodies.
-            for generated in self.events(group).into_iter().flatten() {
-                if let Some(pack) = generated.event.evidence_pack {
-                    sink(pack);
-                }
-            }
-        }
-        deliveries
+        self.delivered(group, self.packs.as_ref())
     }
 
     /// A group's deliveries, in sending order, without handing on evidence packs.
     fn deliveries_quietly(&self, group: &Group) -> Vec<(Delivery, Perturbation)> {
+        self.delivered(group, None)
+    }
+
+    /// A group's events synthesized once, as deliveries; each evidence pack goes to
+    /// `packs`, if given, before its event is sent.
+    fn delivered(
+        &self,
+        group: &Group,
+        packs: Option<&PackSink<'_>>,
+    ) -> Vec<(Delivery, Perturbation)> {
         let events = match self.events(group) {
             Ok(events) => events,
             Err(err) => {
@@ -694,7 +695,10 @@ impl<'a> Generator<'a> {
         let mut deliveries: Vec<(Delivery, Perturbation)> = events
             .into_iter()
             .map(|generated| {
-                let event = generated.event;
+                let mut event = generated.event;
+                if let (Some(sink), Some(pack)) = (packs, event.evidence_pack.take()) {
+                    sink(pack);
+                }
                 let event_id = event.event_id.clone().unwrap_or_default();
                 let mut delivery = Delivery::json(
                     webhook_id(self.sandbox.seed, &event_id),

@@ -441,7 +441,7 @@ mod tests {
             "evt_CAND_001_rs_2 (identity.verification.completed), accepted by the integration before the integration \
              was SIGKILLed, is applied at the ATS exactly once, after the fault ends, before the restart scenario ends"
         );
-        let kinds: Vec<&str> = finding.exchanges.iter().map(|e| e.kind.as_str()).collect();
+        let kinds = crate::judge::test_support::kinds(&finding.exchanges);
         assert_eq!(
             kinds,
             [

@@ -319,7 +319,7 @@ mod tests {
             finding.expected,
             "in the outage window the integration trips within 116 ATS requests of when the fault started"
         );
-        let kinds: Vec<&str> = finding.exchanges.iter().map(|e| e.kind.as_str()).collect();
+        let kinds = crate::judge::test_support::kinds(&finding.exchanges);
         assert_eq!(kinds.first(), Some(&"fault.start"));
         assert!(
             kinds[1..]
@@ -343,7 +343,7 @@ mod tests {
             "every notify_channels channel (#recruiting-ops, #sec-ops, #eng-oncall) hears `tripped` from the \
              `disable-ats-writeback` switch during the outage window"
         );
-        let kinds: Vec<&str> = finding.exchanges.iter().map(|e| e.kind.as_str()).collect();
+        let kinds = crate::judge::test_support::kinds(&finding.exchanges);
         assert_eq!(kinds, ["fault.start", "notify.message", "fault.end"]);
     }
 

@@ -239,11 +239,7 @@ mod tests {
     fn findings_say_what_was_expected_and_seen() {
         let run = policy_run(Defect::SlowFanout);
         let judgement = judge(&run.manifest, &run.plan, run.log.records());
-        let fanout = judgement
-            .checks
-            .iter()
-            .find(|c| c.id == "policy.fanout_sla")
-            .expect("the check");
+        let fanout = judgement.check("policy.fanout_sla").expect("the check");
         let finding = &fanout.findings[0];
         assert!(
             finding
@@ -258,11 +254,7 @@ mod tests {
         assert_eq!(finding.exchanges.len(), 2);
         let run = policy_run(Defect::WrongOwner);
         let judgement = judge(&run.manifest, &run.plan, run.log.records());
-        let step_up = judgement
-            .checks
-            .iter()
-            .find(|c| c.id == "policy.step_up")
-            .expect("the check");
+        let step_up = judgement.check("policy.step_up").expect("the check");
         assert!(
             step_up
                 .findings

@@ -61,7 +61,7 @@ pub struct PolicyDriver {
     pub pause_gates: bool,
 }
 
-/// How long the ATS stays down in `policy-outage`.
+/// How long the ATS stays down in `policy-outage` at the least (see [`PolicyDriver::outage`]).
 const OUTAGE_HOLD: Duration = Duration::from_millis(3000);
 
 impl std::fmt::Debug for PolicyDriver {
@@ -208,7 +208,7 @@ impl PolicyDriver {
         acked
     }
 
-    /// `policy-outage`: the ATS fails every request for [`OUTAGE_HOLD`]; half the
+    /// `policy-outage`: the ATS fails every request for at least [`OUTAGE_HOLD`]; half the
     /// members move into the gated stage as it starts (their results' writes fail,
     /// which trips the switch), the other half once every channel heard `tripped`.
     /// Their sessions are what `kill_switch.gates_not_paused` judges. Then the ATS
