@@ -699,9 +699,21 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let mut batcher = Batcher::new(bytes.as_slice());
-            while let Some(batch) = batcher.next_batch().expect("reading from memory") {
-                for item in &batch.items {
-                    let _ = batch.bytes(item);
+            loop {
+                match batcher.next_batch() {
+                    Ok(Some(batch)) => {
+                        for item in &batch.items {
+                            let _ = batch.bytes(item);
+                        }
+                    }
+                    Ok(None) => break,
+                    // Bytes that are not UTF-8 text (a UTF-16 byte-order mark, say) are
+                    // refused with an error that says what to do, never a panic.
+                    Err(err) => {
+                        prop_assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+                        prop_assert!(!err.to_string().is_empty());
+                        break;
+                    }
                 }
             }
         }
