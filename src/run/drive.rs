@@ -276,12 +276,12 @@ async fn stress(
                     driver.drain.stall,
                 )
             };
+            // Everything is sent before the restart: a kill must not cut a delivery off.
+            let acked = send(driver, batch.groups, progress).await;
             let recovering = async {
-                let acked = send(driver, batch.groups, progress).await;
                 tokio::time::sleep_until((down + hold).into()).await;
                 tripped().await;
                 close_window(&driver.ats, &driver.log, scenario, "outage");
-                acked
             };
             // The window closes on time even when a restart is slow: the checks judge
             // what happened between the marks.
@@ -292,7 +292,8 @@ async fn stress(
                     restart_integration(driver, scenario).await;
                 }
             };
-            tokio::join!(recovering, restarting).0
+            tokio::join!(recovering, restarting);
+            acked
         }
         Stress::Brownout { above, below } => {
             let deadline = driver.drain.stall;
