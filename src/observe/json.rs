@@ -20,11 +20,21 @@ pub(crate) fn write_str(out: &mut Vec<u8>, text: &str) {
     if escape {
         write_serde(out, text);
     } else {
-        out.reserve(bytes.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(bytes);
-        out.push(b'"');
+        write_plain(out, text);
     }
+}
+
+/// Appends `text`, which by construction needs no escape (hex digests, RFC 3339
+/// times, HTTP method tokens), as a JSON string without scanning it.
+pub(crate) fn write_plain(out: &mut Vec<u8>, text: &str) {
+    debug_assert!(
+        !text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'),
+        "{text:?} needs escaping"
+    );
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
 }
 
 /// Appends `text` as a JSON string, or `null`.

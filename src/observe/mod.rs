@@ -238,7 +238,8 @@ impl DetailRef<'_> {
                 });
                 json::write_opt_str(out, detail.if_match);
                 out.extend_from_slice(br#","method":"#);
-                json::write_str(out, detail.method);
+                // A method is an RFC 9110 token: no quote, backslash or control.
+                json::write_plain(out, detail.method);
                 out.extend_from_slice(br#","path":"#);
                 json::write_str(out, detail.path);
                 out.push(b'}');
@@ -263,7 +264,7 @@ impl RecordRef<'_> {
         out.extend_from_slice(br#","seq":"#);
         json::write_serde(out, &self.seq);
         out.extend_from_slice(br#","at":"#);
-        json::write_str(out, self.at);
+        json::write_plain(out, self.at);
         out.extend_from_slice(br#","elapsed_ms":"#);
         json::write_serde(out, &self.elapsed_ms);
         out.extend_from_slice(br#","actor":"#);
@@ -295,9 +296,9 @@ impl RecordRef<'_> {
             detail.write_json(out);
         }
         out.extend_from_slice(br#","prev_hash":"#);
-        json::write_str(out, self.prev_hash);
+        json::write_plain(out, self.prev_hash);
         out.extend_from_slice(br#","hash":"#);
-        json::write_str(out, self.hash);
+        json::write_plain(out, self.hash);
         out.push(b'}');
     }
 }
@@ -308,22 +309,16 @@ pub fn record_hash(record: &Record) -> String {
     unhashed.hash.clear();
     // Serialising a struct of plain fields and a BTreeMap-backed Value cannot fail.
     let bytes = serde_json::to_vec(&unhashed).unwrap_or_default();
-    hex(&Sha256::digest(&bytes))
+    hex::encode(Sha256::digest(&bytes))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    hex_into(bytes, &mut out);
-    out
-}
-
-/// Appends `bytes` as lowercase hex digits to `out`.
-fn hex_into(bytes: &[u8], out: &mut String) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 15) as usize] as char);
-    }
+/// Replaces `out` with `digest` as lowercase hex digits, without a per-digit push.
+fn hex_into(digest: &[u8; 32], out: &mut String) {
+    let mut digits = [0u8; 64];
+    // 32 bytes always fill exactly 64 digits, and hex digits are ASCII.
+    let _ = hex::encode_to_slice(digest, &mut digits);
+    out.clear();
+    out.push_str(std::str::from_utf8(&digits).unwrap_or_default());
 }
 
 /// A record on its way to the writer: what the caller gave, stamped with its place
@@ -497,8 +492,7 @@ impl Writer {
         line.clear();
         record.write_json(line);
         let digest = Sha256::digest(&line[..]);
-        self.last_hash.clear();
-        hex_into(&digest, &mut self.last_hash);
+        hex_into(&digest.into(), &mut self.last_hash);
         debug_assert!(line.ends_with(br#""hash":""}"#), "hash is the last field");
         line.truncate(line.len().saturating_sub(2));
         line.extend_from_slice(self.last_hash.as_bytes());

@@ -16,7 +16,7 @@ use std::path::Path;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{Actor, ChainBreak, GENESIS, ReadError, Record, hex, record_hash};
+use super::{Actor, ChainBreak, GENESIS, ReadError, Record, record_hash};
 
 /// The fields of a record that identify it and chain it, borrowed from its line.
 #[derive(Debug, Deserialize)]
@@ -197,7 +197,7 @@ fn line_hashes_to(text: &str, hash: &str) -> bool {
     let mut hasher = Sha256::new();
     hasher.update(body);
     hasher.update(br#","hash":""}"#);
-    hex(&hasher.finalize()) == hash
+    hex::encode(hasher.finalize()) == hash
 }
 
 #[cfg(test)]
