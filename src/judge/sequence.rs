@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::fold::{Cite, Context, Fold, records, skipped};
 use super::run::{Outcome, body, body_event_id, body_text, detail_text};
 use crate::observe::Record;
-use crate::run::plan::{PlannedCandidate, Scenario};
+use crate::run::plan::{PlannedCandidate, Scenario, Text};
 
 /// How an applied event reads in a sequence.
 fn read(cx: &Context<'_>, record: &Record, expected_here: Option<&str>) -> String {
@@ -48,10 +48,11 @@ fn read(cx: &Context<'_>, record: &Record, expected_here: Option<&str>) -> Strin
     }
 }
 
-fn arrows(items: &[String]) -> String {
+fn arrows<T: AsRef<str>>(items: &[T]) -> String {
     if items.is_empty() {
         "nothing".to_owned()
     } else {
+        let items: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
         items.join(" → ")
     }
 }
@@ -119,7 +120,7 @@ impl Fold for Sequence<'_> {
             .candidate
             .expected_sequence
             .get(story.seen.len())
-            .map(String::as_str);
+            .map(Text::as_str);
         story.seen.push(read(cx, record, here));
         story.applied.push(record.seq);
     }
@@ -143,7 +144,9 @@ impl Fold for Sequence<'_> {
         for story in stories {
             let candidate = story.candidate;
             let seen = &story.seen;
-            if *seen == candidate.expected_sequence {
+            if seen.len() == candidate.expected_sequence.len()
+                && seen.iter().zip(candidate.expected_sequence.iter()).all(|(s, e)| e == s)
+            {
                 continue;
             }
             outcome.findings.add(|| {

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::plan::{PlannedCandidate, Scenario};
+use std::sync::Arc;
 use crate::contract::ContractName;
 use crate::contract::ids::IdMint;
 use crate::contract::path::FieldPath;
@@ -581,11 +582,11 @@ pub fn prepare(inputs: &PolicyInputs<'_>) -> Result<PreparedPolicy, PolicyPlanEr
         let send_order = send_order(&moves, member.profile);
         out.planned.push(PlannedCandidate {
             scenario: member.scenario,
-            candidate: copy.id.0.clone(),
-            source: member.source.id.0.clone(),
-            correlation_id: correlation_id.clone(),
+            candidate: copy.id.0.as_str().into(),
+            source: member.source.id.0.as_str().into(),
+            correlation_id: correlation_id.as_str().into(),
             in_scope: true,
-            expected_sequence: Vec::new(),
+            expected_sequence: Arc::from([]),
             pii: vec![copy.person.name.clone(), copy.person.email.clone()],
         });
         out.plan.candidates.push(PolicyCandidate {
