@@ -1186,34 +1186,45 @@ mod tests {
 
     #[test]
     fn the_read_path_serialises_the_very_bytes_of_the_record() {
-        let fresh = CandidateState::new(&candidate("CAND_canary_002"));
+        let shared = &mut Shared::default();
+        let fresh = CandidateState::new(&candidate("CAND_canary_002"), shared);
         let through_value = serde_json::to_vec(&fresh.record()).expect("serialises");
         assert_eq!(
             String::from_utf8(fresh.record_json()).expect("utf-8"),
             String::from_utf8(through_value).expect("utf-8"),
             "nothing applied yet"
         );
-        let mut state = CandidateState::new(&candidate("CAND_canary_001"));
-        state.requisition.tags = vec!["canary-il".into(), "b\"q".into()];
-        state.person.name = "Zoë \"Ğ\" Gürsoy".into();
+        let mut state = CandidateState::new(&candidate("CAND_canary_001"), shared);
+        Arc::make_mut(&mut state.requisition).tags = vec!["canary-il".into(), "b\"q".into()];
+        state.name = "Zoë \"Ğ\" Gürsoy".into();
         state.revision = 4;
         state.activity_total = 3;
-        for (contract, event) in [("b.contract", Some("evt_2")), ("a.contract", None)] {
+        // `b` twice: the second replaces the first, and the map stays in contract order.
+        for (contract, event) in [
+            ("b.contract", Some("evt_1")),
+            ("b.contract", Some("evt_2")),
+            ("a.contract", None),
+        ] {
             state.applied.insert(
                 contract.into(),
-                AppliedEvent {
-                    event_id: event.map(str::to_owned),
+                Arc::new(AppliedEvent {
+                    event_id: event.map(Arc::from),
                     idempotency_key: Some("key".into()),
                     occurred_at: None,
-                },
+                }),
             );
         }
+        assert_eq!(
+            state.applied.iter().map(|(c, _)| c).collect::<Vec<_>>(),
+            ["a.contract", "b.contract"]
+        );
+        assert_eq!(state.applied["b.contract"].event_id.as_deref(), Some("evt_2"));
         let through_value = serde_json::to_vec(&state.record()).expect("serialises");
         assert_eq!(
             String::from_utf8(state.record_json()).expect("utf-8"),
             String::from_utf8(through_value).expect("utf-8")
         );
-        state.requisition.tags.clear();
+        Arc::make_mut(&mut state.requisition).tags.clear();
         let through_value = serde_json::to_vec(&state.record()).expect("serialises");
         assert_eq!(
             String::from_utf8(state.record_json()).expect("utf-8"),
