@@ -378,7 +378,9 @@ pub struct AtsState {
     /// The ATS's fault schedule.
     pub faults: FaultState,
     log: ObservationLog,
-    candidates: Mutex<HashMap<Arc<str>, CandidateState>>,
+    /// The records, boxed: a map's slots run up to twice its length, and a slot of a
+    /// box is a tenth of one of a record.
+    candidates: Mutex<HashMap<Arc<str>, Box<CandidateState>>>,
     /// The requisitions and stages the records share (locked inside `candidates`).
     shared: Mutex<Shared>,
     /// The contracts' names by index, shared by every record that names one.
@@ -408,7 +410,7 @@ impl AtsState {
             .iter()
             .map(|c| {
                 let record = CandidateState::new(c, &mut shared);
-                (Arc::clone(&record.id), record)
+                (Arc::clone(&record.id), Box::new(record))
             })
             .collect();
         let contract_names = manifest
@@ -437,7 +439,7 @@ impl AtsState {
         let mut shared = lock(&self.shared);
         for candidate in candidates {
             let record = CandidateState::new(candidate, &mut shared);
-            records.insert(Arc::clone(&record.id), record);
+            records.insert(Arc::clone(&record.id), Box::new(record));
         }
     }
 
@@ -460,7 +462,7 @@ impl AtsState {
 
     /// A copy of one candidate's state.
     pub fn candidate(&self, id: &str) -> Option<CandidateState> {
-        lock(&self.candidates).get(id).cloned()
+        lock(&self.candidates).get(id).map(|c| (**c).clone())
     }
 
     /// Every access grant, in order.
