@@ -146,7 +146,10 @@ impl Fold for Sequence<'_> {
             let candidate = story.candidate;
             let seen = &story.seen;
             if seen.len() == candidate.expected_sequence.len()
-                && seen.iter().zip(candidate.expected_sequence.iter()).all(|(s, e)| e == s)
+                && seen
+                    .iter()
+                    .zip(candidate.expected_sequence.iter())
+                    .all(|(s, e)| e == s)
             {
                 continue;
             }

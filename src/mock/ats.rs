@@ -1220,7 +1220,10 @@ mod tests {
             state.applied.iter().map(|(c, _)| c).collect::<Vec<_>>(),
             ["a.contract", "b.contract"]
         );
-        assert_eq!(state.applied["b.contract"].event_id.as_deref(), Some("evt_2"));
+        assert_eq!(
+            state.applied["b.contract"].event_id.as_deref(),
+            Some("evt_2")
+        );
         let through_value = serde_json::to_vec(&state.record()).expect("serialises");
         assert_eq!(
             String::from_utf8(state.record_json()).expect("utf-8"),

@@ -956,7 +956,11 @@ pub fn prepare<'g>(
             prepared.plan.candidates.push(PlannedCandidate {
                 scenario,
                 candidate: candidate.clone(),
-                source: sandbox.candidates[group.source as usize].id.0.as_str().into(),
+                source: sandbox.candidates[group.source as usize]
+                    .id
+                    .0
+                    .as_str()
+                    .into(),
                 correlation_id: correlation_id.clone(),
                 in_scope,
                 expected_sequence: strings

@@ -317,11 +317,10 @@ impl Fold {
         summary.contract = Some(event.contract.to_string());
         summary.candidate = Some(event.candidate.to_string());
         summary.perturbation = marks.of(&event.event_id).cloned();
-        summary.outcome = event
-            .outcome
-            .as_ref()
-            .map(|o| o.to_string())
-            .or_else(|| pointer_text(&event.payload, "/verification/result").map(str::to_owned));
+        summary.outcome =
+            event.outcome.as_ref().map(|o| o.to_string()).or_else(|| {
+                pointer_text(&event.payload, "/verification/result").map(str::to_owned)
+            });
         summary.risk_tier = pointer_text(&event.payload, "/verification/risk_tier")
             .or_else(|| pointer_text(&event.payload, "/risk_tier"))
             .map(str::to_owned);

@@ -11,11 +11,12 @@
 
 pub mod drive;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::plan::{PlannedCandidate, Scenario};
-use std::sync::Arc;
 use crate::contract::ContractName;
 use crate::contract::ids::IdMint;
 use crate::contract::path::FieldPath;
