@@ -218,14 +218,14 @@ impl ContractPass {
 
 fn vendor_broken(event: &PlannedEvent, messages: &str) -> Broken {
     Broken {
-        candidate: Some(event.candidate.clone()),
-        correlation_id: Some(event.correlation_id.clone()),
+        candidate: Some(event.candidate.to_string()),
+        correlation_id: Some(event.correlation_id.to_string()),
         contract: String::new(),
         seen: format!(
             "the harness's own event {} (as the mock vendor sends it, before the integration sees it) breaks its contract: {messages} — a defect of stagegate's sandbox, not of the integration",
             event.event_id
         ),
-        cites: vec![Cite::Attempts(event.event_id.clone())],
+        cites: vec![Cite::Attempts(event.event_id.to_string())],
     }
 }
 

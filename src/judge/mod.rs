@@ -501,7 +501,7 @@ mod tests {
         let manifest = manifest();
         let mut clean = clean();
         for candidate in &mut clean.plan.candidates {
-            candidate.source = format!("SRC_{}", candidate.candidate);
+            candidate.source = format!("SRC_{}", candidate.candidate).into();
         }
         let event = clean.events[0].clone();
         clean.log.attempt(&event, 1, Some(200), 4000.0);

@@ -55,7 +55,7 @@ impl Fold for NoLoss {
                 "{} ({}) is applied at the ATS before the {} scenario ends (its drain deadline)",
                 event.event_id, event.contract, event.scenario
             );
-            let attempts = || Cite::Attempts(event.event_id.clone());
+            let attempts = || Cite::Attempts(event.event_id.to_string());
             match (ledger.applied.first(), end) {
                 (Some(first), Some(end)) if first.seq > end.seq => outcome.findings.add(|| {
                     cx.finding(

@@ -166,7 +166,7 @@ pub(crate) fn finding_about(
         source_candidate: None,
         correlation_id: correlation_id
             .map(str::to_owned)
-            .or_else(|| planned.map(|c| c.correlation_id.clone())),
+            .or_else(|| planned.map(|c| c.correlation_id.to_string())),
         expected: expected.into(),
         seen: seen.into(),
         exchanges: Vec::new(),

@@ -124,7 +124,7 @@ impl Fold for Signature<'_> {
                         event.event_id,
                         times(ledger.applied.len())
                     ),
-                    [Cite::Attempts(event.event_id.clone())]
+                    [Cite::Attempts(event.event_id.to_string())]
                         .into_iter()
                         .chain(records(ledger.applied_seqs())),
                 )

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::manifest::Manifest;
 use crate::observe::{Actor, GENESIS, Record};
-use crate::run::plan::{Plan, PlannedCandidate, PlannedEvent, Scenario};
+use crate::run::plan::{Plan, PlannedCandidate, PlannedEvent, Scenario, Text};
 
 /// The kinds of the records a finding cites, in its order.
 pub(crate) fn kinds(exchanges: &[super::Exchange]) -> Vec<&str> {
@@ -100,10 +100,10 @@ impl Log {
         latency_ms: f64,
     ) -> u64 {
         self.push(Actor::Sender, "webhook.attempt", |r| {
-            r.candidate = Some(event.candidate.clone());
-            r.correlation_id = Some(event.correlation_id.clone());
-            r.event_id = Some(event.event_id.clone());
-            r.idempotency_key = Some(event.idempotency_key.clone());
+            r.candidate = Some(event.candidate.to_string());
+            r.correlation_id = Some(event.correlation_id.to_string());
+            r.event_id = Some(event.event_id.to_string());
+            r.idempotency_key = Some(event.idempotency_key.to_string());
             r.status = status;
             r.latency_ms = Some(latency_ms);
             let mut detail = json!({
@@ -284,11 +284,11 @@ impl PlanBuilder {
     ) -> &mut PlannedCandidate {
         self.plan.candidates.push(PlannedCandidate {
             scenario,
-            candidate: id.to_owned(),
-            source: String::new(),
-            correlation_id: format!("cor_{id}"),
+            candidate: id.into(),
+            source: Default::default(),
+            correlation_id: format!("cor_{id}").into(),
             in_scope,
-            expected_sequence: expected.iter().map(|s| (*s).to_owned()).collect(),
+            expected_sequence: expected.iter().map(|s| Text::from(*s)).collect(),
             pii: vec!["Zoë Ğürsoy".into(), "zoe.gursoy@example.test".into()],
         });
         self.plan.candidates.last_mut().expect("just pushed")
@@ -317,14 +317,14 @@ impl PlanBuilder {
         });
         let event = PlannedEvent {
             scenario: planned.scenario,
-            candidate: candidate.to_owned(),
+            candidate: candidate.into(),
             contract: "identity.verification.completed".into(),
-            event_id,
-            idempotency_key: key,
+            event_id: event_id.into(),
+            idempotency_key: key.into(),
             correlation_id: planned.correlation_id.clone(),
-            occurred_at: format!("2026-05-18T09:{n:02}:00.000000Z"),
+            occurred_at: format!("2026-05-18T09:{n:02}:00.000000Z").into(),
             sequence_index: n,
-            outcome: Some(outcome.to_owned()),
+            outcome: Some(outcome.into()),
             perturbation: "none".into(),
             forged: false,
             in_scope: planned.in_scope,

@@ -7,7 +7,7 @@
 //! the observation log keeps the evidence of whether it did it. A body that breaks its
 //! contract is a *mapping error* (422, with the violations).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -30,7 +30,7 @@ use crate::contract::assertion::EvalContext;
 use crate::contract::{Rule, Violation};
 use crate::manifest::Manifest;
 use crate::observe::{Actor, Entry, ObservationLog, format_time};
-use crate::sandbox::model::{Person, Requisition, SandboxCandidate};
+use crate::sandbox::model::{Requisition, SandboxCandidate};
 
 /// Activity entries kept per candidate; older ones stay in the observation log only,
 /// so a long load test does not grow the mock's memory.
@@ -40,14 +40,18 @@ pub const ACTIVITY_KEPT: usize = 256;
 pub const INITIAL_STAGE: &str = "application-review";
 
 /// The last event applied for one contract.
+///
+/// The state of a load test holds one per event twice (the record's and the activity
+/// entry's), so the texts are shared `Arc<str>`s: the event id also keys
+/// `applied_ids`, and the `Idempotency-Key` header usually is the idempotency key.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AppliedEvent {
     /// The event's id.
-    pub event_id: Option<String>,
+    pub event_id: Option<Arc<str>>,
     /// The event's idempotency key.
-    pub idempotency_key: Option<String>,
+    pub idempotency_key: Option<Arc<str>>,
     /// When the event occurred.
-    pub occurred_at: Option<String>,
+    pub occurred_at: Option<Arc<str>>,
 }
 
 /// One state change in a candidate's activity.
@@ -55,31 +59,94 @@ pub struct AppliedEvent {
 pub struct Activity {
     /// The revision the change produced.
     pub revision: u64,
-    /// The contract of the event.
-    pub contract: String,
-    /// What was applied.
-    pub event: AppliedEvent,
+    /// The contract of the event (one copy per contract, shared by every entry).
+    pub contract: Arc<str>,
+    /// What was applied (the same allocation as the record's `applied` entry).
+    pub event: Arc<AppliedEvent>,
     /// The `Idempotency-Key` header sent with the write, if any.
-    pub idempotency_header: Option<String>,
-    /// When the ATS received it.
-    pub received_at: String,
+    pub idempotency_header: Option<Arc<str>>,
+    /// When the ATS received it: the time, written as RFC 3339 text ([`format_time`])
+    /// only when shown, which is the text that was once kept (12 bytes, not 51).
+    #[serde(serialize_with = "serialize_time")]
+    pub received_at: chrono::DateTime<chrono::Utc>,
+}
+
+fn serialize_time<S: serde::Serializer>(
+    at: &chrono::DateTime<chrono::Utc>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format_time(*at))
+}
+
+/// A candidate's last applied event per contract, in contract order: what a
+/// `BTreeMap<String, AppliedEvent>` held, as a vector sized for the few contracts
+/// a candidate sees (a B-tree's first node takes eleven entries' room, about 1 KB).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Applied(Vec<(Arc<str>, Arc<AppliedEvent>)>);
+
+impl Applied {
+    /// The last event applied for `contract`.
+    pub fn get(&self, contract: &str) -> Option<&AppliedEvent> {
+        let at = self.0.binary_search_by(|(c, _)| (**c).cmp(contract)).ok()?;
+        self.0.get(at).map(|(_, event)| &**event)
+    }
+
+    /// Records `event` as the last one applied for `contract`.
+    pub fn insert(&mut self, contract: Arc<str>, event: Arc<AppliedEvent>) {
+        match self.0.binary_search_by(|(c, _)| (**c).cmp(&*contract)) {
+            Ok(at) => self.0[at].1 = event,
+            Err(at) => {
+                // One more slot at a time: most candidates see one or two contracts.
+                self.0.reserve_exact(1);
+                self.0.insert(at, (contract, event));
+            }
+        }
+    }
+
+    /// Each contract with its last applied event, in contract order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &AppliedEvent)> {
+        self.0.iter().map(|(c, e)| (&**c, &**e))
+    }
+}
+
+impl std::ops::Index<&str> for Applied {
+    type Output = AppliedEvent;
+
+    fn index(&self, contract: &str) -> &AppliedEvent {
+        match self.get(contract) {
+            Some(event) => event,
+            None => panic!("no event applied for contract `{contract}`"),
+        }
+    }
+}
+
+impl Serialize for Applied {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
 }
 
 /// One candidate's record and history.
+///
+/// Sized for a load test's 100,000 candidates: the requisition and the stage are
+/// shared with every candidate that has the same, and only the personal data the
+/// record shows (name, e-mail) is kept.
 #[derive(Debug, Clone)]
 pub struct CandidateState {
-    /// The ATS id.
-    pub id: String,
-    /// Personal data.
-    pub person: Person,
+    /// The ATS id (the same allocation as the key it is found by).
+    pub id: Arc<str>,
+    /// The candidate's name.
+    pub name: Box<str>,
+    /// The candidate's e-mail address.
+    pub email: Box<str>,
     /// The requisition.
-    pub requisition: Requisition,
+    pub requisition: Arc<Requisition>,
     /// The current stage.
-    pub stage: String,
+    pub stage: Arc<str>,
     /// Bumped by every accepted write.
     pub revision: u64,
     /// Per contract, the last event applied.
-    pub applied: BTreeMap<String, AppliedEvent>,
+    pub applied: Applied,
     /// The most recent changes, newest last.
     pub activity: VecDeque<Activity>,
     /// Every change ever applied, including those no longer kept.
@@ -87,17 +154,33 @@ pub struct CandidateState {
 }
 
 impl CandidateState {
-    fn new(candidate: &SandboxCandidate) -> Self {
+    fn new(candidate: &SandboxCandidate, shared: &mut Shared) -> Self {
         CandidateState {
-            id: candidate.id.0.clone(),
-            person: candidate.person.clone(),
-            requisition: candidate.requisition.clone(),
-            stage: INITIAL_STAGE.to_owned(),
+            id: Arc::from(candidate.id.0.as_str()),
+            name: candidate.person.name.as_str().into(),
+            email: candidate.person.email.as_str().into(),
+            requisition: shared.requisition(&candidate.requisition),
+            stage: shared.stage(INITIAL_STAGE),
             revision: 1,
-            applied: BTreeMap::new(),
+            applied: Applied::default(),
             activity: VecDeque::new(),
             activity_total: 0,
         }
+    }
+
+    /// Appends an activity entry, keeping the last [`ACTIVITY_KEPT`]. The deque grows
+    /// by half its length rather than doubling from four: most candidates of a load
+    /// test get one or two entries.
+    fn push_activity(&mut self, entry: Activity) {
+        if self.activity.len() == self.activity.capacity() {
+            self.activity
+                .reserve_exact((self.activity.len() / 2).clamp(1, ACTIVITY_KEPT + 1));
+        }
+        self.activity.push_back(entry);
+        if self.activity.len() > ACTIVITY_KEPT {
+            self.activity.pop_front();
+        }
+        self.activity_total += 1;
     }
 
     /// The record as `GET /v1/candidates/{id}` returns it, written by hand (the
@@ -126,9 +209,9 @@ impl CandidateState {
         out.extend_from_slice(br#"},"ats_candidate_id":"#);
         write_str(&mut out, &self.id);
         out.extend_from_slice(br#","email":"#);
-        write_str(&mut out, &self.person.email);
+        write_str(&mut out, &self.email);
         out.extend_from_slice(br#","name":"#);
-        write_str(&mut out, &self.person.name);
+        write_str(&mut out, &self.name);
         out.extend_from_slice(br#","requisition":{"id":"#);
         write_str(&mut out, &self.requisition.id);
         out.extend_from_slice(br#","location":"#);
@@ -152,8 +235,8 @@ impl CandidateState {
     pub fn record(&self) -> Value {
         json!({
             "ats_candidate_id": self.id,
-            "name": self.person.name,
-            "email": self.person.email,
+            "name": self.name,
+            "email": self.email,
             "revision": self.revision,
             "stage": self.stage,
             "requisition": self.requisition,
@@ -258,6 +341,35 @@ pub struct StageView {
 /// The most candidates one `GET /v1/candidates` page lists.
 pub const LIST_LIMIT: usize = 500;
 
+/// What many candidates' records share, one copy each: requisitions and stage names.
+#[derive(Debug, Default)]
+struct Shared {
+    requisitions: HashSet<Arc<Requisition>>,
+    stages: HashSet<Arc<str>>,
+}
+
+impl Shared {
+    /// The shared copy of `requisition`.
+    fn requisition(&mut self, requisition: &Requisition) -> Arc<Requisition> {
+        if let Some(shared) = self.requisitions.get(requisition) {
+            return Arc::clone(shared);
+        }
+        let shared = Arc::new(requisition.clone());
+        self.requisitions.insert(Arc::clone(&shared));
+        shared
+    }
+
+    /// The shared copy of the stage name `stage`.
+    fn stage(&mut self, stage: &str) -> Arc<str> {
+        if let Some(shared) = self.stages.get(stage) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<str> = Arc::from(stage);
+        self.stages.insert(Arc::clone(&shared));
+        shared
+    }
+}
+
 /// The mock ATS's state.
 #[derive(Debug)]
 pub struct AtsState {
@@ -266,11 +378,17 @@ pub struct AtsState {
     /// The ATS's fault schedule.
     pub faults: FaultState,
     log: ObservationLog,
-    candidates: Mutex<HashMap<String, CandidateState>>,
+    /// The records, boxed: a map's slots run up to twice its length, and a slot of a
+    /// box is a tenth of one of a record.
+    candidates: Mutex<HashMap<Arc<str>, Box<CandidateState>>>,
+    /// The requisitions and stages the records share (locked inside `candidates`).
+    shared: Mutex<Shared>,
+    /// The contracts' names by index, shared by every record that names one.
+    contract_names: Vec<Arc<str>>,
     grants: Mutex<Vec<AccessGrant>>,
     exceptions: Mutex<Vec<ExceptionItem>>,
     /// How many times each event id was applied (the harness waits on it).
-    applied_ids: Mutex<HashMap<String, u32>>,
+    applied_ids: Mutex<HashMap<Arc<str>, u32>>,
     requests: std::sync::atomic::AtomicU64,
 }
 
@@ -287,12 +405,23 @@ impl AtsState {
         seed: u64,
         log: ObservationLog,
     ) -> Self {
+        let mut shared = Shared::default();
         let records = candidates
             .iter()
-            .map(|c| (c.id.0.clone(), CandidateState::new(c)))
+            .map(|c| {
+                let record = CandidateState::new(c, &mut shared);
+                (Arc::clone(&record.id), Box::new(record))
+            })
+            .collect();
+        let contract_names = manifest
+            .contracts
+            .iter()
+            .map(|c| Arc::from(c.name().as_str()))
             .collect();
         AtsState {
             manifest,
+            shared: Mutex::new(shared),
+            contract_names,
             token: Arc::from(token),
             faults: FaultState::new(super::mix(seed, 3)),
             log,
@@ -307,8 +436,10 @@ impl AtsState {
     /// Adds candidates (a run seeds the ATS once the plan, which needs the mocks' URLs, exists).
     pub fn add_candidates(&self, candidates: &[SandboxCandidate]) {
         let mut records = lock(&self.candidates);
+        let mut shared = lock(&self.shared);
         for candidate in candidates {
-            records.insert(candidate.id.0.clone(), CandidateState::new(candidate));
+            let record = CandidateState::new(candidate, &mut shared);
+            records.insert(Arc::clone(&record.id), Box::new(record));
         }
     }
 
@@ -331,7 +462,7 @@ impl AtsState {
 
     /// A copy of one candidate's state.
     pub fn candidate(&self, id: &str) -> Option<CandidateState> {
-        lock(&self.candidates).get(id).cloned()
+        lock(&self.candidates).get(id).map(|c| (**c).clone())
     }
 
     /// Every access grant, in order.
@@ -350,7 +481,8 @@ impl AtsState {
     pub fn set_stage(&self, id: &str, stage: &str) -> Option<String> {
         let mut candidates = lock(&self.candidates);
         let candidate = candidates.get_mut(id)?;
-        let from = std::mem::replace(&mut candidate.stage, stage.to_owned());
+        let to = lock(&self.shared).stage(stage);
+        let from = std::mem::replace(&mut candidate.stage, to).to_string();
         candidate.revision += 1;
         self.log.append(
             Actor::Ats,
@@ -382,7 +514,7 @@ impl AtsState {
     /// A page of candidates in id order, with their stages.
     pub fn stages(&self, offset: usize, limit: usize) -> (usize, Vec<StageView>) {
         let candidates = lock(&self.candidates);
-        let mut ids: Vec<&String> = candidates.keys().collect();
+        let mut ids: Vec<&Arc<str>> = candidates.keys().collect();
         ids.sort();
         let page = ids
             .iter()
@@ -390,8 +522,8 @@ impl AtsState {
             .take(limit.min(LIST_LIMIT))
             .filter_map(|id| candidates.get(*id))
             .map(|c| StageView {
-                ats_candidate_id: c.id.clone(),
-                stage: c.stage.clone(),
+                ats_candidate_id: c.id.to_string(),
+                stage: c.stage.to_string(),
                 revision: c.revision,
             })
             .collect();
@@ -415,12 +547,12 @@ impl AtsState {
     /// serving while a dump is read. Each record is consistent; a dump taken under
     /// load is not one instant.
     pub fn dump(self: Arc<Self>, page: Page) -> Dump {
-        let mut ids: Vec<String> = {
+        let mut ids: Vec<Arc<str>> = {
             let candidates = lock(&self.candidates);
             match &page.candidate {
                 Some(id) => candidates
-                    .get_key_value(id)
-                    .map(|(k, _)| k.clone())
+                    .get_key_value(id.as_str())
+                    .map(|(k, _)| Arc::clone(k))
                     .into_iter()
                     .collect(),
                 None => candidates.keys().cloned().collect(),
@@ -455,7 +587,7 @@ pub const DUMP_CHUNK: usize = 512;
 #[derive(Debug)]
 pub struct Dump {
     state: Arc<AtsState>,
-    ids: std::vec::IntoIter<String>,
+    ids: std::vec::IntoIter<Arc<str>>,
     head: Option<Vec<u8>>,
     first: bool,
     done: bool,
@@ -472,11 +604,11 @@ impl Iterator for Dump {
             return None;
         }
         let mut out = Vec::new();
-        let chunk: Vec<String> = self.ids.by_ref().take(DUMP_CHUNK).collect();
+        let chunk: Vec<Arc<str>> = self.ids.by_ref().take(DUMP_CHUNK).collect();
         if !chunk.is_empty() {
             let candidates = lock(&self.state.candidates);
             // A candidate cannot leave the ATS, but a missing one is skipped, not a panic.
-            for record in chunk.iter().filter_map(|id| candidates.get(id)) {
+            for record in chunk.iter().filter_map(|id| candidates.get(&**id)) {
                 if !std::mem::take(&mut self.first) {
                     out.push(b',');
                 }
@@ -511,7 +643,7 @@ impl Iterator for Dump {
 #[derive(Serialize)]
 struct RecordView<'a> {
     activity_count: u64,
-    applied: &'a BTreeMap<String, AppliedEvent>,
+    applied: &'a Applied,
     ats_candidate_id: &'a str,
     email: &'a str,
     name: &'a str,
@@ -527,8 +659,8 @@ impl<'a> RecordView<'a> {
             activity_count: c.activity_total,
             applied: &c.applied,
             ats_candidate_id: &c.id,
-            email: &c.person.email,
-            name: &c.person.name,
+            email: &c.email,
+            name: &c.name,
             requisition: &c.requisition,
             revision: c.revision,
             stage: &c.stage,
@@ -704,7 +836,7 @@ async fn list_candidates(
 
 async fn get_candidate(State(state): State<Arc<AtsState>>, Path(id): Path<String>) -> Response {
     let candidates = lock(&state.candidates);
-    let Some(candidate) = candidates.get(&id) else {
+    let Some(candidate) = candidates.get(id.as_str()) else {
         return unknown_candidate(&id);
     };
     let body = candidate.record_json();
@@ -760,7 +892,7 @@ async fn post_event(
     body: Bytes,
 ) -> Response {
     // The candidate first: an unknown one is 404 whatever the body.
-    if !lock(&state.candidates).contains_key(&id) {
+    if !lock(&state.candidates).contains_key(id.as_str()) {
         return unknown_candidate(&id);
     }
     // A body that is not JSON (or writes a key twice) breaks its contract like any
@@ -783,8 +915,12 @@ async fn post_event(
     };
     let contracts = &state.manifest.contracts;
     let mut violations = Vec::new();
+    let mut contract_index = None;
     let contract = match contracts.resolve(&payload) {
-        Ok(index) => Some(contracts.at(index)),
+        Ok(index) => {
+            contract_index = Some(index);
+            Some(contracts.at(index))
+        }
         Err(violation) => {
             violations.push(violation);
             None
@@ -828,7 +964,7 @@ async fn post_event(
         idempotency_key: envelope.idempotency_key_of(&payload).map(str::to_owned),
         ..Entry::detail(detail)
     };
-    let contract_name = contract.map(|c| c.name().as_str().to_owned());
+    let contract_name = contract_index.and_then(|index| state.contract_names.get(index).cloned());
     if !violations.is_empty() {
         state.log.append(
             Actor::Ats,
@@ -845,9 +981,9 @@ async fn post_event(
         Ok(revision) => revision,
         Err(problem) => return error(StatusCode::BAD_REQUEST, &problem, json!({})),
     };
-    let contract_name = contract_name.unwrap_or_default();
+    let contract_name = contract_name.unwrap_or_else(|| Arc::from(""));
     let mut candidates = lock(&state.candidates);
-    let Some(candidate) = candidates.get_mut(&id) else {
+    let Some(candidate) = candidates.get_mut(id.as_str()) else {
         return unknown_candidate(&id);
     };
     if let Some(expected) = expected_revision.filter(|r| *r != candidate.revision) {
@@ -863,29 +999,30 @@ async fn post_event(
         );
     }
     candidate.revision += 1;
-    let applied = AppliedEvent {
-        event_id: envelope.event_id_of(&payload).map(str::to_owned),
-        idempotency_key: envelope.idempotency_key_of(&payload).map(str::to_owned),
-        occurred_at: envelope.occurred_at_of(&payload).map(str::to_owned),
+    let applied = Arc::new(AppliedEvent {
+        event_id: envelope.event_id_of(&payload).map(Arc::from),
+        idempotency_key: envelope.idempotency_key_of(&payload).map(Arc::from),
+        occurred_at: envelope.occurred_at_of(&payload).map(Arc::from),
+    });
+    // The header is kept as the key's allocation when it is the key, as it mostly is.
+    let header = match (&idempotency_header, &applied.idempotency_key) {
+        (Some(header), Some(key)) if header.as_str() == &**key => Some(Arc::clone(key)),
+        (header, _) => header.as_deref().map(Arc::from),
     };
     candidate
         .applied
-        .insert(contract_name.clone(), applied.clone());
-    candidate.activity.push_back(Activity {
+        .insert(Arc::clone(&contract_name), Arc::clone(&applied));
+    candidate.push_activity(Activity {
         revision: candidate.revision,
-        contract: contract_name.clone(),
-        event: applied,
-        idempotency_header: idempotency_header.clone(),
-        received_at: format_time(chrono::Utc::now()),
+        contract: Arc::clone(&contract_name),
+        event: Arc::clone(&applied),
+        idempotency_header: header,
+        received_at: chrono::Utc::now(),
     });
-    if candidate.activity.len() > ACTIVITY_KEPT {
-        candidate.activity.pop_front();
-    }
-    candidate.activity_total += 1;
     let revision = candidate.revision;
-    if let Some(event_id) = envelope.event_id_of(&payload) {
+    if let Some(event_id) = &applied.event_id {
         *lock(&state.applied_ids)
-            .entry(event_id.to_owned())
+            .entry(Arc::clone(event_id))
             .or_default() += 1;
     }
     // Logged under the candidates lock so the log's order is the order of application.
@@ -907,7 +1044,7 @@ async fn post_grant(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    if !lock(&state.candidates).contains_key(&id) {
+    if !lock(&state.candidates).contains_key(id.as_str()) {
         return unknown_candidate(&id);
     }
     let mut grant: AccessGrant = match serde_json::from_slice(&body) {
@@ -921,7 +1058,7 @@ async fn post_grant(
         }
     };
     let candidates = lock(&state.candidates);
-    let Some(candidate) = candidates.get(&id) else {
+    let Some(candidate) = candidates.get(id.as_str()) else {
         return unknown_candidate(&id);
     };
     let mut grants = lock(&state.grants);
@@ -963,7 +1100,7 @@ async fn post_exception(State(state): State<Arc<AtsState>>, body: Bytes) -> Resp
             );
         }
     };
-    if !lock(&state.candidates).contains_key(&item.ats_candidate_id) {
+    if !lock(&state.candidates).contains_key(item.ats_candidate_id.as_str()) {
         return unknown_candidate(&item.ats_candidate_id);
     }
     let mut exceptions = lock(&state.exceptions);
@@ -1051,34 +1188,48 @@ mod tests {
 
     #[test]
     fn the_read_path_serialises_the_very_bytes_of_the_record() {
-        let fresh = CandidateState::new(&candidate("CAND_canary_002"));
+        let shared = &mut Shared::default();
+        let fresh = CandidateState::new(&candidate("CAND_canary_002"), shared);
         let through_value = serde_json::to_vec(&fresh.record()).expect("serialises");
         assert_eq!(
             String::from_utf8(fresh.record_json()).expect("utf-8"),
             String::from_utf8(through_value).expect("utf-8"),
             "nothing applied yet"
         );
-        let mut state = CandidateState::new(&candidate("CAND_canary_001"));
-        state.requisition.tags = vec!["canary-il".into(), "b\"q".into()];
-        state.person.name = "Zoë \"Ğ\" Gürsoy".into();
+        let mut state = CandidateState::new(&candidate("CAND_canary_001"), shared);
+        Arc::make_mut(&mut state.requisition).tags = vec!["canary-il".into(), "b\"q".into()];
+        state.name = "Zoë \"Ğ\" Gürsoy".into();
         state.revision = 4;
         state.activity_total = 3;
-        for (contract, event) in [("b.contract", Some("evt_2")), ("a.contract", None)] {
+        // `b` twice: the second replaces the first, and the map stays in contract order.
+        for (contract, event) in [
+            ("b.contract", Some("evt_1")),
+            ("b.contract", Some("evt_2")),
+            ("a.contract", None),
+        ] {
             state.applied.insert(
                 contract.into(),
-                AppliedEvent {
-                    event_id: event.map(str::to_owned),
+                Arc::new(AppliedEvent {
+                    event_id: event.map(Arc::from),
                     idempotency_key: Some("key".into()),
                     occurred_at: None,
-                },
+                }),
             );
         }
+        assert_eq!(
+            state.applied.iter().map(|(c, _)| c).collect::<Vec<_>>(),
+            ["a.contract", "b.contract"]
+        );
+        assert_eq!(
+            state.applied["b.contract"].event_id.as_deref(),
+            Some("evt_2")
+        );
         let through_value = serde_json::to_vec(&state.record()).expect("serialises");
         assert_eq!(
             String::from_utf8(state.record_json()).expect("utf-8"),
             String::from_utf8(through_value).expect("utf-8")
         );
-        state.requisition.tags.clear();
+        Arc::make_mut(&mut state.requisition).tags.clear();
         let through_value = serde_json::to_vec(&state.record()).expect("serialises");
         assert_eq!(
             String::from_utf8(state.record_json()).expect("utf-8"),

@@ -99,7 +99,7 @@ pub fn build(plan: &Plan, records: &[Record]) -> AuditData {
     let mut folds: HashMap<String, Fold> = HashMap::new();
     for event in &plan.events {
         folds
-            .entry(event.candidate.clone())
+            .entry(event.candidate.to_string())
             .or_default()
             .plan_event(event, &marks);
     }
@@ -132,10 +132,10 @@ pub fn build(plan: &Plan, records: &[Record]) -> AuditData {
         .candidates
         .iter()
         .map(|c| Listed {
-            id: c.candidate.clone(),
+            id: c.candidate.to_string(),
             scenario: Some(c.scenario),
             in_scope: Some(c.in_scope),
-            correlation: Some(c.correlation_id.clone()),
+            correlation: Some(c.correlation_id.to_string()),
         })
         .collect();
     let mut unplanned: Vec<&String> = folds

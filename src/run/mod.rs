@@ -221,7 +221,7 @@ pub async fn execute(
             .plan
             .candidates
             .iter()
-            .map(|c| c.candidate.clone())
+            .map(|c| c.candidate.to_string())
             .collect();
         let planned = policy::prepare(&policy::PolicyInputs {
             manifest: &config.manifest,

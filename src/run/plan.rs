@@ -4,8 +4,9 @@
 //! run can be judged again offline.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -127,28 +128,33 @@ impl fmt::Display for Scenario {
 }
 
 /// One event the harness sends, and what should become of it.
+///
+/// A large run holds one per event until it is judged, so the texts events have in
+/// common are one shared `Arc<str>` (the candidate's id and correlation id with its
+/// [`PlannedCandidate`], the contract, outcome and perturbation names with every
+/// event that names them, see [`Strings`]): [`Text`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedEvent {
     /// The scenario it belongs to.
     pub scenario: Scenario,
     /// The candidate (the scenario copy's id).
-    pub candidate: String,
+    pub candidate: Text,
     /// The contract.
-    pub contract: String,
+    pub contract: Text,
     /// The event's id.
-    pub event_id: String,
+    pub event_id: Text,
     /// The event's idempotency key as the vendor sends it.
-    pub idempotency_key: String,
+    pub idempotency_key: Text,
     /// The flow's correlation id.
-    pub correlation_id: String,
+    pub correlation_id: Text,
     /// When it occurred (RFC 3339).
-    pub occurred_at: String,
+    pub occurred_at: Text,
     /// Its position in the candidate's expected sequence.
     pub sequence_index: usize,
     /// The enum value the sequence entry names (`passed`, …), if any.
-    pub outcome: Option<String>,
+    pub outcome: Option<Text>,
     /// The perturbation's name (`none`, `exact_duplicate`, `unsigned`, …).
-    pub perturbation: String,
+    pub perturbation: Text,
     /// A forged delivery the integration must reject (bad, missing or stale signature).
     pub forged: bool,
     /// Whether the candidate is inside the canary scope.
@@ -170,16 +176,17 @@ pub struct PlannedCandidate {
     /// The scenario it belongs to.
     pub scenario: Scenario,
     /// The copy's id, made for this scenario from the contracts' id rules.
-    pub candidate: String,
+    pub candidate: Text,
     /// The sandbox candidate it copies (the manifest's or the dataset's id).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub source: String,
+    #[serde(default, skip_serializing_if = "Text::is_empty")]
+    pub source: Text,
     /// Its correlation id.
-    pub correlation_id: String,
+    pub correlation_id: Text,
     /// Whether it is inside the canary scope.
     pub in_scope: bool,
-    /// Its expected sequence, as written (`contract` or `contract:value`).
-    pub expected_sequence: Vec<String>,
+    /// Its expected sequence, as written (`contract` or `contract:value`), shared by
+    /// every candidate with the same sequence.
+    pub expected_sequence: Arc<[Text]>,
     /// Personal data the integration must never print (name, e-mail).
     pub pii: Vec<String>,
 }
@@ -239,6 +246,118 @@ impl<'p, E: Serialize> PlanFile<'p, E> {
             skipped: &plan.skipped,
             policy: plan.policy.as_ref(),
         }
+    }
+}
+
+/// A text of the plan: shared (`Arc<str>`), immutable, read as a `&str`; it
+/// serialises as the string it holds, so plan.json is unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Text(Arc<str>);
+
+impl Text {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the text is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Text {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Text {
+    fn from(text: &str) -> Self {
+        Text(Arc::from(text))
+    }
+}
+
+impl From<String> for Text {
+    fn from(text: String) -> Self {
+        Text(Arc::from(text))
+    }
+}
+
+impl From<Text> for String {
+    fn from(text: Text) -> Self {
+        text.0.to_string()
+    }
+}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Text {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+/// One shared copy of each text many plan entries repeat (contract, outcome and
+/// perturbation names, expected sequences): a 100,000-candidate plan names a dozen
+/// contracts 200,000 times.
+#[derive(Debug, Default)]
+pub(crate) struct Strings {
+    texts: HashSet<Text>,
+    sequences: HashSet<Arc<[Text]>>,
+}
+
+impl Strings {
+    /// The shared copy of `text`.
+    pub(crate) fn get(&mut self, text: &str) -> Text {
+        if let Some(shared) = self.texts.get(text) {
+            return shared.clone();
+        }
+        let shared = Text::from(text);
+        self.texts.insert(shared.clone());
+        shared
+    }
+
+    /// The shared copy of the sequence `entries`.
+    pub(crate) fn sequence(&mut self, entries: impl IntoIterator<Item = String>) -> Arc<[Text]> {
+        let entries: Vec<Text> = entries.into_iter().map(|e| self.get(&e)).collect();
+        if let Some(shared) = self.sequences.get(entries.as_slice()) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<[Text]> = Arc::from(entries);
+        self.sequences.insert(Arc::clone(&shared));
+        shared
     }
 }
 

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::plan::{Plan, PlanFile, PlannedCandidate, PlannedEvent, Scenario};
+use super::plan::{Plan, PlanFile, PlannedCandidate, PlannedEvent, Scenario, Text};
 use crate::contract::assertion::EvalContext;
 use crate::contract::ids::{IdMint, MintError};
 use crate::contract::path::FieldPath;
@@ -316,7 +316,7 @@ impl serde::Serialize for EventsWithPayloads<'_> {
                 )));
             }
             for (event, generated) in planned.iter().zip(generated) {
-                if generated.event.event_id.as_deref().unwrap_or_default() != event.event_id {
+                if event.event_id != generated.event.event_id.as_deref().unwrap_or_default() {
                     return Err(S::Error::custom(format!(
                         "the event {} of {} generated again differs from its plan",
                         event.event_id, group.candidate
@@ -762,6 +762,7 @@ pub fn prepare<'g>(
     let synthesizer = &generator.synthesizer;
     let drift = &generator.drift;
     let seed = sandbox.seed;
+    let mut strings = super::plan::Strings::default();
     let owned: Vec<(u32, &SandboxCandidate)> = sandbox
         .candidates
         .iter()
@@ -945,20 +946,25 @@ pub fn prepare<'g>(
             let in_scope = full_rollout || in_canary_scope(scope, &member.requisition);
             group.first_event = prepared.plan.events.len() as u32;
             group.events = events.len() as u32;
+            // The candidate's id and correlation id, shared by its events.
+            let candidate: Text = member.id.0.as_str().into();
+            let correlation_id: Text = events
+                .first()
+                .map(|e| e.event.correlation_id.as_str())
+                .unwrap_or_default()
+                .into();
             prepared.plan.candidates.push(PlannedCandidate {
                 scenario,
-                candidate: member.id.0.clone(),
-                source: sandbox.candidates[group.source as usize].id.0.clone(),
-                correlation_id: events
-                    .first()
-                    .map(|e| e.event.correlation_id.clone())
-                    .unwrap_or_default(),
+                candidate: candidate.clone(),
+                source: sandbox.candidates[group.source as usize]
+                    .id
+                    .0
+                    .as_str()
+                    .into(),
+                correlation_id: correlation_id.clone(),
                 in_scope,
-                expected_sequence: member
-                    .expected_sequence
-                    .iter()
-                    .map(describe_entry)
-                    .collect(),
+                expected_sequence: strings
+                    .sequence(member.expected_sequence.iter().map(describe_entry)),
                 pii: vec![member.person.name.clone(), member.person.email.clone()],
             });
             // The latest occurred_at per contract: older events may be superseded.
@@ -997,23 +1003,27 @@ pub fn prepare<'g>(
                 };
                 prepared.plan.events.push(PlannedEvent {
                     scenario,
-                    candidate: member.id.0.clone(),
-                    contract: event.contract.as_str().to_owned(),
-                    event_id: event.event_id.unwrap_or_default(),
-                    idempotency_key: event.idempotency_key.unwrap_or_default(),
-                    correlation_id: event.correlation_id,
-                    occurred_at: crate::observe::format_time(event.occurred_at),
+                    candidate: candidate.clone(),
+                    contract: strings.get(event.contract.as_str()),
+                    event_id: event.event_id.unwrap_or_default().into(),
+                    idempotency_key: event.idempotency_key.unwrap_or_default().into(),
+                    correlation_id: if correlation_id == event.correlation_id {
+                        correlation_id.clone()
+                    } else {
+                        event.correlation_id.into()
+                    },
+                    occurred_at: crate::observe::format_time(event.occurred_at).into(),
                     sequence_index: index,
                     outcome: member
                         .expected_sequence
                         .get(index)
                         .and_then(|e| e.outcome.as_ref())
-                        .map(|(_, v)| v.clone()),
-                    perturbation: if drifted {
-                        super::plan::DRIFTED.to_owned()
+                        .map(|(_, v)| strings.get(v)),
+                    perturbation: strings.get(if drifted {
+                        super::plan::DRIFTED
                     } else {
-                        perturbation.name().to_owned()
-                    },
+                        perturbation.name()
+                    }),
                     forged,
                     in_scope,
                     should_land: in_scope

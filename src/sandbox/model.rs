@@ -43,7 +43,7 @@ pub struct Person {
 }
 
 /// The requisition a candidate applied to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Requisition {
     /// The requisition's id in the ATS.
     pub id: String,

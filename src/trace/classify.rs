@@ -218,7 +218,7 @@ impl Perturbations {
                 let mut p = Perturbation::named(&e.perturbation, "plan");
                 p.forged |= e.forged;
                 p.superseded = e.in_scope && !e.forged && !e.should_land;
-                (e.event_id.clone(), p)
+                (e.event_id.to_string(), p)
             })
             .collect();
         Perturbations {

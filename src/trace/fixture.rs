@@ -207,15 +207,15 @@ fn event(
 ) -> PlannedEvent {
     PlannedEvent {
         scenario: Scenario::Duplicates,
-        candidate: candidate.to_owned(),
-        contract: "identity.verification.completed".to_owned(),
-        event_id: id.to_owned(),
-        idempotency_key: id.replace("evt", "idk"),
-        correlation_id: if candidate == A { "cor_a" } else { "cor_b" }.to_owned(),
-        occurred_at: "2026-05-18T08:00:00Z".to_owned(),
+        candidate: candidate.into(),
+        contract: "identity.verification.completed".into(),
+        event_id: id.into(),
+        idempotency_key: id.replace("evt", "idk").into(),
+        correlation_id: if candidate == A { "cor_a" } else { "cor_b" }.into(),
+        occurred_at: "2026-05-18T08:00:00Z".into(),
         sequence_index: 0,
-        outcome: Some("passed".to_owned()),
-        perturbation: perturbation.to_owned(),
+        outcome: Some("passed".into()),
+        perturbation: perturbation.into(),
         forged,
         in_scope: true,
         should_land,
@@ -227,11 +227,11 @@ fn event(
 pub(crate) fn plan() -> Plan {
     let candidate = |id: &str, cor: &str, pii: [&str; 2]| PlannedCandidate {
         scenario: Scenario::Duplicates,
-        candidate: id.to_owned(),
-        source: String::new(),
-        correlation_id: cor.to_owned(),
+        candidate: id.into(),
+        source: Default::default(),
+        correlation_id: cor.into(),
         in_scope: true,
-        expected_sequence: vec!["identity.verification.completed:passed".to_owned()],
+        expected_sequence: std::sync::Arc::from(["identity.verification.completed:passed".into()]),
         pii: pii.iter().map(|s| (*s).to_owned()).collect(),
     };
     Plan {

@@ -312,15 +312,15 @@ impl Fold {
     pub fn plan_event(&mut self, event: &crate::run::plan::PlannedEvent, marks: &Perturbations) {
         let summary = self
             .events
-            .entry(event.event_id.clone())
+            .entry(event.event_id.to_string())
             .or_insert_with(|| EventSummary::new(&event.event_id));
-        summary.contract = Some(event.contract.clone());
-        summary.candidate = Some(event.candidate.clone());
+        summary.contract = Some(event.contract.to_string());
+        summary.candidate = Some(event.candidate.to_string());
         summary.perturbation = marks.of(&event.event_id).cloned();
-        summary.outcome = event
-            .outcome
-            .clone()
-            .or_else(|| pointer_text(&event.payload, "/verification/result").map(str::to_owned));
+        summary.outcome =
+            event.outcome.as_ref().map(|o| o.to_string()).or_else(|| {
+                pointer_text(&event.payload, "/verification/result").map(str::to_owned)
+            });
         summary.risk_tier = pointer_text(&event.payload, "/verification/risk_tier")
             .or_else(|| pointer_text(&event.payload, "/risk_tier"))
             .map(str::to_owned);

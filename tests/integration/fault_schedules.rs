@@ -438,7 +438,7 @@ async fn run_case(schedule: &Schedule) -> Result<(), String> {
         let history: Vec<String> = state
             .activity
             .iter()
-            .filter_map(|a| a.event.event_id.clone())
+            .filter_map(|a| a.event.event_id.as_deref().map(String::from))
             .collect();
         if history != expected {
             problems.push(format!(
@@ -446,7 +446,10 @@ async fn run_case(schedule: &Schedule) -> Result<(), String> {
                 candidate_id(who)
             ));
         }
-        let last = state.applied.get(CONTRACT).and_then(|a| a.event_id.clone());
+        let last = state
+            .applied
+            .get(CONTRACT)
+            .and_then(|a| a.event_id.as_deref().map(String::from));
         if last != expected.last().cloned() {
             problems.push(format!(
                 "{}: final state {last:?}, expected its latest event {:?}",

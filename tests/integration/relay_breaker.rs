@@ -270,7 +270,7 @@ impl World {
             .map(|c| {
                 c.activity
                     .iter()
-                    .filter_map(|a| a.event.event_id.clone())
+                    .filter_map(|a| a.event.event_id.as_deref().map(String::from))
                     .collect()
             })
             .unwrap_or_default()

@@ -469,11 +469,11 @@ mod tests {
         // 5 ms before the fault and was logged (applied, then answered) just after it.
         let applied = run.log.record_mut(start + 1);
         applied.kind = "ats.event_applied".into();
-        applied.event_id = Some(a2.event_id.clone());
-        applied.idempotency_key = Some(a2.idempotency_key.clone());
+        applied.event_id = Some(a2.event_id.to_string());
+        applied.idempotency_key = Some(a2.idempotency_key.to_string());
         applied.detail = json!({"body": a2.payload});
         let request = run.log.record_mut(start + 2);
-        request.idempotency_key = Some(a2.idempotency_key.clone());
+        request.idempotency_key = Some(a2.idempotency_key.to_string());
         request.status = Some(201);
         request.latency_ms = Some(25.0);
         // The replay's copy of A2 goes, so it is applied once.

@@ -11,6 +11,8 @@
 
 pub mod drive;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -581,11 +583,11 @@ pub fn prepare(inputs: &PolicyInputs<'_>) -> Result<PreparedPolicy, PolicyPlanEr
         let send_order = send_order(&moves, member.profile);
         out.planned.push(PlannedCandidate {
             scenario: member.scenario,
-            candidate: copy.id.0.clone(),
-            source: member.source.id.0.clone(),
-            correlation_id: correlation_id.clone(),
+            candidate: copy.id.0.as_str().into(),
+            source: member.source.id.0.as_str().into(),
+            correlation_id: correlation_id.as_str().into(),
             in_scope: true,
-            expected_sequence: Vec::new(),
+            expected_sequence: Arc::from([]),
             pii: vec![copy.person.name.clone(), copy.person.email.clone()],
         });
         out.plan.candidates.push(PolicyCandidate {
