@@ -23,8 +23,10 @@ use super::{IDLE_POLL, Shared};
 use crate::contract::assertion::parse_rfc3339;
 use crate::manifest::model::RolloutMode;
 
-/// Candidates processed at once.
-const IN_FLIGHT: usize = 8;
+/// Candidates processed at once: enough to keep the ATS calls of one candidate's
+/// round trips overlapping with others' (at 8 the worker waited on the network more
+/// than it worked).
+const IN_FLIGHT: usize = 32;
 /// First retry delay; doubles up to [`MAX_BACKOFF`].
 const BASE_BACKOFF: Duration = Duration::from_millis(50);
 /// Longest wait between two attempts of one event.
@@ -116,8 +118,12 @@ pub(super) async fn run(shared: Arc<Shared>) {
         }
         tokio::select! {
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                if let Ok(candidate) = done {
-                    busy.remove(&candidate);
+                // Every task done by now frees its candidate before the next queue
+                // read, so one read refills all the room.
+                for done in std::iter::once(done).chain(std::iter::from_fn(|| tasks.try_join_next())) {
+                    if let Ok(candidate) = done {
+                        busy.remove(&candidate);
+                    }
                 }
             }
             _ = shared.wake.notified() => {}
@@ -133,7 +139,6 @@ async fn process(shared: Arc<Shared>, client: reqwest::Client, job: Job) -> Stri
     let event: Value = serde_json::from_str(&job.body).unwrap_or(Value::Null);
     loop {
         let admission = shared.switch.admit().await;
-        let _ = shared.store.attempted(job.seq);
         let result = attempt(&shared, &client, &job, &event, admission, &mut rejection).await;
         if admission == Admission::Probe {
             // A probe is good when the ATS took it: not a failure, not throttled, not
@@ -156,30 +161,44 @@ async fn process(shared: Arc<Shared>, client: reqwest::Client, job: Job) -> Stri
                 .switch
                 .probe_finished(ok, probe, || shared.store.queued().unwrap_or(0));
         }
-        match result {
+        let retry = match result {
             Ok(done) => {
                 let processed_at = crate::observe::format_time(chrono::Utc::now());
-                let _ = shared.store.finish(job.seq, done.outcome, &processed_at);
+                let _ = shared
+                    .store
+                    .finish(job.seq, done.outcome, &processed_at)
+                    .await;
                 log_outcome(&shared, &event, &job, &processed_at, done.outcome, done.pii);
                 shared
                     .switch
                     .job_finished(|| shared.store.queued().unwrap_or(0));
                 return job.candidate;
             }
-            Err(Retry::Conflict | Retry::Paused) => {}
-            Err(Retry::Throttled(wait)) => {
+            Err(retry) => retry,
+        };
+        if retry == Retry::Failed {
+            failed += 1;
+            if shared.config.has_fault("drop_undeliverable") && failed >= GIVE_UP_AFTER {
+                // Deliberate defect: the event is forgotten, never replayed.
+                let processed_at = crate::observe::format_time(chrono::Utc::now());
+                let _ = shared
+                    .store
+                    .finish(job.seq, Outcome::GaveUp, &processed_at)
+                    .await;
+                log_outcome(&shared, &event, &job, &processed_at, Outcome::GaveUp, None);
+                return job.candidate;
+            }
+        }
+        // An attempt that did not finish the job is counted now; the one that does is
+        // counted by `finish`, in the same commit as the outcome.
+        let _ = shared.store.attempted(job.seq);
+        match retry {
+            Retry::Conflict | Retry::Paused => {}
+            Retry::Throttled(wait) => {
                 tokio::time::sleep(wait.unwrap_or(delay).min(MAX_BACKOFF)).await;
                 delay = (delay * 2).min(MAX_BACKOFF);
             }
-            Err(Retry::Failed) => {
-                failed += 1;
-                if shared.config.has_fault("drop_undeliverable") && failed >= GIVE_UP_AFTER {
-                    // Deliberate defect: the event is forgotten, never replayed.
-                    let processed_at = crate::observe::format_time(chrono::Utc::now());
-                    let _ = shared.store.finish(job.seq, Outcome::GaveUp, &processed_at);
-                    log_outcome(&shared, &event, &job, &processed_at, Outcome::GaveUp, None);
-                    return job.candidate;
-                }
+            Retry::Failed => {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(MAX_BACKOFF);
             }
