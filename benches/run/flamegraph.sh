@@ -5,7 +5,8 @@
 # Needs perf (cpu-clock: no hardware counters needed) and inferno
 # (`cargo install inferno`). The release build has no debug info: frames come from
 # the symbol table and .eh_frame, so inlined functions fold into their callers.
-# Usage: benches/run/flamegraph.sh     (COUNT=10000 NAME=after; BIN=path skips the build)
+# Usage: benches/run/flamegraph.sh     (COUNT=10000 NAME=after; BIN=path skips the build;
+#        KEEP=DIR keeps the folded stacks there, for inferno-diff-folded or a closer look)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 COUNT=${COUNT:-10000}
@@ -52,4 +53,5 @@ for who in harness relay; do
   inferno-flamegraph --minwidth 0.2 --title "stagegate $who, $COUNT-candidate clean run ($NAME)" \
     < "$WORK/$who.folded" > "$OUT/$NAME-$who.svg"
   echo "$OUT/$NAME-$who.svg: $(du -k "$OUT/$NAME-$who.svg" | cut -f1) KiB"
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$WORK/$who.folded" "$KEEP/$NAME-$who.folded"; fi
 done

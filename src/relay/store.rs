@@ -315,6 +315,10 @@ impl Store {
         // lose the last commits, which a sandbox run does not rehearse.
         conn.pragma_update(None, "synchronous", "NORMAL")
             .context("setting synchronous")?;
+        // A checkpoint every 4,000 WAL pages (16 MiB) rather than 1,000: pages that
+        // several group commits touch are copied into the database once.
+        conn.pragma_update(None, "wal_autocheckpoint", 4000)
+            .context("setting the checkpoint interval")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .context("setting busy timeout")?;
         conn.execute_batch(
@@ -333,10 +337,14 @@ impl Store {
                 processed_at TEXT,
                 rejection TEXT
             );
-            CREATE INDEX IF NOT EXISTS events_queued ON events(state, candidate, seq);
+            -- Both indexes hold queued rows only (partial): closing a job deletes its
+            -- entries instead of moving them, and they stay as small as the queue.
+            -- A candidate's head: the oldest queued event of the candidate.
+            CREATE INDEX IF NOT EXISTS events_queued_by_candidate ON events(candidate, seq)
+                WHERE state = 'queued';
             -- The worker takes candidates' heads oldest first: this walks the queue in
             -- seq order and stops at the first few, where a sort would read it all.
-            CREATE INDEX IF NOT EXISTS events_state_seq ON events(state, seq);",
+            CREATE INDEX IF NOT EXISTS events_queue ON events(seq) WHERE state = 'queued';",
         )
         .context("creating tables")?;
         let conn = Arc::new(Mutex::new(conn));

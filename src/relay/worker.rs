@@ -8,7 +8,7 @@
 //! mapping error (422) is not retried: it becomes an item in the ATS's exception
 //! queue, and the event is done.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,10 +23,15 @@ use super::{IDLE_POLL, Shared};
 use crate::contract::assertion::parse_rfc3339;
 use crate::manifest::model::RolloutMode;
 
-/// Candidates processed at once: enough to keep the ATS calls of one candidate's
-/// round trips overlapping with others' (at 8 the worker waited on the network more
-/// than it worked).
-const IN_FLIGHT: usize = 32;
+/// Candidates processed at once. The protocol's kill-switch budgets count on it:
+/// at most 8 calls are in flight when an outage starts or the switch trips
+/// (docs/integration-protocol.md §6).
+const IN_FLIGHT: usize = 8;
+/// Candidates' heads read from the queue at once. The worker reads again only when
+/// it has started every head it read, so one queue walk serves several events
+/// instead of one: a head waiting here cannot be overtaken, since its candidate's
+/// later events are only read after it is started and then finished.
+const READ_AHEAD: usize = 4 * IN_FLIGHT;
 /// First retry delay; doubles up to [`MAX_BACKOFF`].
 const BASE_BACKOFF: Duration = Duration::from_millis(50);
 /// Longest wait between two attempts of one event.
@@ -100,26 +105,31 @@ pub(super) async fn run(shared: Arc<Shared>) {
         .unwrap_or_default();
     let mut busy: HashSet<String> = HashSet::new();
     let mut tasks: JoinSet<String> = JoinSet::new();
+    let mut ready: VecDeque<Job> = VecDeque::new();
     loop {
-        let room = IN_FLIGHT.saturating_sub(tasks.len());
-        if room > 0 {
+        if tasks.len() < IN_FLIGHT && ready.is_empty() {
+            // Every head read before is started, so `busy` names their candidates.
             let excluded: Vec<String> = busy.iter().cloned().collect();
             let store_shared = Arc::clone(&shared);
-            let jobs =
-                tokio::task::spawn_blocking(move || store_shared.store.next_jobs(&excluded, room))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or_default();
-            for job in jobs {
-                busy.insert(job.candidate.clone());
-                tasks.spawn(process(Arc::clone(&shared), client.clone(), job));
-            }
+            ready = tokio::task::spawn_blocking(move || {
+                store_shared.store.next_jobs(&excluded, READ_AHEAD)
+            })
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+            .into();
+        }
+        while tasks.len() < IN_FLIGHT
+            && let Some(job) = ready.pop_front()
+        {
+            busy.insert(job.candidate.clone());
+            tasks.spawn(process(Arc::clone(&shared), client.clone(), job));
         }
         tokio::select! {
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 // Every task done by now frees its candidate before the next queue
-                // read, so one read refills all the room.
+                // read.
                 for done in std::iter::once(done).chain(std::iter::from_fn(|| tasks.try_join_next())) {
                     if let Ok(candidate) = done {
                         busy.remove(&candidate);
