@@ -130,10 +130,9 @@ pub(super) async fn run(shared: Arc<Shared>) {
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 // Every task done by now frees its candidate before the next queue
                 // read.
-                for done in std::iter::once(done).chain(std::iter::from_fn(|| tasks.try_join_next())) {
-                    if let Ok(candidate) = done {
-                        busy.remove(&candidate);
-                    }
+                let finished = std::iter::once(done).chain(std::iter::from_fn(|| tasks.try_join_next()));
+                for candidate in finished.flatten() {
+                    busy.remove(&candidate);
                 }
             }
             _ = shared.wake.notified() => {}
