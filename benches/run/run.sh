@@ -2,11 +2,14 @@
 # The speed of `stagegate run` with the reference relay, on the release build:
 #  1. wall time of the seed manifest: the five delivery scenarios, then all nine at
 #     the default time scale and at --time-scale 60 (the old default), side by side;
-#  2. a run of COUNT generated candidates (clean scenario): events landed per second
-#     and the peak memory of the harness and of the relay.
+#  2. a run of COUNT generated candidates (clean scenario): events landed per second,
+#     the CPU time per event landed of the harness and of the relay, and the peak
+#     memory of both.
 #  3. the same at BIG candidates (100,000 by default; BIG=0 skips it): the harness's
 #     memory must not follow the candidates the way the log does.
 # Usage: benches/run/run.sh            (COUNT=10000 BIG=100000 RUNS=5 by default)
+#        RUNS=0 skips part 1; BIN=path measures that binary instead of building one
+#        (e.g. a build of another commit, side by side in the same sitting).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 COUNT=${COUNT:-10000}
@@ -15,8 +18,10 @@ RUNS=${RUNS:-5}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-cargo build --release --quiet
-BIN=$PWD/target/release/stagegate
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN=$PWD/target/release/stagegate
+fi
 # The conditions beside the figures: cores, load, the binary's version and commit.
 echo "== $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the start; $("$BIN" --version 2>/dev/null || echo "version unknown"), commit $(git rev-parse --short HEAD 2>/dev/null || echo "?")"
 DELIVERY=(--scenario clean --scenario duplicates --scenario out-of-order --scenario signatures --scenario canary)
@@ -36,26 +41,34 @@ time_runs() { # label, args…
       label, t[1] / 1000, t[int((NR + 1) / 2)] / 1000, t[NR] / 1000, NR }'
 }
 
-echo "== wall time of the seed manifest against the reference relay"
-time_runs "stagegate run (5 delivery scenarios)" "${DELIVERY[@]}"
-time_runs "stagegate run (all 9 scenarios)"
-# Side by side in the same run: the old default clock (the relay's default is 600).
-time_runs "stagegate run (all 9, --time-scale 60)" --time-scale 60
+if [ "$RUNS" -gt 0 ]; then
+  echo "== wall time of the seed manifest against the reference relay"
+  time_runs "stagegate run (5 delivery scenarios)" "${DELIVERY[@]}"
+  time_runs "stagegate run (all 9 scenarios)"
+  # Side by side in the same run: the old default clock (the relay's default is 600).
+  time_runs "stagegate run (all 9, --time-scale 60)" --time-scale 60
+fi
 
 # A run of N generated candidates (clean scenario): events landed per second, the
-# judge's time, the peak RSS of the harness and of the relay. Fails loudly (exit 1,
+# judge's time, the CPU per event and the peak RSS of the harness and of the relay. Fails loudly (exit 1,
 # the run's last lines) when the gate does not pass.
 large_run() {
   local n=$1 dir="$WORK/big-$1"
   echo "== $n generated candidates, clean scenario"
   "$BIN" sandbox generate --count "$n" --seed 7 --out "$WORK/dataset-$n.yaml" > /dev/null
-  rm -f "$WORK/relay.peak"
-  # The relay is stopped with SIGTERM to its group, so its peak is sampled from /proc.
+  rm -f "$WORK/relay.peak" "$WORK"/relay.cpu.*
+  # The relay is stopped with SIGTERM to its group, so its peak and its CPU time are
+  # sampled from /proc: VmHWM, and utime + stime (fields 14 and 15 of stat, in clock
+  # ticks) of each relay process, the last reading kept. The relay idles once the
+  # scenario has drained, so the last 0.1 s before it stops add nothing.
   ( peak=0
     while sleep 0.1; do
       for pid in $(pgrep -f "$BIN relay" || true); do
         kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
         [ "${kb:-0}" -gt "$peak" ] && peak=$kb && echo "$peak" > "$WORK/relay.peak"
+        # The command name may hold spaces in parentheses: count fields after the ")".
+        ticks=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}')
+        [ -n "$ticks" ] && echo "$ticks" > "$WORK/relay.cpu.$pid"
       done
     done ) &
   local sampler=$!
@@ -64,9 +77,9 @@ large_run() {
     --out "$dir" > "$WORK/big.txt" || {
     kill $sampler; echo "the run of $n candidates failed:"; tail -40 "$WORK/big.txt"; exit 1; }
   kill $sampler 2>/dev/null || true
-  python3 - "$WORK" "$dir" <<'PY'
-import json, re, sys
-work, run = sys.argv[1], sys.argv[2]
+  python3 - "$WORK" "$dir" "$(getconf CLK_TCK)" <<'PY'
+import glob, json, re, sys
+work, run, hz = sys.argv[1], sys.argv[2], int(sys.argv[3])
 report = json.load(open(f"{run}/report.json"))
 harness = open(f"{work}/harness.time").read()
 try:
@@ -80,7 +93,13 @@ print(f"drive {t['drive_ms'] / 1000:.2f} s -> {t['landed_per_second']:.0f} event
 kb = int(re.search(r"harness_maxrss_kb=(\d+)", harness).group(1))
 cpu = re.search(r"harness_cpu_s=([\d.]+)\+([\d.]+)", harness)
 cpu_s = float(cpu.group(1)) + float(cpu.group(2))
-print(f"harness CPU {cpu_s:.1f} s, {cpu_s * 1e6 / max(s['landed'], 1):.0f} us per event landed")
+landed = max(s['landed'], 1)
+line = f"CPU per event landed: harness {cpu_s * 1e6 / landed:.0f} us ({cpu_s:.1f} s, the whole run)"
+ticks = [int(open(f).read()) for f in glob.glob(f"{work}/relay.cpu.*")]
+if ticks:
+    relay_s = sum(ticks) / hz
+    line += f", relay {relay_s * 1e6 / landed:.0f} us ({relay_s:.1f} s)"
+print(line)
 print(f"peak RSS: harness {kb / 1024:.1f} MiB" + (f", relay {relay / 1024:.1f} MiB (sampled every 0.1 s)" if relay else ""))
 PY
   rm -rf "$dir" "$WORK/dataset-$n.yaml"

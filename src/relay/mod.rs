@@ -263,32 +263,21 @@ async fn vendor_webhook(
     } else {
         key.clone()
     };
-    let stored = {
-        let shared = Arc::clone(&shared);
-        let body = String::from_utf8_lossy(&body).into_owned();
-        let received_at = received_at.clone();
-        tokio::task::spawn_blocking(move || {
-            shared.store.accept(
-                &store_key,
-                &webhook_id,
-                &candidate,
-                &contract,
-                &occurred_at,
-                &body,
-                &received_at,
-            )
+    let stored = shared
+        .store
+        .accept(store::NewEvent {
+            idempotency_key: store_key,
+            webhook_id,
+            candidate,
+            contract,
+            occurred_at,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            received_at: received_at.clone(),
         })
-        .await
-    };
+        .await;
     let accepted = match stored {
-        Ok(Ok(accepted)) => accepted,
-        Ok(Err(err)) => return reject(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
-        Err(_) => {
-            return reject(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the store task failed".into(),
-            );
-        }
+        Ok(accepted) => accepted,
+        Err(err) => return reject(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
     };
     let outcome = match accepted {
         Accepted::Queued(_) => {

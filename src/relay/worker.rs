@@ -8,7 +8,7 @@
 //! mapping error (422) is not retried: it becomes an item in the ATS's exception
 //! queue, and the event is done.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,8 +23,15 @@ use super::{IDLE_POLL, Shared};
 use crate::contract::assertion::parse_rfc3339;
 use crate::manifest::model::RolloutMode;
 
-/// Candidates processed at once.
+/// Candidates processed at once. The protocol's kill-switch budgets count on it:
+/// at most 8 calls are in flight when an outage starts or the switch trips
+/// (docs/integration-protocol.md §6).
 const IN_FLIGHT: usize = 8;
+/// Candidates' heads read from the queue at once. The worker reads again only when
+/// it has started every head it read, so one queue walk serves several events
+/// instead of one: a head waiting here cannot be overtaken, since its candidate's
+/// later events are only read after it is started and then finished.
+const READ_AHEAD: usize = 4 * IN_FLIGHT;
 /// First retry delay; doubles up to [`MAX_BACKOFF`].
 const BASE_BACKOFF: Duration = Duration::from_millis(50);
 /// Longest wait between two attempts of one event.
@@ -98,25 +105,33 @@ pub(super) async fn run(shared: Arc<Shared>) {
         .unwrap_or_default();
     let mut busy: HashSet<String> = HashSet::new();
     let mut tasks: JoinSet<String> = JoinSet::new();
+    let mut ready: VecDeque<Job> = VecDeque::new();
     loop {
-        let room = IN_FLIGHT.saturating_sub(tasks.len());
-        if room > 0 {
+        if tasks.len() < IN_FLIGHT && ready.is_empty() {
+            // Every head read before is started, so `busy` names their candidates.
             let excluded: Vec<String> = busy.iter().cloned().collect();
             let store_shared = Arc::clone(&shared);
-            let jobs =
-                tokio::task::spawn_blocking(move || store_shared.store.next_jobs(&excluded, room))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or_default();
-            for job in jobs {
-                busy.insert(job.candidate.clone());
-                tasks.spawn(process(Arc::clone(&shared), client.clone(), job));
-            }
+            ready = tokio::task::spawn_blocking(move || {
+                store_shared.store.next_jobs(&excluded, READ_AHEAD)
+            })
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+            .into();
+        }
+        while tasks.len() < IN_FLIGHT
+            && let Some(job) = ready.pop_front()
+        {
+            busy.insert(job.candidate.clone());
+            tasks.spawn(process(Arc::clone(&shared), client.clone(), job));
         }
         tokio::select! {
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                if let Ok(candidate) = done {
+                // Every task done by now frees its candidate before the next queue
+                // read.
+                let finished = std::iter::once(done).chain(std::iter::from_fn(|| tasks.try_join_next()));
+                for candidate in finished.flatten() {
                     busy.remove(&candidate);
                 }
             }
@@ -133,7 +148,6 @@ async fn process(shared: Arc<Shared>, client: reqwest::Client, job: Job) -> Stri
     let event: Value = serde_json::from_str(&job.body).unwrap_or(Value::Null);
     loop {
         let admission = shared.switch.admit().await;
-        let _ = shared.store.attempted(job.seq);
         let result = attempt(&shared, &client, &job, &event, admission, &mut rejection).await;
         if admission == Admission::Probe {
             // A probe is good when the ATS took it: not a failure, not throttled, not
@@ -156,30 +170,44 @@ async fn process(shared: Arc<Shared>, client: reqwest::Client, job: Job) -> Stri
                 .switch
                 .probe_finished(ok, probe, || shared.store.queued().unwrap_or(0));
         }
-        match result {
+        let retry = match result {
             Ok(done) => {
                 let processed_at = crate::observe::format_time(chrono::Utc::now());
-                let _ = shared.store.finish(job.seq, done.outcome, &processed_at);
+                let _ = shared
+                    .store
+                    .finish(job.seq, done.outcome, &processed_at)
+                    .await;
                 log_outcome(&shared, &event, &job, &processed_at, done.outcome, done.pii);
                 shared
                     .switch
                     .job_finished(|| shared.store.queued().unwrap_or(0));
                 return job.candidate;
             }
-            Err(Retry::Conflict | Retry::Paused) => {}
-            Err(Retry::Throttled(wait)) => {
+            Err(retry) => retry,
+        };
+        if retry == Retry::Failed {
+            failed += 1;
+            if shared.config.has_fault("drop_undeliverable") && failed >= GIVE_UP_AFTER {
+                // Deliberate defect: the event is forgotten, never replayed.
+                let processed_at = crate::observe::format_time(chrono::Utc::now());
+                let _ = shared
+                    .store
+                    .finish(job.seq, Outcome::GaveUp, &processed_at)
+                    .await;
+                log_outcome(&shared, &event, &job, &processed_at, Outcome::GaveUp, None);
+                return job.candidate;
+            }
+        }
+        // An attempt that did not finish the job is counted now; the one that does is
+        // counted by `finish`, in the same commit as the outcome.
+        let _ = shared.store.attempted(job.seq);
+        match retry {
+            Retry::Conflict | Retry::Paused => {}
+            Retry::Throttled(wait) => {
                 tokio::time::sleep(wait.unwrap_or(delay).min(MAX_BACKOFF)).await;
                 delay = (delay * 2).min(MAX_BACKOFF);
             }
-            Err(Retry::Failed) => {
-                failed += 1;
-                if shared.config.has_fault("drop_undeliverable") && failed >= GIVE_UP_AFTER {
-                    // Deliberate defect: the event is forgotten, never replayed.
-                    let processed_at = crate::observe::format_time(chrono::Utc::now());
-                    let _ = shared.store.finish(job.seq, Outcome::GaveUp, &processed_at);
-                    log_outcome(&shared, &event, &job, &processed_at, Outcome::GaveUp, None);
-                    return job.candidate;
-                }
+            Retry::Failed => {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(MAX_BACKOFF);
             }

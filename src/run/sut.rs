@@ -16,7 +16,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
@@ -203,11 +203,13 @@ impl SutProcess {
         log: &ObservationLog,
         ready_timeout: Duration,
     ) -> Result<SutProcess, StartError> {
-        let file = tokio::fs::OpenOptions::new()
+        // A plain file, written from the pumps: a line to the page cache is a short
+        // `write`, where tokio's file hands every write to its blocking pool (a thread
+        // wake-up per line of a relay that logs twice per event).
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(output)
-            .await
             .map_err(|source| StartError::Output {
                 path: output.to_owned(),
                 source,
@@ -227,7 +229,7 @@ impl SutProcess {
                 source,
             })?;
         let recent = Arc::new(Mutex::new(VecDeque::with_capacity(RECENT_LINES)));
-        let file = Arc::new(tokio::sync::Mutex::new(file));
+        let file = Arc::new(Mutex::new(file));
         let mut readers = Vec::new();
         if let Some(stdout) = child.stdout.take() {
             readers.push(tokio::spawn(pump(
@@ -361,17 +363,21 @@ impl Drop for SutProcess {
 async fn pump(
     stream: impl AsyncRead + Unpin,
     name: &'static str,
-    file: Arc<tokio::sync::Mutex<tokio::fs::File>>,
+    file: Arc<Mutex<std::fs::File>>,
     recent: Arc<Mutex<VecDeque<String>>>,
     log: ObservationLog,
 ) {
     let mut lines = BufReader::new(stream).lines();
     let kind = format!("integration.{name}");
+    let mut buffer = Vec::new();
     while let Ok(Some(line)) = lines.next_line().await {
         {
-            let mut file = file.lock().await;
-            let _ = file.write_all(line.as_bytes()).await;
-            let _ = file.write_all(b"\n").await;
+            // One write per line, so the two pumps' lines never interleave.
+            buffer.clear();
+            buffer.extend_from_slice(line.as_bytes());
+            buffer.push(b'\n');
+            let mut file = file.lock().unwrap_or_else(|poison| poison.into_inner());
+            let _ = std::io::Write::write_all(&mut *file, &buffer);
         }
         {
             let mut recent = recent.lock().unwrap_or_else(|poison| poison.into_inner());
@@ -386,7 +392,6 @@ async fn pump(
             Entry::detail(json!({"line": line})),
         );
     }
-    let _ = file.lock().await.flush().await;
 }
 
 #[cfg(test)]
