@@ -45,6 +45,7 @@ pub mod drift;
 pub mod evidence;
 pub mod exit;
 pub mod http;
+pub(crate) mod intern;
 pub mod judge;
 pub mod limits;
 pub mod manifest;

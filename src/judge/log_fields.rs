@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 
+use bit_set::BitSet;
 use serde_json::Value;
 
 use super::fold::{Context, Fold, PlanIndex, Text, records, skipped};
@@ -96,7 +97,7 @@ pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
         planned,
         others: HashMap::new(),
         numbered,
-        applied_ids: Vec::new(),
+        applied_ids: BitSet::new(),
         best: HashMap::new(),
         applied: Vec::new(),
         json_lines: 0,
@@ -115,7 +116,7 @@ struct LogFields<'a> {
     others: HashMap<Box<str>, u32>,
     numbered: u32,
     /// Which numbered ids and keys were applied at the ATS, one bit each.
-    applied_ids: Vec<u64>,
+    applied_ids: BitSet,
     /// Per numbered id or key, the line closest to complete that mentions it.
     best: HashMap<u32, Best<'a>>,
     applied: Vec<Applied<'a>>,
@@ -128,9 +129,11 @@ impl Fold for LogFields<'_> {
             "ats.event_applied" => {
                 let (event, key) = (body_event_id(record), key_of(record));
                 // Each event is judged once, at its first application.
-                let first = event
-                    .or(key)
-                    .is_none_or(|id| !self.number(id).is_some_and(|n| self.is_applied(n)));
+                let first = event.or(key).is_none_or(|id| {
+                    !self
+                        .number(id)
+                        .is_some_and(|n| self.applied_ids.contains(n as usize))
+                });
                 let plan = self.plan;
                 let keep =
                     |text: &str, field: fn(&PlannedEvent) -> &str| plan.keep(event, text, field);
@@ -138,7 +141,7 @@ impl Fold for LogFields<'_> {
                 let key_text = key.map(|k| keep(k, |p| &p.idempotency_key));
                 for id in [event, key].into_iter().flatten() {
                     let n = self.number_or_new(id);
-                    self.set_applied(n);
+                    self.applied_ids.insert(n as usize);
                 }
                 if first {
                     let candidate = record.candidate.as_deref();
@@ -233,20 +236,6 @@ impl<'a> LogFields<'a> {
         let n = self.numbered + self.others.len() as u32;
         self.others.insert(id.into(), n);
         n
-    }
-
-    fn is_applied(&self, n: u32) -> bool {
-        self.applied_ids
-            .get(n as usize / 64)
-            .is_some_and(|bits| bits & (1 << (n % 64)) != 0)
-    }
-
-    fn set_applied(&mut self, n: u32) {
-        let word = n as usize / 64;
-        if self.applied_ids.len() <= word {
-            self.applied_ids.resize(word + 1, 0);
-        }
-        self.applied_ids[word] |= 1 << (n % 64);
     }
 
     /// Notes, for every id a JSON line mentions, the line that lacks the fewest fields.

@@ -351,22 +351,12 @@ struct Shared {
 impl Shared {
     /// The shared copy of `requisition`.
     fn requisition(&mut self, requisition: &Requisition) -> Arc<Requisition> {
-        if let Some(shared) = self.requisitions.get(requisition) {
-            return Arc::clone(shared);
-        }
-        let shared = Arc::new(requisition.clone());
-        self.requisitions.insert(Arc::clone(&shared));
-        shared
+        crate::intern::shared(&mut self.requisitions, requisition, |r| Arc::new(r.clone()))
     }
 
     /// The shared copy of the stage name `stage`.
     fn stage(&mut self, stage: &str) -> Arc<str> {
-        if let Some(shared) = self.stages.get(stage) {
-            return Arc::clone(shared);
-        }
-        let shared: Arc<str> = Arc::from(stage);
-        self.stages.insert(Arc::clone(&shared));
-        shared
+        crate::intern::shared(&mut self.stages, stage, |s| Arc::from(s))
     }
 }
 

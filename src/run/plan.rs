@@ -341,23 +341,13 @@ pub(crate) struct Strings {
 impl Strings {
     /// The shared copy of `text`.
     pub(crate) fn get(&mut self, text: &str) -> Text {
-        if let Some(shared) = self.texts.get(text) {
-            return shared.clone();
-        }
-        let shared = Text::from(text);
-        self.texts.insert(shared.clone());
-        shared
+        crate::intern::shared(&mut self.texts, text, |t| Text::from(t))
     }
 
     /// The shared copy of the sequence `entries`.
     pub(crate) fn sequence(&mut self, entries: impl IntoIterator<Item = String>) -> Arc<[Text]> {
         let entries: Vec<Text> = entries.into_iter().map(|e| self.get(&e)).collect();
-        if let Some(shared) = self.sequences.get(entries.as_slice()) {
-            return Arc::clone(shared);
-        }
-        let shared: Arc<[Text]> = Arc::from(entries);
-        self.sequences.insert(Arc::clone(&shared));
-        shared
+        crate::intern::shared(&mut self.sequences, entries.as_slice(), |e| Arc::from(e))
     }
 }
 
