@@ -81,7 +81,9 @@ pub struct VendorState {
     id_prefix: u64,
     next_session: AtomicU64,
     sessions: Mutex<HashMap<String, Session>>,
-    packs: Mutex<HashMap<String, EvidencePack>>,
+    /// Each pack as its answer's JSON: a run registers one per candidate and holds
+    /// them all while it drives, and the bytes are a fraction of the pack's strings.
+    packs: Mutex<HashMap<Box<str>, Bytes>>,
     opened: broadcast::Sender<Session>,
 }
 
@@ -106,7 +108,11 @@ impl VendorState {
 
     /// Makes a pack resolvable at `GET /v1/evidence-packs/{id}`.
     pub fn register_pack(&self, pack: EvidencePack) {
-        lock(&self.packs).insert(pack.id.clone(), pack);
+        // What `axum::Json(pack)` would answer, written once now; a pack is strings
+        // only, so serialising it cannot fail.
+        if let Ok(json) = serde_json::to_vec(&pack) {
+            lock(&self.packs).insert(pack.id.into_boxed_str(), Bytes::from(json));
+        }
     }
 
     /// Records a session the harness opened itself (sandbox flows start with one).
@@ -196,7 +202,7 @@ impl VendorState {
     pub fn snapshot(&self) -> Value {
         let mut sessions: Vec<Session> = lock(&self.sessions).values().cloned().collect();
         sessions.sort_by(|a, b| a.session_id.cmp(&b.session_id));
-        let mut packs: Vec<String> = lock(&self.packs).keys().cloned().collect();
+        let mut packs: Vec<String> = lock(&self.packs).keys().map(|k| k.to_string()).collect();
         packs.sort();
         json!({"sessions": sessions, "evidence_packs": packs})
     }
@@ -280,8 +286,16 @@ async fn get_session(
 }
 
 async fn get_pack(State(state): State<Arc<VendorState>>, Path(id): Path<String>) -> Response {
-    match lock(&state.packs).get(&id) {
-        Some(pack) => axum::Json(pack).into_response(),
+    let pack = lock(&state.packs).get(id.as_str()).cloned();
+    match pack {
+        Some(json) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            )],
+            json,
+        )
+            .into_response(),
         None => error(
             StatusCode::NOT_FOUND,
             "unknown evidence pack",
@@ -369,17 +383,39 @@ mod tests {
         let (state, router) = vendor();
         let (status, _) = call(&router, "GET", "/v1/evidence-packs/ep_1", None).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
-        state.register_pack(EvidencePack {
+        let pack = EvidencePack {
             id: "ep_1".into(),
             ats_candidate_id: "CAND_1".into(),
             session_id: "ses_1".into(),
             result: "passed".into(),
-            checks: vec![],
+            checks: vec![crate::sandbox::model::EvidenceCheck {
+                name: "document".into(),
+                outcome: "passed".into(),
+            }],
             digest: "00".into(),
-        });
-        let (status, body) = call(&router, "GET", "/v1/evidence-packs/ep_1", None).await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(body["session_id"], "ses_1");
+        };
+        state.register_pack(pack.clone());
+        // The answer is byte for byte what serving the pack itself as JSON gives.
+        let expected = axum::Json(pack).into_response();
+        let req = Request::builder()
+            .uri("/v1/evidence-packs/ep_1")
+            .header(header::AUTHORIZATION, "Bearer vtok")
+            .body(Body::empty())
+            .expect("request");
+        let response = router.clone().oneshot(req).await.expect("answers");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers().get(header::CONTENT_TYPE),
+            expected.headers().get(header::CONTENT_TYPE)
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let expected = axum::body::to_bytes(expected.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        assert_eq!(body, expected);
+        assert!(body.starts_with(br#"{"id":"ep_1""#), "{body:?}");
     }
 
     #[tokio::test]
