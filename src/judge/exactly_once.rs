@@ -10,42 +10,66 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 
-use super::fold::{Cite, Context, Fold, PlanIndex, Text, records};
+use super::fold::{ByNumber, Cite, Context, Field, Fold, Ids, Keeper, Kept, PlanIndex, records};
 use super::run::{Outcome, body_event_id, key_of, times};
 use crate::observe::Record;
-use crate::run::plan::PlannedEvent;
 
 /// `idempotency.exactly_once`.
 pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
     Box::new(ExactlyOnce {
         plan: cx.plan,
-        by_key: HashMap::new(),
-        keys_of_event: HashMap::new(),
+        ids: Ids::default(),
+        keeper: Keeper::default(),
+        by_key: ByNumber::keys(cx.plan),
+        key_of_event: ByNumber::ids(cx.plan),
+        more_keys: HashMap::new(),
         outcome: Outcome::default(),
     })
 }
 
 /// One application at the ATS, as much as a finding needs of it.
-struct Applied<'a> {
+struct Applied {
     seq: u64,
     revision: Option<u64>,
-    event: Option<Text<'a>>,
-    candidate: Option<Text<'a>>,
-    correlation_id: Option<Text<'a>>,
+    /// The event it applied, numbered ([`Ids`]).
+    event: Option<u32>,
 }
 
-/// Applications per idempotency key, and the keys each event was applied under (the
-/// strings borrowed from the plan where it has them).
+/// The applications of one idempotency key: nearly always one, so later ones are
+/// kept apart and only the first says whom it was about.
+struct Applications {
+    first: Applied,
+    candidate: Option<Kept>,
+    correlation_id: Option<Kept>,
+    later: Option<Box<Vec<Applied>>>,
+}
+
+impl Applications {
+    fn all(&self) -> impl Iterator<Item = &Applied> {
+        std::iter::once(&self.first).chain(self.later.iter().flat_map(|l| l.iter()))
+    }
+
+    fn count(&self) -> usize {
+        1 + self.later.as_ref().map_or(0, |l| l.len())
+    }
+}
+
+/// Applications per idempotency key, and the keys each event was applied under, all
+/// keyed by number ([`Ids`]) so that a large run's state holds no copy of an id.
 struct ExactlyOnce<'a> {
     plan: &'a PlanIndex<'a>,
-    by_key: HashMap<Text<'a>, Vec<Applied<'a>>>,
-    keys_of_event: HashMap<Text<'a>, Vec<Text<'a>>>,
+    ids: Ids,
+    keeper: Keeper,
+    by_key: ByNumber<Applications>,
+    /// The first key each event was applied under.
+    key_of_event: ByNumber<u32>,
+    /// The other keys of an event applied under more than one, in the order met.
+    more_keys: HashMap<u32, Vec<u32>>,
     outcome: Outcome,
 }
 
-fn revisions(applied: &[Applied<'_>]) -> String {
+fn revisions<'x>(applied: impl Iterator<Item = &'x Applied>) -> String {
     let list: Vec<String> = applied
-        .iter()
         .map(|a| a.revision.map_or_else(|| "?".to_owned(), |n| n.to_string()))
         .collect();
     list.join(", ")
@@ -60,44 +84,44 @@ impl Fold for ExactlyOnce<'_> {
         }
         self.outcome
             .judged(cx.plan.scenario_of(record.candidate.as_deref()));
-        let event = body_event_id(record);
+        let Some(key) = key_of(record) else {
+            return;
+        };
         let plan = self.plan;
-        let keep = |text: &str, field: fn(&PlannedEvent) -> &str| plan.keep(event, text, field);
-        if let Some(key) = key_of(record) {
-            // What a finding names of the first application; later ones only count.
-            let first = !self.by_key.contains_key(key);
-            let applied = Applied {
-                seq: record.seq,
-                revision: record.detail.get("revision").and_then(Value::as_u64),
-                event: event.map(|e| keep(e, |p| &p.event_id)),
-                candidate: first
-                    .then(|| {
-                        record
-                            .candidate
-                            .as_deref()
-                            .map(|c| keep(c, |p| &p.candidate))
-                    })
-                    .flatten(),
-                correlation_id: first
-                    .then(|| {
-                        let correlation = record.correlation_id.as_deref();
-                        correlation.map(|c| keep(c, |p| &p.correlation_id))
-                    })
-                    .flatten(),
-            };
-            // Nearly every key is applied once: room for one, not the usual four.
-            self.by_key
-                .entry(keep(key, |p| &p.idempotency_key))
-                .or_insert_with(|| Vec::with_capacity(1))
-                .push(applied);
-            if let Some(event) = event {
-                let keys = self
-                    .keys_of_event
-                    .entry(keep(event, |p| &p.event_id))
-                    .or_insert_with(|| Vec::with_capacity(1));
-                if !keys.iter().any(|k| **k == *key) {
-                    keys.push(keep(key, |p| &p.idempotency_key));
+        let event = body_event_id(record);
+        let key = self.ids.number_or_new(plan, key);
+        let event_number = event.map(|e| self.ids.number_or_new(plan, e));
+        let applied = Applied {
+            seq: record.seq,
+            revision: record.detail.get("revision").and_then(Value::as_u64),
+            event: event_number,
+        };
+        match self.by_key.get_mut(key) {
+            Some(known) => known.later.get_or_insert_with(Box::default).push(applied),
+            None => {
+                // What a finding names of the first application; later ones only count.
+                let keeper = &mut self.keeper;
+                let mut keep =
+                    |text: Option<&str>, field| text.map(|t| keeper.keep(plan, event, t, field));
+                let first = Applications {
+                    first: applied,
+                    candidate: keep(record.candidate.as_deref(), Field::Candidate),
+                    correlation_id: keep(record.correlation_id.as_deref(), Field::CorrelationId),
+                    later: None,
+                };
+                self.by_key.insert(key, first);
+            }
+        }
+        if let Some(event) = event_number {
+            match self.key_of_event.get(event) {
+                None => self.key_of_event.insert(event, key),
+                Some(&first) if first != key => {
+                    let more = self.more_keys.entry(event).or_default();
+                    if !more.contains(&key) {
+                        more.push(key);
+                    }
                 }
+                Some(_) => {}
             }
         }
     }
@@ -106,51 +130,56 @@ impl Fold for ExactlyOnce<'_> {
         if cx.seen.applied == 0 {
             return Outcome::skip("no event was applied at the ATS");
         }
-        let mut repeated: Vec<(&str, &[Applied<'_>])> = self
+        let (plan, ids, keeper) = (self.plan, &self.ids, &self.keeper);
+        let mut repeated: Vec<(u32, &Applications)> = self
             .by_key
             .iter()
-            .filter(|(_, applied)| applied.len() > 1)
-            .map(|(key, applied)| (&**key, applied.as_slice()))
+            .filter(|(_, applied)| applied.later.is_some())
             .collect();
-        repeated.sort_by_key(|(_, applied)| applied[0].seq);
+        repeated.sort_by_key(|(_, applied)| applied.first.seq);
         for (key, applied) in repeated {
             self.outcome.findings.add(|| {
-                let events: BTreeSet<&str> =
-                    applied.iter().filter_map(|a| a.event.as_deref()).collect();
-                let first = &applied[0];
+                let events: BTreeSet<&str> = applied
+                    .all()
+                    .filter_map(|a| a.event.map(|e| ids.text(plan, e)))
+                    .collect();
                 let cites: Vec<Cite> = events
                     .iter()
                     .map(|e| Cite::Attempts((*e).to_owned()))
-                    .chain(records(applied.iter().map(|a| a.seq)))
+                    .chain(records(applied.all().map(|a| a.seq)))
                     .collect();
                 let events: Vec<&str> = events.into_iter().collect();
+                let text = |kept: Option<Kept>| kept.map(|k| keeper.text(plan, k));
                 cx.finding(
-                    first.candidate.as_deref(),
-                    first.correlation_id.as_deref(),
+                    text(applied.candidate),
+                    text(applied.correlation_id),
                     EXPECTED,
                     format!(
-                        "idempotency key {key} was applied {} (revisions {}), event {}",
-                        times(applied.len()),
-                        revisions(applied),
+                        "idempotency key {} was applied {} (revisions {}), event {}",
+                        ids.text(plan, key),
+                        times(applied.count()),
+                        revisions(applied.all()),
                         events.join(", ")
                     ),
                     cites,
                 )
             });
         }
-        let mut minted: Vec<(&str, &[Text<'_>])> = self
-            .keys_of_event
-            .iter()
-            .filter(|(_, keys)| keys.len() > 1)
-            .map(|(event, keys)| (&**event, keys.as_slice()))
-            .collect();
         let ledger = |event: &str| cx.ledger(event);
+        let mut minted: Vec<(&str, Vec<&str>)> = self
+            .more_keys
+            .iter()
+            .map(|(event, more)| {
+                let first = self.key_of_event.get(*event).into_iter();
+                let keys = first.chain(more).map(|k| ids.text(plan, *k)).collect();
+                (ids.text(plan, *event), keys)
+            })
+            .collect();
         minted.sort_by_key(|(event, _)| ledger(event).applied.first().map(|m| m.seq));
-        for (event, keys) in minted {
+        for (event, mut keys) in minted {
             let applied = ledger(event);
             self.outcome.findings.add(|| {
                 let planned = cx.plan.event(event);
-                let mut keys: Vec<&str> = keys.iter().map(|k| &**k).collect();
                 keys.sort_unstable();
                 cx.finding(
                     planned.map(|e| e.candidate.as_str()),

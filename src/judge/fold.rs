@@ -13,6 +13,11 @@
 //! attempts, applications and refusals (each a sequence number and a status).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+
+use hashbrown::{DefaultHashBuilder, HashTable};
+use indexmap::IndexSet;
+use smallvec::SmallVec;
+use std::hash::BuildHasher;
 use std::path::Path;
 use std::sync::LazyLock;
 
@@ -29,12 +34,51 @@ use crate::observe::Record;
 use crate::observe::stream::{self, StreamError};
 use crate::run::plan::{Plan, PlannedCandidate, PlannedEvent, Scenario};
 
-/// The plan, indexed by candidate and event id.
+/// The plan, indexed by candidate, event id and idempotency key.
 pub(crate) struct PlanIndex<'a> {
     /// The plan itself.
     pub(crate) plan: &'a Plan,
-    candidates: HashMap<&'a str, u32>,
-    events: HashMap<&'a str, u32>,
+    candidates: Places,
+    events: Places,
+    keys: Places,
+}
+
+/// The plan's texts of one kind (candidate ids, event ids, keys) by place: a table of
+/// places, four bytes each, whose texts are read from the plan, where a map keyed by
+/// the texts would hold a sixteen-byte reference beside each place.
+struct Places {
+    table: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+}
+
+impl Places {
+    /// The places `0..count`, whose texts `text` reads; of equal texts the last place
+    /// is kept.
+    fn new<'a>(count: usize, text: impl Fn(usize) -> &'a str) -> Self {
+        let hasher = DefaultHashBuilder::default();
+        let mut table = HashTable::with_capacity(count);
+        for i in 0..count {
+            let here = text(i);
+            let hash = hasher.hash_one(here);
+            match table.find_mut(hash, |&j: &u32| text(j as usize) == here) {
+                Some(place) => *place = i as u32,
+                None => {
+                    table.insert_unique(hash, i as u32, |&j: &u32| {
+                        hasher.hash_one(text(j as usize))
+                    });
+                }
+            }
+        }
+        Places { table, hasher }
+    }
+
+    /// The place of `wanted`, whose texts `text` reads.
+    fn get<'a>(&self, wanted: &str, text: impl Fn(usize) -> &'a str) -> Option<u32> {
+        let hash = self.hasher.hash_one(wanted);
+        self.table
+            .find(hash, |&j| text(j as usize) == wanted)
+            .copied()
+    }
 }
 
 impl<'a> PlanIndex<'a> {
@@ -42,38 +86,50 @@ impl<'a> PlanIndex<'a> {
     pub(crate) fn new(plan: &'a Plan) -> Self {
         PlanIndex {
             plan,
-            candidates: plan
-                .candidates
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (c.candidate.as_str(), i as u32))
-                .collect(),
-            events: plan
-                .events
-                .iter()
-                .enumerate()
-                .map(|(i, e)| (e.event_id.as_str(), i as u32))
-                .collect(),
+            candidates: Places::new(plan.candidates.len(), |i| {
+                plan.candidates[i].candidate.as_str()
+            }),
+            events: Places::new(plan.events.len(), |i| plan.events[i].event_id.as_str()),
+            keys: Places::new(plan.events.len(), |i| {
+                plan.events[i].idempotency_key.as_str()
+            }),
         }
+    }
+
+    fn candidate_place(&self, id: &str) -> Option<u32> {
+        let candidates = &self.plan.candidates;
+        self.candidates
+            .get(id, |i| candidates[i].candidate.as_str())
     }
 
     /// The planned candidate with this id.
     pub(crate) fn candidate(&self, id: &str) -> Option<&'a PlannedCandidate> {
         let plan = self.plan;
-        self.candidates
-            .get(id)
-            .map(|&i| &plan.candidates[i as usize])
+        self.candidate_place(id)
+            .map(|i| &plan.candidates[i as usize])
+    }
+
+    /// The position of a planned candidate in the plan.
+    pub(crate) fn candidate_index(&self, id: &str) -> Option<u32> {
+        self.candidate_place(id)
     }
 
     /// The planned event with this id.
     pub(crate) fn event(&self, event_id: &str) -> Option<&'a PlannedEvent> {
         let plan = self.plan;
-        self.events.get(event_id).map(|&i| &plan.events[i as usize])
+        self.event_index(event_id).map(|i| &plan.events[i as usize])
     }
 
     /// The position of a planned event in the plan.
     pub(crate) fn event_index(&self, event_id: &str) -> Option<u32> {
-        self.events.get(event_id).copied()
+        let events = &self.plan.events;
+        self.events.get(event_id, |i| events[i].event_id.as_str())
+    }
+
+    /// The position in the plan of the planned event with this idempotency key.
+    pub(crate) fn key_index(&self, key: &str) -> Option<u32> {
+        let events = &self.plan.events;
+        self.keys.get(key, |i| events[i].idempotency_key.as_str())
     }
 
     /// The scenario a candidate belongs to.
@@ -82,68 +138,237 @@ impl<'a> PlanIndex<'a> {
             .and_then(|c| self.candidate(c))
             .map(|c| c.scenario)
     }
+}
 
-    /// `text`, a record's value of `field` of the event `event`, as a fold keeps it:
-    /// the plan's own copy when the event is planned with that very value.
+/// A field of a planned event that a fold may keep a record's value of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Field {
+    /// `event_id`.
+    EventId,
+    /// `idempotency_key`.
+    IdempotencyKey,
+    /// `candidate`.
+    Candidate,
+    /// `correlation_id`.
+    CorrelationId,
+    /// `contract`.
+    Contract,
+    /// `occurred_at`.
+    OccurredAt,
+}
+
+impl Field {
+    const ALL: [Field; 6] = [
+        Field::EventId,
+        Field::IdempotencyKey,
+        Field::Candidate,
+        Field::CorrelationId,
+        Field::Contract,
+        Field::OccurredAt,
+    ];
+
+    /// The planned event's value of this field.
+    fn of(self, event: &PlannedEvent) -> &str {
+        match self {
+            Field::EventId => &event.event_id,
+            Field::IdempotencyKey => &event.idempotency_key,
+            Field::Candidate => &event.candidate,
+            Field::CorrelationId => &event.correlation_id,
+            Field::Contract => &event.contract,
+            Field::OccurredAt => &event.occurred_at,
+        }
+    }
+}
+
+/// A text a fold keeps per event, in four bytes: which field of which planned event
+/// holds the same text (nearly always), or which of the fold's own copies it is
+/// ([`Keeper`]) when the plan has no such event or says otherwise. A 100,000-candidate
+/// run keeps hundreds of thousands of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Kept(u32);
+
+/// Set on a [`Kept`] that is one of the fold's own copies.
+const OWN: u32 = 1 << 31;
+/// Where a [`Kept`] of the plan holds its [`Field`].
+const FIELD_SHIFT: u32 = 28;
+/// The bits of a [`Kept`] that hold a position (in the plan or in the own copies).
+const PLACE: u32 = (1 << FIELD_SHIFT) - 1;
+
+/// The texts a fold kept that the plan does not hold, and the way back from a
+/// [`Kept`] to its text.
+#[derive(Debug, Default)]
+pub(crate) struct Keeper {
+    own: Vec<Box<str>>,
+}
+
+impl Keeper {
+    /// Keeps `text`, a record's value of `field` of the event `event`: as the plan's
+    /// copy when the plan holds that event with that very value.
     pub(crate) fn keep(
-        &self,
+        &mut self,
+        plan: &PlanIndex<'_>,
         event: Option<&str>,
         text: &str,
-        field: fn(&PlannedEvent) -> &str,
-    ) -> Text<'a> {
-        match event.and_then(|id| self.event(id)).map(field) {
-            Some(planned) if planned == text => Text::Plan(planned),
-            _ => Text::Own(text.into()),
+        field: Field,
+    ) -> Kept {
+        let planned = event
+            .and_then(|id| plan.event_index(id))
+            .filter(|&i| i <= PLACE && field.of(&plan.plan.events[i as usize]) == text);
+        match planned {
+            Some(i) => Kept(((field as u32) << FIELD_SHIFT) | i),
+            None => {
+                // Past 2^31 own copies (never, in memory that holds them) the newest
+                // is shared rather than numbered into the plan's range.
+                let n = (self.own.len() as u32).min(OWN - 1);
+                self.own.push(text.into());
+                Kept(OWN | n)
+            }
+        }
+    }
+
+    /// The text `kept` stands for.
+    pub(crate) fn text<'t>(&'t self, plan: &PlanIndex<'t>, kept: Kept) -> &'t str {
+        if kept.0 & OWN != 0 {
+            let n = (kept.0 & !OWN) as usize;
+            return self.own.get(n).or(self.own.last()).map_or("?", |t| t);
+        }
+        let field = Field::ALL[(kept.0 >> FIELD_SHIFT) as usize];
+        field.of(&plan.plan.events[(kept.0 & PLACE) as usize])
+    }
+}
+
+/// Ids (event ids and idempotency keys) as numbers a fold keys its state by, so that
+/// it holds no copy of them: a planned event's id is `2i` and its key `2i + 1`
+/// (`i` its place in the plan), and any other id is numbered on from there, in the
+/// order the fold first meets it.
+#[derive(Debug, Default)]
+pub(crate) struct Ids {
+    others: IndexSet<Box<str>>,
+}
+
+impl Ids {
+    /// The number of `id`, if it is planned or was numbered.
+    pub(crate) fn number(&self, plan: &PlanIndex<'_>, id: &str) -> Option<u32> {
+        plan.event_index(id)
+            .map(|i| 2 * i)
+            .or_else(|| plan.key_index(id).map(|i| 2 * i + 1))
+            .or_else(|| {
+                let base = 2 * plan.plan.events.len();
+                self.others.get_index_of(id).map(|n| (base + n) as u32)
+            })
+    }
+
+    /// [`Ids::number`], numbering `id` if it has none yet.
+    pub(crate) fn number_or_new(&mut self, plan: &PlanIndex<'_>, id: &str) -> u32 {
+        if let Some(n) = self.number(plan, id) {
+            return n;
+        }
+        let base = 2 * plan.plan.events.len();
+        let (n, _) = self.others.insert_full(id.into());
+        (base + n) as u32
+    }
+
+    /// The id numbered `n`.
+    pub(crate) fn text<'t>(&'t self, plan: &PlanIndex<'t>, n: u32) -> &'t str {
+        let events = &plan.plan.events;
+        match events.get(n as usize / 2) {
+            Some(event) if n % 2 == 0 => &event.event_id,
+            Some(event) => &event.idempotency_key,
+            None => self
+                .others
+                .get_index(n as usize - 2 * events.len())
+                .map_or("?", |t| t),
         }
     }
 }
 
-/// A string a fold keeps per event: borrowed from the plan when the plan holds the
-/// same text (nearly always), owned otherwise, so that what the plan already says
-/// costs a fold no allocation per event.
-#[derive(Debug, Clone)]
-pub(crate) enum Text<'a> {
-    /// The plan's copy.
-    Plan(&'a str),
-    /// A copy of the record's.
-    Own(Box<str>),
+/// A fold's state per numbered id ([`Ids`]): for the planned events' ids, in a vector
+/// by number (no hashing, no spare room: nearly every planned id fills its place);
+/// for any other id, in a map.
+#[derive(Debug)]
+pub(crate) struct ByNumber<T> {
+    dense: Vec<Option<T>>,
+    others: HashMap<u32, T>,
+    /// How many numbers the vector covers (`2 × events`).
+    planned: u32,
+    /// Which numbers below `planned` have a place: all (1), or every second from
+    /// `phase` (2).
+    stride: u32,
+    phase: u32,
 }
 
-impl std::ops::Deref for Text<'_> {
-    type Target = str;
+impl<T> ByNumber<T> {
+    /// State for the ids and the keys of the planned events (numbers `2i` and `2i + 1`).
+    pub(crate) fn ids_and_keys(plan: &PlanIndex<'_>) -> Self {
+        Self::with(plan, 1, 0)
+    }
 
-    fn deref(&self) -> &str {
-        match self {
-            Text::Plan(text) => text,
-            Text::Own(text) => text,
+    /// State for the keys of the planned events (numbers `2i + 1`): other numbers are
+    /// kept in the map.
+    pub(crate) fn keys(plan: &PlanIndex<'_>) -> Self {
+        Self::with(plan, 2, 1)
+    }
+
+    /// State for the ids of the planned events (numbers `2i`).
+    pub(crate) fn ids(plan: &PlanIndex<'_>) -> Self {
+        Self::with(plan, 2, 0)
+    }
+
+    fn with(plan: &PlanIndex<'_>, stride: u32, phase: u32) -> Self {
+        ByNumber {
+            dense: Vec::new(),
+            others: HashMap::new(),
+            planned: (2 * plan.plan.events.len()).min(u32::MAX as usize) as u32,
+            stride,
+            phase,
         }
     }
-}
 
-impl std::fmt::Display for Text<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self)
+    /// The place of `n` in the vector, if it has one.
+    fn place(&self, n: u32) -> Option<usize> {
+        (n < self.planned && n % self.stride == self.phase).then_some((n / self.stride) as usize)
     }
-}
 
-impl std::borrow::Borrow<str> for Text<'_> {
-    fn borrow(&self) -> &str {
-        self
+    /// The state of `n`, if any.
+    pub(crate) fn get(&self, n: u32) -> Option<&T> {
+        match self.place(n) {
+            Some(i) => self.dense.get(i).and_then(Option::as_ref),
+            None => self.others.get(&n),
+        }
     }
-}
 
-impl PartialEq for Text<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        **self == **other
+    /// The state of `n`, to change, if any.
+    pub(crate) fn get_mut(&mut self, n: u32) -> Option<&mut T> {
+        match self.place(n) {
+            Some(i) => self.dense.get_mut(i).and_then(Option::as_mut),
+            None => self.others.get_mut(&n),
+        }
     }
-}
 
-impl Eq for Text<'_> {}
+    /// Sets the state of `n`.
+    pub(crate) fn insert(&mut self, n: u32, state: T) {
+        match self.place(n) {
+            Some(i) => {
+                if self.dense.is_empty() {
+                    let places = (self.planned / self.stride) as usize;
+                    self.dense.resize_with(places, || None);
+                }
+                self.dense[i] = Some(state);
+            }
+            None => {
+                self.others.insert(n, state);
+            }
+        }
+    }
 
-impl std::hash::Hash for Text<'_> {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        // As `str` hashes, so that a map keyed by `Text` is looked up by `&str`.
-        (**self).hash(state);
+    /// Every number with a state, and the state (the vector's in order, then the map's).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
+        let (stride, phase) = (self.stride, self.phase);
+        self.dense
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, t)| t.as_ref().map(|t| (i as u32 * stride + phase, t)))
+            .chain(self.others.iter().map(|(n, t)| (*n, t)))
     }
 }
 
@@ -166,15 +391,17 @@ impl Mark {
     }
 }
 
-/// What happened to one event id: its deliveries, applications and refusals.
+/// What happened to one event id: its deliveries, applications and refusals. Nearly
+/// every event is delivered and applied once and refused never, so each list keeps
+/// one entry in place and allocates only for a second.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct EventLedger {
     /// `webhook.attempt` records: seq and HTTP status (none: no answer).
-    pub(crate) attempts: Vec<(u64, Option<u16>)>,
+    pub(crate) attempts: SmallVec<[(u64, Option<u16>); 1]>,
     /// `ats.event_applied` records, in application order.
-    pub(crate) applied: Vec<Mark>,
+    pub(crate) applied: SmallVec<[Mark; 1]>,
     /// `ats.event_rejected` records.
-    pub(crate) rejected: Vec<u64>,
+    pub(crate) rejected: SmallVec<[u64; 1]>,
 }
 
 impl EventLedger {
@@ -215,9 +442,9 @@ impl Ledger {
     /// What happened to `event_id` so far (an empty ledger when nothing did).
     pub(crate) fn of(&self, plan: &PlanIndex<'_>, event_id: &str) -> &EventLedger {
         static EMPTY: EventLedger = EventLedger {
-            attempts: Vec::new(),
-            applied: Vec::new(),
-            rejected: Vec::new(),
+            attempts: SmallVec::new_const(),
+            applied: SmallVec::new_const(),
+            rejected: SmallVec::new_const(),
         };
         match plan.event_index(event_id) {
             Some(i) => self.planned.get(i as usize),
@@ -225,15 +452,6 @@ impl Ledger {
         }
         .unwrap_or(&EMPTY)
     }
-}
-
-/// Pushes `item`, making room for just one at first: most events are delivered and
-/// applied once, and a vector's first push otherwise makes room for four.
-fn push_one<T>(items: &mut Vec<T>, item: T) {
-    if items.capacity() == 0 {
-        items.reserve_exact(1);
-    }
-    items.push(item);
 }
 
 /// What the judge has seen of the log so far, updated before each record reaches the
@@ -275,16 +493,14 @@ impl Seen {
             "webhook.attempt" => {
                 self.attempts += 1;
                 if let Some(id) = record.event_id.as_deref() {
-                    push_one(
-                        &mut self.ledger.entry(plan, id).attempts,
-                        (record.seq, record.status),
-                    );
+                    let ledger = self.ledger.entry(plan, id);
+                    ledger.attempts.push((record.seq, record.status));
                 }
             }
             "ats.event_applied" => {
                 self.applied += 1;
                 if let Some(id) = body_event_id(record) {
-                    push_one(&mut self.ledger.entry(plan, id).applied, Mark::of(record));
+                    self.ledger.entry(plan, id).applied.push(Mark::of(record));
                 }
             }
             "ats.event_rejected" => {

@@ -25,14 +25,19 @@ use crate::run::plan::PlannedEvent;
 enum Earlier<'a> {
     /// The vendor's copy, from the plan (the event and its place in it).
     Vendor(&'a PlannedEvent, usize),
-    /// A body the ATS received.
-    Ats {
-        seq: u64,
-        event: Option<Box<str>>,
-        rejected: bool,
-        /// The rule's key as that body carried it.
-        key: String,
-    },
+    /// A body the ATS received: rare (the vendor's copies come first), so boxed, and
+    /// each of a large run's hundreds of thousands of tuples costs a pointer's room.
+    Ats(Box<AtsCopy>),
+}
+
+/// A body the ATS received, first of its tuple.
+#[derive(Clone)]
+struct AtsCopy {
+    seq: u64,
+    event: Option<Box<str>>,
+    rejected: bool,
+    /// The rule's key as that body carried it.
+    key: String,
 }
 
 /// A copy of an event: the vendor's (planned: the event, its place in the plan and
@@ -169,12 +174,12 @@ impl<'a> KeyStable<'a> {
                 Entry::Vacant(slot) => {
                     let earlier = match copy {
                         Copy::Vendor(event, place, _) => Earlier::Vendor(event, place),
-                        Copy::Ats(record) => Earlier::Ats {
+                        Copy::Ats(record) => Earlier::Ats(Box::new(AtsCopy {
                             seq: record.seq,
                             event: copy.event().map(Into::into),
                             rejected: copy.rejected(),
                             key: shown(&rule.key, payload),
-                        },
+                        })),
                     };
                     slot.insert((fingerprint.key, earlier));
                     continue;
@@ -189,15 +194,10 @@ impl<'a> KeyStable<'a> {
                         describe(true, Some(&event.event_id), false),
                         cites(Some(&event.event_id), None).collect(),
                     ),
-                    Earlier::Ats {
-                        seq,
-                        event,
-                        rejected,
-                        key,
-                    } => (
-                        key.clone(),
-                        describe(false, event.as_deref(), *rejected),
-                        cites(event.as_deref(), Some(*seq)).collect(),
+                    Earlier::Ats(ats) => (
+                        ats.key.clone(),
+                        describe(false, ats.event.as_deref(), ats.rejected),
+                        cites(ats.event.as_deref(), Some(ats.seq)).collect(),
                     ),
                 };
             self.outcome.findings.add(|| {

@@ -8,15 +8,12 @@
 //! The output is only in the log when the harness started the integration; a run
 //! against `--sut-url` skips the check rather than failing it.
 
-use std::collections::HashMap;
-
 use bit_set::BitSet;
 use serde_json::Value;
 
-use super::fold::{Context, Fold, PlanIndex, Text, records, skipped};
+use super::fold::{ByNumber, Context, Field, Fold, Ids, Keeper, Kept, PlanIndex, records, skipped};
 use super::run::{Outcome, body_event_id, detail_text, key_of};
 use crate::observe::Record;
-use crate::run::plan::PlannedEvent;
 
 /// How deep a log line is searched for the event's id.
 const MAX_DEPTH: usize = 8;
@@ -62,14 +59,14 @@ struct Best<'a> {
     missing: Box<[&'a str]>,
 }
 
-/// The first application of an event (or key), which must be logged (the strings
-/// borrowed from the plan where it has them).
-struct Applied<'a> {
+/// The first application of an event (or key), which must be logged: its id and key
+/// numbered ([`Ids`]), whom it is about kept ([`Keeper`]).
+struct Applied {
     seq: u64,
-    event: Option<Text<'a>>,
-    key: Option<Text<'a>>,
-    candidate: Option<Text<'a>>,
-    correlation_id: Option<Text<'a>>,
+    event: Option<u32>,
+    key: Option<u32>,
+    candidate: Option<Kept>,
+    correlation_id: Option<Kept>,
 }
 
 /// `observability.log_fields`.
@@ -83,22 +80,13 @@ pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
     if required.is_empty() {
         return skipped("the manifest requires no log fields (observability.log_fields_required)");
     }
-    let events = &cx.plan.plan.events;
-    let mut planned: HashMap<&'a str, u32> = HashMap::with_capacity(events.len() * 2);
-    for (i, e) in events.iter().enumerate() {
-        let i = i as u32;
-        planned.insert(e.event_id.as_str(), 2 * i);
-        planned.insert(e.idempotency_key.as_str(), 2 * i + 1);
-    }
-    let numbered = 2 * events.len() as u32;
     Box::new(LogFields {
         plan: cx.plan,
         required,
-        planned,
-        others: HashMap::new(),
-        numbered,
+        ids: Ids::default(),
+        keeper: Keeper::default(),
         applied_ids: BitSet::new(),
-        best: HashMap::new(),
+        best: ByNumber::ids_and_keys(cx.plan),
         applied: Vec::new(),
         json_lines: 0,
     })
@@ -107,19 +95,16 @@ pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
 struct LogFields<'a> {
     plan: &'a PlanIndex<'a>,
     required: &'a [String],
-    /// The ids and keys of the planned events, numbered (event `i`'s id `2i`, its
-    /// key `2i + 1`): what a line may mention. The fold keys its state by these
-    /// numbers rather than by the texts, a 100,000-candidate run's 400,000 of them.
-    planned: HashMap<&'a str, u32>,
-    /// Ids and keys applied at the ATS that the plan does not hold, numbered on
-    /// from `numbered`: a line may mention them too.
-    others: HashMap<Box<str>, u32>,
-    numbered: u32,
+    /// The ids and keys a line may mention, numbered: the planned events' and those
+    /// applied at the ATS that the plan does not hold. The fold keys its state by
+    /// these numbers rather than by the texts, a 100,000-candidate run's 400,000 of them.
+    ids: Ids,
+    keeper: Keeper,
     /// Which numbered ids and keys were applied at the ATS, one bit each.
     applied_ids: BitSet,
     /// Per numbered id or key, the line closest to complete that mentions it.
-    best: HashMap<u32, Best<'a>>,
-    applied: Vec<Applied<'a>>,
+    best: ByNumber<Best<'a>>,
+    applied: Vec<Applied>,
     json_lines: usize,
 }
 
@@ -135,23 +120,25 @@ impl Fold for LogFields<'_> {
                         .is_some_and(|n| self.applied_ids.contains(n as usize))
                 });
                 let plan = self.plan;
-                let keep =
-                    |text: &str, field: fn(&PlannedEvent) -> &str| plan.keep(event, text, field);
-                let event_text = event.map(|e| keep(e, |p| &p.event_id));
-                let key_text = key.map(|k| keep(k, |p| &p.idempotency_key));
-                for id in [event, key].into_iter().flatten() {
-                    let n = self.number_or_new(id);
+                let event_number = event.map(|id| self.ids.number_or_new(plan, id));
+                let key_number = key.map(|id| self.ids.number_or_new(plan, id));
+                for n in [event_number, key_number].into_iter().flatten() {
                     self.applied_ids.insert(n as usize);
                 }
                 if first {
-                    let candidate = record.candidate.as_deref();
-                    let correlation = record.correlation_id.as_deref();
+                    let keeper = &mut self.keeper;
+                    let mut keep = |text: Option<&str>, field| {
+                        text.map(|t| keeper.keep(plan, event, t, field))
+                    };
                     self.applied.push(Applied {
                         seq: record.seq,
-                        event: event_text,
-                        key: key_text,
-                        candidate: candidate.map(|c| keep(c, |p| &p.candidate)),
-                        correlation_id: correlation.map(|c| keep(c, |p| &p.correlation_id)),
+                        event: event_number,
+                        key: key_number,
+                        candidate: keep(record.candidate.as_deref(), Field::Candidate),
+                        correlation_id: keep(
+                            record.correlation_id.as_deref(),
+                            Field::CorrelationId,
+                        ),
                     });
                 }
             }
@@ -171,14 +158,16 @@ impl Fold for LogFields<'_> {
         }
         let mut outcome = Outcome::default();
         let required = self.required;
+        let (plan, keeper) = (self.plan, &self.keeper);
+        let text = |kept: Option<Kept>| kept.map(|k| keeper.text(plan, k));
         for applied in &self.applied {
-            outcome.judged(cx.plan.scenario_of(applied.candidate.as_deref()));
-            let event = applied.event.as_deref();
-            let closest = [event, applied.key.as_deref()]
+            let candidate = text(applied.candidate);
+            outcome.judged(cx.plan.scenario_of(candidate));
+            let event = applied.event.map(|n| self.ids.text(plan, n));
+            let closest = [applied.event, applied.key]
                 .into_iter()
                 .flatten()
-                .filter_map(|id| self.number(id))
-                .filter_map(|n| self.best.get(&n))
+                .filter_map(|n| self.best.get(n))
                 .min_by_key(|b| b.missing.len());
             if closest.is_some_and(|b| b.missing.is_empty()) {
                 continue;
@@ -200,8 +189,8 @@ impl Fold for LogFields<'_> {
                     ),
                 };
                 cx.finding(
-                    applied.candidate.as_deref(),
-                    applied.correlation_id.as_deref(),
+                    candidate,
+                    text(applied.correlation_id),
                     format!(
                         "a JSON log line mentions {name} and carries {}",
                         required
@@ -222,20 +211,7 @@ impl Fold for LogFields<'_> {
 impl<'a> LogFields<'a> {
     /// The number of a planned id or key, or of an applied one the plan lacks.
     fn number(&self, id: &str) -> Option<u32> {
-        self.planned
-            .get(id)
-            .or_else(|| self.others.get(id))
-            .copied()
-    }
-
-    /// [`LogFields::number`], numbering `id` if it has none yet.
-    fn number_or_new(&mut self, id: &str) -> u32 {
-        if let Some(n) = self.number(id) {
-            return n;
-        }
-        let n = self.numbered + self.others.len() as u32;
-        self.others.insert(id.into(), n);
-        n
+        self.ids.number(self.plan, id)
     }
 
     /// Notes, for every id a JSON line mentions, the line that lacks the fewest fields.
@@ -263,7 +239,7 @@ impl<'a> LogFields<'a> {
             let Some(n) = self.number(&id) else { continue };
             let better = self
                 .best
-                .get(&n)
+                .get(n)
                 .is_none_or(|b| missing.len() < b.missing.len());
             if better {
                 self.best.insert(

@@ -11,12 +11,12 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use indexmap::IndexSet;
 
-use super::fold::{Context, Fold, PlanIndex, Text, records};
+use super::fold::{Context, Field, Fold, Keeper, Kept, PlanIndex, records};
 use super::run::{Outcome, body_at, body_event_id, body_text, detail_text};
 use crate::contract::assertion::parse_rfc3339;
 use crate::observe::Record;
-use crate::run::plan::PlannedEvent;
 
 /// The event's time, where the manifest's envelope puts it.
 fn occurred_text<'r>(cx: &Context<'_>, record: &'r Record) -> Option<&'r str> {
@@ -29,33 +29,30 @@ fn contract_of(record: &Record) -> Option<&str> {
 }
 
 /// One application, as much as a finding needs of it.
-#[derive(Clone)]
-struct Seen<'a> {
+#[derive(Clone, Copy)]
+struct Seen {
     seq: u64,
     at: Option<DateTime<Utc>>,
-    event: Text<'a>,
-    occurred: Box<str>,
+    event: Option<Kept>,
+    occurred: Option<Kept>,
 }
 
-impl<'a> Seen<'a> {
-    fn of(cx: &Context<'_>, plan: &PlanIndex<'a>, record: &Record) -> Self {
-        let occurred = occurred_text(cx, record);
-        let event = body_event_id(record);
-        Seen {
-            seq: record.seq,
-            at: occurred.and_then(parse_rfc3339),
-            event: plan.keep(event, event.unwrap_or("an event"), |p| &p.event_id),
-            occurred: occurred.unwrap_or("?").into(),
-        }
-    }
+/// A candidate: its place in the plan, or one the plan lacks, numbered in the order met.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Who {
+    Planned(u32),
+    Other(u32),
 }
+
+/// A candidate and a contract (numbered in the order met).
+type Pair = (Who, u32);
 
 /// What one candidate's one contract went through at the ATS.
-struct Group<'a> {
+struct Group {
     /// The newest application so far (by `occurred_at`).
-    newest: Option<Seen<'a>>,
+    newest: Option<Seen>,
     /// The last application.
-    last: Seen<'a>,
+    last: Seen,
     /// The first application's seq: groups are judged in that order.
     first_seq: u64,
 }
@@ -64,18 +61,59 @@ struct Group<'a> {
 pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
     Box::new(Ordering {
         plan: cx.plan,
+        keeper: Keeper::default(),
+        others: IndexSet::new(),
+        contracts: IndexSet::new(),
         groups: HashMap::new(),
         outcome: Outcome::default(),
     })
 }
 
-/// A candidate and a contract.
-type Pair<'a> = (Text<'a>, Text<'a>);
-
+/// The groups, keyed by numbers, so that a large run's state holds no copy of an id.
 struct Ordering<'a> {
     plan: &'a PlanIndex<'a>,
-    groups: HashMap<Pair<'a>, Group<'a>>,
+    keeper: Keeper,
+    /// Candidates applied at the ATS that the plan lacks.
+    others: IndexSet<Box<str>>,
+    contracts: IndexSet<Box<str>>,
+    groups: HashMap<Pair, Group>,
     outcome: Outcome,
+}
+
+impl Ordering<'_> {
+    fn seen(&mut self, cx: &Context<'_>, record: &Record) -> Seen {
+        let occurred = occurred_text(cx, record);
+        let event = body_event_id(record);
+        let (plan, keeper) = (self.plan, &mut self.keeper);
+        Seen {
+            seq: record.seq,
+            at: occurred.and_then(parse_rfc3339),
+            event: event.map(|e| keeper.keep(plan, event, e, Field::EventId)),
+            occurred: occurred.map(|o| keeper.keep(plan, event, o, Field::OccurredAt)),
+        }
+    }
+
+    fn text(&self, kept: Option<Kept>, absent: &'static str) -> &str {
+        kept.map_or(absent, |k| self.keeper.text(self.plan, k))
+    }
+
+    fn who(&self, candidate: &str) -> Option<Who> {
+        self.plan
+            .candidate_index(candidate)
+            .map(Who::Planned)
+            .or_else(|| {
+                self.others
+                    .get_index_of(candidate)
+                    .map(|i| Who::Other(i as u32))
+            })
+    }
+
+    fn candidate(&self, who: Who) -> &str {
+        match who {
+            Who::Planned(i) => &self.plan.plan.candidates[i as usize].candidate,
+            Who::Other(i) => self.others.get_index(i as usize).map_or("?", |c| c),
+        }
+    }
 }
 
 impl Fold for Ordering<'_> {
@@ -88,29 +126,37 @@ impl Fold for Ordering<'_> {
             return;
         };
         self.outcome.judged(cx.plan.scenario_of(Some(candidate)));
-        let seen = Seen::of(cx, self.plan, record);
-        let event = body_event_id(record);
-        let key = (
-            self.plan.keep(event, candidate, |p| &p.candidate),
-            self.plan.keep(event, contract, |p| &p.contract),
-        );
-        let Some(group) = self.groups.get_mut(&key) else {
+        let seen = self.seen(cx, record);
+        let who = self.who(candidate).unwrap_or_else(|| {
+            let (i, _) = self.others.insert_full(candidate.into());
+            Who::Other(i as u32)
+        });
+        let contract_number = match self.contracts.get_index_of(contract) {
+            Some(i) => i,
+            None => self.contracts.insert_full(contract.into()).0,
+        } as u32;
+        let Some(group) = self.groups.get_mut(&(who, contract_number)) else {
             self.groups.insert(
-                key,
+                (who, contract_number),
                 Group {
-                    newest: seen.at.is_some().then(|| seen.clone()),
+                    newest: seen.at.is_some().then_some(seen),
                     first_seq: seen.seq,
                     last: seen,
                 },
             );
             return;
         };
-        group.last = seen.clone();
+        group.last = seen;
         let Some(at) = seen.at else {
             return;
         };
-        match &group.newest {
+        match group.newest {
             Some(before) if before.at.is_some_and(|max| at < max) => {
+                let (keeper, plan) = (&self.keeper, self.plan);
+                let text =
+                    |kept: Option<Kept>, absent| kept.map_or(absent, |k| keeper.text(plan, k));
+                let event = |s: &Seen| text(s.event, "an event");
+                let occurred = |s: &Seen| text(s.occurred, "?");
                 self.outcome.findings.add(|| {
                     cx.finding(
                         Some(candidate),
@@ -118,7 +164,7 @@ impl Fold for Ordering<'_> {
                         format!("{candidate}'s {contract} events are applied in occurred_at order: one older than an event already applied is dropped, never applied after it"),
                         format!(
                             "{} (occurred_at {}) was applied after {} (occurred_at {}): the ATS went back in time",
-                            seen.event, seen.occurred, before.event, before.occurred,
+                            event(&seen), occurred(&seen), event(&before), occurred(&before),
                         ),
                         records([before.seq, seen.seq]),
                     )
@@ -133,31 +179,48 @@ impl Fold for Ordering<'_> {
         if cx.seen.applied == 0 {
             return Outcome::skip("no event was applied at the ATS");
         }
-        // The latest planned event that should land, per (candidate, contract).
-        let mut latest: HashMap<(&str, &str), (DateTime<Utc>, &PlannedEvent)> = HashMap::new();
-        for event in cx.plan.plan.events.iter().filter(|e| e.should_land) {
-            let Some(at) = parse_rfc3339(&event.occurred_at) else {
+        // The latest planned event that should land, per group that was applied.
+        let mut latest: HashMap<Pair, (DateTime<Utc>, u32)> = HashMap::new();
+        for (i, event) in cx.plan.plan.events.iter().enumerate() {
+            if !event.should_land {
+                continue;
+            }
+            let (Some(who), Some(contract)) = (
+                self.who(&event.candidate),
+                self.contracts.get_index_of(event.contract.as_str()),
+            ) else {
                 continue;
             };
-            let slot = latest
-                .entry((event.candidate.as_str(), event.contract.as_str()))
-                .or_insert((at, event));
+            let pair = (who, contract as u32);
+            let Some(at) = self
+                .groups
+                .contains_key(&pair)
+                .then(|| parse_rfc3339(&event.occurred_at))
+                .flatten()
+            else {
+                continue;
+            };
+            let slot = latest.entry(pair).or_insert((at, i as u32));
             if at > slot.0 {
-                *slot = (at, event);
+                *slot = (at, i as u32);
             }
         }
         let mut groups: Vec<(&Pair, &Group)> = self.groups.iter().collect();
         groups.sort_by_key(|(_, g)| g.first_seq);
-        for ((candidate, contract), group) in groups {
-            let Some(&(want_at, want)) = latest.get(&(&**candidate, &**contract)) else {
+        let mut outcome = std::mem::take(&mut self.outcome);
+        for (pair, group) in groups {
+            let Some(&(want_at, want)) = latest.get(pair) else {
                 continue;
             };
+            let want = &cx.plan.plan.events[want as usize];
             let overwritten = &cx.ledger(&want.event_id).applied;
             let last = &group.last;
             if overwritten.is_empty() || last.at.is_some_and(|at| at >= want_at) {
                 continue;
             }
-            self.outcome.findings.add(|| {
+            let candidate = self.candidate(pair.0);
+            let contract = self.contracts.get_index(pair.1 as usize).map_or("?", |c| c);
+            outcome.findings.add(|| {
                 cx.finding(
                     Some(candidate),
                     Some(&want.correlation_id),
@@ -167,8 +230,8 @@ impl Fold for Ordering<'_> {
                     ),
                     format!(
                         "the last {contract} applied for {candidate} is {} (occurred_at {}), not {} (occurred_at {}), which was applied earlier and then overwritten",
-                        last.event,
-                        last.occurred,
+                        self.text(last.event, "an event"),
+                        self.text(last.occurred, "?"),
                         want.event_id,
                         // As the event wrote it, like the applied one beside it.
                         cx.manifest
@@ -180,7 +243,7 @@ impl Fold for Ordering<'_> {
                 )
             });
         }
-        self.outcome
+        outcome
     }
 }
 

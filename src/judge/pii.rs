@@ -72,10 +72,11 @@ fn masked(text: &str) -> String {
     format!("{first}…{last} ({count} characters)")
 }
 
-/// One personal string and the candidates it belongs to.
+/// One personal string, the first candidate it belongs to and how many it does.
 struct Personal<'a> {
     text: &'a str,
-    owners: Vec<&'a str>,
+    owner: &'a str,
+    owners: u32,
 }
 
 /// `privacy.no_pii_in_logs`.
@@ -91,18 +92,21 @@ pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
             let i = *index.entry(text).or_insert_with(|| {
                 personal.push(Personal {
                     text,
-                    owners: Vec::new(),
+                    owner: &candidate.candidate,
+                    owners: 0,
                 });
                 personal.len() - 1
             });
-            personal[i].owners.push(&candidate.candidate);
+            personal[i].owners = personal[i].owners.saturating_add(1);
         }
     }
     if personal.is_empty() {
         return skipped("no planned candidate has personal data to look for");
     }
     let mut patterns: Vec<String> = Vec::new();
-    let mut meaning: Vec<(usize, Form)> = Vec::new();
+    // The person and form of each pattern, in four bytes and one: a run has hundreds
+    // of thousands of patterns.
+    let mut meaning: Vec<(u32, Form)> = Vec::new();
     for (i, p) in personal.iter().enumerate() {
         let mut forms: Vec<(String, Form)> = vec![
             (p.text.to_owned(), Form::AsWritten),
@@ -122,7 +126,7 @@ pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
         forms.dedup_by(|a, b| a.0.eq_ignore_ascii_case(&b.0));
         for (pattern, form) in forms {
             patterns.push(pattern);
-            meaning.push((i, form));
+            meaning.push((i as u32, form));
         }
     }
     match AhoCorasick::builder()
@@ -131,8 +135,14 @@ pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
         .build(&patterns)
     {
         Ok(automaton) => Box::new(Pii {
-            personal,
-            meaning,
+            personal: {
+                personal.shrink_to_fit();
+                personal
+            },
+            meaning: {
+                meaning.shrink_to_fit();
+                meaning
+            },
             automaton,
             outcome: Outcome::default(),
         }),
@@ -144,7 +154,7 @@ pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
 
 struct Pii<'a> {
     personal: Vec<Personal<'a>>,
-    meaning: Vec<(usize, Form)>,
+    meaning: Vec<(u32, Form)>,
     automaton: AhoCorasick,
     outcome: Outcome,
 }
@@ -158,7 +168,7 @@ impl Fold for Pii<'_> {
         let mut hits: Vec<(usize, usize, usize, Form)> = Vec::new();
         for found in self.automaton.find_iter(text) {
             let (person, form) = self.meaning[found.pattern().as_usize()];
-            hits.push((found.start(), found.end(), person, form));
+            hits.push((found.start(), found.end(), person as usize, form));
         }
         if hits.is_empty() {
             return;
@@ -198,8 +208,8 @@ fn finding(
         } else {
             "name"
         };
-        let owner = p.owners.first().copied().unwrap_or("?");
-        let copies = match p.owners.len() {
+        let owner = p.owner;
+        let copies = match p.owners {
             0 | 1 => String::new(),
             n => format!(" (and {} other scenario copies)", n - 1),
         };
@@ -211,7 +221,7 @@ fn finding(
     }
     let owner = hits
         .first()
-        .and_then(|&(_, _, person, _)| personal[person].owners.first().copied());
+        .map(|&(_, _, person, _)| personal[person].owner);
     let mut finding = cx.finding(
         owner,
         None,

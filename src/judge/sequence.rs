@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 
 use serde_json::Value;
+use smallvec::SmallVec;
 
 use super::fold::{Cite, Context, Fold, records, skipped};
 use super::run::{Outcome, body, body_event_id, body_text, detail_text};
@@ -60,64 +61,61 @@ fn arrows<T: AsRef<str>>(items: &[T]) -> String {
 /// `sequence.expected`.
 pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
     let plan = cx.plan.plan;
-    let clean: Vec<(usize, &PlannedCandidate)> = plan
+    let clean = plan
         .candidates
         .iter()
-        .enumerate()
-        .filter(|(_, c)| c.scenario == Scenario::Clean)
-        .collect();
-    if clean.is_empty() {
+        .filter(|c| c.scenario == Scenario::Clean);
+    if clean.clone().next().is_none() {
         return skipped("no clean scenario in this run");
     }
-    let judged: HashMap<&'a str, Story<'a>> = clean
-        .into_iter()
-        .filter(|(_, c)| c.in_scope)
-        .map(|(place, c)| {
-            (
-                c.candidate.as_str(),
-                Story {
-                    place,
-                    candidate: c,
-                    seen: Vec::with_capacity(c.expected_sequence.len()),
-                    applied: Vec::with_capacity(c.expected_sequence.len()),
-                },
-            )
-        })
-        .collect();
-    if judged.is_empty() {
+    if !clean.clone().any(|c| c.in_scope) {
         return skipped("no candidate of the clean scenario is inside the canary scope");
     }
-    Box::new(Sequence { judged })
+    // One story per planned candidate, by its place in the plan: no key, no hashing.
+    let stories = plan
+        .candidates
+        .iter()
+        .map(|c| Story {
+            judged: c.scenario == Scenario::Clean && c.in_scope,
+            seen: SmallVec::new(),
+            applied: SmallVec::new(),
+        })
+        .collect();
+    Box::new(Sequence { stories })
 }
 
-/// What the ATS applied for one judged candidate.
-struct Story<'a> {
-    /// Its place in the plan: findings come in the plan's order.
-    place: usize,
-    candidate: &'a PlannedCandidate,
+/// What the ATS applied for one planned candidate (kept for the judged ones only).
+struct Story {
+    /// Whether the candidate is judged: in the clean scenario and in scope.
+    judged: bool,
     /// Each application read as `contract:value`: the plan's entry when it reads as
     /// expected (nearly always), so a large run's stories allocate nothing per event.
-    seen: Vec<Text>,
-    applied: Vec<u64>,
+    seen: SmallVec<[Text; 2]>,
+    applied: SmallVec<[u64; 2]>,
 }
 
-struct Sequence<'a> {
-    judged: HashMap<&'a str, Story<'a>>,
+struct Sequence {
+    stories: Vec<Story>,
 }
 
-impl Fold for Sequence<'_> {
+impl Fold for Sequence {
     fn record(&mut self, cx: &Context<'_>, record: &Record) {
         if record.kind != "ats.event_applied" {
             return;
         }
-        let Some(story) = record
+        let Some(place) = record
             .candidate
             .as_deref()
-            .and_then(|c| self.judged.get_mut(c))
+            .and_then(|c| cx.plan.candidate_index(c))
         else {
             return;
         };
-        let here = story.candidate.expected_sequence.get(story.seen.len());
+        let story = &mut self.stories[place as usize];
+        if !story.judged {
+            return;
+        }
+        let expected = &cx.plan.plan.candidates[place as usize].expected_sequence;
+        let here = expected.get(story.seen.len());
         let seen = read(cx, record, here.map(Text::as_str));
         story.seen.push(match here {
             Some(entry) if *entry == seen => entry.clone(),
@@ -129,30 +127,30 @@ impl Fold for Sequence<'_> {
     fn finish(self: Box<Self>, cx: &Context<'_>) -> Outcome {
         let mut outcome = Outcome::default();
         outcome.judged(Some(Scenario::Clean));
-        // The deliveries of each candidate's planned events, for the findings' stories.
-        let mut planned: HashMap<&str, Vec<&str>> = HashMap::new();
+        let candidates = &cx.plan.plan.candidates;
+        // In the plan's order, as a reader of the report expects.
+        let differ: Vec<(&PlannedCandidate, &Story)> = candidates
+            .iter()
+            .zip(&self.stories)
+            .filter(|(candidate, story)| {
+                story.judged && story.seen.as_slice() != &candidate.expected_sequence[..]
+            })
+            .collect();
+        if differ.is_empty() {
+            return outcome;
+        }
+        // The deliveries of each differing candidate's planned events, for the stories.
+        let mut planned: HashMap<&str, Vec<&str>> = differ
+            .iter()
+            .map(|(c, _)| (c.candidate.as_str(), Vec::new()))
+            .collect();
         for event in &cx.plan.plan.events {
-            if self.judged.contains_key(event.candidate.as_str()) {
-                planned
-                    .entry(event.candidate.as_str())
-                    .or_default()
-                    .push(event.event_id.as_str());
+            if let Some(ids) = planned.get_mut(event.candidate.as_str()) {
+                ids.push(event.event_id.as_str());
             }
         }
-        // In the plan's order, as a reader of the report expects.
-        let mut stories: Vec<&Story<'_>> = self.judged.values().collect();
-        stories.sort_by_key(|s| s.place);
-        for story in stories {
-            let candidate = story.candidate;
+        for (candidate, story) in differ {
             let seen = &story.seen;
-            if seen.len() == candidate.expected_sequence.len()
-                && seen
-                    .iter()
-                    .zip(candidate.expected_sequence.iter())
-                    .all(|(s, e)| e == s)
-            {
-                continue;
-            }
             outcome.findings.add(|| {
                 let expected = &candidate.expected_sequence;
                 let at = expected

@@ -111,7 +111,9 @@ impl VendorState {
         // What `axum::Json(pack)` would answer, written once now; a pack is strings
         // only, so serialising it cannot fail.
         if let Ok(json) = serde_json::to_vec(&pack) {
-            lock(&self.packs).insert(pack.id.into_boxed_str(), Bytes::from(json));
+            // Exactly as long as the JSON: the vector grew by doubling.
+            let json = Bytes::from(json.into_boxed_slice());
+            lock(&self.packs).insert(pack.id.into_boxed_str(), json);
         }
     }
 
