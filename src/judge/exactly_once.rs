@@ -21,6 +21,7 @@ pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
         ids: Ids::default(),
         keeper: Keeper::default(),
         by_key: ByNumber::keys(cx.plan),
+        later: HashMap::new(),
         key_of_event: ByNumber::ids(cx.plan),
         more_keys: HashMap::new(),
         outcome: Outcome::default(),
@@ -35,23 +36,12 @@ struct Applied {
     event: Option<u32>,
 }
 
-/// The applications of one idempotency key: nearly always one, so later ones are
-/// kept apart and only the first says whom it was about.
-struct Applications {
+/// The first application of an idempotency key, and whom it was about: nearly
+/// every key is applied once, so later applications are kept apart.
+struct FirstApplied {
     first: Applied,
     candidate: Option<Kept>,
     correlation_id: Option<Kept>,
-    later: Option<Box<Vec<Applied>>>,
-}
-
-impl Applications {
-    fn all(&self) -> impl Iterator<Item = &Applied> {
-        std::iter::once(&self.first).chain(self.later.iter().flat_map(|l| l.iter()))
-    }
-
-    fn count(&self) -> usize {
-        1 + self.later.as_ref().map_or(0, |l| l.len())
-    }
 }
 
 /// Applications per idempotency key, and the keys each event was applied under, all
@@ -60,7 +50,9 @@ struct ExactlyOnce<'a> {
     plan: &'a PlanIndex<'a>,
     ids: Ids,
     keeper: Keeper,
-    by_key: ByNumber<Applications>,
+    by_key: ByNumber<FirstApplied>,
+    /// The applications after the first, of the keys applied more than once.
+    later: HashMap<u32, Vec<Applied>>,
     /// The first key each event was applied under.
     key_of_event: ByNumber<u32>,
     /// The other keys of an event applied under more than one, in the order met.
@@ -96,18 +88,17 @@ impl Fold for ExactlyOnce<'_> {
             revision: record.detail.get("revision").and_then(Value::as_u64),
             event: event_number,
         };
-        match self.by_key.get_mut(key) {
-            Some(known) => known.later.get_or_insert_with(Box::default).push(applied),
+        match self.by_key.get(key) {
+            Some(_) => self.later.entry(key).or_default().push(applied),
             None => {
                 // What a finding names of the first application; later ones only count.
                 let keeper = &mut self.keeper;
                 let mut keep =
                     |text: Option<&str>, field| text.map(|t| keeper.keep(plan, event, t, field));
-                let first = Applications {
+                let first = FirstApplied {
                     first: applied,
                     candidate: keep(record.candidate.as_deref(), Field::Candidate),
                     correlation_id: keep(record.correlation_id.as_deref(), Field::CorrelationId),
-                    later: None,
                 };
                 self.by_key.insert(key, first);
             }
@@ -131,22 +122,22 @@ impl Fold for ExactlyOnce<'_> {
             return Outcome::skip("no event was applied at the ATS");
         }
         let (plan, ids, keeper) = (self.plan, &self.ids, &self.keeper);
-        let mut repeated: Vec<(u32, &Applications)> = self
-            .by_key
+        let mut repeated: Vec<(u32, &FirstApplied, &[Applied])> = self
+            .later
             .iter()
-            .filter(|(_, applied)| applied.later.is_some())
+            .filter_map(|(key, later)| Some((*key, self.by_key.get(*key)?, later.as_slice())))
             .collect();
-        repeated.sort_by_key(|(_, applied)| applied.first.seq);
-        for (key, applied) in repeated {
+        repeated.sort_by_key(|(_, applied, _)| applied.first.seq);
+        for (key, applied, later) in repeated {
+            let all = || std::iter::once(&applied.first).chain(later);
             self.outcome.findings.add(|| {
-                let events: BTreeSet<&str> = applied
-                    .all()
+                let events: BTreeSet<&str> = all()
                     .filter_map(|a| a.event.map(|e| ids.text(plan, e)))
                     .collect();
                 let cites: Vec<Cite> = events
                     .iter()
                     .map(|e| Cite::Attempts((*e).to_owned()))
-                    .chain(records(applied.all().map(|a| a.seq)))
+                    .chain(records(all().map(|a| a.seq)))
                     .collect();
                 let events: Vec<&str> = events.into_iter().collect();
                 let text = |kept: Option<Kept>| kept.map(|k| keeper.text(plan, k));
@@ -157,8 +148,8 @@ impl Fold for ExactlyOnce<'_> {
                     format!(
                         "idempotency key {} was applied {} (revisions {}), event {}",
                         ids.text(plan, key),
-                        times(applied.count()),
-                        revisions(applied.all()),
+                        times(1 + later.len()),
+                        revisions(all()),
                         events.join(", ")
                     ),
                     cites,

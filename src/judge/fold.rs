@@ -272,7 +272,7 @@ impl Ids {
     pub(crate) fn text<'t>(&'t self, plan: &PlanIndex<'t>, n: u32) -> &'t str {
         let events = &plan.plan.events;
         match events.get(n as usize / 2) {
-            Some(event) if n % 2 == 0 => &event.event_id,
+            Some(event) if n.is_multiple_of(2) => &event.event_id,
             Some(event) => &event.idempotency_key,
             None => self
                 .others
@@ -337,14 +337,6 @@ impl<T> ByNumber<T> {
         }
     }
 
-    /// The state of `n`, to change, if any.
-    pub(crate) fn get_mut(&mut self, n: u32) -> Option<&mut T> {
-        match self.place(n) {
-            Some(i) => self.dense.get_mut(i).and_then(Option::as_mut),
-            None => self.others.get_mut(&n),
-        }
-    }
-
     /// Sets the state of `n`.
     pub(crate) fn insert(&mut self, n: u32, state: T) {
         match self.place(n) {
@@ -359,16 +351,6 @@ impl<T> ByNumber<T> {
                 self.others.insert(n, state);
             }
         }
-    }
-
-    /// Every number with a state, and the state (the vector's in order, then the map's).
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
-        let (stride, phase) = (self.stride, self.phase);
-        self.dense
-            .iter()
-            .enumerate()
-            .filter_map(move |(i, t)| t.as_ref().map(|t| (i as u32 * stride + phase, t)))
-            .chain(self.others.iter().map(|(n, t)| (*n, t)))
     }
 }
 
@@ -879,6 +861,118 @@ mod tests {
         std::fs::write(&path, edited).expect("writable");
         let err = judge_log(&manifest, &clean.plan, &path).expect_err("a broken chain");
         assert!(err.to_string().contains("was altered"), "{err}");
+    }
+
+    #[test]
+    fn the_plan_index_finds_ids_keys_and_candidates_by_place() {
+        let clean = clean();
+        let index = PlanIndex::new(&clean.plan);
+        let [first, second] = &clean.events;
+        assert_eq!(index.event_index(&first.event_id), Some(0));
+        assert_eq!(index.event_index(&second.event_id), Some(1));
+        assert_eq!(index.key_index(&second.idempotency_key), Some(1));
+        assert_eq!(
+            index.key_index(&second.event_id),
+            None,
+            "an id is not a key"
+        );
+        assert_eq!(index.candidate_index(CANDIDATE), Some(0));
+        assert_eq!(index.event("evt_unknown").map(|e| &e.event_id), None);
+        assert_eq!(
+            index.candidate(CANDIDATE).map(|c| c.candidate.as_str()),
+            Some(CANDIDATE)
+        );
+    }
+
+    #[test]
+    fn equal_texts_in_a_plan_index_keep_the_last_place_as_a_map_would() {
+        let places = Places::new(3, |i| ["a", "b", "a"][i]);
+        let text = |i: usize| ["a", "b", "a"][i];
+        assert_eq!(places.get("a", text), Some(2));
+        assert_eq!(places.get("b", text), Some(1));
+        assert_eq!(places.get("c", text), None);
+    }
+
+    #[test]
+    fn kept_texts_point_into_the_plan_unless_it_says_otherwise() {
+        let clean = clean();
+        let index = PlanIndex::new(&clean.plan);
+        let event = &clean.events[1];
+        let mut keeper = Keeper::default();
+        let id = Some(event.event_id.as_str());
+        let planned = keeper.keep(&index, id, &event.correlation_id, Field::CorrelationId);
+        let other = keeper.keep(&index, id, "corr_rewritten", Field::CorrelationId);
+        let unplanned = keeper.keep(&index, Some("evt_unknown"), CANDIDATE, Field::Candidate);
+        assert_eq!(keeper.own.len(), 2, "only what the plan lacks is copied");
+        assert_eq!(keeper.text(&index, planned), event.correlation_id.as_str());
+        assert_eq!(keeper.text(&index, other), "corr_rewritten");
+        assert_eq!(keeper.text(&index, unplanned), CANDIDATE);
+        for field in Field::ALL {
+            let text = field.of(event);
+            let kept = keeper.keep(&index, id, text, field);
+            assert_eq!(keeper.text(&index, kept), text, "{field:?}");
+        }
+        assert_eq!(
+            keeper.own.len(),
+            2,
+            "every field of a planned event is the plan's"
+        );
+    }
+
+    #[test]
+    fn ids_are_numbered_by_place_then_in_the_order_met() {
+        let clean = clean();
+        let index = PlanIndex::new(&clean.plan);
+        let [first, second] = &clean.events;
+        let mut ids = Ids::default();
+        assert_eq!(ids.number(&index, &first.event_id), Some(0));
+        assert_eq!(ids.number(&index, &second.idempotency_key), Some(3));
+        assert_eq!(ids.number(&index, "minted_1"), None);
+        assert_eq!(ids.number_or_new(&index, "minted_1"), 4);
+        assert_eq!(ids.number_or_new(&index, "minted_2"), 5);
+        assert_eq!(ids.number_or_new(&index, "minted_1"), 4, "numbered once");
+        for n in 0..6 {
+            let text = ids.text(&index, n);
+            assert_eq!(ids.number(&index, text), Some(n), "{text}");
+        }
+    }
+
+    proptest::proptest! {
+        /// A `ByNumber` answers as a map from number to state would, whichever
+        /// numbers it is given, planned or not, in whichever order.
+        #[test]
+        fn by_number_is_a_map(
+            events in 0usize..6,
+            layout in 0u8..3,
+            writes in proptest::collection::vec((0u32..20, 0u32..1000), 0..40),
+        ) {
+            let mut plan = Plan::default();
+            let template = clean().events[0].clone();
+            plan.events = vec![template; events];
+            let index = PlanIndex::new(&plan);
+            let mut state = match layout {
+                0 => ByNumber::ids_and_keys(&index),
+                1 => ByNumber::keys(&index),
+                _ => ByNumber::ids(&index),
+            };
+            let mut model: std::collections::BTreeMap<u32, u32> = Default::default();
+            for (n, value) in writes {
+                if value % 3 == 0 {
+                    if let Some(old) = state.get(n).copied() {
+                        state.insert(n, old + 1);
+                    }
+                    if let Some(old) = model.get_mut(&n) {
+                        *old += 1;
+                    }
+                } else {
+                    state.insert(n, value);
+                    model.insert(n, value);
+                }
+            }
+            for n in 0..20 {
+                proptest::prop_assert_eq!(state.get(n), model.get(&n));
+            }
+        }
     }
 
     #[test]
