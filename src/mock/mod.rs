@@ -15,6 +15,7 @@
 pub mod ats;
 pub mod faults;
 pub mod notify;
+mod packs;
 pub mod vendor;
 
 use std::net::SocketAddr;

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+use super::packs::Packs;
 use super::{error, log_exchange, require_bearer};
 use crate::observe::{Actor, Entry, ObservationLog, format_time};
 use crate::sandbox::model::EvidencePack;
@@ -81,9 +82,8 @@ pub struct VendorState {
     id_prefix: u64,
     next_session: AtomicU64,
     sessions: Mutex<HashMap<String, Session>>,
-    /// Each pack as its answer's JSON: a run registers one per candidate and holds
-    /// them all while it drives, and the bytes are a fraction of the pack's strings.
-    packs: Mutex<HashMap<Box<str>, Bytes>>,
+    /// A run registers one pack per event and holds them all while it drives.
+    packs: Mutex<Packs>,
     opened: broadcast::Sender<Session>,
 }
 
@@ -101,20 +101,14 @@ impl VendorState {
             id_prefix: super::mix(seed, 4) & 0xffff_ffff,
             next_session: AtomicU64::new(1),
             sessions: Mutex::new(HashMap::new()),
-            packs: Mutex::new(HashMap::new()),
+            packs: Mutex::new(Packs::default()),
             opened,
         }
     }
 
     /// Makes a pack resolvable at `GET /v1/evidence-packs/{id}`.
     pub fn register_pack(&self, pack: EvidencePack) {
-        // What `axum::Json(pack)` would answer, written once now; a pack is strings
-        // only, so serialising it cannot fail.
-        if let Ok(json) = serde_json::to_vec(&pack) {
-            // Exactly as long as the JSON: the vector grew by doubling.
-            let json = Bytes::from(json.into_boxed_slice());
-            lock(&self.packs).insert(pack.id.into_boxed_str(), json);
-        }
+        lock(&self.packs).insert(pack);
     }
 
     /// Records a session the harness opened itself (sandbox flows start with one).
@@ -204,7 +198,7 @@ impl VendorState {
     pub fn snapshot(&self) -> Value {
         let mut sessions: Vec<Session> = lock(&self.sessions).values().cloned().collect();
         sessions.sort_by(|a, b| a.session_id.cmp(&b.session_id));
-        let mut packs: Vec<String> = lock(&self.packs).keys().map(|k| k.to_string()).collect();
+        let mut packs: Vec<String> = lock(&self.packs).ids().map(str::to_owned).collect();
         packs.sort();
         json!({"sessions": sessions, "evidence_packs": packs})
     }
@@ -288,16 +282,9 @@ async fn get_session(
 }
 
 async fn get_pack(State(state): State<Arc<VendorState>>, Path(id): Path<String>) -> Response {
-    let pack = lock(&state.packs).get(id.as_str()).cloned();
+    let pack = lock(&state.packs).get(&id);
     match pack {
-        Some(json) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                axum::http::HeaderValue::from_static("application/json"),
-            )],
-            json,
-        )
-            .into_response(),
+        Some(pack) => axum::Json(pack).into_response(),
         None => error(
             StatusCode::NOT_FOUND,
             "unknown evidence pack",

@@ -158,7 +158,7 @@ fn write_canonical(value: &serde_json::Value, out: &mut String) {
 }
 
 /// One check inside an evidence pack.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct EvidenceCheck {
     /// The check's name.
     pub name: String,
