@@ -4,9 +4,10 @@
 //! Each personal string is searched as written, lower-cased, JSON-escaped (`\"`,
 //! `\\`) and with every non-ASCII character as a `\u00e9` escape (what a JSON logger
 //! that escapes non-ASCII writes), ASCII case ignored. All the variants of all the
-//! candidates go into one Aho-Corasick automaton, so the output is scanned once,
-//! whatever the number of candidates. Findings quote the line with the personal data
-//! masked: a report must not spread what the check protects.
+//! candidates go into Aho-Corasick automata, one per 32,768 people (one for most
+//! runs, four for 100,000 candidates), so each line is scanned once per automaton.
+//! Findings quote the line with the personal data masked: a report must not spread
+//! what the check protects.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -103,60 +104,109 @@ pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
     if personal.is_empty() {
         return skipped("no planned candidate has personal data to look for");
     }
-    let mut patterns: Vec<String> = Vec::new();
-    // The person and form of each pattern, in four bytes and one: a run has hundreds
-    // of thousands of patterns.
-    let mut meaning: Vec<(u32, Form)> = Vec::new();
-    for (i, p) in personal.iter().enumerate() {
-        let mut forms: Vec<(String, Form)> = vec![
-            (p.text.to_owned(), Form::AsWritten),
-            (p.text.to_lowercase(), Form::LowerCased),
-            (json_escaped(p.text), Form::JsonEscaped),
-            (json_escaped(&p.text.to_lowercase()), Form::JsonEscaped),
-            (unicode_escaped(p.text), Form::UnicodeEscaped),
-            (
-                unicode_escaped(&p.text.to_lowercase()),
-                Form::UnicodeEscaped,
-            ),
-        ];
-        // The plainest form of each distinct spelling names it. The search ignores
-        // ASCII case, so forms that differ only in it are one pattern (the lower-cased
-        // copy of an ASCII name would only double the automaton).
-        forms.sort_by_cached_key(|(pattern, form)| (pattern.to_ascii_lowercase(), *form));
-        forms.dedup_by(|a, b| a.0.eq_ignore_ascii_case(&b.0));
-        for (pattern, form) in forms {
-            patterns.push(pattern);
-            meaning.push((i as u32, form));
-        }
-    }
-    match AhoCorasick::builder()
-        .ascii_case_insensitive(true)
-        .match_kind(MatchKind::LeftmostLongest)
-        .build(&patterns)
-    {
-        Ok(automaton) => Box::new(Pii {
-            personal: {
-                personal.shrink_to_fit();
-                personal
-            },
-            meaning: {
-                meaning.shrink_to_fit();
-                meaning
-            },
-            automaton,
-            outcome: Outcome::default(),
-        }),
+    match Pii::new(personal, PEOPLE_PER_AUTOMATON) {
+        Ok(pii) => Box::new(pii),
         Err(err) => skipped(format!(
             "the personal data could not be compiled into a search: {err}"
         )),
     }
 }
 
+impl<'a> Pii<'a> {
+    /// The search for `personal`, `per_automaton` people's strings to an automaton.
+    fn new(
+        mut personal: Vec<Personal<'a>>,
+        per_automaton: usize,
+    ) -> Result<Self, aho_corasick::BuildError> {
+        // The person and form of each pattern, in four bytes and one: a run has
+        // hundreds of thousands of patterns.
+        let mut meaning: Vec<(u32, Form)> = Vec::new();
+        let mut automata = Vec::new();
+        for (chunk, people) in personal.chunks(per_automaton.max(1)).enumerate() {
+            let first = meaning.len();
+            let mut patterns: Vec<String> = Vec::new();
+            for (i, p) in people.iter().enumerate() {
+                let person = (chunk * per_automaton.max(1) + i) as u32;
+                for (pattern, form) in forms(p.text) {
+                    patterns.push(pattern);
+                    meaning.push((person, form));
+                }
+            }
+            // Standard matching, to search overlapping: the leftmost-longest matches
+            // of the whole set are chosen from every automaton's ([`Pii::hits`]).
+            let automaton = AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .build(&patterns)?;
+            automata.push((first, automaton));
+        }
+        personal.shrink_to_fit();
+        meaning.shrink_to_fit();
+        Ok(Pii {
+            personal,
+            meaning,
+            automata,
+            outcome: Outcome::default(),
+        })
+    }
+}
+
+/// How many people's strings go into one automaton. Building one holds several times
+/// its final size for a while, so a large run's strings are split among a few: the
+/// peak of building stays that of one, and a line is searched a few times over.
+const PEOPLE_PER_AUTOMATON: usize = 32_768;
+
+/// The distinct spellings a personal string may be printed in, each with the plainest
+/// form that gives it.
+fn forms(text: &str) -> Vec<(String, Form)> {
+    let mut forms: Vec<(String, Form)> = vec![
+        (text.to_owned(), Form::AsWritten),
+        (text.to_lowercase(), Form::LowerCased),
+        (json_escaped(text), Form::JsonEscaped),
+        (json_escaped(&text.to_lowercase()), Form::JsonEscaped),
+        (unicode_escaped(text), Form::UnicodeEscaped),
+        (unicode_escaped(&text.to_lowercase()), Form::UnicodeEscaped),
+    ];
+    // The plainest form of each distinct spelling names it. The search ignores ASCII
+    // case, so forms that differ only in it are one pattern (the lower-cased copy of
+    // an ASCII name would only double the automaton).
+    forms.sort_by_cached_key(|(pattern, form)| (pattern.to_ascii_lowercase(), *form));
+    forms.dedup_by(|a, b| a.0.eq_ignore_ascii_case(&b.0));
+    forms
+}
+
 struct Pii<'a> {
     personal: Vec<Personal<'a>>,
     meaning: Vec<(u32, Form)>,
-    automaton: AhoCorasick,
+    /// Automata over consecutive runs of `meaning`, each with its first pattern's place.
+    automata: Vec<(usize, AhoCorasick)>,
     outcome: Outcome,
+}
+
+impl Pii<'_> {
+    /// The personal strings in `text`, leftmost-longest and not overlapping, as one
+    /// automaton of every pattern would find them: every automaton's matches,
+    /// overlapping, then from the leftmost the longest, and on after its end.
+    fn hits(&self, text: &str) -> Vec<(usize, usize, usize, Form)> {
+        let mut found: Vec<(usize, usize, usize)> = Vec::new();
+        for (first, automaton) in &self.automata {
+            for m in automaton.find_overlapping_iter(text) {
+                found.push((m.start(), m.end(), first + m.pattern().as_usize()));
+            }
+        }
+        found.sort_by_key(|&(start, end, pattern)| (start, std::cmp::Reverse(end), pattern));
+        let mut hits = Vec::new();
+        let mut from = 0;
+        for (start, end, pattern) in found {
+            if start < from {
+                continue;
+            }
+            let (person, form) = self.meaning[pattern];
+            hits.push((start, end, person as usize, form));
+            from = end;
+        }
+        hits
+    }
 }
 
 impl Fold for Pii<'_> {
@@ -165,11 +215,7 @@ impl Fold for Pii<'_> {
             return;
         }
         let text = detail_text(line, "line").unwrap_or_default();
-        let mut hits: Vec<(usize, usize, usize, Form)> = Vec::new();
-        for found in self.automaton.find_iter(text) {
-            let (person, form) = self.meaning[found.pattern().as_usize()];
-            hits.push((found.start(), found.end(), person as usize, form));
-        }
+        let hits = self.hits(text);
         if hits.is_empty() {
             return;
         }
@@ -262,6 +308,47 @@ mod tests {
             unicode_escaped("a😀"),
             "a\\ud83d\\ude00",
             "astral: a surrogate pair"
+        );
+    }
+
+    #[test]
+    fn split_automata_find_what_one_would() {
+        let people = ["abc", "bcd", "def", "Zoë Ğürsoy", "zoe@example.test", "cd"];
+        let personal = || {
+            people
+                .iter()
+                .map(|text| Personal {
+                    text,
+                    owner: "CAND",
+                    owners: 1,
+                })
+                .collect::<Vec<_>>()
+        };
+        let one = Pii::new(personal(), 100).expect("builds");
+        assert_eq!(one.automata.len(), 1);
+        for per in 1..people.len() {
+            let split = Pii::new(personal(), per).expect("builds");
+            assert_eq!(split.automata.len(), people.len().div_ceil(per));
+            for line in [
+                "abcdef",
+                "xxabcd bcdef",
+                "ZOË ĞÜRSOY and zoë ğürsoy, ZOE@EXAMPLE.TEST",
+                r#"{"n":"Zo\u00eb \u011e\u00fcrsoy"}"#,
+                "nothing here",
+            ] {
+                assert_eq!(
+                    split.hits(line),
+                    one.hits(line),
+                    "{per} per automaton: {line}"
+                );
+            }
+        }
+        let hits = one.hits("abcdef");
+        let spans: Vec<(usize, usize)> = hits.iter().map(|h| (h.0, h.1)).collect();
+        assert_eq!(
+            spans,
+            [(0, 3), (3, 6)],
+            "leftmost, longest, then on after it"
         );
     }
 
