@@ -106,54 +106,33 @@ pub struct EvidencePack {
 impl EvidencePack {
     /// The pack's canonical JSON without its digest: keys sorted, no whitespace.
     pub fn canonical_json(&self) -> String {
-        // Every field but the digest.
-        let value = serde_json::json!({
-            "ats_candidate_id": self.ats_candidate_id,
-            "checks": self.checks,
-            "id": self.id,
-            "result": self.result,
-            "session_id": self.session_id,
-        });
-        let mut out = String::new();
-        write_canonical(&value, &mut out);
-        out
+        // Every field but the digest, declared in key order (and an `EvidenceCheck`'s
+        // `name` sorts before its `outcome`): serde_json's compact form of it is the
+        // canonical form, written without building a `Value` of copies first (a run
+        // computes one digest per event, twice).
+        #[derive(Serialize)]
+        struct Canonical<'a> {
+            ats_candidate_id: &'a str,
+            checks: &'a [EvidenceCheck],
+            id: &'a str,
+            result: &'a str,
+            session_id: &'a str,
+        }
+        let canonical = Canonical {
+            ats_candidate_id: &self.ats_candidate_id,
+            checks: &self.checks,
+            id: &self.id,
+            result: &self.result,
+            session_id: &self.session_id,
+        };
+        // Strings only: serialising them cannot fail.
+        serde_json::to_string(&canonical).unwrap_or_default()
     }
 
     /// SHA-256 (hex) of [`EvidencePack::canonical_json`]: what `digest` must hold.
     pub fn compute_digest(&self) -> String {
         let digest = Sha256::digest(self.canonical_json().as_bytes());
         super::hex(&digest)
-    }
-}
-
-// Sorts keys itself rather than rely on how serde_json's map happens to be built.
-fn write_canonical(value: &serde_json::Value, out: &mut String) {
-    match value {
-        serde_json::Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&serde_json::Value::String(key.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[key], out);
-            }
-            out.push('}');
-        }
-        serde_json::Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
     }
 }
 
@@ -164,4 +143,70 @@ pub struct EvidenceCheck {
     pub name: String,
     /// Its outcome.
     pub outcome: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The canonical form spelled out: every object's keys sorted, no whitespace.
+    fn sorted_keys(value: &serde_json::Value, out: &mut String) {
+        match value {
+            serde_json::Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, key) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::Value::String(key.clone()).to_string());
+                    out.push(':');
+                    sorted_keys(&map[key], out);
+                }
+                out.push('}');
+            }
+            serde_json::Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    sorted_keys(item, out);
+                }
+                out.push(']');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+
+    #[test]
+    fn a_packs_canonical_json_is_its_fields_with_keys_sorted() {
+        let check = |name: &str, outcome: &str| EvidenceCheck {
+            name: name.into(),
+            outcome: outcome.into(),
+        };
+        let pack = EvidencePack {
+            id: "ep_\"quoted\"\\".into(),
+            ats_candidate_id: "CAND_Zoë_\u{1}_😀".into(),
+            session_id: "ses_1\n2".into(),
+            result: "passed".into(),
+            checks: vec![check("liveness", "passed"), check("document", "fa\til")],
+            digest: "ignored".into(),
+        };
+        let mut value = serde_json::to_value(&pack).expect("a pack is JSON");
+        value.as_object_mut().expect("an object").remove("digest");
+        let mut expected = String::new();
+        sorted_keys(&value, &mut expected);
+        assert_eq!(pack.canonical_json(), expected);
+        assert!(expected.starts_with(
+            r#"{"ats_candidate_id":"CAND_Zoë_\u0001_😀","checks":[{"name":"liveness""#
+        ));
+        let digest = pack.compute_digest();
+        assert_eq!(digest.len(), 64);
+        assert_eq!(
+            digest,
+            super::super::hex(&Sha256::digest(expected.as_bytes()))
+        );
+    }
 }
