@@ -110,15 +110,14 @@ pub(super) async fn run(shared: Arc<Shared>) {
         if tasks.len() < IN_FLIGHT && ready.is_empty() {
             // Every head read before is started, so `busy` names their candidates.
             let excluded: Vec<String> = busy.iter().cloned().collect();
-            let store_shared = Arc::clone(&shared);
-            ready = tokio::task::spawn_blocking(move || {
-                store_shared.store.next_jobs(&excluded, READ_AHEAD)
-            })
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default()
-            .into();
+            // Read in place: a walk of the queue's first heads under the store's lock
+            // costs less than handing it to the blocking pool and back (two thread
+            // wake-ups), and waits at most for one group commit.
+            ready = shared
+                .store
+                .next_jobs(&excluded, READ_AHEAD)
+                .unwrap_or_default()
+                .into();
         }
         while tasks.len() < IN_FLIGHT
             && let Some(job) = ready.pop_front()
