@@ -16,6 +16,7 @@
 //! once probes get through the queue replays in per-candidate order. The queue is
 //! the SQLite store, so a relay killed mid-outage resumes it on the next start.
 
+mod ats;
 pub mod breaker;
 pub mod config;
 pub mod log;

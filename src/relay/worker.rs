@@ -12,10 +12,15 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use std::borrow::Cow;
+
+use axum::body::Bytes;
+use axum::http::header::{HeaderName, IF_MATCH, RETRY_AFTER};
+use axum::http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
 use tokio::task::JoinSet;
 
+use super::ats::{Answer, Ats, CallFailed};
 use super::breaker::Call;
 use super::store::{Job, Outcome};
 use super::switch::Admission;
@@ -98,11 +103,7 @@ enum CallKind {
 }
 
 pub(super) async fn run(shared: Arc<Shared>) {
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap_or_default();
+    let client = Ats::new(&shared.config.ats_url, &shared.config.ats_token);
     let mut busy: HashSet<String> = HashSet::new();
     let mut tasks: JoinSet<String> = JoinSet::new();
     let mut ready: VecDeque<Job> = VecDeque::new();
@@ -140,7 +141,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
     }
 }
 
-async fn process(shared: Arc<Shared>, client: reqwest::Client, job: Job) -> String {
+async fn process(shared: Arc<Shared>, client: Ats, job: Job) -> String {
     let mut delay = BASE_BACKOFF;
     let mut failed = 0u32;
     let mut rejection = job.rejection.clone();
@@ -218,14 +219,14 @@ async fn process(shared: Arc<Shared>, client: reqwest::Client, job: Job) -> Stri
 async fn call(
     shared: &Shared,
     kind: CallKind,
-    request: reqwest::RequestBuilder,
-) -> Result<reqwest::Response, Retry> {
-    match request.send().await {
-        Ok(response) => {
-            shared.switch.record(classify(kind, response.status()));
-            Ok(response)
+    sent: impl Future<Output = Result<Answer, CallFailed>>,
+) -> Result<Answer, Retry> {
+    match sent.await {
+        Ok(answer) => {
+            shared.switch.record(classify(kind, answer.status));
+            Ok(answer)
         }
-        Err(_) => {
+        Err(CallFailed) => {
             // A timeout, a refused or reset connection: the ATS failed.
             shared.switch.record(Call::Failed);
             Err(Retry::Failed)
@@ -297,7 +298,7 @@ fn in_scope(shared: &Shared, record: &Value) -> bool {
 /// One attempt to write a job: `Ok` ends the job, `Err` asks for another attempt.
 async fn attempt(
     shared: &Shared,
-    client: &reqwest::Client,
+    client: &Ats,
     job: &Job,
     event: &Value,
     admission: Admission,
@@ -309,19 +310,24 @@ async fn attempt(
         file_exception(shared, client, job, event, reason).await?;
         return Ok(Done::with(Outcome::Rejected, None));
     }
-    let candidate_url = format!("{}/v1/candidates/{}", config.ats_url, job.candidate);
+    let candidate_path = format!("/v1/candidates/{}", job.candidate);
     let response = call(
         shared,
         CallKind::Read,
-        client.get(&candidate_url).bearer_auth(&config.ats_token),
+        client.send(Method::GET, &candidate_path, &[], None),
     )
     .await?;
-    match response.status() {
+    match response.status {
         StatusCode::OK => {}
         StatusCode::NOT_FOUND => return Ok(Done::with(Outcome::Rejected, None)),
-        status => return Err(retry_for(status, response.headers())),
+        status => return Err(retry_for(status, &response.headers)),
     }
-    let record: Value = response.json().await.map_err(|_| Retry::Failed)?;
+    let record: Value = response
+        .bytes()
+        .await
+        .ok()
+        .and_then(|body| serde_json::from_slice(&body).ok())
+        .ok_or(Retry::Failed)?;
     let pii = config
         .has_fault("log_pii")
         .then(|| serde_json::json!({"name": record["name"], "email": record["email"]}));
@@ -345,9 +351,10 @@ async fn attempt(
             return Ok(Done::with(Outcome::Stale, pii));
         }
     }
-    let mut body = event.clone();
+    // The event goes to the ATS as the vendor sent it, unless a defect rewrites it.
+    let mut body = Cow::Borrowed(event);
     if config.has_fault("flip_outcome") {
-        flip_result(config, &mut body);
+        flip_result(config, body.to_mut());
     }
     if config.has_fault("rewrite_key") {
         // A key of the relay's own, still within the contracts' rules on the key (a
@@ -359,40 +366,49 @@ async fn attempt(
         let key = mint
             .mint(&job.idempotency_key, &format!("relay{}", job.seq))
             .unwrap_or_else(|_| format!("relay-{}", job.seq));
-        set_at(&mut body, path, Value::from(key));
+        set_at(body.to_mut(), path, Value::from(key));
     }
     if !shared.switch.may_write(admission) {
         // Tripped since this attempt was admitted: the write waits for the switch.
         return Err(Retry::Paused);
     }
     let revision = record["revision"].as_u64().unwrap_or(0);
+    let if_match = format!("\"{revision}\"");
+    // The vendor's key, not the store's (which a `no_dedupe` relay makes unique).
+    let key = config
+        .manifest
+        .envelope
+        .idempotency_key_of(event)
+        .unwrap_or(&job.idempotency_key);
+    let bytes = match &body {
+        // The queued JSON is the event's own text: sent as it is, not re-serialised.
+        Cow::Borrowed(_) => Bytes::from(job.body.clone()),
+        Cow::Owned(rewritten) => json_bytes(rewritten),
+    };
+    let events_path = format!("{candidate_path}/events");
     let response = call(
         shared,
         CallKind::Write,
-        client
-            .post(format!("{candidate_url}/events"))
-            .bearer_auth(&config.ats_token)
-            // The vendor's key, not the store's (which a `no_dedupe` relay makes unique).
-            .header(
-                "Idempotency-Key",
-                config
-                    .manifest
-                    .envelope
-                    .idempotency_key_of(event)
-                    .unwrap_or(&job.idempotency_key),
-            )
-            .header("If-Match", format!("\"{revision}\""))
-            .json(&body),
+        client.send(
+            Method::POST,
+            &events_path,
+            &[(IDEMPOTENCY_KEY, key), (IF_MATCH, &if_match)],
+            Some(bytes),
+        ),
     )
     .await?;
-    match response.status() {
+    match response.status {
         StatusCode::CREATED | StatusCode::OK => {
-            shadow_write(shared, client, &candidate_url, &body).await;
+            shadow_write(shared, client, &events_path, &body).await;
             Ok(Done::with(Outcome::Applied, pii))
         }
         StatusCode::CONFLICT => Err(Retry::Conflict),
         status @ (StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST) => {
-            let answer = response.text().await.unwrap_or_default();
+            let answer = response
+                .bytes()
+                .await
+                .map(|body| String::from_utf8_lossy(&body).into_owned())
+                .unwrap_or_default();
             let answer: String = answer.chars().take(REASON_CHARS).collect();
             let reason = format!(
                 "mapping_error: the ATS refused event {} ({}) with {}: {answer}",
@@ -415,8 +431,17 @@ async fn attempt(
                 mapping_error: status == StatusCode::UNPROCESSABLE_ENTITY,
             })
         }
-        status => Err(retry_for(status, response.headers())),
+        status => Err(retry_for(status, &response.headers)),
     }
+}
+
+/// The `Idempotency-Key` header (docs/integration-protocol.md §3).
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// A JSON body's bytes.
+fn json_bytes(value: &Value) -> Bytes {
+    // Serialising a `Value` into memory cannot fail.
+    Bytes::from(serde_json::to_vec(value).unwrap_or_default())
 }
 
 /// Deliberate defect `flip_outcome`: a mapping that confuses results: the first enum
@@ -522,12 +547,7 @@ fn shadow_copy(config: &super::config::RelayConfig, fault: &str, body: &Value) -
     (!violations.is_empty()).then_some(copy)
 }
 
-async fn shadow_write(
-    shared: &Shared,
-    client: &reqwest::Client,
-    candidate_url: &str,
-    body: &Value,
-) {
+async fn shadow_write(shared: &Shared, client: &Ats, events_path: &str, body: &Value) {
     let config = &shared.config;
     let Some(fault) = SHADOW_FAULTS.iter().find(|f| config.has_fault(f)) else {
         return;
@@ -536,10 +556,7 @@ async fn shadow_write(
         return;
     };
     let _ = client
-        .post(format!("{candidate_url}/events"))
-        .bearer_auth(&config.ats_token)
-        .json(&copy)
-        .send()
+        .send(Method::POST, events_path, &[], Some(json_bytes(&copy)))
         .await;
 }
 
@@ -547,7 +564,7 @@ async fn shadow_write(
 /// owned by the contract's `on_failure.ticket_owner`.
 async fn file_exception(
     shared: &Shared,
-    client: &reqwest::Client,
+    client: &Ats,
     job: &Job,
     event: &Value,
     reason: &str,
@@ -573,15 +590,12 @@ async fn file_exception(
     let response = call(
         shared,
         CallKind::Exception,
-        client
-            .post(format!("{}/v1/exceptions", config.ats_url))
-            .bearer_auth(&config.ats_token)
-            .json(&item),
+        client.send(Method::POST, "/v1/exceptions", &[], Some(json_bytes(&item))),
     )
     .await?;
-    let status = response.status();
+    let status = response.status;
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-        return Err(retry_for(status, response.headers()));
+        return Err(retry_for(status, &response.headers));
     }
     // Filed, or refused for good: either way the event is done, not retried forever.
     shared.log.note(
@@ -598,10 +612,10 @@ async fn file_exception(
     Ok(())
 }
 
-fn retry_for(status: StatusCode, headers: &reqwest::header::HeaderMap) -> Retry {
+fn retry_for(status: StatusCode, headers: &HeaderMap) -> Retry {
     if status == StatusCode::TOO_MANY_REQUESTS {
         let after = headers
-            .get(reqwest::header::RETRY_AFTER)
+            .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_secs);
