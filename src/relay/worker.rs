@@ -48,6 +48,45 @@ const GIVE_UP_AFTER: u32 = 1;
 /// Characters of the ATS's refusal kept in an exception item's reason.
 const REASON_CHARS: usize = 400;
 
+/// Events parsed by the webhook handler, by store key, until the worker takes them:
+/// the worker then need not parse the queued JSON again. Bounded: past
+/// [`PARSED_HELD`] (a queue building up in an outage) the worker parses as it does
+/// for a queue left by an earlier run.
+#[derive(Debug, Default)]
+pub(super) struct Parsed(std::sync::Mutex<std::collections::HashMap<String, Arc<Value>>>);
+
+/// Parsed events held at most for the worker.
+const PARSED_HELD: usize = 512;
+
+impl Parsed {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<Value>>> {
+        self.0.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Holds `event` for the job `key` will queue; false when full or when another
+    /// delivery of the key holds its own (which then stays the one the job uses).
+    pub(super) fn keep(&self, key: &str, event: &Arc<Value>) -> bool {
+        let mut held = self.lock();
+        if held.len() >= PARSED_HELD || held.contains_key(key) {
+            return false;
+        }
+        held.insert(key.to_owned(), Arc::clone(event));
+        true
+    }
+
+    /// Drops what [`Parsed::keep`] held for `key` (the delivery queued nothing).
+    pub(super) fn forget(&self, key: &str) {
+        self.lock().remove(key);
+    }
+
+    /// The job's event: as the handler parsed it, or parsed from the queue.
+    fn take(&self, job: &Job) -> Arc<Value> {
+        self.lock()
+            .remove(&job.idempotency_key)
+            .unwrap_or_else(|| Arc::new(serde_json::from_str(&job.body).unwrap_or(Value::Null)))
+    }
+}
+
 /// Why an attempt did not finish the job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Retry {
@@ -145,7 +184,7 @@ async fn process(shared: Arc<Shared>, client: Ats, job: Job) -> String {
     let mut delay = BASE_BACKOFF;
     let mut failed = 0u32;
     let mut rejection = job.rejection.clone();
-    let event: Value = serde_json::from_str(&job.body).unwrap_or(Value::Null);
+    let event = shared.parsed.take(&job);
     loop {
         let admission = shared.switch.admit().await;
         let result = attempt(&shared, &client, &job, &event, admission, &mut rejection).await;
@@ -627,6 +666,46 @@ fn retry_for(status: StatusCode, headers: &HeaderMap) -> Retry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn job(key: &str, body: &str) -> Job {
+        Job {
+            seq: 1,
+            idempotency_key: key.into(),
+            candidate: "C".into(),
+            contract: "c".into(),
+            occurred_at: "2026-01-01T00:00:00Z".into(),
+            body: body.into(),
+            received_at: "now".into(),
+            attempts: 0,
+            rejection: None,
+        }
+    }
+
+    #[test]
+    fn a_parsed_event_is_taken_once_and_the_first_delivery_of_a_key_keeps_its_own() {
+        let parsed = Parsed::default();
+        let first = Arc::new(serde_json::json!({"n": 1}));
+        let second = Arc::new(serde_json::json!({"n": 2}));
+        assert!(parsed.keep("k", &first));
+        assert!(
+            !parsed.keep("k", &second),
+            "a concurrent duplicate does not replace the event the job will use"
+        );
+        let queued = job("k", r#"{"n": 3}"#);
+        assert_eq!(*parsed.take(&queued), *first, "the handler's parse");
+        assert_eq!(
+            *parsed.take(&queued),
+            serde_json::json!({"n": 3}),
+            "taken once; then the queued JSON is parsed"
+        );
+        assert!(parsed.keep("d", &second));
+        parsed.forget("d");
+        assert_eq!(*parsed.take(&job("d", "{}")), serde_json::json!({}));
+        for i in 0..PARSED_HELD {
+            assert!(parsed.keep(&format!("k{i}"), &first));
+        }
+        assert!(!parsed.keep("one more", &first), "bounded");
+    }
 
     #[test]
     fn answers_are_counted_as_the_kill_switch_rules_say() {
