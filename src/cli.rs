@@ -652,8 +652,12 @@ fn relay(ui: &mut Ui) -> ExitCode {
             return ExitCode::Usage;
         }
     };
-    let Some(runtime) = runtime(ui) else {
-        return ExitCode::StartFailure;
+    let runtime = match crate::relay::runtime() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            ui.error(&err);
+            return ExitCode::StartFailure;
+        }
     };
     let required = config
         .manifest

@@ -12,10 +12,15 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use std::borrow::Cow;
+
+use axum::body::Bytes;
+use axum::http::header::{HeaderName, IF_MATCH, RETRY_AFTER};
+use axum::http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
 use tokio::task::JoinSet;
 
+use super::ats::{Answer, Ats, CallFailed};
 use super::breaker::Call;
 use super::store::{Job, Outcome};
 use super::switch::Admission;
@@ -42,6 +47,45 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const GIVE_UP_AFTER: u32 = 1;
 /// Characters of the ATS's refusal kept in an exception item's reason.
 const REASON_CHARS: usize = 400;
+
+/// Events parsed by the webhook handler, by store key, until the worker takes them:
+/// the worker then need not parse the queued JSON again. Bounded: past
+/// [`PARSED_HELD`] (a queue building up in an outage) the worker parses as it does
+/// for a queue left by an earlier run.
+#[derive(Debug, Default)]
+pub(super) struct Parsed(std::sync::Mutex<std::collections::HashMap<String, Arc<Value>>>);
+
+/// Parsed events held at most for the worker.
+const PARSED_HELD: usize = 512;
+
+impl Parsed {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<Value>>> {
+        self.0.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Holds `event` for the job `key` will queue; false when full or when another
+    /// delivery of the key holds its own (which then stays the one the job uses).
+    pub(super) fn keep(&self, key: &str, event: &Arc<Value>) -> bool {
+        let mut held = self.lock();
+        if held.len() >= PARSED_HELD || held.contains_key(key) {
+            return false;
+        }
+        held.insert(key.to_owned(), Arc::clone(event));
+        true
+    }
+
+    /// Drops what [`Parsed::keep`] held for `key` (the delivery queued nothing).
+    pub(super) fn forget(&self, key: &str) {
+        self.lock().remove(key);
+    }
+
+    /// The job's event: as the handler parsed it, or parsed from the queue.
+    fn take(&self, job: &Job) -> Arc<Value> {
+        self.lock()
+            .remove(&job.idempotency_key)
+            .unwrap_or_else(|| Arc::new(serde_json::from_str(&job.body).unwrap_or(Value::Null)))
+    }
+}
 
 /// Why an attempt did not finish the job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,11 +142,7 @@ enum CallKind {
 }
 
 pub(super) async fn run(shared: Arc<Shared>) {
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap_or_default();
+    let client = Ats::new(&shared.config.ats_url, &shared.config.ats_token);
     let mut busy: HashSet<String> = HashSet::new();
     let mut tasks: JoinSet<String> = JoinSet::new();
     let mut ready: VecDeque<Job> = VecDeque::new();
@@ -110,15 +150,14 @@ pub(super) async fn run(shared: Arc<Shared>) {
         if tasks.len() < IN_FLIGHT && ready.is_empty() {
             // Every head read before is started, so `busy` names their candidates.
             let excluded: Vec<String> = busy.iter().cloned().collect();
-            let store_shared = Arc::clone(&shared);
-            ready = tokio::task::spawn_blocking(move || {
-                store_shared.store.next_jobs(&excluded, READ_AHEAD)
-            })
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default()
-            .into();
+            // Read in place: a walk of the queue's first heads under the store's lock
+            // costs less than handing it to the blocking pool and back (two thread
+            // wake-ups), and waits at most for one group commit.
+            ready = shared
+                .store
+                .next_jobs(&excluded, READ_AHEAD)
+                .unwrap_or_default()
+                .into();
         }
         while tasks.len() < IN_FLIGHT
             && let Some(job) = ready.pop_front()
@@ -141,11 +180,11 @@ pub(super) async fn run(shared: Arc<Shared>) {
     }
 }
 
-async fn process(shared: Arc<Shared>, client: reqwest::Client, job: Job) -> String {
+async fn process(shared: Arc<Shared>, client: Ats, job: Job) -> String {
     let mut delay = BASE_BACKOFF;
     let mut failed = 0u32;
     let mut rejection = job.rejection.clone();
-    let event: Value = serde_json::from_str(&job.body).unwrap_or(Value::Null);
+    let event = shared.parsed.take(&job);
     loop {
         let admission = shared.switch.admit().await;
         let result = attempt(&shared, &client, &job, &event, admission, &mut rejection).await;
@@ -219,14 +258,14 @@ async fn process(shared: Arc<Shared>, client: reqwest::Client, job: Job) -> Stri
 async fn call(
     shared: &Shared,
     kind: CallKind,
-    request: reqwest::RequestBuilder,
-) -> Result<reqwest::Response, Retry> {
-    match request.send().await {
-        Ok(response) => {
-            shared.switch.record(classify(kind, response.status()));
-            Ok(response)
+    sent: impl Future<Output = Result<Answer, CallFailed>>,
+) -> Result<Answer, Retry> {
+    match sent.await {
+        Ok(answer) => {
+            shared.switch.record(classify(kind, answer.status));
+            Ok(answer)
         }
-        Err(_) => {
+        Err(CallFailed) => {
             // A timeout, a refused or reset connection: the ATS failed.
             shared.switch.record(Call::Failed);
             Err(Retry::Failed)
@@ -298,7 +337,7 @@ fn in_scope(shared: &Shared, record: &Value) -> bool {
 /// One attempt to write a job: `Ok` ends the job, `Err` asks for another attempt.
 async fn attempt(
     shared: &Shared,
-    client: &reqwest::Client,
+    client: &Ats,
     job: &Job,
     event: &Value,
     admission: Admission,
@@ -310,19 +349,24 @@ async fn attempt(
         file_exception(shared, client, job, event, reason).await?;
         return Ok(Done::with(Outcome::Rejected, None));
     }
-    let candidate_url = format!("{}/v1/candidates/{}", config.ats_url, job.candidate);
+    let candidate_path = format!("/v1/candidates/{}", job.candidate);
     let response = call(
         shared,
         CallKind::Read,
-        client.get(&candidate_url).bearer_auth(&config.ats_token),
+        client.send(Method::GET, &candidate_path, &[], None),
     )
     .await?;
-    match response.status() {
+    match response.status {
         StatusCode::OK => {}
         StatusCode::NOT_FOUND => return Ok(Done::with(Outcome::Rejected, None)),
-        status => return Err(retry_for(status, response.headers())),
+        status => return Err(retry_for(status, &response.headers)),
     }
-    let record: Value = response.json().await.map_err(|_| Retry::Failed)?;
+    let record: Value = response
+        .bytes()
+        .await
+        .ok()
+        .and_then(|body| serde_json::from_slice(&body).ok())
+        .ok_or(Retry::Failed)?;
     let pii = config
         .has_fault("log_pii")
         .then(|| serde_json::json!({"name": record["name"], "email": record["email"]}));
@@ -346,9 +390,10 @@ async fn attempt(
             return Ok(Done::with(Outcome::Stale, pii));
         }
     }
-    let mut body = event.clone();
+    // The event goes to the ATS as the vendor sent it, unless a defect rewrites it.
+    let mut body = Cow::Borrowed(event);
     if config.has_fault("flip_outcome") {
-        flip_result(config, &mut body);
+        flip_result(config, body.to_mut());
     }
     if config.has_fault("rewrite_key") {
         // A key of the relay's own, still within the contracts' rules on the key (a
@@ -360,40 +405,49 @@ async fn attempt(
         let key = mint
             .mint(&job.idempotency_key, &format!("relay{}", job.seq))
             .unwrap_or_else(|_| format!("relay-{}", job.seq));
-        set_at(&mut body, path, Value::from(key));
+        set_at(body.to_mut(), path, Value::from(key));
     }
     if !shared.switch.may_write(admission) {
         // Tripped since this attempt was admitted: the write waits for the switch.
         return Err(Retry::Paused);
     }
     let revision = record["revision"].as_u64().unwrap_or(0);
+    let if_match = format!("\"{revision}\"");
+    // The vendor's key, not the store's (which a `no_dedupe` relay makes unique).
+    let key = config
+        .manifest
+        .envelope
+        .idempotency_key_of(event)
+        .unwrap_or(&job.idempotency_key);
+    let bytes = match &body {
+        // The queued JSON is the event's own text: sent as it is, not re-serialised.
+        Cow::Borrowed(_) => Bytes::from(job.body.clone()),
+        Cow::Owned(rewritten) => json_bytes(rewritten),
+    };
+    let events_path = format!("{candidate_path}/events");
     let response = call(
         shared,
         CallKind::Write,
-        client
-            .post(format!("{candidate_url}/events"))
-            .bearer_auth(&config.ats_token)
-            // The vendor's key, not the store's (which a `no_dedupe` relay makes unique).
-            .header(
-                "Idempotency-Key",
-                config
-                    .manifest
-                    .envelope
-                    .idempotency_key_of(event)
-                    .unwrap_or(&job.idempotency_key),
-            )
-            .header("If-Match", format!("\"{revision}\""))
-            .json(&body),
+        client.send(
+            Method::POST,
+            &events_path,
+            &[(IDEMPOTENCY_KEY, key), (IF_MATCH, &if_match)],
+            Some(bytes),
+        ),
     )
     .await?;
-    match response.status() {
+    match response.status {
         StatusCode::CREATED | StatusCode::OK => {
-            shadow_write(shared, client, &candidate_url, &body).await;
+            shadow_write(shared, client, &events_path, &body).await;
             Ok(Done::with(Outcome::Applied, pii))
         }
         StatusCode::CONFLICT => Err(Retry::Conflict),
         status @ (StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST) => {
-            let answer = response.text().await.unwrap_or_default();
+            let answer = response
+                .bytes()
+                .await
+                .map(|body| String::from_utf8_lossy(&body).into_owned())
+                .unwrap_or_default();
             let answer: String = answer.chars().take(REASON_CHARS).collect();
             let reason = format!(
                 "mapping_error: the ATS refused event {} ({}) with {}: {answer}",
@@ -416,8 +470,17 @@ async fn attempt(
                 mapping_error: status == StatusCode::UNPROCESSABLE_ENTITY,
             })
         }
-        status => Err(retry_for(status, response.headers())),
+        status => Err(retry_for(status, &response.headers)),
     }
+}
+
+/// The `Idempotency-Key` header (docs/integration-protocol.md §3).
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// A JSON body's bytes.
+fn json_bytes(value: &Value) -> Bytes {
+    // Serialising a `Value` into memory cannot fail.
+    Bytes::from(serde_json::to_vec(value).unwrap_or_default())
 }
 
 /// Deliberate defect `flip_outcome`: a mapping that confuses results: the first enum
@@ -523,12 +586,7 @@ fn shadow_copy(config: &super::config::RelayConfig, fault: &str, body: &Value) -
     (!violations.is_empty()).then_some(copy)
 }
 
-async fn shadow_write(
-    shared: &Shared,
-    client: &reqwest::Client,
-    candidate_url: &str,
-    body: &Value,
-) {
+async fn shadow_write(shared: &Shared, client: &Ats, events_path: &str, body: &Value) {
     let config = &shared.config;
     let Some(fault) = SHADOW_FAULTS.iter().find(|f| config.has_fault(f)) else {
         return;
@@ -537,10 +595,7 @@ async fn shadow_write(
         return;
     };
     let _ = client
-        .post(format!("{candidate_url}/events"))
-        .bearer_auth(&config.ats_token)
-        .json(&copy)
-        .send()
+        .send(Method::POST, events_path, &[], Some(json_bytes(&copy)))
         .await;
 }
 
@@ -548,7 +603,7 @@ async fn shadow_write(
 /// owned by the contract's `on_failure.ticket_owner`.
 async fn file_exception(
     shared: &Shared,
-    client: &reqwest::Client,
+    client: &Ats,
     job: &Job,
     event: &Value,
     reason: &str,
@@ -574,15 +629,12 @@ async fn file_exception(
     let response = call(
         shared,
         CallKind::Exception,
-        client
-            .post(format!("{}/v1/exceptions", config.ats_url))
-            .bearer_auth(&config.ats_token)
-            .json(&item),
+        client.send(Method::POST, "/v1/exceptions", &[], Some(json_bytes(&item))),
     )
     .await?;
-    let status = response.status();
+    let status = response.status;
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-        return Err(retry_for(status, response.headers()));
+        return Err(retry_for(status, &response.headers));
     }
     // Filed, or refused for good: either way the event is done, not retried forever.
     shared.log.note(
@@ -599,10 +651,10 @@ async fn file_exception(
     Ok(())
 }
 
-fn retry_for(status: StatusCode, headers: &reqwest::header::HeaderMap) -> Retry {
+fn retry_for(status: StatusCode, headers: &HeaderMap) -> Retry {
     if status == StatusCode::TOO_MANY_REQUESTS {
         let after = headers
-            .get(reqwest::header::RETRY_AFTER)
+            .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_secs);
@@ -614,6 +666,46 @@ fn retry_for(status: StatusCode, headers: &reqwest::header::HeaderMap) -> Retry 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn job(key: &str, body: &str) -> Job {
+        Job {
+            seq: 1,
+            idempotency_key: key.into(),
+            candidate: "C".into(),
+            contract: "c".into(),
+            occurred_at: "2026-01-01T00:00:00Z".into(),
+            body: body.into(),
+            received_at: "now".into(),
+            attempts: 0,
+            rejection: None,
+        }
+    }
+
+    #[test]
+    fn a_parsed_event_is_taken_once_and_the_first_delivery_of_a_key_keeps_its_own() {
+        let parsed = Parsed::default();
+        let first = Arc::new(serde_json::json!({"n": 1}));
+        let second = Arc::new(serde_json::json!({"n": 2}));
+        assert!(parsed.keep("k", &first));
+        assert!(
+            !parsed.keep("k", &second),
+            "a concurrent duplicate does not replace the event the job will use"
+        );
+        let queued = job("k", r#"{"n": 3}"#);
+        assert_eq!(*parsed.take(&queued), *first, "the handler's parse");
+        assert_eq!(
+            *parsed.take(&queued),
+            serde_json::json!({"n": 3}),
+            "taken once; then the queued JSON is parsed"
+        );
+        assert!(parsed.keep("d", &second));
+        parsed.forget("d");
+        assert_eq!(*parsed.take(&job("d", "{}")), serde_json::json!({}));
+        for i in 0..PARSED_HELD {
+            assert!(parsed.keep(&format!("k{i}"), &first));
+        }
+        assert!(!parsed.keep("one more", &first), "bounded");
+    }
 
     #[test]
     fn answers_are_counted_as_the_kill_switch_rules_say() {
