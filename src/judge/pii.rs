@@ -4,8 +4,9 @@
 //! Each personal string is searched as written, lower-cased, JSON-escaped (`\"`,
 //! `\\`) and with every non-ASCII character as a `\u00e9` escape (what a JSON logger
 //! that escapes non-ASCII writes), ASCII case ignored. All the variants of all the
-//! candidates go into Aho-Corasick automata, one per 32,768 people (one for most
-//! runs, four for 100,000 candidates), so each line is scanned once per automaton.
+//! candidates go into Aho-Corasick automata, one per 65,536 personal strings (a name
+//! and an e-mail address per candidate: one automaton up to 32,768 candidates, four
+//! at 100,000), so each line is scanned once per automaton.
 //! Findings quote the line with the personal data masked: a report must not spread
 //! what the check protects.
 
@@ -104,7 +105,7 @@ pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
     if personal.is_empty() {
         return skipped("no planned candidate has personal data to look for");
     }
-    match Pii::new(personal, PEOPLE_PER_AUTOMATON) {
+    match Pii::new(personal, STRINGS_PER_AUTOMATON) {
         Ok(pii) => Box::new(pii),
         Err(err) => skipped(format!(
             "the personal data could not be compiled into a search: {err}"
@@ -113,7 +114,7 @@ pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
 }
 
 impl<'a> Pii<'a> {
-    /// The search for `personal`, `per_automaton` people's strings to an automaton.
+    /// The search for `personal`, `per_automaton` personal strings to an automaton.
     fn new(
         mut personal: Vec<Personal<'a>>,
         per_automaton: usize,
@@ -132,11 +133,17 @@ impl<'a> Pii<'a> {
                     meaning.push((person, form));
                 }
             }
-            // Standard matching, to search overlapping: the leftmost-longest matches
-            // of the whole set are chosen from every automaton's ([`Pii::hits`]).
+            // One automaton finds the leftmost-longest matches itself; split ones
+            // search overlapping, and those of the whole set are chosen from all of
+            // their matches ([`Pii::hits`]).
+            let kind = if personal.len() > per_automaton {
+                MatchKind::Standard
+            } else {
+                MatchKind::LeftmostLongest
+            };
             let automaton = AhoCorasick::builder()
                 .ascii_case_insensitive(true)
-                .match_kind(MatchKind::Standard)
+                .match_kind(kind)
                 .build(&patterns)?;
             automata.push((first, automaton));
         }
@@ -151,10 +158,11 @@ impl<'a> Pii<'a> {
     }
 }
 
-/// How many people's strings go into one automaton. Building one holds several times
-/// its final size for a while, so a large run's strings are split among a few: the
-/// peak of building stays that of one, and a line is searched a few times over.
-const PEOPLE_PER_AUTOMATON: usize = 32_768;
+/// How many personal strings go into one automaton. Building one holds about four
+/// times its final size for a while (some 0.9 KB a string), so a large run's strings
+/// are split among a few: the peak of building stays that of one (about 60 MB), and
+/// a line is searched once per automaton.
+const STRINGS_PER_AUTOMATON: usize = 65_536;
 
 /// The distinct spellings a personal string may be printed in, each with the plainest
 /// form that gives it.
@@ -188,6 +196,16 @@ impl Pii<'_> {
     /// automaton of every pattern would find them: every automaton's matches,
     /// overlapping, then from the leftmost the longest, and on after its end.
     fn hits(&self, text: &str) -> Vec<(usize, usize, usize, Form)> {
+        let hit = |start, end, pattern: usize| {
+            let (person, form) = self.meaning[pattern];
+            (start, end, person as usize, form)
+        };
+        if let [(_, automaton)] = self.automata.as_slice() {
+            let found = automaton.find_iter(text);
+            return found
+                .map(|m| hit(m.start(), m.end(), m.pattern().as_usize()))
+                .collect();
+        }
         let mut found: Vec<(usize, usize, usize)> = Vec::new();
         for (first, automaton) in &self.automata {
             for m in automaton.find_overlapping_iter(text) {
@@ -201,8 +219,7 @@ impl Pii<'_> {
             if start < from {
                 continue;
             }
-            let (person, form) = self.meaning[pattern];
-            hits.push((start, end, person as usize, form));
+            hits.push(hit(start, end, pattern));
             from = end;
         }
         hits
