@@ -92,13 +92,20 @@ impl Fold for ExactlyOnce<'_> {
             Some(_) => self.later.entry(key).or_default().push(applied),
             None => {
                 // What a finding names of the first application; later ones only count.
-                let keeper = &mut self.keeper;
-                let mut keep =
-                    |text: Option<&str>, field| text.map(|t| keeper.keep(plan, event, t, field));
                 let first = FirstApplied {
                     first: applied,
-                    candidate: keep(record.candidate.as_deref(), Field::Candidate),
-                    correlation_id: keep(record.correlation_id.as_deref(), Field::CorrelationId),
+                    candidate: self.keeper.keep(
+                        plan,
+                        event,
+                        record.candidate.as_deref(),
+                        Field::Candidate,
+                    ),
+                    correlation_id: self.keeper.keep(
+                        plan,
+                        event,
+                        record.correlation_id.as_deref(),
+                        Field::CorrelationId,
+                    ),
                 };
                 self.by_key.insert(key, first);
             }
@@ -140,10 +147,9 @@ impl Fold for ExactlyOnce<'_> {
                     .chain(records(all().map(|a| a.seq)))
                     .collect();
                 let events: Vec<&str> = events.into_iter().collect();
-                let text = |kept: Option<Kept>| kept.map(|k| keeper.text(plan, k));
                 cx.finding(
-                    text(applied.candidate),
-                    text(applied.correlation_id),
+                    keeper.text(plan, applied.candidate),
+                    keeper.text(plan, applied.correlation_id),
                     EXPECTED,
                     format!(
                         "idempotency key {} was applied {} (revisions {}), event {}",

@@ -202,9 +202,19 @@ pub(crate) struct Keeper {
 }
 
 impl Keeper {
-    /// Keeps `text`, a record's value of `field` of the event `event`: as the plan's
-    /// copy when the plan holds that event with that very value.
+    /// Keeps `text`, a record's value of `field` of the event `event` (if the record
+    /// has one): as the plan's copy when the plan holds that event with that very value.
     pub(crate) fn keep(
+        &mut self,
+        plan: &PlanIndex<'_>,
+        event: Option<&str>,
+        text: Option<&str>,
+        field: Field,
+    ) -> Option<Kept> {
+        text.map(|text| self.keep_one(plan, event, text, field))
+    }
+
+    fn keep_one(
         &mut self,
         plan: &PlanIndex<'_>,
         event: Option<&str>,
@@ -226,8 +236,12 @@ impl Keeper {
         }
     }
 
-    /// The text `kept` stands for.
-    pub(crate) fn text<'t>(&'t self, plan: &PlanIndex<'t>, kept: Kept) -> &'t str {
+    /// The text `kept` stands for, if anything was kept.
+    pub(crate) fn text<'t>(&'t self, plan: &PlanIndex<'t>, kept: Option<Kept>) -> Option<&'t str> {
+        kept.map(|kept| self.text_of(plan, kept))
+    }
+
+    fn text_of<'t>(&'t self, plan: &PlanIndex<'t>, kept: Kept) -> &'t str {
         if kept.0 & OWN != 0 {
             let n = (kept.0 & !OWN) as usize;
             return self.own.get(n).or(self.own.last()).map_or("?", |t| t);
@@ -900,17 +914,32 @@ mod tests {
         let event = &clean.events[1];
         let mut keeper = Keeper::default();
         let id = Some(event.event_id.as_str());
-        let planned = keeper.keep(&index, id, &event.correlation_id, Field::CorrelationId);
-        let other = keeper.keep(&index, id, "corr_rewritten", Field::CorrelationId);
-        let unplanned = keeper.keep(&index, Some("evt_unknown"), CANDIDATE, Field::Candidate);
+        let planned = keeper.keep(
+            &index,
+            id,
+            Some(&event.correlation_id),
+            Field::CorrelationId,
+        );
+        let other = keeper.keep(&index, id, Some("corr_rewritten"), Field::CorrelationId);
+        let unplanned = keeper.keep(
+            &index,
+            Some("evt_unknown"),
+            Some(CANDIDATE),
+            Field::Candidate,
+        );
         assert_eq!(keeper.own.len(), 2, "only what the plan lacks is copied");
-        assert_eq!(keeper.text(&index, planned), event.correlation_id.as_str());
-        assert_eq!(keeper.text(&index, other), "corr_rewritten");
-        assert_eq!(keeper.text(&index, unplanned), CANDIDATE);
+        assert_eq!(
+            keeper.text(&index, planned),
+            Some(event.correlation_id.as_str())
+        );
+        assert_eq!(keeper.text(&index, other), Some("corr_rewritten"));
+        assert_eq!(keeper.text(&index, unplanned), Some(CANDIDATE));
+        assert_eq!(keeper.keep(&index, id, None, Field::Candidate), None);
+        assert_eq!(keeper.text(&index, None), None);
         for field in Field::ALL {
             let text = field.of(event);
-            let kept = keeper.keep(&index, id, text, field);
-            assert_eq!(keeper.text(&index, kept), text, "{field:?}");
+            let kept = keeper.keep(&index, id, Some(text), field);
+            assert_eq!(keeper.text(&index, kept), Some(text), "{field:?}");
         }
         assert_eq!(
             keeper.own.len(),

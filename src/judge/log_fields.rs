@@ -126,16 +126,19 @@ impl Fold for LogFields<'_> {
                     self.applied_ids.insert(n as usize);
                 }
                 if first {
-                    let keeper = &mut self.keeper;
-                    let mut keep = |text: Option<&str>, field| {
-                        text.map(|t| keeper.keep(plan, event, t, field))
-                    };
                     self.applied.push(Applied {
                         seq: record.seq,
                         event: event_number,
                         key: key_number,
-                        candidate: keep(record.candidate.as_deref(), Field::Candidate),
-                        correlation_id: keep(
+                        candidate: self.keeper.keep(
+                            plan,
+                            event,
+                            record.candidate.as_deref(),
+                            Field::Candidate,
+                        ),
+                        correlation_id: self.keeper.keep(
+                            plan,
+                            event,
                             record.correlation_id.as_deref(),
                             Field::CorrelationId,
                         ),
@@ -159,9 +162,8 @@ impl Fold for LogFields<'_> {
         let mut outcome = Outcome::default();
         let required = self.required;
         let (plan, keeper) = (self.plan, &self.keeper);
-        let text = |kept: Option<Kept>| kept.map(|k| keeper.text(plan, k));
         for applied in &self.applied {
-            let candidate = text(applied.candidate);
+            let candidate = keeper.text(plan, applied.candidate);
             outcome.judged(cx.plan.scenario_of(candidate));
             let event = applied.event.map(|n| self.ids.text(plan, n));
             let closest = [applied.event, applied.key]
@@ -190,7 +192,7 @@ impl Fold for LogFields<'_> {
                 };
                 cx.finding(
                     candidate,
-                    text(applied.correlation_id),
+                    keeper.text(plan, applied.correlation_id),
                     format!(
                         "a JSON log line mentions {name} and carries {}",
                         required

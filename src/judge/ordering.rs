@@ -88,13 +88,13 @@ impl Ordering<'_> {
         Seen {
             seq: record.seq,
             at: occurred.and_then(parse_rfc3339),
-            event: event.map(|e| keeper.keep(plan, event, e, Field::EventId)),
-            occurred: occurred.map(|o| keeper.keep(plan, event, o, Field::OccurredAt)),
+            event: keeper.keep(plan, event, event, Field::EventId),
+            occurred: keeper.keep(plan, event, occurred, Field::OccurredAt),
         }
     }
 
     fn text(&self, kept: Option<Kept>, absent: &'static str) -> &str {
-        kept.map_or(absent, |k| self.keeper.text(self.plan, k))
+        self.keeper.text(self.plan, kept).unwrap_or(absent)
     }
 
     fn who(&self, candidate: &str) -> Option<Who> {
@@ -153,8 +153,7 @@ impl Fold for Ordering<'_> {
         match group.newest {
             Some(before) if before.at.is_some_and(|max| at < max) => {
                 let (keeper, plan) = (&self.keeper, self.plan);
-                let text =
-                    |kept: Option<Kept>, absent| kept.map_or(absent, |k| keeper.text(plan, k));
+                let text = |kept, absent| keeper.text(plan, kept).unwrap_or(absent);
                 let event = |s: &Seen| text(s.event, "an event");
                 let occurred = |s: &Seen| text(s.occurred, "?");
                 self.outcome.findings.add(|| {
