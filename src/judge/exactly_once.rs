@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 
-use super::fold::{ByNumber, Cite, Context, Field, Fold, Ids, Keeper, Kept, PlanIndex, records};
+use super::fold::{ByNumber, Cite, Context, Fold, Ids, Keeper, Kept, PlanIndex, records};
 use super::run::{Outcome, body_event_id, key_of, times};
 use crate::observe::Record;
 
@@ -92,20 +92,11 @@ impl Fold for ExactlyOnce<'_> {
             Some(_) => self.later.entry(key).or_default().push(applied),
             None => {
                 // What a finding names of the first application; later ones only count.
+                let (candidate, correlation_id) = self.keeper.whom(plan, event, record);
                 let first = FirstApplied {
                     first: applied,
-                    candidate: self.keeper.keep(
-                        plan,
-                        event,
-                        record.candidate.as_deref(),
-                        Field::Candidate,
-                    ),
-                    correlation_id: self.keeper.keep(
-                        plan,
-                        event,
-                        record.correlation_id.as_deref(),
-                        Field::CorrelationId,
-                    ),
+                    candidate,
+                    correlation_id,
                 };
                 self.by_key.insert(key, first);
             }

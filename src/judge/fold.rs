@@ -214,6 +214,25 @@ impl Keeper {
         text.map(|text| self.keep_one(plan, event, text, field))
     }
 
+    /// Keeps whom `record` is about, its event being `event`: its candidate and its
+    /// correlation id.
+    pub(crate) fn whom(
+        &mut self,
+        plan: &PlanIndex<'_>,
+        event: Option<&str>,
+        record: &Record,
+    ) -> (Option<Kept>, Option<Kept>) {
+        (
+            self.keep(plan, event, record.candidate.as_deref(), Field::Candidate),
+            self.keep(
+                plan,
+                event,
+                record.correlation_id.as_deref(),
+                Field::CorrelationId,
+            ),
+        )
+    }
+
     fn keep_one(
         &mut self,
         plan: &PlanIndex<'_>,

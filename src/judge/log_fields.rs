@@ -11,7 +11,7 @@
 use bit_set::BitSet;
 use serde_json::Value;
 
-use super::fold::{ByNumber, Context, Field, Fold, Ids, Keeper, Kept, PlanIndex, records, skipped};
+use super::fold::{ByNumber, Context, Fold, Ids, Keeper, Kept, PlanIndex, records, skipped};
 use super::run::{Outcome, body_event_id, detail_text, key_of};
 use crate::observe::Record;
 
@@ -126,22 +126,13 @@ impl Fold for LogFields<'_> {
                     self.applied_ids.insert(n as usize);
                 }
                 if first {
+                    let (candidate, correlation_id) = self.keeper.whom(plan, event, record);
                     self.applied.push(Applied {
                         seq: record.seq,
                         event: event_number,
                         key: key_number,
-                        candidate: self.keeper.keep(
-                            plan,
-                            event,
-                            record.candidate.as_deref(),
-                            Field::Candidate,
-                        ),
-                        correlation_id: self.keeper.keep(
-                            plan,
-                            event,
-                            record.correlation_id.as_deref(),
-                            Field::CorrelationId,
-                        ),
+                        candidate,
+                        correlation_id,
                     });
                 }
             }
