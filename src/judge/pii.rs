@@ -125,11 +125,12 @@ impl<'a> Pii<'a> {
         // hundreds of thousands of patterns.
         let mut meaning: Vec<(u32, Form)> = Vec::new();
         let mut automata = Vec::new();
-        for (chunk, people) in personal.chunks(per_automaton.max(1)).enumerate() {
+        let per_automaton = per_automaton.max(1);
+        for (chunk, people) in personal.chunks(per_automaton).enumerate() {
             let first = meaning.len();
             let mut patterns: Vec<String> = Vec::new();
             for (i, p) in people.iter().enumerate() {
-                let person = (chunk * per_automaton.max(1) + i) as u32;
+                let person = (chunk * per_automaton + i) as u32;
                 for (pattern, form) in forms(p.text) {
                     patterns.push(pattern);
                     meaning.push((person, form));

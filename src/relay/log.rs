@@ -68,10 +68,9 @@ fn event_fields(required: &[String], envelope: &Envelope) -> Vec<(String, Field)
         if fields.iter().any(|(known, _)| known == name) {
             continue;
         }
+        // The protocol's names are all above but `occurred_at`, read where the
+        // envelope says.
         let field = match name.as_str() {
-            "event_id" => at(&envelope.event_id),
-            "ats_candidate_id" => at(&envelope.candidate_id),
-            "idempotency_key" => at(&envelope.idempotency_key),
             "occurred_at" => at(&envelope.occurred_at),
             other => parsed(other),
         };
