@@ -13,6 +13,6 @@ for round in $(seq "$ROUNDS"); do
   for side in BEFORE AFTER; do
     echo "## round $round, $side (${!side})"
     BIN=${!side} RUNS=0 COUNT=${COUNT:-10000} BIG=${BIG:-0} benches/run/run.sh \
-      | grep -E "load average|landed/s|CPU per event|peak RSS|verdict"
+      | grep -E "load average|landed/s|landing window|CPU per event|peak RSS|verdict"
   done
 done
