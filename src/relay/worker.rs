@@ -144,7 +144,11 @@ enum CallKind {
 pub(super) async fn run(shared: Arc<Shared>) {
     let client = Ats::new(&shared.config.ats_url, &shared.config.ats_token);
     let mut busy: HashSet<String> = HashSet::new();
-    let mut tasks: JoinSet<String> = JoinSet::new();
+    let mut tasks: JoinSet<Processed> = JoinSet::new();
+    // Jobs whose outcome is being committed: their candidates stay busy (the queue
+    // still shows the job until the commit) but hold no place among the attempts, so
+    // the ATS calls go on while the store commits.
+    let mut closing: JoinSet<String> = JoinSet::new();
     let mut ready: VecDeque<Job> = VecDeque::new();
     loop {
         if tasks.len() < IN_FLIGHT && ready.is_empty() {
@@ -167,10 +171,23 @@ pub(super) async fn run(shared: Arc<Shared>) {
         }
         tokio::select! {
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                // Every task done by now frees its candidate before the next queue
-                // read.
                 let finished = std::iter::once(done).chain(std::iter::from_fn(|| tasks.try_join_next()));
-                for candidate in finished.flatten() {
+                for processed in finished.flatten() {
+                    match processed {
+                        Processed::Free(candidate) => {
+                            busy.remove(&candidate);
+                        }
+                        Processed::Closing(job) => {
+                            closing.spawn(close(Arc::clone(&shared), job));
+                        }
+                    }
+                }
+            }
+            Some(closed) = closing.join_next(), if !closing.is_empty() => {
+                // Every outcome committed by now frees its candidate before the next
+                // queue read.
+                let closed = std::iter::once(closed).chain(std::iter::from_fn(|| closing.try_join_next()));
+                for candidate in closed.flatten() {
                     busy.remove(&candidate);
                 }
             }
@@ -180,7 +197,37 @@ pub(super) async fn run(shared: Arc<Shared>) {
     }
 }
 
-async fn process(shared: Arc<Shared>, client: Ats, job: Job) -> String {
+/// How a job's task ended.
+enum Processed {
+    /// Done with the job; its candidate is free.
+    Free(String),
+    /// The job is done at the ATS; its outcome is still to be committed.
+    Closing(Closing),
+}
+
+/// A job done at the ATS, to be committed and logged.
+struct Closing {
+    job: Job,
+    event: Arc<Value>,
+    done: Done,
+}
+
+/// Commits a done job's outcome, then logs it; returns its candidate.
+async fn close(shared: Arc<Shared>, closing: Closing) -> String {
+    let Closing { job, event, done } = closing;
+    let processed_at = crate::observe::format_time(chrono::Utc::now());
+    let _ = shared
+        .store
+        .finish(job.seq, done.outcome, &processed_at)
+        .await;
+    log_outcome(&shared, &event, &job, &processed_at, done.outcome, done.pii);
+    shared
+        .switch
+        .job_finished(|| shared.store.queued().unwrap_or(0));
+    job.candidate
+}
+
+async fn process(shared: Arc<Shared>, client: Ats, job: Job) -> Processed {
     let mut delay = BASE_BACKOFF;
     let mut failed = 0u32;
     let mut rejection = job.rejection.clone();
@@ -210,18 +257,7 @@ async fn process(shared: Arc<Shared>, client: Ats, job: Job) -> String {
                 .probe_finished(ok, probe, || shared.store.queued().unwrap_or(0));
         }
         let retry = match result {
-            Ok(done) => {
-                let processed_at = crate::observe::format_time(chrono::Utc::now());
-                let _ = shared
-                    .store
-                    .finish(job.seq, done.outcome, &processed_at)
-                    .await;
-                log_outcome(&shared, &event, &job, &processed_at, done.outcome, done.pii);
-                shared
-                    .switch
-                    .job_finished(|| shared.store.queued().unwrap_or(0));
-                return job.candidate;
-            }
+            Ok(done) => return Processed::Closing(Closing { job, event, done }),
             Err(retry) => retry,
         };
         if retry == Retry::Failed {
@@ -234,7 +270,7 @@ async fn process(shared: Arc<Shared>, client: Ats, job: Job) -> String {
                     .finish(job.seq, Outcome::GaveUp, &processed_at)
                     .await;
                 log_outcome(&shared, &event, &job, &processed_at, Outcome::GaveUp, None);
-                return job.candidate;
+                return Processed::Free(job.candidate);
             }
         }
         // An attempt that did not finish the job is counted now; the one that does is
