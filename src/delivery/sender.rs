@@ -24,7 +24,7 @@ use http_body_util::Full;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use url::Url;
@@ -32,7 +32,7 @@ use url::Url;
 use super::signature::{WebhookSecret, header, sign, unix_now};
 use crate::http::{PooledClient, pooled_client};
 use crate::manifest::policy::{Retry, RetryStrategy};
-use crate::observe::{Actor, Entry, ObservationLog};
+use crate::observe::{Actor, Entry, ObservationLog, json};
 
 /// The most attempts one message gets, whatever the policy asks.
 pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
@@ -794,10 +794,8 @@ impl Sender {
     ) -> Sent {
         let policy = &self.inner.policy;
         let max_attempts = if message.retry { policy.attempts() } else { 1 };
-        let schedule = backoff_schedule(
-            policy,
-            derive_seed(self.inner.seed, "backoff", &message.id, message.copy),
-        );
+        // Drawn at the first retry: most messages are acknowledged at once.
+        let mut schedule = None;
         let mut attempts = Vec::new();
         for number in 1..=max_attempts {
             let timestamp = match (number, message.replay_timestamp) {
@@ -824,6 +822,12 @@ impl Sender {
                 break;
             }
             let backoff = schedule
+                .get_or_insert_with(|| {
+                    backoff_schedule(
+                        policy,
+                        derive_seed(self.inner.seed, "backoff", &message.id, message.copy),
+                    )
+                })
                 .get(number as usize - 1)
                 .copied()
                 .unwrap_or(policy.max_delay);
@@ -925,26 +929,15 @@ impl Sender {
             status = ?attempt.status(),
             "webhook attempt"
         );
-        let mut detail = Map::new();
-        detail.insert("webhook_id".into(), json!(attempt.webhook_id));
-        detail.insert("copy".into(), json!(attempt.copy));
-        detail.insert("attempt".into(), json!(attempt.attempt));
-        detail.insert("url_path".into(), json!(target.url.path()));
-        detail.insert("perturbation".into(), json!(perturbation.name()));
-        detail.insert("signed".into(), json!(attempt.signed));
-        detail.insert("timestamp".into(), json!(attempt.timestamp));
-        detail.insert("contract".into(), json!(delivery.contract));
-        if let Err(err) = &attempt.result {
-            detail.insert("error".into(), json!(err.to_string()));
-        }
         let entry = Entry {
             status: attempt.status(),
             latency_ms: Some(attempt.latency.as_secs_f64() * 1000.0),
-            ..self.entry(delivery, Value::Object(detail))
+            ..entry(delivery)
         };
+        let detail = attempt_detail(target, delivery, perturbation, attempt);
         self.inner
             .log
-            .append(Actor::Sender, "webhook.attempt", entry);
+            .append_object(Actor::Sender, "webhook.attempt", entry, detail);
     }
 
     /// The `webhook.delivery` record summing up one delivery.
@@ -957,42 +950,81 @@ impl Sender {
         acked: bool,
         took: Duration,
     ) {
-        let mut webhook_ids: Vec<&str> = Vec::new();
-        for attempt in attempts {
-            if !webhook_ids.contains(&attempt.webhook_id.as_str()) {
-                webhook_ids.push(&attempt.webhook_id);
-            }
-        }
-        let detail = json!({
-            "webhook_id": delivery.webhook_id,
-            "webhook_ids": webhook_ids,
-            "url_path": target.url.path(),
-            "perturbation": perturbation.name(),
-            "contract": delivery.contract,
-            "acked": acked,
-            "attempts": attempts.len(),
-        });
         let entry = Entry {
             status: attempts.last().and_then(Attempt::status),
             latency_ms: Some(took.as_secs_f64() * 1000.0),
-            ..self.entry(delivery, detail)
+            ..entry(delivery)
         };
+        let detail = summary_detail(target, delivery, perturbation, attempts, acked);
         self.inner
             .log
-            .append(Actor::Sender, "webhook.delivery", entry);
+            .append_object(Actor::Sender, "webhook.delivery", entry, detail);
     }
+}
 
-    /// A log entry carrying the delivery's candidate, correlation, event and key.
-    fn entry(&self, delivery: &Delivery, detail: Value) -> Entry {
-        Entry {
-            candidate: delivery.candidate.clone(),
-            correlation_id: delivery.correlation_id.clone(),
-            event_id: delivery.event_id.clone(),
-            idempotency_key: delivery.idempotency_key.clone(),
-            detail,
-            ..Entry::default()
+/// A log entry carrying the delivery's candidate, correlation, event and key.
+fn entry(delivery: &Delivery) -> Entry {
+    Entry {
+        candidate: delivery.candidate.clone(),
+        correlation_id: delivery.correlation_id.clone(),
+        event_id: delivery.event_id.clone(),
+        idempotency_key: delivery.idempotency_key.clone(),
+        ..Entry::default()
+    }
+}
+
+/// A `webhook.attempt` record's detail, its fields in the sorted order a `Value` map
+/// writes them (the record is the same as before the sender wrote it by hand).
+fn attempt_detail(
+    target: &Target,
+    delivery: &Delivery,
+    perturbation: &Perturbation,
+    attempt: &Attempt,
+) -> json::Object {
+    let mut detail = json::Object::with_capacity(256);
+    detail
+        .u64("attempt", attempt.attempt.into())
+        .str("contract", &delivery.contract)
+        .u64("copy", attempt.copy.into());
+    if let Err(err) = &attempt.result {
+        detail.str("error", &err.to_string());
+    }
+    detail
+        .str("perturbation", perturbation.name())
+        .bool("signed", attempt.signed)
+        .i64("timestamp", attempt.timestamp)
+        .str("url_path", target.url.path())
+        .str("webhook_id", &attempt.webhook_id);
+    detail
+}
+
+/// A `webhook.delivery` record's detail: every `webhook-id` sent, first use first.
+fn summary_detail(
+    target: &Target,
+    delivery: &Delivery,
+    perturbation: &Perturbation,
+    attempts: &[Attempt],
+    acked: bool,
+) -> json::Object {
+    let mut webhook_ids: Vec<&str> = Vec::new();
+    for attempt in attempts {
+        if !webhook_ids.contains(&attempt.webhook_id.as_str()) {
+            webhook_ids.push(&attempt.webhook_id);
         }
     }
+    let mut detail = json::Object::with_capacity(256);
+    detail
+        .bool("acked", acked)
+        .u64(
+            "attempts",
+            u64::try_from(attempts.len()).unwrap_or(u64::MAX),
+        )
+        .str("contract", &delivery.contract)
+        .str("perturbation", perturbation.name())
+        .str("url_path", target.url.path())
+        .str("webhook_id", &delivery.webhook_id)
+        .strs("webhook_ids", webhook_ids);
+    detail
 }
 
 /// Files a finished concurrent delivery under its plan index.
@@ -1041,6 +1073,7 @@ fn fill_unsent(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use serde_json::{Map, json};
 
     fn policy(max_attempts: u32, base_ms: u64, max_ms: u64, jitter: f64) -> RetryPolicy {
         RetryPolicy {
@@ -1111,6 +1144,67 @@ mod tests {
                 message: reqwest_words(&before)
             }
         );
+    }
+
+    #[test]
+    fn details_are_the_value_maps_the_log_wrote_before() {
+        let url = Url::parse("http://127.0.0.1:9/webhooks/vendor?x=1").expect("a url");
+        let target = Target::new(&url);
+        let delivery = Delivery::json("msg_1", "identity.\"verified\"", &json!({}));
+        let attempt = |webhook_id: &str, copy, result| Attempt {
+            webhook_id: webhook_id.into(),
+            copy,
+            attempt: 2,
+            timestamp: -3,
+            signed: copy == 0,
+            result,
+            latency: Duration::from_millis(7),
+        };
+        let refused = Err(AttemptError::Connect {
+            message: "tcp connect error: \"refused\"\n".into(),
+        });
+        let attempts = [
+            attempt("msg_1", 0, Ok(503)),
+            attempt("msg_1", 0, refused),
+            attempt("msg_ü", 1, Ok(200)),
+        ];
+        // The details as the sender built them as `Value`s before.
+        let attempt_value = |a: &Attempt| {
+            let mut detail = Map::new();
+            detail.insert("webhook_id".into(), json!(a.webhook_id));
+            detail.insert("copy".into(), json!(a.copy));
+            detail.insert("attempt".into(), json!(a.attempt));
+            detail.insert("url_path".into(), json!(url.path()));
+            detail.insert("perturbation".into(), json!("re_emit"));
+            detail.insert("signed".into(), json!(a.signed));
+            detail.insert("timestamp".into(), json!(a.timestamp));
+            detail.insert("contract".into(), json!(delivery.contract));
+            if let Err(err) = &a.result {
+                detail.insert("error".into(), json!(err.to_string()));
+            }
+            Value::Object(detail)
+        };
+        for a in &attempts {
+            let written = attempt_detail(&target, &delivery, &Perturbation::ReEmit, a);
+            let before = serde_json::to_vec(&attempt_value(a)).expect("serialises");
+            assert_eq!(written.to_json(), before, "{a:?}");
+        }
+        for (sent, acked) in [(&attempts[..], true), (&attempts[..0], false)] {
+            let written = summary_detail(&target, &delivery, &Perturbation::ReEmit, sent, acked);
+            let mut ids: Vec<&str> = sent.iter().map(|a| a.webhook_id.as_str()).collect();
+            ids.dedup();
+            let before = json!({
+                "webhook_id": delivery.webhook_id,
+                "webhook_ids": ids,
+                "url_path": url.path(),
+                "perturbation": "re_emit",
+                "contract": delivery.contract,
+                "acked": acked,
+                "attempts": sent.len(),
+            });
+            let before = serde_json::to_vec(&before).expect("serialises");
+            assert_eq!(written.to_json(), before, "{} attempts", sent.len());
+        }
     }
 
     #[test]
