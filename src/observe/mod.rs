@@ -348,6 +348,10 @@ enum Body {
 }
 
 /// What the appenders send to the writer thread.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "nearly every message is a record; boxing it would cost an allocation per record for the rare flush's sake"
+)]
 enum Message {
     /// The next record, in sequence order.
     Record(Pending),
