@@ -580,7 +580,7 @@ impl Sender {
     ) -> DeliveryOutcome {
         let started = Instant::now();
         // The URI the client needs, made once for every attempt of every copy.
-        let target = Target::new(url);
+        let target = &Target::new(url);
         if let Perturbation::Delay(hold) = perturbation {
             // The perturbation itself: the event reaches the integration late.
             tokio::time::sleep(*hold).await;
@@ -595,7 +595,7 @@ impl Sender {
         let mut attempts = Vec::new();
         let acked = match *perturbation {
             Perturbation::None | Perturbation::Delay(_) => {
-                self.collect(&target, delivery, perturbation, original, &mut attempts)
+                self.collect(target, delivery, perturbation, original, &mut attempts)
                     .await
             }
             Perturbation::Unsigned
@@ -616,13 +616,13 @@ impl Sender {
                     retry: false,
                     ..original
                 };
-                self.collect(&target, delivery, perturbation, forged, &mut attempts)
+                self.collect(target, delivery, perturbation, forged, &mut attempts)
                     .await
             }
             Perturbation::ExactDuplicate { copies } => {
                 let mut acked = self
                     .collect(
-                        &target,
+                        target,
                         delivery,
                         perturbation,
                         original.clone(),
@@ -639,7 +639,7 @@ impl Sender {
                             ..original.clone()
                         };
                         acked &= self
-                            .collect(&target, delivery, perturbation, duplicate, &mut attempts)
+                            .collect(target, delivery, perturbation, duplicate, &mut attempts)
                             .await;
                     }
                 }
@@ -648,7 +648,7 @@ impl Sender {
             Perturbation::ReEmit => {
                 let mut acked = self
                     .collect(
-                        &target,
+                        target,
                         delivery,
                         perturbation,
                         original.clone(),
@@ -662,7 +662,7 @@ impl Sender {
                         ..original
                     };
                     acked &= self
-                        .collect(&target, delivery, perturbation, re_emitted, &mut attempts)
+                        .collect(target, delivery, perturbation, re_emitted, &mut attempts)
                         .await;
                 }
                 acked
@@ -672,12 +672,12 @@ impl Sender {
                     copy,
                     ..original.clone()
                 });
-                self.race(&target, delivery, perturbation, messages, &mut attempts)
+                self.race(target, delivery, perturbation, messages, &mut attempts)
                     .await
             }
         };
         self.log_summary(
-            &target,
+            target,
             delivery,
             perturbation,
             &attempts,
