@@ -1,6 +1,8 @@
 //! Serving a router on loopback, with graceful shutdown and the ability to drop a
 //! connection mid-request: the plumbing the mocks, `serve` and the reference relay
-//! share (it belongs to none of them).
+//! share (it belongs to none of them). Also the pooled HTTP/1 client
+//! ([`pooled_client`]) for calls made once per event, where reqwest's per-request URL
+//! parsing and redirect and retry layers cost more than the call.
 //!
 //! `axum::serve` cannot close one connection without answering, which is exactly the
 //! "commit then drop" fault (the ATS applied the write, the integration never hears
@@ -22,7 +24,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use axum::body::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -203,6 +209,27 @@ async fn accept_loop(
     }
     drop(listener);
     let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
+}
+
+/// hyper's pooled HTTP/1 client with whole bodies in memory.
+pub(crate) type PooledClient = Client<HttpConnector, Full<Bytes>>;
+
+/// A pooled client set up as reqwest's default one was (no proxy, no TLS in this
+/// build): small requests go out at once rather than after Nagle's delay, TCP
+/// keep-alive probes after 15 s idle, and idle pooled connections are closed after
+/// 90 s, without a limit on how many are kept per host.
+pub(crate) fn pooled_client() -> PooledClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_keepalive(Some(Duration::from_secs(15)));
+    connector.set_keepalive_interval(Some(Duration::from_secs(15)));
+    connector.set_keepalive_retries(Some(3));
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(usize::MAX)
+        .build(connector)
 }
 
 #[cfg(test)]

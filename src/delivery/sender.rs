@@ -14,21 +14,25 @@
 //! [`MAX_ATTEMPTS_LIMIT`]), copies by [`MAX_COPIES`], each attempt by the ack timeout
 //! and each wait by [`RetryPolicy::max_delay`].
 
-use std::error::Error as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
+use axum::http::header::{ACCEPT, CONTENT_TYPE, HeaderName, RETRY_AFTER};
+use axum::http::{HeaderValue, Method, Request, Uri};
+use http_body_util::Full;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use url::Url;
 
 use super::signature::{WebhookSecret, header, sign, unix_now};
+use crate::http::{PooledClient, pooled_client};
 use crate::manifest::policy::{Retry, RetryStrategy};
-use crate::observe::{Actor, Entry, ObservationLog};
+use crate::observe::{Actor, Entry, ObservationLog, json};
 
 /// The most attempts one message gets, whatever the policy asks.
 pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
@@ -379,10 +383,11 @@ fn sequence(order: Order, len: usize, seed: u64) -> Vec<usize> {
     indices
 }
 
-/// An error and its causes on one line, as transports nest the useful part.
-fn error_chain(err: &reqwest::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
+/// `head` and the causes of `err`, `err` first, on one line, as transports nest the
+/// useful part.
+fn error_chain(head: &str, err: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = head.to_owned();
+    let mut source = Some(err);
     for _ in 0..8 {
         let Some(cause) = source else { break };
         message.push_str(": ");
@@ -390,6 +395,84 @@ fn error_chain(err: &reqwest::Error) -> String {
         source = cause.source();
     }
     message
+}
+
+/// `webhook-id`, `webhook-timestamp` and `webhook-signature` as header names.
+const ID: HeaderName = HeaderName::from_static(header::ID);
+const TIMESTAMP: HeaderName = HeaderName::from_static(header::TIMESTAMP);
+const SIGNATURE: HeaderName = HeaderName::from_static(header::SIGNATURE);
+
+/// Where a delivery goes: the URL as given (the log records its path), and the URI
+/// the client sends to, made from it once.
+#[derive(Clone)]
+struct Target {
+    url: Url,
+    /// Why the URL cannot be a URI, when it cannot (every attempt then fails).
+    uri: Result<Uri, String>,
+}
+
+impl Target {
+    fn new(url: &Url) -> Self {
+        Target {
+            url: url.clone(),
+            uri: Uri::try_from(url.as_str()).map_err(|err| error_chain("builder error", &err)),
+        }
+    }
+}
+
+/// The POST of one message, with the headers reqwest's default client sent: the
+/// content type, the three webhook headers, and `accept: */*` after them.
+fn request(
+    target: &Target,
+    delivery: &Delivery,
+    id: &str,
+    timestamp: i64,
+    signature: Option<&str>,
+) -> Result<Request<Full<Bytes>>, AttemptError> {
+    let built = |message: String| AttemptError::Request { message };
+    let uri = target.uri.clone().map_err(built)?;
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri(uri)
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .header(ID, id)
+        .header(TIMESTAMP, timestamp);
+    if let Some(signature) = signature {
+        request = request.header(SIGNATURE, signature);
+    }
+    request
+        .header(ACCEPT, HeaderValue::from_static("*/*"))
+        .body(Full::new(Bytes::copy_from_slice(&delivery.body)))
+        .map_err(|err| built(error_chain("builder error", &err)))
+}
+
+/// How a request that got no answer failed, in the words reqwest used: the
+/// `error sending request for url (..)` line and its causes, a timeout wherever in
+/// the chain it shows, a connection that could not be made, or any other failure.
+fn transport_error(
+    err: &hyper_util::client::legacy::Error,
+    url: &Url,
+    ack_timeout: Duration,
+) -> AttemptError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = cause {
+        let hyper_timeout = current
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_timeout);
+        let io_timeout = current
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+        if hyper_timeout || io_timeout {
+            return AttemptError::Timeout { after: ack_timeout };
+        }
+        cause = current.source();
+    }
+    let message = error_chain(&format!("error sending request for url ({url})"), err);
+    if err.is_connect() {
+        AttemptError::Connect { message }
+    } else {
+        AttemptError::Transport { message }
+    }
 }
 
 /// How one message is signed.
@@ -424,7 +507,7 @@ struct Sent {
 }
 
 struct Inner {
-    client: reqwest::Client,
+    client: PooledClient,
     secret: WebhookSecret,
     policy: RetryPolicy,
     seed: u64,
@@ -448,8 +531,25 @@ impl std::fmt::Debug for Sender {
 
 impl Sender {
     /// A sender signing with `secret`, retrying per `policy`, randomising from `seed`.
+    ///
+    /// `_client` is not used: the sender keeps its own pooled HTTP/1 client, set up as
+    /// reqwest's default one (see [`Sender::pooled`]). The parameter stays until the
+    /// run, `serve` and the tests that pass one are changed to call `pooled`.
     pub fn new(
-        client: reqwest::Client,
+        _client: reqwest::Client,
+        secret: WebhookSecret,
+        policy: RetryPolicy,
+        seed: u64,
+        log: ObservationLog,
+    ) -> Self {
+        Self::pooled(secret, policy, seed, log)
+    }
+
+    /// A sender signing with `secret`, retrying per `policy`, randomising from `seed`,
+    /// over its own pooled keep-alive connections (hyper's client: reqwest's layers
+    /// parsed each request's URL several times over and ran redirect and retry
+    /// policies a webhook never uses).
+    pub fn pooled(
         secret: WebhookSecret,
         policy: RetryPolicy,
         seed: u64,
@@ -457,7 +557,7 @@ impl Sender {
     ) -> Self {
         Sender {
             inner: Arc::new(Inner {
-                client,
+                client: pooled_client(),
                 secret,
                 policy,
                 seed,
@@ -479,6 +579,8 @@ impl Sender {
         perturbation: &Perturbation,
     ) -> DeliveryOutcome {
         let started = Instant::now();
+        // The URI the client needs, made once for every attempt of every copy.
+        let target = &Target::new(url);
         if let Perturbation::Delay(hold) = perturbation {
             // The perturbation itself: the event reaches the integration late.
             tokio::time::sleep(*hold).await;
@@ -493,7 +595,7 @@ impl Sender {
         let mut attempts = Vec::new();
         let acked = match *perturbation {
             Perturbation::None | Perturbation::Delay(_) => {
-                self.collect(url, delivery, perturbation, original, &mut attempts)
+                self.collect(target, delivery, perturbation, original, &mut attempts)
                     .await
             }
             Perturbation::Unsigned
@@ -514,12 +616,18 @@ impl Sender {
                     retry: false,
                     ..original
                 };
-                self.collect(url, delivery, perturbation, forged, &mut attempts)
+                self.collect(target, delivery, perturbation, forged, &mut attempts)
                     .await
             }
             Perturbation::ExactDuplicate { copies } => {
                 let mut acked = self
-                    .collect(url, delivery, perturbation, original.clone(), &mut attempts)
+                    .collect(
+                        target,
+                        delivery,
+                        perturbation,
+                        original.clone(),
+                        &mut attempts,
+                    )
                     .await;
                 // Before the original is acknowledged a duplicate is just a retry.
                 if acked {
@@ -531,7 +639,7 @@ impl Sender {
                             ..original.clone()
                         };
                         acked &= self
-                            .collect(url, delivery, perturbation, duplicate, &mut attempts)
+                            .collect(target, delivery, perturbation, duplicate, &mut attempts)
                             .await;
                     }
                 }
@@ -539,7 +647,13 @@ impl Sender {
             }
             Perturbation::ReEmit => {
                 let mut acked = self
-                    .collect(url, delivery, perturbation, original.clone(), &mut attempts)
+                    .collect(
+                        target,
+                        delivery,
+                        perturbation,
+                        original.clone(),
+                        &mut attempts,
+                    )
                     .await;
                 if acked {
                     let re_emitted = Message {
@@ -548,7 +662,7 @@ impl Sender {
                         ..original
                     };
                     acked &= self
-                        .collect(url, delivery, perturbation, re_emitted, &mut attempts)
+                        .collect(target, delivery, perturbation, re_emitted, &mut attempts)
                         .await;
                 }
                 acked
@@ -558,12 +672,12 @@ impl Sender {
                     copy,
                     ..original.clone()
                 });
-                self.race(url, delivery, perturbation, messages, &mut attempts)
+                self.race(target, delivery, perturbation, messages, &mut attempts)
                     .await
             }
         };
         self.log_summary(
-            url,
+            target,
             delivery,
             perturbation,
             &attempts,
@@ -615,14 +729,14 @@ impl Sender {
     /// Sends one message with its retries, appending its attempts; true if acknowledged.
     async fn collect(
         &self,
-        url: &Url,
+        target: &Target,
         delivery: &Delivery,
         perturbation: &Perturbation,
         message: Message,
         attempts: &mut Vec<Attempt>,
     ) -> bool {
         let sent = self
-            .send_message(url, delivery, perturbation, message)
+            .send_message(target, delivery, perturbation, message)
             .await;
         attempts.extend(sent.attempts);
         sent.acked
@@ -631,7 +745,7 @@ impl Sender {
     /// Sends several messages at once; true if every one was acknowledged.
     async fn race(
         &self,
-        url: &Url,
+        target: &Target,
         delivery: &Delivery,
         perturbation: &Perturbation,
         messages: impl Iterator<Item = Message>,
@@ -639,11 +753,15 @@ impl Sender {
     ) -> bool {
         let mut racing = JoinSet::new();
         for message in messages {
-            let (sender, url, delivery, perturbation) =
-                (self.clone(), url.clone(), delivery.clone(), *perturbation);
+            let (sender, target, delivery, perturbation) = (
+                self.clone(),
+                target.clone(),
+                delivery.clone(),
+                *perturbation,
+            );
             racing.spawn(async move {
                 sender
-                    .send_message(&url, &delivery, &perturbation, message)
+                    .send_message(&target, &delivery, &perturbation, message)
                     .await
             });
         }
@@ -669,17 +787,15 @@ impl Sender {
     /// One message: attempts until acknowledged, refused for good, or out of attempts.
     async fn send_message(
         &self,
-        url: &Url,
+        target: &Target,
         delivery: &Delivery,
         perturbation: &Perturbation,
         message: Message,
     ) -> Sent {
         let policy = &self.inner.policy;
         let max_attempts = if message.retry { policy.attempts() } else { 1 };
-        let schedule = backoff_schedule(
-            policy,
-            derive_seed(self.inner.seed, "backoff", &message.id, message.copy),
-        );
+        // Drawn at the first retry: most messages are acknowledged at once.
+        let mut schedule = None;
         let mut attempts = Vec::new();
         for number in 1..=max_attempts {
             let timestamp = match (number, message.replay_timestamp) {
@@ -687,9 +803,9 @@ impl Sender {
                 _ => unix_now(),
             };
             let (attempt, retry_after) = self
-                .attempt(url, delivery, &message, number, timestamp)
+                .attempt(target, delivery, &message, number, timestamp)
                 .await;
-            self.log_attempt(url, delivery, perturbation, &attempt);
+            self.log_attempt(target, delivery, perturbation, &attempt);
             let next = next_step(&attempt.result);
             attempts.push(attempt);
             match next {
@@ -706,6 +822,12 @@ impl Sender {
                 break;
             }
             let backoff = schedule
+                .get_or_insert_with(|| {
+                    backoff_schedule(
+                        policy,
+                        derive_seed(self.inner.seed, "backoff", &message.id, message.copy),
+                    )
+                })
                 .get(number as usize - 1)
                 .copied()
                 .unwrap_or(policy.max_delay);
@@ -721,7 +843,7 @@ impl Sender {
     /// One HTTP request; also returns the `Retry-After` the answer asked for.
     async fn attempt(
         &self,
-        url: &Url,
+        target: &Target,
         delivery: &Delivery,
         message: &Message,
         number: u32,
@@ -750,45 +872,36 @@ impl Sender {
                 )
             }
         };
-        let mut request = self
-            .inner
-            .client
-            .post(url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(header::ID, message.id.as_str())
-            .header(header::TIMESTAMP, timestamp.to_string())
-            .body(delivery.body.clone());
-        if let Some(signature) = &signature {
-            request = request.header(header::SIGNATURE, signature.as_str());
-        }
         let ack_timeout = self.inner.policy.ack_timeout;
         let started = Instant::now();
-        let answer = tokio::time::timeout(ack_timeout, request.send()).await;
-        let latency = started.elapsed();
-        let (result, retry_after) = match answer {
-            Err(_elapsed) => (Err(AttemptError::Timeout { after: ack_timeout }), None),
-            Ok(Ok(response)) => {
-                let retry_after = response
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(parse_retry_after);
-                (Ok(response.status().as_u16()), retry_after)
-            }
-            Ok(Err(err)) => {
-                let message = error_chain(&err);
-                let error = if err.is_timeout() {
-                    AttemptError::Timeout { after: ack_timeout }
-                } else if err.is_builder() {
-                    AttemptError::Request { message }
-                } else if err.is_connect() {
-                    AttemptError::Connect { message }
-                } else {
-                    AttemptError::Transport { message }
-                };
-                (Err(error), None)
+        let (result, retry_after) = match request(
+            target,
+            delivery,
+            &message.id,
+            timestamp,
+            signature.as_deref(),
+        ) {
+            Err(error) => (Err(error), None),
+            Ok(request) => {
+                let answer =
+                    tokio::time::timeout(ack_timeout, self.inner.client.request(request)).await;
+                match answer {
+                    Err(_elapsed) => (Err(AttemptError::Timeout { after: ack_timeout }), None),
+                    Ok(Ok(response)) => {
+                        let retry_after = response
+                            .headers()
+                            .get(RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(parse_retry_after);
+                        // The body is not read, as before: dropping it drains what
+                        // already arrived, and the connection goes back to the pool.
+                        (Ok(response.status().as_u16()), retry_after)
+                    }
+                    Ok(Err(err)) => (Err(transport_error(&err, &target.url, ack_timeout)), None),
+                }
             }
         };
+        let latency = started.elapsed();
         let attempt = Attempt {
             webhook_id: message.id.clone(),
             copy: message.copy,
@@ -804,7 +917,7 @@ impl Sender {
     /// The `webhook.attempt` record of one request.
     fn log_attempt(
         &self,
-        url: &Url,
+        target: &Target,
         delivery: &Delivery,
         perturbation: &Perturbation,
         attempt: &Attempt,
@@ -816,74 +929,102 @@ impl Sender {
             status = ?attempt.status(),
             "webhook attempt"
         );
-        let mut detail = Map::new();
-        detail.insert("webhook_id".into(), json!(attempt.webhook_id));
-        detail.insert("copy".into(), json!(attempt.copy));
-        detail.insert("attempt".into(), json!(attempt.attempt));
-        detail.insert("url_path".into(), json!(url.path()));
-        detail.insert("perturbation".into(), json!(perturbation.name()));
-        detail.insert("signed".into(), json!(attempt.signed));
-        detail.insert("timestamp".into(), json!(attempt.timestamp));
-        detail.insert("contract".into(), json!(delivery.contract));
-        if let Err(err) = &attempt.result {
-            detail.insert("error".into(), json!(err.to_string()));
-        }
         let entry = Entry {
             status: attempt.status(),
             latency_ms: Some(attempt.latency.as_secs_f64() * 1000.0),
-            ..self.entry(delivery, Value::Object(detail))
+            ..entry(delivery)
         };
+        let detail = attempt_detail(target, delivery, perturbation, attempt);
         self.inner
             .log
-            .append(Actor::Sender, "webhook.attempt", entry);
+            .append_object(Actor::Sender, "webhook.attempt", entry, detail);
     }
 
     /// The `webhook.delivery` record summing up one delivery.
     fn log_summary(
         &self,
-        url: &Url,
+        target: &Target,
         delivery: &Delivery,
         perturbation: &Perturbation,
         attempts: &[Attempt],
         acked: bool,
         took: Duration,
     ) {
-        let mut webhook_ids: Vec<&str> = Vec::new();
-        for attempt in attempts {
-            if !webhook_ids.contains(&attempt.webhook_id.as_str()) {
-                webhook_ids.push(&attempt.webhook_id);
-            }
-        }
-        let detail = json!({
-            "webhook_id": delivery.webhook_id,
-            "webhook_ids": webhook_ids,
-            "url_path": url.path(),
-            "perturbation": perturbation.name(),
-            "contract": delivery.contract,
-            "acked": acked,
-            "attempts": attempts.len(),
-        });
         let entry = Entry {
             status: attempts.last().and_then(Attempt::status),
             latency_ms: Some(took.as_secs_f64() * 1000.0),
-            ..self.entry(delivery, detail)
+            ..entry(delivery)
         };
+        let detail = summary_detail(target, delivery, perturbation, attempts, acked);
         self.inner
             .log
-            .append(Actor::Sender, "webhook.delivery", entry);
+            .append_object(Actor::Sender, "webhook.delivery", entry, detail);
     }
+}
 
-    /// A log entry carrying the delivery's candidate, correlation, event and key.
-    fn entry(&self, delivery: &Delivery, detail: Value) -> Entry {
-        Entry {
-            candidate: delivery.candidate.clone(),
-            correlation_id: delivery.correlation_id.clone(),
-            event_id: delivery.event_id.clone(),
-            idempotency_key: delivery.idempotency_key.clone(),
-            detail,
-            ..Entry::default()
+/// A log entry carrying the delivery's candidate, correlation, event and key.
+fn entry(delivery: &Delivery) -> Entry {
+    Entry {
+        candidate: delivery.candidate.clone(),
+        correlation_id: delivery.correlation_id.clone(),
+        event_id: delivery.event_id.clone(),
+        idempotency_key: delivery.idempotency_key.clone(),
+        ..Entry::default()
+    }
+}
+
+/// A `webhook.attempt` record's detail, its fields in the sorted order a `Value` map
+/// writes them (the record is the same as before the sender wrote it by hand).
+fn attempt_detail(
+    target: &Target,
+    delivery: &Delivery,
+    perturbation: &Perturbation,
+    attempt: &Attempt,
+) -> json::Object {
+    let mut detail = json::Object::with_capacity(256);
+    detail
+        .u64("attempt", attempt.attempt.into())
+        .str("contract", &delivery.contract)
+        .u64("copy", attempt.copy.into());
+    if let Err(err) = &attempt.result {
+        detail.str("error", &err.to_string());
+    }
+    detail
+        .str("perturbation", perturbation.name())
+        .bool("signed", attempt.signed)
+        .i64("timestamp", attempt.timestamp)
+        .str("url_path", target.url.path())
+        .str("webhook_id", &attempt.webhook_id);
+    detail
+}
+
+/// A `webhook.delivery` record's detail: every `webhook-id` sent, first use first.
+fn summary_detail(
+    target: &Target,
+    delivery: &Delivery,
+    perturbation: &Perturbation,
+    attempts: &[Attempt],
+    acked: bool,
+) -> json::Object {
+    let mut webhook_ids: Vec<&str> = Vec::new();
+    for attempt in attempts {
+        if !webhook_ids.contains(&attempt.webhook_id.as_str()) {
+            webhook_ids.push(&attempt.webhook_id);
         }
     }
+    let mut detail = json::Object::with_capacity(256);
+    detail
+        .bool("acked", acked)
+        .u64(
+            "attempts",
+            u64::try_from(attempts.len()).unwrap_or(u64::MAX),
+        )
+        .str("contract", &delivery.contract)
+        .str("perturbation", perturbation.name())
+        .str("url_path", target.url.path())
+        .str("webhook_id", &delivery.webhook_id)
+        .strs("webhook_ids", webhook_ids);
+    detail
 }
 
 /// Files a finished concurrent delivery under its plan index.
@@ -932,6 +1073,7 @@ fn fill_unsent(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use serde_json::{Map, json};
 
     fn policy(max_attempts: u32, base_ms: u64, max_ms: u64, jitter: f64) -> RetryPolicy {
         RetryPolicy {
@@ -940,6 +1082,128 @@ mod tests {
             max_delay: Duration::from_millis(max_ms),
             ack_timeout: Duration::from_secs(1),
             jitter,
+        }
+    }
+
+    /// A reqwest error and its causes, as the sender wrote them when it used reqwest.
+    fn reqwest_words(err: &reqwest::Error) -> String {
+        use std::error::Error as _;
+        match err.source() {
+            Some(cause) => error_chain(&err.to_string(), cause),
+            None => err.to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn failures_read_as_they_did_with_reqwest() {
+        // A port that was free a moment ago: nothing listens there now.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("loopback binds");
+        let addr = listener.local_addr().expect("bound address");
+        drop(listener);
+        let url = Url::parse(&format!("http://{addr}/webhooks/vendor")).expect("a url");
+        let target = Target::new(&url);
+        let delivery = Delivery::json("msg_1", "contract", &json!({"a": 1}));
+        let reqwest = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("a plain http client");
+        let ack_timeout = Duration::from_secs(5);
+
+        let sent = request(&target, &delivery, "msg_1", 1, Some("v1,x")).expect("builds");
+        let refused = pooled_client()
+            .request(sent)
+            .await
+            .expect_err("nothing listens");
+        let before = reqwest
+            .post(url.clone())
+            .send()
+            .await
+            .expect_err("nothing listens");
+        assert!(before.is_connect(), "{before:?}");
+        assert_eq!(
+            transport_error(&refused, &url, ack_timeout),
+            AttemptError::Connect {
+                message: reqwest_words(&before)
+            }
+        );
+
+        let unsendable =
+            request(&target, &delivery, "msg\n1", 1, None).expect_err("an id with a newline");
+        let before = reqwest
+            .post(url.clone())
+            .header(header::ID, "msg\n1")
+            .send()
+            .await
+            .expect_err("an id with a newline");
+        assert!(before.is_builder(), "{before:?}");
+        assert_eq!(
+            unsendable,
+            AttemptError::Request {
+                message: reqwest_words(&before)
+            }
+        );
+    }
+
+    #[test]
+    fn details_are_the_value_maps_the_log_wrote_before() {
+        let url = Url::parse("http://127.0.0.1:9/webhooks/vendor?x=1").expect("a url");
+        let target = Target::new(&url);
+        let delivery = Delivery::json("msg_1", "identity.\"verified\"", &json!({}));
+        let attempt = |webhook_id: &str, copy, result| Attempt {
+            webhook_id: webhook_id.into(),
+            copy,
+            attempt: 2,
+            timestamp: -3,
+            signed: copy == 0,
+            result,
+            latency: Duration::from_millis(7),
+        };
+        let refused = Err(AttemptError::Connect {
+            message: "tcp connect error: \"refused\"\n".into(),
+        });
+        let attempts = [
+            attempt("msg_1", 0, Ok(503)),
+            attempt("msg_1", 0, refused),
+            attempt("msg_ü", 1, Ok(200)),
+        ];
+        // The details as the sender built them as `Value`s before.
+        let attempt_value = |a: &Attempt| {
+            let mut detail = Map::new();
+            detail.insert("webhook_id".into(), json!(a.webhook_id));
+            detail.insert("copy".into(), json!(a.copy));
+            detail.insert("attempt".into(), json!(a.attempt));
+            detail.insert("url_path".into(), json!(url.path()));
+            detail.insert("perturbation".into(), json!("re_emit"));
+            detail.insert("signed".into(), json!(a.signed));
+            detail.insert("timestamp".into(), json!(a.timestamp));
+            detail.insert("contract".into(), json!(delivery.contract));
+            if let Err(err) = &a.result {
+                detail.insert("error".into(), json!(err.to_string()));
+            }
+            Value::Object(detail)
+        };
+        for a in &attempts {
+            let written = attempt_detail(&target, &delivery, &Perturbation::ReEmit, a);
+            let before = serde_json::to_vec(&attempt_value(a)).expect("serialises");
+            assert_eq!(written.to_json(), before, "{a:?}");
+        }
+        for (sent, acked) in [(&attempts[..], true), (&attempts[..0], false)] {
+            let written = summary_detail(&target, &delivery, &Perturbation::ReEmit, sent, acked);
+            let mut ids: Vec<&str> = sent.iter().map(|a| a.webhook_id.as_str()).collect();
+            ids.dedup();
+            let before = json!({
+                "webhook_id": delivery.webhook_id,
+                "webhook_ids": ids,
+                "url_path": url.path(),
+                "perturbation": "re_emit",
+                "contract": delivery.contract,
+                "acked": acked,
+                "attempts": sent.len(),
+            });
+            let before = serde_json::to_vec(&before).expect("serialises");
+            assert_eq!(written.to_json(), before, "{} attempts", sent.len());
         }
     }
 
