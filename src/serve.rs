@@ -112,10 +112,6 @@ impl Served {
         let mut rng = ChaCha8Rng::seed_from_u64(crate::mock::mix(config.seed, 7));
         let vendor_secret = WebhookSecret::generate(&mut rng);
         let ats_secret = WebhookSecret::generate(&mut rng);
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap_or_default();
         let vendor_url = mocks
             .vendor_url()
             .parse()
@@ -131,7 +127,6 @@ impl Served {
             mocks_notify: Arc::clone(&mocks.notify),
             vendor_url,
             sender: Sender::new(
-                client,
                 vendor_secret.clone(),
                 RetryPolicy::default(),
                 config.seed,
@@ -722,10 +717,6 @@ mod tests {
             mocks_notify: Arc::new(crate::mock::notify::NotifyState::new(log.clone())),
             vendor_url: "http://127.0.0.1:9/".parse().expect("a URL"),
             sender: Sender::new(
-                reqwest::Client::builder()
-                    .no_proxy()
-                    .build()
-                    .expect("client"),
                 WebhookSecret::generate(&mut rng),
                 RetryPolicy::default(),
                 3,

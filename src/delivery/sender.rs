@@ -530,31 +530,11 @@ impl std::fmt::Debug for Sender {
 }
 
 impl Sender {
-    /// A sender signing with `secret`, retrying per `policy`, randomising from `seed`.
-    ///
-    /// `_client` is not used: the sender keeps its own pooled HTTP/1 client, set up as
-    /// reqwest's default one (see [`Sender::pooled`]). The parameter stays until the
-    /// run, `serve` and the tests that pass one are changed to call `pooled`.
-    pub fn new(
-        _client: reqwest::Client,
-        secret: WebhookSecret,
-        policy: RetryPolicy,
-        seed: u64,
-        log: ObservationLog,
-    ) -> Self {
-        Self::pooled(secret, policy, seed, log)
-    }
-
     /// A sender signing with `secret`, retrying per `policy`, randomising from `seed`,
     /// over its own pooled keep-alive connections (hyper's client: reqwest's layers
     /// parsed each request's URL several times over and ran redirect and retry
     /// policies a webhook never uses).
-    pub fn pooled(
-        secret: WebhookSecret,
-        policy: RetryPolicy,
-        seed: u64,
-        log: ObservationLog,
-    ) -> Self {
+    pub fn new(secret: WebhookSecret, policy: RetryPolicy, seed: u64, log: ObservationLog) -> Self {
         Sender {
             inner: Arc::new(Inner {
                 client: pooled_client(),

@@ -202,7 +202,7 @@ enum Processed {
     /// Done with the job; its candidate is free.
     Free(String),
     /// The job is done at the ATS; its outcome is still to be committed.
-    Closing(Closing),
+    Closing(Box<Closing>),
 }
 
 /// A job done at the ATS, to be committed and logged.
@@ -213,8 +213,8 @@ struct Closing {
 }
 
 /// Commits a done job's outcome, then logs it; returns its candidate.
-async fn close(shared: Arc<Shared>, closing: Closing) -> String {
-    let Closing { job, event, done } = closing;
+async fn close(shared: Arc<Shared>, closing: Box<Closing>) -> String {
+    let Closing { job, event, done } = *closing;
     let processed_at = crate::observe::format_time(chrono::Utc::now());
     let _ = shared
         .store
@@ -257,7 +257,7 @@ async fn process(shared: Arc<Shared>, client: Ats, job: Job) -> Processed {
                 .probe_finished(ok, probe, || shared.store.queued().unwrap_or(0));
         }
         let retry = match result {
-            Ok(done) => return Processed::Closing(Closing { job, event, done }),
+            Ok(done) => return Processed::Closing(Box::new(Closing { job, event, done })),
             Err(retry) => retry,
         };
         if retry == Retry::Failed {

@@ -333,13 +333,7 @@ pub async fn execute(
         ack_timeout: config.ack_sla.max(Duration::from_millis(100)) * 2,
         ..RetryPolicy::default()
     };
-    let sender = Arc::new(Sender::new(
-        client.clone(),
-        vendor_secret,
-        retry,
-        config.seed,
-        log.clone(),
-    ));
+    let sender = Arc::new(Sender::new(vendor_secret, retry, config.seed, log.clone()));
     let driver = Driver {
         sender,
         url: webhook_url,
@@ -379,7 +373,6 @@ pub async fn execute(
             });
         let policy_driver = Arc::new(policy::drive::PolicyDriver {
             ats_sender: Sender::new(
-                client.clone(),
                 ats_secret.clone(),
                 RetryPolicy {
                     ack_timeout: retry.ack_timeout,

@@ -319,18 +319,8 @@ async fn run_case(schedule: &Schedule) -> Result<(), String> {
         log: Captured::default(),
         rebind_fallbacks: 0,
     };
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
     let secret: WebhookSecret = SECRET.parse().expect("valid secret");
-    let sender = Sender::new(
-        client,
-        secret,
-        RetryPolicy::default(),
-        schedule.seed,
-        observed,
-    );
+    let sender = Sender::new(secret, RetryPolicy::default(), schedule.seed, observed);
     let mut relay = harness
         .start(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await

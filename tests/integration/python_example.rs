@@ -194,13 +194,7 @@ async fn the_python_example_writes_each_event_once_in_order_and_only_in_scope() 
         .build()
         .expect("client");
     let secret: WebhookSecret = SECRET.parse().expect("valid secret");
-    let sender = Sender::new(
-        client.clone(),
-        secret,
-        RetryPolicy::default(),
-        5,
-        log.clone(),
-    );
+    let sender = Sender::new(secret, RetryPolicy::default(), 5, log.clone());
     let delivery = |body: &Value| {
         Delivery::json(
             format!("msg_{}", body["event_id"].as_str().unwrap_or("x")),
@@ -268,7 +262,6 @@ async fn the_python_example_writes_each_event_once_in_order_and_only_in_scope() 
     assert_eq!(outcome.attempts[0].status(), Some(400), "malformed JSON");
     // The ATS's own webhooks are verified with their own secret, then acknowledged.
     let ats_sender = Sender::new(
-        client.clone(),
         ATS_SECRET.parse().expect("valid secret"),
         RetryPolicy::default(),
         6,

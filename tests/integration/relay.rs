@@ -110,11 +110,7 @@ async fn the_relay_writes_each_event_once_in_order_and_only_in_scope() {
     let url: url::Url = format!("{}/webhooks/vendor", relay.url())
         .parse()
         .expect("url");
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
-    let sender = Sender::new(client, secret, RetryPolicy::default(), 3, log.clone());
+    let sender = Sender::new(secret, RetryPolicy::default(), 3, log.clone());
     let send = |body: Value, perturbation: Perturbation| {
         let delivery = Delivery::json(
             format!("msg_{}", body["event_id"].as_str().unwrap_or("x")),

@@ -110,12 +110,8 @@ impl World {
         let mocks = Mocks::start(Arc::clone(&manifest), candidates, &mock_config, &log)
             .await
             .expect("mocks");
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client");
         let secret: WebhookSecret = SECRET.parse().expect("valid secret");
-        let sender = Sender::new(client, secret, RetryPolicy::default(), seed, log.clone());
+        let sender = Sender::new(secret, RetryPolicy::default(), seed, log.clone());
         World {
             dir,
             manifest,
