@@ -24,8 +24,8 @@ use crate::sandbox::{Sandbox, in_canary_scope};
 /// the [`Generator`] only when the driver sends the group, and dropped once sent.
 #[derive(Debug, Clone)]
 pub struct Group {
-    /// The candidate copy's id.
-    pub candidate: String,
+    /// The candidate copy's id (the same allocation as its plan entry's).
+    pub candidate: Text,
     /// Its scenario.
     scenario: Scenario,
     /// The position of the sandbox candidate it copies.
@@ -605,7 +605,7 @@ impl<'a> Generator<'a> {
     /// The candidate copy a group sends for.
     fn copy(&self, group: &Group) -> SandboxCandidate {
         let mut copy = self.sandbox.candidates[group.source as usize].clone();
-        copy.id = CandidateId(group.candidate.clone());
+        copy.id = CandidateId(group.candidate.to_string());
         copy
     }
 
@@ -684,7 +684,7 @@ impl<'a> Generator<'a> {
                     event.contract.as_str(),
                     &event.payload,
                 );
-                delivery.candidate = Some(group.candidate.clone());
+                delivery.candidate = Some(group.candidate.to_string());
                 delivery.correlation_id = Some(event.correlation_id);
                 delivery.event_id = event.event_id;
                 delivery.idempotency_key = event.idempotency_key;
@@ -745,7 +745,7 @@ pub fn prepare<'g>(
                 scenario: Scenario|
      -> Result<Group, PrepareError> {
         Ok(Group {
-            candidate: mint.borrow_mut().mint(&candidate.id.0, tag)?,
+            candidate: mint.borrow_mut().mint(&candidate.id.0, tag)?.into(),
             scenario,
             source,
             traffic,
@@ -909,7 +909,7 @@ pub fn prepare<'g>(
             group.first_event = prepared.plan.events.len() as u32;
             group.events = events.len() as u32;
             // The candidate's id and correlation id, shared by its events.
-            let candidate: Text = member.id.0.as_str().into();
+            let candidate = group.candidate.clone();
             let correlation_id: Text = events
                 .first()
                 .map(|e| e.event.correlation_id.as_str())
