@@ -1145,7 +1145,11 @@ mod tests {
             shared.time(&format!("2026-05-18T10:{n:04}Z"));
         }
         shared.time("2026-05-18T11:00:00Z");
-        assert_eq!(shared.times.len(), 3, "the held time and the two since the sweep");
+        assert_eq!(
+            shared.times.len(),
+            3,
+            "the held time and the two since the sweep"
+        );
         assert!(Arc::ptr_eq(&held, &shared.time("2026-05-18T09:00:00Z")));
     }
 

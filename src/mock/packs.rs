@@ -71,8 +71,14 @@ impl Kept {
     fn parts(&self) -> Option<Parts<'_>> {
         let mut bytes = &self.0[..];
         let lens = [(); 6].map(|()| take_len(&mut bytes));
-        let [Some(id), Some(candidate), Some(session), Some(result), Some(checks), Some(kind)] =
-            lens
+        let [
+            Some(id),
+            Some(candidate),
+            Some(session),
+            Some(result),
+            Some(checks),
+            Some(kind),
+        ] = lens
         else {
             return None;
         };
@@ -167,8 +173,12 @@ pub(crate) struct Packs {
 impl Packs {
     /// Keeps `pack`, replacing any pack with its id.
     pub(crate) fn insert(&mut self, pack: EvidencePack) {
-        let result = self.results.position(pack.result.as_str(), |r| Arc::from(r));
-        let checks = self.checks.position(pack.checks.as_slice(), |c| Arc::from(c));
+        let result = self
+            .results
+            .position(pack.result.as_str(), |r| Arc::from(r));
+        let checks = self
+            .checks
+            .position(pack.checks.as_slice(), |c| Arc::from(c));
         let mut sha256 = [0u8; 32];
         let lower_hex = pack
             .digest
@@ -180,13 +190,14 @@ impl Packs {
         } else {
             (DIGEST_TEXT, pack.digest.as_bytes())
         };
-        let texts = [
-            pack.id.as_str(),
-            &pack.ats_candidate_id,
-            &pack.session_id,
-        ];
-        let mut bytes = Vec::with_capacity(16 + texts.iter().map(|t| t.len()).sum::<usize>() + digest.len());
-        for len in texts.iter().map(|t| t.len()).chain([result, checks, usize::from(kind)]) {
+        let texts = [pack.id.as_str(), &pack.ats_candidate_id, &pack.session_id];
+        let mut bytes =
+            Vec::with_capacity(16 + texts.iter().map(|t| t.len()).sum::<usize>() + digest.len());
+        for len in texts
+            .iter()
+            .map(|t| t.len())
+            .chain([result, checks, usize::from(kind)])
+        {
             put_len(&mut bytes, len);
         }
         for text in texts {
@@ -282,7 +293,10 @@ mod tests {
         assert_eq!(parts("ep_1"), (0, 0));
         assert_eq!(parts("ep_2"), (0, 0));
         assert_eq!(parts("ep_3"), (0, 1), "the same result, other checks");
-        assert_eq!((packs.results.values.len(), packs.checks.values.len()), (1, 2));
+        assert_eq!(
+            (packs.results.values.len(), packs.checks.values.len()),
+            (1, 2)
+        );
     }
 
     #[test]
@@ -294,7 +308,11 @@ mod tests {
         assert_eq!(packs.get(&long.id), Some(long.clone()));
         long.result = "failed".into();
         packs.insert(long.clone());
-        assert_eq!(packs.get(&long.id), Some(long), "the second replaces the first");
+        assert_eq!(
+            packs.get(&long.id),
+            Some(long),
+            "the second replaces the first"
+        );
         assert_eq!(packs.ids().count(), 1);
     }
 }

@@ -347,7 +347,12 @@ impl StableFields {
 
     /// The fields kept for the event at `place` (`event`), as a payload holding only
     /// them; `None` when none are kept.
-    fn payload(&self, place: usize, event: &PlannedEvent, contracts: &ContractSet) -> Option<Value> {
+    fn payload(
+        &self,
+        place: usize,
+        event: &PlannedEvent,
+        contracts: &ContractSet,
+    ) -> Option<Value> {
         let place = u32::try_from(place).ok()?;
         let at = self.at.binary_search_by_key(&place, |(p, _)| *p).ok()?;
         let mut bytes = self.bytes.get(self.at[at].1 as usize..)?;
