@@ -131,7 +131,7 @@ pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
     let plan = cx.plan.plan;
     for (place, event) in plan.events.iter().enumerate() {
         // A run's plan holds of each payload the fields the stability rules read.
-        let payload = plan.payload_of(place);
+        let payload = plan.payload_of(place, contracts);
         fold.copy(cx, Copy::Vendor(event, place, &payload));
     }
     Box::new(fold)
@@ -190,7 +190,7 @@ impl<'a> KeyStable<'a> {
             let (before, before_described, before_cites): (String, String, Vec<Cite>) =
                 match earlier {
                     Earlier::Vendor(event, place) => (
-                        shown(&rule.key, &cx.plan.plan.payload_of(*place)),
+                        shown(&rule.key, &cx.plan.plan.payload_of(*place, contracts)),
                         describe(true, Some(&event.event_id), false),
                         cites(Some(&event.event_id), None).collect(),
                     ),

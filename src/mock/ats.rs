@@ -43,7 +43,8 @@ pub const INITIAL_STAGE: &str = "application-review";
 ///
 /// The state of a load test holds one per event twice (the record's and the activity
 /// entry's), so the texts are shared `Arc<str>`s: the event id also keys
-/// `applied_ids`, and the `Idempotency-Key` header usually is the idempotency key.
+/// `applied_ids`, the `Idempotency-Key` header usually is the idempotency key, and
+/// each time is one copy shared by every event that occurred then.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AppliedEvent {
     /// The event's id.
@@ -341,11 +342,17 @@ pub struct StageView {
 /// The most candidates one `GET /v1/candidates` page lists.
 pub const LIST_LIMIT: usize = 500;
 
-/// What many candidates' records share, one copy each: requisitions and stage names.
+/// What many candidates' records share, one copy each: requisitions, stage names and
+/// the `occurred_at` texts of applied events.
 #[derive(Debug, Default)]
 struct Shared {
     requisitions: HashSet<Arc<Requisition>>,
     stages: HashSet<Arc<str>>,
+    /// A load test's events occur within a few hours, whole seconds apart: 200,000
+    /// applied events carry a few thousand distinct times.
+    times: HashSet<Arc<str>>,
+    /// How many times were kept after the last sweep of the unused ones.
+    times_swept: usize,
 }
 
 impl Shared {
@@ -357,6 +364,18 @@ impl Shared {
     /// The shared copy of the stage name `stage`.
     fn stage(&mut self, stage: &str) -> Arc<str> {
         crate::intern::shared(&mut self.stages, stage, |s| Arc::from(s))
+    }
+
+    /// The shared copy of the time `at`. Times no record holds any more (a candidate's
+    /// later event replaced them) are swept once the set has doubled since the last
+    /// sweep, so an integration that sends ever new times does not grow it for nothing.
+    fn time(&mut self, at: &str) -> Arc<str> {
+        const FLOOR: usize = 1024;
+        if self.times.len() >= 2 * self.times_swept.max(FLOOR) {
+            self.times.retain(|t| Arc::strong_count(t) > 1);
+            self.times_swept = self.times.len();
+        }
+        crate::intern::shared(&mut self.times, at, |t| Arc::from(t))
     }
 }
 
@@ -989,10 +1008,11 @@ async fn post_event(
         );
     }
     candidate.revision += 1;
+    let occurred_at = envelope.occurred_at_of(&payload);
     let applied = Arc::new(AppliedEvent {
         event_id: envelope.event_id_of(&payload).map(Arc::from),
         idempotency_key: envelope.idempotency_key_of(&payload).map(Arc::from),
-        occurred_at: envelope.occurred_at_of(&payload).map(Arc::from),
+        occurred_at: occurred_at.map(|at| lock(&state.shared).time(at)),
     });
     // The header is kept as the key's allocation when it is the key, as it mostly is.
     let header = match (&idempotency_header, &applied.idempotency_key) {
@@ -1113,6 +1133,25 @@ mod tests {
     use crate::mock::test_support::{candidate, good_event, manifest};
 
     const TOKEN: &str = "tok";
+
+    #[test]
+    fn times_are_shared_and_the_unused_ones_swept() {
+        let mut shared = Shared::default();
+        let held = shared.time("2026-05-18T09:00:00Z");
+        assert!(Arc::ptr_eq(&held, &shared.time("2026-05-18T09:00:00Z")));
+        // 2,047 times nothing holds: the set reaches twice the floor, and the next
+        // time sweeps them, keeping the one still held.
+        for n in 0..2048 {
+            shared.time(&format!("2026-05-18T10:{n:04}Z"));
+        }
+        shared.time("2026-05-18T11:00:00Z");
+        assert_eq!(
+            shared.times.len(),
+            3,
+            "the held time and the two since the sweep"
+        );
+        assert!(Arc::ptr_eq(&held, &shared.time("2026-05-18T09:00:00Z")));
+    }
 
     fn ats() -> (Arc<AtsState>, Router) {
         let log = ObservationLog::to_writer(Box::new(std::io::sink()), "test");

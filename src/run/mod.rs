@@ -240,6 +240,7 @@ pub async fn execute(
     // The plan is held until the run is judged: no room to spare.
     prepared.plan.candidates.shrink_to_fit();
     prepared.plan.events.shrink_to_fit();
+    prepared.plan.stable_fields.shrink_to_fit();
     // The mocks keep their own state: the scenarios' copies are made for them a chunk
     // at a time and not held for the run.
     prepared.copies(|chunk| mocks.ats.add_candidates(chunk));

@@ -4,12 +4,15 @@
 //! run can be judged again offline.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::contract::ContractSet;
+use crate::contract::path::FieldPath;
 
 /// A scenario of `stagegate run`.
 #[derive(
@@ -131,8 +134,8 @@ impl fmt::Display for Scenario {
 ///
 /// A large run holds one per event until it is judged, so the texts events have in
 /// common are one shared `Arc<str>` (the candidate's id and correlation id with its
-/// [`PlannedCandidate`], the contract, outcome and perturbation names with every
-/// event that names them, see [`Strings`]): [`Text`].
+/// [`PlannedCandidate`], the contract, outcome and perturbation names and the times
+/// with every event that names them, see [`Strings`]): [`Text`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedEvent {
     /// The scenario it belongs to.
@@ -213,10 +216,193 @@ pub struct Plan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<super::policy::PolicyPlan>,
     /// Of the payloads this plan leaves out ([`PlannedEvent::payload`]), what the checks
-    /// read: by event position, the fields of its contract's stability rules, as
-    /// compact JSON ([`Plan::payload_of`]). Not written: plan.json holds every payload.
+    /// read: the fields of each one's contract's stability rules ([`Plan::payload_of`]).
+    /// Not written: plan.json holds every payload.
     #[serde(skip)]
-    pub stable_fields: HashMap<u32, Box<str>>,
+    pub stable_fields: StableFields,
+}
+
+/// Of each payload a run's plan leaves out, the values of the fields its contract's
+/// stability rules read, in the order the rules name them (each rule's tuple, then its
+/// key), packed into one buffer.
+///
+/// A large run holds one entry per event until it is judged, so an entry is a few
+/// bytes: a value equal to a text its event already holds (the candidate, the event
+/// id, the idempotency key, the correlation id) is a one-byte reference to it, and the
+/// field names are not kept at all: they are the rules' paths, which
+/// [`Plan::payload_of`] reads from the contract again.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StableFields {
+    /// Per event that has an entry, by ascending position: where its values start in
+    /// `bytes`.
+    at: Vec<(u32, u32)>,
+    /// The values: per path a tag ([`held`]), then for a literal its length (four
+    /// bytes, little-endian) and its bytes.
+    bytes: Vec<u8>,
+}
+
+/// The tags of [`StableFields`]' values.
+mod held {
+    /// The payload has no value at the path.
+    pub const ABSENT: u8 = 0;
+    /// The event's candidate.
+    pub const CANDIDATE: u8 = 1;
+    /// The event's id.
+    pub const EVENT_ID: u8 = 2;
+    /// The event's idempotency key.
+    pub const IDEMPOTENCY_KEY: u8 = 3;
+    /// The event's correlation id.
+    pub const CORRELATION_ID: u8 = 4;
+    /// A string, as its UTF-8 bytes.
+    pub const STRING: u8 = 5;
+    /// Any other JSON value, as compact JSON text.
+    pub const JSON: u8 = 6;
+}
+
+/// The paths the stability rules of `contract` read, in the order [`StableFields`]
+/// keeps their values.
+fn stable_paths(contract: &crate::contract::Contract) -> impl Iterator<Item = &FieldPath> {
+    contract
+        .stability_rules()
+        .flat_map(|(_, rule)| rule.tuple.iter().chain([&rule.key]))
+}
+
+/// The texts of `event` a held value may refer to, by tag.
+fn event_texts(event: &PlannedEvent) -> [(u8, &str); 4] {
+    [
+        (held::CANDIDATE, &event.candidate),
+        (held::EVENT_ID, &event.event_id),
+        (held::IDEMPOTENCY_KEY, &event.idempotency_key),
+        (held::CORRELATION_ID, &event.correlation_id),
+    ]
+}
+
+impl StableFields {
+    /// Keeps, for the event at `place` (`event`, whose payload is `payload`), the
+    /// values of the fields its contract's stability rules read; nothing when its
+    /// contract has no such rule. Places are added in ascending order.
+    pub(crate) fn insert(
+        &mut self,
+        place: u32,
+        event: &PlannedEvent,
+        payload: &Value,
+        contracts: &ContractSet,
+    ) {
+        let Some(contract) = contracts.get(&event.contract) else {
+            return;
+        };
+        let mut paths = stable_paths(contract).peekable();
+        if paths.peek().is_none() {
+            return;
+        }
+        // Positions past 4 GiB of values cannot be kept: the judge then sees no fields,
+        // as for an event without rules (a plan that large does not fit in memory anyway).
+        let Ok(start) = u32::try_from(self.bytes.len()) else {
+            return;
+        };
+        self.at.push((place, start));
+        for path in paths {
+            let Some(value) = path.lookup(payload) else {
+                self.bytes.push(held::ABSENT);
+                continue;
+            };
+            let known = value.as_str().and_then(|text| {
+                event_texts(event)
+                    .into_iter()
+                    .find(|(_, known)| *known == text)
+            });
+            match (known, value) {
+                (Some((tag, _)), _) => self.bytes.push(tag),
+                (None, Value::String(text)) => self.literal(held::STRING, text),
+                (None, other) => self.literal(held::JSON, &other.to_string()),
+            }
+        }
+    }
+
+    fn literal(&mut self, tag: u8, text: &str) {
+        self.bytes.push(tag);
+        self.bytes
+            .extend_from_slice(&(text.len() as u32).to_le_bytes());
+        self.bytes.extend_from_slice(text.as_bytes());
+    }
+
+    /// Adds `other`'s entries, its places moved on by `offset` (a sharded plan is
+    /// made in parts, each part's places after the previous part's).
+    pub(crate) fn append(&mut self, other: StableFields, offset: u32) {
+        let base = self.bytes.len() as u32;
+        self.at.extend(
+            other
+                .at
+                .into_iter()
+                .map(|(place, start)| (place + offset, start + base)),
+        );
+        self.bytes.extend(other.bytes);
+    }
+
+    /// Frees the room grown for entries not made.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.at.shrink_to_fit();
+        self.bytes.shrink_to_fit();
+    }
+
+    /// The fields kept for the event at `place` (`event`), as a payload holding only
+    /// them; `None` when none are kept.
+    fn payload(
+        &self,
+        place: usize,
+        event: &PlannedEvent,
+        contracts: &ContractSet,
+    ) -> Option<Value> {
+        let place = u32::try_from(place).ok()?;
+        let at = self.at.binary_search_by_key(&place, |(p, _)| *p).ok()?;
+        let mut bytes = self.bytes.get(self.at[at].1 as usize..)?;
+        let contract = contracts.get(&event.contract)?;
+        let mut payload = Value::Object(serde_json::Map::new());
+        for path in stable_paths(contract) {
+            let (&tag, rest) = bytes.split_first()?;
+            bytes = rest;
+            let value = match tag {
+                held::ABSENT => continue,
+                held::STRING | held::JSON => {
+                    let (len, rest) = bytes.split_first_chunk::<4>()?;
+                    let (text, rest) = rest.split_at_checked(u32::from_le_bytes(*len) as usize)?;
+                    bytes = rest;
+                    let text = std::str::from_utf8(text).ok()?;
+                    if tag == held::STRING {
+                        Value::String(text.to_owned())
+                    } else {
+                        serde_json::from_str(text).ok()?
+                    }
+                }
+                tag => {
+                    let (_, text) = event_texts(event).into_iter().find(|(t, _)| *t == tag)?;
+                    Value::String(text.to_owned())
+                }
+            };
+            put(&mut payload, path, value);
+        }
+        Some(payload)
+    }
+}
+
+/// Puts `value` at `path` in `root`, making the objects on the way.
+pub(crate) fn put(root: &mut Value, path: &FieldPath, value: Value) {
+    let segments: Vec<&str> = path.segments().collect();
+    let Some((leaf, parents)) = segments.split_last() else {
+        return;
+    };
+    let mut node = root;
+    for segment in parents {
+        let Value::Object(map) = node else {
+            return;
+        };
+        node = map
+            .entry(*segment)
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    }
+    if let Value::Object(map) = node {
+        map.insert((*leaf).to_owned(), value);
+    }
 }
 
 /// plan.json: a [`Plan`] as it serialises, with its events written by `events`, which
@@ -330,8 +516,9 @@ impl PartialEq<String> for Text {
 }
 
 /// One shared copy of each text many plan entries repeat (contract, outcome and
-/// perturbation names, expected sequences): a 100,000-candidate plan names a dozen
-/// contracts 200,000 times.
+/// perturbation names, times, expected sequences): a 100,000-candidate plan names a
+/// dozen contracts 200,000 times, and its events' whole-second times fall within a
+/// few hours.
 #[derive(Debug, Default)]
 pub(crate) struct Strings {
     texts: HashSet<Text>,
@@ -390,18 +577,16 @@ impl Plan {
     }
 
     /// The payload of the event at `place` as far as the plan holds it: whole, or only
-    /// the fields of its contract's stability rules when the plan leaves it out.
-    pub fn payload_of(&self, place: usize) -> Cow<'_, Value> {
+    /// the fields of its contract's stability rules (in `contracts`) when the plan
+    /// leaves it out.
+    pub fn payload_of(&self, place: usize, contracts: &ContractSet) -> Cow<'_, Value> {
         let Some(event) = self.events.get(place) else {
             return Cow::Owned(Value::Null);
         };
         if !event.payload.is_null() {
             return Cow::Borrowed(&event.payload);
         }
-        let held = u32::try_from(place)
-            .ok()
-            .and_then(|place| self.stable_fields.get(&place))
-            .and_then(|text| serde_json::from_str(text).ok());
+        let held = self.stable_fields.payload(place, event, contracts);
         held.map_or(Cow::Borrowed(&event.payload), Cow::Owned)
     }
 

@@ -24,8 +24,8 @@ use crate::sandbox::{Sandbox, in_canary_scope};
 /// the [`Generator`] only when the driver sends the group, and dropped once sent.
 #[derive(Debug, Clone)]
 pub struct Group {
-    /// The candidate copy's id.
-    pub candidate: String,
+    /// The candidate copy's id (the same allocation as its plan entry's).
+    pub candidate: Text,
     /// Its scenario.
     scenario: Scenario,
     /// The position of the sandbox candidate it copies.
@@ -219,7 +219,7 @@ impl<'g> Prepared<'g> {
                 time_scale: 1.0,
                 skipped: Vec::new(),
                 policy: None,
-                stable_fields: HashMap::new(),
+                stable_fields: Default::default(),
             },
             batches: Vec::new(),
             generator,
@@ -237,8 +237,7 @@ impl<'g> Prepared<'g> {
         }
         self.plan.candidates.extend(next.plan.candidates);
         self.plan.events.extend(next.plan.events);
-        let fields = next.plan.stable_fields.into_iter();
-        (self.plan.stable_fields).extend(fields.map(|(place, text)| (place + offset, text)));
+        (self.plan.stable_fields).append(next.plan.stable_fields, offset);
         self.plan.skipped.extend(next.plan.skipped);
     }
 
@@ -330,26 +329,6 @@ impl serde::Serialize for EventsWithPayloads<'_> {
             at += planned.len();
         }
         seq.end()
-    }
-}
-
-/// Puts `value` at `path` in `root`, making the objects on the way.
-fn put(root: &mut serde_json::Value, path: &FieldPath, value: serde_json::Value) {
-    let segments: Vec<&str> = path.segments().collect();
-    let Some((leaf, parents)) = segments.split_last() else {
-        return;
-    };
-    let mut node = root;
-    for segment in parents {
-        let serde_json::Value::Object(map) = node else {
-            return;
-        };
-        node = map
-            .entry(*segment)
-            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
-    }
-    if let serde_json::Value::Object(map) = node {
-        map.insert((*leaf).to_owned(), value);
     }
 }
 
@@ -626,7 +605,7 @@ impl<'a> Generator<'a> {
     /// The candidate copy a group sends for.
     fn copy(&self, group: &Group) -> SandboxCandidate {
         let mut copy = self.sandbox.candidates[group.source as usize].clone();
-        copy.id = CandidateId(group.candidate.clone());
+        copy.id = CandidateId(group.candidate.to_string());
         copy
     }
 
@@ -705,7 +684,7 @@ impl<'a> Generator<'a> {
                     event.contract.as_str(),
                     &event.payload,
                 );
-                delivery.candidate = Some(group.candidate.clone());
+                delivery.candidate = Some(group.candidate.to_string());
                 delivery.correlation_id = Some(event.correlation_id);
                 delivery.event_id = event.event_id;
                 delivery.idempotency_key = event.idempotency_key;
@@ -716,23 +695,6 @@ impl<'a> Generator<'a> {
             deliveries.reverse();
         }
         deliveries
-    }
-
-    /// The fields of `event`'s payload that its contract's stability rules read, as
-    /// compact JSON; `None` when its contract has no such rule.
-    fn stable_fields(&self, event: &crate::sandbox::synth::SynthesizedEvent) -> Option<Box<str>> {
-        let contract = self.manifest.contracts.get(event.contract.as_str())?;
-        let mut held = serde_json::Value::Object(serde_json::Map::new());
-        let mut any = false;
-        for (_, rule) in contract.stability_rules() {
-            any = true;
-            for path in rule.tuple.iter().chain([&rule.key]) {
-                if let Some(value) = path.lookup(&event.payload) {
-                    put(&mut held, path, value.clone());
-                }
-            }
-        }
-        any.then(|| held.to_string().into_boxed_str())
     }
 
     /// Whether a payload keeps its own contract: the harness's self-check, made when
@@ -783,7 +745,7 @@ pub fn prepare<'g>(
                 scenario: Scenario|
      -> Result<Group, PrepareError> {
         Ok(Group {
-            candidate: mint.borrow_mut().mint(&candidate.id.0, tag)?,
+            candidate: mint.borrow_mut().mint(&candidate.id.0, tag)?.into(),
             scenario,
             source,
             traffic,
@@ -947,7 +909,7 @@ pub fn prepare<'g>(
             group.first_event = prepared.plan.events.len() as u32;
             group.events = events.len() as u32;
             // The candidate's id and correlation id, shared by its events.
-            let candidate: Text = member.id.0.as_str().into();
+            let candidate = group.candidate.clone();
             let correlation_id: Text = events
                 .first()
                 .map(|e| e.event.correlation_id.as_str())
@@ -992,16 +954,13 @@ pub fn prepare<'g>(
                 } = generated;
                 // Only a payload that fails the self-check is held, for the judge to
                 // report; plan.json gets every payload again when it is written.
-                let payload = if drifted || generator.keeps_contract(&event.payload, &now) {
-                    let place = prepared.plan.events.len() as u32;
-                    if let Some(fields) = generator.stable_fields(&event) {
-                        prepared.plan.stable_fields.insert(place, fields);
-                    }
-                    serde_json::Value::Null
+                let left_out = drifted || generator.keeps_contract(&event.payload, &now);
+                let (payload, sent) = if left_out {
+                    (serde_json::Value::Null, event.payload)
                 } else {
-                    event.payload
+                    (event.payload, serde_json::Value::Null)
                 };
-                prepared.plan.events.push(PlannedEvent {
+                let planned = PlannedEvent {
                     scenario,
                     candidate: candidate.clone(),
                     contract: strings.get(event.contract.as_str()),
@@ -1012,7 +971,9 @@ pub fn prepare<'g>(
                     } else {
                         event.correlation_id.into()
                     },
-                    occurred_at: crate::observe::format_time(event.occurred_at).into(),
+                    // Whole seconds within a few hours: a large plan's events share a
+                    // few thousand times, so each is one shared text.
+                    occurred_at: strings.get(&crate::observe::format_time(event.occurred_at)),
                     sequence_index: index,
                     outcome: member
                         .expected_sequence
@@ -1031,7 +992,14 @@ pub fn prepare<'g>(
                         && !drifted
                         && (!superseded || scenario == Scenario::Clean),
                     payload,
-                });
+                };
+                if left_out {
+                    // What idempotency.key_stable reads of the payload left out.
+                    let place = prepared.plan.events.len() as u32;
+                    let contracts = &generator.manifest.contracts;
+                    (prepared.plan.stable_fields).insert(place, &planned, &sent, contracts);
+                }
+                prepared.plan.events.push(planned);
             }
             if group.traffic == Traffic::Later {
                 batch.later.items.push(group);
@@ -1128,7 +1096,7 @@ mod tests {
             // every stability rule (idempotency.key_stable judges the vendor's copies).
             for (place, event) in written.events.iter().enumerate() {
                 let contract = manifest.contracts.get(&event.contract).expect("a contract");
-                let held = prepared.plan.payload_of(place);
+                let held = prepared.plan.payload_of(place, &manifest.contracts);
                 for (_, rule) in contract.stability_rules() {
                     proptest::prop_assert_eq!(rule.fingerprint(&held), rule.fingerprint(&event.payload));
                     proptest::prop_assert_eq!(rule.describe_tuple(&held), rule.describe_tuple(&event.payload));
