@@ -28,9 +28,10 @@ use super::{IDLE_POLL, Shared};
 use crate::contract::assertion::parse_rfc3339;
 use crate::manifest::model::RolloutMode;
 
-/// Candidates processed at once. The protocol's kill-switch budgets count on it:
-/// at most 8 calls are in flight when an outage starts or the switch trips
-/// (docs/integration-protocol.md §6).
+/// Jobs attempted at once (each with one ATS call in flight at most). The protocol's
+/// kill-switch budgets count on it: at most 8 calls are in flight when an outage
+/// starts or the switch trips (docs/integration-protocol.md §6). A job done at the
+/// ATS leaves this count before its outcome is committed.
 const IN_FLIGHT: usize = 8;
 /// Candidates' heads read from the queue at once. The worker reads again only when
 /// it has started every head it read, so one queue walk serves several events
