@@ -573,11 +573,6 @@ async fn wait_drained(
     loop {
         driver.sample_calls();
         let now = tokio::time::Instant::now();
-        let requests = ats.requests();
-        if requests != last_requests {
-            last_requests = requests;
-            quiet_since = now;
-        }
         if now >= next_look {
             if waiting.look(ats) {
                 progress_at = now;
@@ -586,6 +581,14 @@ async fn wait_drained(
             // for each chunk's lock: keep looking to a twentieth of the time, so the
             // drain does not slow down what it waits for.
             next_look = now + now.elapsed() * 19;
+        }
+        // Read after the look: a request counts before it applies its event, so the
+        // last event seen applied restarts the quiet wait, and the records its request
+        // still has to write are in the log before the scenario ends.
+        let requests = ats.requests();
+        if requests != last_requests {
+            last_requests = requests;
+            quiet_since = now;
         }
         let landed = expected.len() - waiting.len();
         if landed == expected.len() && now.duration_since(quiet_since) >= QUIET {
