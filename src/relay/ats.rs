@@ -13,9 +13,6 @@ use axum::body::Bytes;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName};
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 /// How long one call may take, answer's body included (reqwest's total timeout before).
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -23,7 +20,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The ATS's base URL, token and pooled connections.
 #[derive(Clone)]
 pub(super) struct Ats {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: crate::http::PooledClient,
     /// The base URL as a URL parser writes it, without a trailing `/`.
     base: String,
     /// `Bearer <token>`, marked sensitive; `None` when the token cannot be a header
@@ -58,9 +55,6 @@ impl Answer {
 impl Ats {
     /// A client for the ATS at `base_url`, authenticating with `token`.
     pub fn new(base_url: &str, token: &str) -> Self {
-        let mut connector = HttpConnector::new();
-        // As reqwest did: small requests go out at once, not after Nagle's delay.
-        connector.set_nodelay(true);
         let base = url::Url::parse(base_url).map_or_else(
             |_| base_url.to_owned(),
             |url| url.as_str().trim_end_matches('/').to_owned(),
@@ -72,7 +66,8 @@ impl Ats {
                 value
             });
         Ats {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            // The harness's sender's client: set up as reqwest's default one was.
+            client: crate::http::pooled_client(),
             base,
             auth,
         }
