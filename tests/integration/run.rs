@@ -160,11 +160,12 @@ fn an_integration_that_never_answers_healthz_is_a_start_failure() {
 }
 
 /// A loopback address that was free a moment ago.
-fn free_addr() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .to_string()
+/// `N` distinct free loopback addresses: every port is held until all are picked, so
+/// two of them cannot be the same port freed and handed out again.
+fn free_addrs<const N: usize>() -> [String; N] {
+    let held: [std::net::TcpListener; N] =
+        std::array::from_fn(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free port"));
+    held.map(|l| l.local_addr().expect("bound address").to_string())
 }
 
 /// The flags that fix what an integration reached with `--sut-url` was configured with.
@@ -190,15 +191,16 @@ fn fixed_world(ats: &str, vendor: &str, notify: &str) -> Vec<String> {
 
 #[test]
 fn an_unreachable_sut_url_is_a_start_failure() {
+    let [sut, ats, vendor, notify] = free_addrs();
     let mut args = vec![
         "run".to_owned(),
         "manifests/release-gate.yaml".to_owned(),
         "--sut-url".to_owned(),
-        format!("http://{}", free_addr()),
+        format!("http://{sut}"),
         "--ready-timeout".to_owned(),
         "1".to_owned(),
     ];
-    args.extend(fixed_world(&free_addr(), &free_addr(), &free_addr()));
+    args.extend(fixed_world(&ats, &vendor, &notify));
     let run = Stagegate::new(args).run().expect_code(3);
     assert!(run.stderr.contains("/healthz"), "{}", run.stderr);
     assert!(
@@ -243,7 +245,8 @@ fn a_sut_url_with_a_policy_needs_the_ats_webhook_secret_too() {
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
-    args.extend(fixed_world(&free_addr(), &free_addr(), &free_addr()));
+    let [ats, vendor, notify] = free_addrs();
+    args.extend(fixed_world(&ats, &vendor, &notify));
     let run = Stagegate::new(args).run().expect_code(2);
     assert!(
         run.stderr.contains("give --ats-webhook-secret"),
@@ -254,7 +257,7 @@ fn a_sut_url_with_a_policy_needs_the_ats_webhook_secret_too() {
 
 #[test]
 fn an_integration_already_running_is_judged_through_sut_url() {
-    let (listen, ats, vendor, notify) = (free_addr(), free_addr(), free_addr(), free_addr());
+    let [listen, ats, vendor, notify] = free_addrs();
     let state = tempfile::tempdir().expect("state dir");
     let manifest = repo_root().join("manifests/release-gate.yaml");
     let mut relay = std::process::Command::new(env!("CARGO_BIN_EXE_stagegate"))
