@@ -579,6 +579,10 @@ fn gate(
         &|total| bar.set_length(total),
         &|done| bar.inc(done),
     ));
+    // The run's servers and tasks are done. Their threads' memory goes back to the
+    // allocator's shared pool when they exit, where the judge reuses it; idle, they
+    // would keep it while the judge takes more (a large run's peak was there).
+    runtime.shutdown_background();
     bar.finish_and_clear();
     let output = match output {
         Ok(output) => output,

@@ -425,7 +425,7 @@ mod tests {
         ];
         for (mutate, part, needle, why) in rows {
             let mut clean = clean();
-            let mut body = clean.events[1].payload.clone();
+            let mut body = serde_json::Value::clone(&clean.events[1].payload);
             mutate(&mut body);
             clean.log.record_mut(clean.applied[1]).detail["body"] = body;
             let run = (&manifest, &clean.plan, clean.log.records());
@@ -530,11 +530,11 @@ mod tests {
         let manifest = manifest();
         let mut clean = clean();
         clean.plan.events[1].perturbation = DRIFTED.into();
-        let mut drifted = clean.events[1].payload.clone();
+        let mut drifted = serde_json::Value::clone(&clean.events[1].payload);
         drifted["verification"]
             .as_object_mut()
             .map(|v| v.remove("risk_tier"));
-        clean.plan.events[1].payload = drifted.clone();
+        clean.plan.events[1].payload = drifted.clone().into();
         let seq = clean.applied[1];
         clean.log.record_mut(seq).kind = "ats.event_rejected".into();
         clean.log.record_mut(seq).detail["body"] = drifted;

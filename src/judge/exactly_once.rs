@@ -246,7 +246,7 @@ mod tests {
     fn an_event_applied_under_minted_keys_is_a_finding() {
         let manifest = manifest();
         let mut clean = clean();
-        let mut body = clean.events[0].payload.clone();
+        let mut body = serde_json::Value::clone(&clean.events[0].payload);
         body["idempotency_key"] = json!("minted_2");
         clean.log.applied(CANDIDATE, &body);
         let run = (&manifest, &clean.plan, clean.log.records());

@@ -293,7 +293,7 @@ mod tests {
     fn a_rewritten_key_is_caught_against_the_vendors_copy() {
         let manifest = manifest();
         let mut clean = clean();
-        let mut body = clean.events[1].payload.clone();
+        let mut body = serde_json::Value::clone(&clean.events[1].payload);
         body["idempotency_key"] = json!("relay-7f3a");
         let record = clean.applied[1];
         clean.log.record_mut(record).detail["body"] = body;

@@ -323,13 +323,13 @@ impl PlanBuilder {
             idempotency_key: key.into(),
             correlation_id: planned.correlation_id.clone(),
             occurred_at: format!("2026-05-18T09:{n:02}:00.000000Z").into(),
-            sequence_index: n,
+            sequence_index: n as u32,
             outcome: Some(outcome.into()),
             perturbation: "none".into(),
             forged: false,
             in_scope: planned.in_scope,
             should_land: planned.in_scope,
-            payload,
+            payload: payload.into(),
         };
         self.plan.events.push(event.clone());
         event

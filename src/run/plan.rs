@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::contract::ContractSet;
 use crate::contract::path::FieldPath;
+pub use crate::intern::Text;
 
 /// A scenario of `stagegate run`.
 #[derive(
@@ -153,7 +154,7 @@ pub struct PlannedEvent {
     /// When it occurred (RFC 3339).
     pub occurred_at: Text,
     /// Its position in the candidate's expected sequence.
-    pub sequence_index: usize,
+    pub sequence_index: u32,
     /// The enum value the sequence entry names (`passed`, …), if any.
     pub outcome: Option<Text>,
     /// The perturbation's name (`none`, `exact_duplicate`, `unsigned`, …).
@@ -170,7 +171,48 @@ pub struct PlannedEvent {
     /// synthesized (`null` for the rest), as a large run's payloads are generated
     /// again when they are sent rather than held ([`super::scenarios::Generator`]).
     #[serde(default)]
-    pub payload: Value,
+    pub payload: Payload,
+}
+
+/// A planned event's payload: a JSON value, or nothing (`null`) for the payloads a
+/// run's plan leaves out; read as a [`Value`]. One word wide rather than a `Value`'s
+/// four, as a large plan's events mostly hold none.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Payload(Option<Box<Value>>);
+
+/// What an absent payload reads as.
+static NULL: Value = Value::Null;
+
+impl std::ops::Deref for Payload {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        self.0.as_deref().unwrap_or(&NULL)
+    }
+}
+
+impl std::ops::DerefMut for Payload {
+    fn deref_mut(&mut self) -> &mut Value {
+        self.0.get_or_insert_with(|| Box::new(Value::Null))
+    }
+}
+
+impl From<Value> for Payload {
+    fn from(value: Value) -> Self {
+        Payload((!value.is_null()).then(|| Box::new(value)))
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Value::deserialize(deserializer).map(Payload::from)
+    }
 }
 
 /// A sandbox candidate as the checks need it: ids, scope and what must not be logged.
@@ -435,86 +477,6 @@ impl<'p, E: Serialize> PlanFile<'p, E> {
     }
 }
 
-/// A text of the plan: shared (`Arc<str>`), immutable, read as a `&str`; it
-/// serialises as the string it holds, so plan.json is unchanged.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Text(Arc<str>);
-
-impl Text {
-    /// The text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether the text is empty.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl std::ops::Deref for Text {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::borrow::Borrow<str> for Text {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl AsRef<str> for Text {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Text {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<&str> for Text {
-    fn from(text: &str) -> Self {
-        Text(Arc::from(text))
-    }
-}
-
-impl From<String> for Text {
-    fn from(text: String) -> Self {
-        Text(Arc::from(text))
-    }
-}
-
-impl From<Text> for String {
-    fn from(text: Text) -> Self {
-        text.0.to_string()
-    }
-}
-
-impl PartialEq<str> for Text {
-    fn eq(&self, other: &str) -> bool {
-        &*self.0 == other
-    }
-}
-
-impl PartialEq<&str> for Text {
-    fn eq(&self, other: &&str) -> bool {
-        &*self.0 == *other
-    }
-}
-
-impl PartialEq<String> for Text {
-    fn eq(&self, other: &String) -> bool {
-        *self.0 == **other
-    }
-}
-
 /// One shared copy of each text many plan entries repeat (contract, outcome and
 /// perturbation names, times, expected sequences): a 100,000-candidate plan names a
 /// dozen contracts 200,000 times, and its events' whole-second times fall within a
@@ -584,10 +546,10 @@ impl Plan {
             return Cow::Owned(Value::Null);
         };
         if !event.payload.is_null() {
-            return Cow::Borrowed(&event.payload);
+            return Cow::Borrowed(&*event.payload);
         }
         let held = self.stable_fields.payload(place, event, contracts);
-        held.map_or(Cow::Borrowed(&event.payload), Cow::Owned)
+        held.map_or(Cow::Borrowed(&*event.payload), Cow::Owned)
     }
 
     /// The candidate with this id.
@@ -599,6 +561,40 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a large plan's memory counts on: a text and a payload are a word each, an
+    /// absent one too, so a planned event is a tenth of a kilobyte.
+    #[test]
+    fn a_planned_event_is_compact() {
+        assert_eq!(size_of::<Text>(), size_of::<usize>());
+        assert_eq!(size_of::<Option<Text>>(), size_of::<usize>());
+        assert_eq!(size_of::<Payload>(), size_of::<usize>());
+        assert!(
+            size_of::<PlannedEvent>() <= 80,
+            "{}",
+            size_of::<PlannedEvent>()
+        );
+    }
+
+    #[test]
+    fn a_payload_reads_and_writes_as_its_value() {
+        let absent = Payload::from(Value::Null);
+        assert_eq!(absent, Payload::default());
+        assert!(absent.is_null());
+        assert_eq!(serde_json::to_string(&absent).expect("serialises"), "null");
+        let held = Payload::from(serde_json::json!({"a": [1]}));
+        assert_eq!(held["a"][0], 1);
+        let text = serde_json::to_string(&held).expect("serialises");
+        assert_eq!(text, r#"{"a":[1]}"#);
+        assert_eq!(serde_json::from_str::<Payload>(&text).expect("reads"), held);
+        assert_eq!(
+            serde_json::from_str::<Payload>("null").expect("reads"),
+            absent
+        );
+        let mut written = Payload::default();
+        written["b"] = serde_json::json!(2);
+        assert_eq!(*written, serde_json::json!({"b": 2}));
+    }
 
     #[test]
     fn the_plan_file_serialises_as_the_plan_does() {
@@ -616,7 +612,7 @@ mod tests {
             forged: false,
             in_scope: true,
             should_land: true,
-            payload: serde_json::json!({"type": "identity.verification.completed"}),
+            payload: serde_json::json!({"type": "identity.verification.completed"}).into(),
         };
         let mut plan = Plan {
             seed: 7,

@@ -219,7 +219,7 @@ fn event(
         forged,
         in_scope: true,
         should_land,
-        payload: json!({"verification": {"result": "passed", "risk_tier": "high"}}),
+        payload: json!({"verification": {"result": "passed", "risk_tier": "high"}}).into(),
     }
 }
 
