@@ -101,7 +101,8 @@ fn candidate(id: &str, name: &str) -> SandboxCandidate {
             id: "REQ-1".into(),
             tags: vec!["canary-il".into()],
             location: "US".into(),
-        },
+        }
+        .into(),
         expected_sequence: Vec::new().into(),
         role: Role::Seeded,
     }

@@ -183,9 +183,22 @@ impl Field {
 /// A text a fold keeps per event, in four bytes: which field of which planned event
 /// holds the same text (nearly always), or which of the fold's own copies it is
 /// ([`Keeper`]) when the plan has no such event or says otherwise. A 100,000-candidate
-/// run keeps hundreds of thousands of them.
+/// run keeps hundreds of thousands of them. Held inverted, so that no value is zero
+/// and an `Option<Kept>` is four bytes too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct Kept(u32);
+pub(crate) struct Kept(std::num::NonZeroU32);
+
+impl Kept {
+    /// The kept value `value` (never `u32::MAX`: own copies stop one short of it).
+    fn new(value: u32) -> Self {
+        Kept(std::num::NonZeroU32::new(!value).unwrap_or(std::num::NonZeroU32::MIN))
+    }
+
+    /// The value [`Kept::new`] was given.
+    fn value(self) -> u32 {
+        !self.0.get()
+    }
+}
 
 /// Set on a [`Kept`] that is one of the fold's own copies.
 const OWN: u32 = 1 << 31;
@@ -244,13 +257,13 @@ impl Keeper {
             .and_then(|id| plan.event_index(id))
             .filter(|&i| i <= PLACE && field.of(&plan.plan.events[i as usize]) == text);
         match planned {
-            Some(i) => Kept(((field as u32) << FIELD_SHIFT) | i),
+            Some(i) => Kept::new(((field as u32) << FIELD_SHIFT) | i),
             None => {
-                // Past 2^31 own copies (never, in memory that holds them) the newest
-                // is shared rather than numbered into the plan's range.
-                let n = (self.own.len() as u32).min(OWN - 1);
+                // Past 2^31 - 1 own copies (never, in memory that holds them) the
+                // newest is shared rather than numbered into the plan's range.
+                let n = (self.own.len() as u32).min(OWN - 2);
                 self.own.push(text.into());
-                Kept(OWN | n)
+                Kept::new(OWN | n)
             }
         }
     }
@@ -261,12 +274,13 @@ impl Keeper {
     }
 
     fn text_of<'t>(&'t self, plan: &PlanIndex<'t>, kept: Kept) -> &'t str {
-        if kept.0 & OWN != 0 {
-            let n = (kept.0 & !OWN) as usize;
+        let kept = kept.value();
+        if kept & OWN != 0 {
+            let n = (kept & !OWN) as usize;
             return self.own.get(n).or(self.own.last()).map_or("?", |t| t);
         }
-        let field = Field::ALL[(kept.0 >> FIELD_SHIFT) as usize];
-        field.of(&plan.plan.events[(kept.0 & PLACE) as usize])
+        let field = Field::ALL[(kept >> FIELD_SHIFT) as usize];
+        field.of(&plan.plan.events[(kept & PLACE) as usize])
     }
 }
 
@@ -812,6 +826,14 @@ mod tests {
     use crate::judge::test_support::{CANDIDATE, clean, manifest};
     use crate::judge::{Status, judge, judge_log};
     use crate::observe::{Entry, ObservationLog};
+
+    #[test]
+    fn a_kept_text_is_four_bytes_present_or_not_and_keeps_its_value() {
+        assert_eq!(size_of::<Option<Kept>>(), 4);
+        for value in [0, 1, PLACE, OWN, OWN | (OWN - 2), (3 << FIELD_SHIFT) | 7] {
+            assert_eq!(Kept::new(value).value(), value);
+        }
+    }
 
     /// Writes hand-made records to a real, hash-chained log file.
     fn written(records: &[Record], path: &Path) {

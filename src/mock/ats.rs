@@ -131,8 +131,9 @@ impl Serialize for Applied {
 
 /// One candidate's record and history.
 ///
-/// Sized for a load test's 100,000 candidates: the requisition and the stage are
-/// shared with every candidate that has the same, and only the personal data the
+/// Sized for a load test's 100,000 candidates: the requisition is the sandbox
+/// candidate's own (shared, not copied), the stage is shared with every candidate
+/// that has the same, and only the personal data the
 /// record shows (name, e-mail) is kept.
 #[derive(Debug, Clone)]
 pub struct CandidateState {
@@ -162,7 +163,7 @@ impl CandidateState {
             id: Arc::from(candidate.id.0.as_str()),
             name: candidate.person.name.as_str().into(),
             email: candidate.person.email.as_str().into(),
-            requisition: shared.requisition(&candidate.requisition),
+            requisition: Arc::clone(&candidate.requisition),
             stage: shared.stage(INITIAL_STAGE),
             revision: 1,
             applied: Applied::default(),
@@ -344,11 +345,10 @@ pub struct StageView {
 /// The most candidates one `GET /v1/candidates` page lists.
 pub const LIST_LIMIT: usize = 500;
 
-/// What many candidates' records share, one copy each: requisitions, stage names and
-/// the `occurred_at` texts of applied events.
+/// What many candidates' records share, one copy each: stage names, the
+/// `occurred_at` texts of applied events, and the ids and keys the harness expects.
 #[derive(Debug, Default)]
 struct Shared {
-    requisitions: HashSet<Arc<Requisition>>,
     stages: HashSet<Arc<str>>,
     /// A load test's events occur within a few hours, whole seconds apart: 200,000
     /// applied events carry a few thousand distinct times.
@@ -360,11 +360,6 @@ struct Shared {
 }
 
 impl Shared {
-    /// The shared copy of `requisition`.
-    fn requisition(&mut self, requisition: &Requisition) -> Arc<Requisition> {
-        crate::intern::shared(&mut self.requisitions, requisition, |r| Arc::new(r.clone()))
-    }
-
     /// The shared copy of the stage name `stage`.
     fn stage(&mut self, stage: &str) -> Arc<str> {
         crate::intern::shared(&mut self.stages, stage, |s| Arc::from(s))

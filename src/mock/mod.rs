@@ -454,11 +454,11 @@ pub(crate) mod test_support {
                 email: "zoe.gursoy@example.test".into(),
                 phone: "+1 555 0100".into(),
             },
-            requisition: Requisition {
+            requisition: std::sync::Arc::new(Requisition {
                 id: "REQ-1".into(),
                 tags: vec!["canary-il".into()],
                 location: "US".into(),
-            },
+            }),
             expected_sequence: Vec::new().into(),
             role: Role::Seeded,
         }

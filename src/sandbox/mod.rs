@@ -156,7 +156,7 @@ pub fn build(manifest: &Manifest, seed: u64) -> Result<Sandbox, SandboxError> {
             // A profile the sandbox does not know still needs a tier; medium claims least.
             risk_tier: profile.map_or(RiskTier::Medium, |p| p.risk_tier),
             person: people.person(people::Stream::Seeded, index),
-            requisition,
+            requisition: Arc::new(requisition),
             expected_sequence,
             role: Role::Seeded,
         });
@@ -209,7 +209,7 @@ fn seeded(row: DatasetCandidate, expected_sequence: Arc<[ExpectedEvent]>) -> San
             email: row.email,
             phone: row.phone,
         },
-        requisition: row.requisition,
+        requisition: Arc::new(row.requisition),
         expected_sequence,
         role: Role::Seeded,
     }
@@ -293,7 +293,7 @@ fn controls(
             profile: profile.clone(),
             risk_tier,
             person: people.person(people::Stream::Control, index),
-            requisition,
+            requisition: Arc::new(requisition),
             expected_sequence: sequence.clone(),
             role,
         });

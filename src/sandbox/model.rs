@@ -76,8 +76,9 @@ pub struct SandboxCandidate {
     pub risk_tier: RiskTier,
     /// Its personal data.
     pub person: Person,
-    /// Its requisition.
-    pub requisition: Requisition,
+    /// Its requisition, shared with its scenario copies and the mock ATS's record of
+    /// each (a dataset's requisitions are nearly all distinct).
+    pub requisition: Arc<Requisition>,
     /// The events expected to reach the ATS, in order (from the manifest or the
     /// profile); shared by every candidate of a profile, as large datasets hold
     /// hundreds of thousands of candidates and a handful of distinct sequences.

@@ -25,7 +25,8 @@ fn candidate() -> SandboxCandidate {
             id: "REQ-1".into(),
             tags: vec!["canary-il".into()],
             location: "ES".into(),
-        },
+        }
+        .into(),
         expected_sequence: Vec::new().into(),
         role: Role::Seeded,
     }

@@ -76,7 +76,8 @@ async fn every_documented_operation_answers_as_documented() {
             id: "REQ-1".into(),
             tags: vec!["canary-il".into()],
             location: "IE".into(),
-        },
+        }
+        .into(),
         expected_sequence: Vec::new().into(),
         role: Role::Seeded,
     };

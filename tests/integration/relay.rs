@@ -33,7 +33,8 @@ pub(crate) fn candidate(id: &str, name: &str, tags: &[&str], location: &str) -> 
             id: format!("REQ-{id}"),
             tags: tags.iter().map(|t| (*t).to_owned()).collect(),
             location: location.into(),
-        },
+        }
+        .into(),
         expected_sequence: Vec::new().into(),
         role: Role::Seeded,
     }

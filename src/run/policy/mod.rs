@@ -510,7 +510,7 @@ pub fn prepare(inputs: &PolicyInputs<'_>) -> Result<PreparedPolicy, PolicyPlanEr
         copy.id = CandidateId(mint.mint(&member.source.id.0, &member.tag)?);
         copy.risk_tier = member.risk;
         // Policy candidates sit inside any canary scope: the flow is about gating, not scope.
-        copy.requisition.tags = inputs
+        Arc::make_mut(&mut copy.requisition).tags = inputs
             .manifest
             .raw
             .release_gate
@@ -525,7 +525,7 @@ pub fn prepare(inputs: &PolicyInputs<'_>) -> Result<PreparedPolicy, PolicyPlanEr
             .exclude_locations
             .contains(&copy.requisition.location)
         {
-            copy.requisition.location = "IE".to_owned();
+            Arc::make_mut(&mut copy.requisition).location = "IE".to_owned();
         }
         let outcomes = outcomes(member.profile, member.reconcile);
         copy.expected_sequence = outcomes
