@@ -574,7 +574,7 @@ async fn wait_drained(
         driver.sample_calls();
         let now = tokio::time::Instant::now();
         if now >= next_look {
-            if waiting.look(ats) {
+            if waiting.look(|chunk| ats.retain_unapplied(chunk)) {
                 progress_at = now;
             }
             // A look at a long backlog takes milliseconds and the ATS's applying waits
@@ -624,13 +624,47 @@ impl<'a> Waiting<'a> {
         self.len
     }
 
-    /// Drops what the ATS applied since; true when something was.
-    fn look(&mut self, ats: &AtsState) -> bool {
+    /// Drops what the ATS applied since, which `unapplied` keeps out of a chunk (one
+    /// look at the ATS, [`AtsState::retain_unapplied`]); true when something was.
+    fn look(&mut self, mut unapplied: impl FnMut(&mut Vec<&'a str>)) -> bool {
         for chunk in &mut self.chunks {
-            ats.retain_unapplied(chunk);
+            unapplied(chunk);
         }
         self.chunks.retain(|chunk| !chunk.is_empty());
         let before = std::mem::replace(&mut self.len, self.chunks.iter().map(Vec::len).sum());
         self.len != before
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_looks_in_chunks_and_forgets_what_landed() {
+        let ids: Vec<String> = (0..10_000).map(|i| format!("evt_{i}")).collect();
+        let expected: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let mut waiting = Waiting::new(&expected);
+        assert_eq!(waiting.len(), 10_000);
+        let mut looks = Vec::new();
+        let mut landed: HashSet<&str> = HashSet::new();
+        // Nothing landed: every chunk is looked at, none bigger than a chunk, no change.
+        assert!(!waiting.look(|chunk| {
+            looks.push(chunk.len());
+            chunk.retain(|id| !landed.contains(id));
+        }));
+        assert_eq!(looks.iter().sum::<usize>(), 10_000);
+        assert!(looks.iter().all(|&n| n <= LOOK_CHUNK), "{looks:?}");
+        // A third landed: they are forgotten, and the look says so.
+        landed.extend(ids.iter().step_by(3).map(String::as_str));
+        assert!(waiting.look(|chunk| chunk.retain(|id| !landed.contains(id))));
+        assert_eq!(waiting.len(), 10_000 - landed.len());
+        // The same again changes nothing.
+        assert!(!waiting.look(|chunk| chunk.retain(|id| !landed.contains(id))));
+        // All landed: the chunks are gone, and a look has nothing left to ask about.
+        landed.extend(ids.iter().map(String::as_str));
+        assert!(waiting.look(|chunk| chunk.retain(|id| !landed.contains(id))));
+        assert_eq!(waiting.len(), 0);
+        assert!(!waiting.look(|_| panic!("no chunk is left to look at")));
     }
 }
