@@ -43,6 +43,11 @@ impl Text {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Whether `self` and `other` are one shared copy, not merely equal.
+    pub fn is_same(&self, other: &Text) -> bool {
+        arcstr::ArcStr::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl std::ops::Deref for Text {

@@ -1490,6 +1490,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_applied_event_holds_the_expected_ids_not_copies() {
+        let (state, router) = ats();
+        let (id, key) = (Text::from("evt_1"), Text::from("idk_1"));
+        state.expect_texts([id.clone(), key.clone()]);
+        let event = good_event("CAND_canary_001");
+        let with_key = request(
+            "POST",
+            "/v1/candidates/CAND_canary_001/events",
+            Some(Value::Null),
+        )
+        .header("idempotency-key", "idk_1")
+        .body(Body::from(event.to_string()))
+        .expect("valid request");
+        let (status, _, _) = send(&router, with_key).await;
+        assert!(status.is_success(), "{status}");
+        let record = state.candidate("CAND_canary_001").expect("seeded");
+        let applied = &record.applied["identity.verification.completed"];
+        let held = |t: &Option<Text>| t.clone().expect("kept");
+        assert!(
+            held(&applied.event_id).is_same(&id),
+            "the expected id itself"
+        );
+        assert!(held(&applied.idempotency_key).is_same(&key));
+        assert!(held(&record.activity[0].idempotency_header).is_same(&key));
+        // An id nobody announced is kept as a copy of its own, equal to what was sent.
+        let mut other = good_event("CAND_canary_001");
+        other["event_id"] = json!("evt_2");
+        other["idempotency_key"] = json!("idk_2");
+        let (status, _, _) = send(
+            &router,
+            post("/v1/candidates/CAND_canary_001/events", &other),
+        )
+        .await;
+        assert!(status.is_success(), "{status}");
+        let record = state.candidate("CAND_canary_001").expect("seeded");
+        let applied = &record.applied["identity.verification.completed"];
+        assert_eq!(held(&applied.event_id), "evt_2");
+        assert!(!held(&applied.event_id).is_same(&id));
+        assert_eq!(state.times_applied("evt_1"), 1);
+        assert_eq!(state.times_applied("evt_2"), 1);
+    }
+
+    #[tokio::test]
     async fn faults_answer_before_the_handler() {
         use super::super::faults::{FaultKind, FaultWindow};
         let (state, router) = ats();
