@@ -640,6 +640,11 @@ impl<'a> Waiting<'a> {
 mod tests {
     use super::*;
 
+    /// A look at an ATS that has applied `landed`.
+    fn at_ats<'a>(landed: &HashSet<&str>) -> impl FnMut(&mut Vec<&'a str>) {
+        move |chunk| chunk.retain(|id| !landed.contains(id))
+    }
+
     #[test]
     fn waiting_looks_in_chunks_and_forgets_what_landed() {
         let ids: Vec<String> = (0..10_000).map(|i| format!("evt_{i}")).collect();
@@ -657,13 +662,13 @@ mod tests {
         assert!(looks.iter().all(|&n| n <= LOOK_CHUNK), "{looks:?}");
         // A third landed: they are forgotten, and the look says so.
         landed.extend(ids.iter().step_by(3).map(String::as_str));
-        assert!(waiting.look(|chunk| chunk.retain(|id| !landed.contains(id))));
+        assert!(waiting.look(at_ats(&landed)));
         assert_eq!(waiting.len(), 10_000 - landed.len());
         // The same again changes nothing.
-        assert!(!waiting.look(|chunk| chunk.retain(|id| !landed.contains(id))));
+        assert!(!waiting.look(at_ats(&landed)));
         // All landed: the chunks are gone, and a look has nothing left to ask about.
         landed.extend(ids.iter().map(String::as_str));
-        assert!(waiting.look(|chunk| chunk.retain(|id| !landed.contains(id))));
+        assert!(waiting.look(at_ats(&landed)));
         assert_eq!(waiting.len(), 0);
         assert!(!waiting.look(|_| panic!("no chunk is left to look at")));
     }

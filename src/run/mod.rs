@@ -244,9 +244,10 @@ pub async fn execute(
     // The mocks keep their own state: the scenarios' copies are made for them a chunk
     // at a time and not held for the run.
     prepared.copies(|chunk| mocks.ats.add_candidates(chunk));
-    mocks.ats.expect_texts(
-        (prepared.plan.events.iter()).flat_map(|e| [e.event_id.clone(), e.idempotency_key.clone()]),
-    );
+    let ids = prepared.plan.events.iter();
+    mocks
+        .ats
+        .expect_texts(ids.flat_map(|e| [e.event_id.clone(), e.idempotency_key.clone()]));
     let plan_path = out.join("plan.json");
     write_plan(&plan_path, &prepared).map_err(|source| RunError::Artifacts {
         path: plan_path,
