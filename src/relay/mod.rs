@@ -5,7 +5,8 @@
 //! configured by the `STAGEGATE_*` variables, it verifies Standard Webhooks
 //! signatures, commits each event to a durable SQLite queue before acknowledging
 //! (milliseconds), and a worker writes the queue to the ATS: reading the candidate
-//! first, dropping stale events, skipping candidates outside the canary scope,
+//! first (or recalling what its own last write left, the write guarded by
+//! `If-Match`), dropping stale events, skipping candidates outside the canary scope,
 //! retrying with exponential backoff, one event per candidate at a time so order
 //! holds. Every processed event is one JSON log line with the manifest's
 //! `log_fields_required` and no personal data.
@@ -57,6 +58,9 @@ pub enum RelayError {
     /// The listener could not be bound.
     #[error(transparent)]
     Bind(#[from] crate::http::BindError),
+    /// The worker's thread could not be started.
+    #[error("starting the relay's worker thread: {0}")]
+    Worker(#[source] std::io::Error),
 }
 
 struct Shared {
@@ -66,6 +70,8 @@ struct Shared {
     wake: Notify,
     /// Webhooks' events as the handler parsed them, for the worker.
     parsed: worker::Parsed,
+    /// Candidates' records as the worker's last writes left them.
+    known: worker::Known,
     deliveries: std::sync::atomic::AtomicU64,
     switch: Arc<KillSwitch>,
     /// The hiring-policy side, when `STAGEGATE_POLICY` is set.
@@ -75,18 +81,19 @@ struct Shared {
 /// A running relay: its HTTP server, its worker and its notifier.
 pub struct Relay {
     server: RunningServer,
-    worker: tokio::task::JoinHandle<()>,
+    worker: WorkerThread,
     notifier: tokio::task::JoinHandle<()>,
     shared: Arc<Shared>,
 }
 
-/// The runtime `stagegate relay` runs on: one thread. Every webhook and ATS call is a
-/// short burst between two waits (a socket, the store's writer thread), so a second
-/// worker thread bought hand-offs rather than throughput on a small machine: tasks
-/// woken on one thread and stolen by the other, each a futex wake and a context
-/// switch. One thread: relay CPU per event −17 % in a 10k-candidate run, and more
-/// events landed per second. SQLite work stays off it: the store's writer thread
-/// commits, the policy side's reads use the blocking pool.
+/// The runtime `stagegate relay`'s server runs on, and the worker on a thread of its
+/// own: one thread each. Every webhook and ATS call is a short burst between two
+/// waits (a socket, the store's writer thread), so a multi-threaded runtime bought
+/// hand-offs rather than throughput on a small machine: tasks woken on one thread and
+/// stolen by the other, each a futex wake and a context switch. One thread: relay
+/// CPU per event −17 % in a 10k-candidate run, and more events landed per second.
+/// SQLite work stays off it: the store's writer thread commits, the worker reads the
+/// queue on its own connection, the policy side's reads use the blocking pool.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -143,12 +150,13 @@ impl Relay {
             log,
             wake: Notify::new(),
             parsed: worker::Parsed::default(),
+            known: worker::Known::default(),
             deliveries: Default::default(),
             switch,
             policy,
         });
         let server = RunningServer::start(router(Arc::clone(&shared)), listen).await?;
-        let worker = tokio::spawn(worker::run(Arc::clone(&shared)));
+        let worker = WorkerThread::start(Arc::clone(&shared)).map_err(RelayError::Worker)?;
         Ok(Relay {
             server,
             worker,
@@ -181,10 +189,44 @@ impl Relay {
     /// events stay queued).
     pub async fn shutdown(self) {
         self.server.shutdown().await;
-        self.worker.abort();
-        let _ = self.worker.await;
+        self.worker.stop().await;
         self.notifier.abort();
         let _ = self.notifier.await;
+    }
+}
+
+/// The worker on a thread and runtime of its own. On the server's one thread it took
+/// a turn after every ready webhook handler: with 64 deliveries in flight, its eight
+/// ATS calls waited behind them, and the queue grew while webhooks came in. On its
+/// own thread the kernel shares the CPU between the two by time, not by task count.
+struct WorkerThread {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl WorkerThread {
+    fn start(shared: Arc<Shared>) -> std::io::Result<WorkerThread> {
+        let runtime = runtime()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("relay-worker".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    tokio::select! {
+                        () = worker::run(shared) => {}
+                        _ = stopped => {}
+                    }
+                });
+            })?;
+        Ok(WorkerThread { stop, thread })
+    }
+
+    /// Stops the worker between two steps (its attempts are dropped, their events
+    /// stay queued) and waits for its thread.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
 }
 

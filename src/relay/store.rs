@@ -11,7 +11,8 @@
 //! a lock round of its own, and a blocking-pool hand-off per webhook. Durability is
 //! the same: nothing is acknowledged before its commit. The commit is durable
 //! against a crash of the process (SIGKILL), not a power cut: WAL with
-//! `synchronous = NORMAL`.
+//! `synchronous = NORMAL`. The worker reads the queue on a second, read-only
+//! connection, which WAL lets read the last commit while the writer builds the next.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -19,7 +20,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 /// Why the store failed.
@@ -167,6 +168,11 @@ const MAX_GROUP: usize = 256;
 #[derive(Debug)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// A second connection for the worker's reads of the queue: WAL lets it read the
+    /// last commit while the writer thread holds `conn` for the next group, so a
+    /// queue read never waits for a commit (on the relay's one runtime thread, that
+    /// wait stalled every webhook and ATS call too).
+    reader: Mutex<Connection>,
     /// No row before this seq is queued: rows are closed, never reopened, and new
     /// ones come after, so the queue's walk starts here and the mark only moves on.
     oldest: AtomicI64,
@@ -313,12 +319,6 @@ impl Store {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let conn = Connection::open(path).context("opening the database")?;
-        // One connection, in one process, ever uses the store: an exclusive lock
-        // taken once spares every transaction its shared-memory lock calls (three
-        // `fcntl`s a commit), and the WAL index lives in the heap instead of `-shm`.
-        // A killed relay's lock goes with its process.
-        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
-            .context("locking the database")?;
         // 2 KiB pages (for a new store; an existing one keeps its own): an event's
         // random idempotency-index leaf, the queue indexes and the rows it touches are
         // each a WAL frame per commit, so smaller pages halve the bytes written,
@@ -376,6 +376,14 @@ impl Store {
                 |row| row.get(0),
             )
             .context("finding the queue's oldest event")?;
+        let reader = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .context("opening the database for reading")?;
+        reader
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .context("setting busy timeout")?;
         let conn = Arc::new(Mutex::new(conn));
         let (writes, queue) = mpsc::channel();
         let writer = {
@@ -390,6 +398,7 @@ impl Store {
         };
         Ok(Store {
             conn,
+            reader: Mutex::new(reader),
             oldest: AtomicI64::new(oldest),
             writes: Some(writes),
             writer: Some(writer),
@@ -423,7 +432,7 @@ impl Store {
 
     /// The oldest queued job of each candidate not in `busy`, oldest first, at most `limit`.
     pub fn next_jobs(&self, busy: &[String], limit: usize) -> Result<Vec<Job>, StoreError> {
-        let conn = self.lock();
+        let conn = lock(&self.reader);
         // The table from the oldest queued row on, in seq (rowid) order: the closed rows
         // between the old mark and the first queued one are passed over once, ever.
         let oldest: Option<i64> = conn
@@ -520,8 +529,7 @@ impl Store {
 
     /// How many jobs wait.
     pub fn queued(&self) -> Result<u64, StoreError> {
-        let count: i64 = self
-            .lock()
+        let count: i64 = lock(&self.reader)
             .prepare_cached("SELECT COUNT(*) FROM events WHERE state = 'queued'")
             .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
             .context("counting the queue")?;

@@ -26,6 +26,7 @@ use super::store::{Job, Outcome};
 use super::switch::Admission;
 use super::{IDLE_POLL, Shared};
 use crate::contract::assertion::parse_rfc3339;
+use crate::manifest::Envelope;
 use crate::manifest::model::RolloutMode;
 
 /// Jobs attempted at once (each with one ATS call in flight at most). The protocol's
@@ -155,9 +156,9 @@ pub(super) async fn run(shared: Arc<Shared>) {
         if tasks.len() < IN_FLIGHT && ready.is_empty() {
             // Every head read before is started, so `busy` names their candidates.
             let excluded: Vec<String> = busy.iter().cloned().collect();
-            // Read in place: a walk of the queue's first heads under the store's lock
-            // costs less than handing it to the blocking pool and back (two thread
-            // wake-ups), and waits at most for one group commit.
+            // Read in place: a walk of the queue's first heads on the store's reading
+            // connection costs less than handing it to the blocking pool and back (two
+            // thread wake-ups), and no commit holds that connection.
             ready = shared
                 .store
                 .next_jobs(&excluded, READ_AHEAD)
@@ -387,44 +388,57 @@ async fn attempt(
         return Ok(Done::with(Outcome::Rejected, None));
     }
     let candidate_path = format!("/v1/candidates/{}", job.candidate);
-    let response = call(
-        shared,
-        CallKind::Read,
-        client.send(Method::GET, &candidate_path, &[], None),
-    )
-    .await?;
-    match response.status {
-        StatusCode::OK => {}
-        StatusCode::NOT_FOUND => return Ok(Done::with(Outcome::Rejected, None)),
-        status => return Err(retry_for(status, &response.headers)),
-    }
-    let record: Value = response
-        .bytes()
-        .await
-        .ok()
-        .and_then(|body| serde_json::from_slice(&body).ok())
-        .ok_or(Retry::Failed)?;
+    // What this relay's own last answer from the ATS says of the candidate, or a read.
+    // Taken out of `known` either way: only an attempt that ends with the ATS's state
+    // known exactly puts it back, so a failure, a 409 or a pause reads afresh.
+    let record = match shared.known.take(&job.candidate) {
+        Some(record) => record,
+        None => {
+            let response = call(
+                shared,
+                CallKind::Read,
+                client.send(Method::GET, &candidate_path, &[], None),
+            )
+            .await?;
+            match response.status {
+                StatusCode::OK => {}
+                StatusCode::NOT_FOUND => return Ok(Done::with(Outcome::Rejected, None)),
+                status => return Err(retry_for(status, &response.headers)),
+            }
+            response
+                .bytes()
+                .await
+                .ok()
+                .and_then(|body| serde_json::from_slice::<Value>(&body).ok())
+                .ok_or(Retry::Failed)?
+        }
+    };
     let pii = config
         .has_fault("log_pii")
         .then(|| serde_json::json!({"name": record["name"], "email": record["email"]}));
+    // An attempt that writes nothing leaves the ATS as the record says.
+    let unchanged = |record: Value, outcome: Outcome, pii: Option<Value>| {
+        shared.known.keep(&job.candidate, record);
+        Ok(Done::with(outcome, pii))
+    };
     if !config.has_fault("ignore_canary") && !in_scope(shared, &record) {
-        return Ok(Done::with(Outcome::OutOfScope, pii));
+        return unchanged(record, Outcome::OutOfScope, pii);
     }
     if config.has_fault("drop_events") && job.seq % 3 == 0 {
         // Deliberate defect: a silent drop reported as success.
-        return Ok(Done::with(Outcome::Applied, pii));
+        return unchanged(record, Outcome::Applied, pii);
     }
     let applied = &record["applied"][&job.contract];
     if applied["idempotency_key"].as_str() == Some(job.idempotency_key.as_str()) {
         // Already written: an earlier attempt's answer was lost on the way back.
-        return Ok(Done::with(Outcome::Applied, pii));
+        return unchanged(record, Outcome::Applied, pii);
     }
     if !config.has_fault("no_stale_check") {
         let newer = applied["occurred_at"].as_str().and_then(parse_rfc3339);
         if let (Some(newer), Some(this)) = (newer, parse_rfc3339(&job.occurred_at))
             && newer > this
         {
-            return Ok(Done::with(Outcome::Stale, pii));
+            return unchanged(record, Outcome::Stale, pii);
         }
     }
     // The event goes to the ATS as the vendor sent it, unless a defect rewrites it.
@@ -475,6 +489,12 @@ async fn attempt(
     .await?;
     match response.status {
         StatusCode::CREATED | StatusCode::OK => {
+            let answer = response.bytes().await.ok();
+            if let Some(written) = answer
+                .and_then(|answer| after_write(&config.manifest.envelope, record, &body, &answer))
+            {
+                shared.known.keep(&job.candidate, written);
+            }
             shadow_write(shared, client, &events_path, &body).await;
             Ok(Done::with(Outcome::Applied, pii))
         }
@@ -508,6 +528,61 @@ async fn attempt(
             })
         }
         status => Err(retry_for(status, &response.headers)),
+    }
+}
+
+/// The candidate's record as the ATS holds it after writing `body`: the revision its
+/// answer (`{"revision": N}`) gives and the event as the last applied for its
+/// contract, the rest as read before. `None` when the answer names no revision.
+fn after_write(
+    envelope: &Envelope,
+    mut record: Value,
+    body: &Value,
+    answer: &[u8],
+) -> Option<Value> {
+    let revision = serde_json::from_slice::<Value>(answer).ok()?["revision"].as_u64()?;
+    let contract = body.get("type").and_then(Value::as_str)?;
+    let applied = record.get_mut("applied")?.as_object_mut()?;
+    applied.insert(
+        contract.to_owned(),
+        serde_json::json!({
+            "event_id": envelope.event_id_of(body),
+            "idempotency_key": envelope.idempotency_key_of(body),
+            "occurred_at": envelope.occurred_at_of(body),
+        }),
+    );
+    record["revision"] = Value::from(revision);
+    Some(record)
+}
+
+/// Candidates' records as this relay's own last exchange with the ATS left them, so
+/// a candidate's next event needs no read: its write still carries `If-Match`, and
+/// a 409 (someone else wrote) reads afresh. Bounded by [`KNOWN_HELD`]: past it the
+/// relay forgets them all, which costs a read each, never a wrong write.
+#[derive(Debug, Default)]
+pub(super) struct Known(std::sync::Mutex<std::collections::HashMap<String, Value>>);
+
+/// Candidates' records held at most: a candidate's events arrive close together, so
+/// its next one is a few dozen jobs behind, well within this.
+const KNOWN_HELD: usize = 4096;
+
+impl Known {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Value>> {
+        self.0.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The record held for `candidate`, no longer held.
+    fn take(&self, candidate: &str) -> Option<Value> {
+        self.lock().remove(candidate)
+    }
+
+    /// Holds `record` as what the ATS now has for `candidate`.
+    fn keep(&self, candidate: &str, record: Value) {
+        let mut held = self.lock();
+        if held.len() >= KNOWN_HELD {
+            held.clear();
+        }
+        held.insert(candidate.to_owned(), record);
     }
 }
 
@@ -716,6 +791,69 @@ mod tests {
             attempts: 0,
             rejection: None,
         }
+    }
+
+    #[test]
+    fn a_write_leaves_the_record_with_the_answers_revision_and_the_event_applied() {
+        let read = serde_json::json!({
+            "revision": 4,
+            "requisition": {"tags": ["canary-il"], "location": "US"},
+            "applied": {"other": {"event_id": "e0", "idempotency_key": "k0", "occurred_at": "2026-01-01T00:00:00Z"}},
+        });
+        let body = serde_json::json!({
+            "type": "c", "event_id": "e1", "idempotency_key": "k1",
+            "occurred_at": "2026-01-02T00:00:00Z", "ats_candidate_id": "C",
+        });
+        let written = after_write(
+            &Envelope::default(),
+            read.clone(),
+            &body,
+            br#"{"revision": 5}"#,
+        )
+        .expect("the answer names the revision");
+        assert_eq!(written["revision"], 5);
+        assert_eq!(
+            written["applied"]["c"],
+            serde_json::json!({"event_id": "e1", "idempotency_key": "k1", "occurred_at": "2026-01-02T00:00:00Z"})
+        );
+        assert_eq!(
+            written["applied"]["other"], read["applied"]["other"],
+            "other contracts kept"
+        );
+        assert_eq!(
+            written["requisition"], read["requisition"],
+            "the scope's inputs kept"
+        );
+        for answer in [&b"{}"[..], b"not json", br#"{"revision": "5"}"#] {
+            assert_eq!(
+                after_write(&Envelope::default(), read.clone(), &body, answer),
+                None,
+                "without a revision the relay reads again: {answer:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_known_record_is_taken_once_and_the_held_ones_are_bounded() {
+        let known = Known::default();
+        known.keep("A", serde_json::json!({"revision": 1}));
+        assert_eq!(known.take("A"), Some(serde_json::json!({"revision": 1})));
+        assert_eq!(
+            known.take("A"),
+            None,
+            "taken: a failed attempt leaves nothing behind"
+        );
+        for i in 0..KNOWN_HELD {
+            known.keep(&format!("C{i}"), Value::Null);
+        }
+        assert_eq!(known.lock().len(), KNOWN_HELD);
+        known.keep("one more", Value::Null);
+        assert_eq!(
+            known.lock().len(),
+            1,
+            "past the bound, the rest are forgotten"
+        );
+        assert_eq!(known.take("one more"), Some(Value::Null));
     }
 
     #[test]

@@ -61,91 +61,144 @@ async fn settle(relay: &Relay) {
     }
 }
 
-#[tokio::test]
-async fn the_relay_writes_each_event_once_in_order_and_only_in_scope() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let manifest = Arc::new(
-        Manifest::load(Path::new("manifests/release-gate.yaml"))
-            .expect("seed")
-            .value,
-    );
-    let candidates = [
-        candidate("CAND_canary_001", "Zoë Ğürsoy", &["canary-il"], "US"),
-        candidate("CAND_control_de", "Łukasz Żółć", &["canary-il"], "DE"),
-    ];
-    let mock_config = MockConfig::loopback(21);
-    let log = ObservationLog::create(&dir.path().join("log.jsonl"), "relay-test").expect("log");
-    let mocks = Mocks::start(Arc::clone(&manifest), &candidates, &mock_config, &log)
+/// The seed manifest's relay against the mocks seeded with `candidates`.
+struct World {
+    manifest: Arc<Manifest>,
+    mocks: Mocks,
+    relay: Relay,
+    sender: Sender,
+    url: url::Url,
+    output: Captured,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    async fn start(candidates: &[SandboxCandidate]) -> World {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let manifest = Arc::new(
+            Manifest::load(Path::new("manifests/release-gate.yaml"))
+                .expect("seed")
+                .value,
+        );
+        let mock_config = MockConfig::loopback(21);
+        let log = ObservationLog::create(&dir.path().join("log.jsonl"), "relay-test").expect("log");
+        let mocks = Mocks::start(Arc::clone(&manifest), candidates, &mock_config, &log)
+            .await
+            .expect("mocks");
+        let secret: WebhookSecret = SECRET.parse().expect("valid secret");
+        let config = RelayConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ats_url: mocks.ats_url().to_owned(),
+            ats_token: mock_config.ats_token.clone(),
+            vendor_url: mocks.vendor_url().to_owned(),
+            vendor_token: mock_config.vendor_token.clone(),
+            vendor_secret: secret.clone(),
+            ats_secret: secret.clone(),
+            notify_url: mocks.notify_url().to_owned(),
+            manifest: Arc::clone(&manifest),
+            state_dir: dir.path().join("state"),
+            time_scale: 1.0,
+            faults: Default::default(),
+            tuning: Default::default(),
+            policy: None,
+        };
+        let output = Captured::default();
+        let relay = Relay::start(
+            config,
+            RelayLog::new(Box::new(output.clone()), required(&manifest)),
+        )
         .await
-        .expect("mocks");
-    let secret: WebhookSecret = SECRET.parse().expect("valid secret");
-    let config = RelayConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        ats_url: mocks.ats_url().to_owned(),
-        ats_token: mock_config.ats_token.clone(),
-        vendor_url: mocks.vendor_url().to_owned(),
-        vendor_token: mock_config.vendor_token.clone(),
-        vendor_secret: secret.clone(),
-        ats_secret: secret.clone(),
-        notify_url: mocks.notify_url().to_owned(),
-        manifest: Arc::clone(&manifest),
-        state_dir: dir.path().join("state"),
-        time_scale: 1.0,
-        faults: Default::default(),
-        tuning: Default::default(),
-        policy: None,
-    };
-    let output = Captured::default();
-    let required = manifest
+        .expect("relay starts");
+        let url = format!("{}/webhooks/vendor", relay.url())
+            .parse()
+            .expect("url");
+        let sender = Sender::new(secret, RetryPolicy::default(), 3, log.clone());
+        World {
+            manifest,
+            mocks,
+            relay,
+            sender,
+            url,
+            output,
+            _dir: dir,
+        }
+    }
+
+    /// Delivers `body` as the vendor would, perturbed; whether the relay acked it.
+    async fn deliver(&self, body: &Value, perturbation: Perturbation) -> Vec<Option<u16>> {
+        let delivery = Delivery::json(
+            format!("msg_{}", body["event_id"].as_str().unwrap_or("x")),
+            "identity.verification.completed",
+            body,
+        );
+        let outcome = self
+            .sender
+            .deliver(&self.url, &delivery, &perturbation)
+            .await;
+        outcome.attempts.iter().map(|a| a.status()).collect()
+    }
+
+    /// Delivers `body` once and waits until the relay has written its queue out.
+    async fn deliver_and_settle(&self, body: &Value) {
+        let statuses = self.deliver(body, Perturbation::None).await;
+        assert!(
+            statuses
+                .iter()
+                .any(|s| s.is_some_and(|s| (200..300).contains(&s))),
+            "acked: {statuses:?}"
+        );
+        settle(&self.relay).await;
+    }
+
+    async fn shutdown(self) -> String {
+        self.relay.shutdown().await;
+        self.mocks.shutdown().await;
+        String::from_utf8(self.output.0.lock().expect("not poisoned").clone()).expect("utf-8")
+    }
+}
+
+/// The manifest's `log_fields_required`.
+fn required(manifest: &Manifest) -> Vec<String> {
+    manifest
         .raw
         .observability
         .as_ref()
         .map(|o| o.log_fields_required.clone())
-        .unwrap_or_default();
-    let relay = Relay::start(
-        config,
-        RelayLog::new(Box::new(output.clone()), required.clone()),
-    )
-    .await
-    .expect("relay starts");
-    let url: url::Url = format!("{}/webhooks/vendor", relay.url())
-        .parse()
-        .expect("url");
-    let sender = Sender::new(secret, RetryPolicy::default(), 3, log.clone());
-    let send = |body: Value, perturbation: Perturbation| {
-        let delivery = Delivery::json(
-            format!("msg_{}", body["event_id"].as_str().unwrap_or("x")),
-            "identity.verification.completed",
-            &body,
-        );
-        (delivery, perturbation)
-    };
+        .unwrap_or_default()
+}
 
+#[tokio::test]
+async fn the_relay_writes_each_event_once_in_order_and_only_in_scope() {
+    let world = World::start(&[
+        candidate("CAND_canary_001", "Zoë Ğürsoy", &["canary-il"], "US"),
+        candidate("CAND_control_de", "Łukasz Żółć", &["canary-il"], "DE"),
+    ])
+    .await;
+    let (mocks, required) = (&world.mocks, required(&world.manifest));
     let newer = event("CAND_canary_001", "s2", "passed", "2026-05-18T10:00:00Z");
     let older = event("CAND_canary_001", "s1", "failed", "2026-05-18T09:00:00Z");
-    for (delivery, perturbation) in [
-        send(newer.clone(), Perturbation::ExactDuplicate { copies: 2 }),
-        send(newer.clone(), Perturbation::ReEmit),
-        send(
-            newer.clone(),
-            Perturbation::ConcurrentDuplicates { copies: 3 },
-        ),
+    for perturbation in [
+        Perturbation::ExactDuplicate { copies: 2 },
+        Perturbation::ReEmit,
+        Perturbation::ConcurrentDuplicates { copies: 3 },
     ] {
+        let name = perturbation.name();
+        let statuses = world.deliver(&newer, perturbation).await;
         assert!(
-            sender.deliver(&url, &delivery, &perturbation).await.acked,
-            "{}",
-            perturbation.name()
+            statuses.iter().all(|s| *s == Some(202) || *s == Some(200)),
+            "{name}: {statuses:?}"
         );
     }
-    settle(&relay).await;
-    let (delivery, perturbation) = send(older, Perturbation::None);
-    assert!(sender.deliver(&url, &delivery, &perturbation).await.acked);
-    let (delivery, perturbation) = send(
-        event("CAND_control_de", "s9", "passed", "2026-05-18T09:30:00Z"),
-        Perturbation::None,
-    );
-    assert!(sender.deliver(&url, &delivery, &perturbation).await.acked);
-    settle(&relay).await;
+    settle(&world.relay).await;
+    world.deliver_and_settle(&older).await;
+    world
+        .deliver_and_settle(&event(
+            "CAND_control_de",
+            "s9",
+            "passed",
+            "2026-05-18T09:30:00Z",
+        ))
+        .await;
 
     let canary = mocks.ats.candidate("CAND_canary_001").expect("seeded");
     assert_eq!(
@@ -173,22 +226,13 @@ async fn the_relay_writes_each_event_once_in_order_and_only_in_scope() {
         Perturbation::WrongSignature,
         Perturbation::StaleTimestamp,
     ] {
-        let (delivery, perturbation) = send(
-            event("CAND_canary_001", "s3", "passed", "2026-05-18T11:00:00Z"),
-            forged,
-        );
-        let outcome = sender.deliver(&url, &delivery, &perturbation).await;
-        assert_eq!(
-            outcome.attempts[0].status(),
-            Some(401),
-            "{}",
-            perturbation.name()
-        );
+        let name = forged.name();
+        let body = event("CAND_canary_001", "s3", "passed", "2026-05-18T11:00:00Z");
+        let statuses = world.deliver(&body, forged).await;
+        assert_eq!(statuses[0], Some(401), "{name}");
     }
 
-    relay.shutdown().await;
-    mocks.shutdown().await;
-    let text = String::from_utf8(output.0.lock().expect("not poisoned").clone()).expect("utf-8");
+    let text = world.shutdown().await;
     let lines: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON lines"))
@@ -211,4 +255,72 @@ async fn the_relay_writes_each_event_once_in_order_and_only_in_scope() {
     for pii in ["Zoë", "Ğürsoy", "Łukasz", "cand_canary_001@example.test"] {
         assert!(!text.contains(pii), "no PII in the relay's log: {pii}");
     }
+}
+
+#[tokio::test]
+async fn a_candidate_is_read_again_only_when_someone_else_wrote() {
+    let world = World::start(&[candidate("CAND_canary_001", "Ana", &["canary-il"], "US")]).await;
+    let id = "CAND_canary_001";
+    let ats = &world.mocks.ats;
+    let requests = || ats.requests();
+
+    let before = requests();
+    world
+        .deliver_and_settle(&event(id, "s1", "passed", "2026-05-18T09:00:00Z"))
+        .await;
+    assert_eq!(
+        requests() - before,
+        2,
+        "the first event: a read, then the write"
+    );
+
+    let before = requests();
+    world
+        .deliver_and_settle(&event(id, "s2", "failed", "2026-05-18T10:00:00Z"))
+        .await;
+    assert_eq!(
+        requests() - before,
+        1,
+        "the next event: the write alone, from what the relay's own write left"
+    );
+    let older = event(id, "s0", "passed", "2026-05-18T08:00:00Z");
+    let before = requests();
+    world.deliver_and_settle(&older).await;
+    assert_eq!(
+        requests() - before,
+        0,
+        "an event older than the relay's last write is dropped without a call"
+    );
+
+    // A recruiter moves the candidate: the ATS's revision moves on without the relay.
+    ats.set_stage(id, "phone-screen").expect("seeded");
+    let before = requests();
+    world
+        .deliver_and_settle(&event(id, "s3", "passed", "2026-05-18T11:00:00Z"))
+        .await;
+    assert_eq!(
+        requests() - before,
+        3,
+        "the stale write is answered 409, then a fresh read and the write"
+    );
+    let record = ats.candidate(id).expect("seeded");
+    assert_eq!(record.activity_total, 3, "s1, s2 and s3 landed once each");
+    assert_eq!(
+        record.applied["identity.verification.completed"]
+            .event_id
+            .as_deref(),
+        Some("evt_s3")
+    );
+    let text = world.shutdown().await;
+    let outcomes: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("JSON lines"))
+        .filter(|l| l["processed_at"].is_string())
+        .map(|l| l["outcome"].clone())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["applied", "applied", "dropped_stale", "applied"],
+        "{text}"
+    );
 }

@@ -598,7 +598,9 @@ async fn a_brownout_above_the_threshold_trips_and_one_below_does_not() {
         count(&out.lines(), "kill_switch_reset") > resets_before
     })
     .await;
-    let below: Vec<Value> = rounds("brn", 20, 4..12);
+    // Sixteen rounds: a candidate's later events need no read (the relay knows what
+    // its own write left), so about one call an event, and at least 2 × BELOW calls.
+    let below: Vec<Value> = rounds("brn", 20, 4..20);
     world.send_all(&relay.url(), &below).await;
     let all: Vec<Value> = above.iter().chain(&below).cloned().collect();
     wait_until(
@@ -634,7 +636,7 @@ async fn a_brownout_above_the_threshold_trips_and_one_below_does_not() {
         "no trip below the threshold: {switch_lines:#?}"
     );
     assert!(heard(&world, SwitchState::Tripped, 1));
-    assert_in_order(&world, "brn", 20, 0..12);
+    assert_in_order(&world, "brn", 20, 0..20);
     relay.shutdown().await;
     proxy.shutdown().await;
     world.mocks.shutdown().await;
