@@ -405,12 +405,21 @@ async fn attempt(
                 StatusCode::NOT_FOUND => return Ok(Done::with(Outcome::Rejected, None)),
                 status => return Err(retry_for(status, &response.headers)),
             }
-            response
+            let mut record = response
                 .bytes()
                 .await
                 .ok()
                 .and_then(|body| serde_json::from_slice::<Value>(&body).ok())
-                .ok_or(Retry::Failed)?
+                .ok_or(Retry::Failed)?;
+            if !config.has_fault("log_pii")
+                && let Some(fields) = record.as_object_mut()
+            {
+                // Kept only for what the attempt decides on: no personal data held.
+                fields.retain(|key, _| {
+                    matches!(key.as_str(), "revision" | "requisition" | "applied")
+                });
+            }
+            record
         }
     };
     let pii = config
@@ -557,32 +566,55 @@ fn after_write(
 
 /// Candidates' records as this relay's own last exchange with the ATS left them, so
 /// a candidate's next event needs no read: its write still carries `If-Match`, and
-/// a 409 (someone else wrote) reads afresh. Bounded by [`KNOWN_HELD`]: past it the
-/// relay forgets them all, which costs a read each, never a wrong write.
+/// a 409 (someone else wrote) reads afresh. The oldest are forgotten past
+/// [`KNOWN_HELD`], which costs a read each, never a wrong write.
 #[derive(Debug, Default)]
-pub(super) struct Known(std::sync::Mutex<std::collections::HashMap<String, Value>>);
+pub(super) struct Known(std::sync::Mutex<KnownRecords>);
 
-/// Candidates' records held at most: a candidate's events arrive close together, so
-/// its next one is a few dozen jobs behind, well within this.
-const KNOWN_HELD: usize = 4096;
+/// What [`Known`] holds.
+#[derive(Debug, Default)]
+pub(super) struct KnownRecords {
+    /// Each candidate's record, with the number of the `keep` that put it there.
+    records: std::collections::HashMap<String, (u64, Value)>,
+    /// Candidates in the order they were kept; an entry whose number is not the
+    /// record's any more (taken, or kept again since) is passed over.
+    order: VecDeque<(u64, String)>,
+    kept: u64,
+}
+
+/// Candidates' records held at most. A candidate's events arrive close together, so
+/// its next one is a few dozen jobs behind, well within this; a record that stays
+/// is a few hundred bytes the allocator cannot give back while it stays.
+const KNOWN_HELD: usize = 512;
 
 impl Known {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Value>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, KnownRecords> {
         self.0.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// The record held for `candidate`, no longer held.
     fn take(&self, candidate: &str) -> Option<Value> {
-        self.lock().remove(candidate)
+        self.lock()
+            .records
+            .remove(candidate)
+            .map(|(_, record)| record)
     }
 
     /// Holds `record` as what the ATS now has for `candidate`.
     fn keep(&self, candidate: &str, record: Value) {
         let mut held = self.lock();
-        if held.len() >= KNOWN_HELD {
-            held.clear();
+        held.kept += 1;
+        let kept = held.kept;
+        held.records.insert(candidate.to_owned(), (kept, record));
+        held.order.push_back((kept, candidate.to_owned()));
+        while held.order.len() > KNOWN_HELD {
+            let Some((number, oldest)) = held.order.pop_front() else {
+                break;
+            };
+            if held.records.get(&oldest).is_some_and(|(n, _)| *n == number) {
+                held.records.remove(&oldest);
+            }
         }
-        held.insert(candidate.to_owned(), record);
     }
 }
 
@@ -834,7 +866,7 @@ mod tests {
     }
 
     #[test]
-    fn a_known_record_is_taken_once_and_the_held_ones_are_bounded() {
+    fn a_known_record_is_taken_once_and_the_oldest_are_forgotten_past_the_bound() {
         let known = Known::default();
         known.keep("A", serde_json::json!({"revision": 1}));
         assert_eq!(known.take("A"), Some(serde_json::json!({"revision": 1})));
@@ -843,19 +875,27 @@ mod tests {
             None,
             "taken: a failed attempt leaves nothing behind"
         );
-        for i in 0..KNOWN_HELD {
+        known.keep("B", serde_json::json!({"revision": 1}));
+        for i in 0..KNOWN_HELD - 1 {
             known.keep(&format!("C{i}"), Value::Null);
         }
-        assert_eq!(known.lock().len(), KNOWN_HELD);
+        known.keep("B", serde_json::json!({"revision": 2}));
+        assert_eq!(known.lock().records.len(), KNOWN_HELD);
         known.keep("one more", Value::Null);
+        let held = known.lock().records.len();
+        assert_eq!(held, KNOWN_HELD, "bounded");
+        assert_eq!(known.take("C0"), None, "the oldest is forgotten first");
         assert_eq!(
-            known.lock().len(),
-            1,
-            "past the bound, the rest are forgotten"
+            known.take("B"),
+            Some(serde_json::json!({"revision": 2})),
+            "a record kept again counts from its last keep"
         );
         assert_eq!(known.take("one more"), Some(Value::Null));
+        assert!(
+            known.lock().order.len() <= KNOWN_HELD,
+            "the order is bounded too"
+        );
     }
-
     #[test]
     fn a_parsed_event_is_taken_once_and_the_first_delivery_of_a_key_keeps_its_own() {
         let parsed = Parsed::default();
