@@ -150,6 +150,13 @@ impl World {
         settle(&self.relay).await;
     }
 
+    /// The ATS calls the relay made for `body`, delivered once, until it settled.
+    async fn calls_to_settle(&self, body: Value) -> u64 {
+        let before = self.mocks.ats.requests();
+        self.deliver_and_settle(&body).await;
+        self.mocks.ats.requests() - before
+    }
+
     async fn shutdown(self) -> String {
         self.relay.shutdown().await;
         self.mocks.shutdown().await;
@@ -262,44 +269,27 @@ async fn a_candidate_is_read_again_only_when_someone_else_wrote() {
     let world = World::start(&[candidate("CAND_canary_001", "Ana", &["canary-il"], "US")]).await;
     let id = "CAND_canary_001";
     let ats = &world.mocks.ats;
-    let requests = || ats.requests();
 
-    let before = requests();
-    world
-        .deliver_and_settle(&event(id, "s1", "passed", "2026-05-18T09:00:00Z"))
-        .await;
+    let calls = |body| world.calls_to_settle(body);
     assert_eq!(
-        requests() - before,
+        calls(event(id, "s1", "passed", "2026-05-18T09:00:00Z")).await,
         2,
         "the first event: a read, then the write"
     );
-
-    let before = requests();
-    world
-        .deliver_and_settle(&event(id, "s2", "failed", "2026-05-18T10:00:00Z"))
-        .await;
     assert_eq!(
-        requests() - before,
+        calls(event(id, "s2", "failed", "2026-05-18T10:00:00Z")).await,
         1,
         "the next event: the write alone, from what the relay's own write left"
     );
-    let older = event(id, "s0", "passed", "2026-05-18T08:00:00Z");
-    let before = requests();
-    world.deliver_and_settle(&older).await;
     assert_eq!(
-        requests() - before,
+        calls(event(id, "s0", "passed", "2026-05-18T08:00:00Z")).await,
         0,
         "an event older than the relay's last write is dropped without a call"
     );
-
     // A recruiter moves the candidate: the ATS's revision moves on without the relay.
     ats.set_stage(id, "phone-screen").expect("seeded");
-    let before = requests();
-    world
-        .deliver_and_settle(&event(id, "s3", "passed", "2026-05-18T11:00:00Z"))
-        .await;
     assert_eq!(
-        requests() - before,
+        calls(event(id, "s3", "passed", "2026-05-18T11:00:00Z")).await,
         3,
         "the stale write is answered 409, then a fresh read and the write"
     );
