@@ -156,7 +156,9 @@ impl Relay {
             policy,
         });
         let server = RunningServer::start(router(Arc::clone(&shared)), listen).await?;
-        let worker = WorkerThread::start(Arc::clone(&shared)).map_err(RelayError::Worker)?;
+        let worker = WorkerThread::start(Arc::clone(&shared))
+            .await
+            .map_err(RelayError::Worker)?;
         Ok(Relay {
             server,
             worker,
@@ -205,12 +207,22 @@ struct WorkerThread {
 }
 
 impl WorkerThread {
-    fn start(shared: Arc<Shared>) -> std::io::Result<WorkerThread> {
-        let runtime = runtime()?;
+    /// Starts the worker's thread and its runtime. The runtime is built on that thread,
+    /// so a failure is reported here, and nothing async drops a runtime.
+    async fn start(shared: Arc<Shared>) -> std::io::Result<WorkerThread> {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (started, built) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
         let thread = std::thread::Builder::new()
             .name("relay-worker".into())
             .spawn(move || {
+                let runtime = match runtime() {
+                    Ok(runtime) => runtime,
+                    Err(err) => {
+                        let _ = started.send(Err(err));
+                        return;
+                    }
+                };
+                let _ = started.send(Ok(()));
                 runtime.block_on(async {
                     tokio::select! {
                         () = worker::run(shared) => {}
@@ -218,7 +230,13 @@ impl WorkerThread {
                     }
                 });
             })?;
-        Ok(WorkerThread { stop, thread })
+        match built.await {
+            Ok(Ok(())) => Ok(WorkerThread { stop, thread }),
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(std::io::Error::other(
+                "the worker's thread ended at its start",
+            )),
+        }
     }
 
     /// Stops the worker between two steps (its attempts are dropped, their events

@@ -20,6 +20,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
@@ -167,12 +169,15 @@ const MAX_GROUP: usize = 256;
 /// The store.
 #[derive(Debug)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
     /// A second connection for the worker's reads of the queue: WAL lets it read the
     /// last commit while the writer thread holds `conn` for the next group, so a
     /// queue read never waits for a commit (on the relay's one runtime thread, that
-    /// wait stalled every webhook and ATS call too).
+    /// wait stalled every webhook and ATS call too). Declared first so it closes
+    /// first: the last connection to close checkpoints the WAL and deletes it.
     reader: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
+    /// The state folder's lock, held while the store is open: one relay per folder.
+    _lock: Flock<std::fs::File>,
     /// No row before this seq is queued: rows are closed, never reopened, and new
     /// ones come after, so the queue's walk starts here and the mark only moves on.
     oldest: AtomicI64,
@@ -311,6 +316,33 @@ fn close(conn: &Connection, finish: &Finish) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Takes the lock file beside the database (`relay.lock`) for as long as the store
+/// is open, so a second relay on the same state folder fails at its start instead
+/// of working the same queue. The lock goes with the process, however it ends.
+fn lock_folder(database: &Path) -> Result<Flock<std::fs::File>, StoreError> {
+    let path = database.with_extension("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|err| StoreError {
+            context: "opening the state folder's lock file",
+            source: format!("{}: {err}", path.display()).into(),
+        })?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(lock),
+        Err((_, Errno::EWOULDBLOCK)) => Err(StoreError {
+            context: "another relay is using this state folder (stop it, or give this relay a STAGEGATE_STATE_DIR of its own)",
+            source: format!("{} is locked", path.display()).into(),
+        }),
+        Err((_, err)) => Err(StoreError {
+            context: "locking the state folder",
+            source: format!("{}: {err}", path.display()).into(),
+        }),
+    }
+}
+
 fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     conn.lock().unwrap_or_else(|poison| poison.into_inner())
 }
@@ -318,6 +350,7 @@ fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
 impl Store {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let lock = lock_folder(path)?;
         let conn = Connection::open(path).context("opening the database")?;
         // 2 KiB pages (for a new store; an existing one keeps its own): an event's
         // random idempotency-index leaf, the queue indexes and the rows it touches are
@@ -398,6 +431,7 @@ impl Store {
         };
         Ok(Store {
             conn,
+            _lock: lock,
             reader: Mutex::new(reader),
             oldest: AtomicI64::new(oldest),
             writes: Some(writes),
@@ -584,6 +618,25 @@ mod tests {
             "the index is durable"
         );
         assert_eq!(store.queued().expect("count"), 1, "the queue is durable");
+    }
+
+    #[tokio::test]
+    async fn a_second_store_on_the_same_folder_is_refused_until_the_first_closes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("relay.db");
+        let first = Store::open(&path).expect("opens");
+        let err = Store::open(&path).expect_err("the folder is taken");
+        let text = format!(
+            "{err}: {}",
+            std::error::Error::source(&err).expect("a source")
+        );
+        assert!(
+            text.contains("another relay is using this state folder"),
+            "{text}"
+        );
+        assert!(text.contains("relay.lock is locked"), "{text}");
+        drop(first);
+        Store::open(&path).expect("free again once the first store is closed");
     }
 
     #[tokio::test]

@@ -388,68 +388,39 @@ async fn attempt(
         return Ok(Done::with(Outcome::Rejected, None));
     }
     let candidate_path = format!("/v1/candidates/{}", job.candidate);
-    // What this relay's own last answer from the ATS says of the candidate, or a read.
-    // Taken out of `known` either way: only an attempt that ends with the ATS's state
-    // known exactly puts it back, so a failure, a 409 or a pause reads afresh.
-    let record = match shared.known.take(&job.candidate) {
-        Some(record) => record,
-        None => {
-            let response = call(
-                shared,
-                CallKind::Read,
-                client.send(Method::GET, &candidate_path, &[], None),
-            )
-            .await?;
-            match response.status {
-                StatusCode::OK => {}
-                StatusCode::NOT_FOUND => return Ok(Done::with(Outcome::Rejected, None)),
-                status => return Err(retry_for(status, &response.headers)),
+    // What this relay's own last exchange with the ATS left of the candidate's record,
+    // else a read. Taken out of `known` either way: only an attempt that ends with the
+    // ATS's state known exactly puts it back, so a failure, a 409 or a pause reads
+    // afresh. A probe always reads (it must ask the ATS), and a decision to write
+    // nothing is made on a fresh read: `If-Match` guards only writes, so a skip decided
+    // from memory could miss a change someone else made (a requisition moved into
+    // the canary scope, an older event written over the newer).
+    let mut recalled = shared
+        .known
+        .take(&job.candidate)
+        .filter(|_| admission != Admission::Probe);
+    let (record, pii) = loop {
+        let from_memory = recalled.is_some();
+        let record = match recalled.take() {
+            Some(record) => record,
+            None => match read_record(shared, client, &candidate_path).await? {
+                Some(record) => record,
+                None => return Ok(Done::with(Outcome::Rejected, None)),
+            },
+        };
+        let pii = config
+            .has_fault("log_pii")
+            .then(|| serde_json::json!({"name": record["name"], "email": record["email"]}));
+        match nothing_to_write(shared, job, &record) {
+            None => break (record, pii),
+            Some(_) if from_memory => continue,
+            Some(outcome) => {
+                // Nothing written: the ATS stays as the record says.
+                shared.known.keep(&job.candidate, record);
+                return Ok(Done::with(outcome, pii));
             }
-            let mut record = response
-                .bytes()
-                .await
-                .ok()
-                .and_then(|body| serde_json::from_slice::<Value>(&body).ok())
-                .ok_or(Retry::Failed)?;
-            if !config.has_fault("log_pii")
-                && let Some(fields) = record.as_object_mut()
-            {
-                // Kept only for what the attempt decides on: no personal data held.
-                fields.retain(|key, _| {
-                    matches!(key.as_str(), "revision" | "requisition" | "applied")
-                });
-            }
-            record
         }
     };
-    let pii = config
-        .has_fault("log_pii")
-        .then(|| serde_json::json!({"name": record["name"], "email": record["email"]}));
-    // An attempt that writes nothing leaves the ATS as the record says.
-    let unchanged = |record: Value, outcome: Outcome, pii: Option<Value>| {
-        shared.known.keep(&job.candidate, record);
-        Ok(Done::with(outcome, pii))
-    };
-    if !config.has_fault("ignore_canary") && !in_scope(shared, &record) {
-        return unchanged(record, Outcome::OutOfScope, pii);
-    }
-    if config.has_fault("drop_events") && job.seq % 3 == 0 {
-        // Deliberate defect: a silent drop reported as success.
-        return unchanged(record, Outcome::Applied, pii);
-    }
-    let applied = &record["applied"][&job.contract];
-    if applied["idempotency_key"].as_str() == Some(job.idempotency_key.as_str()) {
-        // Already written: an earlier attempt's answer was lost on the way back.
-        return unchanged(record, Outcome::Applied, pii);
-    }
-    if !config.has_fault("no_stale_check") {
-        let newer = applied["occurred_at"].as_str().and_then(parse_rfc3339);
-        if let (Some(newer), Some(this)) = (newer, parse_rfc3339(&job.occurred_at))
-            && newer > this
-        {
-            return unchanged(record, Outcome::Stale, pii);
-        }
-    }
     // The event goes to the ATS as the vendor sent it, unless a defect rewrites it.
     let mut body = Cow::Borrowed(event);
     if config.has_fault("flip_outcome") {
@@ -538,6 +509,62 @@ async fn attempt(
         }
         status => Err(retry_for(status, &response.headers)),
     }
+}
+
+/// The candidate's record, read from the ATS (`None`: the ATS has no such candidate),
+/// kept only for what an attempt decides on: no personal data held, unless the
+/// `log_pii` defect is to echo it.
+async fn read_record(shared: &Shared, client: &Ats, path: &str) -> Result<Option<Value>, Retry> {
+    let response = call(
+        shared,
+        CallKind::Read,
+        client.send(Method::GET, path, &[], None),
+    )
+    .await?;
+    match response.status {
+        StatusCode::OK => {}
+        StatusCode::NOT_FOUND => return Ok(None),
+        status => return Err(retry_for(status, &response.headers)),
+    }
+    let mut record = response
+        .bytes()
+        .await
+        .ok()
+        .and_then(|body| serde_json::from_slice::<Value>(&body).ok())
+        .ok_or(Retry::Failed)?;
+    if !shared.config.has_fault("log_pii")
+        && let Some(fields) = record.as_object_mut()
+    {
+        fields.retain(|key, _| matches!(key.as_str(), "revision" | "requisition" | "applied"));
+    }
+    Ok(Some(record))
+}
+
+/// How the job ends without a write, by the candidate's record: outside the canary
+/// scope, already written (an earlier attempt's answer was lost on the way back), or
+/// older than what the ATS has for the contract. `None`: the event is to be written.
+fn nothing_to_write(shared: &Shared, job: &Job, record: &Value) -> Option<Outcome> {
+    let config = &shared.config;
+    if !config.has_fault("ignore_canary") && !in_scope(shared, record) {
+        return Some(Outcome::OutOfScope);
+    }
+    if config.has_fault("drop_events") && job.seq % 3 == 0 {
+        // Deliberate defect: a silent drop reported as success.
+        return Some(Outcome::Applied);
+    }
+    let applied = &record["applied"][&job.contract];
+    if applied["idempotency_key"].as_str() == Some(job.idempotency_key.as_str()) {
+        return Some(Outcome::Applied);
+    }
+    if !config.has_fault("no_stale_check") {
+        let newer = applied["occurred_at"].as_str().and_then(parse_rfc3339);
+        if let (Some(newer), Some(this)) = (newer, parse_rfc3339(&job.occurred_at))
+            && newer > this
+        {
+            return Some(Outcome::Stale);
+        }
+    }
+    None
 }
 
 /// The candidate's record as the ATS holds it after writing `body`: the revision its

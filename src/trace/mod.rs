@@ -410,7 +410,13 @@ impl Fold {
                 }
             }
             Stage::Processed => {
-                if let Some(outcome) = line.and_then(|l| l.outcome) {
+                // An integration may log the outcome before the line that says it queued
+                // the event (its worker and its webhook handler on separate threads): a
+                // later `queued` does not take an outcome's place.
+                if let Some(outcome) = line
+                    .and_then(|l| l.outcome)
+                    .filter(|o| o != "queued" || summary.processed.is_none())
+                {
                     summary.processed = Some(outcome);
                     summary.processed_ms.get_or_insert(at);
                 }

@@ -133,3 +133,43 @@ fn the_rendering_reads_as_a_story() {
         insta::assert_json_snapshot!("trace_candidate_json", t);
     });
 }
+
+#[test]
+fn a_queued_line_after_the_outcome_does_not_replace_it() {
+    // An integration whose worker runs beside its webhook handler may log the outcome
+    // first: the fixture's `queued` line for evt_a1, with an `applied` line put before it.
+    let mut records = fixture::records();
+    let queued = records
+        .iter()
+        .position(|r| r.kind == "integration.stdout" && r.detail.to_string().contains("queued"))
+        .expect("the fixture's queued line");
+    let mut applied = records[queued].clone();
+    let text = applied.detail["line"]
+        .as_str()
+        .expect("a line")
+        .replace("queued", "applied");
+    applied.detail["line"] = Value::from(text);
+    records.insert(queued, applied);
+    let mut prev = crate::observe::GENESIS.to_owned();
+    for (seq, record) in records.iter_mut().enumerate() {
+        record.seq = seq as u64;
+        record.prev_hash = prev;
+        record.hash = crate::observe::record_hash(record);
+        prev = record.hash.clone();
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("observation.jsonl");
+    let text: String = records
+        .iter()
+        .map(|r| serde_json::to_string(r).expect("a record serialises") + "\n")
+        .collect();
+    std::fs::write(&path, text).expect("log written");
+    let t = trace_file(&path, Selector::Candidate(A.into()), None).expect("traces");
+    let event = t.trace.events.iter().find(|e| e.event_id == "evt_a1");
+    assert_eq!(
+        event.and_then(|e| e.processed.as_deref()),
+        Some("applied"),
+        "{:?}",
+        t.trace.events
+    );
+}
