@@ -57,18 +57,20 @@ const REASON_CHARS: usize = 400;
 #[derive(Debug, Default)]
 pub(super) struct Parsed(std::sync::Mutex<std::collections::HashMap<String, Arc<Value>>>);
 
+/// A lock on what the worker holds beside the store; a panic elsewhere leaves the maps
+/// whole (every change to them is one insert or remove), so a poisoned lock is used.
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
 /// Parsed events held at most for the worker.
 const PARSED_HELD: usize = 512;
 
 impl Parsed {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<Value>>> {
-        self.0.lock().unwrap_or_else(|poison| poison.into_inner())
-    }
-
     /// Holds `event` for the job `key` will queue; false when full or when another
     /// delivery of the key holds its own (which then stays the one the job uses).
     pub(super) fn keep(&self, key: &str, event: &Arc<Value>) -> bool {
-        let mut held = self.lock();
+        let mut held = lock(&self.0);
         if held.len() >= PARSED_HELD || held.contains_key(key) {
             return false;
         }
@@ -78,12 +80,12 @@ impl Parsed {
 
     /// Drops what [`Parsed::keep`] held for `key` (the delivery queued nothing).
     pub(super) fn forget(&self, key: &str) {
-        self.lock().remove(key);
+        lock(&self.0).remove(key);
     }
 
     /// The job's event: as the handler parsed it, or parsed from the queue.
     fn take(&self, job: &Job) -> Arc<Value> {
-        self.lock()
+        lock(&self.0)
             .remove(&job.idempotency_key)
             .unwrap_or_else(|| Arc::new(serde_json::from_str(&job.body).unwrap_or(Value::Null)))
     }
@@ -554,6 +556,7 @@ fn nothing_to_write(shared: &Shared, job: &Job, record: &Value) -> Option<Outcom
     }
     let applied = &record["applied"][&job.contract];
     if applied["idempotency_key"].as_str() == Some(job.idempotency_key.as_str()) {
+        // Already written: an earlier attempt's answer was lost on the way back.
         return Some(Outcome::Applied);
     }
     if !config.has_fault("no_stale_check") {
@@ -615,13 +618,9 @@ pub(super) struct KnownRecords {
 const KNOWN_HELD: usize = 512;
 
 impl Known {
-    fn lock(&self) -> std::sync::MutexGuard<'_, KnownRecords> {
-        self.0.lock().unwrap_or_else(|poison| poison.into_inner())
-    }
-
     /// The record held for `candidate`, no longer held.
     fn take(&self, candidate: &str) -> Option<Value> {
-        self.lock()
+        lock(&self.0)
             .records
             .remove(candidate)
             .map(|(_, record)| record)
@@ -629,7 +628,7 @@ impl Known {
 
     /// Holds `record` as what the ATS now has for `candidate`.
     fn keep(&self, candidate: &str, record: Value) {
-        let mut held = self.lock();
+        let mut held = lock(&self.0);
         held.kept += 1;
         let kept = held.kept;
         held.records.insert(candidate.to_owned(), (kept, record));
@@ -907,9 +906,9 @@ mod tests {
             known.keep(&format!("C{i}"), Value::Null);
         }
         known.keep("B", serde_json::json!({"revision": 2}));
-        assert_eq!(known.lock().records.len(), KNOWN_HELD);
+        assert_eq!(lock(&known.0).records.len(), KNOWN_HELD);
         known.keep("one more", Value::Null);
-        let held = known.lock().records.len();
+        let held = lock(&known.0).records.len();
         assert_eq!(held, KNOWN_HELD, "bounded");
         assert_eq!(known.take("C0"), None, "the oldest is forgotten first");
         assert_eq!(
@@ -919,7 +918,7 @@ mod tests {
         );
         assert_eq!(known.take("one more"), Some(Value::Null));
         assert!(
-            known.lock().order.len() <= KNOWN_HELD,
+            lock(&known.0).order.len() <= KNOWN_HELD,
             "the order is bounded too"
         );
     }

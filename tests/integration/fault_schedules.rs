@@ -34,7 +34,7 @@ use stagegate::relay::Relay;
 use stagegate::relay::config::RelayConfig;
 use stagegate::relay::log::RelayLog;
 
-use crate::relay::{SECRET, candidate, event};
+use crate::relay::{SECRET, candidate, event, relay_config};
 use crate::util::Captured;
 
 const CONTRACT: &str = "identity.verification.completed";
@@ -249,22 +249,15 @@ struct Harness {
 
 impl Harness {
     fn config(&self, listen: SocketAddr) -> RelayConfig {
-        let secret: WebhookSecret = SECRET.parse().expect("valid secret");
         RelayConfig {
             listen,
-            ats_url: self.mocks.ats_url().to_owned(),
-            ats_token: self.mock_config.ats_token.clone(),
-            vendor_url: self.mocks.vendor_url().to_owned(),
-            vendor_token: self.mock_config.vendor_token.clone(),
-            vendor_secret: secret.clone(),
-            ats_secret: secret,
-            notify_url: self.mocks.notify_url().to_owned(),
-            manifest: Arc::clone(&self.manifest),
-            state_dir: self.state.path().join("state"),
             time_scale: SCALE,
-            faults: Default::default(),
-            tuning: Default::default(),
-            policy: None,
+            ..relay_config(
+                &self.manifest,
+                &self.mocks,
+                &self.mock_config,
+                self.state.path().join("state"),
+            )
         }
     }
 

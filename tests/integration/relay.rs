@@ -63,6 +63,34 @@ async fn settle(relay: &Relay) {
     }
 }
 
+/// The relay's configuration against `mocks` (started with `mock_config`): any free
+/// port, [`SECRET`] for both webhook kinds, its state in `state_dir`, real time, no
+/// faults, no policy. Tests change what they need with `..relay_config(…)`.
+pub(crate) fn relay_config(
+    manifest: &Arc<Manifest>,
+    mocks: &Mocks,
+    mock_config: &MockConfig,
+    state_dir: std::path::PathBuf,
+) -> RelayConfig {
+    let secret: WebhookSecret = SECRET.parse().expect("valid secret");
+    RelayConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ats_url: mocks.ats_url().to_owned(),
+        ats_token: mock_config.ats_token.clone(),
+        vendor_url: mocks.vendor_url().to_owned(),
+        vendor_token: mock_config.vendor_token.clone(),
+        vendor_secret: secret.clone(),
+        ats_secret: secret,
+        notify_url: mocks.notify_url().to_owned(),
+        manifest: Arc::clone(manifest),
+        state_dir,
+        time_scale: 1.0,
+        faults: Default::default(),
+        tuning: Default::default(),
+        policy: None,
+    }
+}
+
 /// The seed manifest's relay against the mocks seeded with `candidates`.
 struct World {
     manifest: Arc<Manifest>,
@@ -87,23 +115,8 @@ impl World {
         let mocks = Mocks::start(Arc::clone(&manifest), candidates, &mock_config, &log)
             .await
             .expect("mocks");
-        let secret: WebhookSecret = SECRET.parse().expect("valid secret");
-        let config = RelayConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            ats_url: mocks.ats_url().to_owned(),
-            ats_token: mock_config.ats_token.clone(),
-            vendor_url: mocks.vendor_url().to_owned(),
-            vendor_token: mock_config.vendor_token.clone(),
-            vendor_secret: secret.clone(),
-            ats_secret: secret.clone(),
-            notify_url: mocks.notify_url().to_owned(),
-            manifest: Arc::clone(&manifest),
-            state_dir: dir.path().join("state"),
-            time_scale: 1.0,
-            faults: Default::default(),
-            tuning: Default::default(),
-            policy: None,
-        };
+        let config = relay_config(&manifest, &mocks, &mock_config, dir.path().join("state"));
+        let secret = config.vendor_secret.clone();
         let output = Captured::default();
         let relay = Relay::start(
             config,

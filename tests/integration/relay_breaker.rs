@@ -32,7 +32,7 @@ use stagegate::relay::log::RelayLog;
 use stagegate::run::sut::{SutEnv, SutProcess};
 use stagegate::sandbox::model::SandboxCandidate;
 
-use crate::relay::{SECRET, candidate, event};
+use crate::relay::{SECRET, candidate, event, relay_config};
 use crate::util::Captured;
 
 const CONTRACT: &str = "identity.verification.completed";
@@ -124,22 +124,17 @@ impl World {
     }
 
     fn config(&self, faults: &[&str], ats_url: Option<&str>) -> RelayConfig {
-        let secret: WebhookSecret = SECRET.parse().expect("valid secret");
+        let config = relay_config(
+            &self.manifest,
+            &self.mocks,
+            &self.mock_config,
+            self.dir.path().join("state"),
+        );
         RelayConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            ats_url: ats_url.unwrap_or(self.mocks.ats_url()).to_owned(),
-            ats_token: self.mock_config.ats_token.clone(),
-            vendor_url: self.mocks.vendor_url().to_owned(),
-            vendor_token: self.mock_config.vendor_token.clone(),
-            vendor_secret: secret.clone(),
-            ats_secret: secret,
-            notify_url: self.mocks.notify_url().to_owned(),
-            manifest: Arc::clone(&self.manifest),
-            state_dir: self.dir.path().join("state"),
+            ats_url: ats_url.map_or(config.ats_url.clone(), str::to_owned),
             time_scale: SCALE,
             faults: faults.iter().map(|f| (*f).to_owned()).collect(),
-            tuning: Default::default(),
-            policy: None,
+            ..config
         }
     }
 
