@@ -316,12 +316,22 @@ fn close(conn: &Connection, finish: &Finish) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// How long a relay waits for the state folder's lock, as SQLite's busy timeout waited
+/// for the database's before: a relay restarted right after a SIGKILL may start while
+/// the killed process is still dying (a supervisor, or the harness, reaps the `sh -c`
+/// that started it, not the relay itself).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Takes the lock file beside the database (`relay.lock`) for as long as the store
-/// is open, so a second relay on the same state folder fails at its start instead
-/// of working the same queue. The lock goes with the process, however it ends.
-fn lock_folder(database: &Path) -> Result<Flock<std::fs::File>, StoreError> {
+/// is open, waiting up to `wait` for it, so a second relay on the same state folder
+/// fails at its start instead of working the same queue. The lock goes with the
+/// process, however it ends.
+fn lock_folder(
+    database: &Path,
+    wait: std::time::Duration,
+) -> Result<Flock<std::fs::File>, StoreError> {
     let path = database.with_extension("lock");
-    let file = std::fs::OpenOptions::new()
+    let mut file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
@@ -330,16 +340,32 @@ fn lock_folder(database: &Path) -> Result<Flock<std::fs::File>, StoreError> {
             context: "opening the state folder's lock file",
             source: format!("{}: {err}", path.display()).into(),
         })?;
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(lock),
-        Err((_, Errno::EWOULDBLOCK)) => Err(StoreError {
-            context: "another relay is using this state folder (stop it, or give this relay a STAGEGATE_STATE_DIR of its own)",
-            source: format!("{} is locked", path.display()).into(),
-        }),
-        Err((_, err)) => Err(StoreError {
-            context: "locking the state folder",
-            source: format!("{}: {err}", path.display()).into(),
-        }),
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((again, Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                file = again;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err((_, Errno::EWOULDBLOCK)) => {
+                return Err(StoreError {
+                    context: "another relay is using this state folder (stop it, or give this relay a STAGEGATE_STATE_DIR of its own)",
+                    source: format!(
+                        "{} is locked (waited {} s)",
+                        path.display(),
+                        wait.as_secs_f64()
+                    )
+                    .into(),
+                });
+            }
+            Err((_, err)) => {
+                return Err(StoreError {
+                    context: "locking the state folder",
+                    source: format!("{}: {err}", path.display()).into(),
+                });
+            }
+        }
     }
 }
 
@@ -350,7 +376,12 @@ fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
 impl Store {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let lock = lock_folder(path)?;
+        Store::open_waiting(path, LOCK_WAIT)
+    }
+
+    /// [`Store::open`], waiting up to `wait` for the state folder's lock.
+    fn open_waiting(path: &Path, wait: std::time::Duration) -> Result<Store, StoreError> {
+        let lock = lock_folder(path, wait)?;
         let conn = Connection::open(path).context("opening the database")?;
         // 2 KiB pages (for a new store; an existing one keeps its own): an event's
         // random idempotency-index leaf, the queue indexes and the rows it touches are
@@ -624,8 +655,9 @@ mod tests {
     async fn a_second_store_on_the_same_folder_is_refused_until_the_first_closes() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("relay.db");
+        let short = std::time::Duration::from_millis(100);
         let first = Store::open(&path).expect("opens");
-        let err = Store::open(&path).expect_err("the folder is taken");
+        let err = Store::open_waiting(&path, short).expect_err("the folder is taken");
         let text = format!(
             "{err}: {}",
             std::error::Error::source(&err).expect("a source")
@@ -635,8 +667,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("relay.lock is locked"), "{text}");
-        drop(first);
-        Store::open(&path).expect("free again once the first store is closed");
+        // A relay restarted while the old one is still dying waits for its lock.
+        let dying = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(first);
+        });
+        Store::open_waiting(&path, std::time::Duration::from_secs(30))
+            .expect("the lock is taken once the first store has closed");
+        dying.join().expect("closed");
     }
 
     #[tokio::test]
