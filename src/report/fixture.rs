@@ -5,6 +5,7 @@ use super::*;
 use crate::judge::{Exchange, Finding};
 use crate::manifest::model::Severity;
 use crate::observe::Actor;
+use crate::run::drive::Sessions;
 
 fn check(id: &str, status: Status, scenarios: &[Scenario]) -> CheckResult {
     CheckResult {
@@ -135,6 +136,7 @@ pub(crate) fn blocked() -> RunReport {
                 send_ms: 35,
                 total_ms: 212,
                 timed_out: false,
+                sessions: None,
             },
             ScenarioReport {
                 scenario: Scenario::Duplicates,
@@ -145,6 +147,21 @@ pub(crate) fn blocked() -> RunReport {
                 send_ms: 61,
                 total_ms: 240,
                 timed_out: false,
+                sessions: None,
+            },
+            ScenarioReport {
+                scenario: Scenario::PolicyReconcile,
+                deliveries: 8,
+                acked: 8,
+                should_land: 0,
+                landed: 0,
+                send_ms: 12,
+                total_ms: 670,
+                timed_out: false,
+                sessions: Some(Sessions {
+                    should_open: 3,
+                    opened: 3,
+                }),
             },
         ],
         checks: vec![

@@ -26,15 +26,18 @@ fn write_report(out: &mut String, report: &RunReport, max_findings: usize) -> st
     )?;
     writeln!(out)?;
     writeln!(out, "scenarios")?;
-    for s in &report.scenarios {
+    let names = report.scenarios.iter().map(|s| s.scenario);
+    let names = names.chain(report.skipped_scenarios.iter().map(|s| s.scenario));
+    let name_width = names.map(|s| s.as_str().len()).max().unwrap_or(0).max(13);
+    let outcomes: Vec<String> = report.scenarios.iter().map(|s| s.outcome()).collect();
+    let outcome_width = outcomes.iter().map(String::len).max().unwrap_or(0).max(13);
+    for (s, outcome) in report.scenarios.iter().zip(&outcomes) {
         writeln!(
             out,
-            "  {:<13} {:>6} deliveries {:>6} acked {:>6}/{} landed {:>8.2} s{}",
+            "  {:<name_width$} {:>6} deliveries {:>6} acked {outcome:>outcome_width$} {:>8.2} s{}",
             s.scenario.as_str(),
             s.deliveries,
             s.acked,
-            s.landed,
-            s.should_land,
             s.total_ms as f64 / 1000.0,
             if s.timed_out {
                 "  drain deadline passed"
@@ -46,7 +49,7 @@ fn write_report(out: &mut String, report: &RunReport, max_findings: usize) -> st
     for skipped in &report.skipped_scenarios {
         writeln!(
             out,
-            "  {:<13} not driven: {}",
+            "  {:<name_width$} not driven: {}",
             skipped.scenario.as_str(),
             skipped.reason
         )?;

@@ -119,17 +119,16 @@ fn write_report(out: &mut String, report: &RunReport) -> std::fmt::Result {
         writeln!(out, "</details>")?;
     }
     writeln!(out)?;
-    writeln!(out, "| scenario | deliveries | acked | landed | time |")?;
+    writeln!(out, "| scenario | deliveries | acked | outcome | time |")?;
     writeln!(out, "| --- | --- | --- | --- | --- |")?;
     for s in &report.scenarios {
         writeln!(
             out,
-            "| {} | {} | {} | {}/{}{} | {:.2} s |",
+            "| {} | {} | {} | {}{} | {:.2} s |",
             s.scenario,
             s.deliveries,
             s.acked,
-            s.landed,
-            s.should_land,
+            s.outcome(),
             if s.timed_out {
                 " (deadline passed)"
             } else {

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Artifacts, REPORT_FORMAT, RunReport, Timings};
 use crate::judge::{CheckResult, FINDINGS_KEPT, Judgement, Status};
-use crate::run::drive::ScenarioReport;
+use crate::run::drive::{ScenarioReport, Sessions};
 use crate::run::shard::Shard;
 use crate::verdict::Verdict;
 
@@ -327,6 +327,13 @@ fn merge_scenarios(shards: &[&RunReport]) -> Vec<ScenarioReport> {
                 m.send_ms = m.send_ms.max(report.send_ms);
                 m.total_ms = m.total_ms.max(report.total_ms);
                 m.timed_out |= report.timed_out;
+                m.sessions = match (m.sessions, report.sessions) {
+                    (Some(a), Some(b)) => Some(Sessions {
+                        should_open: a.should_open + b.should_open,
+                        opened: a.opened + b.opened,
+                    }),
+                    (a, b) => a.or(b),
+                };
             })
             .or_insert_with(|| report.clone());
     }
@@ -472,7 +479,13 @@ mod tests {
             assert_eq!(merged.scenario, one.scenario);
             assert_eq!(merged.deliveries, one.deliveries * 2);
             assert_eq!(merged.landed, one.landed * 2);
+            let doubled = one.sessions.map(|s| (s.should_open * 2, s.opened * 2));
+            assert_eq!(merged.sessions.map(|s| (s.should_open, s.opened)), doubled);
         }
+        assert!(
+            merged.scenarios.iter().any(|s| s.sessions.is_some()),
+            "the fixture has a policy scenario, whose sessions add up too"
+        );
         assert_eq!(
             merged.timings.events_landed,
             reports[0].1.timings.events_landed * 2

@@ -46,6 +46,32 @@ pub struct ScenarioReport {
     pub total_ms: u64,
     /// Whether the drain deadline passed first.
     pub timed_out: bool,
+    /// A policy scenario's verification sessions: its events land nowhere, so what
+    /// it waits for is a session for every candidate moved into a gated stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<Sessions>,
+}
+
+/// The verification sessions a policy scenario waited for.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct Sessions {
+    /// Candidates moved into a gated stage by a delivery that was neither forged nor lost.
+    pub should_open: usize,
+    /// Of those, how many had a session at the vendor when the scenario ended.
+    pub opened: usize,
+}
+
+impl ScenarioReport {
+    /// What the scenario waited for, as the reports show it: `5/5 landed` or
+    /// `3/3 sessions`.
+    pub fn outcome(&self) -> String {
+        match self.sessions {
+            Some(s) => format!("{}/{} sessions", s.opened, s.should_open),
+            None => format!("{}/{} landed", self.landed, self.should_land),
+        }
+    }
 }
 
 /// What drives a plan: the sender, where it sends, and the ATS it watches.
@@ -236,6 +262,7 @@ async fn scenario(
         send_ms,
         total_ms: started.elapsed().as_millis() as u64,
         timed_out,
+        sessions: None,
     };
     driver
         .log

@@ -65,6 +65,15 @@ fn passes_every_policy_check(command: &str) {
             report["checks"]
         );
         assert_eq!(code, 0, "seed {seed}");
+        // A policy scenario waits for sessions, not landings, and says how many opened.
+        for scenario in report["scenarios"].as_array().expect("scenarios") {
+            let sessions = &scenario["sessions"];
+            let (should, opened) = (&sessions["should_open"], &sessions["opened"]);
+            assert!(
+                should.as_u64().is_some_and(|n| n > 0) && opened == should,
+                "seed {seed}: {scenario:#}"
+            );
+        }
         let checks = report["checks"].as_array().expect("checks");
         for id in policy_checks()
             .into_iter()

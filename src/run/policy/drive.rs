@@ -21,7 +21,7 @@ use crate::manifest::Envelope;
 use crate::mock::ats::AtsState;
 use crate::mock::vendor::{Session, VendorState};
 use crate::observe::{Actor, Entry, ObservationLog};
-use crate::run::drive::{DrainLimit, ScenarioReport};
+use crate::run::drive::{DrainLimit, ScenarioReport, Sessions};
 use crate::run::plan::Scenario;
 
 /// How long the mocks must see nothing before a policy scenario counts as settled.
@@ -166,7 +166,8 @@ impl PolicyDriver {
             }
         }
         let send_ms = started.elapsed().as_millis() as u64;
-        let mut timed_out = !self.sessions_opened(plan, &members).await;
+        let sessions = self.sessions_opened(plan, &members).await;
+        let mut timed_out = sessions.opened < sessions.should_open;
         timed_out |= !self.settle(responder).await;
         if scenario == Scenario::PolicyReconcile {
             self.reconcile().await;
@@ -181,6 +182,7 @@ impl PolicyDriver {
             send_ms,
             total_ms: started.elapsed().as_millis() as u64,
             timed_out,
+            sessions: Some(sessions),
         };
         self.log
             .append(Actor::Harness, "scenario.end", Entry::detail(json!(report)));
@@ -373,8 +375,9 @@ impl PolicyDriver {
 
     /// Waits until every candidate whose move into a gated stage was delivered has
     /// a session at the vendor (a slow fan-out is still under way when the mocks
-    /// go quiet); `false` if the stall window passed first.
-    async fn sessions_opened(&self, plan: &PolicyPlan, members: &[PolicyCandidate]) -> bool {
+    /// go quiet), or the stall window passes; how many should have one and how
+    /// many do.
+    async fn sessions_opened(&self, plan: &PolicyPlan, members: &[PolicyCandidate]) -> Sessions {
         let waiting: Vec<&str> = members
             .iter()
             .filter(|c| {
@@ -384,17 +387,20 @@ impl PolicyDriver {
             })
             .map(|c| c.candidate.as_str())
             .collect();
-        let give_up = Instant::now() + self.drain.stall;
-        while Instant::now() < give_up {
-            if waiting
+        let opened = || {
+            waiting
                 .iter()
-                .all(|c| !self.vendor.sessions(Some(c)).is_empty())
-            {
-                return true;
-            }
+                .filter(|c| !self.vendor.sessions(Some(c)).is_empty())
+                .count()
+        };
+        let give_up = Instant::now() + self.drain.stall;
+        while Instant::now() < give_up && opened() < waiting.len() {
             tokio::time::sleep(POLL).await;
         }
-        false
+        Sessions {
+            should_open: waiting.len(),
+            opened: opened(),
+        }
     }
 
     /// `POST /jobs/reconcile` on the integration, logged with its answer.
