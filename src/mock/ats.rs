@@ -520,6 +520,26 @@ impl AtsState {
         Some(from)
     }
 
+    /// Moves a candidate to another requisition (a recruiter's move, which takes it
+    /// into or out of a canary scope); returns the requisition id it left, `None`
+    /// for an unknown candidate. The record's revision moves on, as with a stage.
+    pub fn set_requisition(&self, id: &str, requisition: Requisition) -> Option<String> {
+        let mut candidates = lock(&self.candidates);
+        let candidate = candidates.get_mut(id)?;
+        let to = requisition.id.clone();
+        let from = std::mem::replace(&mut candidate.requisition, Arc::new(requisition));
+        candidate.revision += 1;
+        self.log.append(
+            Actor::Ats,
+            "ats.requisition_changed",
+            Entry {
+                candidate: Some(id.to_owned()),
+                ..Entry::detail(json!({"from": from.id, "to": to, "revision": candidate.revision}))
+            },
+        );
+        Some(from.id.clone())
+    }
+
     /// A reviewer resolves an open exception item (the admin API's and the
     /// harness's call); returns it, or `None` if no open item has this id.
     pub fn resolve_exception(&self, id: &str, resolution: &str) -> Option<ExceptionItem> {

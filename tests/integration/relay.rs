@@ -267,6 +267,92 @@ async fn the_relay_writes_each_event_once_in_order_and_only_in_scope() {
     }
 }
 
+/// A requisition of `tags` in `location`, as a recruiter moves a candidate to it.
+fn requisition(tags: &[&str], location: &str) -> Requisition {
+    Requisition {
+        id: format!("REQ-{}-{location}", tags.join("-")),
+        tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        location: location.into(),
+    }
+}
+
+/// The canary scope is decided on what the ATS says now, not on what the relay
+/// remembers of its own last write: a candidate moved out of the scope is written no
+/// more, and one moved into it is written.
+#[tokio::test]
+async fn a_candidate_moved_across_the_canary_scope_is_judged_on_a_fresh_read() {
+    let world = World::start(&[
+        candidate("CAND_canary_001", "Ana", &["canary-il"], "US"),
+        candidate("CAND_other_001", "Ben", &["design"], "US"),
+    ])
+    .await;
+    let ats = &world.mocks.ats;
+    let calls = |body| world.calls_to_settle(body);
+
+    let leaving = "CAND_canary_001";
+    assert_eq!(
+        calls(event(leaving, "l1", "passed", "2026-05-18T09:00:00Z")).await,
+        2,
+        "in scope: a read, then the write"
+    );
+    ats.set_requisition(leaving, requisition(&["canary-il"], "DE"))
+        .expect("seeded");
+    assert_eq!(
+        calls(event(leaving, "l2", "failed", "2026-05-18T10:00:00Z")).await,
+        2,
+        "the write from memory is answered 409, and the fresh read finds it out of scope"
+    );
+    let record = ats.candidate(leaving).expect("seeded");
+    assert_eq!(record.activity_total, 1, "l2 was not written: {record:?}");
+
+    let joining = "CAND_other_001";
+    assert_eq!(
+        calls(event(joining, "j1", "passed", "2026-05-18T09:00:00Z")).await,
+        1,
+        "out of scope: the read alone"
+    );
+    ats.set_requisition(joining, requisition(&["design", "canary-il"], "US"))
+        .expect("seeded");
+    assert_eq!(
+        calls(event(joining, "j2", "passed", "2026-05-18T10:00:00Z")).await,
+        2,
+        "the skip remembered is read again, found in scope and written"
+    );
+    let record = ats.candidate(joining).expect("seeded");
+    assert_eq!(record.activity_total, 1, "j2 landed: {record:?}");
+    assert_eq!(
+        record.applied["identity.verification.completed"]
+            .event_id
+            .as_deref(),
+        Some("evt_j2")
+    );
+    let text = world.shutdown().await;
+    let outcomes: Vec<(Value, Value)> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("JSON lines"))
+        .filter(|l| l["processed_at"].is_string())
+        .map(|l| (l["event_id"].clone(), l["outcome"].clone()))
+        .collect();
+    let outcome = |id: &str| {
+        outcomes
+            .iter()
+            .find(|(e, _)| e == id)
+            .map(|(_, o)| o.clone())
+    };
+    assert_eq!(outcome("evt_l1"), Some(json!("applied")), "{text}");
+    assert_eq!(
+        outcome("evt_l2"),
+        Some(json!("skipped_out_of_scope")),
+        "{text}"
+    );
+    assert_eq!(
+        outcome("evt_j1"),
+        Some(json!("skipped_out_of_scope")),
+        "{text}"
+    );
+    assert_eq!(outcome("evt_j2"), Some(json!("applied")), "{text}");
+}
+
 #[tokio::test]
 async fn a_candidate_is_read_again_only_when_someone_else_wrote() {
     let world = World::start(&[candidate("CAND_canary_001", "Ana", &["canary-il"], "US")]).await;
