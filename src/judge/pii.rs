@@ -4,13 +4,15 @@
 //! Each personal string is searched as written, lower-cased, JSON-escaped (`\"`,
 //! `\\`) and with every non-ASCII character as a `\u00e9` escape (what a JSON logger
 //! that escapes non-ASCII writes), ASCII case ignored. All the variants of all the
-//! candidates go into Aho-Corasick automata, one per 65,536 personal strings (a name
-//! and an e-mail address per candidate: one automaton up to 32,768 candidates, four
-//! at 100,000), so each line is scanned once per automaton.
+//! candidates go into Aho-Corasick automata, one per 32,768 personal strings (a name
+//! and an e-mail address per candidate: one automaton up to 16,384 candidates, seven
+//! at 100,000), so each line is scanned once per automaton. The automata are
+//! searched on a thread of their own while the judge's pass reads on.
 //! Findings quote the line with the personal data masked: a report must not spread
 //! what the check protects.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::mpsc;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
@@ -107,39 +109,34 @@ pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
     if personal.is_empty() {
         return skipped("no planned candidate has personal data to look for");
     }
-    match Pii::new(personal, STRINGS_PER_AUTOMATON) {
+    match Pii::start(personal, STRINGS_PER_AUTOMATON) {
         Ok(pii) => Box::new(pii),
-        Err(err) => skipped(format!(
-            "the personal data could not be compiled into a search: {err}"
-        )),
+        Err(reason) => skipped(reason),
     }
 }
 
-impl<'a> Pii<'a> {
-    /// The search for `personal`, `per_automaton` personal strings to an automaton.
-    fn new(
-        mut personal: Vec<Personal<'a>>,
-        per_automaton: usize,
-    ) -> Result<Self, aho_corasick::BuildError> {
+impl Search {
+    /// The search for `texts`, `per_automaton` personal strings to an automaton.
+    fn new(texts: &[&str], per_automaton: usize) -> Result<Self, aho_corasick::BuildError> {
         // The person and form of each pattern, in four bytes and one: a run has
         // hundreds of thousands of patterns.
         let mut meaning: Vec<(u32, Form)> = Vec::new();
         let mut automata = Vec::new();
         let per_automaton = per_automaton.max(1);
-        for (chunk, people) in personal.chunks(per_automaton).enumerate() {
+        for (chunk, people) in texts.chunks(per_automaton).enumerate() {
             let first = meaning.len();
             let mut patterns: Vec<String> = Vec::new();
-            for (i, p) in people.iter().enumerate() {
+            for (i, text) in people.iter().enumerate() {
                 let person = (chunk * per_automaton + i) as u32;
-                for (pattern, form) in forms(p.text) {
+                for (pattern, form) in forms(text) {
                     patterns.push(pattern);
                     meaning.push((person, form));
                 }
             }
             // One automaton finds the leftmost-longest matches itself; split ones
             // search overlapping, and those of the whole set are chosen from all of
-            // their matches ([`Pii::hits`]).
-            let kind = if personal.len() > per_automaton {
+            // their matches ([`Search::hits`]).
+            let kind = if texts.len() > per_automaton {
                 MatchKind::Standard
             } else {
                 MatchKind::LeftmostLongest
@@ -150,14 +147,8 @@ impl<'a> Pii<'a> {
                 .build(&patterns)?;
             automata.push((first, automaton));
         }
-        personal.shrink_to_fit();
         meaning.shrink_to_fit();
-        Ok(Pii {
-            personal,
-            meaning,
-            automata,
-            outcome: Outcome::default(),
-        })
+        Ok(Search { meaning, automata })
     }
 }
 
@@ -190,19 +181,22 @@ fn forms(text: &str) -> Vec<(String, Form)> {
     forms
 }
 
-struct Pii<'a> {
-    personal: Vec<Personal<'a>>,
+/// Every personal string's spellings, in automata, and what each pattern means.
+struct Search {
     meaning: Vec<(u32, Form)>,
     /// Automata over consecutive runs of `meaning`, each with its first pattern's place.
     automata: Vec<(usize, AhoCorasick)>,
-    outcome: Outcome,
 }
 
-impl Pii<'_> {
+/// A personal string found in a line: where it starts and ends, whose it is (an
+/// index into the fold's personal strings) and how it was written.
+type Hit = (usize, usize, usize, Form);
+
+impl Search {
     /// The personal strings in `text`, leftmost-longest and not overlapping, as one
     /// automaton of every pattern would find them: every automaton's matches,
     /// overlapping, then from the leftmost the longest, and on after its end.
-    fn hits(&self, text: &str) -> Vec<(usize, usize, usize, Form)> {
+    fn hits(&self, text: &str) -> Vec<Hit> {
         let hit = |start, end, pattern: usize| {
             let (person, form) = self.meaning[pattern];
             (start, end, person as usize, form)
@@ -233,23 +227,167 @@ impl Pii<'_> {
     }
 }
 
+/// A line the integration printed, with what a finding shows of its record.
+struct Line {
+    seq: u64,
+    elapsed_ms: f64,
+    actor: crate::observe::Actor,
+    status: Option<u16>,
+    stream: &'static str,
+    /// Where its text is in its batch's.
+    span: std::ops::Range<usize>,
+}
+
+/// Lines handed to the search thread at once, their texts in one buffer: two
+/// allocations a batch, not one a line (a large run prints 400,000 lines).
+#[derive(Default)]
+struct Batch {
+    text: String,
+    lines: Vec<Line>,
+}
+
+/// A line that holds personal data: the line, its text and what it holds.
+type Found = (Line, String, Vec<Hit>);
+
+/// Lines sent to the search thread at a time, and batches that may wait for it: a
+/// few hundred kilobytes held, however long the log.
+const BATCH_LINES: usize = 256;
+const BATCHES_WAITING: usize = 4;
+
+/// The fold: the log's pass hands the integration's lines to a thread of their own,
+/// which searches them while the pass goes on. At 100,000
+/// candidates the search is half of the judge's work (building seven automata,
+/// then 400,000 lines searched by each), and the judge otherwise runs on one core.
+struct Pii<'a> {
+    personal: Vec<Personal<'a>>,
+    batch: Batch,
+    /// Closed once the thread is gone or the pass ended.
+    to_search: Option<mpsc::SyncSender<Batch>>,
+    /// The lines that hold personal data, in log order.
+    found: mpsc::Receiver<Vec<Found>>,
+    /// Batches the thread has searched, emptied, to be filled again.
+    spent: mpsc::Receiver<Batch>,
+    searcher: Option<std::thread::JoinHandle<()>>,
+    outcome: Outcome,
+}
+
+impl<'a> Pii<'a> {
+    /// Builds the search over `personal`'s strings and starts its thread. The
+    /// automata are built here, before the pass: building them is the judge's peak,
+    /// which the pass's first tables would only add to, and the memory building
+    /// them takes is then handed back to the thread that makes those tables.
+    fn start(personal: Vec<Personal<'a>>, per_automaton: usize) -> Result<Self, String> {
+        let texts: Vec<&str> = personal.iter().map(|p| p.text).collect();
+        let search = Search::new(&texts, per_automaton).map_err(|err| {
+            format!("the personal data could not be compiled into a search: {err}")
+        })?;
+        drop(texts);
+        let (to_search, batches) = mpsc::sync_channel::<Batch>(BATCHES_WAITING);
+        let (send_found, found) = mpsc::channel();
+        let (send_spent, spent) = mpsc::channel();
+        let searcher = std::thread::Builder::new()
+            .name("judge-pii".into())
+            .spawn(move || {
+                for mut batch in batches {
+                    let text = &batch.text;
+                    let found: Vec<Found> = batch
+                        .lines
+                        .drain(..)
+                        .filter_map(|line| {
+                            let text = &text[line.span.clone()];
+                            let hits = search.hits(text);
+                            (!hits.is_empty()).then(|| (line, text.to_owned(), hits))
+                        })
+                        .collect();
+                    if !found.is_empty() && send_found.send(found).is_err() {
+                        break;
+                    }
+                    // Back to the pass to fill again: its buffers are the pass's to free.
+                    batch.text.clear();
+                    let _ = send_spent.send(batch);
+                }
+            })
+            .map_err(|err| format!("the personal-data search could not start a thread: {err}"))?;
+        Ok(Pii {
+            personal,
+            batch: Batch::default(),
+            to_search: Some(to_search),
+            found,
+            spent,
+            searcher: Some(searcher),
+            outcome: Outcome::default(),
+        })
+    }
+
+    /// Hands the lines gathered so far to the search thread.
+    fn send(&mut self) {
+        if self.batch.lines.is_empty() {
+            return;
+        }
+        let next = self.spent.try_recv().unwrap_or_default();
+        let batch = std::mem::replace(&mut self.batch, next);
+        if let Some(to_search) = &self.to_search
+            && to_search.send(batch).is_err()
+        {
+            // The thread is gone (it panicked): `finish` says so.
+            self.to_search = None;
+        }
+    }
+
+    /// Turns what the search thread found into findings; `wait` for all of it.
+    fn take_found(&mut self, cx: &Context<'_>, wait: bool) {
+        loop {
+            let found = if wait {
+                self.found.recv().ok()
+            } else {
+                self.found.try_recv().ok()
+            };
+            let Some(found) = found else { return };
+            let personal = &self.personal;
+            for (line, text, hits) in found {
+                self.outcome
+                    .findings
+                    .add(|| finding(cx, &line, &text, &hits, personal));
+            }
+        }
+    }
+}
+
 impl Fold for Pii<'_> {
     fn record(&mut self, cx: &Context<'_>, line: &Record) {
-        if line.kind != "integration.stdout" && line.kind != "integration.stderr" {
-            return;
+        let stream = match line.kind.as_str() {
+            "integration.stdout" => "stdout",
+            "integration.stderr" => "stderr",
+            _ => return,
+        };
+        let batch = &mut self.batch;
+        let start = batch.text.len();
+        batch
+            .text
+            .push_str(detail_text(line, "line").unwrap_or_default());
+        batch.lines.push(Line {
+            seq: line.seq,
+            elapsed_ms: line.elapsed_ms,
+            actor: line.actor,
+            status: line.status,
+            stream,
+            span: start..batch.text.len(),
+        });
+        if batch.lines.len() == BATCH_LINES {
+            self.send();
+            self.take_found(cx, false);
         }
-        let text = detail_text(line, "line").unwrap_or_default();
-        let hits = self.hits(text);
-        if hits.is_empty() {
-            return;
-        }
-        let personal = &self.personal;
-        self.outcome
-            .findings
-            .add(|| finding(cx, line, text, &hits, personal));
     }
 
     fn finish(mut self: Box<Self>, cx: &Context<'_>) -> Outcome {
+        self.send();
+        // No more lines: the thread searches what it has, then ends.
+        self.to_search = None;
+        self.take_found(cx, true);
+        let ended = self.searcher.take().map(std::thread::JoinHandle::join);
+        if let Some(Err(_)) = ended {
+            return Outcome::skip("the personal-data search thread panicked");
+        }
         if !cx.seen.output_visible {
             return Outcome::skip(
                 "the harness did not start the integration, so what it printed is not in the log",
@@ -264,12 +402,12 @@ impl Fold for Pii<'_> {
 
 fn finding(
     cx: &Context<'_>,
-    line: &Record,
+    line: &Line,
     text: &str,
-    hits: &[(usize, usize, usize, Form)],
+    hits: &[Hit],
     personal: &[Personal<'_>],
 ) -> Finding {
-    let stream = line.kind.trim_start_matches("integration.");
+    let stream = line.stream;
     let mut described: BTreeSet<String> = BTreeSet::new();
     for &(_, _, person, form) in hits {
         let p = &personal[person];
@@ -312,8 +450,12 @@ fn finding(
     }
     redacted.push_str(&text[from..]);
     finding.exchanges = vec![Exchange {
+        seq: line.seq,
+        elapsed_ms: line.elapsed_ms,
+        actor: line.actor,
+        kind: format!("integration.{stream}"),
+        status: line.status,
         summary: format!("{stream}: {}", quote(&redacted)),
-        ..Exchange::from_record(line)
     }];
     finding
 }
@@ -338,20 +480,10 @@ mod tests {
     #[test]
     fn split_automata_find_what_one_would() {
         let people = ["abc", "bcd", "def", "Zoë Ğürsoy", "zoe@example.test", "cd"];
-        let personal = || {
-            people
-                .iter()
-                .map(|text| Personal {
-                    text,
-                    owner: "CAND",
-                    owners: 1,
-                })
-                .collect::<Vec<_>>()
-        };
-        let one = Pii::new(personal(), 100).expect("builds");
+        let one = Search::new(&people, 100).expect("builds");
         assert_eq!(one.automata.len(), 1);
         for per in 1..people.len() {
-            let split = Pii::new(personal(), per).expect("builds");
+            let split = Search::new(&people, per).expect("builds");
             assert_eq!(split.automata.len(), people.len().div_ceil(per));
             for line in [
                 "abcdef",
@@ -427,6 +559,40 @@ mod tests {
                 assert!(!summary.contains(leak), "{why}: {summary}");
             }
         }
+    }
+
+    #[test]
+    fn lines_past_many_batches_are_all_searched_in_log_order() {
+        let manifest = manifest();
+        let mut clean = clean();
+        let mut leaks = Vec::new();
+        for i in 0..BATCH_LINES * (BATCHES_WAITING + 3) + 7 {
+            if i % 300 == 299 {
+                leaks.push(
+                    clean
+                        .log
+                        .line("stdout", &format!("{i}: mailing Zoë Ğürsoy")),
+                );
+            } else {
+                clean
+                    .log
+                    .line("stdout", &format!("{i}: evt_{i:06} applied"));
+            }
+        }
+        let seq = clean
+            .log
+            .line("stderr", "last line, alone in its batch: zoë ğürsoy");
+        leaks.push(seq);
+        let outcome = run_one(check, &manifest, &clean.plan, clean.log.records());
+        assert_eq!(outcome.findings.total(), leaks.len());
+        let cited: Vec<u64> = outcome
+            .findings
+            .kept()
+            .iter()
+            .map(|f| f.exchanges[0].seq)
+            .collect();
+        assert_eq!(cited, leaks[..cited.len()], "kept in log order");
+        assert!(!cited.is_empty());
     }
 
     #[test]
