@@ -302,8 +302,11 @@ async fn a_candidate_moved_across_the_canary_scope_is_judged_on_a_fresh_read() {
         2,
         "the write from memory is answered 409, and the fresh read finds it out of scope"
     );
-    let record = ats.candidate(leaving).expect("seeded");
-    assert_eq!(record.activity_total, 1, "l2 was not written: {record:?}");
+    assert_eq!(
+        landed(&world, leaving),
+        (1, Some("evt_l1".into())),
+        "l2 was not written"
+    );
 
     let joining = "CAND_other_001";
     assert_eq!(
@@ -318,39 +321,40 @@ async fn a_candidate_moved_across_the_canary_scope_is_judged_on_a_fresh_read() {
         2,
         "the skip remembered is read again, found in scope and written"
     );
-    let record = ats.candidate(joining).expect("seeded");
-    assert_eq!(record.activity_total, 1, "j2 landed: {record:?}");
-    assert_eq!(
-        record.applied["identity.verification.completed"]
-            .event_id
-            .as_deref(),
-        Some("evt_j2")
-    );
+    assert_eq!(landed(&world, joining), (1, Some("evt_j2".into())));
     let text = world.shutdown().await;
-    let outcomes: Vec<(Value, Value)> = text
+    let expected = [
+        ("evt_l1", "applied"),
+        ("evt_l2", "skipped_out_of_scope"),
+        ("evt_j1", "skipped_out_of_scope"),
+        ("evt_j2", "applied"),
+    ];
+    assert_eq!(
+        outcomes(&text),
+        expected.map(|(e, o)| (e.into(), o.into())),
+        "{text}"
+    );
+}
+
+/// How many events landed on the candidate, and the last verification's event id.
+fn landed(world: &World, id: &str) -> (u64, Option<String>) {
+    let record = world.mocks.ats.candidate(id).expect("seeded");
+    let last = &record.applied["identity.verification.completed"];
+    (
+        record.activity_total,
+        last.event_id.as_deref().map(str::to_owned),
+    )
+}
+
+/// The event id and outcome of every event the relay's output says it processed.
+fn outcomes(output: &str) -> Vec<(String, String)> {
+    let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+    output
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).expect("JSON lines"))
         .filter(|l| l["processed_at"].is_string())
-        .map(|l| (l["event_id"].clone(), l["outcome"].clone()))
-        .collect();
-    let outcome = |id: &str| {
-        outcomes
-            .iter()
-            .find(|(e, _)| e == id)
-            .map(|(_, o)| o.clone())
-    };
-    assert_eq!(outcome("evt_l1"), Some(json!("applied")), "{text}");
-    assert_eq!(
-        outcome("evt_l2"),
-        Some(json!("skipped_out_of_scope")),
-        "{text}"
-    );
-    assert_eq!(
-        outcome("evt_j1"),
-        Some(json!("skipped_out_of_scope")),
-        "{text}"
-    );
-    assert_eq!(outcome("evt_j2"), Some(json!("applied")), "{text}");
+        .map(|l| (text(&l["event_id"]), text(&l["outcome"])))
+        .collect()
 }
 
 #[tokio::test]
@@ -382,21 +386,13 @@ async fn a_candidate_is_read_again_only_when_someone_else_wrote() {
         3,
         "the stale write is answered 409, then a fresh read and the write"
     );
-    let record = ats.candidate(id).expect("seeded");
-    assert_eq!(record.activity_total, 3, "s1, s2 and s3 landed once each");
     assert_eq!(
-        record.applied["identity.verification.completed"]
-            .event_id
-            .as_deref(),
-        Some("evt_s3")
+        landed(&world, id),
+        (3, Some("evt_s3".into())),
+        "s1, s2 and s3 landed once each"
     );
     let text = world.shutdown().await;
-    let outcomes: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).expect("JSON lines"))
-        .filter(|l| l["processed_at"].is_string())
-        .map(|l| l["outcome"].clone())
-        .collect();
+    let outcomes: Vec<String> = outcomes(&text).into_iter().map(|(_, o)| o).collect();
     assert_eq!(
         outcomes,
         ["applied", "applied", "dropped_stale", "applied"],
