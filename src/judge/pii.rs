@@ -255,9 +255,9 @@ const BATCH_LINES: usize = 256;
 const BATCHES_WAITING: usize = 4;
 
 /// The fold: the log's pass hands the integration's lines to a thread of their own,
-/// which searches them while the pass goes on. At 100,000
-/// candidates the search is half of the judge's work (building seven automata,
-/// then 400,000 lines searched by each), and the judge otherwise runs on one core.
+/// which searches them while the pass goes on. At 100,000 candidates the search was
+/// 40 % of the judge's work (400,000 lines, each searched by seven automata), and the
+/// judge otherwise runs on one core.
 struct Pii<'a> {
     personal: Vec<Personal<'a>>,
     batch: Batch,
@@ -276,7 +276,8 @@ impl<'a> Pii<'a> {
     /// automata are built here, before the pass: building them is the judge's peak,
     /// which the pass's first tables would only add to, and the memory building
     /// them takes is then handed back to the thread that makes those tables.
-    fn start(personal: Vec<Personal<'a>>, per_automaton: usize) -> Result<Self, String> {
+    fn start(mut personal: Vec<Personal<'a>>, per_automaton: usize) -> Result<Self, String> {
+        personal.shrink_to_fit();
         let texts: Vec<&str> = personal.iter().map(|p| p.text).collect();
         let search = Search::new(&texts, per_automaton).map_err(|err| {
             format!("the personal data could not be compiled into a search: {err}")
