@@ -508,15 +508,7 @@ impl AtsState {
         let candidate = candidates.get_mut(id)?;
         let to = lock(&self.shared).stage(stage);
         let from = std::mem::replace(&mut candidate.stage, to).to_string();
-        candidate.revision += 1;
-        self.log.append(
-            Actor::Ats,
-            "ats.stage_changed",
-            Entry {
-                candidate: Some(id.to_owned()),
-                ..Entry::detail(json!({"from": from, "to": stage, "revision": candidate.revision}))
-            },
-        );
+        self.moved(candidate, "ats.stage_changed", &from, stage);
         Some(from)
     }
 
@@ -528,16 +520,22 @@ impl AtsState {
         let candidate = candidates.get_mut(id)?;
         let to = requisition.id.clone();
         let from = std::mem::replace(&mut candidate.requisition, Arc::new(requisition));
+        self.moved(candidate, "ats.requisition_changed", &from.id, &to);
+        Some(from.id.clone())
+    }
+
+    /// A recruiter's move of `candidate` from `from` to `to`: its revision moves on,
+    /// and the log records the move as `kind`.
+    fn moved(&self, candidate: &mut CandidateState, kind: &str, from: &str, to: &str) {
         candidate.revision += 1;
         self.log.append(
             Actor::Ats,
-            "ats.requisition_changed",
+            kind,
             Entry {
-                candidate: Some(id.to_owned()),
-                ..Entry::detail(json!({"from": from.id, "to": to, "revision": candidate.revision}))
+                candidate: Some(candidate.id.to_string()),
+                ..Entry::detail(json!({"from": from, "to": to, "revision": candidate.revision}))
             },
         );
-        Some(from.id.clone())
     }
 
     /// A reviewer resolves an open exception item (the admin API's and the
