@@ -6,13 +6,17 @@
 //! that escapes non-ASCII writes), ASCII case ignored. All the variants of all the
 //! candidates go into Aho-Corasick automata, one per 32,768 personal strings (a name
 //! and an e-mail address per candidate: one automaton up to 16,384 candidates, seven
-//! at 100,000), so each line is scanned once per automaton. The automata are
-//! searched on a thread of their own while the judge's pass reads on.
+//! at 100,000), so each line is scanned once per automaton. During the judge's pass
+//! the lines are only set aside, in a temporary file; the automata are built and
+//! searched when the pass is over and the checks before this one have let their
+//! tables go, on every core (the search is 40 % of the judge's work at 100,000).
 //! Findings quote the line with the personal data masked: a report must not spread
 //! what the check protects.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::mpsc;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::sync::{Mutex, PoisonError};
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
@@ -20,7 +24,7 @@ use super::exchange::quote;
 use super::fold::{Context, Fold, skipped};
 use super::run::{Outcome, detail_text};
 use super::{Exchange, Finding};
-use crate::observe::Record;
+use crate::observe::{Actor, Record};
 
 /// Personal strings shorter than this (in characters) are not searched: they would
 /// match everywhere.
@@ -85,6 +89,32 @@ struct Personal<'a> {
 
 /// `privacy.no_pii_in_logs`.
 pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
+    let searched = |text: &String| text.trim().chars().count() >= MIN_CHARS;
+    if !cx
+        .plan
+        .plan
+        .candidates
+        .iter()
+        .any(|c| c.pii.iter().any(searched))
+    {
+        return skipped("no planned candidate has personal data to look for");
+    }
+    match Spill::new() {
+        Ok(spill) => Box::new(Pii {
+            spill,
+            failed: None,
+        }),
+        Err(err) => skipped(format!(
+            "the integration's lines could not be set aside for the personal-data search \
+             (a temporary file in {}): {err}",
+            std::env::temp_dir().display()
+        )),
+    }
+}
+
+/// Every personal string of the plan once, with its first owner and how many
+/// candidates (scenario copies) have it.
+fn personal_strings<'a>(cx: &Context<'a>) -> Vec<Personal<'a>> {
     let mut personal: Vec<Personal<'a>> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     for candidate in &cx.plan.plan.candidates {
@@ -104,15 +134,8 @@ pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
             personal[i].owners = personal[i].owners.saturating_add(1);
         }
     }
-    // Gone before the automata are built, whose building is the judge's peak.
-    drop(index);
-    if personal.is_empty() {
-        return skipped("no planned candidate has personal data to look for");
-    }
-    match Pii::start(personal, STRINGS_PER_AUTOMATON) {
-        Ok(pii) => Box::new(pii),
-        Err(reason) => skipped(reason),
-    }
+    personal.shrink_to_fit();
+    personal
 }
 
 impl Search {
@@ -155,11 +178,10 @@ impl Search {
 /// How many personal strings go into one automaton. Building one holds about four
 /// times its final size for a while (some 0.9 KB a string), so a large run's strings
 /// are split among a few: the peak of building stays that of one, and a line is
-/// searched once per automaton. The judge builds them first, while the run's memory
-/// is still being handed back, so a large run's peak was there: 32,768 names and
-/// e-mail addresses take about 28 MB to build, 8 MB built (65,536: 48 and 14 MB).
-/// At 100,000 candidates that took 15-20 MB off the peak and added 2 s to the
-/// judge's 9 s (six automata, not four).
+/// searched once per automaton: 32,768 names and e-mail addresses take about 28 MB
+/// to build, 8 MB built (65,536: 48 and 14 MB). At 100,000 candidates, when the
+/// automata were built before the judge's pass, that took 15-20 MB off the peak and
+/// added 2 s to the judge's 9 s (six automata, not four).
 const STRINGS_PER_AUTOMATON: usize = 32_768;
 
 /// The distinct spellings a personal string may be printed in, each with the plainest
@@ -231,15 +253,15 @@ impl Search {
 struct Line {
     seq: u64,
     elapsed_ms: f64,
-    actor: crate::observe::Actor,
+    actor: Actor,
     status: Option<u16>,
     stream: &'static str,
     /// Where its text is in its batch's.
     span: std::ops::Range<usize>,
 }
 
-/// Lines handed to the search thread at once, their texts in one buffer: two
-/// allocations a batch, not one a line (a large run prints 400,000 lines).
+/// Lines searched at once, their texts in one buffer: two allocations a batch, not
+/// one a line (a large run prints 400,000 lines).
 #[derive(Default)]
 struct Batch {
     text: String,
@@ -249,155 +271,242 @@ struct Batch {
 /// A line that holds personal data: the line, its text and what it holds.
 type Found = (Line, String, Vec<Hit>);
 
-/// Lines sent to the search thread at a time, and batches that may wait for it: a
-/// few hundred kilobytes held, however long the log.
+/// Lines a search thread takes from the spill at a time.
 const BATCH_LINES: usize = 256;
-const BATCHES_WAITING: usize = 4;
 
-/// The fold: the log's pass hands the integration's lines to a thread of their own,
-/// which searches them while the pass goes on. At 100,000 candidates the search was
-/// 40 % of the judge's work (400,000 lines, each searched by seven automata), and the
-/// judge otherwise runs on one core.
-struct Pii<'a> {
-    personal: Vec<Personal<'a>>,
-    batch: Batch,
-    /// Closed once the thread is gone or the pass ended.
-    to_search: Option<mpsc::SyncSender<Batch>>,
-    /// The lines that hold personal data, in log order.
-    found: mpsc::Receiver<Vec<Found>>,
-    /// Batches the thread has searched, emptied, to be filled again.
-    spent: mpsc::Receiver<Batch>,
-    searcher: Option<std::thread::JoinHandle<()>>,
-    outcome: Outcome,
+/// The actors in the order [`Spill`] numbers them.
+const ACTORS: [Actor; 6] = [
+    Actor::Harness,
+    Actor::Sender,
+    Actor::Ats,
+    Actor::Vendor,
+    Actor::Notify,
+    Actor::Integration,
+];
+
+/// The integration's lines, set aside in an unnamed temporary file while the pass
+/// reads on, for the search after it. The search's automata take about as much
+/// memory as every other check's tables together (some 50 MB at 100,000 candidates),
+/// so the search waits until the checks before it have finished and let theirs go.
+///
+/// A line is a fixed head (sequence number, elapsed milliseconds, actor, status,
+/// stream, text length; little-endian) and then its text.
+struct Spill {
+    out: BufWriter<File>,
 }
 
-impl<'a> Pii<'a> {
-    /// Builds the search over `personal`'s strings and starts its thread. The
-    /// automata are built here, before the pass: building them is the judge's peak,
-    /// which the pass's first tables would only add to, and the memory building
-    /// them takes is then handed back to the thread that makes those tables.
-    fn start(mut personal: Vec<Personal<'a>>, per_automaton: usize) -> Result<Self, String> {
-        personal.shrink_to_fit();
-        let texts: Vec<&str> = personal.iter().map(|p| p.text).collect();
-        let search = Search::new(&texts, per_automaton).map_err(|err| {
-            format!("the personal data could not be compiled into a search: {err}")
-        })?;
-        drop(texts);
-        let (to_search, batches) = mpsc::sync_channel::<Batch>(BATCHES_WAITING);
-        let (send_found, found) = mpsc::channel();
-        let (send_spent, spent) = mpsc::channel();
-        let searcher = std::thread::Builder::new()
-            .name("judge-pii".into())
-            .spawn(move || {
-                for mut batch in batches {
-                    let text = &batch.text;
-                    let found: Vec<Found> = batch
-                        .lines
-                        .drain(..)
-                        .filter_map(|line| {
-                            let text = &text[line.span.clone()];
-                            let hits = search.hits(text);
-                            (!hits.is_empty()).then(|| (line, text.to_owned(), hits))
-                        })
-                        .collect();
-                    if !found.is_empty() && send_found.send(found).is_err() {
-                        break;
-                    }
-                    // Back to the pass to fill again: its buffers are the pass's to free.
-                    batch.text.clear();
-                    let _ = send_spent.send(batch);
-                }
-            })
-            .map_err(|err| format!("the personal-data search could not start a thread: {err}"))?;
-        Ok(Pii {
-            personal,
-            batch: Batch::default(),
-            to_search: Some(to_search),
-            found,
-            spent,
-            searcher: Some(searcher),
-            outcome: Outcome::default(),
+/// The size of a spilled line's head.
+const HEAD: usize = 8 + 8 + 1 + 1 + 2 + 1 + 4;
+
+impl Spill {
+    fn new() -> io::Result<Self> {
+        Ok(Spill {
+            out: BufWriter::with_capacity(1 << 16, tempfile::tempfile()?),
         })
     }
 
-    /// Hands the lines gathered so far to the search thread.
-    fn send(&mut self) {
-        if self.batch.lines.is_empty() {
-            return;
-        }
-        let next = self.spent.try_recv().unwrap_or_default();
-        let batch = std::mem::replace(&mut self.batch, next);
-        if let Some(to_search) = &self.to_search
-            && to_search.send(batch).is_err()
-        {
-            // The thread is gone (it panicked): `finish` says so.
-            self.to_search = None;
-        }
+    fn push(&mut self, record: &Record, stream: &'static str, text: &str) -> io::Result<()> {
+        let mut head = [0u8; HEAD];
+        head[0..8].copy_from_slice(&record.seq.to_le_bytes());
+        head[8..16].copy_from_slice(&record.elapsed_ms.to_le_bytes());
+        head[16] = ACTORS.iter().position(|a| *a == record.actor).unwrap_or(0) as u8;
+        head[17] = u8::from(record.status.is_some());
+        head[18..20].copy_from_slice(&record.status.unwrap_or(0).to_le_bytes());
+        head[20] = u8::from(stream == "stderr");
+        let len = u32::try_from(text.len()).map_err(io::Error::other)?;
+        head[21..25].copy_from_slice(&len.to_le_bytes());
+        self.out.write_all(&head)?;
+        self.out.write_all(text.as_bytes())
     }
 
-    /// Turns what the search thread found into findings; `wait` for all of it.
-    fn take_found(&mut self, cx: &Context<'_>, wait: bool) {
-        loop {
-            let found = if wait {
-                self.found.recv().ok()
-            } else {
-                self.found.try_recv().ok()
-            };
-            let Some(found) = found else { return };
-            let personal = &self.personal;
-            for (line, text, hits) in found {
-                self.outcome
-                    .findings
-                    .add(|| finding(cx, &line, &text, &hits, personal));
-            }
-        }
+    /// The lines written, to be read back from the first.
+    fn into_reader(self) -> io::Result<Unspill> {
+        let mut file = self.out.into_inner().map_err(|err| err.into_error())?;
+        file.seek(SeekFrom::Start(0))?;
+        Ok(Unspill {
+            input: BufReader::with_capacity(1 << 16, file),
+        })
     }
 }
 
-impl Fold for Pii<'_> {
-    fn record(&mut self, cx: &Context<'_>, line: &Record) {
+/// A [`Spill`] read back.
+struct Unspill {
+    input: BufReader<File>,
+}
+
+impl Unspill {
+    /// Fills `batch` with up to [`BATCH_LINES`] lines; false once none are left.
+    fn fill(&mut self, batch: &mut Batch) -> io::Result<bool> {
+        batch.text.clear();
+        batch.lines.clear();
+        let mut head = [0u8; HEAD];
+        let mut bytes = Vec::new();
+        while batch.lines.len() < BATCH_LINES {
+            match self.input.read_exact(&mut head) {
+                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => break,
+                other => other?,
+            }
+            let word =
+                |at: usize| u64::from_le_bytes(head[at..at + 8].try_into().unwrap_or_default());
+            let len = u32::from_le_bytes(head[21..25].try_into().unwrap_or_default()) as usize;
+            bytes.resize(len, 0);
+            self.input.read_exact(&mut bytes)?;
+            let start = batch.text.len();
+            // Written from a `&str`, read back whole: it is UTF-8.
+            batch.text.push_str(&String::from_utf8_lossy(&bytes));
+            batch.lines.push(Line {
+                seq: word(0),
+                elapsed_ms: f64::from_bits(word(8)),
+                actor: ACTORS[usize::from(head[16]).min(ACTORS.len() - 1)],
+                status: (head[17] == 1).then(|| u16::from_le_bytes([head[18], head[19]])),
+                stream: if head[20] == 1 { "stderr" } else { "stdout" },
+                span: start..batch.text.len(),
+            });
+        }
+        Ok(!batch.lines.is_empty())
+    }
+}
+
+/// How many threads search the spilled lines: the machine's cores, up to four. The
+/// search comes after the pass, when nothing else runs.
+fn searchers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// Searches every spilled line with `search`, on `threads` threads that each take the
+/// next batch, and returns the lines that hold personal data in log order.
+fn search_spilled(spilled: Unspill, search: &Search, threads: usize) -> Result<Vec<Found>, String> {
+    // The reader and the number of the next batch it gives.
+    let source = Mutex::new((spilled, 0usize));
+    let work = || -> io::Result<Vec<(usize, Vec<Found>)>> {
+        let mut batch = Batch::default();
+        let mut found = Vec::new();
+        loop {
+            let number = {
+                let mut source = source.lock().unwrap_or_else(PoisonError::into_inner);
+                if !source.0.fill(&mut batch)? {
+                    return Ok(found);
+                }
+                source.1 += 1;
+                source.1
+            };
+            let text = &batch.text;
+            let hits: Vec<Found> = batch
+                .lines
+                .drain(..)
+                .filter_map(|line| {
+                    let text = &text[line.span.clone()];
+                    let hits = search.hits(text);
+                    (!hits.is_empty()).then(|| (line, text.to_owned(), hits))
+                })
+                .collect();
+            if !hits.is_empty() {
+                found.push((number, hits));
+            }
+        }
+    };
+    let results = std::thread::scope(|scope| {
+        let spawned: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                std::thread::Builder::new()
+                    .name("judge-pii".into())
+                    .spawn_scoped(scope, work)
+            })
+            .collect();
+        spawned
+            .into_iter()
+            .map(|thread| match thread {
+                Err(err) => Err(format!(
+                    "the personal-data search could not start a thread: {err}"
+                )),
+                Ok(thread) => match thread.join() {
+                    Err(_) => Err("the personal-data search thread panicked".to_owned()),
+                    Ok(Err(err)) => Err(format!(
+                        "the integration's lines set aside for the personal-data search \
+                         could not be read back: {err}"
+                    )),
+                    Ok(Ok(found)) => Ok(found),
+                },
+            })
+            .collect::<Result<Vec<_>, String>>()
+    })?;
+    let mut numbered: Vec<(usize, Vec<Found>)> = results.into_iter().flatten().collect();
+    numbered.sort_unstable_by_key(|(number, _)| *number);
+    Ok(numbered.into_iter().flat_map(|(_, found)| found).collect())
+}
+
+/// The fold: the pass sets the integration's lines aside ([`Spill`]); `finish`
+/// builds the search and runs it over them.
+struct Pii {
+    spill: Spill,
+    /// The first failure to set a line aside.
+    failed: Option<io::Error>,
+}
+
+impl Fold for Pii {
+    fn record(&mut self, _: &Context<'_>, line: &Record) {
         let stream = match line.kind.as_str() {
             "integration.stdout" => "stdout",
             "integration.stderr" => "stderr",
             _ => return,
         };
-        let batch = &mut self.batch;
-        let start = batch.text.len();
-        batch
-            .text
-            .push_str(detail_text(line, "line").unwrap_or_default());
-        batch.lines.push(Line {
-            seq: line.seq,
-            elapsed_ms: line.elapsed_ms,
-            actor: line.actor,
-            status: line.status,
-            stream,
-            span: start..batch.text.len(),
-        });
-        if batch.lines.len() == BATCH_LINES {
-            self.send();
-            self.take_found(cx, false);
+        if self.failed.is_some() {
+            return;
+        }
+        let text = detail_text(line, "line").unwrap_or_default();
+        if let Err(err) = self.spill.push(line, stream, text) {
+            self.failed = Some(err);
         }
     }
 
-    fn finish(mut self: Box<Self>, cx: &Context<'_>) -> Outcome {
-        self.send();
-        // No more lines: the thread searches what it has, then ends.
-        self.to_search = None;
-        self.take_found(cx, true);
-        let ended = self.searcher.take().map(std::thread::JoinHandle::join);
-        if let Some(Err(_)) = ended {
-            return Outcome::skip("the personal-data search thread panicked");
+    fn finish(self: Box<Self>, cx: &Context<'_>) -> Outcome {
+        if let Some(err) = self.failed {
+            return Outcome::skip(format!(
+                "the integration's lines could not be set aside for the personal-data \
+                 search (a temporary file in {}): {err}",
+                std::env::temp_dir().display()
+            ));
         }
         if !cx.seen.output_visible {
             return Outcome::skip(
                 "the harness did not start the integration, so what it printed is not in the log",
             );
         }
-        for candidate in &cx.plan.plan.candidates {
-            self.outcome.judged(Some(candidate.scenario));
+        let spilled = match self.spill.into_reader() {
+            Ok(spilled) => spilled,
+            Err(err) => {
+                return Outcome::skip(format!(
+                    "the integration's lines set aside for the personal-data search could \
+                     not be read back: {err}"
+                ));
+            }
+        };
+        let personal = personal_strings(cx);
+        let texts: Vec<&str> = personal.iter().map(|p| p.text).collect();
+        let search = match Search::new(&texts, STRINGS_PER_AUTOMATON) {
+            Ok(search) => search,
+            Err(err) => {
+                return Outcome::skip(format!(
+                    "the personal data could not be compiled into a search: {err}"
+                ));
+            }
+        };
+        drop(texts);
+        let found = match search_spilled(spilled, &search, searchers()) {
+            Ok(found) => found,
+            Err(reason) => return Outcome::skip(reason),
+        };
+        drop(search);
+        let mut outcome = Outcome::default();
+        for (line, text, hits) in found {
+            outcome
+                .findings
+                .add(|| finding(cx, &line, &text, &hits, &personal));
         }
-        self.outcome
+        for candidate in &cx.plan.plan.candidates {
+            outcome.judged(Some(candidate.scenario));
+        }
+        outcome
     }
 }
 
@@ -567,7 +676,7 @@ mod tests {
         let manifest = manifest();
         let mut clean = clean();
         let mut leaks = Vec::new();
-        for i in 0..BATCH_LINES * (BATCHES_WAITING + 3) + 7 {
+        for i in 0..BATCH_LINES * 7 + 7 {
             if i % 300 == 299 {
                 leaks.push(
                     clean
@@ -594,6 +703,108 @@ mod tests {
             .collect();
         assert_eq!(cited, leaks[..cited.len()], "kept in log order");
         assert!(!cited.is_empty());
+    }
+
+    /// A record of the integration's output, as the harness logs it.
+    fn printed(seq: u64, kind: &str, text: &str, status: Option<u16>) -> Record {
+        Record {
+            run_id: "run".into(),
+            seq,
+            at: "2026-01-01T00:00:00.000000Z".into(),
+            elapsed_ms: seq as f64 / 8.0,
+            actor: ACTORS[seq as usize % ACTORS.len()],
+            kind: kind.into(),
+            candidate: None,
+            correlation_id: None,
+            event_id: None,
+            idempotency_key: None,
+            status,
+            latency_ms: None,
+            detail: serde_json::json!({ "line": text }),
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn spilled_lines_read_back_as_written_a_batch_at_a_time() {
+        let texts = ["", "plain", "Zoë Ğürsoy 😀", "tab\there"];
+        let mut spill = Spill::new().expect("a temporary file");
+        let count = BATCH_LINES + 3;
+        for seq in 0..count as u64 {
+            let (kind, stream) = if seq.is_multiple_of(3) {
+                ("integration.stderr", "stderr")
+            } else {
+                ("integration.stdout", "stdout")
+            };
+            let status = seq.is_multiple_of(2).then_some(200 + seq as u16);
+            let text = texts[seq as usize % texts.len()];
+            spill
+                .push(&printed(seq, kind, text, status), stream, text)
+                .expect("written");
+        }
+        let mut spilled = spill.into_reader().expect("read back");
+        let mut batch = Batch::default();
+        let mut seen = 0u64;
+        let mut sizes = Vec::new();
+        while spilled.fill(&mut batch).expect("reads") {
+            sizes.push(batch.lines.len());
+            for line in &batch.lines {
+                let seq = seen;
+                assert_eq!(line.seq, seq);
+                assert_eq!(line.elapsed_ms, seq as f64 / 8.0);
+                assert_eq!(line.actor, ACTORS[seq as usize % ACTORS.len()]);
+                assert_eq!(
+                    line.status,
+                    seq.is_multiple_of(2).then_some(200 + seq as u16)
+                );
+                let stream = if seq.is_multiple_of(3) {
+                    "stderr"
+                } else {
+                    "stdout"
+                };
+                assert_eq!(line.stream, stream);
+                assert_eq!(
+                    &batch.text[line.span.clone()],
+                    texts[seq as usize % texts.len()]
+                );
+                seen += 1;
+            }
+        }
+        assert_eq!(sizes, [BATCH_LINES, 3], "full batches, then the rest");
+        assert!(
+            !spilled.fill(&mut batch).expect("reads"),
+            "and then nothing"
+        );
+    }
+
+    #[test]
+    fn any_number_of_search_threads_finds_the_same_lines_in_log_order() {
+        let search = Search::new(&["Zoë Ğürsoy", "zoe@example.test"], 8).expect("builds");
+        let spilled = |lines: usize| {
+            let mut spill = Spill::new().expect("a temporary file");
+            for seq in 0..lines as u64 {
+                let text = match seq % 97 {
+                    5 => format!("{seq}: to ZOE@example.test"),
+                    60 => format!("{seq}: zoë ğürsoy"),
+                    _ => format!("{seq}: evt_{seq:06} applied"),
+                };
+                let record = printed(seq, "integration.stdout", &text, None);
+                spill.push(&record, "stdout", &text).expect("written");
+            }
+            spill.into_reader().expect("read back")
+        };
+        let seqs = |found: Vec<Found>| -> Vec<u64> { found.iter().map(|f| f.0.seq).collect() };
+        let lines = BATCH_LINES * 9 + 11;
+        let one = seqs(search_spilled(spilled(lines), &search, 1).expect("searched"));
+        let expected: Vec<u64> = (0..lines as u64)
+            .filter(|seq| [5, 60].contains(&(seq % 97)))
+            .collect();
+        assert_eq!(one, expected);
+        for threads in [2, 3, 8] {
+            let many = search_spilled(spilled(lines), &search, threads).expect("searched");
+            assert_eq!(seqs(many), expected, "{threads} threads");
+        }
     }
 
     #[test]
