@@ -94,7 +94,7 @@ fn candidate(id: &str, name: &str) -> SandboxCandidate {
         risk_tier: RiskTier::Low,
         person: Person {
             name: name.into(),
-            email: format!("{}@example.test", id.to_lowercase()),
+            email: format!("{}@example.test", id.to_lowercase()).into(),
             phone: "+1 555 0100".into(),
         },
         requisition: Requisition {

@@ -27,11 +27,12 @@ impl Redactor {
             .into_iter()
             .flat_map(|p| &p.candidates)
             .flat_map(|c| &c.pii)
+            .map(|text| text.as_str())
         {
             if text.trim().is_empty() {
                 continue;
             }
-            needles.push(text.clone());
+            needles.push(text.to_owned());
             // Inside a JSON string (an integration's output line), as escaped.
             let escaped = serde_json::to_string(text).unwrap_or_default();
             let escaped = escaped.trim_matches('"');
@@ -39,7 +40,7 @@ impl Redactor {
                 needles.push(escaped.to_owned());
             }
             let ascii_escaped = escape_non_ascii(text);
-            if ascii_escaped != *text {
+            if ascii_escaped != text {
                 needles.push(ascii_escaped);
             }
         }

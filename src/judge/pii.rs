@@ -24,6 +24,7 @@ use super::exchange::quote;
 use super::fold::{Context, Fold, skipped};
 use super::run::{Outcome, detail_text};
 use super::{Exchange, Finding};
+use crate::intern::Text;
 use crate::observe::{Actor, Record};
 
 /// Personal strings shorter than this (in characters) are not searched: they would
@@ -89,7 +90,7 @@ struct Personal<'a> {
 
 /// `privacy.no_pii_in_logs`.
 pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
-    let searched = |text: &String| text.trim().chars().count() >= MIN_CHARS;
+    let searched = |text: &Text| text.trim().chars().count() >= MIN_CHARS;
     if !cx
         .plan
         .plan

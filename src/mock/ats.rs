@@ -139,10 +139,10 @@ impl Serialize for Applied {
 pub struct CandidateState {
     /// The ATS id (the same allocation as the key it is found by).
     pub id: Arc<str>,
-    /// The candidate's name.
-    pub name: Box<str>,
-    /// The candidate's e-mail address.
-    pub email: Box<str>,
+    /// The candidate's name (the sandbox's copy, shared).
+    pub name: Text,
+    /// The candidate's e-mail address (the sandbox's copy, shared).
+    pub email: Text,
     /// The requisition.
     pub requisition: Arc<Requisition>,
     /// The current stage.
@@ -161,8 +161,8 @@ impl CandidateState {
     fn new(candidate: &SandboxCandidate, shared: &mut Shared) -> Self {
         CandidateState {
             id: Arc::from(candidate.id.0.as_str()),
-            name: candidate.person.name.as_str().into(),
-            email: candidate.person.email.as_str().into(),
+            name: candidate.person.name.clone(),
+            email: candidate.person.email.clone(),
             requisition: Arc::clone(&candidate.requisition),
             stage: shared.stage(INITIAL_STAGE),
             revision: 1,

@@ -232,8 +232,9 @@ pub struct PlannedCandidate {
     /// Its expected sequence, as written (`contract` or `contract:value`), shared by
     /// every candidate with the same sequence.
     pub expected_sequence: Arc<[Text]>,
-    /// Personal data the integration must never print (name, e-mail).
-    pub pii: Vec<String>,
+    /// Personal data the integration must never print (name, e-mail), shared with the
+    /// sandbox's and the mock ATS's copies.
+    pub pii: Vec<Text>,
 }
 
 /// The whole plan of a run.

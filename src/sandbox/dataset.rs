@@ -531,9 +531,9 @@ impl<'m> Generator<'m> {
             ats_candidate_id: self.id(index)?,
             profile: profile.name,
             risk_tier: profile.risk_tier,
-            name: person.name,
-            email: person.email,
-            phone: person.phone,
+            name: person.name.into(),
+            email: person.email.into(),
+            phone: person.phone.into(),
             requisition,
         })
     }

@@ -205,9 +205,9 @@ fn seeded(row: DatasetCandidate, expected_sequence: Arc<[ExpectedEvent]>) -> San
         profile: row.profile,
         risk_tier: row.risk_tier,
         person: Person {
-            name: row.name,
-            email: row.email,
-            phone: row.phone,
+            name: row.name.into(),
+            email: row.email.into(),
+            phone: row.phone.into(),
         },
         requisition: Arc::new(row.requisition),
         expected_sequence,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::intern::Text;
 use crate::manifest::{CandidateId, ExpectedEvent};
 
 /// A candidate's risk tier, as verification results carry it.
@@ -32,14 +33,18 @@ impl RiskTier {
 }
 
 /// The personal data of a sandbox candidate (PII the integration must not log).
+///
+/// Shared texts: a large run holds each candidate's name and address in its sandbox,
+/// its scenario copies, the mock ATS's record and the plan's list of what must not be
+/// logged, one copy for all of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Person {
     /// Full name; may be non-ASCII, and near-duplicates of other candidates' names occur on purpose.
-    pub name: String,
+    pub name: Text,
     /// E-mail address.
-    pub email: String,
+    pub email: Text,
     /// Phone number.
-    pub phone: String,
+    pub phone: Text,
 }
 
 /// The requisition a candidate applied to.

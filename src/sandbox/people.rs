@@ -327,9 +327,9 @@ impl PersonGenerator {
         let domain = DOMAINS.choose(&mut rng).copied().unwrap_or("example.com");
         let email = self.unique_email(&email_local_part(&name), domain);
         Person {
-            name,
-            email,
-            phone: phone(origin, &mut rng),
+            name: name.into(),
+            email: email.into(),
+            phone: phone(origin, &mut rng).into(),
         }
     }
 

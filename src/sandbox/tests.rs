@@ -114,7 +114,7 @@ fn same_seed_same_sandbox_other_seed_other_people() {
             .expect("builds")
             .candidates
             .into_iter()
-            .map(|c| c.person.name)
+            .map(|c| c.person.name.into())
             .collect()
     };
     assert_ne!(names(3), names(4));

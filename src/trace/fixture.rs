@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::observe::{Actor, GENESIS, Record, record_hash};
-use crate::run::plan::{Plan, PlannedCandidate, PlannedEvent, Scenario};
+use crate::run::plan::{Plan, PlannedCandidate, PlannedEvent, Scenario, Text};
 
 /// The fixture's run id.
 pub(crate) const RUN: &str = "run-fixture";
@@ -232,7 +232,7 @@ pub(crate) fn plan() -> Plan {
         correlation_id: cor.into(),
         in_scope: true,
         expected_sequence: std::sync::Arc::from(["identity.verification.completed:passed".into()]),
-        pii: pii.iter().map(|s| (*s).to_owned()).collect(),
+        pii: pii.iter().map(|s| Text::from(*s)).collect(),
     };
     Plan {
         seed: 1,

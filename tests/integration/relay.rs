@@ -28,7 +28,7 @@ pub(crate) fn candidate(id: &str, name: &str, tags: &[&str], location: &str) -> 
         risk_tier: RiskTier::Low,
         person: Person {
             name: name.into(),
-            email: format!("{}@example.test", id.to_lowercase()),
+            email: format!("{}@example.test", id.to_lowercase()).into(),
             phone: "+1 555 0100".into(),
         },
         requisition: Requisition {

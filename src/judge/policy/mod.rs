@@ -19,6 +19,7 @@ use std::collections::BTreeSet;
 
 use super::fold::{self, Context, Fold};
 use super::run::Outcome;
+use crate::intern::Text;
 use crate::judge::FINDINGS_KEPT;
 use crate::observe::Record;
 use crate::run::plan::Scenario;
@@ -148,7 +149,7 @@ pub(crate) fn make<'a, C: PolicyCheck + 'static>(cx: &Context<'a>) -> Box<dyn Fo
             .candidates
             .iter()
             .filter(|c| c.scenario.is_policy())
-            .flat_map(|c| c.pii.iter().map(String::as_str))
+            .flat_map(|c| c.pii.iter().map(Text::as_str))
             .collect(),
     };
     Box::new(Judged {

@@ -512,7 +512,7 @@ fn is_null(text: &str) -> bool {
 /// A scalar typed by the YAML 1.2 core schema; quoted scalars are always text.
 fn scalar(text: String, as_text: bool) -> Value {
     if as_text {
-        return Value::String(text);
+        return text_value(text);
     }
     if is_null(&text) {
         return Value::Null;
@@ -532,6 +532,14 @@ fn scalar(text: String, as_text: bool) -> Value {
     if looks_float && let Some(number) = text.parse::<f64>().ok().and_then(Number::from_f64) {
         return Value::Number(number);
     }
+    text_value(text)
+}
+
+/// A text scalar as a value, without the room the scanner grew it by: a candidate's
+/// texts are held for the whole run, and at 100,000 candidates that room was 5.8 MB
+/// of their 20.3.
+fn text_value(mut text: String) -> Value {
+    text.shrink_to_fit();
     Value::String(text)
 }
 

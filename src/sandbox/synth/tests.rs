@@ -308,7 +308,7 @@ fn same_seed_same_bytes_and_another_seed_other_data() {
         let names: Vec<String> = sandbox
             .candidates
             .iter()
-            .map(|c| c.person.name.clone())
+            .map(|c| c.person.name.to_string())
             .collect();
         (payloads.join("\n"), packs.join("\n"), names)
     };
