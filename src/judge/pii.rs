@@ -23,7 +23,7 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use super::exchange::quote;
 use super::fold::{Context, Fold, skipped};
 use super::run::{Outcome, detail_text};
-use super::{Exchange, Finding};
+use super::{Exchange, FINDINGS_KEPT, Finding};
 use crate::intern::Text;
 use crate::observe::{Actor, Record};
 
@@ -374,35 +374,48 @@ fn searchers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
 
+/// What the search found: the first lines that hold personal data, in log order (up
+/// to [`FINDINGS_KEPT`], the findings a report keeps), and how many more there are.
+struct Spotted {
+    first: Vec<Found>,
+    more: usize,
+}
+
 /// Searches every spilled line with `search`, on `threads` threads that each take the
-/// next batch, and returns the lines that hold personal data in log order.
-fn search_spilled(spilled: Unspill, search: &Search, threads: usize) -> Result<Vec<Found>, String> {
+/// next batch.
+///
+/// Each thread keeps its first [`FINDINGS_KEPT`] lines with personal data and only
+/// counts the rest: an integration that prints a name on every line must not cost the
+/// judge a copy of its output. The log's first lines with personal data are among
+/// those kept, as a thread takes batches in log order.
+fn search_spilled(spilled: Unspill, search: &Search, threads: usize) -> Result<Spotted, String> {
     // The reader and the number of the next batch it gives.
     let source = Mutex::new((spilled, 0usize));
-    let work = || -> io::Result<Vec<(usize, Vec<Found>)>> {
+    let work = || -> io::Result<(Vec<(usize, Found)>, usize)> {
         let mut batch = Batch::default();
-        let mut found = Vec::new();
+        let mut kept = Vec::new();
+        let mut more = 0;
         loop {
             let number = {
                 let mut source = source.lock().unwrap_or_else(PoisonError::into_inner);
                 if !source.0.fill(&mut batch)? {
-                    return Ok(found);
+                    return Ok((kept, more));
                 }
                 source.1 += 1;
                 source.1
             };
             let text = &batch.text;
-            let hits: Vec<Found> = batch
-                .lines
-                .drain(..)
-                .filter_map(|line| {
-                    let text = &text[line.span.clone()];
-                    let hits = search.hits(text);
-                    (!hits.is_empty()).then(|| (line, text.to_owned(), hits))
-                })
-                .collect();
-            if !hits.is_empty() {
-                found.push((number, hits));
+            for line in batch.lines.drain(..) {
+                let text = &text[line.span.clone()];
+                let hits = search.hits(text);
+                if hits.is_empty() {
+                    continue;
+                }
+                if kept.len() < FINDINGS_KEPT {
+                    kept.push((number, (line, text.to_owned(), hits)));
+                } else {
+                    more += 1;
+                }
             }
         }
     };
@@ -431,9 +444,20 @@ fn search_spilled(spilled: Unspill, search: &Search, threads: usize) -> Result<V
             })
             .collect::<Result<Vec<_>, String>>()
     })?;
-    let mut numbered: Vec<(usize, Vec<Found>)> = results.into_iter().flatten().collect();
-    numbered.sort_unstable_by_key(|(number, _)| *number);
-    Ok(numbered.into_iter().flat_map(|(_, found)| found).collect())
+    let mut more = 0;
+    let mut numbered = Vec::new();
+    for (kept, uncounted) in results {
+        numbered.extend(kept);
+        more += uncounted;
+    }
+    // Stable: a batch's lines keep their order.
+    numbered.sort_by_key(|(number, _)| *number);
+    let mut first: Vec<Found> = numbered.into_iter().map(|(_, found)| found).collect();
+    if first.len() > FINDINGS_KEPT {
+        more += first.len() - FINDINGS_KEPT;
+        first.truncate(FINDINGS_KEPT);
+    }
+    Ok(Spotted { first, more })
 }
 
 /// The fold: the pass sets the integration's lines aside ([`Spill`]); `finish`
@@ -493,16 +517,19 @@ impl Fold for Pii {
             }
         };
         drop(texts);
-        let found = match search_spilled(spilled, &search, searchers()) {
-            Ok(found) => found,
+        let spotted = match search_spilled(spilled, &search, searchers()) {
+            Ok(spotted) => spotted,
             Err(reason) => return Outcome::skip(reason),
         };
         drop(search);
         let mut outcome = Outcome::default();
-        for (line, text, hits) in found {
+        for (line, text, hits) in spotted.first {
             outcome
                 .findings
                 .add(|| finding(cx, &line, &text, &hits, &personal));
+        }
+        for _ in 0..spotted.more {
+            outcome.findings.count();
         }
         for candidate in &cx.plan.plan.candidates {
             outcome.judged(Some(candidate.scenario));
@@ -780,7 +807,7 @@ mod tests {
     }
 
     #[test]
-    fn any_number_of_search_threads_finds_the_same_lines_in_log_order() {
+    fn any_number_of_search_threads_keeps_the_same_first_lines_and_counts_the_rest() {
         let search = Search::new(&["Zoë Ğürsoy", "zoe@example.test"], 8).expect("builds");
         let spilled = |lines: usize| {
             let mut spill = Spill::new().expect("a temporary file");
@@ -795,13 +822,21 @@ mod tests {
             }
             spill.into_reader().expect("read back")
         };
-        let seqs = |found: Vec<Found>| -> Vec<u64> { found.iter().map(|f| f.0.seq).collect() };
+        let seqs = |spotted: Spotted| -> (Vec<u64>, usize) {
+            let seqs = spotted.first.iter().map(|f| f.0.seq).collect();
+            (seqs, spotted.more)
+        };
         let lines = BATCH_LINES * 9 + 11;
         let one = seqs(search_spilled(spilled(lines), &search, 1).expect("searched"));
-        let expected: Vec<u64> = (0..lines as u64)
+        let leaks: Vec<u64> = (0..lines as u64)
             .filter(|seq| [5, 60].contains(&(seq % 97)))
             .collect();
-        assert_eq!(one, expected);
+        assert!(
+            leaks.len() > FINDINGS_KEPT,
+            "more leaks than a report keeps"
+        );
+        let expected = (leaks[..FINDINGS_KEPT].to_vec(), leaks.len() - FINDINGS_KEPT);
+        assert_eq!(one, expected, "the first ones held, the rest counted");
         for threads in [2, 3, 8] {
             let many = search_spilled(spilled(lines), &search, threads).expect("searched");
             assert_eq!(seqs(many), expected, "{threads} threads");
