@@ -574,11 +574,28 @@ fn gate(
     };
     let bar = progress_bar();
     let started = Instant::now();
-    let output = runtime.block_on(crate::run::execute(
-        &gate.config,
-        &|total| bar.set_length(total),
-        &|done| bar.inc(done),
-    ));
+    // A Ctrl-C or SIGTERM drops the run: the integration it started (a process group
+    // of its own, which a terminal's Ctrl-C does not reach) is killed with it, rather
+    // than left running on its port and state folder.
+    let total = |total| bar.set_length(total);
+    let progress = |done| bar.inc(done);
+    let output = runtime.block_on(async {
+        tokio::select! {
+            output = crate::run::execute(&gate.config, &total, &progress) => Some(output),
+            () = super::shutdown_signal() => None,
+        }
+    });
+    let Some(output) = output else {
+        runtime.shutdown_background();
+        bar.finish_and_clear();
+        ui.error(&std::io::Error::other(format!(
+            "interrupted: the run was stopped before it was judged, and the integration it \
+             started was stopped with it (what it printed so far is in {})",
+            gate.config.out_dir.display()
+        )));
+        return ExitCode::Interrupted;
+    };
+    exit_on_signal();
     // The run's servers and tasks are done. Their threads' memory goes back to the
     // allocator's shared pool when they exit, where the judge reuses it; idle, they
     // would keep it while the judge takes more (a large run's peak was there).
@@ -778,6 +795,31 @@ fn start_failure_code(err: &RunError) -> ExitCode {
     } else {
         ExitCode::Usage
     }
+}
+
+/// After the drive, a Ctrl-C or SIGTERM ends the process at once, as it would have
+/// done had the drive not taken those signals over (a handler, once installed, stays
+/// for the life of the process): the judge runs on plain threads, and the integration
+/// is already stopped.
+fn exit_on_signal() {
+    let watcher = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(|| {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(super::shutdown_signal());
+            eprintln!(
+                "error: interrupted while judging: no verdict, and the reports may be \
+                 missing or partial"
+            );
+            std::process::exit(ExitCode::Interrupted.code());
+        });
+    // Without the watcher a signal is only ignored until the judge ends.
+    drop(watcher);
 }
 
 fn progress_bar() -> indicatif::ProgressBar {

@@ -159,6 +159,85 @@ fn an_integration_that_never_answers_healthz_is_a_start_failure() {
     );
 }
 
+/// Whether process `pid` has ended (gone, or a zombie waiting for its new parent).
+fn ended(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command's closing parenthesis.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+/// A Ctrl-C or SIGTERM to the harness mid-run stops the integration it started, whose
+/// process group a terminal's Ctrl-C does not reach, and exits 130 without a verdict.
+#[test]
+fn an_interrupted_run_stops_the_integration_it_started() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pid_file = dir.path().join("relay.pid");
+    let command = format!(
+        "echo $$ > '{}'; exec {}",
+        pid_file.display(),
+        crate::util::relay_command("")
+    );
+    let mut harness = std::process::Command::new(env!("CARGO_BIN_EXE_stagegate"))
+        .args(["run", "manifests/release-gate.yaml", "--out"])
+        .arg(dir.path().join("out"))
+        .arg("--sut-cmd")
+        .arg(&command)
+        .current_dir(repo_root())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the stagegate binary starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let relay = loop {
+        let written = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        if let Ok(pid) = written.trim().parse::<i32>() {
+            break pid;
+        }
+        if Instant::now() > deadline {
+            let _ = harness.kill();
+            panic!("the harness never started the integration");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let harness_pid = nix::unistd::Pid::from_raw(harness.id() as i32);
+    nix::sys::signal::kill(harness_pid, nix::sys::signal::Signal::SIGTERM).expect("signalled");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = harness.try_wait().expect("waits") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = harness.kill();
+            panic!("the harness did not end after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = harness.stderr.take() {
+        use std::io::Read;
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ended(relay) {
+        if Instant::now() > deadline {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(relay),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("the integration (pid {relay}) outlived the interrupted harness");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A loopback address that was free a moment ago.
 /// `N` distinct free loopback addresses: every port is held until all are picked, so
 /// two of them cannot be the same port freed and handed out again.
