@@ -742,6 +742,74 @@ async fn mapping_errors_become_exceptions_and_trip_the_switch() {
     world.mocks.shutdown().await;
 }
 
+impl World {
+    /// The methods of the ATS requests about `candidate`, in order.
+    fn calls_about(&self, candidate: &str) -> Vec<String> {
+        self.log.flush().expect("the observation log flushes");
+        self.observed
+            .lines()
+            .iter()
+            .filter(|r| r["kind"] == "ats.request" && r["candidate"] == candidate)
+            .map(|r| r["detail"]["method"].as_str().unwrap_or("?").to_owned())
+            .collect()
+    }
+}
+
+/// A probe decides on a fresh read even when the relay knows the candidate's record
+/// from its own last write: a probe that wrote from memory could pass with the ATS's
+/// read path still down, and reset the switch too soon.
+#[tokio::test]
+async fn a_probe_reads_the_candidate_again_even_when_its_record_is_known() {
+    let world = World::new(35, &canary("map", 13)).await;
+    let (relay, out) = world.relay(&[], None).await;
+    let context = || {
+        format!(
+            "relay log tail: {:#?}",
+            out.lines().iter().rev().take(15).collect::<Vec<_>>()
+        )
+    };
+    // Candidate 12 lands once, so the relay knows its record (a read, then the write).
+    let known = "CAND_map_12";
+    let first = nth("map", 12, 0);
+    world.send(&relay.url(), &first).await;
+    wait_until("the first event lands", context, || {
+        world.applied(&first) == 1
+    })
+    .await;
+    assert_eq!(world.calls_about(known), ["GET", "POST"]);
+    // Eleven mapping errors on other candidates trip the switch (more than ten); they
+    // are not retried, so nothing else is queued.
+    for i in 0..11 {
+        world.send(&relay.url(), &drifted(i)).await;
+    }
+    wait_until("the mapping errors trip it", context, || {
+        heard(&world, SwitchState::Tripped, 1)
+    })
+    .await;
+    // The known candidate's next event is the probe.
+    let next = nth("map", 12, 1);
+    world.send(&relay.url(), &next).await;
+    wait_until("the probe lands", context, || world.applied(&next) == 1).await;
+    assert_eq!(
+        world.calls_about(known),
+        ["GET", "POST", "GET", "POST"],
+        "the probe read the record again before it wrote"
+    );
+    let probes: Vec<Value> = out
+        .lines()
+        .into_iter()
+        .filter(|l| l["msg"] == "kill_switch_probe")
+        .collect();
+    assert!(
+        probes
+            .iter()
+            .any(|p| p["event_id"] == next["event_id"] && p["ok"] == true),
+        "it went through as a good probe: {probes:#?}"
+    );
+    relay.shutdown().await;
+    world.mocks.shutdown().await;
+}
+
 #[tokio::test]
 async fn never_trip_hammers_through_an_outage_and_tells_nobody() {
     let world = World::new(35, &canary("nvr", 24)).await;
