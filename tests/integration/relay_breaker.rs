@@ -56,6 +56,11 @@ impl Captured {
     }
 }
 
+/// The relay's last lines, newest first: what a failed wait shows.
+fn tail(lines: &[Value]) -> Vec<&Value> {
+    lines.iter().rev().take(15).collect()
+}
+
 fn count(lines: &[Value], msg: &str) -> usize {
     lines.iter().filter(|l| l["msg"] == msg).count()
 }
@@ -348,7 +353,7 @@ async fn an_outage_trips_notifies_probes_slowly_then_replays_once_in_order() {
         format!(
             "notices: {:#?}\nrelay log tail: {:#?}",
             world.mocks.notify.messages(),
-            out.lines().iter().rev().take(15).collect::<Vec<_>>()
+            tail(&out.lines())
         )
     };
     let warm_up: Vec<Value> = (0..6).map(|i| nth("out", i, 0)).collect();
@@ -563,7 +568,7 @@ async fn a_brownout_above_the_threshold_trips_and_one_below_does_not() {
         format!(
             "notices: {:#?}\nrelay log tail: {:#?}",
             world.mocks.notify.messages(),
-            out.lines().iter().rev().take(15).collect::<Vec<_>>()
+            tail(&out.lines())
         )
     };
     brownout.fail_every(ABOVE);
@@ -642,12 +647,7 @@ async fn trip_low_trips_below_the_threshold() {
     let world = World::new(33, &canary("low", 20)).await;
     let (brownout, proxy) = Brownout::start(world.mocks.ats_url()).await;
     let (relay, out) = world.relay(&["trip_low"], Some(&proxy.url())).await;
-    let context = || {
-        format!(
-            "relay log tail: {:#?}",
-            out.lines().iter().rev().take(15).collect::<Vec<_>>()
-        )
-    };
+    let context = || format!("relay log tail: {:#?}", tail(&out.lines()));
     brownout.fail_every(BELOW);
     for body in (0..8).flat_map(|n| (0..20).map(move |i| nth("low", i, n))) {
         world.send(&relay.url(), &body).await;
@@ -680,7 +680,7 @@ async fn mapping_errors_become_exceptions_and_trip_the_switch() {
         format!(
             "exceptions: {}\nrelay log tail: {:#?}",
             world.mocks.ats.exceptions().len(),
-            out.lines().iter().rev().take(15).collect::<Vec<_>>()
+            tail(&out.lines())
         )
     };
     for i in 0..12 {
@@ -762,12 +762,7 @@ impl World {
 async fn a_probe_reads_the_candidate_again_even_when_its_record_is_known() {
     let world = World::new(35, &canary("map", 13)).await;
     let (relay, out) = world.relay(&[], None).await;
-    let context = || {
-        format!(
-            "relay log tail: {:#?}",
-            out.lines().iter().rev().take(15).collect::<Vec<_>>()
-        )
-    };
+    let context = || format!("relay log tail: {:#?}", tail(&out.lines()));
     // Candidate 12 lands once, so the relay knows its record (a read, then the write).
     let known = "CAND_map_12";
     let first = nth("map", 12, 0);
@@ -845,12 +840,7 @@ async fn never_trip_hammers_through_an_outage_and_tells_nobody() {
 async fn drop_undeliverable_forgets_what_the_outage_held() {
     let world = World::new(36, &canary("drp", 6)).await;
     let (relay, out) = world.relay(&["drop_undeliverable"], None).await;
-    let context = || {
-        format!(
-            "relay log tail: {:#?}",
-            out.lines().iter().rev().take(15).collect::<Vec<_>>()
-        )
-    };
+    let context = || format!("relay log tail: {:#?}", tail(&out.lines()));
     world.set_fault(FaultKind::Outage);
     let events: Vec<Value> = (0..6).map(|i| nth("drp", i, 0)).collect();
     world.send_all(&relay.url(), &events).await;
@@ -904,12 +894,7 @@ async fn killed_mid_outage(world: &World, faults: &str) -> (Vec<Value>, Vec<Valu
     let first = start().await;
     let before: Vec<Value> = rounds("rst", 4, 0..3);
     world.send_all(&env.url(), &before).await;
-    let context = || {
-        format!(
-            "printed: {:#?}",
-            printed(&output).iter().rev().take(15).collect::<Vec<_>>()
-        )
-    };
+    let context = || format!("printed: {:#?}", tail(&printed(&output)));
     wait_until("the outage trips the first process", context, || {
         heard(world, SwitchState::Tripped, 1)
     })
