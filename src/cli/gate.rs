@@ -586,7 +586,9 @@ fn gate(
         }
     });
     let Some(output) = output else {
-        runtime.shutdown_background();
+        // Waits for the run's tasks to be dropped: the last of them holds the
+        // observation log, whose writer then writes out the records it still buffers.
+        runtime.shutdown_timeout(Duration::from_secs(5));
         bar.finish_and_clear();
         ui.error(&std::io::Error::other(format!(
             "interrupted: the run was stopped before it was judged, and the integration it \

@@ -170,21 +170,31 @@ fn ended(pid: i32) -> bool {
     }
 }
 
-/// A Ctrl-C or SIGTERM to the harness mid-run stops the integration it started, whose
-/// process group a terminal's Ctrl-C does not reach, and exits 130 without a verdict.
-#[test]
-fn an_interrupted_run_stops_the_integration_it_started() {
+/// How an interrupted `stagegate run` ended.
+struct Interrupted {
+    code: Option<i32>,
+    stderr: String,
+    /// The integration's process.
+    integration: i32,
+}
+
+/// Runs the seed gate into `out` with `integration` (a command that writes its pid to
+/// a file first), sends `signal` to the harness once that pid is written, and waits for
+/// the harness to end; every wait is bounded.
+fn interrupt(
+    out: &Path,
+    integration: &str,
+    extra: &[&str],
+    signal: nix::sys::signal::Signal,
+) -> Interrupted {
     use std::time::{Duration, Instant};
-    let dir = tempfile::tempdir().expect("temp dir");
-    let pid_file = dir.path().join("relay.pid");
-    let command = format!(
-        "echo $$ > '{}'; exec {}",
-        pid_file.display(),
-        crate::util::relay_command("")
-    );
+    let pid_file = out.with_extension("pid");
+    let command = format!("echo $$ > '{}'; exec {integration}", pid_file.display());
     let mut harness = std::process::Command::new(env!("CARGO_BIN_EXE_stagegate"))
-        .args(["run", "manifests/release-gate.yaml", "--out"])
-        .arg(dir.path().join("out"))
+        .args(["run", "manifests/release-gate.yaml"])
+        .args(extra)
+        .arg("--out")
+        .arg(out)
         .arg("--sut-cmd")
         .arg(&command)
         .current_dir(repo_root())
@@ -194,9 +204,9 @@ fn an_interrupted_run_stops_the_integration_it_started() {
         .spawn()
         .expect("the stagegate binary starts");
     let deadline = Instant::now() + Duration::from_secs(60);
-    let relay = loop {
+    let pid = loop {
         let written = std::fs::read_to_string(&pid_file).unwrap_or_default();
-        if let Ok(pid) = written.trim().parse::<i32>() {
+        if let (true, Ok(pid)) = (written.ends_with('\n'), written.trim().parse::<i32>()) {
             break pid;
         }
         if Instant::now() > deadline {
@@ -206,7 +216,7 @@ fn an_interrupted_run_stops_the_integration_it_started() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let harness_pid = nix::unistd::Pid::from_raw(harness.id() as i32);
-    nix::sys::signal::kill(harness_pid, nix::sys::signal::Signal::SIGTERM).expect("signalled");
+    nix::sys::signal::kill(harness_pid, signal).expect("signalled");
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = harness.try_wait().expect("waits") {
@@ -214,7 +224,7 @@ fn an_interrupted_run_stops_the_integration_it_started() {
         }
         if Instant::now() > deadline {
             let _ = harness.kill();
-            panic!("the harness did not end after SIGTERM");
+            panic!("the harness did not end after {signal}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -223,19 +233,77 @@ fn an_interrupted_run_stops_the_integration_it_started() {
         use std::io::Read;
         let _ = pipe.read_to_string(&mut stderr);
     }
-    assert_eq!(status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("interrupted"), "{stderr}");
+    Interrupted {
+        code: status.code(),
+        stderr,
+        integration: pid,
+    }
+}
+
+/// A Ctrl-C or SIGTERM to the harness mid-run stops the integration it started, whose
+/// process group a terminal's Ctrl-C does not reach, and exits 130 without a verdict.
+#[test]
+fn an_interrupted_run_stops_the_integration_it_started() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let relay = crate::util::relay_command("");
+    let run = interrupt(
+        &dir.path().join("out"),
+        &relay,
+        &[],
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    assert_eq!(run.code, Some(130), "{}", run.stderr);
+    assert!(run.stderr.contains("interrupted"), "{}", run.stderr);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !ended(relay) {
+    while !ended(run.integration) {
         if Instant::now() > deadline {
             let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(relay),
+                nix::unistd::Pid::from_raw(run.integration),
                 nix::sys::signal::Signal::SIGKILL,
             );
-            panic!("the integration (pid {relay}) outlived the interrupted harness");
+            panic!(
+                "the integration (pid {}) outlived the interrupted harness",
+                run.integration
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// An interrupted run's observation log holds every record appended before the
+/// signal, its chain intact: the records still buffered are written out, not lost.
+#[test]
+fn an_interrupted_run_writes_out_its_observation_log() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("out");
+    // Never ready: the harness waits for it, with the run's first records buffered.
+    let run = interrupt(
+        &out,
+        "sleep 60",
+        &["--ready-timeout", "60"],
+        nix::sys::signal::Signal::SIGINT,
+    );
+    assert_eq!(run.code, Some(130), "{}", run.stderr);
+    let log = out.join("observation.jsonl");
+    let verified = Stagegate::new([
+        "log".to_owned(),
+        "verify".to_owned(),
+        log.display().to_string(),
+    ])
+    .run()
+    .expect_code(0);
+    assert!(
+        verified.stdout.contains("chain intact"),
+        "{}",
+        verified.stdout
+    );
+    let text = read(&log);
+    let first: Value = serde_json::from_str(text.lines().next().unwrap_or("{}")).expect("a record");
+    assert_eq!(
+        first["kind"], "run.start",
+        "the run's first record is there"
+    );
 }
 
 /// A loopback address that was free a moment ago.
