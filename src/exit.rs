@@ -6,7 +6,7 @@
 //! | 1 | release blocked: a `block-release` rule failed |
 //! | 2 | usage or manifest error: nothing was judged |
 //! | 3 | the sandbox or the integration under test could not start |
-//! | 130 | `stagegate run` was interrupted (Ctrl-C or SIGTERM): nothing was judged |
+//! | 130 | `run` or `rehearse outage` was interrupted (Ctrl-C or SIGTERM): no verdict |
 
 /// The process exit codes of `stagegate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,8 +19,8 @@ pub enum ExitCode {
     Usage = 2,
     /// The sandbox or the integration under test could not start.
     StartFailure = 3,
-    /// `stagegate run` was interrupted (Ctrl-C or SIGTERM) and stopped the integration
-    /// it had started; nothing was judged. 128 + SIGINT, as a shell reports it.
+    /// `run` or `rehearse outage` was interrupted (Ctrl-C or SIGTERM) and stopped the
+    /// integration it had started; no verdict. 128 + SIGINT, as a shell reports it.
     Interrupted = 130,
 }
 

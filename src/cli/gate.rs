@@ -4,6 +4,7 @@
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{MockArgs, Ui, load_manifest, runtime};
@@ -577,12 +578,14 @@ fn gate(
     // A Ctrl-C or SIGTERM drops the run: the integration it started (a process group
     // of its own, which a terminal's Ctrl-C does not reach) is killed with it, rather
     // than left running on its port and state folder.
+    let interrupts = Interrupts::watch();
     let total = |total| bar.set_length(total);
     let progress = |done| bar.inc(done);
     let output = runtime.block_on(async {
         tokio::select! {
+            biased;
+            () = Interrupts::during_drive(interrupts.as_ref()) => None,
             output = crate::run::execute(&gate.config, &total, &progress) => Some(output),
-            () = super::shutdown_signal() => None,
         }
     });
     let Some(output) = output else {
@@ -590,14 +593,22 @@ fn gate(
         // observation log, whose writer then writes out the records it still buffers.
         runtime.shutdown_timeout(Duration::from_secs(5));
         bar.finish_and_clear();
+        let integration = match &gate.config.integration {
+            Integration::Command(_) => "the integration it started was stopped with it",
+            Integration::Url(_) => {
+                "the integration at --sut-url was not started by stagegate and runs on"
+            }
+        };
         ui.error(&std::io::Error::other(format!(
-            "interrupted: the run was stopped before it was judged, and the integration it \
-             started was stopped with it (what it printed so far is in {})",
+            "interrupted: the run was stopped before it was judged, and {integration} \
+             (what was logged so far is in {})",
             gate.config.out_dir.display()
         )));
         return ExitCode::Interrupted;
     };
-    exit_on_signal();
+    if let Some(interrupts) = &interrupts {
+        interrupts.judging();
+    }
     // The run's servers and tasks are done. Their threads' memory goes back to the
     // allocator's shared pool when they exit, where the judge reuses it; idle, they
     // would keep it while the judge takes more (a large run's peak was there).
@@ -799,29 +810,103 @@ fn start_failure_code(err: &RunError) -> ExitCode {
     }
 }
 
-/// After the drive, a Ctrl-C or SIGTERM ends the process at once, as it would have
-/// done had the drive not taken those signals over (a handler, once installed, stays
-/// for the life of the process): the judge runs on plain threads, and the integration
-/// is already stopped.
-fn exit_on_signal() {
-    let watcher = std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(|| {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(super::shutdown_signal());
-            eprintln!(
-                "error: interrupted while judging: no verdict, and the reports may be \
-                 missing or partial"
-            );
-            std::process::exit(ExitCode::Interrupted.code());
-        });
-    // Without the watcher a signal is only ignored until the judge ends.
-    drop(watcher);
+/// Ctrl-C and SIGTERM for the length of a gate run, watched on a thread of their own
+/// from before the drive: during the drive a signal cancels it; once the drive is
+/// over it ends the process at once, as it would have had the drive not taken the
+/// signals over (a handler, once installed, stays for the life of the process).
+struct Interrupts {
+    /// Set by the watcher when a signal came.
+    came: Arc<AtomicBool>,
+    /// Set when the drive is over: a signal then ends the process.
+    judging: Arc<AtomicBool>,
+    /// Wakes the drive's `select!`.
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl Interrupts {
+    /// Starts the watcher and returns once its handlers are installed, so no signal
+    /// falls between the default action and them; `None` if they could not be (the
+    /// signals then keep their default action).
+    fn watch() -> Option<Self> {
+        let interrupts = Interrupts {
+            came: Arc::new(AtomicBool::new(false)),
+            judging: Arc::new(AtomicBool::new(false)),
+            wake: Arc::new(tokio::sync::Notify::new()),
+        };
+        let (came, judging, wake) = (
+            Arc::clone(&interrupts.came),
+            Arc::clone(&interrupts.judging),
+            Arc::clone(&interrupts.wake),
+        );
+        let (ready, installed) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    let _ = ready.send(false);
+                    return;
+                };
+                runtime.block_on(async move {
+                    use tokio::signal::unix::{SignalKind, signal};
+                    let (Ok(mut interrupt), Ok(mut terminate)) = (
+                        signal(SignalKind::interrupt()),
+                        signal(SignalKind::terminate()),
+                    ) else {
+                        let _ = ready.send(false);
+                        return;
+                    };
+                    let _ = ready.send(true);
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
+                    // Both flags are sequentially consistent: either the drive's end
+                    // sees `came`, or this sees `judging`.
+                    came.store(true, Ordering::SeqCst);
+                    if judging.load(Ordering::SeqCst) {
+                        exit_interrupted();
+                    }
+                    wake.notify_one();
+                });
+            })
+            .ok()?;
+        installed
+            .recv_timeout(Duration::from_secs(5))
+            .ok()
+            .filter(|ok| *ok)
+            .map(|_| interrupts)
+    }
+
+    /// Resolves when a signal came during the drive; never without a watcher.
+    async fn during_drive(interrupts: Option<&Self>) {
+        match interrupts {
+            // `notify_one` leaves a permit when nothing waits yet.
+            Some(interrupts) => interrupts.wake.notified().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The drive is over: from now on a signal ends the process at once, and one that
+    /// came as the drive ended ends it now.
+    fn judging(&self) {
+        self.judging.store(true, Ordering::SeqCst);
+        if self.came.load(Ordering::SeqCst) {
+            exit_interrupted();
+        }
+    }
+}
+
+/// Ends the process on a signal that came after the drive: the integration is already
+/// stopped, and the judge runs on plain threads.
+fn exit_interrupted() -> ! {
+    eprintln!(
+        "error: interrupted while judging: no verdict, and the reports may be missing or \
+         partial"
+    );
+    std::process::exit(ExitCode::Interrupted.code());
 }
 
 fn progress_bar() -> indicatif::ProgressBar {

@@ -564,6 +564,9 @@ pub(crate) struct Context<'a> {
     pub(crate) plan: &'a PlanIndex<'a>,
     /// What the judge has seen of the log so far.
     pub(crate) seen: &'a Seen,
+    /// The log's folder, when the log is a file: where a check may set data aside
+    /// (on the same disk as the log, not in a `$TMPDIR` that may be memory).
+    pub(crate) folder: Option<&'a Path>,
 }
 
 impl Context<'_> {
@@ -669,6 +672,11 @@ pub enum JudgeError {
 
 /// An observation log, read in order as many times as the judge needs.
 pub(crate) trait LogSource {
+    /// The folder the log is in, when it is a file.
+    fn folder(&self) -> Option<&Path> {
+        None
+    }
+
     /// Hands every record (or only those with a `seq` in `only`) to `visit`, in order.
     fn each(
         &self,
@@ -691,6 +699,13 @@ impl LogSource for [Record] {
 }
 
 impl LogSource for Path {
+    fn folder(&self) -> Option<&Path> {
+        match self.parent() {
+            Some(folder) if folder.as_os_str().is_empty() => Some(Path::new(".")),
+            other => other,
+        }
+    }
+
     fn each(
         &self,
         only: Option<&HashSet<u64>>,
@@ -721,10 +736,12 @@ pub(crate) fn fold_all<L: LogSource + ?Sized>(
 ) -> Result<Vec<Option<Outcome>>, JudgeError> {
     let index = PlanIndex::new(plan);
     let mut seen = Seen::default();
+    let folder = log.folder();
     let make_cx = Context {
         manifest,
         plan: &index,
         seen: &NOTHING_SEEN,
+        folder,
     };
     let mut folds: Vec<Option<Box<dyn Fold + '_>>> =
         makes.iter().map(|make| make.map(|m| m(&make_cx))).collect();
@@ -734,6 +751,7 @@ pub(crate) fn fold_all<L: LogSource + ?Sized>(
             manifest,
             plan: &index,
             seen: &seen,
+            folder,
         };
         for fold in folds.iter_mut().flatten() {
             fold.record(&cx, record);
@@ -745,6 +763,7 @@ pub(crate) fn fold_all<L: LogSource + ?Sized>(
         manifest,
         plan: &index,
         seen: &seen,
+        folder,
     };
     let mut outcomes: Vec<Option<Outcome>> = folds
         .into_iter()

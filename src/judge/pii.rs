@@ -9,13 +9,14 @@
 //! at 100,000), so each line is scanned once per automaton. During the judge's pass
 //! the lines are only set aside, in a temporary file; the automata are built and
 //! searched when the pass is over and the checks before this one have let their
-//! tables go, on every core (the search is 40 % of the judge's work at 100,000).
+//! tables go, on up to four cores (the search is 40 % of the judge's work at 100,000).
 //! Findings quote the line with the personal data masked: a report must not spread
 //! what the check protects.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
 use aho_corasick::{AhoCorasick, MatchKind};
@@ -100,17 +101,10 @@ pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
     {
         return skipped("no planned candidate has personal data to look for");
     }
-    match Spill::new() {
-        Ok(spill) => Box::new(Pii {
-            spill,
-            failed: None,
-        }),
-        Err(err) => skipped(format!(
-            "the integration's lines could not be set aside for the personal-data search \
-             (a temporary file in {}): {err}",
-            std::env::temp_dir().display()
-        )),
-    }
+    Box::new(Pii {
+        spill: Spill::new(cx.folder),
+        failed: None,
+    })
 }
 
 /// Every personal string of the plan once, with its first owner and how many
@@ -290,20 +284,34 @@ const ACTORS: [Actor; 6] = [
 /// memory as every other check's tables together (some 50 MB at 100,000 candidates),
 /// so the search waits until the checks before it have finished and let theirs go.
 ///
-/// A line is a fixed head (sequence number, elapsed milliseconds, actor, status,
-/// stream, text length; little-endian) and then its text.
+/// The file is made in the log's folder (on the same disk as the log, which is some
+/// six times larger), else in `$TMPDIR`; where neither can hold one, the lines are
+/// kept in memory. A line is a fixed head (sequence number, elapsed milliseconds,
+/// actor, status, stream, text length; little-endian) and then its text.
 struct Spill {
-    out: BufWriter<File>,
+    store: Store,
+}
+
+/// Where a [`Spill`] keeps its lines.
+enum Store {
+    File(BufWriter<File>),
+    Memory(Vec<u8>),
 }
 
 /// The size of a spilled line's head.
 const HEAD: usize = 8 + 8 + 1 + 1 + 2 + 1 + 4;
 
 impl Spill {
-    fn new() -> io::Result<Self> {
-        Ok(Spill {
-            out: BufWriter::with_capacity(1 << 16, tempfile::tempfile()?),
-        })
+    fn new(folder: Option<&Path>) -> Self {
+        let file = folder
+            .and_then(|folder| tempfile::tempfile_in(folder).ok())
+            .or_else(|| tempfile::tempfile().ok());
+        Spill {
+            store: match file {
+                Some(file) => Store::File(BufWriter::with_capacity(1 << 16, file)),
+                None => Store::Memory(Vec::new()),
+            },
+        }
     }
 
     fn push(&mut self, record: &Record, stream: &'static str, text: &str) -> io::Result<()> {
@@ -316,23 +324,31 @@ impl Spill {
         head[20] = u8::from(stream == "stderr");
         let len = u32::try_from(text.len()).map_err(io::Error::other)?;
         head[21..25].copy_from_slice(&len.to_le_bytes());
-        self.out.write_all(&head)?;
-        self.out.write_all(text.as_bytes())
+        let out: &mut dyn Write = match &mut self.store {
+            Store::File(file) => file,
+            Store::Memory(bytes) => bytes,
+        };
+        out.write_all(&head)?;
+        out.write_all(text.as_bytes())
     }
 
     /// The lines written, to be read back from the first.
     fn into_reader(self) -> io::Result<Unspill> {
-        let mut file = self.out.into_inner().map_err(|err| err.into_error())?;
-        file.seek(SeekFrom::Start(0))?;
-        Ok(Unspill {
-            input: BufReader::with_capacity(1 << 16, file),
-        })
+        let input: Box<dyn BufRead + Send> = match self.store {
+            Store::File(out) => {
+                let mut file = out.into_inner().map_err(|err| err.into_error())?;
+                file.seek(SeekFrom::Start(0))?;
+                Box::new(BufReader::with_capacity(1 << 16, file))
+            }
+            Store::Memory(bytes) => Box::new(io::Cursor::new(bytes)),
+        };
+        Ok(Unspill { input })
     }
 }
 
 /// A [`Spill`] read back.
 struct Unspill {
-    input: BufReader<File>,
+    input: Box<dyn BufRead + Send>,
 }
 
 impl Unspill {
@@ -389,17 +405,26 @@ struct Spotted {
 /// judge a copy of its output. The log's first lines with personal data are among
 /// those kept, as a thread takes batches in log order.
 fn search_spilled(spilled: Unspill, search: &Search, threads: usize) -> Result<Spotted, String> {
-    // The reader and the number of the next batch it gives.
-    let source = Mutex::new((spilled, 0usize));
-    let work = || -> io::Result<(Vec<(usize, Found)>, usize)> {
+    // The reader, taken away at the first read error so no thread reads on from the
+    // middle of a line, and the number of the next batch it gives.
+    let source = Mutex::new((Some(spilled), 0usize));
+    let work = || -> io::Result<Part> {
         let mut batch = Batch::default();
         let mut kept = Vec::new();
         let mut more = 0;
         loop {
             let number = {
                 let mut source = source.lock().unwrap_or_else(PoisonError::into_inner);
-                if !source.0.fill(&mut batch)? {
-                    return Ok((kept, more));
+                let Some(reader) = source.0.as_mut() else {
+                    return Err(io::Error::other("another search thread failed to read"));
+                };
+                match reader.fill(&mut batch) {
+                    Ok(true) => {}
+                    Ok(false) => return Ok((kept, more)),
+                    Err(err) => {
+                        source.0 = None;
+                        return Err(err);
+                    }
                 }
                 source.1 += 1;
                 source.1
@@ -419,7 +444,7 @@ fn search_spilled(spilled: Unspill, search: &Search, threads: usize) -> Result<S
             }
         }
     };
-    let results = std::thread::scope(|scope| {
+    let parts = std::thread::scope(|scope| {
         let spawned: Vec<_> = (0..threads.max(1))
             .map(|_| {
                 std::thread::Builder::new()
@@ -427,7 +452,8 @@ fn search_spilled(spilled: Unspill, search: &Search, threads: usize) -> Result<S
                     .spawn_scoped(scope, work)
             })
             .collect();
-        spawned
+        // Every thread is joined before any failure is reported.
+        let joined: Vec<Result<Part, String>> = spawned
             .into_iter()
             .map(|thread| match thread {
                 Err(err) => Err(format!(
@@ -439,14 +465,25 @@ fn search_spilled(spilled: Unspill, search: &Search, threads: usize) -> Result<S
                         "the integration's lines set aside for the personal-data search \
                          could not be read back: {err}"
                     )),
-                    Ok(Ok(found)) => Ok(found),
+                    Ok(Ok(part)) => Ok(part),
                 },
             })
-            .collect::<Result<Vec<_>, String>>()
+            .collect();
+        joined.into_iter().collect::<Result<Vec<Part>, String>>()
     })?;
+    Ok(merge(parts))
+}
+
+/// One search thread's part: the lines with personal data it kept, each with the
+/// number of its batch, and how many more it only counted.
+type Part = (Vec<(usize, Found)>, usize);
+
+/// The threads' parts as one: the kept lines in log order (by batch, then in their
+/// batch's order), the first [`FINDINGS_KEPT`] of them, and the rest counted.
+fn merge(parts: Vec<Part>) -> Spotted {
     let mut more = 0;
     let mut numbered = Vec::new();
-    for (kept, uncounted) in results {
+    for (kept, uncounted) in parts {
         numbered.extend(kept);
         more += uncounted;
     }
@@ -457,7 +494,7 @@ fn search_spilled(spilled: Unspill, search: &Search, threads: usize) -> Result<S
         more += first.len() - FINDINGS_KEPT;
         first.truncate(FINDINGS_KEPT);
     }
-    Ok(Spotted { first, more })
+    Spotted { first, more }
 }
 
 /// The fold: the pass sets the integration's lines aside ([`Spill`]); `finish`
@@ -486,11 +523,22 @@ impl Fold for Pii {
 
     fn finish(self: Box<Self>, cx: &Context<'_>) -> Outcome {
         if let Some(err) = self.failed {
-            return Outcome::skip(format!(
-                "the integration's lines could not be set aside for the personal-data \
-                 search (a temporary file in {}): {err}",
-                std::env::temp_dir().display()
-            ));
+            // Fails closed: a privacy check that could not look must not pass.
+            let mut outcome = Outcome::default();
+            outcome.findings.add(|| {
+                cx.finding(
+                    None,
+                    None,
+                    "every line the integration printed is searched for personal data",
+                    format!(
+                        "the lines could not be set aside for the search (a temporary file \
+                         in the log's folder or in $TMPDIR): {err}; free some room there and \
+                         run the gate again"
+                    ),
+                    [],
+                )
+            });
+            return outcome;
         }
         if !cx.seen.output_visible {
             return Outcome::skip(
@@ -756,8 +804,20 @@ mod tests {
 
     #[test]
     fn spilled_lines_read_back_as_written_a_batch_at_a_time() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let on_disk = Spill::new(Some(dir.path()));
+        assert!(
+            matches!(on_disk.store, Store::File(_)),
+            "a file in the folder"
+        );
+        spilled_lines_round_trip(on_disk);
+        spilled_lines_round_trip(Spill {
+            store: Store::Memory(Vec::new()),
+        });
+    }
+
+    fn spilled_lines_round_trip(mut spill: Spill) {
         let texts = ["", "plain", "Zoë Ğürsoy 😀", "tab\there"];
-        let mut spill = Spill::new().expect("a temporary file");
         let count = BATCH_LINES + 3;
         for seq in 0..count as u64 {
             let (kind, stream) = if seq.is_multiple_of(3) {
@@ -810,7 +870,7 @@ mod tests {
     fn any_number_of_search_threads_keeps_the_same_first_lines_and_counts_the_rest() {
         let search = Search::new(&["Zoë Ğürsoy", "zoe@example.test"], 8).expect("builds");
         let spilled = |lines: usize| {
-            let mut spill = Spill::new().expect("a temporary file");
+            let mut spill = Spill::new(None);
             for seq in 0..lines as u64 {
                 let text = match seq % 97 {
                     5 => format!("{seq}: to ZOE@example.test"),
@@ -841,6 +901,70 @@ mod tests {
             let many = search_spilled(spilled(lines), &search, threads).expect("searched");
             assert_eq!(seqs(many), expected, "{threads} threads");
         }
+    }
+
+    #[test]
+    fn threads_parts_merge_into_log_order_keeping_the_first_and_counting_the_rest() {
+        let found = |seq: u64| -> Found {
+            let line = Line {
+                seq,
+                elapsed_ms: 0.0,
+                actor: Actor::Integration,
+                status: None,
+                stream: "stdout",
+                span: 0..0,
+            };
+            (line, String::new(), Vec::new())
+        };
+        // Batch b holds lines 100 b + i. Thread A took the even batches, thread B the
+        // odd ones, each in order, and they finished in any order.
+        let part = |batches: &[usize], more: usize| -> Part {
+            let kept = batches
+                .iter()
+                .flat_map(|&b| (0..4).map(move |i| (b, found(100 * b as u64 + i))))
+                .collect();
+            (kept, more)
+        };
+        let a = part(&[2, 4, 6, 8], 5);
+        let b = part(&[1, 3, 5, 7], 2);
+        let spotted = merge(vec![a, b]);
+        let seqs: Vec<u64> = spotted.first.iter().map(|f| f.0.seq).collect();
+        let expected: Vec<u64> = (1..=8u64)
+            .flat_map(|b| (0..4).map(move |i| 100 * b + i))
+            .take(FINDINGS_KEPT)
+            .collect();
+        assert_eq!(seqs, expected, "by batch, then within the batch");
+        assert_eq!(
+            spotted.more,
+            32 - FINDINGS_KEPT + 5 + 2,
+            "kept past the first ones, and what each thread only counted"
+        );
+    }
+
+    /// The check with a spill that cannot be written: a file opened read-only.
+    fn unwritable<'a>(_: &Context<'a>) -> Box<dyn Fold + 'a> {
+        let path = tempfile::NamedTempFile::new().expect("a temporary file");
+        let file = File::open(path.path()).expect("opens read-only");
+        Box::new(Pii {
+            spill: Spill {
+                store: Store::File(BufWriter::with_capacity(16, file)),
+            },
+            failed: None,
+        })
+    }
+
+    #[test]
+    fn lines_that_cannot_be_set_aside_fail_the_check_rather_than_skip_it() {
+        let manifest = manifest();
+        let mut clean = clean();
+        clean
+            .log
+            .line("stdout", "a line longer than the spill's buffer");
+        let outcome = run_one(unwritable, &manifest, &clean.plan, clean.log.records());
+        assert!(outcome.skipped.is_none(), "{:?}", outcome.skipped);
+        assert_eq!(outcome.findings.total(), 1);
+        let seen = &outcome.findings.kept()[0].seen;
+        assert!(seen.contains("could not be set aside"), "{seen}");
     }
 
     #[test]

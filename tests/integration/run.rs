@@ -170,33 +170,45 @@ fn ended(pid: i32) -> bool {
     }
 }
 
+/// The integration's process, SIGKILLed when dropped if it is still there, so a failed
+/// test leaves nothing running.
+struct Reaper(i32);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if !ended(self.0) {
+            let pid = nix::unistd::Pid::from_raw(self.0);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
 /// How an interrupted `stagegate run` ended.
 struct Interrupted {
     code: Option<i32>,
     stderr: String,
     /// The integration's process.
-    integration: i32,
+    integration: Reaper,
 }
 
-/// Runs the seed gate into `out` with `integration` (a command that writes its pid to
-/// a file first), sends `signal` to the harness once that pid is written, and waits for
-/// the harness to end; every wait is bounded.
+/// Runs the seed gate into `out` with the integration `command`, which writes the pid
+/// of the process to watch to `pid_file`; sends `signal` to the harness once that pid
+/// is written, and waits for the harness to end. Every wait is bounded.
 fn interrupt(
     out: &Path,
-    integration: &str,
+    command: &str,
+    pid_file: &Path,
     extra: &[&str],
     signal: nix::sys::signal::Signal,
 ) -> Interrupted {
     use std::time::{Duration, Instant};
-    let pid_file = out.with_extension("pid");
-    let command = format!("echo $$ > '{}'; exec {integration}", pid_file.display());
     let mut harness = std::process::Command::new(env!("CARGO_BIN_EXE_stagegate"))
         .args(["run", "manifests/release-gate.yaml"])
         .args(extra)
         .arg("--out")
         .arg(out)
         .arg("--sut-cmd")
-        .arg(&command)
+        .arg(command)
         .current_dir(repo_root())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -205,7 +217,7 @@ fn interrupt(
         .expect("the stagegate binary starts");
     let deadline = Instant::now() + Duration::from_secs(60);
     let pid = loop {
-        let written = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        let written = std::fs::read_to_string(pid_file).unwrap_or_default();
         if let (true, Ok(pid)) = (written.ends_with('\n'), written.trim().parse::<i32>()) {
             break pid;
         }
@@ -215,6 +227,7 @@ fn interrupt(
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    let integration = Reaper(pid);
     let harness_pid = nix::unistd::Pid::from_raw(harness.id() as i32);
     nix::sys::signal::kill(harness_pid, signal).expect("signalled");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -236,37 +249,37 @@ fn interrupt(
     Interrupted {
         code: status.code(),
         stderr,
-        integration: pid,
+        integration,
     }
 }
 
 /// A Ctrl-C or SIGTERM to the harness mid-run stops the integration it started, whose
 /// process group a terminal's Ctrl-C does not reach, and exits 130 without a verdict.
+/// The relay is the command's grandchild, as behind a wrapper script: only a signal to
+/// the whole group reaches it.
 #[test]
 fn an_interrupted_run_stops_the_integration_it_started() {
     use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().expect("temp dir");
+    let pid_file = dir.path().join("relay.pid");
     let relay = crate::util::relay_command("");
+    let command = format!("{relay} & echo $! > '{}'; wait", pid_file.display());
     let run = interrupt(
         &dir.path().join("out"),
-        &relay,
+        &command,
+        &pid_file,
         &[],
         nix::sys::signal::Signal::SIGTERM,
     );
     assert_eq!(run.code, Some(130), "{}", run.stderr);
     assert!(run.stderr.contains("interrupted"), "{}", run.stderr);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !ended(run.integration) {
-        if Instant::now() > deadline {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(run.integration),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            panic!(
-                "the integration (pid {}) outlived the interrupted harness",
-                run.integration
-            );
-        }
+    while !ended(run.integration.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the relay (pid {}) outlived the interrupted harness",
+            run.integration.0
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -278,9 +291,12 @@ fn an_interrupted_run_writes_out_its_observation_log() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("out");
     // Never ready: the harness waits for it, with the run's first records buffered.
+    let pid_file = dir.path().join("integration.pid");
+    let command = format!("echo $$ > '{}'; exec sleep 60", pid_file.display());
     let run = interrupt(
         &out,
-        "sleep 60",
+        &command,
+        &pid_file,
         &["--ready-timeout", "60"],
         nix::sys::signal::Signal::SIGINT,
     );
