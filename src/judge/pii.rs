@@ -25,7 +25,6 @@ use super::exchange::quote;
 use super::fold::{Context, Fold, skipped};
 use super::run::{Outcome, detail_text};
 use super::{Exchange, FINDINGS_KEPT, Finding};
-use crate::intern::Text;
 use crate::observe::{Actor, Record};
 
 /// Personal strings shorter than this (in characters) are not searched: they would
@@ -91,13 +90,12 @@ struct Personal<'a> {
 
 /// `privacy.no_pii_in_logs`.
 pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
-    let searched = |text: &Text| text.trim().chars().count() >= MIN_CHARS;
     if !cx
         .plan
         .plan
         .candidates
         .iter()
-        .any(|c| c.pii.iter().any(searched))
+        .any(|c| c.pii.iter().any(|text| searched(text)))
     {
         return skipped("no planned candidate has personal data to look for");
     }
@@ -107,6 +105,11 @@ pub(crate) fn check<'a>(cx: &Context<'a>) -> Box<dyn Fold + 'a> {
     })
 }
 
+/// Whether a personal string is long enough to be searched for.
+fn searched(text: &str) -> bool {
+    text.trim().chars().count() >= MIN_CHARS
+}
+
 /// Every personal string of the plan once, with its first owner and how many
 /// candidates (scenario copies) have it.
 fn personal_strings<'a>(cx: &Context<'a>) -> Vec<Personal<'a>> {
@@ -114,10 +117,10 @@ fn personal_strings<'a>(cx: &Context<'a>) -> Vec<Personal<'a>> {
     let mut index: HashMap<&str, usize> = HashMap::new();
     for candidate in &cx.plan.plan.candidates {
         for text in &candidate.pii {
-            let text = text.trim();
-            if text.chars().count() < MIN_CHARS {
+            if !searched(text) {
                 continue;
             }
+            let text = text.trim();
             let i = *index.entry(text).or_insert_with(|| {
                 personal.push(Personal {
                     text,
@@ -332,6 +335,17 @@ impl Spill {
         out.write_all(text.as_bytes())
     }
 
+    /// Builds the search over `personal`'s strings and runs it over the lines written.
+    fn search(self, personal: &[Personal<'_>]) -> Result<Spotted, String> {
+        let spilled = self.into_reader().map_err(|err| unreadable(&err))?;
+        let texts: Vec<&str> = personal.iter().map(|p| p.text).collect();
+        let search = Search::new(&texts, STRINGS_PER_AUTOMATON).map_err(|err| {
+            format!("the personal data could not be compiled into a search: {err}")
+        })?;
+        drop(texts);
+        search_spilled(spilled, &search, searchers())
+    }
+
     /// The lines written, to be read back from the first.
     fn into_reader(self) -> io::Result<Unspill> {
         let input: Box<dyn BufRead + Send> = match self.store {
@@ -461,10 +475,7 @@ fn search_spilled(spilled: Unspill, search: &Search, threads: usize) -> Result<S
                 )),
                 Ok(thread) => match thread.join() {
                     Err(_) => Err("the personal-data search thread panicked".to_owned()),
-                    Ok(Err(err)) => Err(format!(
-                        "the integration's lines set aside for the personal-data search \
-                         could not be read back: {err}"
-                    )),
+                    Ok(Err(err)) => Err(unreadable(&err)),
                     Ok(Ok(part)) => Ok(part),
                 },
             })
@@ -472,6 +483,14 @@ fn search_spilled(spilled: Unspill, search: &Search, threads: usize) -> Result<S
         joined.into_iter().collect::<Result<Vec<Part>, String>>()
     })?;
     Ok(merge(parts))
+}
+
+/// Why the lines set aside could not be searched.
+fn unreadable(err: &io::Error) -> String {
+    format!(
+        "the integration's lines set aside for the personal-data search could not be read \
+         back: {err}"
+    )
 }
 
 /// One search thread's part: the lines with personal data it kept, each with the
@@ -545,31 +564,11 @@ impl Fold for Pii {
                 "the harness did not start the integration, so what it printed is not in the log",
             );
         }
-        let spilled = match self.spill.into_reader() {
-            Ok(spilled) => spilled,
-            Err(err) => {
-                return Outcome::skip(format!(
-                    "the integration's lines set aside for the personal-data search could \
-                     not be read back: {err}"
-                ));
-            }
-        };
         let personal = personal_strings(cx);
-        let texts: Vec<&str> = personal.iter().map(|p| p.text).collect();
-        let search = match Search::new(&texts, STRINGS_PER_AUTOMATON) {
-            Ok(search) => search,
-            Err(err) => {
-                return Outcome::skip(format!(
-                    "the personal data could not be compiled into a search: {err}"
-                ));
-            }
-        };
-        drop(texts);
-        let spotted = match search_spilled(spilled, &search, searchers()) {
+        let spotted = match self.spill.search(&personal) {
             Ok(spotted) => spotted,
             Err(reason) => return Outcome::skip(reason),
         };
-        drop(search);
         let mut outcome = Outcome::default();
         for (line, text, hits) in spotted.first {
             outcome
