@@ -6,7 +6,9 @@
 #     (over the drive, and over the landing window: first delivery to last landing),
 #     the CPU time per event landed of the harness and of the relay, and the peak
 #     memory of both.
-#  3. the same at BIG candidates (100,000 by default; BIG=0 skips it): the harness's
+#  3. the same at BIG candidates (100,000 by default; BIG=0 skips it), in waves of
+#     10,000 (the default `--wave-size`), then again as one wave (`--wave-size 0`),
+#     and the harness's peak at BIG over its peak at COUNT for each: the harness's
 #     memory must not follow the candidates the way the log does.
 # Usage: benches/run/run.sh            (COUNT=10000 BIG=100000 RUNS=5 by default)
 #        RUNS=0 skips part 1; BIN=path measures that binary instead of building one
@@ -53,10 +55,13 @@ fi
 # A run of N generated candidates (clean scenario): events landed per second, the
 # judge's time, the CPU per event and the peak RSS of the harness and of the relay. Fails loudly (exit 1,
 # the run's last lines) when the gate does not pass.
+# Extra arguments follow N (the BIG run again with `--wave-size 0`, as one wave).
 large_run() {
   local n=$1 dir="$WORK/big-$1"
-  echo "== $n generated candidates, clean scenario"
-  "$BIN" sandbox generate --count "$n" --seed 7 --out "$WORK/dataset-$n.yaml" > /dev/null
+  shift
+  echo "== $n generated candidates, clean scenario${*:+ ($*)}"
+  [ -f "$WORK/dataset-$n.yaml" ] ||
+    "$BIN" sandbox generate --count "$n" --seed 7 --out "$WORK/dataset-$n.yaml" > /dev/null
   rm -f "$WORK/relay.peak" "$WORK"/relay.cpu.*
   # The relay is stopped with SIGTERM to its group, so its peak and its CPU time are
   # sampled from /proc: VmHWM, and utime + stime (fields 14 and 15 of stat, in clock
@@ -88,12 +93,12 @@ large_run() {
   local sampler=$!
   /usr/bin/time -f 'harness_maxrss_kb=%M harness_wall_s=%e harness_cpu_s=%U+%S' -o "$WORK/harness.time" \
     "$BIN" run manifests/release-gate.yaml --dataset "$WORK/dataset-$n.yaml" --scenario clean \
-    --out "$dir" > "$WORK/big.txt" || {
+    --out "$dir" "$@" > "$WORK/big.txt" || {
     kill $sampler; echo "the run of $n candidates failed:"; tail -40 "$WORK/big.txt"; exit 1; }
   kill $sampler 2>/dev/null || true
-  python3 - "$WORK" "$dir" "$(getconf CLK_TCK)" <<'PY'
-import glob, json, re, sys
-work, run, hz = sys.argv[1], sys.argv[2], int(sys.argv[3])
+  python3 - "$WORK" "$dir" "$(getconf CLK_TCK)" "$n${1:+ $*}" <<'PY'
+import glob, json, os, re, sys
+work, run, hz, label = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 report = json.load(open(f"{run}/report.json"))
 harness = open(f"{work}/harness.time").read()
 try:
@@ -108,16 +113,24 @@ print(f"drive {t['drive_ms'] / 1000:.2f} s -> {t['landed_per_second']:.0f} event
 # (so any build's log gives it): from the first webhook attempt to the last event
 # applied at the ATS. The drive's time above also holds the scenario's marks and the
 # 150 ms the ATS must stay quiet after the last landing.
-first = last = None
-with open(f"{run}/observation.jsonl") as log:
-    for line in log:
-        if '"kind":"webhook.attempt"' in line and first is None:
-            first = json.loads(line)["elapsed_ms"]
-        elif '"kind":"ats.event_applied"' in line:
-            last = line
-if first is not None and last is not None:
-    window = (json.loads(last)["elapsed_ms"] - first) / 1000
-    print(f"landing window {window:.2f} s (first delivery to last landing) -> {s['landed'] / window:.0f} events landed/s")
+# A run in waves (`--wave-size`) keeps one log per wave: their windows add up.
+logs = [f"{run}/observation.jsonl"]
+if not os.path.exists(logs[0]):
+    logs = sorted(glob.glob(f"{run}/wave-*/observation.jsonl"))
+window = 0.0
+for path in logs:
+    first = last = None
+    with open(path) as log:
+        for line in log:
+            if '"kind":"webhook.attempt"' in line and first is None:
+                first = json.loads(line)["elapsed_ms"]
+            elif '"kind":"ats.event_applied"' in line:
+                last = line
+    if first is not None and last is not None:
+        window += (json.loads(last)["elapsed_ms"] - first) / 1000
+if window > 0:
+    waves = f", over {len(logs)} waves" if len(logs) > 1 else ""
+    print(f"landing window {window:.2f} s (first delivery to last landing{waves}) -> {s['landed'] / window:.0f} events landed/s")
 kb = int(re.search(r"harness_maxrss_kb=(\d+)", harness).group(1))
 cpu = re.search(r"harness_cpu_s=([\d.]+)\+([\d.]+)", harness)
 cpu_s = float(cpu.group(1)) + float(cpu.group(2))
@@ -129,10 +142,21 @@ if ticks:
     line += f", relay {relay_s * 1e6 / landed:.0f} us ({relay_s:.1f} s)"
 print(line)
 print(f"peak RSS: harness {kb / 1024:.1f} MiB" + (f", relay {relay / 1024:.1f} MiB (sampled every 0.1 s)" if relay else ""))
+with open(f"{work}/peaks", "a") as peaks:
+    peaks.write(f"{label}\t{kb}\n")
 PY
-  rm -rf "$dir" "$WORK/dataset-$n.yaml"
+  rm -rf "$dir"
 }
 for n in $COUNT $BIG; do
   if [ "$n" -gt 0 ]; then large_run "$n"; fi
 done
+# Side by side: the large run as one wave, as every run was before waves.
+if [ "$BIG" -gt "$COUNT" ] && [ "$COUNT" -gt 0 ]; then
+  large_run "$BIG" --wave-size 0
+  # The goal: the harness's peak flat from COUNT to BIG (within 1.2 times).
+  awk -F'\t' -v small="$COUNT" -v big="$BIG" '
+    { peak[$1] = $2 }
+    END { printf "harness peak, %s / %s candidates: %.2f in waves (the default), %.2f as one wave (goal: at most 1.2)\n",
+      big, small, peak[big] / peak[small], peak[big " --wave-size 0"] / peak[small] }' "$WORK/peaks"
+fi
 echo "== load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"

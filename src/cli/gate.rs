@@ -162,10 +162,20 @@ pub struct GateArgs {
     /// `checks: {ID: {required: true}}` does for one check).
     #[arg(long)]
     pub require_all: bool,
+    /// Drive a `--dataset` of more candidates than this in waves of at most N, one
+    /// after another, each judged and freed before the next, so the harness's memory is
+    /// one wave's whatever the dataset's size; the verdict is the whole run's
+    /// (0: one wave).
+    #[arg(long, default_value_t = DEFAULT_WAVE_SIZE, value_name = "N")]
+    pub wave_size: u64,
     /// Where the mocks listen and their tokens (for `--sut-url` integrations).
     #[command(flatten)]
     pub mocks: MockArgs,
 }
+
+/// The candidates a wave drives at most unless `--wave-size` says otherwise: a run of
+/// 10,000 is one wave, and the harness's peak stays near that run's however many follow.
+pub const DEFAULT_WAVE_SIZE: u64 = 10_000;
 
 /// A validated `run`: the library's configuration plus what the CLI does around it.
 struct GateRun {
@@ -179,6 +189,73 @@ struct GateRun {
     manifest_display: String,
     max_shown: usize,
     require_all: bool,
+    /// Source candidates a wave of a dataset's run drives at most (0: one wave).
+    wave_size: u64,
+}
+
+impl GateRun {
+    /// Whether an HTML report is asked for.
+    fn asks_for_html(&self) -> bool {
+        self.reports.iter().any(|t| t.format == ReportFormat::Html)
+    }
+
+    /// How many waves the run takes ([`crate::run::shard::waves`]), said on stderr
+    /// when more than one. Only a dataset's per-candidate scenarios go in waves: a
+    /// policy flow plans from the whole sandbox, and an HTML report's per-candidate
+    /// pages read one whole log, so a run with either is one wave.
+    fn waves(&self, ui: &mut Ui) -> u32 {
+        let config = &self.config;
+        let Some(path) = &config.dataset else {
+            return 1;
+        };
+        let per_candidate = config
+            .scenarios
+            .iter()
+            .any(|s| !s.is_kill_switch() && !s.is_policy());
+        if self.wave_size == 0 || !per_candidate {
+            return 1;
+        }
+        // A dataset that does not load is reported by the run, as without waves.
+        let Ok(header) = crate::sandbox::dataset::read_each(path, &mut |_, _, _| {}) else {
+            return 1;
+        };
+        let waves = crate::run::shard::waves(header.count, config.shard, self.wave_size);
+        if waves == 1 {
+            return 1;
+        }
+        let why_one = if config.scenarios.iter().any(|s| s.is_policy()) {
+            Some("the hiring-policy flow plans from the whole sandbox")
+        } else if self.asks_for_html() {
+            Some("the HTML report's per-candidate pages read one whole log")
+        } else {
+            None
+        };
+        let candidates = match config.shard {
+            Some(shard) => format!("shard {shard}'s part of the {} candidates", header.count),
+            None => format!("the {} candidates", header.count),
+        };
+        let _ = match why_one {
+            Some(why) => writeln!(
+                ui.err,
+                "note: {candidates} run in one wave, above --wave-size {}, because {why}: the \
+                 harness's memory grows with them",
+                self.wave_size
+            ),
+            None => writeln!(
+                ui.err,
+                "note: {candidates} run in {waves} waves of at most {} (--wave-size), one \
+                 after another: each {} and keeps its artifacts in {}/wave-K; the verdict \
+                 is the whole run's (--wave-size 0: one wave)",
+                self.wave_size,
+                match config.integration {
+                    Integration::Command(_) => "starts the integration afresh",
+                    Integration::Url(_) => "starts the mocks afresh at the same addresses",
+                },
+                config.out_dir.display()
+            ),
+        };
+        if why_one.is_some() { 1 } else { waves }
+    }
 }
 
 /// Why the arguments cannot make a run.
@@ -376,6 +453,7 @@ impl GateRun {
             manifest_display: request.manifest.display().to_string(),
             max_shown: args.max_shown,
             require_all: args.require_all,
+            wave_size: args.wave_size,
         })
     }
 }
@@ -444,6 +522,9 @@ fn replay_command(selection: &[String], args: &GateArgs) -> String {
     }
     if args.require_all {
         words.push("--require-all".to_owned());
+    }
+    if args.wave_size != DEFAULT_WAVE_SIZE {
+        words.push(format!("--wave-size {}", args.wave_size));
     }
     words.join(" ")
 }
@@ -570,72 +651,28 @@ fn gate(
     if let Integration::Url(url) = &gate.config.integration {
         announce(&gate.config, url, ui);
     }
-    let Some(runtime) = runtime(ui) else {
-        return ExitCode::StartFailure;
-    };
+    let waves = gate.waves(ui);
     let bar = progress_bar();
     let started = Instant::now();
     // A Ctrl-C or SIGTERM drops the run: the integration it started (a process group
     // of its own, which a terminal's Ctrl-C does not reach) is killed with it, rather
     // than left running on its port and state folder.
     let interrupts = Interrupts::watch();
-    let total = |total| bar.set_length(total);
-    let progress = |done| bar.inc(done);
-    let output = runtime.block_on(async {
-        tokio::select! {
-            biased;
-            () = Interrupts::during_drive(interrupts.as_ref()) => None,
-            output = crate::run::execute(&gate.config, &total, &progress) => Some(output),
-        }
-    });
-    let Some(output) = output else {
-        // Waits for the run's tasks to be dropped: the last of them holds the
-        // observation log, whose writer then writes out the records it still buffers.
-        runtime.shutdown_timeout(Duration::from_secs(5));
-        bar.finish_and_clear();
-        let integration = match &gate.config.integration {
-            Integration::Command(_) => "the integration it started was stopped with it",
-            Integration::Url(_) => {
-                "the integration at --sut-url was not started by stagegate and runs on"
-            }
-        };
-        ui.error(&std::io::Error::other(format!(
-            "interrupted: the run was stopped before it was judged, and {integration} \
-             (what was logged so far is in {})",
-            gate.config.out_dir.display()
-        )));
-        return ExitCode::Interrupted;
-    };
-    if let Some(interrupts) = &interrupts {
-        interrupts.judging();
+    if waves > 1 {
+        return gate_in_waves(&gate, waves, &bar, interrupts.as_ref(), out, ui);
     }
-    // The run's servers and tasks are done. Their threads' memory goes back to the
-    // allocator's shared pool when they exit, where the judge reuses it; idle, they
-    // would keep it while the judge takes more (a large run's peak was there).
-    runtime.shutdown_background();
-    bar.finish_and_clear();
-    let output = match output {
+    let output = match drive(&gate, &gate.config, &bar, interrupts.as_ref(), ui) {
         Ok(output) => output,
+        Err(code) => return code,
+    };
+    bar.finish_and_clear();
+    let mut report = match judge(&gate, &gate.config, &output, started) {
+        Ok(report) => report,
         Err(err) => {
             ui.error(&err);
-            return start_failure_code(&err);
+            return ExitCode::Usage;
         }
     };
-    let judged = Instant::now();
-    let mut judgement =
-        match crate::judge::judge_log(&gate.config.manifest, &output.plan, &output.log) {
-            Ok(judgement) => judgement,
-            Err(err) => {
-                ui.error(&err);
-                return ExitCode::Usage;
-            }
-        };
-    if gate.require_all {
-        judgement.require_all();
-    }
-    let judge_ms = judged.elapsed().as_millis() as u64;
-    let mut report =
-        build_report(&gate, &output, judge_ms, started.elapsed()).with_judgement(judgement);
     // The outage timeline and the HTML report's per-candidate pages read the whole
     // log; only those who ask for them pay for it.
     let records = std::cell::OnceCell::new();
@@ -655,7 +692,175 @@ fn gate(
             .iter()
             .find_map(|s| report::timeline::outage(&output.plan, records(), *s));
     }
+    // The HTML report also summarises every candidate from the plan and the log.
+    let audit = gate
+        .asks_for_html()
+        .then(|| report::candidates::build(&output.plan, records()));
+    deliver(&gate, &report, audit.as_ref(), out, ui)
+}
 
+/// A run in `waves` turns ([`GateRun::waves`]): each wave is the next shard of the run
+/// (of its own shard), started, driven, judged and reported in `wave-K/` of the
+/// artifacts folder and then freed; the waves' reports merge into the run's.
+fn gate_in_waves(
+    gate: &GateRun,
+    waves: u32,
+    bar: &indicatif::ProgressBar,
+    interrupts: Option<&Interrupts>,
+    out: &mut dyn Write,
+    ui: &mut Ui,
+) -> ExitCode {
+    let started = Instant::now();
+    let mut parts = Vec::with_capacity(waves as usize);
+    for wave in 1..=waves {
+        let Some(shard) = Shard::wave(gate.config.shard, wave, waves) else {
+            // `waves` is only ever a count whose slices fit.
+            return ExitCode::Usage;
+        };
+        let config = RunConfig {
+            shard: Some(shard),
+            out_dir: gate.config.out_dir.join(format!("wave-{wave}")),
+            ..gate.config.clone()
+        };
+        if let Some(interrupts) = interrupts {
+            interrupts.driving();
+        }
+        let wave_started = Instant::now();
+        let output = match drive(gate, &config, bar, interrupts, ui) {
+            Ok(output) => output,
+            Err(code) => {
+                bar.finish_and_clear();
+                return code;
+            }
+        };
+        let report = match judge(gate, &config, &output, wave_started) {
+            Ok(report) => report,
+            Err(err) => {
+                bar.finish_and_clear();
+                ui.error(&err);
+                return ExitCode::Usage;
+            }
+        };
+        drop(output);
+        crate::run::release_memory();
+        let name = config.out_dir.join("report.json");
+        if gate.keep
+            && let Err(err) = report::write(
+                &report,
+                &ReportTarget {
+                    format: ReportFormat::Json,
+                    path: name.clone(),
+                },
+            )
+        {
+            ui.error(&err);
+        }
+        bar.suspend(|| {
+            let t = &report.timings;
+            let _ = writeln!(
+                ui.err,
+                "wave {wave}/{waves}: {}, {} events landed in {:.2} s of driving",
+                report.verdict.as_str().to_uppercase(),
+                t.events_landed,
+                t.drive_ms as f64 / 1000.0
+            );
+        });
+        parts.push((name.display().to_string(), report));
+    }
+    bar.finish_and_clear();
+    let mut report = match report::merge::merge_waves(parts, gate.config.shard) {
+        Ok(report) => report,
+        Err(err) => {
+            ui.error(&err);
+            return ExitCode::Usage;
+        }
+    };
+    report.run_id = report.run_id.replace("-merged", "-waves");
+    report.replay = gate.replay.clone();
+    report.timings.total_ms = started.elapsed().as_millis() as u64;
+    deliver(gate, &report, None, out, ui)
+}
+
+/// Starts the mocks and the integration and drives one run (or one wave of it) on a
+/// runtime of its own; `Err` is the exit code of a run that could not be carried out
+/// or was interrupted, reported.
+fn drive(
+    gate: &GateRun,
+    config: &RunConfig,
+    bar: &indicatif::ProgressBar,
+    interrupts: Option<&Interrupts>,
+    ui: &mut Ui,
+) -> Result<RunOutput, ExitCode> {
+    let Some(runtime) = runtime(ui) else {
+        return Err(ExitCode::StartFailure);
+    };
+    let total = |total| bar.inc_length(total);
+    let progress = |done| bar.inc(done);
+    let output = runtime.block_on(async {
+        tokio::select! {
+            biased;
+            () = Interrupts::during_drive(interrupts) => None,
+            output = crate::run::execute(config, &total, &progress) => Some(output),
+        }
+    });
+    let Some(output) = output else {
+        // Waits for the run's tasks to be dropped: the last of them holds the
+        // observation log, whose writer then writes out the records it still buffers.
+        runtime.shutdown_timeout(Duration::from_secs(5));
+        bar.finish_and_clear();
+        let integration = match &gate.config.integration {
+            Integration::Command(_) => "the integration it started was stopped with it",
+            Integration::Url(_) => {
+                "the integration at --sut-url was not started by stagegate and runs on"
+            }
+        };
+        ui.error(&std::io::Error::other(format!(
+            "interrupted: the run was stopped before it was judged, and {integration} \
+             (what was logged so far is in {})",
+            config.out_dir.display()
+        )));
+        return Err(ExitCode::Interrupted);
+    };
+    if let Some(interrupts) = interrupts {
+        interrupts.judging();
+    }
+    // The run's servers and tasks are done. Their threads' memory goes back to the
+    // allocator's shared pool when they exit, where the judge reuses it; idle, they
+    // would keep it while the judge takes more (a large run's peak was there).
+    runtime.shutdown_background();
+    output.map_err(|err| {
+        bar.finish_and_clear();
+        ui.error(&err);
+        start_failure_code(&err)
+    })
+}
+
+/// Judges a run (or one wave of it) from its log and makes its report.
+fn judge(
+    gate: &GateRun,
+    config: &RunConfig,
+    output: &RunOutput,
+    started: Instant,
+) -> Result<RunReport, crate::judge::JudgeError> {
+    let judged = Instant::now();
+    let mut judgement = crate::judge::judge_log(&config.manifest, &output.plan, &output.log)?;
+    if gate.require_all {
+        judgement.require_all();
+    }
+    let judge_ms = judged.elapsed().as_millis() as u64;
+    Ok(build_report(gate, config, output, judge_ms, started.elapsed()).with_judgement(judgement))
+}
+
+/// Writes the run's reports where they were asked for (and, with `--out`, the usual
+/// three beside its artifacts), then prints the summary; the exit code is the
+/// verdict's, or a failure's when a report could not be written.
+fn deliver(
+    gate: &GateRun,
+    report: &RunReport,
+    audit: Option<&report::candidates::AuditData>,
+    out: &mut dyn Write,
+    ui: &mut Ui,
+) -> ExitCode {
     let mut failed_writes = false;
     let mut targets = gate.reports.clone();
     if gate.keep {
@@ -670,17 +875,12 @@ fn gate(
             }
         }
     }
-    // The HTML report also summarises every candidate from the plan and the log.
-    let audit = targets
-        .iter()
-        .any(|t| t.format == ReportFormat::Html)
-        .then(|| report::candidates::build(&output.plan, records()));
     for target in &targets {
-        let written = match (&audit, target.format) {
+        let written = match (audit, target.format) {
             (Some(audit), ReportFormat::Html) => {
-                report::write_text(report::html::render(&report, audit), target)
+                report::write_text(report::html::render(report, audit), target)
             }
-            _ => report::write(&report, target),
+            _ => report::write(report, target),
         };
         if let Err(err) = written {
             ui.error(&err);
@@ -691,7 +891,7 @@ fn gate(
         let _ = out.write_all(report::timeline::render(timeline).as_bytes());
         let _ = writeln!(out);
     }
-    let _ = out.write_all(report::human::render(&report, gate.max_shown).as_bytes());
+    let _ = out.write_all(report::human::render(report, gate.max_shown).as_bytes());
     let _ = out.flush();
     if failed_writes {
         // A gate whose reports were lost must not look green to CI.
@@ -880,6 +1080,11 @@ impl Interrupts {
             .map(|_| interrupts)
     }
 
+    /// The next wave's drive begins: a signal cancels it, as during the first.
+    fn driving(&self) {
+        self.judging.store(false, Ordering::SeqCst);
+    }
+
     /// Resolves when a signal came during the drive; never without a watcher.
     async fn during_drive(interrupts: Option<&Self>) {
         match interrupts {
@@ -922,17 +1127,23 @@ fn progress_bar() -> indicatif::ProgressBar {
     bar
 }
 
-fn build_report(gate: &GateRun, output: &RunOutput, judge_ms: u64, total: Duration) -> RunReport {
+fn build_report(
+    gate: &GateRun,
+    config: &RunConfig,
+    output: &RunOutput,
+    judge_ms: u64,
+    total: Duration,
+) -> RunReport {
     let landed: u64 = output.scenarios.iter().map(|s| s.landed as u64).sum();
     let drive_secs = output.drive_time.as_secs_f64();
-    let dir = &gate.config.out_dir;
+    let dir = &config.out_dir;
     let file = |name: &str| dir.join(name).display().to_string();
     RunReport {
         format: REPORT_FORMAT.to_owned(),
         verdict: crate::verdict::Verdict::Pass,
-        seed: gate.config.seed,
+        seed: config.seed,
         run_id: output.run_id.clone(),
-        change_id: gate.config.manifest.raw.release_gate.change_id.clone(),
+        change_id: config.manifest.raw.release_gate.change_id.clone(),
         manifest: gate.manifest_display.clone(),
         integration: IntegrationInfo {
             kind: gate.kind,
@@ -958,13 +1169,13 @@ fn build_report(gate: &GateRun, output: &RunOutput, judge_ms: u64, total: Durati
         },
         replay: gate.replay.clone(),
         timeline: None,
-        shard: gate.config.shard,
+        shard: config.shard,
         merged_from: Vec::new(),
         artifacts: gate.keep.then(|| Artifacts {
             dir: dir.display().to_string(),
             observation_log: file("observation.jsonl"),
             plan: file("plan.json"),
-            integration_output: matches!(gate.config.integration, Integration::Command(_))
+            integration_output: matches!(config.integration, Integration::Command(_))
                 .then(|| file("integration.log")),
         }),
     }

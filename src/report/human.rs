@@ -102,15 +102,32 @@ fn write_report(out: &mut String, report: &RunReport, max_findings: usize) -> st
         t.landed_per_second,
         t.total_ms as f64 / 1000.0
     )?;
-    match &report.artifacts {
-        Some(a) => writeln!(
+    let parts = &report.merged_from;
+    // A merged report's evidence stays with its parts (shards, or a run's waves).
+    let kept: Vec<&str> = parts
+        .iter()
+        .filter_map(|p| p.artifacts.as_ref().map(|a| a.dir.as_str()))
+        .collect();
+    match (&report.artifacts, kept.as_slice()) {
+        (Some(a), _) => writeln!(
             out,
             "artifacts: {} (observation log, plan, integration output, reports)",
             a.dir
         )?,
-        None => writeln!(
+        (None, []) if parts.is_empty() => writeln!(
             out,
             "artifacts: not kept (add --out DIR to keep the observation log)"
+        )?,
+        (None, []) => writeln!(
+            out,
+            "artifacts: not kept by the {} merged parts (run them with --out DIR to keep their observation logs)",
+            parts.len()
+        )?,
+        (None, [only]) => writeln!(out, "artifacts: {only} (the one merged part's)")?,
+        (None, [first, .., last]) => writeln!(
+            out,
+            "artifacts: each of the {} merged parts keeps its own, {first} to {last}",
+            kept.len()
         )?,
     }
     writeln!(out, "replay: {}", report.replay)?;

@@ -149,8 +149,53 @@ fn major(format: &str) -> Option<&str> {
     version.split('.').next()
 }
 
+/// How the merged parts ran: side by side (shards) or one after another (waves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ran {
+    /// Wall times are the slowest part's.
+    SideBySide,
+    /// Wall times add up.
+    InTurn,
+}
+
+impl Ran {
+    fn combine(self, a: u64, b: u64) -> u64 {
+        match self {
+            Ran::SideBySide => a.max(b),
+            Ran::InTurn => a + b,
+        }
+    }
+}
+
 /// Merges the reports of every shard of one run, each named by where it came from.
 pub fn merge(reports: &[(String, RunReport)]) -> Result<RunReport, MergeError> {
+    merge_parts(reports, Ran::SideBySide)
+}
+
+/// Merges the waves of one run, or of one shard of it (`shard`), driven one after
+/// another (`run --wave-size`), in wave order: checks, findings and the verdict as
+/// [`merge`] folds shards (wave `w` of `W` is such a part, and is named so in
+/// [`RunReport::merged_from`]), times added up, and the report the run's or the
+/// shard's own.
+pub fn merge_waves(
+    waves: Vec<(String, RunReport)>,
+    shard: Option<Shard>,
+) -> Result<RunReport, MergeError> {
+    let count = waves.len() as u32;
+    let waves: Vec<(String, RunReport)> = waves
+        .into_iter()
+        .zip(1..)
+        .map(|((name, mut report), index)| {
+            report.shard = Some(Shard { index, count });
+            (name, report)
+        })
+        .collect();
+    let mut merged = merge_parts(&waves, Ran::InTurn)?;
+    merged.shard = shard;
+    Ok(merged)
+}
+
+fn merge_parts(reports: &[(String, RunReport)], ran: Ran) -> Result<RunReport, MergeError> {
     let Some((first_name, first)) = reports.first() else {
         return Err(MergeError::Empty);
     };
@@ -243,7 +288,7 @@ pub fn merge(reports: &[(String, RunReport)]) -> Result<RunReport, MergeError> {
         change_id: first.change_id.clone(),
         manifest: first.manifest.clone(),
         integration: first.integration.clone(),
-        scenarios: merge_scenarios(&shards),
+        scenarios: merge_scenarios(&shards, ran),
         skipped_scenarios: {
             let mut skipped: Vec<_> = shards
                 .iter()
@@ -254,7 +299,7 @@ pub fn merge(reports: &[(String, RunReport)]) -> Result<RunReport, MergeError> {
             skipped
         },
         checks: Vec::new(),
-        timings: merge_timings(&shards),
+        timings: merge_timings(&shards, ran),
         replay: unsharded_replay(&lead.replay),
         artifacts: None,
         timeline: None,
@@ -313,8 +358,8 @@ fn merge_check(all: &[&CheckResult]) -> Option<CheckResult> {
     })
 }
 
-/// Per scenario, in run order: counts add up, times are the slowest shard's.
-fn merge_scenarios(shards: &[&RunReport]) -> Vec<ScenarioReport> {
+/// Per scenario, in run order: counts add up, times as the parts `ran`.
+fn merge_scenarios(shards: &[&RunReport], ran: Ran) -> Vec<ScenarioReport> {
     let mut merged: BTreeMap<_, ScenarioReport> = BTreeMap::new();
     for report in shards.iter().flat_map(|r| &r.scenarios) {
         merged
@@ -324,8 +369,8 @@ fn merge_scenarios(shards: &[&RunReport]) -> Vec<ScenarioReport> {
                 m.acked += report.acked;
                 m.should_land += report.should_land;
                 m.landed += report.landed;
-                m.send_ms = m.send_ms.max(report.send_ms);
-                m.total_ms = m.total_ms.max(report.total_ms);
+                m.send_ms = ran.combine(m.send_ms, report.send_ms);
+                m.total_ms = ran.combine(m.total_ms, report.total_ms);
                 m.timed_out |= report.timed_out;
                 m.sessions = match (m.sessions, report.sessions) {
                     (Some(a), Some(b)) => Some(Sessions {
@@ -340,16 +385,22 @@ fn merge_scenarios(shards: &[&RunReport]) -> Vec<ScenarioReport> {
     merged.into_values().collect()
 }
 
-/// The shards ran side by side: wall times are the slowest shard's, events add up.
-fn merge_timings(shards: &[&RunReport]) -> Timings {
-    let max = |f: fn(&Timings) -> u64| shards.iter().map(|r| f(&r.timings)).max().unwrap_or(0);
+/// Wall times as the parts `ran`; events add up.
+fn merge_timings(shards: &[&RunReport], ran: Ran) -> Timings {
+    let fold = |f: fn(&Timings) -> u64| {
+        shards
+            .iter()
+            .map(|r| f(&r.timings))
+            .reduce(|a, b| ran.combine(a, b))
+            .unwrap_or(0)
+    };
     let events_landed = shards.iter().map(|r| r.timings.events_landed).sum();
-    let drive_ms = max(|t| t.drive_ms);
+    let drive_ms = fold(|t| t.drive_ms);
     Timings {
-        total_ms: max(|t| t.total_ms),
-        start_ms: max(|t| t.start_ms),
+        total_ms: fold(|t| t.total_ms),
+        start_ms: fold(|t| t.start_ms),
         drive_ms,
-        judge_ms: max(|t| t.judge_ms),
+        judge_ms: fold(|t| t.judge_ms),
         events_landed,
         landed_per_second: if drive_ms > 0 {
             (events_landed as f64 / (drive_ms as f64 / 1000.0) * 10.0).round() / 10.0
@@ -415,6 +466,52 @@ mod tests {
         check.findings = (0..findings.min(FINDINGS_KEPT))
             .map(|i| finding(&format!("CAND_{i}")))
             .collect();
+    }
+
+    #[test]
+    fn waves_merge_like_shards_with_times_that_add_up() {
+        let wave = |index: u64, drive_ms, edit: fn(&mut RunReport)| {
+            shard(9, 9, |r| {
+                r.shard = Some(Shard { index: 9, count: 9 });
+                r.timings.drive_ms = drive_ms;
+                r.timings.judge_ms = 10 * index;
+                r.timings.events_landed = 100;
+                edit(r);
+            })
+        };
+        let outer = Some(Shard { index: 2, count: 3 });
+        let merged = merge_waves(
+            vec![
+                wave(1, 1_000, |_| {}),
+                wave(2, 3_000, |r| fail(r, "idempotency.exactly_once", 2)),
+            ],
+            outer,
+        )
+        .expect("merges");
+        assert_eq!(
+            merged.shard, outer,
+            "the run's own shard, for `report merge`"
+        );
+        assert_eq!(merged.verdict, Verdict::Blocked);
+        let shards: Vec<Shard> = merged.merged_from.iter().map(|p| p.shard).collect();
+        assert_eq!(
+            shards,
+            [Shard { index: 1, count: 2 }, Shard { index: 2, count: 2 }],
+            "named by wave, in order"
+        );
+        assert_eq!(merged.timings.drive_ms, 4_000, "one after another");
+        assert_eq!(merged.timings.judge_ms, 30);
+        assert_eq!(merged.timings.events_landed, 200);
+        assert_eq!(merged.timings.landed_per_second, 50.0);
+        let by_shard = merge(&[
+            shard(1, 2, |r| r.timings.drive_ms = 1_000),
+            shard(2, 2, |r| r.timings.drive_ms = 3_000),
+        ])
+        .expect("merges");
+        assert_eq!(
+            by_shard.timings.drive_ms, 3_000,
+            "side by side: the slowest"
+        );
     }
 
     #[test]

@@ -174,9 +174,15 @@ pub async fn execute(
         Entry::detail(json!({"seed": config.seed, "scenarios": config.scenarios, "manifest": config.manifest_path})),
     );
 
-    let sandbox = match &config.dataset {
-        Some(path) => crate::sandbox::load_dataset(&config.manifest, path)?,
-        None => crate::sandbox::build(&config.manifest, config.seed)?,
+    let sandbox = match (&config.dataset, config.shard) {
+        // A shard (or a wave) of a large dataset holds its own part of it.
+        (Some(path), Some(shard)) => {
+            crate::sandbox::load_dataset_part(&config.manifest, path, &|position| {
+                shard.needs_candidate(&config.scenarios, position)
+            })?
+        }
+        (Some(path), None) => crate::sandbox::load_dataset(&config.manifest, path)?,
+        (None, _) => crate::sandbox::build(&config.manifest, config.seed)?,
     };
     let mocks = Mocks::start(Arc::clone(&config.manifest), &[], &config.mocks, &log)
         .await
@@ -436,6 +442,19 @@ pub async fn execute(
         start_time,
         drive_time,
     })
+}
+
+/// Hands the memory a finished run (one wave of a larger one) freed back to the
+/// operating system, so the next wave starts from the harness's baseline instead of
+/// beside what the allocator kept of the last.
+#[allow(unsafe_code)]
+pub fn release_memory() {
+    #[cfg(not(feature = "system-alloc"))]
+    // SAFETY: `mi_collect` frees only memory mimalloc holds with no allocation in it,
+    // and may be called from any thread at any time.
+    unsafe {
+        libmimalloc_sys::mi_collect(true)
+    };
 }
 
 /// Writes `plan.json` as it serialises, so a large plan is never a second time in

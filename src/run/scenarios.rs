@@ -28,7 +28,7 @@ pub struct Group {
     pub candidate: Text,
     /// Its scenario.
     scenario: Scenario,
-    /// The position of the sandbox candidate it copies.
+    /// The index of the sandbox candidate it copies, in the loaded sandbox.
     source: u32,
     /// What kind of traffic it gets.
     traffic: Traffic,
@@ -177,7 +177,7 @@ impl Default for OutageSettings {
     }
 }
 /// Seeded candidates the kill-switch scenarios copy their traffic from.
-const KILL_SWITCH_CANDIDATES: usize = 3;
+pub(crate) const KILL_SWITCH_CANDIDATES: usize = 3;
 /// Drifted candidates in `mapping-errors`, beyond the manifest's count.
 const EXTRA_DRIFTED: u32 = 2;
 
@@ -725,12 +725,12 @@ pub fn prepare<'g>(
     let drift = &generator.drift;
     let seed = sandbox.seed;
     let mut strings = super::plan::Strings::default();
+    // Each owned candidate by its index in the loaded sandbox (a shard's part, or all).
     let owned: Vec<(u32, &SandboxCandidate)> = sandbox
-        .candidates
-        .iter()
+        .positioned()
         .enumerate()
-        .filter(|(position, _)| owned(*position))
-        .map(|(position, candidate)| (position as u32, candidate))
+        .filter(|(_, (position, _))| owned(*position as usize))
+        .map(|(index, (_, candidate))| (index as u32, candidate))
         .collect();
     let rules = manifest.id_rules();
     let mint = std::cell::RefCell::new(IdMint::new(&rules, seed));

@@ -103,6 +103,51 @@ impl Shard {
     }
 }
 
+impl Shard {
+    /// The `wave`-th (from 1) of `waves` slices of a run, or of its shard `of`, as a
+    /// shard of its own: wave `w` of shard `K/N` is shard `K + N(w - 1)` of `N·waves`,
+    /// so a shard's waves hold exactly its candidates and its kill-switch scenarios.
+    /// `None` when the numbers do not fit (no run has four billion slices).
+    pub fn wave(of: Option<Shard>, wave: u32, waves: u32) -> Option<Shard> {
+        let of = of.unwrap_or(Shard { index: 1, count: 1 });
+        Some(Shard {
+            index: of
+                .index
+                .checked_add(of.count.checked_mul(wave.checked_sub(1)?)?)?,
+            count: of.count.checked_mul(waves)?,
+        })
+    }
+
+    /// Whether this shard's part of `scenarios` needs the sandbox candidate at
+    /// `position` loaded: one of its slice, one of the few a kill-switch scenario it
+    /// owns shapes its traffic from, or any, for a policy scenario it owns.
+    pub fn needs_candidate(self, scenarios: &[Scenario], position: usize) -> bool {
+        let owns = |wanted: fn(Scenario) -> bool| {
+            scenarios
+                .iter()
+                .any(|s| wanted(*s) && self.owns_scenario(*s))
+        };
+        self.owns_candidate(position)
+            || (position < scenarios::KILL_SWITCH_CANDIDATES && owns(Scenario::is_kill_switch))
+            || owns(Scenario::is_policy)
+    }
+}
+
+/// How many waves a run (or its shard `of`) of `sources` source candidates takes at
+/// `wave_size` source candidates a wave (0: one wave, whatever the size).
+pub fn waves(sources: u64, of: Option<Shard>, wave_size: u64) -> u32 {
+    if wave_size == 0 {
+        return 1;
+    }
+    let shards = u64::from(of.map_or(1, |s| s.count));
+    let waves = sources.div_ceil(shards).div_ceil(wave_size).max(1);
+    // The last wave's shard number must fit.
+    match u32::try_from(waves) {
+        Ok(waves) if Shard::wave(of, waves, waves).is_some() => waves,
+        _ => 1,
+    }
+}
+
 /// The plan of a run, or of one shard of it: per-candidate scenarios over the shard's
 /// slice of the sandbox, kill-switch scenarios whole in the shard that owns them.
 /// Scenarios keep their run order; without a shard this is [`scenarios::prepare`] over
@@ -208,5 +253,120 @@ mod tests {
             })
             .collect();
         assert!(four.iter().all(|owned| owned.len() == 1), "{four:?}");
+    }
+
+    #[test]
+    fn the_waves_of_a_shard_own_exactly_its_candidates_and_kill_switch_scenarios() {
+        for count in 1..=4u32 {
+            let outers: Vec<Option<Shard>> = if count == 1 {
+                vec![None]
+            } else {
+                (1..=count)
+                    .map(|index| Some(Shard { index, count }))
+                    .collect()
+            };
+            for waves in 1..=4u32 {
+                let slices: Vec<(Option<Shard>, Shard)> = outers
+                    .iter()
+                    .flat_map(|outer| {
+                        (1..=waves)
+                            .map(move |w| (*outer, Shard::wave(*outer, w, waves).expect("fits")))
+                    })
+                    .collect();
+                for position in 0..60 {
+                    let owners: Vec<&(Option<Shard>, Shard)> = slices
+                        .iter()
+                        .filter(|(_, wave)| wave.owns_candidate(position))
+                        .collect();
+                    assert_eq!(
+                        owners.len(),
+                        1,
+                        "candidate {position}, {count} shards of {waves} waves"
+                    );
+                    let (outer, _) = owners[0];
+                    assert!(
+                        outer.is_none_or(|o| o.owns_candidate(position)),
+                        "in its own shard"
+                    );
+                }
+                for scenario in Scenario::ALL {
+                    let owners: Vec<&(Option<Shard>, Shard)> = slices
+                        .iter()
+                        .filter(|(_, wave)| wave.owns_scenario(scenario))
+                        .collect();
+                    for (outer, _) in &owners {
+                        assert!(outer.is_none_or(|o| o.owns_scenario(scenario)));
+                    }
+                    let expected = if scenario.is_kill_switch() {
+                        1
+                    } else {
+                        slices.len()
+                    };
+                    assert_eq!(owners.len(), expected, "{scenario}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_run_takes_as_many_waves_as_its_part_needs() {
+        let half = |index| Some(Shard { index, count: 2 });
+        // (source candidates, shard, wave size, waves, why)
+        let rows: [(u64, Option<Shard>, u64, u32, &str); 8] = [
+            (10_000, None, 10_000, 1, "a full wave is one"),
+            (10_001, None, 10_000, 2, "one more is two"),
+            (100_000, None, 10_000, 10, "the benchmark's"),
+            (100_000, None, 0, 1, "0: one wave"),
+            (0, None, 10, 1, "nothing is still one run"),
+            (14, half(2), 3, 3, "a shard's 7 in threes"),
+            (20_000, half(1), 10_000, 1, "a shard's 10,000 is one"),
+            (
+                u64::MAX,
+                Some(Shard {
+                    index: 1,
+                    count: u32::MAX,
+                }),
+                1,
+                1,
+                "slices that do not fit",
+            ),
+        ];
+        for (sources, shard, size, expected, why) in rows {
+            assert_eq!(waves(sources, shard, size), expected, "{why}");
+        }
+        assert_eq!(
+            Shard::wave(half(2), 3, 4),
+            Some(Shard { index: 6, count: 8 })
+        );
+        assert_eq!(Shard::wave(None, 0, 4), None, "waves count from 1");
+    }
+
+    #[test]
+    fn a_part_loads_its_slice_and_what_its_whole_sandbox_scenarios_shape_from() {
+        let wave = Shard { index: 2, count: 4 };
+        let per_candidate = [Scenario::Clean];
+        let loaded = |scenarios: &[Scenario]| -> Vec<usize> {
+            (0..12)
+                .filter(|p| wave.needs_candidate(scenarios, *p))
+                .collect()
+        };
+        assert_eq!(loaded(&per_candidate), [1, 5, 9], "its slice");
+        // Brownout is the second kill-switch scenario: this shard's.
+        assert!(wave.owns_scenario(Scenario::Brownout));
+        assert_eq!(
+            loaded(&[Scenario::Clean, Scenario::Brownout]),
+            [0, 1, 2, 5, 9],
+            "and the first few seeded candidates"
+        );
+        assert_eq!(
+            loaded(&[Scenario::Clean, Scenario::Outage]),
+            [1, 5, 9],
+            "not its"
+        );
+        assert_eq!(
+            loaded(&[Scenario::Policy]).len(),
+            12,
+            "a policy flow needs all"
+        );
     }
 }

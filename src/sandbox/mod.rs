@@ -53,9 +53,23 @@ pub struct Sandbox {
     pub seed: u64,
     /// Seeded candidates in manifest order, then the out-of-scope controls.
     pub candidates: Vec<SandboxCandidate>,
+    /// Where each candidate stands in the whole sandbox when only part of it was
+    /// loaded ([`load_dataset_part`]), ascending; empty when it is the whole.
+    pub positions: Vec<u32>,
 }
 
 impl Sandbox {
+    /// Each candidate with its position in the whole sandbox.
+    pub fn positioned(&self) -> impl Iterator<Item = (u32, &SandboxCandidate)> {
+        self.candidates
+            .iter()
+            .enumerate()
+            .map(|(index, candidate)| {
+                let position = self.positions.get(index).copied();
+                (position.unwrap_or(index as u32), candidate)
+            })
+    }
+
     /// The candidate with this id.
     pub fn candidate(&self, id: &str) -> Option<&SandboxCandidate> {
         self.candidates.iter().find(|c| c.id.0 == id)
@@ -164,9 +178,21 @@ pub fn build(manifest: &Manifest, seed: u64) -> Result<Sandbox, SandboxError> {
     if !problems.is_empty() {
         return Err(SandboxError::Candidates(CandidateErrors(problems)));
     }
-    let controls = controls(manifest, &catalog, seed, &mut people, &candidates)?;
+    let ids = candidates.iter().map(|c| c.id.0.as_str());
+    let controls = controls(
+        manifest,
+        &catalog,
+        seed,
+        &mut people,
+        ids,
+        candidates.first(),
+    )?;
     candidates.extend(controls);
-    Ok(Sandbox { seed, candidates })
+    Ok(Sandbox {
+        seed,
+        candidates,
+        positions: Vec::new(),
+    })
 }
 
 /// The sandbox of a generated dataset: its candidates with their profiles' default
@@ -190,11 +216,20 @@ pub fn from_dataset(manifest: &Manifest, dataset: &Dataset) -> Result<Sandbox, S
     if !problems.is_empty() {
         return Err(SandboxError::Candidates(CandidateErrors(problems)));
     }
-    let controls = controls(manifest, &catalog, dataset.seed, &mut people, &candidates)?;
+    let ids = candidates.iter().map(|c| c.id.0.as_str());
+    let controls = controls(
+        manifest,
+        &catalog,
+        dataset.seed,
+        &mut people,
+        ids,
+        candidates.first(),
+    )?;
     candidates.extend(controls);
     Ok(Sandbox {
         seed: dataset.seed,
         candidates,
+        positions: Vec::new(),
     })
 }
 
@@ -220,45 +255,106 @@ fn seeded(row: DatasetCandidate, expected_sequence: Arc<[ExpectedEvent]>) -> San
 /// into the sandbox as it is read, so memory holds the sandbox and nothing of the
 /// file. The controls [`build`] adds follow. Every error names the file.
 pub fn load_dataset(manifest: &Manifest, path: &Path) -> Result<Sandbox, DatasetError> {
+    load_dataset_part(manifest, path, &|_| true)
+}
+
+/// [`load_dataset`], keeping only the candidates (controls included) whose position in
+/// the whole sandbox `keep` accepts: a shard or a wave of a large run holds its own
+/// slice. Every candidate is still checked, and the controls are the whole sandbox's
+/// (their ids and addresses repeat none of the dataset's).
+pub fn load_dataset_part(
+    manifest: &Manifest,
+    path: &Path,
+    keep: &dyn Fn(usize) -> bool,
+) -> Result<Sandbox, DatasetError> {
     let mut checker = dataset::Checker::new(manifest);
     let mut candidates = Vec::new();
+    let mut positions = Vec::new();
+    // What the controls must not repeat, of the candidates not kept: held only while
+    // the file is read.
+    let mut others: Vec<(String, String)> = Vec::new();
+    let mut first = None;
     let header = dataset::read_each(path, &mut |index, _, row| {
         let sequence = checker.row(index, &row);
         // Past the first problem only the checking goes on: the sandbox is lost anyway.
-        if let (Some(sequence), true) = (sequence, checker.is_clean()) {
-            candidates.push(seeded(row, sequence));
+        let (Some(sequence), true) = (sequence, checker.is_clean()) else {
+            return;
+        };
+        let candidate = seeded(row, sequence);
+        if index == 0 {
+            first = Some(candidate.clone());
+        }
+        if keep(index) {
+            candidates.push(candidate);
+            positions.push(index as u32);
+        } else {
+            others.push((candidate.id.0, candidate.person.email.to_string()));
         }
     })?;
     checker.finish(path)?;
+    let rows = header.count as usize;
     let mut people = PersonGenerator::new(header.seed);
-    for candidate in &candidates {
+    for email in candidates
+        .iter()
+        .map(|c| &*c.person.email)
+        .chain(others.iter().map(|(_, email)| email.as_str()))
+    {
         // The controls' addresses must not repeat a dataset's.
-        people.reserve(&candidate.person.email);
+        people.reserve(email);
     }
     let catalog = ProfileCatalog::for_manifest(manifest);
-    let controls = controls(manifest, &catalog, header.seed, &mut people, &candidates)?;
-    candidates.extend(controls);
+    let ids = candidates
+        .iter()
+        .map(|c| c.id.0.as_str())
+        .chain(others.iter().map(|(id, _)| id.as_str()));
+    let controls = controls(
+        manifest,
+        &catalog,
+        header.seed,
+        &mut people,
+        ids,
+        first.as_ref(),
+    )?;
+    drop(others);
+    for (offset, control) in controls.into_iter().enumerate() {
+        if keep(rows + offset) {
+            candidates.push(control);
+            positions.push((rows + offset) as u32);
+        }
+    }
     candidates.shrink_to_fit();
+    // Positions that are the indexes themselves (all kept, or a first part) need no list.
+    if positions
+        .iter()
+        .enumerate()
+        .all(|(index, p)| *p as usize == index)
+    {
+        positions = Vec::new();
+    }
+    positions.shrink_to_fit();
     Ok(Sandbox {
         seed: header.seed,
         candidates,
+        positions,
     })
 }
 
-/// The out-of-scope control candidates: untagged, and in an excluded location.
-fn controls(
+/// The out-of-scope control candidates: untagged, and in an excluded location; their
+/// ids repeat none of `ids`, and a catalog without a low-risk flow lends them `first`'s.
+fn controls<'a>(
     manifest: &Manifest,
     catalog: &ProfileCatalog,
     seed: u64,
     people: &mut PersonGenerator,
-    seeded: &[SandboxCandidate],
+    ids: impl Iterator<Item = &'a str>,
+    first: Option<&SandboxCandidate>,
 ) -> Result<Vec<SandboxCandidate>, SandboxError> {
     let scope = &manifest.raw.release_gate.canary_scope;
     // Controls take the first low-risk flow the manifest can express (the fast path on
     // the seed); a catalog without one lends them the first seeded candidate's flow.
     let (profile, risk_tier, sequence) = match catalog.of_tier(RiskTier::Low).next() {
         Some(low) => (low.name.clone(), low.risk_tier, Arc::clone(&low.sequence)),
-        None => match seeded.first() {
+        None => match first {
             Some(first) => (
                 first.profile.clone(),
                 first.risk_tier,
@@ -274,8 +370,8 @@ fn controls(
     }
     let rules = manifest.id_rules();
     let mut mint = IdMint::new(&rules, seed);
-    for candidate in seeded {
-        mint.reserve(&candidate.id.0);
+    for id in ids {
+        mint.reserve(id);
     }
     for (index, (role, label)) in wanted.into_iter().enumerate() {
         let index = index as u64;

@@ -229,3 +229,52 @@ fn datasets_become_sandboxes_with_controls() {
         .collect();
     assert_eq!(emails.len(), 42, "controls do not reuse a dataset address");
 }
+
+#[test]
+fn a_part_of_a_dataset_is_the_whole_sandbox_at_the_positions_kept() {
+    let manifest = seed_manifest();
+    let options = dataset::GenerateOptions {
+        count: 12,
+        seed: 8,
+        mix: dataset::RiskMix::default(),
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("d.yaml");
+    let mut bytes = Vec::new();
+    dataset::write(&mut bytes, &manifest, options).expect("writes");
+    std::fs::write(&path, bytes).expect("saved");
+    let whole = load_dataset(&manifest, &path).expect("loads");
+    assert_eq!(whole.candidates.len(), 14, "twelve rows and two controls");
+    assert!(whole.positions.is_empty(), "the whole needs no positions");
+    let same = |a: &SandboxCandidate, b: &SandboxCandidate| {
+        a.id == b.id
+            && a.person == b.person
+            && a.requisition == b.requisition
+            && a.role == b.role
+            && a.expected_sequence == b.expected_sequence
+    };
+    // Every third position, the last control among them: its controls are the whole's.
+    let part = load_dataset_part(&manifest, &path, &|p| p % 3 == 1).expect("loads");
+    assert_eq!(part.positions, [1, 4, 7, 10, 13]);
+    let positioned: Vec<(u32, &SandboxCandidate)> = part.positioned().collect();
+    assert_eq!(positioned.len(), 5);
+    for (position, candidate) in positioned {
+        assert!(
+            same(candidate, &whole.candidates[position as usize]),
+            "position {position}"
+        );
+    }
+    // A first part keeps its indexes as positions.
+    let first = load_dataset_part(&manifest, &path, &|p| p < 3).expect("loads");
+    assert!(first.positions.is_empty());
+    assert_eq!(first.candidates.len(), 3);
+    assert!(same(&first.candidates[2], &whole.candidates[2]));
+    // A problem anywhere in the file stops a part too, named by its row.
+    let broken =
+        std::fs::read_to_string(&path)
+            .expect("read")
+            .replacen("profile: ", "profile: nope-", 1);
+    std::fs::write(&path, broken).expect("saved");
+    let err = load_dataset_part(&manifest, &path, &|p| p > 5).expect_err("refused");
+    assert!(err.to_string().contains("candidates[0]"), "{err}");
+}

@@ -1,6 +1,7 @@
 //! Sharded runs: `run --shard K/N` as N separate processes, then `report merge`,
 //! compared with the unsharded run of the same seed — the same planned events, the
-//! same checks, statuses and finding counts, the same verdict.
+//! same checks, statuses and finding counts, the same verdict. And a dataset's run in
+//! waves (`--wave-size`), alone or in a shard, compared the same way with one wave.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -239,4 +240,156 @@ fn merging_refuses_an_incomplete_set_of_shards() {
         "{}",
         bad.stderr
     );
+}
+
+/// A generated dataset of `count` candidates in `dir`.
+fn dataset(dir: &Path, count: u32) -> PathBuf {
+    let path = dir.join(format!("dataset-{count}.yaml"));
+    Stagegate::new([
+        "sandbox".to_owned(),
+        "generate".to_owned(),
+        "--count".to_owned(),
+        count.to_string(),
+        "--seed".to_owned(),
+        "11".to_owned(),
+        "--out".to_owned(),
+        path.display().to_string(),
+    ])
+    .run()
+    .expect_code(0);
+    path
+}
+
+/// A run of a dataset kept in `out`, with `--wave-size` and perhaps `--shard`.
+fn waved(
+    out: &Path,
+    data: &Path,
+    faults: &str,
+    scenarios: &[&str],
+    wave_size: u32,
+    shard: Option<&str>,
+) -> crate::util::Output {
+    let mut args = run_args(faults, 3);
+    args.extend([
+        "--out".to_owned(),
+        out.display().to_string(),
+        "--dataset".to_owned(),
+        data.display().to_string(),
+        "--wave-size".to_owned(),
+        wave_size.to_string(),
+    ]);
+    for scenario in scenarios {
+        args.extend(["--scenario".to_owned(), (*scenario).to_owned()]);
+    }
+    if let Some(shard) = shard {
+        args.extend(["--shard".to_owned(), shard.to_owned()]);
+    }
+    let run = Stagegate::new(args).run();
+    assert!(
+        run.code == 0 || run.code == 1,
+        "the gate ran to a verdict\n--- stdout\n{}\n--- stderr\n{}",
+        run.stdout,
+        run.stderr
+    );
+    run
+}
+
+#[test]
+fn a_dataset_driven_in_waves_gets_the_one_wave_verdict_and_findings() {
+    // A defective relay, so that every wave has findings to add up, and a kill-switch
+    // scenario, which runs whole in one wave.
+    let faults = "no_dedupe,log_pii";
+    let scenarios = ["clean", "duplicates", "canary", "brownout"];
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dataset(dir.path(), 25);
+    let whole = dir.path().join("whole");
+    let one = waved(&whole, &data, faults, &scenarios, 0, None);
+    assert!(!one.stderr.contains("waves"), "{}", one.stderr);
+    let unwaved = read_json(&whole.join("report.json"));
+
+    let out = dir.path().join("waves");
+    let run = waved(&out, &data, faults, &scenarios, 10, None);
+    assert!(
+        run.stderr
+            .contains("the 25 candidates run in 3 waves of at most 10"),
+        "{}",
+        run.stderr
+    );
+    let merged = read_json(&out.join("report.json"));
+    assert_eq!(run.code, one.code, "the waves exit like the one-wave run");
+    assert_eq!(merged["verdict"], "blocked");
+    assert_eq!(merged["verdict"], unwaved["verdict"]);
+    assert_eq!(checks(&merged), checks(&unwaved));
+    assert_eq!(planned(&merged), planned(&unwaved));
+    assert!(merged["shard"].is_null(), "the whole run, not a slice");
+    assert!(
+        merged["replay"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("--wave-size 10")),
+        "{}",
+        merged["replay"]
+    );
+    let parts = merged["merged_from"].as_array().expect("waves");
+    assert_eq!(parts.len(), 3);
+    // Each wave kept its own artifacts; together they planned the one-wave events.
+    let mut union = BTreeSet::new();
+    let mut total = 0;
+    for (k, part) in (1..=3).zip(parts) {
+        let wave = out.join(format!("wave-{k}"));
+        assert_eq!(part["shard"]["index"], k);
+        assert_eq!(
+            part["report"],
+            wave.join("report.json").display().to_string()
+        );
+        assert!(wave.join("observation.jsonl").is_file());
+        let events = plan_events(&wave);
+        total += events.len();
+        union.extend(events);
+    }
+    assert_eq!(total, union.len(), "no event is planned in two waves");
+    assert_eq!(union, plan_events(&whole));
+    // The waves' times add up: the whole run's drive is theirs together.
+    let drive = |r: &Value| r["timings"]["drive_ms"].as_u64().expect("drive");
+    let waves_drive: u64 = (1..=3)
+        .map(|k| drive(&read_json(&out.join(format!("wave-{k}/report.json")))))
+        .sum();
+    assert_eq!(drive(&merged), waves_drive);
+}
+
+#[test]
+fn a_shard_in_waves_merges_with_the_other_shards_into_the_whole_verdict() {
+    let scenarios = ["clean", "duplicates", "mapping-errors"];
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dataset(dir.path(), 14);
+    let whole = dir.path().join("whole");
+    waved(&whole, &data, "", &scenarios, 0, None);
+    let unsharded = read_json(&whole.join("report.json"));
+    let mut reports = Vec::new();
+    for k in 1..=2 {
+        let out = dir.path().join(format!("shard-{k}"));
+        let run = waved(&out, &data, "", &scenarios, 3, Some(&format!("{k}/2")));
+        assert!(
+            run.stderr.contains(&format!(
+                "shard {k}/2's part of the 14 candidates run in 3 waves"
+            )),
+            "{}",
+            run.stderr
+        );
+        let report = read_json(&out.join("report.json"));
+        assert_eq!(
+            report["shard"]["index"], k,
+            "a shard's report, for `report merge`"
+        );
+        reports.push(out.join("report.json").display().to_string());
+    }
+    let merged_path = dir.path().join("merged.json");
+    let mut args = vec!["report".to_owned(), "merge".to_owned()];
+    args.extend(reports);
+    args.extend(["--out".to_owned(), merged_path.display().to_string()]);
+    let run = Stagegate::new(args).run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let merged = read_json(&merged_path);
+    assert_eq!(merged["verdict"], unsharded["verdict"]);
+    assert_eq!(checks(&merged), checks(&unsharded));
+    assert_eq!(planned(&merged), planned(&unsharded));
 }
