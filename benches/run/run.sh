@@ -93,8 +93,10 @@ large_run() {
   local sampler=$!
   /usr/bin/time -f 'harness_maxrss_kb=%M harness_wall_s=%e harness_cpu_s=%U+%S' -o "$WORK/harness.time" \
     "$BIN" run manifests/release-gate.yaml --dataset "$WORK/dataset-$n.yaml" --scenario clean \
-    --out "$dir" "$@" > "$WORK/big.txt" || {
+    --out "$dir" "$@" > "$WORK/big.txt" 2>&1 || {
     kill $sampler; echo "the run of $n candidates failed:"; tail -40 "$WORK/big.txt"; exit 1; }
+  # How it ran: in waves, or as one (the harness's note; none for a run of one wave).
+  grep -m1 '^note:' "$WORK/big.txt" || true
   kill $sampler 2>/dev/null || true
   python3 - "$WORK" "$dir" "$(getconf CLK_TCK)" "$n${1:+ $*}" <<'PY'
 import glob, json, os, re, sys

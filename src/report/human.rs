@@ -124,10 +124,16 @@ fn write_report(out: &mut String, report: &RunReport, max_findings: usize) -> st
             parts.len()
         )?,
         (None, [only]) => writeln!(out, "artifacts: {only} (the one merged part's)")?,
-        (None, [first, .., last]) => writeln!(
+        (None, [first, .., last]) if kept.len() == parts.len() => writeln!(
             out,
             "artifacts: each of the {} merged parts keeps its own, {first} to {last}",
             kept.len()
+        )?,
+        (None, [first, .., last]) => writeln!(
+            out,
+            "artifacts: {} of the {} merged parts keep their own, {first} to {last}",
+            kept.len(),
+            parts.len()
         )?,
     }
     writeln!(out, "replay: {}", report.replay)?;
@@ -241,6 +247,54 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("expected:"), "{text}");
+    }
+
+    #[test]
+    fn a_merged_report_points_at_its_parts_evidence() {
+        use crate::report::merge::ShardRun;
+        use crate::run::shard::Shard;
+        let part = |index: u32, dir: Option<&str>| ShardRun {
+            shard: Shard { index, count: 3 },
+            run_id: format!("run-{index}"),
+            verdict: crate::verdict::Verdict::Pass,
+            report: format!("wave {index}/3"),
+            artifacts: dir.map(|dir| crate::report::Artifacts {
+                dir: dir.to_owned(),
+                observation_log: format!("{dir}/observation.jsonl"),
+                plan: format!("{dir}/plan.json"),
+                integration_output: None,
+            }),
+        };
+        let line = |parts: Vec<ShardRun>| {
+            let mut report = fixture::passed();
+            report.artifacts = None;
+            report.merged_from = parts;
+            let text = render(&report, 5);
+            text.lines()
+                .find(|l| l.starts_with("artifacts:"))
+                .map(str::to_owned)
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            line(Vec::new()),
+            "artifacts: not kept (add --out DIR to keep the observation log)"
+        );
+        assert_eq!(
+            line(vec![part(1, None), part(2, None)]),
+            "artifacts: not kept by the 2 merged parts (run them with --out DIR to keep their observation logs)"
+        );
+        assert_eq!(
+            line(vec![part(1, Some("out/wave-1")), part(2, None)]),
+            "artifacts: out/wave-1 (the one merged part's)"
+        );
+        assert_eq!(
+            line(vec![
+                part(1, Some("out/wave-1")),
+                part(2, Some("out/wave-2")),
+                part(3, Some("out/wave-3"))
+            ]),
+            "artifacts: each of the 3 merged parts keeps its own, out/wave-1 to out/wave-3"
+        );
     }
 
     #[test]

@@ -192,6 +192,9 @@ pub fn merge_waves(
         .collect();
     let mut merged = merge_parts(&waves, Ran::InTurn)?;
     merged.shard = shard;
+    if let Some(first) = merged.merged_from.first() {
+        merged.run_id = format!("{}-waves", first.run_id);
+    }
     Ok(merged)
 }
 

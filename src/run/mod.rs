@@ -76,8 +76,20 @@ pub struct RunConfig {
     pub ats_secret: Option<WebhookSecret>,
     /// Only this slice of the run (`--shard K/N`; see [`shard`]); `None` runs it all.
     pub shard: Option<shard::Shard>,
+    /// Only this wave of the run, or of its shard (`--wave-size`; see [`shard::Part`]).
+    pub wave: Option<shard::Wave>,
     /// The hiring policy whose flow the policy scenarios drive (`--policy`).
     pub policy: Option<policy::PolicySetup>,
+}
+
+impl RunConfig {
+    /// What of the run this configuration drives: its shard and its wave.
+    pub fn part(&self) -> shard::Part {
+        shard::Part {
+            shard: self.shard,
+            wave: self.wave,
+        }
+    }
 }
 
 /// Why a run could not be carried out (as opposed to a run that found defects).
@@ -174,15 +186,16 @@ pub async fn execute(
         Entry::detail(json!({"seed": config.seed, "scenarios": config.scenarios, "manifest": config.manifest_path})),
     );
 
-    let sandbox = match (&config.dataset, config.shard) {
+    let part = config.part();
+    let sandbox = match &config.dataset {
         // A shard (or a wave) of a large dataset holds its own part of it.
-        (Some(path), Some(shard)) => {
+        Some(path) if !part.whole() => {
             crate::sandbox::load_dataset_part(&config.manifest, path, &|position| {
-                shard.needs_candidate(&config.scenarios, position)
+                part.needs_candidate(&config.scenarios, position)
             })?
         }
-        (Some(path), None) => crate::sandbox::load_dataset(&config.manifest, path)?,
-        (None, _) => crate::sandbox::build(&config.manifest, config.seed)?,
+        Some(path) => crate::sandbox::load_dataset(&config.manifest, path)?,
+        None => crate::sandbox::build(&config.manifest, config.seed)?,
     };
     let mocks = Mocks::start(Arc::clone(&config.manifest), &[], &config.mocks, &log)
         .await
@@ -207,7 +220,7 @@ pub async fn execute(
     let generator = scenarios::Generator::new(&config.manifest, &sandbox, synth.clone())
         .with_packs(move |pack| vendor.register_pack(pack));
     let mut prepared = shard::prepare(
-        config.shard,
+        part,
         &generator,
         &config.scenarios,
         config.ack_sla.as_millis() as u64,
@@ -218,7 +231,7 @@ pub async fn execute(
         .scenarios
         .iter()
         .copied()
-        .filter(|s| s.is_policy() && config.shard.is_none_or(|shard| shard.owns_scenario(*s)))
+        .filter(|s| s.is_policy() && part.owns_scenario(*s))
         .collect();
     if let Some(setup) = &config.policy
         && !policy_scenarios.is_empty()

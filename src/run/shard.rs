@@ -10,11 +10,13 @@
 //!   events the unsharded run plans for its candidates.
 //! - The kill-switch scenarios shape their traffic from the first few seeded
 //!   candidates and judge the run as a whole (did the switch trip, reset, replay), so
-//!   each of them runs whole, on the whole sandbox, in one shard: the `j`-th of
+//!   each of them runs whole, from those candidates, in one shard: the `j`-th of
 //!   [`Scenario::KILL_SWITCH`] belongs to shard `j mod N`.
 //!
-//! Everything else (starting the mocks and the integration, driving, judging) is the
-//! same as for any run: a shard is a run of fewer things.
+//! A run's waves (`--wave-size`, [`Part`]) slice a run or a shard the same way, one
+//! after another in one process. Everything else (starting the mocks and the
+//! integration, driving, judging) is the same as for any run: a shard or a wave is a
+//! run of fewer things.
 
 use std::fmt;
 use std::str::FromStr;
@@ -103,82 +105,140 @@ impl Shard {
     }
 }
 
-impl Shard {
-    /// The `wave`-th (from 1) of `waves` slices of a run, or of its shard `of`, as a
-    /// shard of its own: wave `w` of shard `K/N` is shard `K + N(w - 1)` of `N·waves`,
-    /// so a shard's waves hold exactly its candidates and its kill-switch scenarios.
-    /// `None` when the numbers do not fit (no run has four billion slices).
-    pub fn wave(of: Option<Shard>, wave: u32, waves: u32) -> Option<Shard> {
-        let of = of.unwrap_or(Shard { index: 1, count: 1 });
-        Some(Shard {
-            index: of
-                .index
-                .checked_add(of.count.checked_mul(wave.checked_sub(1)?)?)?,
-            count: of.count.checked_mul(waves)?,
-        })
+/// One wave of a run in waves (`run --wave-size`): the `index`-th (from 1) of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wave {
+    /// Which wave, from 1 to `count`.
+    pub index: u32,
+    /// How many waves the run (or its shard) is driven in.
+    pub count: u32,
+}
+
+/// The most waves a run is cut into, whatever `--wave-size` asks: each starts an
+/// integration and keeps a report until the merge.
+pub const MAX_WAVES: u32 = 1_000;
+
+/// What one process drives of a run: all of it, a shard, a wave of it or of a shard.
+///
+/// A wave `w` of `W` takes the shard's candidates at the shard's own positions
+/// `w - 1`, `w - 1 + W`…: the candidates of shard `K + N(w - 1)` of `N·W`
+/// ([`Part::label`]). Its kill-switch scenarios all run in its last wave, back to back
+/// after that wave's own candidates, as they run in the whole after every candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Part {
+    /// The shard (`--shard K/N`), if any.
+    pub shard: Option<Shard>,
+    /// The wave of the run or of the shard, if it runs in waves.
+    pub wave: Option<Wave>,
+}
+
+impl Part {
+    /// The whole run.
+    pub fn whole(self) -> bool {
+        self.shard.is_none() && self.wave.is_none()
     }
 
-    /// Whether this shard's part of `scenarios` needs the sandbox candidate at
-    /// `position` loaded: one of its slice, one of the few a kill-switch scenario it
-    /// owns shapes its traffic from, or any, for a policy scenario it owns.
+    /// Whether the source candidate at `position` (in sandbox order) is in this part.
+    pub fn owns_candidate(self, position: usize) -> bool {
+        let shards = self.shard.map_or(1, |s| s.count as usize);
+        self.shard.is_none_or(|s| s.owns_candidate(position))
+            && self
+                .wave
+                .is_none_or(|w| (position / shards) % w.count as usize == (w.index - 1) as usize)
+    }
+
+    /// Whether this part runs `scenario`: a per-candidate one on its slice; a
+    /// kill-switch one whole, if its shard owns it and this is the shard's last wave.
+    pub fn owns_scenario(self, scenario: Scenario) -> bool {
+        self.shard.is_none_or(|s| s.owns_scenario(scenario))
+            && (!scenario.is_kill_switch() || self.wave.is_none_or(|w| w.index == w.count))
+    }
+
+    /// Whether this part of `scenarios` needs the sandbox candidate at `position`
+    /// loaded: one of its slice, one of the few a kill-switch scenario it runs shapes
+    /// its traffic from, or any, for a policy scenario it runs.
     pub fn needs_candidate(self, scenarios: &[Scenario], position: usize) -> bool {
-        let owns = |wanted: fn(Scenario) -> bool| {
+        let runs = |wanted: fn(Scenario) -> bool| {
             scenarios
                 .iter()
                 .any(|s| wanted(*s) && self.owns_scenario(*s))
         };
         self.owns_candidate(position)
-            || (position < scenarios::KILL_SWITCH_CANDIDATES && owns(Scenario::is_kill_switch))
-            || owns(Scenario::is_policy)
+            || (position < scenarios::KILL_SWITCH_CANDIDATES && runs(Scenario::is_kill_switch))
+            || runs(Scenario::is_policy)
+    }
+
+    /// The shard a report of this part names: its shard, or for a wave `w` of `W` of
+    /// shard `K/N` (`1/1` without one) shard `K + N(w - 1)` of `N·W`, whose candidates
+    /// it holds; `None` for the whole run, or numbers that do not fit.
+    pub fn label(self) -> Option<Shard> {
+        let Some(wave) = self.wave else {
+            return self.shard;
+        };
+        let of = self.shard.unwrap_or(Shard { index: 1, count: 1 });
+        Some(Shard {
+            index: of
+                .index
+                .checked_add(of.count.checked_mul(wave.index.checked_sub(1)?)?)?,
+            count: of.count.checked_mul(wave.count)?,
+        })
     }
 }
 
 /// How many waves a run (or its shard `of`) of `sources` source candidates takes at
-/// `wave_size` source candidates a wave (0: one wave, whatever the size).
+/// `wave_size` source candidates a wave (0: one wave, whatever the size), at most
+/// [`MAX_WAVES`].
 pub fn waves(sources: u64, of: Option<Shard>, wave_size: u64) -> u32 {
     if wave_size == 0 {
         return 1;
     }
     let shards = u64::from(of.map_or(1, |s| s.count));
-    let waves = sources.div_ceil(shards).div_ceil(wave_size).max(1);
-    // The last wave's shard number must fit.
-    match u32::try_from(waves) {
-        Ok(waves) if Shard::wave(of, waves, waves).is_some() => waves,
-        _ => 1,
-    }
+    let waves = sources
+        .div_ceil(shards)
+        .div_ceil(wave_size)
+        .clamp(1, u64::from(MAX_WAVES)) as u32;
+    // Every wave's label must fit.
+    let last = Part {
+        shard: of,
+        wave: Some(Wave {
+            index: waves,
+            count: waves,
+        }),
+    };
+    if last.label().is_some() { waves } else { 1 }
 }
 
-/// The plan of a run, or of one shard of it: per-candidate scenarios over the shard's
-/// slice of the sandbox, kill-switch scenarios whole in the shard that owns them.
-/// Scenarios keep their run order; without a shard this is [`scenarios::prepare`] over
-/// the whole sandbox.
+/// The plan of a run, or of one part of it: per-candidate scenarios over the part's
+/// slice of the sandbox, kill-switch scenarios whole in the part that runs them.
+/// Scenarios keep their run order; for the whole run this is [`scenarios::prepare`]
+/// over the whole sandbox.
 pub fn prepare<'g>(
-    shard: Option<Shard>,
+    part: Part,
     generator: &'g Generator<'g>,
     chosen: &[Scenario],
     ack_sla_ms: u64,
     outage: &OutageSettings,
 ) -> Result<Prepared<'g>, PrepareError> {
-    let Some(shard) = shard else {
+    if part.whole() {
         return scenarios::prepare(generator, &|_| true, chosen, ack_sla_ms, outage);
-    };
-    let in_slice = |position: usize| shard.owns_candidate(position);
+    }
+    let in_slice = |position: usize| part.owns_candidate(position);
     let owned: Vec<Scenario> = chosen
         .iter()
         .copied()
-        .filter(|s| shard.owns_scenario(*s))
+        .filter(|s| part.owns_scenario(*s))
         .collect();
     // Consecutive scenarios over the same candidates are planned together; the parts
     // are joined in run order. Planning is per candidate, so the parts are exactly
     // what one call would have planned for the same members.
     let mut prepared: Option<Prepared<'g>> = None;
-    for part in owned.chunk_by(|a, b| a.is_kill_switch() == b.is_kill_switch()) {
-        let members: &dyn Fn(usize) -> bool = if part[0].is_kill_switch() {
+    for group in owned.chunk_by(|a, b| a.is_kill_switch() == b.is_kill_switch()) {
+        let members: &dyn Fn(usize) -> bool = if group[0].is_kill_switch() {
             &|_| true
         } else {
             &in_slice
         };
-        let next = scenarios::prepare(generator, members, part, ack_sla_ms, outage)?;
+        let next = scenarios::prepare(generator, members, group, ack_sla_ms, outage)?;
         match &mut prepared {
             None => prepared = Some(next),
             Some(joined) => joined.append(next),
@@ -266,43 +326,51 @@ mod tests {
                     .collect()
             };
             for waves in 1..=4u32 {
-                let slices: Vec<(Option<Shard>, Shard)> = outers
+                let parts: Vec<Part> = outers
                     .iter()
-                    .flat_map(|outer| {
-                        (1..=waves)
-                            .map(move |w| (*outer, Shard::wave(*outer, w, waves).expect("fits")))
+                    .flat_map(|shard| {
+                        (1..=waves).map(move |index| Part {
+                            shard: *shard,
+                            wave: Some(Wave {
+                                index,
+                                count: waves,
+                            }),
+                        })
                     })
                     .collect();
                 for position in 0..60 {
-                    let owners: Vec<&(Option<Shard>, Shard)> = slices
+                    let owners: Vec<&Part> = parts
                         .iter()
-                        .filter(|(_, wave)| wave.owns_candidate(position))
+                        .filter(|part| part.owns_candidate(position))
                         .collect();
                     assert_eq!(
                         owners.len(),
                         1,
                         "candidate {position}, {count} shards of {waves} waves"
                     );
-                    let (outer, _) = owners[0];
+                    let owner = owners[0];
                     assert!(
-                        outer.is_none_or(|o| o.owns_candidate(position)),
+                        owner.shard.is_none_or(|s| s.owns_candidate(position)),
                         "in its own shard"
                     );
+                    let label = owner.label().expect("fits");
+                    assert!(label.owns_candidate(position), "its label's candidate");
                 }
                 for scenario in Scenario::ALL {
-                    let owners: Vec<&(Option<Shard>, Shard)> = slices
+                    let owners: Vec<&Part> = parts
                         .iter()
-                        .filter(|(_, wave)| wave.owns_scenario(scenario))
+                        .filter(|part| part.owns_scenario(scenario))
                         .collect();
-                    for (outer, _) in &owners {
-                        assert!(outer.is_none_or(|o| o.owns_scenario(scenario)));
+                    for part in &owners {
+                        assert!(part.shard.is_none_or(|s| s.owns_scenario(scenario)));
                     }
-                    let expected = if scenario.is_kill_switch() {
-                        1
+                    if scenario.is_kill_switch() {
+                        assert_eq!(owners.len(), 1, "{scenario}");
+                        let wave = owners[0].wave.expect("a wave");
+                        assert_eq!(wave.index, wave.count, "{scenario} in the last wave");
                     } else {
-                        slices.len()
-                    };
-                    assert_eq!(owners.len(), expected, "{scenario}");
+                        assert_eq!(owners.len(), parts.len(), "{scenario}");
+                    }
                 }
             }
         }
@@ -312,7 +380,7 @@ mod tests {
     fn a_run_takes_as_many_waves_as_its_part_needs() {
         let half = |index| Some(Shard { index, count: 2 });
         // (source candidates, shard, wave size, waves, why)
-        let rows: [(u64, Option<Shard>, u64, u32, &str); 8] = [
+        let rows: [(u64, Option<Shard>, u64, u32, &str); 9] = [
             (10_000, None, 10_000, 1, "a full wave is one"),
             (10_001, None, 10_000, 2, "one more is two"),
             (100_000, None, 10_000, 10, "the benchmark's"),
@@ -320,6 +388,7 @@ mod tests {
             (0, None, 10, 1, "nothing is still one run"),
             (14, half(2), 3, 3, "a shard's 7 in threes"),
             (20_000, half(1), 10_000, 1, "a shard's 10,000 is one"),
+            (1_000_000, None, 1, MAX_WAVES, "no more than the most"),
             (
                 u64::MAX,
                 Some(Shard {
@@ -334,39 +403,47 @@ mod tests {
         for (sources, shard, size, expected, why) in rows {
             assert_eq!(waves(sources, shard, size), expected, "{why}");
         }
-        assert_eq!(
-            Shard::wave(half(2), 3, 4),
-            Some(Shard { index: 6, count: 8 })
-        );
-        assert_eq!(Shard::wave(None, 0, 4), None, "waves count from 1");
+        let part = |shard, index| Part {
+            shard,
+            wave: Some(Wave { index, count: 4 }),
+        };
+        assert_eq!(part(half(2), 3).label(), Some(Shard { index: 6, count: 8 }));
+        assert_eq!(part(None, 0).label(), None, "waves count from 1");
+        assert_eq!(Part::default().label(), None, "the whole run");
     }
 
     #[test]
     fn a_part_loads_its_slice_and_what_its_whole_sandbox_scenarios_shape_from() {
-        let wave = Shard { index: 2, count: 4 };
-        let per_candidate = [Scenario::Clean];
-        let loaded = |scenarios: &[Scenario]| -> Vec<usize> {
+        let wave = |index| Part {
+            shard: None,
+            wave: Some(Wave { index, count: 4 }),
+        };
+        let loaded = |part: Part, scenarios: &[Scenario]| -> Vec<usize> {
             (0..12)
-                .filter(|p| wave.needs_candidate(scenarios, *p))
+                .filter(|p| part.needs_candidate(scenarios, *p))
                 .collect()
         };
-        assert_eq!(loaded(&per_candidate), [1, 5, 9], "its slice");
-        // Brownout is the second kill-switch scenario: this shard's.
-        assert!(wave.owns_scenario(Scenario::Brownout));
+        assert_eq!(loaded(wave(2), &[Scenario::Clean]), [1, 5, 9], "its slice");
         assert_eq!(
-            loaded(&[Scenario::Clean, Scenario::Brownout]),
-            [0, 1, 2, 5, 9],
+            loaded(wave(2), &[Scenario::Clean, Scenario::Brownout]),
+            [1, 5, 9],
+            "the kill-switch scenarios are the last wave's"
+        );
+        assert_eq!(
+            loaded(wave(4), &[Scenario::Clean, Scenario::Brownout]),
+            [0, 1, 2, 3, 7, 11],
             "and the first few seeded candidates"
         );
         assert_eq!(
-            loaded(&[Scenario::Clean, Scenario::Outage]),
-            [1, 5, 9],
-            "not its"
-        );
-        assert_eq!(
-            loaded(&[Scenario::Policy]).len(),
+            loaded(wave(1), &[Scenario::Policy]).len(),
             12,
             "a policy flow needs all"
         );
+        // A shard's waves: its own positions, counted in the shard.
+        let second = Part {
+            shard: Some(Shard { index: 2, count: 2 }),
+            wave: Some(Wave { index: 2, count: 3 }),
+        };
+        assert_eq!(loaded(second, &[Scenario::Clean]), [3, 9]);
     }
 }

@@ -51,11 +51,12 @@ pub use scope::in_canary_scope;
 pub struct Sandbox {
     /// The seed everything was generated from.
     pub seed: u64,
-    /// Seeded candidates in manifest order, then the out-of-scope controls.
+    /// Seeded candidates in manifest order, then the out-of-scope controls (of a part
+    /// loaded by [`load_dataset_part`], those it kept, in the same order).
     pub candidates: Vec<SandboxCandidate>,
     /// Where each candidate stands in the whole sandbox when only part of it was
-    /// loaded ([`load_dataset_part`]), ascending; empty when it is the whole.
-    pub positions: Vec<u32>,
+    /// loaded, ascending, one per candidate; empty when each stands at its index.
+    positions: Vec<u32>,
 }
 
 impl Sandbox {

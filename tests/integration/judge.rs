@@ -42,6 +42,7 @@ fn config(manifest: &Arc<Manifest>, scenarios: Vec<Scenario>, out: &std::path::P
         outage: OutageSettings::default(),
         dataset: None,
         shard: None,
+        wave: None,
         policy: None,
     }
 }

@@ -311,7 +311,7 @@ fn a_dataset_driven_in_waves_gets_the_one_wave_verdict_and_findings() {
     let run = waved(&out, &data, faults, &scenarios, 10, None);
     assert!(
         run.stderr
-            .contains("the 25 candidates run in 3 waves of at most 10"),
+            .contains("the 25 candidates run in 3 waves of at most 9"),
         "{}",
         run.stderr
     );
@@ -354,6 +354,23 @@ fn a_dataset_driven_in_waves_gets_the_one_wave_verdict_and_findings() {
         .map(|k| drive(&read_json(&out.join(format!("wave-{k}/report.json")))))
         .sum();
     assert_eq!(drive(&merged), waves_drive);
+    // The kill-switch scenario ran in the last wave, after its candidates, as it runs
+    // after every candidate in one wave.
+    let ran_brownout: Vec<bool> = (1..=3)
+        .map(|k| {
+            read_json(&out.join(format!("wave-{k}/report.json")))["scenarios"]
+                .as_array()
+                .expect("scenarios")
+                .iter()
+                .any(|s| s["scenario"] == "brownout")
+        })
+        .collect();
+    assert_eq!(ran_brownout, [false, false, true]);
+
+    // A one-wave run into the same folder leaves no wave of the earlier run behind.
+    waved(&out, &data, "", &["clean"], 0, None);
+    assert!(out.join("observation.jsonl").is_file());
+    assert!(!out.join("wave-1").exists(), "the waves' folders are gone");
 }
 
 #[test]

@@ -4,7 +4,6 @@
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{MockArgs, Ui, load_manifest, runtime};
@@ -18,6 +17,12 @@ use crate::run::plan::Scenario;
 use crate::run::scenarios::{OutageKind, OutageSettings};
 use crate::run::shard::Shard;
 use crate::run::{Integration, RunConfig, RunError, RunOutput};
+
+mod interrupts;
+mod waves;
+
+use interrupts::Interrupts;
+pub use waves::DEFAULT_WAVE_SIZE;
 
 /// Arguments of `stagegate run`.
 #[derive(Debug, clap::Args)]
@@ -173,10 +178,6 @@ pub struct GateArgs {
     pub mocks: MockArgs,
 }
 
-/// The candidates a wave drives at most unless `--wave-size` says otherwise: a run of
-/// 10,000 is one wave, and the harness's peak stays near that run's however many follow.
-pub const DEFAULT_WAVE_SIZE: u64 = 10_000;
-
 /// A validated `run`: the library's configuration plus what the CLI does around it.
 struct GateRun {
     config: RunConfig,
@@ -191,71 +192,6 @@ struct GateRun {
     require_all: bool,
     /// Source candidates a wave of a dataset's run drives at most (0: one wave).
     wave_size: u64,
-}
-
-impl GateRun {
-    /// Whether an HTML report is asked for.
-    fn asks_for_html(&self) -> bool {
-        self.reports.iter().any(|t| t.format == ReportFormat::Html)
-    }
-
-    /// How many waves the run takes ([`crate::run::shard::waves`]), said on stderr
-    /// when more than one. Only a dataset's per-candidate scenarios go in waves: a
-    /// policy flow plans from the whole sandbox, and an HTML report's per-candidate
-    /// pages read one whole log, so a run with either is one wave.
-    fn waves(&self, ui: &mut Ui) -> u32 {
-        let config = &self.config;
-        let Some(path) = &config.dataset else {
-            return 1;
-        };
-        let per_candidate = config
-            .scenarios
-            .iter()
-            .any(|s| !s.is_kill_switch() && !s.is_policy());
-        if self.wave_size == 0 || !per_candidate {
-            return 1;
-        }
-        // A dataset that does not load is reported by the run, as without waves.
-        let Ok(header) = crate::sandbox::dataset::read_each(path, &mut |_, _, _| {}) else {
-            return 1;
-        };
-        let waves = crate::run::shard::waves(header.count, config.shard, self.wave_size);
-        if waves == 1 {
-            return 1;
-        }
-        let why_one = if config.scenarios.iter().any(|s| s.is_policy()) {
-            Some("the hiring-policy flow plans from the whole sandbox")
-        } else if self.asks_for_html() {
-            Some("the HTML report's per-candidate pages read one whole log")
-        } else {
-            None
-        };
-        let candidates = match config.shard {
-            Some(shard) => format!("shard {shard}'s part of the {} candidates", header.count),
-            None => format!("the {} candidates", header.count),
-        };
-        let _ = match why_one {
-            Some(why) => writeln!(
-                ui.err,
-                "note: {candidates} run in one wave, above --wave-size {}, because {why}: the \
-                 harness's memory grows with them",
-                self.wave_size
-            ),
-            None => writeln!(
-                ui.err,
-                "note: {candidates} run in {waves} waves of at most {} (--wave-size), one \
-                 after another: each {} and keeps its artifacts in {}/wave-K; the verdict \
-                 is the whole run's (--wave-size 0: one wave)",
-                self.wave_size,
-                match config.integration {
-                    Integration::Command(_) => "starts the integration afresh",
-                    Integration::Url(_) => "starts the mocks afresh at the same addresses",
-                },
-                config.out_dir.display()
-            ),
-        };
-        if why_one.is_some() { 1 } else { waves }
-    }
 }
 
 /// Why the arguments cannot make a run.
@@ -444,6 +380,7 @@ impl GateRun {
                     .unwrap_or_else(|| OutageSettings::on_clock(time_scale)),
                 dataset: args.dataset.clone(),
                 shard: request.shard,
+                wave: None,
             },
             kind,
             reports: args.reports,
@@ -652,21 +589,25 @@ fn gate(
         announce(&gate.config, url, ui);
     }
     let waves = gate.waves(ui);
-    let bar = progress_bar();
+    if let Err(err) = waves::clear_stale(&gate.config.out_dir, waves) {
+        ui.error(&err);
+        return ExitCode::Usage;
+    }
     let started = Instant::now();
     // A Ctrl-C or SIGTERM drops the run: the integration it started (a process group
     // of its own, which a terminal's Ctrl-C does not reach) is killed with it, rather
     // than left running on its port and state folder.
     let interrupts = Interrupts::watch();
     if waves > 1 {
-        return gate_in_waves(&gate, waves, &bar, interrupts.as_ref(), out, ui);
+        return waves::gate_in_waves(&gate, waves, interrupts.as_ref(), out, ui);
     }
-    let output = match drive(&gate, &gate.config, &bar, interrupts.as_ref(), ui) {
-        Ok(output) => output,
-        Err(code) => return code,
-    };
+    let bar = progress_bar();
+    let output = drive(&gate.config, &bar, interrupts.as_ref(), ui);
     bar.finish_and_clear();
-    let mut report = match judge(&gate, &gate.config, &output, started) {
+    let Ok(output) = output else {
+        return output.err().unwrap_or(ExitCode::Usage);
+    };
+    let mut report = match judge(&gate, &gate.config, &output, started, gate.require_all) {
         Ok(report) => report,
         Err(err) => {
             ui.error(&err);
@@ -696,96 +637,13 @@ fn gate(
     let audit = gate
         .asks_for_html()
         .then(|| report::candidates::build(&output.plan, records()));
-    deliver(&gate, &report, audit.as_ref(), out, ui)
-}
-
-/// A run in `waves` turns ([`GateRun::waves`]): each wave is the next shard of the run
-/// (of its own shard), started, driven, judged and reported in `wave-K/` of the
-/// artifacts folder and then freed; the waves' reports merge into the run's.
-fn gate_in_waves(
-    gate: &GateRun,
-    waves: u32,
-    bar: &indicatif::ProgressBar,
-    interrupts: Option<&Interrupts>,
-    out: &mut dyn Write,
-    ui: &mut Ui,
-) -> ExitCode {
-    let started = Instant::now();
-    let mut parts = Vec::with_capacity(waves as usize);
-    for wave in 1..=waves {
-        let Some(shard) = Shard::wave(gate.config.shard, wave, waves) else {
-            // `waves` is only ever a count whose slices fit.
-            return ExitCode::Usage;
-        };
-        let config = RunConfig {
-            shard: Some(shard),
-            out_dir: gate.config.out_dir.join(format!("wave-{wave}")),
-            ..gate.config.clone()
-        };
-        if let Some(interrupts) = interrupts {
-            interrupts.driving();
-        }
-        let wave_started = Instant::now();
-        let output = match drive(gate, &config, bar, interrupts, ui) {
-            Ok(output) => output,
-            Err(code) => {
-                bar.finish_and_clear();
-                return code;
-            }
-        };
-        let report = match judge(gate, &config, &output, wave_started) {
-            Ok(report) => report,
-            Err(err) => {
-                bar.finish_and_clear();
-                ui.error(&err);
-                return ExitCode::Usage;
-            }
-        };
-        drop(output);
-        crate::run::release_memory();
-        let name = config.out_dir.join("report.json");
-        if gate.keep
-            && let Err(err) = report::write(
-                &report,
-                &ReportTarget {
-                    format: ReportFormat::Json,
-                    path: name.clone(),
-                },
-            )
-        {
-            ui.error(&err);
-        }
-        bar.suspend(|| {
-            let t = &report.timings;
-            let _ = writeln!(
-                ui.err,
-                "wave {wave}/{waves}: {}, {} events landed in {:.2} s of driving",
-                report.verdict.as_str().to_uppercase(),
-                t.events_landed,
-                t.drive_ms as f64 / 1000.0
-            );
-        });
-        parts.push((name.display().to_string(), report));
-    }
-    bar.finish_and_clear();
-    let mut report = match report::merge::merge_waves(parts, gate.config.shard) {
-        Ok(report) => report,
-        Err(err) => {
-            ui.error(&err);
-            return ExitCode::Usage;
-        }
-    };
-    report.run_id = report.run_id.replace("-merged", "-waves");
-    report.replay = gate.replay.clone();
-    report.timings.total_ms = started.elapsed().as_millis() as u64;
-    deliver(gate, &report, None, out, ui)
+    deliver(&gate, &report, audit.as_ref(), false, out, ui)
 }
 
 /// Starts the mocks and the integration and drives one run (or one wave of it) on a
 /// runtime of its own; `Err` is the exit code of a run that could not be carried out
 /// or was interrupted, reported.
 fn drive(
-    gate: &GateRun,
     config: &RunConfig,
     bar: &indicatif::ProgressBar,
     interrupts: Option<&Interrupts>,
@@ -808,7 +666,7 @@ fn drive(
         // observation log, whose writer then writes out the records it still buffers.
         runtime.shutdown_timeout(Duration::from_secs(5));
         bar.finish_and_clear();
-        let integration = match &gate.config.integration {
+        let integration = match &config.integration {
             Integration::Command(_) => "the integration it started was stopped with it",
             Integration::Url(_) => {
                 "the integration at --sut-url was not started by stagegate and runs on"
@@ -828,23 +686,25 @@ fn drive(
     // allocator's shared pool when they exit, where the judge reuses it; idle, they
     // would keep it while the judge takes more (a large run's peak was there).
     runtime.shutdown_background();
+    bar.finish_and_clear();
     output.map_err(|err| {
-        bar.finish_and_clear();
         ui.error(&err);
         start_failure_code(&err)
     })
 }
 
-/// Judges a run (or one wave of it) from its log and makes its report.
+/// Judges a run (or one wave of it) from its log and makes its report; with
+/// `require_all`, a check that was not judged blocks it (`--require-all`).
 fn judge(
     gate: &GateRun,
     config: &RunConfig,
     output: &RunOutput,
     started: Instant,
+    require_all: bool,
 ) -> Result<RunReport, crate::judge::JudgeError> {
     let judged = Instant::now();
     let mut judgement = crate::judge::judge_log(&config.manifest, &output.plan, &output.log)?;
-    if gate.require_all {
+    if require_all {
         judgement.require_all();
     }
     let judge_ms = judged.elapsed().as_millis() as u64;
@@ -853,15 +713,16 @@ fn judge(
 
 /// Writes the run's reports where they were asked for (and, with `--out`, the usual
 /// three beside its artifacts), then prints the summary; the exit code is the
-/// verdict's, or a failure's when a report could not be written.
+/// verdict's, or a failure's when a report (this one, or an earlier one of the run's
+/// if `failed_writes`) could not be written.
 fn deliver(
     gate: &GateRun,
     report: &RunReport,
     audit: Option<&report::candidates::AuditData>,
+    mut failed_writes: bool,
     out: &mut dyn Write,
     ui: &mut Ui,
 ) -> ExitCode {
-    let mut failed_writes = false;
     let mut targets = gate.reports.clone();
     if gate.keep {
         for (name, format) in [
@@ -1010,117 +871,13 @@ fn start_failure_code(err: &RunError) -> ExitCode {
     }
 }
 
-/// Ctrl-C and SIGTERM for the length of a gate run, watched on a thread of their own
-/// from before the drive: during the drive a signal cancels it; once the drive is
-/// over it ends the process at once, as it would have had the drive not taken the
-/// signals over (a handler, once installed, stays for the life of the process).
-struct Interrupts {
-    /// Set by the watcher when a signal came.
-    came: Arc<AtomicBool>,
-    /// Set when the drive is over: a signal then ends the process.
-    judging: Arc<AtomicBool>,
-    /// Wakes the drive's `select!`.
-    wake: Arc<tokio::sync::Notify>,
-}
-
-impl Interrupts {
-    /// Starts the watcher and returns once its handlers are installed, so no signal
-    /// falls between the default action and them; `None` if they could not be (the
-    /// signals then keep their default action).
-    fn watch() -> Option<Self> {
-        let interrupts = Interrupts {
-            came: Arc::new(AtomicBool::new(false)),
-            judging: Arc::new(AtomicBool::new(false)),
-            wake: Arc::new(tokio::sync::Notify::new()),
-        };
-        let (came, judging, wake) = (
-            Arc::clone(&interrupts.came),
-            Arc::clone(&interrupts.judging),
-            Arc::clone(&interrupts.wake),
-        );
-        let (ready, installed) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || {
-                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    let _ = ready.send(false);
-                    return;
-                };
-                runtime.block_on(async move {
-                    use tokio::signal::unix::{SignalKind, signal};
-                    let (Ok(mut interrupt), Ok(mut terminate)) = (
-                        signal(SignalKind::interrupt()),
-                        signal(SignalKind::terminate()),
-                    ) else {
-                        let _ = ready.send(false);
-                        return;
-                    };
-                    let _ = ready.send(true);
-                    tokio::select! {
-                        _ = interrupt.recv() => {}
-                        _ = terminate.recv() => {}
-                    }
-                    // Both flags are sequentially consistent: either the drive's end
-                    // sees `came`, or this sees `judging`.
-                    came.store(true, Ordering::SeqCst);
-                    if judging.load(Ordering::SeqCst) {
-                        exit_interrupted();
-                    }
-                    wake.notify_one();
-                });
-            })
-            .ok()?;
-        installed
-            .recv_timeout(Duration::from_secs(5))
-            .ok()
-            .filter(|ok| *ok)
-            .map(|_| interrupts)
-    }
-
-    /// The next wave's drive begins: a signal cancels it, as during the first.
-    fn driving(&self) {
-        self.judging.store(false, Ordering::SeqCst);
-    }
-
-    /// Resolves when a signal came during the drive; never without a watcher.
-    async fn during_drive(interrupts: Option<&Self>) {
-        match interrupts {
-            // `notify_one` leaves a permit when nothing waits yet.
-            Some(interrupts) => interrupts.wake.notified().await,
-            None => std::future::pending().await,
-        }
-    }
-
-    /// The drive is over: from now on a signal ends the process at once, and one that
-    /// came as the drive ended ends it now.
-    fn judging(&self) {
-        self.judging.store(true, Ordering::SeqCst);
-        if self.came.load(Ordering::SeqCst) {
-            exit_interrupted();
-        }
-    }
-}
-
-/// Ends the process on a signal that came after the drive: the integration is already
-/// stopped, and the judge runs on plain threads.
-fn exit_interrupted() -> ! {
-    eprintln!(
-        "error: interrupted while judging: no verdict, and the reports may be missing or \
-         partial"
-    );
-    std::process::exit(ExitCode::Interrupted.code());
-}
-
 fn progress_bar() -> indicatif::ProgressBar {
     if !io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(0);
     if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{spinner} driving {bar:40} {pos}/{len} deliveries, {elapsed}",
+        "{spinner} driving {bar:40} {pos}/{len} deliveries{msg}, {elapsed}",
     ) {
         bar.set_style(style);
     }
@@ -1169,7 +926,7 @@ fn build_report(
         },
         replay: gate.replay.clone(),
         timeline: None,
-        shard: config.shard,
+        shard: config.part().label(),
         merged_from: Vec::new(),
         artifacts: gate.keep.then(|| Artifacts {
             dir: dir.display().to_string(),
