@@ -204,16 +204,22 @@ fn control_ids_follow_a_strict_id_pattern() {
     assert_eq!(unique.len(), ids.len(), "{ids:?}");
 }
 
-#[test]
-fn datasets_become_sandboxes_with_controls() {
-    let manifest = seed_manifest();
+/// A generated dataset of `count` candidates for `manifest`, seed 8, as written.
+fn dataset_bytes(manifest: &Manifest, count: u64) -> Vec<u8> {
     let options = dataset::GenerateOptions {
-        count: 40,
+        count,
         seed: 8,
         mix: dataset::RiskMix::default(),
     };
     let mut bytes = Vec::new();
-    dataset::write(&mut bytes, &manifest, options).expect("writes");
+    dataset::write(&mut bytes, manifest, options).expect("writes");
+    bytes
+}
+
+#[test]
+fn datasets_become_sandboxes_with_controls() {
+    let manifest = seed_manifest();
+    let bytes = dataset_bytes(&manifest, 40);
     let loaded = dataset::from_reader(Path::new("mem.yaml"), bytes.as_slice()).expect("loads");
     let sandbox = from_dataset(&manifest, &loaded).expect("builds");
     assert_eq!(sandbox.candidates.len(), 42);
@@ -233,16 +239,9 @@ fn datasets_become_sandboxes_with_controls() {
 #[test]
 fn a_part_of_a_dataset_is_the_whole_sandbox_at_the_positions_kept() {
     let manifest = seed_manifest();
-    let options = dataset::GenerateOptions {
-        count: 12,
-        seed: 8,
-        mix: dataset::RiskMix::default(),
-    };
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("d.yaml");
-    let mut bytes = Vec::new();
-    dataset::write(&mut bytes, &manifest, options).expect("writes");
-    std::fs::write(&path, bytes).expect("saved");
+    std::fs::write(&path, dataset_bytes(&manifest, 12)).expect("saved");
     let whole = load_dataset(&manifest, &path).expect("loads");
     assert_eq!(whole.candidates.len(), 14, "twelve rows and two controls");
     assert!(whole.positions.is_empty(), "the whole needs no positions");

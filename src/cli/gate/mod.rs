@@ -38,6 +38,12 @@ pub struct RunArgs {
     /// reports into the unsharded verdict.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
+    /// Drive a `--dataset` of more candidates than this in waves of at most N, one
+    /// after another, each judged and freed before the next, so the harness's memory is
+    /// one wave's whatever the dataset's size; the verdict is the whole run's
+    /// (0: one wave).
+    #[arg(long, default_value_t = DEFAULT_WAVE_SIZE, value_name = "N")]
+    pub wave_size: u64,
     /// What to test, how, and what to keep.
     #[command(flatten)]
     pub gate: GateArgs,
@@ -167,12 +173,6 @@ pub struct GateArgs {
     /// `checks: {ID: {required: true}}` does for one check).
     #[arg(long)]
     pub require_all: bool,
-    /// Drive a `--dataset` of more candidates than this in waves of at most N, one
-    /// after another, each judged and freed before the next, so the harness's memory is
-    /// one wave's whatever the dataset's size; the verdict is the whole run's
-    /// (0: one wave).
-    #[arg(long, default_value_t = DEFAULT_WAVE_SIZE, value_name = "N")]
-    pub wave_size: u64,
     /// Where the mocks listen and their tokens (for `--sut-url` integrations).
     #[command(flatten)]
     pub mocks: MockArgs,
@@ -252,6 +252,8 @@ struct Request {
     shard: Option<Shard>,
     /// Whether a policy adds its scenarios (`run`; a rehearsal keeps to its own).
     policy_scenarios: bool,
+    /// `--wave-size` (`run`; a rehearsal is one wave).
+    wave_size: u64,
 }
 
 impl GateRun {
@@ -390,7 +392,7 @@ impl GateRun {
             manifest_display: request.manifest.display().to_string(),
             max_shown: args.max_shown,
             require_all: args.require_all,
-            wave_size: args.wave_size,
+            wave_size: request.wave_size,
         })
     }
 }
@@ -460,9 +462,6 @@ fn replay_command(selection: &[String], args: &GateArgs) -> String {
     if args.require_all {
         words.push("--require-all".to_owned());
     }
-    if args.wave_size != DEFAULT_WAVE_SIZE {
-        words.push(format!("--wave-size {}", args.wave_size));
-    }
     words.join(" ")
 }
 
@@ -508,6 +507,9 @@ pub(super) fn run(args: RunArgs, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
     if !scenarios.is_empty() && scenarios != Scenario::ALL {
         replay.extend(scenarios.iter().map(|s| format!("--scenario {s}")));
     }
+    if args.wave_size != DEFAULT_WAVE_SIZE {
+        replay.push(format!("--wave-size {}", args.wave_size));
+    }
     let request = Request {
         manifest: args.manifest,
         scenarios,
@@ -515,6 +517,7 @@ pub(super) fn run(args: RunArgs, out: &mut dyn Write, ui: &mut Ui) -> ExitCode {
         replay,
         shard: args.shard,
         policy_scenarios: true,
+        wave_size: args.wave_size,
     };
     gate(request, args.gate, out, ui, false)
 }
@@ -554,6 +557,7 @@ pub(super) fn rehearse(args: RehearseArgs, out: &mut dyn Write, ui: &mut Ui) -> 
         replay,
         shard: None,
         policy_scenarios: false,
+        wave_size: 0,
     };
     gate(request, args.gate, out, ui, true)
 }
