@@ -723,6 +723,14 @@ pub fn read_each(
     read::read(path, io::BufReader::with_capacity(1 << 16, file), each)
 }
 
+/// How many candidates a dataset file says it holds, read from its header alone
+/// (`count`, before `candidates`, as this tool writes it); `None` if it cannot tell,
+/// and then only reading it all ([`read_each`]) can.
+pub fn declared_count(path: &Path) -> Option<u64> {
+    let file = open(path).ok()?;
+    read::declared_count(io::BufReader::new(file))
+}
+
 fn open(path: &Path) -> Result<std::fs::File, DatasetError> {
     // Each line is bounded by the reader (see `read`); the file must end.
     crate::limits::open_regular(path, crate::limits::DATASET_LINE_BYTES).map_err(|source| {

@@ -605,11 +605,9 @@ fn gate(
     if waves > 1 {
         return waves::gate_in_waves(&gate, waves, interrupts.as_ref(), out, ui);
     }
-    let bar = progress_bar();
-    let output = drive(&gate.config, &bar, interrupts.as_ref(), ui);
-    bar.finish_and_clear();
-    let Ok(output) = output else {
-        return output.err().unwrap_or(ExitCode::Usage);
+    let output = match drive(&gate.config, &progress_bar(), interrupts.as_ref(), ui) {
+        Ok(output) => output,
+        Err(code) => return code,
     };
     let mut report = match judge(&gate, &gate.config, &output, started, gate.require_all) {
         Ok(report) => report,
@@ -645,8 +643,8 @@ fn gate(
 }
 
 /// Starts the mocks and the integration and drives one run (or one wave of it) on a
-/// runtime of its own; `Err` is the exit code of a run that could not be carried out
-/// or was interrupted, reported.
+/// runtime of its own, its progress on `bar` (cleared when the drive ends); `Err` is
+/// the exit code of a run that could not be carried out or was interrupted, reported.
 fn drive(
     config: &RunConfig,
     bar: &indicatif::ProgressBar,

@@ -84,11 +84,16 @@ impl GateRun {
         if self.wave_size == 0 || !per_candidate {
             return (Plan::One, 0);
         }
-        // Counting reads the file once; one that does not load is reported by the run.
-        let Ok(header) = crate::sandbox::dataset::read_each(path, &mut |_, _, _| {}) else {
+        // The header's count, or else a count of the rows (a file that does not load
+        // is reported by the run). A wrong count fails the first wave's load.
+        let counted = || {
+            crate::sandbox::dataset::read_each(path, &mut |_, _, _| {})
+                .ok()
+                .map(|header| header.count)
+        };
+        let Some(count) = crate::sandbox::dataset::declared_count(path).or_else(counted) else {
             return (Plan::One, 0);
         };
-        let count = header.count;
         let waves = shard::waves(count, config.shard, self.wave_size);
         if waves == 1 {
             return (Plan::One, count);
@@ -140,7 +145,6 @@ pub(super) fn gate_in_waves(
         bar.set_message(format!(" (wave {index}/{waves})"));
         let wave_started = Instant::now();
         let output = drive(&config, &bar, interrupts, ui);
-        bar.finish_and_clear();
         // Required checks are required of the whole run: a wave that did not judge one
         // (a kill-switch check, in every wave but the last) has not failed it.
         let judged = output.and_then(|output| {

@@ -149,19 +149,7 @@ pub(super) fn read(
     reader: impl BufRead,
     each: &mut dyn FnMut(usize, Place, DatasetCandidate),
 ) -> Result<DatasetHeader, DatasetError> {
-    let failure = Rc::new(RefCell::new(None));
-    let chars = Chars {
-        reader,
-        bytes: Vec::new(),
-        line: String::new(),
-        at: 0,
-        line_number: 0,
-        failure: Rc::clone(&failure),
-    };
-    let mut reader = Reader {
-        parser: Parser::new(chars),
-        anchors: HashMap::new(),
-    };
+    let (mut reader, failure) = Reader::new(reader);
     let outcome = reader.document(path, each);
     // A failed read or a non-UTF-8 line explains any parse error that followed it.
     match failure.borrow_mut().take() {
@@ -180,6 +168,38 @@ pub(super) fn read(
             },
         )),
         None => outcome,
+    }
+}
+
+/// The `count` a dataset declares before its `candidates` (where `stagegate sandbox
+/// generate` writes it), read without reading a candidate; `None` if the file does not
+/// begin as a dataset or declares it after them. The loader checks it against the
+/// candidates it finds.
+pub(super) fn declared_count(reader: impl BufRead) -> Option<u64> {
+    let (mut reader, _) = Reader::new(reader);
+    for expected in ["stream", "document", "mapping"] {
+        let (event, _) = reader.next().ok()?;
+        let ok = match expected {
+            "stream" => event == Event::StreamStart,
+            "document" => event == Event::DocumentStart,
+            _ => matches!(event, Event::MappingStart(..)),
+        };
+        if !ok {
+            return None;
+        }
+    }
+    loop {
+        let (Event::Scalar(key, ..), _) = reader.next().ok()? else {
+            return None;
+        };
+        if key == "candidates" {
+            return None;
+        }
+        let (event, place) = reader.next().ok()?;
+        let (value, _) = reader.value(event, place, &key, 1).ok()?;
+        if key == "count" {
+            return value.as_u64();
+        }
     }
 }
 
@@ -204,6 +224,24 @@ const KEYS: &str =
     "`version`, `seed`, `generated_by`, `change_id`, `risk_mix`, `count` and `candidates`";
 
 impl<R: BufRead> Reader<R> {
+    /// A reader of `reader`'s YAML, and where a failure to read it is kept.
+    fn new(reader: R) -> (Self, Rc<RefCell<Option<ReadFailure>>>) {
+        let failure = Rc::new(RefCell::new(None));
+        let chars = Chars {
+            reader,
+            bytes: Vec::new(),
+            line: String::new(),
+            at: 0,
+            line_number: 0,
+            failure: Rc::clone(&failure),
+        };
+        let reader = Reader {
+            parser: Parser::new(chars),
+            anchors: HashMap::new(),
+        };
+        (reader, failure)
+    }
+
     fn next(&mut self) -> Result<(Event, Place), ParseError> {
         match self.parser.next_token() {
             Ok((event, mark)) => Ok((event, mark.into())),
@@ -593,6 +631,25 @@ mod tests {
         ];
         for (text, quoted, expected, why) in rows {
             assert_eq!(scalar(text.to_owned(), quoted), expected, "{why}");
+        }
+    }
+
+    #[test]
+    fn the_declared_count_is_read_from_the_header_alone() {
+        let header = "version: \"1\"\nseed: 7\ncount: 2\ncandidates:\n  - [broken\n";
+        assert_eq!(
+            declared_count(header.as_bytes()),
+            Some(2),
+            "the candidates are not read"
+        );
+        let after = "version: \"1\"\ncandidates: []\ncount: 0\n";
+        assert_eq!(
+            declared_count(after.as_bytes()),
+            None,
+            "declared after them"
+        );
+        for bad in ["", "- a list\n", "count: two\n", "count: -1\n", "{{{"] {
+            assert_eq!(declared_count(bad.as_bytes()), None, "{bad:?}");
         }
     }
 }
