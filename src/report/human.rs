@@ -123,7 +123,14 @@ fn write_report(out: &mut String, report: &RunReport, max_findings: usize) -> st
             "artifacts: not kept by the {} merged parts (run them with --out DIR to keep their observation logs)",
             parts.len()
         )?,
-        (None, [only]) => writeln!(out, "artifacts: {only} (the one merged part's)")?,
+        (None, [only]) if parts.len() == 1 => {
+            writeln!(out, "artifacts: {only} (the one merged part's)")?
+        }
+        (None, [only]) => writeln!(
+            out,
+            "artifacts: 1 of the {} merged parts keeps its own, {only}",
+            parts.len()
+        )?,
         (None, [first, .., last]) if kept.len() == parts.len() => writeln!(
             out,
             "artifacts: each of the {} merged parts keeps its own, {first} to {last}",
@@ -284,8 +291,20 @@ mod tests {
             "artifacts: not kept by the 2 merged parts (run them with --out DIR to keep their observation logs)"
         );
         assert_eq!(
-            line(vec![part(1, Some("out/wave-1")), part(2, None)]),
+            line(vec![part(1, Some("out/wave-1"))]),
             "artifacts: out/wave-1 (the one merged part's)"
+        );
+        assert_eq!(
+            line(vec![part(1, Some("out/wave-1")), part(2, None)]),
+            "artifacts: 1 of the 2 merged parts keeps its own, out/wave-1"
+        );
+        assert_eq!(
+            line(vec![
+                part(1, Some("out/wave-1")),
+                part(2, None),
+                part(3, Some("out/wave-3"))
+            ]),
+            "artifacts: 2 of the 3 merged parts keep their own, out/wave-1 to out/wave-3"
         );
         assert_eq!(
             line(vec![

@@ -141,10 +141,13 @@ impl Part {
     /// Whether the source candidate at `position` (in sandbox order) is in this part.
     pub fn owns_candidate(self, position: usize) -> bool {
         let shards = self.shard.map_or(1, |s| s.count as usize);
+        // A wave of 0 (which no run makes) owns nothing rather than dividing by zero.
         self.shard.is_none_or(|s| s.owns_candidate(position))
-            && self
-                .wave
-                .is_none_or(|w| (position / shards) % w.count as usize == (w.index - 1) as usize)
+            && self.wave.is_none_or(|w| {
+                w.index >= 1
+                    && w.count >= 1
+                    && (position / shards) % w.count as usize == (w.index - 1) as usize
+            })
     }
 
     /// Whether this part runs `scenario`: a per-candidate one on its slice; a

@@ -281,15 +281,21 @@ pub fn load_dataset_part(
         let (Some(sequence), true) = (sequence, checker.is_clean()) else {
             return;
         };
-        let candidate = seeded(row, sequence);
-        if index == 0 {
-            first = Some(candidate.clone());
-        }
-        if keep(index) {
-            candidates.push(candidate);
-            positions.push(index as u32);
+        // Only a kept row (and the first, which may lend the controls its flow) becomes
+        // a candidate; of the others, what the controls must not repeat.
+        if keep(index) || index == 0 {
+            let candidate = seeded(row, sequence);
+            if index == 0 {
+                first = Some(candidate.clone());
+            }
+            if keep(index) {
+                candidates.push(candidate);
+                positions.push(index as u32);
+            } else {
+                others.push((candidate.id.0, candidate.person.email.to_string()));
+            }
         } else {
-            others.push((candidate.id.0, candidate.person.email.to_string()));
+            others.push((row.ats_candidate_id, row.email));
         }
     })?;
     checker.finish(path)?;

@@ -38,10 +38,10 @@ pub struct RunArgs {
     /// reports into the unsharded verdict.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
-    /// Drive a `--dataset` of more candidates than this in waves of at most N, one
-    /// after another, each judged and freed before the next, so the harness's memory is
-    /// one wave's whatever the dataset's size; the verdict is the whole run's
-    /// (0: one wave).
+    /// Drive a `--dataset` of more candidates than this in waves of about N, one after
+    /// another, each judged and freed before the next, so the harness's memory stays
+    /// near one wave's as the dataset grows; the verdict is the whole run's (0: one
+    /// wave).
     #[arg(long, default_value_t = DEFAULT_WAVE_SIZE, value_name = "N")]
     pub wave_size: u64,
     /// What to test, how, and what to keep.
@@ -593,7 +593,9 @@ fn gate(
         announce(&gate.config, url, ui);
     }
     let waves = gate.waves(ui);
-    if let Err(err) = waves::clear_stale(&gate.config.out_dir, waves) {
+    if gate.keep
+        && let Err(err) = waves::clear_stale(&gate.config.out_dir, waves)
+    {
         ui.error(&err);
         return ExitCode::Usage;
     }

@@ -156,11 +156,17 @@ pub(super) fn gate_in_waves(
         let report = match judged {
             Ok(report) => report,
             Err(code) => {
+                let before = match (index, gate.keep) {
+                    (1, _) => String::new(),
+                    (_, true) => format!(
+                        " (the waves before it are in {})",
+                        gate.config.out_dir.display()
+                    ),
+                    (_, false) => " (the waves before it were not kept: add --out DIR)".to_owned(),
+                };
                 let _ = writeln!(
                     ui.err,
-                    "error: wave {index}/{waves} did not finish, so the run has no verdict \
-                     (the waves before it are in {})",
-                    gate.config.out_dir.display()
+                    "error: wave {index}/{waves} did not finish, so the run has no verdict{before}"
                 );
                 return code;
             }
@@ -217,23 +223,31 @@ fn wave_dir(out: &Path, index: u32) -> std::path::PathBuf {
     out.join(format!("wave-{index}"))
 }
 
-/// Takes away what an earlier run into the same folder left that this one would not
-/// overwrite: for a run in waves, a one-wave run's log, plan and integration files
-/// beside the merged report; for any run, the folders of waves beyond its last (all
-/// of them for a run of one). Anything else in the folder stays.
+/// Takes away what an earlier run into the same `--out` left that this one would not
+/// overwrite, so no artifact of it sits beside this run's: for a run in waves, a
+/// one-wave run's log, plan, integration files and reports; for any run, the folders
+/// of waves beyond its last (all of them for a run of one), each only if it holds a
+/// wave's `plan.json` (a folder of the user's by that name stays). Nothing else.
 pub(super) fn clear_stale(out: &Path, waves: u32) -> std::io::Result<()> {
     let gone = |result: std::io::Result<()>| match result {
         Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
         _ => Ok(()),
     };
     if waves > 1 {
-        for name in ["observation.jsonl", "plan.json", "integration.log"] {
+        for name in [
+            "observation.jsonl",
+            "plan.json",
+            "integration.log",
+            "report.json",
+            "junit.xml",
+            "summary.md",
+        ] {
             gone(std::fs::remove_file(out.join(name)))?;
         }
         gone(std::fs::remove_dir_all(out.join("integration-state")))?;
     }
     let mut index = if waves > 1 { waves + 1 } else { 1 };
-    while wave_dir(out, index).is_dir() {
+    while wave_dir(out, index).join("plan.json").is_file() {
         std::fs::remove_dir_all(wave_dir(out, index))?;
         index += 1;
     }
