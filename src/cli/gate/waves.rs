@@ -253,3 +253,54 @@ pub(super) fn clear_stale(out: &Path, waves: u32) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder with a file in it.
+    fn folder(path: &Path, file: &str) {
+        std::fs::create_dir_all(path).expect("folder");
+        std::fs::write(path.join(file), "{}").expect("file");
+    }
+
+    #[test]
+    fn only_an_earlier_runs_artifacts_are_cleared() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = dir.path();
+        for name in ["observation.jsonl", "plan.json", "report.json", "notes.txt"] {
+            std::fs::write(out.join(name), "{}").expect("file");
+        }
+        folder(&out.join("integration-state"), "db");
+        for k in 1..=4 {
+            folder(&wave_dir(out, k), "plan.json");
+        }
+        // A folder of the user's that only shares the name.
+        folder(&wave_dir(out, 5), "mine.txt");
+        folder(&out.join("wave-x"), "plan.json");
+
+        clear_stale(out, 2).expect("cleared");
+        let left = |name: &str| out.join(name).exists();
+        assert!(!left("observation.jsonl") && !left("plan.json") && !left("report.json"));
+        assert!(!left("integration-state"));
+        assert!(
+            left("wave-1") && left("wave-2"),
+            "this run's waves are rewritten, not removed"
+        );
+        assert!(
+            !left("wave-3") && !left("wave-4"),
+            "the earlier run's last waves"
+        );
+        assert!(
+            left("wave-5") && left("wave-x") && left("notes.txt"),
+            "not stagegate's"
+        );
+
+        // A run of one wave keeps the top level and takes the waves' folders away.
+        std::fs::write(out.join("plan.json"), "{}").expect("file");
+        clear_stale(out, 1).expect("cleared");
+        assert!(left("plan.json"));
+        assert!(!left("wave-1") && !left("wave-2"));
+        assert!(left("wave-5"));
+    }
+}
