@@ -365,7 +365,7 @@ fn findings(
     let path = match &request.report {
         Some(path) => path.clone(),
         None => {
-            let beside = request.log.with_file_name("report.json");
+            let beside = request.log.with_file_name(crate::run::artifact::REPORT);
             if !beside.is_file() {
                 return Ok((
                     json!({"report": null, "note": "no report.json beside the log; --report names the run's JSON report"}),

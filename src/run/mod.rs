@@ -30,6 +30,25 @@ use drive::{Driver, ScenarioReport};
 use plan::{Plan, Scenario};
 use sut::{SutEnv, SutProcess};
 
+/// The names of a run's artifacts in its folder (`--out`, or a wave's `wave-K/`): one
+/// place for what writes, finds beside a log, or clears them.
+pub mod artifact {
+    /// The hash-chained observation log.
+    pub const LOG: &str = "observation.jsonl";
+    /// The plan the run was driven and is judged by.
+    pub const PLAN: &str = "plan.json";
+    /// What the integration printed.
+    pub const OUTPUT: &str = "integration.log";
+    /// The integration's `STAGEGATE_STATE_DIR`.
+    pub const STATE: &str = "integration-state";
+    /// The JSON report.
+    pub const REPORT: &str = "report.json";
+    /// The JUnit report.
+    pub const JUNIT: &str = "junit.xml";
+    /// The Markdown summary.
+    pub const SUMMARY: &str = "summary.md";
+}
+
 /// Which integration a run tests.
 #[derive(Debug, Clone)]
 pub enum Integration {
@@ -179,7 +198,7 @@ pub async fn execute(
         config.seed,
         chrono::Utc::now().format("%Y%m%dT%H%M%S")
     );
-    let log = ObservationLog::create(&out.join("observation.jsonl"), &run_id)?;
+    let log = ObservationLog::create(&out.join(artifact::LOG), &run_id)?;
     log.append(
         Actor::Harness,
         "run.start",
@@ -267,7 +286,7 @@ pub async fn execute(
     mocks
         .ats
         .expect_texts(ids.flat_map(|e| [e.event_id.clone(), e.idempotency_key.clone()]));
-    let plan_path = out.join("plan.json");
+    let plan_path = out.join(artifact::PLAN);
     write_plan(&plan_path, &prepared).map_err(|source| RunError::Artifacts {
         path: plan_path,
         source,
@@ -289,7 +308,7 @@ pub async fn execute(
             // Each run starts the integration afresh: a state folder left by an earlier
             // run into the same `--out` (same seed, same event ids) would make every
             // event look like a duplicate. The `restart` scenario keeps it within a run.
-            let state_dir = out.join("integration-state");
+            let state_dir = out.join(artifact::STATE);
             let fresh = match std::fs::remove_dir_all(&state_dir) {
                 Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
                 _ => std::fs::create_dir_all(&state_dir),
@@ -317,7 +336,7 @@ pub async fn execute(
                     )
                 }),
             };
-            let output = out.join("integration.log");
+            let output = out.join(artifact::OUTPUT);
             let process = SutProcess::start(command, &env, &output, &log, config.ready_timeout)
                 .await
                 .map_err(RunError::Integration)?;
@@ -441,14 +460,14 @@ pub async fn execute(
         Entry::detail(json!({"elapsed_ms": started.elapsed().as_millis() as u64})),
     );
     log.flush().map_err(|source| RunError::Artifacts {
-        path: out.join("observation.jsonl"),
+        path: out.join(artifact::LOG),
         source,
     })?;
     Ok(RunOutput {
         run_id,
         plan: prepared.plan,
         scenarios: reports,
-        log: out.join("observation.jsonl"),
+        log: out.join(artifact::LOG),
         out_dir: out.clone(),
         integration,
         elapsed: started.elapsed(),

@@ -283,19 +283,20 @@ pub fn load_dataset_part(
         };
         // Only a kept row (and the first, which may lend the controls its flow) becomes
         // a candidate; of the others, what the controls must not repeat.
-        if keep(index) || index == 0 {
-            let candidate = seeded(row, sequence);
-            if index == 0 {
-                first = Some(candidate.clone());
-            }
-            if keep(index) {
-                candidates.push(candidate);
-                positions.push(index as u32);
-            } else {
-                others.push((candidate.id.0, candidate.person.email.to_string()));
-            }
-        } else {
+        let kept = keep(index);
+        if !kept && index != 0 {
             others.push((row.ats_candidate_id, row.email));
+            return;
+        }
+        let candidate = seeded(row, sequence);
+        if index == 0 {
+            first = Some(candidate.clone());
+        }
+        if kept {
+            candidates.push(candidate);
+            positions.push(index as u32);
+        } else {
+            others.push((candidate.id.0, candidate.person.email.to_string()));
         }
     })?;
     checker.finish(path)?;

@@ -538,7 +538,7 @@ pub fn plan_for(
     let path = match explicit {
         Some(path) => path.to_owned(),
         None => {
-            let beside = log.with_file_name("plan.json");
+            let beside = log.with_file_name(crate::run::artifact::PLAN);
             if !beside.is_file() {
                 return Ok(None);
             }

@@ -16,7 +16,7 @@ use crate::report::{
 use crate::run::plan::Scenario;
 use crate::run::scenarios::{OutageKind, OutageSettings};
 use crate::run::shard::Shard;
-use crate::run::{Integration, RunConfig, RunError, RunOutput};
+use crate::run::{Integration, RunConfig, RunError, RunOutput, artifact};
 
 mod interrupts;
 mod waves;
@@ -715,6 +715,13 @@ fn judge(
     Ok(build_report(gate, config, output, judge_ms, started.elapsed()).with_judgement(judgement))
 }
 
+/// The reports a run with `--out` keeps beside its artifacts.
+const KEPT_REPORTS: [(&str, ReportFormat); 3] = [
+    (artifact::REPORT, ReportFormat::Json),
+    (artifact::JUNIT, ReportFormat::Junit),
+    (artifact::SUMMARY, ReportFormat::Markdown),
+];
+
 /// Writes the run's reports where they were asked for (and, with `--out`, the usual
 /// three beside its artifacts), then prints the summary; the exit code is the
 /// verdict's, or a failure's when a report (this one, or an earlier one of the run's
@@ -729,11 +736,7 @@ fn deliver(
 ) -> ExitCode {
     let mut targets = gate.reports.clone();
     if gate.keep {
-        for (name, format) in [
-            ("report.json", ReportFormat::Json),
-            ("junit.xml", ReportFormat::Junit),
-            ("summary.md", ReportFormat::Markdown),
-        ] {
+        for (name, format) in KEPT_REPORTS {
             let path = gate.config.out_dir.join(name);
             if !targets.iter().any(|t| t.path == path) {
                 targets.push(ReportTarget { format, path });
@@ -934,10 +937,10 @@ fn build_report(
         merged_from: Vec::new(),
         artifacts: gate.keep.then(|| Artifacts {
             dir: dir.display().to_string(),
-            observation_log: file("observation.jsonl"),
-            plan: file("plan.json"),
+            observation_log: file(artifact::LOG),
+            plan: file(artifact::PLAN),
             integration_output: matches!(config.integration, Integration::Command(_))
-                .then(|| file("integration.log")),
+                .then(|| file(artifact::OUTPUT)),
         }),
     }
 }

@@ -7,13 +7,13 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::interrupts::Interrupts;
-use super::{GateRun, deliver, drive, judge, progress_bar};
+use super::{GateRun, KEPT_REPORTS, deliver, drive, judge, progress_bar};
 use crate::cli::Ui;
 use crate::exit::ExitCode;
 use crate::judge::{Judgement, Status};
 use crate::report::{self, ReportFormat, ReportTarget};
 use crate::run::shard::{self, Wave};
-use crate::run::{Integration, RunConfig};
+use crate::run::{Integration, RunConfig, artifact};
 
 /// The candidates a wave drives at most unless `--wave-size` says otherwise: a run of
 /// 10,000 is one wave, and the harness's peak stays near that run's however many follow.
@@ -173,7 +173,7 @@ pub(super) fn gate_in_waves(
         };
         crate::run::release_memory();
         let name = if gate.keep {
-            let path = config.out_dir.join("report.json");
+            let path = config.out_dir.join(artifact::REPORT);
             let target = ReportTarget {
                 format: ReportFormat::Json,
                 path: path.clone(),
@@ -234,20 +234,17 @@ pub(super) fn clear_stale(out: &Path, waves: u32) -> std::io::Result<()> {
         _ => Ok(()),
     };
     if waves > 1 {
-        for name in [
-            "observation.jsonl",
-            "plan.json",
-            "integration.log",
-            "report.json",
-            "junit.xml",
-            "summary.md",
-        ] {
+        let reports = KEPT_REPORTS.map(|(name, _)| name);
+        for name in [artifact::LOG, artifact::PLAN, artifact::OUTPUT]
+            .iter()
+            .chain(&reports)
+        {
             gone(std::fs::remove_file(out.join(name)))?;
         }
-        gone(std::fs::remove_dir_all(out.join("integration-state")))?;
+        gone(std::fs::remove_dir_all(out.join(artifact::STATE)))?;
     }
     let mut index = if waves > 1 { waves + 1 } else { 1 };
-    while wave_dir(out, index).join("plan.json").is_file() {
+    while wave_dir(out, index).join(artifact::PLAN).is_file() {
         std::fs::remove_dir_all(wave_dir(out, index))?;
         index += 1;
     }
