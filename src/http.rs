@@ -15,17 +15,29 @@
 //! The loop also bounds what a client can hold: [`crate::limits::CONNECTIONS`] open
 //! connections (one more is closed at once), a request head within
 //! [`crate::limits::REQUEST_HEAD_BYTES`] and [`crate::limits::REQUEST_HEADERS`] (else
-//! 431), and [`crate::limits::HEADER_READ_SECS`] to send it, which is also how long
-//! a keep-alive connection may sit idle between requests. Silent connections would
-//! otherwise be held for ever, each a file descriptor.
+//! 431), and [`crate::limits::HEADER_READ_SECS`] for a connection with no request in
+//! flight to begin its next one (or its first). Silent connections would otherwise be
+//! held for ever, each a file descriptor.
+//!
+//! That last bound is each connection's [`Watchdog`], which looks at the requests
+//! begun and ended on it a few times per limit, not hyper's `header_read_timeout`:
+//! hyper arms and disarms a timer for every request head, a sixteenth of the mock
+//! ATS's CPU per request under load (see the README's benchmarks).
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::response::Response;
+use axum::routing::future::RouteFuture;
 use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -34,6 +46,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
 
 /// Closes the connection a request arrived on, without a response.
 #[derive(Debug, Clone, Default)]
@@ -183,11 +196,15 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let kill = ConnectionKill::default();
-        let service = TowerToHyperService::new(router.clone());
+        let activity = Arc::new(Activity::default());
+        let service = TowerToHyperService::new(Counted {
+            router: router.clone(),
+            activity: Arc::clone(&activity),
+        });
         let mut builder = hyper::server::conn::http1::Builder::new();
+        // No `timer`: with one, hyper arms `header_read_timeout` (30 s unless named)
+        // for every request head; the watchdog below bounds idle connections instead.
         builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read)
             .max_header_size(crate::limits::REQUEST_HEAD_BYTES.as_usize())
             .keep_alive(true);
         // hyper's own limit is 100 headers in arrays on the stack; naming any limit,
@@ -198,17 +215,150 @@ async fn accept_loop(
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let watched = graceful.watch(connection);
         let fired = kill.clone();
-        tokio::spawn(CONNECTION.scope(kill, async move {
-            tokio::select! {
-                _ = watched => {}
-                // Dropping the connection future closes the socket unanswered.
-                _ = fired.0.notified() => {}
-            }
-            drop(permit);
+        let (done, ended) = oneshot::channel::<()>();
+        let serving = tokio::spawn(CONNECTION.scope(kill, async move {
+            let _ = watched.await;
+            // Also dropped, with `done`, when the watchdog aborts this task.
+            drop((permit, done));
         }));
+        // Watched from a task of its own, which aborts the connection's task (dropping
+        // its future closes the socket unanswered): the connection's task then polls
+        // nothing besides the connection, which it does many times per request.
+        tokio::spawn(watch(serving, activity, fired, ended, limits.header_read));
     }
     drop(listener);
     let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
+}
+
+/// The requests begun and ended on one connection, which its [`Watchdog`] reads.
+#[derive(Debug, Default)]
+struct Activity {
+    begun: AtomicU64,
+    ended: AtomicU64,
+}
+
+/// The router as one connection's service: it counts that connection's requests.
+#[derive(Clone)]
+struct Counted {
+    router: Router,
+    activity: Arc<Activity>,
+}
+
+impl tower::Service<axum::http::Request<Incoming>> for Counted {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Counting;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // A `Router` is always ready.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: axum::http::Request<Incoming>) -> Counting {
+        self.activity.begun.fetch_add(1, Ordering::Relaxed);
+        Counting {
+            inner: tower::Service::call(&mut self.router, request),
+            _ended: Ended(Arc::clone(&self.activity)),
+        }
+    }
+}
+
+/// A request's answer on its way; the request has ended when this is dropped, answered
+/// or not.
+struct Counting {
+    inner: RouteFuture<Infallible>,
+    _ended: Ended,
+}
+
+impl Future for Counting {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.inner).poll(cx)
+    }
+}
+
+/// Counts a request as ended when dropped.
+struct Ended(Arc<Activity>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.ended.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Decides when a connection has been idle too long: no request in flight and none
+/// begun for at least the limit (from its start, or from the end of its last request).
+///
+/// It looks every [`Watchdog::period`], so an idle connection is closed between the
+/// limit and 1.25 times it after it went quiet.
+#[derive(Debug)]
+struct Watchdog {
+    limit: Duration,
+    /// Requests begun when last looked.
+    seen: u64,
+    /// Since when, at the latest, no request has been in flight or begun.
+    quiet_since: Instant,
+}
+
+impl Watchdog {
+    fn new(limit: Duration, now: Instant) -> Self {
+        Watchdog {
+            limit,
+            seen: 0,
+            quiet_since: now,
+        }
+    }
+
+    /// How often the watchdog looks: an eighth of the limit.
+    fn period(limit: Duration) -> Duration {
+        (limit / 8).max(Duration::from_millis(1))
+    }
+
+    /// Whether the connection should be closed, looked at `now`.
+    fn expired(&mut self, activity: &Activity, now: Instant) -> bool {
+        // `ended` first: a request that ends between the two reads is then seen in
+        // flight, never as ended before it began.
+        let ended = activity.ended.load(Ordering::Relaxed);
+        let begun = activity.begun.load(Ordering::Relaxed);
+        if begun != self.seen || begun != ended {
+            self.seen = begun;
+            self.quiet_since = now;
+            return false;
+        }
+        // A request may have ended just after the look that saw it in flight, up to a
+        // period before this quiet spell is first seen: a period more makes up for it.
+        now.duration_since(self.quiet_since) >= self.limit + Self::period(self.limit)
+    }
+}
+
+/// Aborts the task `serving` a connection when its [`ConnectionKill`] fires or its
+/// [`Watchdog`] finds it idle; ends when the connection does (`ended`).
+async fn watch(
+    serving: JoinHandle<()>,
+    activity: Arc<Activity>,
+    kill: ConnectionKill,
+    mut ended: oneshot::Receiver<()>,
+    limit: Duration,
+) {
+    let mut fired = pin!(kill.0.notified());
+    let mut watchdog = Watchdog::new(limit, Instant::now());
+    let period = Watchdog::period(limit);
+    let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut ended => return,
+            _ = &mut fired => break,
+            now = ticks.tick() => {
+                if watchdog.expired(&activity, now) {
+                    break;
+                }
+            }
+        }
+    }
+    serving.abort();
 }
 
 /// hyper's pooled HTTP/1 client with whole bodies in memory.
@@ -285,6 +435,113 @@ mod tests {
             answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
             "{answer:?}"
         );
+        running.shutdown().await;
+    }
+
+    /// A watchdog over `limit` and its activity, looked at from `start` on.
+    fn watchdog(limit: Duration) -> (Watchdog, Activity, Instant) {
+        let start = Instant::now();
+        (Watchdog::new(limit, start), Activity::default(), start)
+    }
+
+    /// The first look, every period from `start`, at which `watchdog` closes the
+    /// connection (at most `looks` looks), after `each` has changed the activity.
+    fn closed_at(
+        watchdog: &mut Watchdog,
+        activity: &Activity,
+        start: Instant,
+        looks: u32,
+        mut each: impl FnMut(u32, &Activity),
+    ) -> Option<Duration> {
+        let period = Watchdog::period(watchdog.limit);
+        (1..=looks).find_map(|look| {
+            each(look, activity);
+            let now = start + period * look;
+            watchdog.expired(activity, now).then(|| now - start)
+        })
+    }
+
+    #[test]
+    fn a_silent_connection_is_closed_after_the_limit_and_before_a_quarter_more() {
+        let limit = Duration::from_secs(8);
+        let (mut watchdog, activity, start) = watchdog(limit);
+        let at = closed_at(&mut watchdog, &activity, start, 100, |_, _| {}).expect("closed");
+        assert!(at >= limit && at <= limit + limit / 4, "{at:?}");
+    }
+
+    #[test]
+    fn a_request_in_flight_keeps_its_connection_open_however_long_it_takes() {
+        let limit = Duration::from_secs(8);
+        let (mut watchdog, activity, start) = watchdog(limit);
+        activity.begun.store(1, Ordering::Relaxed);
+        assert_eq!(
+            closed_at(&mut watchdog, &activity, start, 1000, |_, _| {}),
+            None
+        );
+    }
+
+    #[test]
+    fn an_idle_spell_is_counted_from_the_end_of_the_last_request() {
+        let limit = Duration::from_secs(8);
+        let period = Watchdog::period(limit);
+        // A request begins after look `b` and ends after look `e` (both between looks):
+        // the connection closes between the limit and 1.25 times it after the end.
+        for (b, e) in [(0, 0), (0, 1), (3, 3), (3, 40), (7, 8)] {
+            let (mut watchdog, activity, start) = watchdog(limit);
+            let at = closed_at(&mut watchdog, &activity, start, 1000, |look, activity| {
+                if look == b + 1 {
+                    activity.begun.fetch_add(1, Ordering::Relaxed);
+                }
+                if look == e + 1 {
+                    activity.ended.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .expect("closed");
+            // The request ended at the latest just before look e + 1.
+            let ended = period * (e + 1);
+            assert!(
+                at >= ended + limit && at <= period * e + limit + limit / 4,
+                "begun after look {b}, ended after look {e}: closed at {at:?}"
+            );
+        }
+        // Requests one after another, each between two looks, keep it open.
+        let (mut watchdog, activity, start) = watchdog(limit);
+        let busy = closed_at(&mut watchdog, &activity, start, 200, |_, activity| {
+            activity.begun.fetch_add(1, Ordering::Relaxed);
+            activity.ended.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(busy, None);
+    }
+
+    #[tokio::test]
+    async fn a_slow_answer_is_not_cut_off_by_the_idle_limit() {
+        let header_read = Duration::from_millis(200);
+        let router = Router::new().route(
+            "/slow",
+            axum::routing::get(move || async move {
+                tokio::time::sleep(header_read * 4).await;
+                "late"
+            }),
+        );
+        let running = RunningServer::start_with(
+            router,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            ServerLimits {
+                connections: 8,
+                header_read,
+            },
+        )
+        .await
+        .expect("binds");
+        let mut stream = TcpStream::connect(running.addr()).await.expect("connects");
+        stream
+            .write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .expect("sent");
+        // Answered, then closed once idle for the limit.
+        let out = until_closed(&mut stream).await;
+        assert!(out.starts_with(b"HTTP/1.1 200"), "{out:?}");
+        assert!(out.ends_with(b"late"), "{out:?}");
         running.shutdown().await;
     }
 
