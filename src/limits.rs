@@ -90,8 +90,8 @@ pub const CONNECTIONS: Limit = Limit {
     unit: "connections",
 };
 
-/// How long a connection may take to send a request's head, or stay idle between
-/// requests, before the server closes it.
+/// How long a connection with no request in flight may take to begin its next one
+/// (sitting idle, or sending a head slowly) before the server closes it.
 pub const HEADER_READ_SECS: Limit = Limit {
     name: "header read and idle timeout",
     value: 10,
