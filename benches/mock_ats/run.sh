@@ -4,6 +4,7 @@
 #
 #   benches/mock_ats/run.sh                      # DURATION=10 ROUNDS=3 CONNECTIONS=64
 #   DURATION=30 ROUNDS=5 benches/mock_ats/run.sh
+#   BIN=path/to/bench_target benches/mock_ats/run.sh   # another build, not built here
 #
 # For each target (axum, stagegate, wiremock, in that order): start it, run wrk
 # (2 threads, CONNECTIONS connections, DURATION seconds) ROUNDS times back to back,
@@ -29,7 +30,8 @@ ROUTE=/v1/candidates/CAND_canary_001
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/bench_target
+BUILD=${BIN:+no}
+BIN=${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/bench_target}
 WORK=$(mktemp -d -t stagegate-bench.XXXXXX)
 TARGET_PID=
 
@@ -49,8 +51,10 @@ trap 'exit 130' INT TERM
 # --- prerequisites ---------------------------------------------------------------
 ensure_wrk
 
-echo "building: cargo build --release --example bench_target" >&2
-cargo build --release --example bench_target >&2
+if [[ -z $BUILD ]]; then
+    echo "building: cargo build --release --example bench_target" >&2
+    cargo build --release --example bench_target >&2
+fi
 [[ -x $BIN ]] || die "no binary at $BIN"
 
 rss_mib() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }

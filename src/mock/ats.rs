@@ -885,7 +885,7 @@ async fn list_candidates(
 ///
 /// This is the load test's one route (the integration reads a candidate per event).
 /// Through the router it costs a parameter map, two request extensions and the
-/// `Path` extractor's copy: a twentieth of the mock ATS's CPU per request (see the
+/// `Path` extractor's copy: about 3 % of the mock ATS's CPU per request (see the
 /// README's benchmarks). Only a plain id is taken, so the answer is the router's:
 /// an id with `%` (the router decodes it), an empty one, a longer path, `HEAD` and
 /// every other method go through the router.
@@ -1401,10 +1401,10 @@ mod tests {
         let routed = Router::new()
             .route("/v1/candidates/{id}", get(get_candidate))
             .with_state(Arc::clone(&state));
-        for path in [
-            "/v1/candidates/CAND_canary_001",
-            "/v1/candidates/CAND%5Fcanary_001",
-            "/v1/candidates/nobody",
+        for (path, status) in [
+            ("/v1/candidates/CAND_canary_001", StatusCode::OK),
+            ("/v1/candidates/CAND%5Fcanary_001", StatusCode::OK),
+            ("/v1/candidates/nobody", StatusCode::NOT_FOUND),
         ] {
             let get = || {
                 request("GET", path, None)
@@ -1413,17 +1413,9 @@ mod tests {
             };
             let fast = send(&layered, get()).await;
             let slow = send(&routed, get()).await;
+            assert_eq!(fast.0, status, "{path}");
             assert_eq!(fast, slow, "{path}");
         }
-        let (status, headers, _) = send(
-            &layered,
-            request("GET", "/v1/candidates/CAND_canary_001", None)
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
     }
 
     #[tokio::test]
