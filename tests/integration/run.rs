@@ -322,6 +322,64 @@ fn an_interrupted_run_writes_out_its_observation_log() {
     );
 }
 
+/// A Ctrl-C in a later wave of a run in waves stops that wave's integration and ends
+/// the run as an interrupted run ends, with the waves before it kept.
+#[test]
+fn an_interrupted_wave_stops_its_integration_and_keeps_the_waves_before_it() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("out");
+    let data = dir.path().join("dataset.yaml");
+    let generate = [
+        "sandbox", "generate", "--count", "25", "--seed", "11", "--out",
+    ];
+    let mut args = generate.map(str::to_owned).to_vec();
+    args.push(data.display().to_string());
+    Stagegate::new(args).run().expect_code(0);
+    // The relay in wave 1; in wave 2 an integration that never gets ready, whose pid
+    // tells the test when to press Ctrl-C.
+    let (mark, pid_file) = (dir.path().join("started"), dir.path().join("wave2.pid"));
+    let command = format!(
+        "if [ -e '{mark}' ]; then echo $$ > '{pid}'; exec sleep 60; fi; : > '{mark}'; exec {relay}",
+        mark = mark.display(),
+        pid = pid_file.display(),
+        relay = crate::util::relay_command(""),
+    );
+    let data = data.display().to_string();
+    let extra = [
+        "--scenario",
+        "clean",
+        "--dataset",
+        &data,
+        "--wave-size",
+        "10",
+        "--ready-timeout",
+        "60",
+    ];
+    let run = interrupt(
+        &out,
+        &command,
+        &pid_file,
+        &extra,
+        nix::sys::signal::Signal::SIGINT,
+    );
+    assert_eq!(run.code, Some(130), "{}", run.stderr);
+    assert!(run.stderr.contains("interrupted"), "{}", run.stderr);
+    assert!(run.stderr.contains("wave 2/3"), "{}", run.stderr);
+    assert!(out.join("wave-1/report.json").is_file(), "wave 1 is kept");
+    assert!(!out.join("wave-3").exists(), "no wave after it ran");
+    assert!(!out.join("report.json").exists(), "no merged report");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ended(run.integration.0) {
+        assert!(
+            Instant::now() < deadline,
+            "wave 2's integration (pid {}) outlived the interrupted harness",
+            run.integration.0
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A loopback address that was free a moment ago.
 /// `N` distinct free loopback addresses: every port is held until all are picked, so
 /// two of them cannot be the same port freed and handed out again.

@@ -412,3 +412,112 @@ fn a_shard_in_waves_merges_with_the_other_shards_into_the_whole_verdict() {
     assert_eq!(checks(&merged), checks(&unsharded));
     assert_eq!(planned(&merged), planned(&unsharded));
 }
+
+/// `run` over `data` in waves of 10 into `out`, `clean` alone, against `sut_cmd`:
+/// however it ends.
+fn waves_of_ten(out: &Path, data: &Path, sut_cmd: &str) -> crate::util::Output {
+    let mut args = run_args("", 3);
+    let cmd = args
+        .iter()
+        .position(|a| a == "--sut-cmd")
+        .expect("--sut-cmd")
+        + 1;
+    args[cmd] = sut_cmd.to_owned();
+    args.extend(
+        [
+            "--out",
+            &out.display().to_string(),
+            "--scenario",
+            "clean",
+            "--dataset",
+            &data.display().to_string(),
+            "--wave-size",
+            "10",
+        ]
+        .map(str::to_owned),
+    );
+    Stagegate::new(args).run()
+}
+
+#[test]
+fn a_wave_whose_integration_does_not_start_ends_the_run_without_a_verdict() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dataset(dir.path(), 25);
+    let out = dir.path().join("out");
+    // The relay starts once; the second wave's start finds the mark and refuses.
+    let mark = dir.path().join("started-once");
+    let sut_cmd = format!(
+        "if [ -e '{mark}' ]; then echo 'refusing a second start' >&2; exit 7; fi; : > '{mark}'; exec {relay}",
+        mark = mark.display(),
+        relay = crate::util::relay_command(""),
+    );
+    let run = waves_of_ten(&out, &data, &sut_cmd);
+    assert_eq!(run.code, 3, "a start failure\n{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "wave 2/3 did not finish, so the run has no verdict (the waves before it are in {})",
+            out.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(out.join("wave-1/report.json").is_file(), "wave 1 is kept");
+    assert!(!out.join("wave-2/report.json").exists());
+    assert!(
+        !out.join("wave-3").exists(),
+        "no wave after the failed one ran"
+    );
+    assert!(!out.join("report.json").exists(), "no merged report");
+}
+
+#[test]
+fn a_wave_report_that_cannot_be_written_fails_the_run_as_its_own_reports_would() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dataset(dir.path(), 25);
+    let out = dir.path().join("out");
+    // A folder where wave 2's report goes.
+    std::fs::create_dir_all(out.join("wave-2/report.json")).expect("folder");
+    let run = waves_of_ten(&out, &data, &crate::util::relay_command(""));
+    assert_eq!(
+        run.code, 2,
+        "a lost report fails a passing run\n{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("wave-2"), "{}", run.stderr);
+    // Every wave ran, and the merged report holds all three.
+    let merged = read_json(&out.join("report.json"));
+    assert_eq!(merged["verdict"], "pass", "{}", run.stderr);
+    assert_eq!(merged["merged_from"].as_array().map(Vec::len), Some(3));
+    assert!(out.join("wave-3/report.json").is_file());
+}
+
+#[test]
+fn a_run_that_cannot_go_in_waves_says_why_and_runs_in_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dataset(dir.path(), 25);
+    let out = dir.path().join("out");
+    let html = dir.path().join("report.html");
+    let more = vec![
+        "--dataset".to_owned(),
+        data.display().to_string(),
+        "--wave-size".to_owned(),
+        "10".to_owned(),
+        "--report".to_owned(),
+        format!("html={}", html.display()),
+    ];
+    let run = gate_with(&out, 3, "", &["clean"], more);
+    assert!(
+        run.stderr.contains(
+            "note: the 25 candidates run in one wave, above --wave-size 10, because the HTML \
+             report's per-candidate pages read one whole log"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !out.join("wave-1").exists(),
+        "one wave keeps no wave folder"
+    );
+    assert!(out.join("observation.jsonl").is_file());
+    assert!(html.is_file());
+}
