@@ -21,7 +21,8 @@
 //! held for ever, each a file descriptor.
 //!
 //! That last bound is each connection's [`Watchdog`], which looks at the requests
-//! begun and ended on it a few times per limit, not hyper's `header_read_timeout`:
+//! begun and ended on it (ended: the answer's body written) a few times per limit,
+//! not hyper's `header_read_timeout`:
 //! hyper arms and disarms a timer for every request head, about 6 % of the mock
 //! ATS's CPU per request under load (see the README's benchmarks).
 
@@ -29,7 +30,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -102,7 +103,7 @@ const DRAIN: Duration = Duration::from_secs(5);
 pub(crate) struct ServerLimits {
     /// Connections open at once.
     pub(crate) connections: usize,
-    /// Time to send a request head, and to sit idle between requests.
+    /// Time a connection with no request in flight has to begin its next one.
     pub(crate) header_read: Duration,
 }
 
@@ -203,9 +204,10 @@ async fn accept_loop(
             activity: Arc::clone(&activity),
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
-        // No `timer`: with one, hyper arms `header_read_timeout` (30 s unless named)
-        // for every request head; the watchdog below bounds idle connections instead.
+        // No timer: with one, hyper arms `header_read_timeout` (30 s unless named) for
+        // every request head; the watchdog below bounds idle connections instead.
         builder
+            .header_read_timeout(None)
             .max_header_size(crate::limits::REQUEST_HEAD_BYTES.as_usize())
             .keep_alive(true);
         // hyper's own limit is 100 headers in arrays on the stack; naming any limit,
@@ -231,11 +233,25 @@ async fn accept_loop(
     let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
 }
 
-/// The requests begun and ended on one connection, which its [`Watchdog`] reads.
+/// The requests begun and ended on one connection, which its [`Watchdog`] reads, and
+/// whether the watchdog is closing it.
 #[derive(Debug, Default)]
 struct Activity {
     begun: AtomicU64,
     ended: AtomicU64,
+    closing: AtomicBool,
+}
+
+impl Activity {
+    /// Counts a request as begun; false if the watchdog is closing the connection, in
+    /// which case the request must not be served (its connection is about to go).
+    fn begin(&self) -> bool {
+        // SeqCst, with `Watchdog::close`'s: either the watchdog sees this request and
+        // keeps the connection, or this sees the watchdog closing it. Never a request
+        // served and then cut off.
+        self.begun.fetch_add(1, Ordering::SeqCst);
+        !self.closing.load(Ordering::SeqCst)
+    }
 }
 
 /// The router as one connection's service: it counts that connection's requests.
@@ -246,7 +262,7 @@ struct Counted {
 }
 
 impl tower::Service<axum::http::Request<Incoming>> for Counted {
-    type Response = Response;
+    type Response = axum::http::Response<Answer>;
     type Error = Infallible;
     type Future = Counting;
 
@@ -256,26 +272,86 @@ impl tower::Service<axum::http::Request<Incoming>> for Counted {
     }
 
     fn call(&mut self, request: axum::http::Request<Incoming>) -> Counting {
-        self.activity.begun.fetch_add(1, Ordering::Relaxed);
+        let serve = self.activity.begin();
         Counting {
-            inner: tower::Service::call(&mut self.router, request),
-            _ended: Ended(Arc::clone(&self.activity)),
+            inner: serve.then(|| tower::Service::call(&mut self.router, request)),
+            ended: Some(Ended(Arc::clone(&self.activity))),
         }
     }
 }
 
-/// A request's answer on its way; the request has ended when this is dropped, answered
-/// or not.
+/// A request's answer on its way. The request ends when its answer's body has been
+/// written (or dropped): hyper drops this future once the head is ready, and a body
+/// can take longer than the idle limit to go out.
 struct Counting {
-    inner: RouteFuture<Infallible>,
-    _ended: Ended,
+    /// `None` for a request that came as the watchdog closed its connection.
+    inner: Option<RouteFuture<Infallible>>,
+    ended: Option<Ended>,
 }
 
 impl Future for Counting {
-    type Output = Result<Response, Infallible>;
+    type Output = Result<axum::http::Response<Answer>, Infallible>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.inner).poll(cx)
+        let response = match &mut self.inner {
+            Some(inner) => match Pin::new(inner).poll(cx) {
+                Poll::Ready(Ok(response)) => response,
+                Poll::Ready(Err(never)) => match never {},
+                Poll::Pending => return Poll::Pending,
+            },
+            None => closing_answer(),
+        };
+        let ended = self.ended.take();
+        Poll::Ready(Ok(response.map(|body| Answer {
+            body,
+            _ended: ended,
+        })))
+    }
+}
+
+/// The answer to a request that came as the watchdog closed its connection, had the
+/// watchdog seen it too late to keep the connection: nothing was served, so a client
+/// may retry it on a new connection.
+fn closing_answer() -> Response {
+    let mut response = Response::new(axum::body::Body::from(
+        r#"{"error":"the connection was idle for the header read and idle timeout and is closing: nothing was done, retry on a new connection"}"#,
+    ));
+    *response.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    let headers = response.headers_mut();
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
+}
+
+/// A response body that counts its request as ended when dropped.
+struct Answer {
+    body: axum::body::Body,
+    _ended: Option<Ended>,
+}
+
+impl hyper::body::Body for Answer {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -329,6 +405,18 @@ impl Watchdog {
         // A request may have ended just after the look that saw it in flight, up to a
         // period before this quiet spell is first seen: a period more makes up for it.
         now.duration_since(self.quiet_since) >= self.limit + Self::period(self.limit)
+            && Self::close(activity, begun)
+    }
+
+    /// Marks the connection closing unless a request began since `begun` was read (see
+    /// [`Activity::begin`]); whether it is closing.
+    fn close(activity: &Activity, begun: u64) -> bool {
+        activity.closing.store(true, Ordering::SeqCst);
+        if activity.begun.load(Ordering::SeqCst) == begun {
+            return true;
+        }
+        activity.closing.store(false, Ordering::SeqCst);
+        false
     }
 }
 
@@ -543,6 +631,81 @@ mod tests {
         assert!(out.starts_with(b"HTTP/1.1 200"), "{out:?}");
         assert!(out.ends_with(b"late"), "{out:?}");
         running.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_slow_body_is_not_cut_off_by_the_idle_limit() {
+        let header_read = Duration::from_millis(200);
+        let router = Router::new().route(
+            "/slow-body",
+            axum::routing::get(move || async move {
+                // The head goes out at once; the body's second half after 4 limits.
+                let halves = futures_util::stream::unfold(0u8, move |half| async move {
+                    match half {
+                        0 => Some((Ok::<_, std::io::Error>(Bytes::from_static(b"first-")), 1)),
+                        1 => {
+                            tokio::time::sleep(header_read * 4).await;
+                            Some((Ok(Bytes::from_static(b"second")), 2))
+                        }
+                        _ => None,
+                    }
+                });
+                axum::body::Body::from_stream(halves)
+            }),
+        );
+        let running = RunningServer::start_with(
+            router,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            ServerLimits {
+                connections: 8,
+                header_read,
+            },
+        )
+        .await
+        .expect("binds");
+        let mut stream = TcpStream::connect(running.addr()).await.expect("connects");
+        stream
+            .write_all(b"GET /slow-body HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .expect("sent");
+        let out = String::from_utf8_lossy(&until_closed(&mut stream).await).into_owned();
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert!(out.contains("first-") && out.contains("second"), "{out}");
+        // The last chunk: the body was whole before the idle connection was closed.
+        assert!(out.ends_with("0\r\n\r\n"), "{out}");
+        running.shutdown().await;
+    }
+
+    #[test]
+    fn a_request_and_the_watchdog_closing_never_both_go_ahead() {
+        let limit = Duration::from_secs(8);
+        let late = Instant::now() + limit * 2;
+        // The watchdog first: the request sees it closing and is not served.
+        let (mut closing, activity, _) = watchdog(limit);
+        assert!(closing.expired(&activity, late), "quiet for two limits");
+        assert!(!activity.begin(), "a request as it closes is refused");
+        // The request first: the watchdog sees it and keeps the connection.
+        let (mut keeping, activity, _) = watchdog(limit);
+        assert!(activity.begin());
+        assert!(
+            !Watchdog::close(&activity, 0),
+            "a request begun since the look keeps it open"
+        );
+        assert!(!activity.closing.load(Ordering::SeqCst));
+        assert!(activity.begin(), "and the next request is served");
+        assert!(!keeping.expired(&activity, late), "requests in flight");
+    }
+
+    #[tokio::test]
+    async fn a_refused_request_is_told_to_retry_on_a_new_connection() {
+        let response = closing_answer();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()[axum::http::header::CONNECTION], "close");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 10)
+            .await
+            .expect("a body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert!(body["error"].as_str().is_some_and(|e| e.contains("retry")));
     }
 
     #[tokio::test]

@@ -10,16 +10,21 @@
 # A commit's build: git worktree add /tmp/before COMMIT, then in it
 # `cargo build --release --example bench_target` (target/release/examples/bench_target).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
 : "${BEFORE:?the bench_target build to compare against}"
 : "${AFTER:?the bench_target build to measure}"
+# The caller's paths, read before the cd.
+BEFORE=$(realpath -- "$BEFORE") AFTER=$(realpath -- "$AFTER")
+cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-3}
+LOG=$(mktemp -t stagegate-compare.XXXXXX)
+trap 'rm -f "$LOG"' EXIT
 for round in $(seq "$ROUNDS"); do
     declare -A rps=()
     for side in axum BEFORE AFTER; do
         if [[ $side == axum ]]; then bin=$AFTER target=axum; else bin=${!side} target=stagegate; fi
-        line=$(BIN=$bin TARGETS=$target ROUNDS=1 DURATION=${DURATION:-10} benches/mock_ats/run.sh 2>&1 |
-            grep -E "^  $target round 1:") || { echo "compare.sh: the $side round did not run" >&2; exit 2; }
+        BIN=$bin TARGETS=$target ROUNDS=1 DURATION=${DURATION:-10} benches/mock_ats/run.sh >"$LOG" 2>&1 || true
+        line=$(grep -E "^  $target round 1:" "$LOG") ||
+            { cat "$LOG" >&2; echo "compare.sh: the $side round did not run (its output above)" >&2; exit 2; }
         echo "round $round, $side: ${line#*round 1: }"
         rps[$side]=$(awk '{ print $4 }' <<<"$line")
     done

@@ -29,8 +29,10 @@ TOKEN=${TOKEN:-bench_0123456789abcdef}
 ROUTE=/v1/candidates/CAND_canary_001
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$ROOT"
+# A BIN given is the caller's path, read before the cd below.
 BUILD=${BIN:+no}
+[[ -z ${BIN:-} ]] || BIN=$(realpath -- "$BIN")
+cd "$ROOT"
 BIN=${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/bench_target}
 WORK=$(mktemp -d -t stagegate-bench.XXXXXX)
 TARGET_PID=
@@ -55,7 +57,7 @@ if [[ -z $BUILD ]]; then
     echo "building: cargo build --release --example bench_target" >&2
     cargo build --release --example bench_target >&2
 fi
-[[ -x $BIN ]] || die "no binary at $BIN"
+[[ -f $BIN && -x $BIN ]] || die "no binary at $BIN"
 
 rss_mib() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 
