@@ -21,8 +21,8 @@
 //! held for ever, each a file descriptor.
 //!
 //! That last bound is each connection's [`Watchdog`], which looks at the requests
-//! begun and ended on it (ended: the answer's body written) a few times per limit,
-//! not hyper's `header_read_timeout`:
+//! begun and ended on it and the bytes of answers written to it a few times per
+//! limit, not hyper's `header_read_timeout`:
 //! hyper arms and disarms a timer for every request head, about 6 % of the mock
 //! ATS's CPU per request under load (see the README's benchmarks).
 
@@ -30,7 +30,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -215,7 +215,11 @@ async fn accept_loop(
         if crate::limits::REQUEST_HEADERS.as_usize() != HYPER_MAX_HEADERS {
             builder.max_headers(crate::limits::REQUEST_HEADERS.as_usize());
         }
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let socket = Socket {
+            io: TokioIo::new(stream),
+            activity: Arc::clone(&activity),
+        };
+        let connection = builder.serve_connection(socket, service);
         let watched = graceful.watch(connection);
         let fired = kill.clone();
         let (done, ended) = oneshot::channel::<()>();
@@ -233,24 +237,102 @@ async fn accept_loop(
     let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
 }
 
-/// The requests begun and ended on one connection, which its [`Watchdog`] reads, and
-/// whether the watchdog is closing it.
+/// What a connection's [`Watchdog`] reads: the requests begun and ended on it, the
+/// bytes of answers written to it, and whether the watchdog is closing it.
 #[derive(Debug, Default)]
 struct Activity {
+    /// Requests begun, shifted left by one; the low bit is set once the watchdog has
+    /// decided to close the connection. One word, so that a request beginning and the
+    /// watchdog closing cannot both go ahead: exactly one of them changes it first.
     begun: AtomicU64,
     ended: AtomicU64,
-    closing: AtomicBool,
+    written: AtomicU64,
 }
+
+/// The low bit of [`Activity::begun`]: the watchdog is closing the connection.
+const CLOSING: u64 = 1;
 
 impl Activity {
     /// Counts a request as begun; false if the watchdog is closing the connection, in
     /// which case the request must not be served (its connection is about to go).
     fn begin(&self) -> bool {
-        // SeqCst, with `Watchdog::close`'s: either the watchdog sees this request and
-        // keeps the connection, or this sees the watchdog closing it. Never a request
-        // served and then cut off.
-        self.begun.fetch_add(1, Ordering::SeqCst);
-        !self.closing.load(Ordering::SeqCst)
+        self.begun.fetch_add(2, Ordering::SeqCst) & CLOSING == 0
+    }
+
+    /// The requests begun so far.
+    fn begun(&self) -> u64 {
+        self.begun.load(Ordering::SeqCst) >> 1
+    }
+
+    /// Marks the connection closing, unless a request began since `begun` were counted
+    /// (or it is closing already); whether this closed it.
+    fn close(&self, begun: u64) -> bool {
+        let open = begun << 1;
+        self.begun
+            .compare_exchange(open, open | CLOSING, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+}
+
+/// A connection's socket, counting the bytes of answers written to it: a client
+/// still reading a long answer is not idle.
+struct Socket {
+    io: TokioIo<tokio::net::TcpStream>,
+    activity: Arc<Activity>,
+}
+
+impl Socket {
+    /// Counts what a write wrote.
+    fn wrote(&self, written: &Poll<std::io::Result<usize>>) {
+        if let Poll::Ready(Ok(bytes)) = written {
+            self.activity
+                .written
+                .fetch_add(*bytes as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+impl hyper::rt::Read for Socket {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for Socket {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let written = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.wrote(&written);
+        written
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.wrote(&written);
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        hyper::rt::Write::is_write_vectored(&self.io)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -280,9 +362,11 @@ impl tower::Service<axum::http::Request<Incoming>> for Counted {
     }
 }
 
-/// A request's answer on its way. The request ends when its answer's body has been
-/// written (or dropped): hyper drops this future once the head is ready, and a body
-/// can take longer than the idle limit to go out.
+/// A request's answer on its way. The request ends when its answer's body is done
+/// (hyper drops it once its last bytes are in its buffer, or on a dropped
+/// connection), not when this future is: hyper drops that once the head is ready,
+/// and a streamed body can take longer than the idle limit. What is still buffered
+/// then is the socket's writes ([`Socket`]).
 struct Counting {
     /// `None` for a request that came as the watchdog closed its connection.
     inner: Option<RouteFuture<Infallible>>,
@@ -364,17 +448,19 @@ impl Drop for Ended {
     }
 }
 
-/// Decides when a connection has been idle too long: no request in flight and none
-/// begun for at least the limit (from its start, or from the end of its last request).
+/// Decides when a connection has been idle too long: no request in flight, none begun
+/// and no byte of an answer written for at least the limit (from its start, or from
+/// the end of its last answer).
 ///
 /// It looks every [`Watchdog::period`], so an idle connection is closed between the
 /// limit and 1.25 times it after it went quiet.
 #[derive(Debug)]
 struct Watchdog {
     limit: Duration,
-    /// Requests begun when last looked.
-    seen: u64,
-    /// Since when, at the latest, no request has been in flight or begun.
+    /// Requests begun and bytes written when last looked.
+    seen: (u64, u64),
+    /// Since when, at the latest, no request has been in flight or begun, and no
+    /// answer's byte written.
     quiet_since: Instant,
 }
 
@@ -382,7 +468,7 @@ impl Watchdog {
     fn new(limit: Duration, now: Instant) -> Self {
         Watchdog {
             limit,
-            seen: 0,
+            seen: (0, 0),
             quiet_since: now,
         }
     }
@@ -392,31 +478,22 @@ impl Watchdog {
         (limit / 8).max(Duration::from_millis(1))
     }
 
-    /// Whether the connection should be closed, looked at `now`.
+    /// Whether the connection should be closed, looked at `now`; once this says so,
+    /// no request begun after it is served ([`Activity::begin`]).
     fn expired(&mut self, activity: &Activity, now: Instant) -> bool {
         // Counts caught mid-change differ, which reads as activity, never as quiet.
-        let ended = activity.ended.load(Ordering::Relaxed);
-        let begun = activity.begun.load(Ordering::Relaxed);
-        if begun != self.seen || begun != ended {
-            self.seen = begun;
+        let ended = activity.ended.load(Ordering::SeqCst);
+        let begun = activity.begun();
+        let written = activity.written.load(Ordering::Relaxed);
+        if (begun, written) != self.seen || begun != ended {
+            self.seen = (begun, written);
             self.quiet_since = now;
             return false;
         }
         // A request may have ended just after the look that saw it in flight, up to a
         // period before this quiet spell is first seen: a period more makes up for it.
         now.duration_since(self.quiet_since) >= self.limit + Self::period(self.limit)
-            && Self::close(activity, begun)
-    }
-
-    /// Marks the connection closing unless a request began since `begun` was read (see
-    /// [`Activity::begin`]); whether it is closing.
-    fn close(activity: &Activity, begun: u64) -> bool {
-        activity.closing.store(true, Ordering::SeqCst);
-        if activity.begun.load(Ordering::SeqCst) == begun {
-            return true;
-        }
-        activity.closing.store(false, Ordering::SeqCst);
-        false
+            && activity.close(begun)
     }
 }
 
@@ -561,7 +638,7 @@ mod tests {
     fn a_request_in_flight_keeps_its_connection_open_however_long_it_takes() {
         let limit = Duration::from_secs(8);
         let (mut watchdog, activity, start) = watchdog(limit);
-        activity.begun.store(1, Ordering::Relaxed);
+        assert!(activity.begin());
         assert_eq!(
             closed_at(&mut watchdog, &activity, start, 1000, |_, _| {}),
             None
@@ -578,7 +655,7 @@ mod tests {
             let (mut watchdog, activity, start) = watchdog(limit);
             let at = closed_at(&mut watchdog, &activity, start, 1000, |look, activity| {
                 if look == b + 1 {
-                    activity.begun.fetch_add(1, Ordering::Relaxed);
+                    assert!(activity.begin());
                 }
                 if look == e + 1 {
                     activity.ended.fetch_add(1, Ordering::Relaxed);
@@ -595,22 +672,36 @@ mod tests {
         // Requests one after another, each between two looks, keep it open.
         let (mut watchdog, activity, start) = watchdog(limit);
         let busy = closed_at(&mut watchdog, &activity, start, 200, |_, activity| {
-            activity.begun.fetch_add(1, Ordering::Relaxed);
+            assert!(activity.begin());
             activity.ended.fetch_add(1, Ordering::Relaxed);
         });
         assert_eq!(busy, None);
     }
 
     #[tokio::test]
-    async fn a_slow_answer_is_not_cut_off_by_the_idle_limit() {
+    async fn slow_answers_are_not_cut_off_by_the_idle_limit() {
         let header_read = Duration::from_millis(200);
-        let router = Router::new().route(
-            "/slow",
-            axum::routing::get(move || async move {
-                tokio::time::sleep(header_read * 4).await;
-                "late"
-            }),
-        );
+        let slow = move || async move {
+            tokio::time::sleep(header_read * 4).await;
+            "late"
+        };
+        // The head goes out at once; the body's second half after 4 limits.
+        let slow_body = move || async move {
+            let halves = futures_util::stream::unfold(0u8, move |half| async move {
+                match half {
+                    0 => Some((Ok::<_, std::io::Error>(Bytes::from_static(b"first-")), 1)),
+                    1 => {
+                        tokio::time::sleep(header_read * 4).await;
+                        Some((Ok(Bytes::from_static(b"second")), 2))
+                    }
+                    _ => None,
+                }
+            });
+            axum::body::Body::from_stream(halves)
+        };
+        let router = Router::new()
+            .route("/slow", axum::routing::get(slow))
+            .route("/slow-body", axum::routing::get(slow_body));
         let running = RunningServer::start_with(
             router,
             SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -621,38 +712,26 @@ mod tests {
         )
         .await
         .expect("binds");
-        let mut stream = TcpStream::connect(running.addr()).await.expect("connects");
-        stream
-            .write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .expect("sent");
-        // Answered, then closed once idle for the limit.
-        let out = until_closed(&mut stream).await;
-        assert!(out.starts_with(b"HTTP/1.1 200"), "{out:?}");
-        assert!(out.ends_with(b"late"), "{out:?}");
+        // (path, how the whole answer ends: the body, or a chunked body's last chunk)
+        for (path, end) in [("/slow", "late"), ("/slow-body", "second\r\n0\r\n\r\n")] {
+            let mut stream = TcpStream::connect(running.addr()).await.expect("connects");
+            let head = format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
+            stream.write_all(head.as_bytes()).await.expect("sent");
+            // Answered whole, then closed once idle for the limit.
+            let out = String::from_utf8_lossy(&until_closed(&mut stream).await).into_owned();
+            assert!(out.starts_with("HTTP/1.1 200"), "{path}: {out}");
+            assert!(out.ends_with(end), "{path}: {out}");
+        }
         running.shutdown().await;
     }
 
     #[tokio::test]
-    async fn a_slow_body_is_not_cut_off_by_the_idle_limit() {
+    async fn a_client_reading_a_long_answer_slowly_gets_all_of_it() {
+        use tokio::io::AsyncWriteExt as _;
+        const SIZE: usize = 32 << 20;
         let header_read = Duration::from_millis(200);
-        let router = Router::new().route(
-            "/slow-body",
-            axum::routing::get(move || async move {
-                // The head goes out at once; the body's second half after 4 limits.
-                let halves = futures_util::stream::unfold(0u8, move |half| async move {
-                    match half {
-                        0 => Some((Ok::<_, std::io::Error>(Bytes::from_static(b"first-")), 1)),
-                        1 => {
-                            tokio::time::sleep(header_read * 4).await;
-                            Some((Ok(Bytes::from_static(b"second")), 2))
-                        }
-                        _ => None,
-                    }
-                });
-                axum::body::Body::from_stream(halves)
-            }),
-        );
+        let router =
+            Router::new().route("/long", axum::routing::get(|| async { vec![b'x'; SIZE] }));
         let running = RunningServer::start_with(
             router,
             SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -665,14 +744,28 @@ mod tests {
         .expect("binds");
         let mut stream = TcpStream::connect(running.addr()).await.expect("connects");
         stream
-            .write_all(b"GET /slow-body HTTP/1.1\r\nhost: x\r\n\r\n")
+            .write_all(b"GET /long HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
             .await
             .expect("sent");
-        let out = String::from_utf8_lossy(&until_closed(&mut stream).await).into_owned();
-        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-        assert!(out.contains("first-") && out.contains("second"), "{out}");
-        // The last chunk: the body was whole before the idle connection was closed.
-        assert!(out.ends_with("0\r\n\r\n"), "{out}");
+        // 2 MiB, then a pause shorter than the limit: longer than the limit in all, and
+        // more than the sockets' buffers hold, so the server writes as the client reads.
+        let (mut read, mut since_pause, mut chunk) = (0, 0, vec![0u8; 1 << 16]);
+        loop {
+            let n = tokio::time::timeout(BOUND, stream.read(&mut chunk))
+                .await
+                .expect("read in time")
+                .expect("read");
+            if n == 0 {
+                break;
+            }
+            read += n;
+            since_pause += n;
+            if since_pause >= 2 << 20 {
+                since_pause = 0;
+                tokio::time::sleep(header_read * 3 / 4).await;
+            }
+        }
+        assert!(read > SIZE, "{read} bytes, the answer is {SIZE} and a head");
         running.shutdown().await;
     }
 
@@ -688,12 +781,19 @@ mod tests {
         let (mut keeping, activity, _) = watchdog(limit);
         assert!(activity.begin());
         assert!(
-            !Watchdog::close(&activity, 0),
+            !activity.close(0),
             "a request begun since the look keeps it open"
         );
-        assert!(!activity.closing.load(Ordering::SeqCst));
         assert!(activity.begin(), "and the next request is served");
         assert!(!keeping.expired(&activity, late), "requests in flight");
+        // Answers still being written keep a connection open; a stalled one does not.
+        let (mut writing, activity, start) = watchdog(limit);
+        let period = Watchdog::period(limit);
+        for look in 1..100 {
+            activity.written.fetch_add(1, Ordering::Relaxed);
+            assert!(!writing.expired(&activity, start + period * look));
+        }
+        assert!(writing.expired(&activity, start + period * 100 + limit * 2));
     }
 
     #[tokio::test]

@@ -253,13 +253,26 @@ fn interrupt(
     }
 }
 
+/// Waits (bounded) for process `pid`, `what` the harness started, to end after the
+/// harness was interrupted.
+fn assert_ends(pid: i32, what: &str) {
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ended(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "{what} (pid {pid}) outlived the interrupted harness"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A Ctrl-C or SIGTERM to the harness mid-run stops the integration it started, whose
 /// process group a terminal's Ctrl-C does not reach, and exits 130 without a verdict.
 /// The relay is the command's grandchild, as behind a wrapper script: only a signal to
 /// the whole group reaches it.
 #[test]
 fn an_interrupted_run_stops_the_integration_it_started() {
-    use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().expect("temp dir");
     let pid_file = dir.path().join("relay.pid");
     let relay = crate::util::relay_command("");
@@ -273,15 +286,7 @@ fn an_interrupted_run_stops_the_integration_it_started() {
     );
     assert_eq!(run.code, Some(130), "{}", run.stderr);
     assert!(run.stderr.contains("interrupted"), "{}", run.stderr);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ended(run.integration.0) {
-        assert!(
-            Instant::now() < deadline,
-            "the relay (pid {}) outlived the interrupted harness",
-            run.integration.0
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert_ends(run.integration.0, "the relay");
 }
 
 /// An interrupted run's observation log holds every record appended before the
@@ -326,7 +331,6 @@ fn an_interrupted_run_writes_out_its_observation_log() {
 /// the run as an interrupted run ends, with the waves before it kept.
 #[test]
 fn an_interrupted_wave_stops_its_integration_and_keeps_the_waves_before_it() {
-    use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("out");
     let data = dir.path().join("dataset.yaml");
@@ -369,15 +373,7 @@ fn an_interrupted_wave_stops_its_integration_and_keeps_the_waves_before_it() {
     assert!(out.join("wave-1/report.json").is_file(), "wave 1 is kept");
     assert!(!out.join("wave-3").exists(), "no wave after it ran");
     assert!(!out.join("report.json").exists(), "no merged report");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ended(run.integration.0) {
-        assert!(
-            Instant::now() < deadline,
-            "wave 2's integration (pid {}) outlived the interrupted harness",
-            run.integration.0
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert_ends(run.integration.0, "wave 2's integration");
 }
 
 /// A loopback address that was free a moment ago.

@@ -413,6 +413,15 @@ fn a_shard_in_waves_merges_with_the_other_shards_into_the_whole_verdict() {
     assert_eq!(planned(&merged), planned(&unsharded));
 }
 
+/// A temporary folder with a dataset of 25 candidates in it, and where a run's `out`
+/// goes.
+fn twenty_five() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dataset(dir.path(), 25);
+    let out = dir.path().join("out");
+    (dir, data, out)
+}
+
 /// `run` over `data` in waves of 10 into `out`, `clean` alone, against `sut_cmd`:
 /// however it ends.
 fn waves_of_ten(out: &Path, data: &Path, sut_cmd: &str) -> crate::util::Output {
@@ -441,9 +450,7 @@ fn waves_of_ten(out: &Path, data: &Path, sut_cmd: &str) -> crate::util::Output {
 
 #[test]
 fn a_wave_whose_integration_does_not_start_ends_the_run_without_a_verdict() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dataset(dir.path(), 25);
-    let out = dir.path().join("out");
+    let (dir, data, out) = twenty_five();
     // The relay starts once; the second wave's start finds the mark and refuses.
     let mark = dir.path().join("started-once");
     let sut_cmd = format!(
@@ -472,9 +479,7 @@ fn a_wave_whose_integration_does_not_start_ends_the_run_without_a_verdict() {
 
 #[test]
 fn a_wave_report_that_cannot_be_written_fails_the_run_as_its_own_reports_would() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dataset(dir.path(), 25);
-    let out = dir.path().join("out");
+    let (_dir, data, out) = twenty_five();
     // A folder where wave 2's report goes.
     std::fs::create_dir_all(out.join("wave-2/report.json")).expect("folder");
     let run = waves_of_ten(&out, &data, &crate::util::relay_command(""));
@@ -493,9 +498,7 @@ fn a_wave_report_that_cannot_be_written_fails_the_run_as_its_own_reports_would()
 
 #[test]
 fn a_run_that_cannot_go_in_waves_says_why_and_runs_in_one() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dataset(dir.path(), 25);
-    let out = dir.path().join("out");
+    let (dir, data, out) = twenty_five();
     let html = dir.path().join("report.html");
     let more = vec![
         "--dataset".to_owned(),
