@@ -603,6 +603,17 @@ mod tests {
         running.shutdown().await;
     }
 
+    /// `router` served with an idle limit of `header_read` and 8 connections.
+    async fn short_limits(router: Router, header_read: Duration) -> RunningServer {
+        let limits = ServerLimits {
+            connections: 8,
+            header_read,
+        };
+        RunningServer::start_with(router, SocketAddr::from(([127, 0, 0, 1], 0)), limits)
+            .await
+            .expect("binds")
+    }
+
     /// A watchdog over `limit` and its activity, looked at from `start` on.
     fn watchdog(limit: Duration) -> (Watchdog, Activity, Instant) {
         let start = Instant::now();
@@ -702,16 +713,7 @@ mod tests {
         let router = Router::new()
             .route("/slow", axum::routing::get(slow))
             .route("/slow-body", axum::routing::get(slow_body));
-        let running = RunningServer::start_with(
-            router,
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            ServerLimits {
-                connections: 8,
-                header_read,
-            },
-        )
-        .await
-        .expect("binds");
+        let running = short_limits(router, header_read).await;
         // (path, how the whole answer ends: the body, or a chunked body's last chunk)
         for (path, end) in [("/slow", "late"), ("/slow-body", "second\r\n0\r\n\r\n")] {
             let mut stream = TcpStream::connect(running.addr()).await.expect("connects");
@@ -732,16 +734,7 @@ mod tests {
         let header_read = Duration::from_millis(200);
         let router =
             Router::new().route("/long", axum::routing::get(|| async { vec![b'x'; SIZE] }));
-        let running = RunningServer::start_with(
-            router,
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            ServerLimits {
-                connections: 8,
-                header_read,
-            },
-        )
-        .await
-        .expect("binds");
+        let running = short_limits(router, header_read).await;
         let mut stream = TcpStream::connect(running.addr()).await.expect("connects");
         stream
             .write_all(b"GET /long HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
