@@ -22,9 +22,9 @@
 //!
 //! That last bound is each connection's [`Watchdog`], which looks at the requests
 //! begun and ended on it and the bytes of answers written to it a few times per
-//! limit, not hyper's `header_read_timeout`:
-//! hyper arms and disarms a timer for every request head, about 6 % of the mock
-//! ATS's CPU per request under load (see the README's benchmarks).
+//! limit. It replaces hyper's `header_read_timeout`, which arms and disarms a timer
+//! for every request head: about 6 % of the mock ATS's CPU per request under load
+//! (see the README's benchmarks).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -365,8 +365,8 @@ impl tower::Service<axum::http::Request<Incoming>> for Counted {
 /// A request's answer on its way. The request ends when its answer's body is done
 /// (hyper drops it once its last bytes are in its buffer, or on a dropped
 /// connection), not when this future is: hyper drops that once the head is ready,
-/// and a streamed body can take longer than the idle limit. What is still buffered
-/// then is the socket's writes ([`Socket`]).
+/// and a streamed body can take longer than the idle limit. The bytes hyper still
+/// holds then count as they go out ([`Socket`]).
 struct Counting {
     /// `None` for a request that came as the watchdog closed its connection.
     inner: Option<RouteFuture<Infallible>>,
@@ -393,9 +393,9 @@ impl Future for Counting {
     }
 }
 
-/// The answer to a request that came as the watchdog closed its connection, had the
-/// watchdog seen it too late to keep the connection: nothing was served, so a client
-/// may retry it on a new connection.
+/// The answer to a request that began after the watchdog decided to close its
+/// connection: nothing was done, so a client may send it again on a new connection.
+/// (The abort may also close the connection before this is written.)
 fn closing_answer() -> Response {
     let mut response = Response::new(axum::body::Body::from(
         r#"{"error":"the connection was idle for the header read and idle timeout and is closing: nothing was done, retry on a new connection"}"#,

@@ -813,9 +813,9 @@ where
     logged(log, Actor::Ats, request, |request| {
         faults::faulted(&state.faults, log, Actor::Ats, request, |request| {
             authorized(&state.token, request, |mut request| async move {
-                // The routes answer a HEAD as the GET, and hyper sends no body for it;
-                // asked here, the answer is the GET's with its length (`Router::layer`
-                // used to wrap errors before the body was taken away, as this does).
+                // Asked as a GET, a HEAD gets the GET's answer, its errors wrapped as
+                // JSON and its length; hyper sends no body for a HEAD. The routes would
+                // take the body away before `as_json_error` could wrap it.
                 if request.method() == axum::http::Method::HEAD {
                     *request.method_mut() = axum::http::Method::GET;
                 }

@@ -177,16 +177,17 @@ pub(super) fn read(
 /// candidates it finds.
 pub(super) fn declared_count(reader: impl BufRead) -> Option<u64> {
     let (mut reader, _) = Reader::new(reader);
-    for expected in ["stream", "document", "mapping"] {
-        let (event, _) = reader.next().ok()?;
-        let ok = match expected {
-            "stream" => event == Event::StreamStart,
-            "document" => event == Event::DocumentStart,
-            _ => matches!(event, Event::MappingStart(..)),
-        };
-        if !ok {
-            return None;
-        }
+    let mut next = || reader.next().ok().map(|(event, _)| event);
+    let begins = (next()?, next()?, next()?);
+    if !matches!(
+        begins,
+        (
+            Event::StreamStart,
+            Event::DocumentStart,
+            Event::MappingStart(..)
+        )
+    ) {
+        return None;
     }
     loop {
         let (Event::Scalar(key, ..), _) = reader.next().ok()? else {
